@@ -1,0 +1,2 @@
+//! shardmq: a thread-per-core MQTT broker (see README.md and ../shared/DESIGN.md).
+pub mod codec;
