@@ -243,7 +243,11 @@ pub struct PubResponse {
 
 impl PubResponse {
     pub fn new(packet_id: u16) -> PubResponse {
-        PubResponse { packet_id, reason: ReasonCode::Success, properties: Properties::default() }
+        PubResponse {
+            packet_id,
+            reason: ReasonCode::Success,
+            properties: Properties::default(),
+        }
     }
 }
 
