@@ -60,7 +60,7 @@ pub fn load_config(args: &Args) -> Result<Config, ConfigError> {
     if args.verbose {
         config.apply_verbose();
     }
-    config.daemon = args.daemon;
+    config.daemon |= args.daemon;
     Ok(config)
 }
 

@@ -1,1 +1,137 @@
-fn main() {}
+//! `shardmq [-c FILE] [-p PORT] [-v] [-d]`: the broker binary, with Mosquitto's command line.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use shardmq::cli::{self, Args, CONFIG_OK_MESSAGE};
+use shardmq::config::DEFAULT_CONFIG_TEXT;
+use shardmq::logging::{self, log_type};
+use shardmq::server;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{DEFAULT_CONFIG_TEXT}");
+        return ExitCode::SUCCESS;
+    }
+    if args.test_config {
+        return match cli::check_config(&args) {
+            Ok(_) => {
+                println!("{CONFIG_OK_MESSAGE}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match cli::load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if config.daemon {
+        if let Err(e) = daemonise() {
+            eprintln!("Error: cannot run in the background: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // Signals are taken synchronously by this thread (sigwait below); block them before any other
+    // thread exists so every shard thread inherits the mask.
+    let signals = signal_set(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP]);
+    // SAFETY: a valid, initialised sigset; blocking signals for the calling thread.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
+
+    let log = match logging::init(&config) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(target: log_type::NOTICE, "shardmq version {VERSION} starting");
+    match &config.config_file {
+        Some(path) => {
+            tracing::info!(target: log_type::NOTICE, "Config loaded from {}.", path.display())
+        }
+        None => tracing::info!(target: log_type::NOTICE, "Using default config."),
+    }
+    logging::log_config_notices(&config);
+    let broker = match server::start(config) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(target: log_type::ERROR, "Error: {e}");
+            log.flush();
+            return ExitCode::FAILURE;
+        }
+    };
+    for addr in broker.local_addrs() {
+        let family = if addr.is_ipv6() { "ipv6" } else { "ipv4" };
+        tracing::info!(target: log_type::NOTICE, "Opening {family} listen socket on port {} ({}).", addr.port(), addr.ip());
+    }
+    tracing::info!(target: log_type::NOTICE, "shardmq version {VERSION} running");
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: waits for one of the blocked signals in `signals`.
+        if unsafe { libc::sigwait(&signals, &mut sig) } != 0 {
+            continue;
+        }
+        if sig == libc::SIGHUP {
+            // As Mosquitto does on SIGHUP for its log files (config reload is not supported yet).
+            log.reopen_files();
+            continue;
+        }
+        break;
+    }
+    tracing::info!(target: log_type::NOTICE, "shardmq version {VERSION} terminating");
+    broker.shutdown();
+    log.flush();
+    ExitCode::SUCCESS
+}
+
+fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset uses it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Detach from the terminal like `mosquitto -d`: fork, new session, stdio to /dev/null. Called before
+/// any thread is started.
+fn daemonise() -> std::io::Result<()> {
+    // SAFETY: single-threaded at this point; the parent exits immediately after a successful fork.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(std::io::Error::last_os_error()),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        if libc::setsid() < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Cross-shard mailboxes and the [`Mail`] they carry.
+//!
+//! Concurrency model: one bounded crossbeam FIFO per ordered (from, to) shard pair, so messages from one
+//! shard reach another in the order they were sent (DESIGN.md invariant 4) and senders never contend with
+//! each other. Each shard owns the sending ends of its row ([`Outboxes`]) and the receiving ends of its
+//! column ([`Inbox`]); neither is shared. A parked shard is woken through a [`MailWaker`]: the receiver
+//! registers its task waker and marks itself parked, then re-checks its queues before sleeping; a sender
+//! wakes it only when it saw the parked mark, so a busy shard costs senders no syscalls (GLOMMIO.md).
+//! A control channel per shard carries commands from outside the shard threads (shutdown).
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+use bytes::BytesMut;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::codec::{Connect, Utf8Bytes};
+use crate::message::Message;
+use crate::stats::ShardStats;
+
+/// Index of a shard, 0..N. Assigned by the server, not glommio's executor id (which has gaps).
+pub type ShardId = u16;
+
+/// Capacity of each (from, to) mailbox. Beyond it a sender keeps mail in its own overflow queue and pauses
+/// the reading of its publishers until the receiver drains (see `shard`), so a slow shard back-pressures
+/// publishers instead of growing without bound.
+pub const MAILBOX_CAPACITY: usize = 16 * 1024;
+
+/// A message from one shard to another.
+pub enum Mail {
+    /// A publish that matched the receiving shard's interest: match the local trie and queue to sessions.
+    /// One per (message, interested shard), never one per subscriber (DESIGN.md invariant 2).
+    Publish(Arc<Message>),
+    /// Store (or clear, when the payload is empty) a retained message. Every shard keeps the whole
+    /// retained set (the messages themselves are shared `Arc`s; only index nodes are per shard), so a
+    /// SUBSCRIBE is answered from the subscriber's own shard without a round trip.
+    Retain(Arc<Message>),
+    /// A connection whose CONNECT named a client id whose home is the receiving shard.
+    Handoff(Box<Handoff>),
+    /// Shard `from` now has at least one subscription matching `filter`: record it in the interest map,
+    /// then answer with `InterestAck` so the subscriber's SUBACK can go out (DESIGN.md invariant 5).
+    InterestAdd { from: ShardId, filter: Utf8Bytes },
+    /// Shard `from` has no subscription on `filter` any more.
+    InterestRemove { from: ShardId, filter: Utf8Bytes },
+    /// Answer to `InterestAdd`: the sender will route matching publishes to the shard that asked.
+    InterestAck { filter: Utf8Bytes },
+    /// Ask for this shard's counters (from the `$SYS` shard).
+    StatsQuery { reply_to: ShardId },
+    /// Answer to `StatsQuery`.
+    StatsReply(ShardStats),
+}
+
+/// Everything a home shard needs to take over a connection accepted by another shard.
+pub struct Handoff {
+    /// The socket, duplicated before the accepting shard dropped its glommio stream.
+    pub fd: OwnedFd,
+    /// The decoded CONNECT, with the client id already assigned if it was empty.
+    pub connect: Box<Connect>,
+    /// Whether the client id was assigned by the broker (the v5 CONNACK then names it).
+    pub assigned_id: bool,
+    /// Bytes read after the CONNECT (a client may pipeline packets behind it).
+    pub leftover: BytesMut,
+    /// The client's address, for logs.
+    pub peer: std::net::SocketAddr,
+    /// Index of the listener (config order) that accepted it.
+    pub listener: usize,
+}
+
+/// Commands from outside the shard threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Close listeners and connections, then let the executor finish.
+    Shutdown,
+}
+
+/// Wakes a shard's mail task from any thread.
+#[derive(Default)]
+pub struct MailWaker {
+    /// The mail task's waker, registered before it parks.
+    waker: AtomicWaker,
+    /// Set by the receiver when it is about to park; cleared by the first sender that wakes it.
+    parked: AtomicBool,
+}
+
+impl MailWaker {
+    /// Called by a sender after it queued mail.
+    pub fn notify(&self) {
+        if self.parked.swap(false, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+    /// Called by the receiver before it re-checks its queues and returns Pending.
+    pub fn prepare_park(&self, cx: &Context<'_>) {
+        self.waker.register(cx.waker());
+        self.parked.store(true, Ordering::Release);
+    }
+    /// Called by the receiver when it found work after `prepare_park`.
+    pub fn unpark(&self) {
+        self.parked.store(false, Ordering::Release);
+    }
+}
+
+/// The full set of channels, built once by the server and split into per-shard ends.
+pub struct MailboxMatrix {
+    pub outboxes: Vec<Outboxes>,
+    pub inboxes: Vec<Inbox>,
+    pub control: Vec<ControlSender>,
+}
+
+/// Sends control commands to one shard from any thread.
+#[derive(Clone)]
+pub struct ControlSender {
+    tx: Sender<Control>,
+    waker: Arc<MailWaker>,
+}
+
+impl ControlSender {
+    pub fn send(&self, c: Control) {
+        // Unbounded: control messages are rare.
+        let _ = self.tx.send(c);
+        self.waker.notify();
+    }
+}
+
+impl MailboxMatrix {
+    pub fn new(shards: usize) -> MailboxMatrix {
+        let wakers: Vec<Arc<MailWaker>> = (0..shards)
+            .map(|_| Arc::new(MailWaker::default()))
+            .collect();
+        // senders[from][to], receivers[to][from]
+        let mut senders: Vec<Vec<Sender<Mail>>> =
+            (0..shards).map(|_| Vec::with_capacity(shards)).collect();
+        let mut receivers: Vec<Vec<Receiver<Mail>>> =
+            (0..shards).map(|_| Vec::with_capacity(shards)).collect();
+        for from_row in senders.iter_mut() {
+            for to_col in receivers.iter_mut() {
+                let (tx, rx) = crossbeam_channel::bounded(MAILBOX_CAPACITY);
+                from_row.push(tx);
+                to_col.push(rx);
+            }
+        }
+        let mut control = Vec::with_capacity(shards);
+        let mut control_rx = Vec::with_capacity(shards);
+        for waker in &wakers {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            control.push(ControlSender {
+                tx,
+                waker: waker.clone(),
+            });
+            control_rx.push(rx);
+        }
+        let outboxes = senders
+            .into_iter()
+            .enumerate()
+            .map(|(from, to)| Outboxes {
+                from: from as ShardId,
+                to,
+                wakers: wakers.clone(),
+            })
+            .collect();
+        let inboxes = receivers
+            .into_iter()
+            .zip(control_rx)
+            .enumerate()
+            .map(|(me, (from, control))| Inbox {
+                from,
+                control,
+                waker: wakers[me].clone(),
+            })
+            .collect();
+        MailboxMatrix {
+            outboxes,
+            inboxes,
+            control,
+        }
+    }
+}
+
+/// The sending ends of one shard's row: one FIFO to every shard (including itself, unused: local work
+/// never goes through a mailbox).
+pub struct Outboxes {
+    from: ShardId,
+    to: Vec<Sender<Mail>>,
+    wakers: Vec<Arc<MailWaker>>,
+}
+
+impl Outboxes {
+    pub fn shard_count(&self) -> usize {
+        self.to.len()
+    }
+    /// Queue mail for `to`. On a full mailbox the mail comes back so the caller can keep it in order.
+    pub fn try_send(&self, to: ShardId, mail: Mail) -> Result<(), Mail> {
+        debug_assert_ne!(to, self.from, "local work never goes through a mailbox");
+        match self.to[to as usize].try_send(mail) {
+            Ok(()) => {
+                self.wakers[to as usize].notify();
+                Ok(())
+            }
+            Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => Err(m),
+        }
+    }
+}
+
+/// The receiving ends of one shard's column.
+pub struct Inbox {
+    from: Vec<Receiver<Mail>>,
+    control: Receiver<Control>,
+    waker: Arc<MailWaker>,
+}
+
+/// Mail taken per source per poll, so one busy sender cannot starve the others or the shard's sockets.
+const DRAIN_BATCH: usize = 256;
+
+impl Inbox {
+    fn drain(&self, out: &mut Vec<Mail>) {
+        for rx in &self.from {
+            for _ in 0..DRAIN_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => out.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Wait for mail or a control command. Parks on the [`MailWaker`] with no spinning.
+    pub fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Vec<Mail>) -> Poll<Option<Control>> {
+        if let Ok(c) = self.control.try_recv() {
+            return Poll::Ready(Some(c));
+        }
+        self.drain(batch);
+        if !batch.is_empty() {
+            return Poll::Ready(None);
+        }
+        self.waker.prepare_park(cx);
+        // Re-check after marking parked: a sender that queued before the mark did not wake us.
+        if let Ok(c) = self.control.try_recv() {
+            self.waker.unpark();
+            return Poll::Ready(Some(c));
+        }
+        self.drain(batch);
+        if !batch.is_empty() {
+            self.waker.unpark();
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,242 @@
+//! Starting and stopping the broker: resolve the configuration into [`Settings`], open one SO_REUSEPORT
+//! listening socket per (listener, shard), build the mailbox matrix and start one glommio executor thread
+//! per shard. [`BrokerHandle`] reports the bound addresses and shuts everything down.
+//!
+//! Sockets are created here, on the calling thread, so that bind errors (port in use, bad address) are
+//! reported by [`start`] before any shard starts, and so that "port 0" is resolved once: the first shard's
+//! socket picks the port and the others bind the same one (GLOMMIO.md: binding 0 per shard gives every
+//! shard a different port).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::{Config, ConfigError, MQTT_MAX_PACKET_SIZE};
+use crate::router::{Control, ControlSender, MailboxMatrix, ShardId};
+use crate::session::Limits;
+use crate::settings::{ListenerSettings, Settings};
+use crate::shard::{self, ConnectionCounts, ShardStart};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot resolve listener address {address:?}: {source}")]
+    Resolve {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start shard {shard}: {source}")]
+    Executor {
+        shard: usize,
+        source: glommio::GlommioError<()>,
+    },
+}
+
+/// Turn a configuration into the settings the shards run with.
+pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
+    let placement = config.shard_placement()?;
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    for l in &config.listeners {
+        let addr = match &l.bind_address {
+            Some(host) => (host.as_str(), l.port)
+                .to_socket_addrs()
+                .and_then(|mut a| {
+                    a.next().ok_or_else(|| {
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+                    })
+                })
+                .map_err(|source| ServerError::Resolve {
+                    address: host.clone(),
+                    source,
+                })?,
+            None => SocketAddr::from(([0, 0, 0, 0], l.port)),
+        };
+        listeners.push(ListenerSettings {
+            addr,
+            max_connections: l.max_connections.map(|m| m as usize),
+        });
+    }
+    let unlimited = |v: u64| if v == 0 { usize::MAX } else { v as usize };
+    let max_packet_size =
+        if config.max_packet_size == 0 || config.max_packet_size >= MQTT_MAX_PACKET_SIZE {
+            // The largest packet MQTT can frame: 268,435,455 bytes of body plus a 5-byte fixed header.
+            MQTT_MAX_PACKET_SIZE as usize + 5
+        } else {
+            config.max_packet_size as usize
+        };
+    Ok(Settings {
+        shards: placement.shards,
+        cpus: placement.cpus,
+        listeners,
+        listen_backlog: config.listen_backlog.min(i32::MAX as u32) as i32,
+        allow_anonymous: config.allow_anonymous,
+        max_packet_size,
+        max_keepalive_s: config.max_keepalive_s,
+        retain_available: config.retain_available,
+        tcp_nodelay: config.set_tcp_nodelay,
+        sys_interval: (config.sys_interval_s > 0)
+            .then(|| Duration::from_secs(u64::from(config.sys_interval_s))),
+        connection_messages: config.connection_messages,
+        limits: Limits {
+            max_inflight: unlimited(u64::from(config.max_inflight_messages)),
+            max_queued_messages: unlimited(u64::from(config.max_queued_messages)),
+            max_queued_bytes: unlimited(config.max_queued_bytes),
+            queue_qos0: config.queue_qos0_messages,
+            ..Limits::default()
+        },
+        connect_timeout: Duration::from_secs(10),
+    })
+}
+
+/// A running broker. Dropping it shuts the broker down.
+pub struct BrokerHandle {
+    addrs: Vec<SocketAddr>,
+    control: Vec<ControlSender>,
+    threads: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl BrokerHandle {
+    /// The address of each listener, in config order, with the real port when the config said 0.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
+    }
+
+    /// Close the listeners and every connection (v5 clients get DISCONNECT 0x8B), then join the shards.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for c in &self.control {
+            c.send(Control::Shutdown);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for BrokerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start the broker described by `config`. Returns once every shard's listeners are bound.
+pub fn start(config: Config) -> Result<BrokerHandle, ServerError> {
+    let settings = Arc::new(settings_from_config(&config)?);
+    start_with(settings)
+}
+
+/// Start the broker with resolved settings.
+pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
+    raise_memlock_limit();
+    let shards = settings.shards;
+    // sockets[shard][listener]
+    let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut addrs = Vec::with_capacity(settings.listeners.len());
+    for l in &settings.listeners {
+        let mut addr = l.addr;
+        for per_shard in sockets.iter_mut() {
+            let socket = listen_socket(addr, settings.listen_backlog)
+                .map_err(|source| ServerError::Listen { addr, source })?;
+            if addr.port() == 0 {
+                // The first shard's socket chose the port; the others share it through SO_REUSEPORT.
+                if let Some(bound) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
+                    addr = bound;
+                }
+            }
+            per_shard.push(OwnedFd::from(socket));
+        }
+        addrs.push(addr);
+    }
+    let matrix = MailboxMatrix::new(shards);
+    let control = matrix.control.clone();
+    let counts = Arc::new(ConnectionCounts::new(settings.listeners.len()));
+    let started = Instant::now();
+    let mut threads = Vec::with_capacity(shards);
+    let ends = matrix.outboxes.into_iter().zip(matrix.inboxes).zip(sockets);
+    for (i, ((outboxes, inbox), listeners)) in ends.enumerate() {
+        let placement = match settings.cpus.get(i).copied().flatten() {
+            Some(cpu) => Placement::Fixed(cpu),
+            None => Placement::Unbound,
+        };
+        let start = ShardStart {
+            id: i as ShardId,
+            settings: settings.clone(),
+            listeners,
+            outboxes,
+            inbox,
+            counts: counts.clone(),
+            started,
+        };
+        let spawned = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{i}"))
+            // No file DMA here: a small io_uring buffer keeps executor start fast and memlock low
+            // (GLOMMIO.md).
+            .io_memory(64 << 10)
+            .spawn(move || shard::run(start));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(source) => {
+                let mut partial = BrokerHandle {
+                    addrs,
+                    control,
+                    threads,
+                };
+                partial.stop();
+                return Err(ServerError::Executor { shard: i, source });
+            }
+        }
+    }
+    Ok(BrokerHandle {
+        addrs,
+        control,
+        threads,
+    })
+}
+
+/// A bound, listening, SO_REUSEPORT TCP socket.
+fn listen_socket(addr: SocketAddr, backlog: i32) -> std::io::Result<Socket> {
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket)
+}
+
+/// glommio registers io_uring memory; raise the soft memlock limit to the hard one (GLOMMIO.md). Failure
+/// is harmless when the limit is already large enough (root, or a generous default).
+fn raise_memlock_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! One client's session: subscriptions, the outbound inflight window and queue, inbound QoS 2 state and
+//! the will. No I/O: packets are encoded into the connection's [`Outbox`] and the shard's writer task
+//! flushes it.
+//!
+//! Concurrency model: a session lives on its home shard (`home(client_id)`), in that shard's slab, and is
+//! touched only by that shard's thread. Its outbox is shared (`Rc`) with the connection's writer task on
+//! the same thread.
+
+mod outbox;
+
+pub use outbox::{Chunk, CloseReason, Outbox};
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use ahash::{AHashMap, AHashSet};
+use bytes::{BufMut, BytesMut};
+
+use crate::codec::{
+    self, LastWill, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
+    SubscriptionOptions, Utf8Bytes,
+};
+use crate::message::Message;
+
+/// Delivery limits, from the config (Mosquitto's names and defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `max_inflight_messages`: outbound QoS 1/2 messages awaiting acknowledgement (0 in the config means
+    /// no limit, stored here as `usize::MAX`).
+    pub max_inflight: usize,
+    /// `max_queued_messages`: messages waiting beyond the inflight window or while the client is away.
+    pub max_queued_messages: usize,
+    /// `max_queued_bytes`: payload bytes of the same queue.
+    pub max_queued_bytes: usize,
+    /// `queue_qos0_messages`: queue QoS 0 messages for persistent sessions that are away.
+    pub queue_qos0: bool,
+    /// Bytes of encoded packets a connected client may have unsent in its outbox before further QoS 0
+    /// messages to it are dropped (a slow subscriber costs its own queue, DESIGN.md invariant 6).
+    pub outbox_soft_limit: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_inflight: 20,
+            max_queued_messages: 1000,
+            max_queued_bytes: usize::MAX,
+            queue_qos0: false,
+            outbox_soft_limit: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// What became of one message offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Encoded into the outbox.
+    Sent,
+    /// Waiting in the session queue (window full or client away).
+    Queued,
+    /// Dropped because a limit was reached (counted).
+    Dropped,
+    /// Not for this session (QoS 0 to a client that is away without `queue_qos0_messages`): Mosquitto does
+    /// not count these as drops.
+    Discarded,
+}
+
+/// An outbound QoS 1/2 message the client has not finished acknowledging.
+#[derive(Debug)]
+struct Inflight {
+    packet_id: u16,
+    msg: Rc<Message>,
+    qos: QoS,
+    retain: bool,
+    /// QoS 2 only: PUBREC received, PUBREL sent, awaiting PUBCOMP.
+    released: bool,
+}
+
+/// A message waiting for room in the window (or for the client to come back).
+#[derive(Debug)]
+struct Queued {
+    msg: Rc<Message>,
+    qos: QoS,
+    retain: bool,
+}
+
+pub struct Session {
+    /// The client identifier, the session's key in its shard's directory.
+    pub client_id: Utf8Bytes,
+    /// Protocol of the current (or last) connection: decides how packets are encoded.
+    pub protocol: ProtocolVersion,
+    /// Clean session (3.x) / clean start with zero expiry (5.0): the session ends with the connection.
+    pub clean: bool,
+    /// Incremented each time the slab slot is reused or a new connection takes the session, so stale
+    /// tokens (interest acks, retained replies) from an earlier owner are ignored.
+    pub generation: u32,
+    /// Filter → options, as granted. The shard's trie holds the same set, keyed by this session's slot.
+    pub subscriptions: AHashMap<Utf8Bytes, SubscriptionOptions>,
+    /// The will of the current connection, published if it closes without DISCONNECT.
+    pub will: Option<LastWill>,
+    /// Next outbound packet id to try (1..=65535, skipping ids in use).
+    next_packet_id: u16,
+    /// Outbound window, in send order (re-sent in this order on reconnect, [MQTT-4.4.0-1]).
+    inflight: VecDeque<Inflight>,
+    /// Messages beyond the window, in arrival order.
+    queue: VecDeque<Queued>,
+    /// Payload bytes in `queue`.
+    queued_bytes: usize,
+    /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL: a re-sent PUBLISH
+    /// with one of these ids is acknowledged again but not delivered again (exactly once).
+    pub inbound_qos2: AHashSet<u16>,
+    /// The live connection's outbox; None while the client is away.
+    pub conn: Option<Rc<Outbox>>,
+    /// v5 Receive Maximum of the current connection: caps the inflight window below `max_inflight`.
+    pub receive_maximum: Option<usize>,
+}
+
+impl Session {
+    pub fn new(
+        client_id: Utf8Bytes,
+        protocol: ProtocolVersion,
+        clean: bool,
+        generation: u32,
+    ) -> Session {
+        Session {
+            client_id,
+            protocol,
+            clean,
+            generation,
+            subscriptions: AHashMap::new(),
+            will: None,
+            next_packet_id: 1,
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inbound_qos2: AHashSet::new(),
+            conn: None,
+            receive_maximum: None,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Messages queued plus inflight (for tests and `$SYS`).
+    pub fn pending_len(&self) -> (usize, usize) {
+        (self.inflight.len(), self.queue.len())
+    }
+
+    /// Outbound QoS 1/2 messages allowed in flight at once.
+    fn window(&self, limits: &Limits) -> usize {
+        match self.receive_maximum {
+            Some(r) => r.min(limits.max_inflight),
+            None => limits.max_inflight,
+        }
+    }
+
+    fn alloc_packet_id(&mut self) -> u16 {
+        // The window is far smaller than 65535, so this terminates quickly; ids in use are skipped so a
+        // client never sees one id twice in flight ([MQTT-2.3.1-2]).
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight.iter().any(|i| i.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Offer a message at the already-computed delivery QoS (min of publish and subscription QoS).
+    pub fn deliver(
+        &mut self,
+        msg: &Rc<Message>,
+        qos: QoS,
+        retain: bool,
+        limits: &Limits,
+    ) -> Delivery {
+        let Some(conn) = self.conn.clone() else {
+            if qos == QoS::AtMostOnce && !limits.queue_qos0 {
+                return Delivery::Discarded;
+            }
+            return self.enqueue(msg, qos, retain, limits);
+        };
+        if qos == QoS::AtMostOnce {
+            if conn.pending_bytes() >= limits.outbox_soft_limit {
+                return Delivery::Dropped;
+            }
+            write_publish(&conn, self.protocol, msg, qos, 0, false, retain);
+            return Delivery::Sent;
+        }
+        if self.inflight.len() < self.window(limits) && self.queue.is_empty() {
+            self.send_inflight(&conn, msg.clone(), qos, retain);
+            Delivery::Sent
+        } else {
+            self.enqueue(msg, qos, retain, limits)
+        }
+    }
+
+    fn enqueue(&mut self, msg: &Rc<Message>, qos: QoS, retain: bool, limits: &Limits) -> Delivery {
+        let size = msg.queued_size();
+        if self.queue.len() >= limits.max_queued_messages
+            || self.queued_bytes.saturating_add(size) > limits.max_queued_bytes
+        {
+            return Delivery::Dropped;
+        }
+        self.queued_bytes += size;
+        self.queue.push_back(Queued {
+            msg: msg.clone(),
+            qos,
+            retain,
+        });
+        Delivery::Queued
+    }
+
+    fn send_inflight(&mut self, conn: &Outbox, msg: Rc<Message>, qos: QoS, retain: bool) {
+        let packet_id = self.alloc_packet_id();
+        write_publish(conn, self.protocol, &msg, qos, packet_id, false, retain);
+        self.inflight.push_back(Inflight {
+            packet_id,
+            msg,
+            qos,
+            retain,
+            released: false,
+        });
+    }
+
+    /// Move queued messages into the window while it has room. Returns how many were sent.
+    pub fn pump(&mut self, limits: &Limits) -> usize {
+        let Some(conn) = self.conn.clone() else {
+            return 0;
+        };
+        let mut sent = 0;
+        while let Some(q) = self.queue.front() {
+            if q.qos != QoS::AtMostOnce && self.inflight.len() >= self.window(limits) {
+                break;
+            }
+            let Some(q) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= q.msg.queued_size();
+            if q.qos == QoS::AtMostOnce {
+                write_publish(&conn, self.protocol, &q.msg, q.qos, 0, false, q.retain);
+            } else {
+                self.send_inflight(&conn, q.msg, q.qos, q.retain);
+            }
+            sent += 1;
+        }
+        sent
+    }
+
+    /// A new connection took this session over (persistent resume): re-send the window in order, PUBLISH
+    /// with DUP set, PUBREL for released QoS 2 ([MQTT-4.4.0-1]), then whatever fits from the queue.
+    pub fn resume(&mut self, conn: Rc<Outbox>, limits: &Limits) -> usize {
+        for i in &self.inflight {
+            if i.released {
+                conn.write(|out| encode_ack(out, self.protocol, AckKind::PubRel, i.packet_id));
+            } else {
+                write_publish(
+                    &conn,
+                    self.protocol,
+                    &i.msg,
+                    i.qos,
+                    i.packet_id,
+                    true,
+                    i.retain,
+                );
+            }
+        }
+        let resent = self.inflight.len();
+        self.conn = Some(conn);
+        resent + self.pump(limits)
+    }
+
+    /// PUBACK from the client. Returns false if the id was unknown (ignored, as Mosquitto does).
+    pub fn on_puback(&mut self, packet_id: u16, limits: &Limits) -> bool {
+        let Some(pos) = self
+            .inflight
+            .iter()
+            .position(|i| i.packet_id == packet_id && i.qos == QoS::AtLeastOnce)
+        else {
+            return false;
+        };
+        self.inflight.remove(pos);
+        self.pump(limits);
+        true
+    }
+
+    /// PUBREC from the client: answer PUBREL (also for an unknown id, so the client can finish).
+    pub fn on_pubrec(&mut self, packet_id: u16) -> bool {
+        let known = match self
+            .inflight
+            .iter_mut()
+            .find(|i| i.packet_id == packet_id && i.qos == QoS::ExactlyOnce)
+        {
+            Some(i) => {
+                i.released = true;
+                true
+            }
+            None => false,
+        };
+        if let Some(conn) = &self.conn {
+            let reason = if known || self.protocol != ProtocolVersion::V5 {
+                ReasonCode::Success
+            } else {
+                ReasonCode::PacketIdentifierNotFound
+            };
+            conn.write(|out| {
+                encode_ack_reason(out, self.protocol, AckKind::PubRel, packet_id, reason)
+            });
+        }
+        known
+    }
+
+    /// v5 PUBREC with an error reason: the client refused the message and the QoS 2 flow ends there.
+    pub fn on_pubrec_error(&mut self, packet_id: u16, limits: &Limits) -> bool {
+        let Some(pos) = self
+            .inflight
+            .iter()
+            .position(|i| i.packet_id == packet_id && i.qos == QoS::ExactlyOnce && !i.released)
+        else {
+            return false;
+        };
+        self.inflight.remove(pos);
+        self.pump(limits);
+        true
+    }
+
+    /// PUBCOMP from the client.
+    pub fn on_pubcomp(&mut self, packet_id: u16, limits: &Limits) -> bool {
+        let Some(pos) = self
+            .inflight
+            .iter()
+            .position(|i| i.packet_id == packet_id && i.released)
+        else {
+            return false;
+        };
+        self.inflight.remove(pos);
+        self.pump(limits);
+        true
+    }
+
+    /// Forget everything the session holds for delivery (clean start on reconnect).
+    pub fn clear_state(&mut self) {
+        self.inflight.clear();
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.inbound_qos2.clear();
+        self.next_packet_id = 1;
+    }
+}
+
+/// Acknowledgement packets that carry only a packet id (plus a v5 reason code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckKind {
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+}
+
+pub fn encode_ack(out: &mut BytesMut, version: ProtocolVersion, kind: AckKind, packet_id: u16) {
+    encode_ack_reason(out, version, kind, packet_id, ReasonCode::Success)
+}
+
+pub fn encode_ack_reason(
+    out: &mut BytesMut,
+    version: ProtocolVersion,
+    kind: AckKind,
+    packet_id: u16,
+    reason: ReasonCode,
+) {
+    let first = match kind {
+        AckKind::PubAck => 0x40,
+        AckKind::PubRec => 0x50,
+        AckKind::PubRel => 0x62,
+        AckKind::PubComp => 0x70,
+    };
+    out.put_u8(first);
+    if version == ProtocolVersion::V5 && reason != ReasonCode::Success {
+        out.put_u8(3);
+        out.put_u16(packet_id);
+        out.put_u8(reason as u8);
+    } else {
+        out.put_u8(2);
+        out.put_u16(packet_id);
+    }
+}
+
+/// Queue a PUBLISH to one subscriber: a small per-subscriber header, then the shared payload.
+pub fn write_publish(
+    conn: &Outbox,
+    version: ProtocolVersion,
+    msg: &Message,
+    qos: QoS,
+    packet_id: u16,
+    dup: bool,
+    retain: bool,
+) {
+    if version != ProtocolVersion::V5 || msg.properties.is_empty() {
+        // Fast path: no properties (3.x, or 5.0 with an empty property block).
+        let topic = msg.topic.as_bytes();
+        let props_len = usize::from(version == ProtocolVersion::V5);
+        let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+        let remaining = 2 + topic.len() + id_len + props_len + msg.payload.len();
+        conn.write(|out| {
+            out.reserve(5 + remaining - msg.payload.len().min(remaining));
+            out.put_u8(0x30 | (u8::from(dup) << 3) | ((qos as u8) << 1) | u8::from(retain));
+            put_remaining_length(out, remaining);
+            out.put_u16(topic.len() as u16);
+            out.put_slice(topic);
+            if qos != QoS::AtMostOnce {
+                out.put_u16(packet_id);
+            }
+            if props_len == 1 {
+                out.put_u8(0);
+            }
+        });
+        conn.write_payload(&msg.payload);
+        return;
+    }
+    let publish = Publish {
+        dup,
+        qos,
+        retain,
+        topic: msg.topic.clone(),
+        packet_id,
+        properties: msg.properties.clone(),
+        payload: msg.payload.clone(),
+    };
+    // The message was decoded from a valid packet of at most the protocol's size, so it re-encodes.
+    conn.write(|out| {
+        let _ = codec::encode(&Packet::Publish(publish), version, out);
+    });
+}
+
+fn put_remaining_length(out: &mut BytesMut, mut len: usize) {
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.put_u8(byte);
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+/// Encode a PUBACK/PUBREC/PUBREL/PUBCOMP through the codec types (used where a v5 reason string or
+/// properties must be attached).
+pub fn ack_packet(kind: AckKind, resp: PubResponse) -> Packet {
+    match kind {
+        AckKind::PubAck => Packet::PubAck(resp),
+        AckKind::PubRec => Packet::PubRec(resp),
+        AckKind::PubRel => Packet::PubRel(resp),
+        AckKind::PubComp => Packet::PubComp(resp),
+    }
+}

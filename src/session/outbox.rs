@@ -1,0 +1,216 @@
+//! The bytes waiting to be written to one connection, shared between the session (which encodes into it)
+//! and the connection's writer task (which flushes it). Both run on the home shard's thread, so plain
+//! `Cell`/`RefCell` suffice; borrows never cross an `.await`.
+//!
+//! Zero-copy framing (DESIGN.md invariant 3): a PUBLISH is queued as a small per-subscriber header plus
+//! the shared payload `Bytes`. Payloads below [`SHARE_MIN`] are copied into the connection's coalescing
+//! buffer instead: for them one `memcpy` costs less than an extra `write` syscall plus a refcount touch on a
+//! cache line other shards are also touching (GLOMMIO.md, "every clone/drop of one `Bytes` hits one shared
+//! atomic"), and coalescing many small packets into one write is what gives QoS 0 fan-out its throughput.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Payloads at least this large are queued by reference, not copied.
+pub const SHARE_MIN: usize = 4096;
+
+/// Why the broker is closing a connection (decides the log line and whether the will is published).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT.
+    ClientDisconnect,
+    /// Another connection took the session over ([MQTT-3.1.4-2]); v5 reason 0x8E.
+    Takeover,
+    /// The broker is shutting down; v5 reason 0x8B.
+    Shutdown,
+    /// The client broke the protocol or a limit; v5 reason given.
+    ProtocolError(crate::codec::ReasonCode),
+    /// The socket failed or the peer closed it.
+    SocketError,
+    /// Keep-alive expired.
+    KeepAlive,
+}
+
+/// One piece of queued output.
+pub enum Chunk {
+    /// Encoded packets owned by this connection.
+    Owned(BytesMut),
+    /// A payload shared with other subscribers.
+    Shared(Bytes),
+}
+
+impl Chunk {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(b) => b,
+            Chunk::Shared(b) => b,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Complete chunks in write order, before `tail`.
+    chunks: VecDeque<Chunk>,
+    /// Where small packets are appended.
+    tail: BytesMut,
+}
+
+#[derive(Default)]
+pub struct Outbox {
+    queue: RefCell<Queue>,
+    /// Bytes queued or being written (for the slow-subscriber limit).
+    pending: Cell<usize>,
+    /// The writer task's waker while it waits for bytes.
+    waker: Cell<Option<Waker>>,
+    /// Set when the broker decided to close the connection; the writer flushes what is queued, then closes.
+    close: Cell<Option<CloseReason>>,
+}
+
+impl Outbox {
+    pub fn new() -> Outbox {
+        Outbox::default()
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Append encoded bytes and wake the writer. Ignored once the connection is closing.
+    pub fn write(&self, f: impl FnOnce(&mut BytesMut)) {
+        if self.close.get().is_some() {
+            return;
+        }
+        let mut q = self.queue.borrow_mut();
+        let before = q.tail.len();
+        f(&mut q.tail);
+        let added = q.tail.len() - before;
+        drop(q);
+        self.pending.set(self.pending.get() + added);
+        self.wake();
+    }
+
+    /// Append a payload that follows a header written with [`Outbox::write`]: by reference when large.
+    pub fn write_payload(&self, payload: &Bytes) {
+        if self.close.get().is_some() {
+            return;
+        }
+        let mut q = self.queue.borrow_mut();
+        if payload.len() < SHARE_MIN {
+            q.tail.put_slice(payload);
+        } else {
+            if !q.tail.is_empty() {
+                let head = q.tail.split();
+                q.chunks.push_back(Chunk::Owned(head));
+            }
+            q.chunks.push_back(Chunk::Shared(payload.clone()));
+        }
+        drop(q);
+        self.pending.set(self.pending.get() + payload.len());
+        self.wake();
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.get()
+    }
+
+    /// Move everything queued into `out` (the writer then owns it until written).
+    pub fn take(&self, out: &mut VecDeque<Chunk>) {
+        let mut q = self.queue.borrow_mut();
+        out.append(&mut q.chunks);
+        if !q.tail.is_empty() {
+            let tail = q.tail.split();
+            out.push_back(Chunk::Owned(tail));
+        }
+    }
+
+    /// The writer wrote `n` bytes.
+    pub fn written(&self, n: usize) {
+        self.pending.set(self.pending.get().saturating_sub(n));
+    }
+
+    /// Give a written buffer back so its allocation is reused when nothing was queued meanwhile.
+    pub fn recycle(&self, mut spent: BytesMut) {
+        let mut q = self.queue.borrow_mut();
+        if q.tail.is_empty() && spent.capacity() > q.tail.capacity() && spent.capacity() <= 1 << 20
+        {
+            spent.clear();
+            q.tail = spent;
+        }
+    }
+
+    /// Ask the writer to flush what is queued and close. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        if self.close.get().is_none() {
+            self.close.set(Some(reason));
+        }
+        self.wake();
+    }
+
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close.get()
+    }
+
+    fn is_empty(&self) -> bool {
+        let q = self.queue.borrow();
+        q.chunks.is_empty() && q.tail.is_empty()
+    }
+
+    /// Ready when there is something to write or the connection must close.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.is_empty() || self.close.get().is_some() {
+            return Poll::Ready(());
+        }
+        self.waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(o: &Outbox) -> Vec<u8> {
+        let mut chunks = VecDeque::new();
+        o.take(&mut chunks);
+        chunks.iter().flat_map(|c| c.as_slice().to_vec()).collect()
+    }
+
+    #[test]
+    fn small_payloads_are_coalesced_and_large_ones_shared_in_order() {
+        let o = Outbox::new();
+        let big = Bytes::from(vec![7u8; SHARE_MIN]);
+        o.write(|b| b.put_slice(b"h1"));
+        o.write_payload(&Bytes::from_static(b"small"));
+        o.write(|b| b.put_slice(b"h2"));
+        o.write_payload(&big);
+        o.write(|b| b.put_slice(b"h3"));
+        assert_eq!(o.pending_bytes(), 2 + 5 + 2 + SHARE_MIN + 2);
+        let mut chunks = VecDeque::new();
+        o.take(&mut chunks);
+        assert_eq!(chunks.len(), 3);
+        assert!(matches!(&chunks[1], Chunk::Shared(b) if b.as_ptr() == big.as_ptr()));
+        let all: Vec<u8> = chunks.iter().flat_map(|c| c.as_slice().to_vec()).collect();
+        let mut expected = b"h1smallh2".to_vec();
+        expected.extend_from_slice(&big);
+        expected.extend_from_slice(b"h3");
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn writes_after_close_are_dropped() {
+        let o = Outbox::new();
+        o.write(|b| b.put_slice(b"a"));
+        o.close(CloseReason::Shutdown);
+        o.close(CloseReason::Takeover);
+        o.write(|b| b.put_slice(b"b"));
+        assert_eq!(drain(&o), b"a");
+        assert_eq!(o.close_reason(), Some(CloseReason::Shutdown));
+    }
+}

@@ -1,0 +1,69 @@
+//! The broker's runtime settings: what the shards need from the configuration, resolved once at start
+//! (listener addresses, limits with "0 = unlimited" turned into real bounds). Shared read-only by every
+//! shard through an `Arc`; never mutated after start.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::session::Limits;
+
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    /// Address to bind; port 0 picks a free port (the same one on every shard).
+    pub addr: SocketAddr,
+    /// Connections this listener accepts at once across all shards (None = unlimited).
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Number of shards (executors).
+    pub shards: usize,
+    /// CPU for each shard when pinned (None = unpinned, e.g. more shards than cores).
+    pub cpus: Vec<Option<usize>>,
+    pub listeners: Vec<ListenerSettings>,
+    /// Listen backlog of every listening socket.
+    pub listen_backlog: i32,
+    /// Accept clients without a username.
+    pub allow_anonymous: bool,
+    /// Largest packet accepted from a client, in bytes (fixed header included).
+    pub max_packet_size: usize,
+    /// Largest keep-alive a client may ask for, in seconds.
+    pub max_keepalive_s: u16,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+    /// TCP_NODELAY on client sockets.
+    pub tcp_nodelay: bool,
+    /// `$SYS` publishing period (None = disabled).
+    pub sys_interval: Option<Duration>,
+    /// Log connects and disconnects.
+    pub connection_messages: bool,
+    /// Session delivery limits.
+    pub limits: Limits,
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
+}
+
+impl Settings {
+    /// Settings for tests and embedding: `shards` shards, one listener on 127.0.0.1:0, anonymous clients.
+    pub fn local(shards: usize) -> Settings {
+        Settings {
+            shards,
+            cpus: vec![None; shards],
+            listeners: vec![ListenerSettings {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                max_connections: None,
+            }],
+            listen_backlog: 1024,
+            allow_anonymous: true,
+            max_packet_size: 268_435_460,
+            max_keepalive_s: u16::MAX,
+            retain_available: true,
+            tcp_nodelay: false,
+            sys_interval: Some(Duration::from_secs(10)),
+            connection_messages: true,
+            limits: Limits::default(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! The tasks of one client connection on a shard.
+//!
+//! Lifecycle: the accept loop spawns [`run_connection`], which reads the CONNECT (bounded by the connect
+//! timeout), checks it, and either refuses it (CONNACK with the refusal code, then close), hands the socket
+//! to the client id's home shard (`dup` of the fd through the mailbox, with the bytes already read) or,
+//! on the home shard, attaches the session and becomes the connection's reader. A writer task flushes the
+//! session's [`Outbox`] to the socket. The stream is shared as `Rc<RefCell<TcpStream>>`: glommio streams
+//! keep separate read and write wakers, and each borrow lasts one `poll_*` call, never an `.await`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::{TcpListener, TcpStream};
+
+use super::routing::log_protocol;
+use super::{home_of, Shard};
+use crate::codec::{self, Connect, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
+use crate::logging::log_type;
+use crate::router::{Handoff, Mail};
+use crate::session::{Chunk, CloseReason, Outbox};
+use crate::settings::Settings;
+use crate::topic;
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// How long a closing connection waits for the client to close its side before the socket is dropped.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The largest packet size MQTT can express (a 4-byte remaining length plus the fixed header).
+const PROTOCOL_MAX_PACKET: usize = 268_435_460;
+
+/// Encode a v5 DISCONNECT with `reason` (only ever sent to v5 clients).
+pub(super) fn encode_disconnect(out: &mut BytesMut, reason: ReasonCode) {
+    let packet = Packet::Disconnect(Disconnect {
+        reason,
+        properties: Properties::default(),
+    });
+    let _ = codec::encode(&packet, ProtocolVersion::V5, out);
+}
+
+/// Keeps the shard's books on one connection: unregisters it (shutdown list) and releases its
+/// `max_connections` slot when the last of its tasks ends.
+struct ConnGuard {
+    shard: Rc<RefCell<Shard>>,
+    id: u64,
+    listener: usize,
+    /// False once the connection was handed to another shard, which then owns the slot.
+    owns_slot: std::cell::Cell<bool>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.shard.try_borrow_mut() {
+            s.live.remove(&self.id);
+            if self.owns_slot.get() {
+                s.counts.release(self.listener);
+            }
+        }
+    }
+}
+
+/// Accept connections on one listener until the task is cancelled at shutdown.
+pub(super) async fn accept_loop(shard: Rc<RefCell<Shard>>, fd: OwnedFd, index: usize) {
+    // SAFETY: `fd` is a bound, listening TCP socket the server created for this shard; ownership moves.
+    let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
+    let settings = shard.borrow().settings.clone();
+    let max = settings.listeners[index].max_connections;
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(target: log_type::WARNING, "Warning: error accepting a connection: {e}");
+                // Out of file descriptors or similar: give the rest of the shard a moment.
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if !shard.borrow().counts.try_acquire(index, max) {
+            tracing::info!(target: log_type::NOTICE,
+                "Client connection from {} denied: max_connections exceeded.", peer.ip());
+            continue;
+        }
+        if settings.tcp_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        if settings.connection_messages {
+            let port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+            tracing::info!(target: log_type::NOTICE, "New connection from {}:{} on port {}.", peer.ip(), peer.port(), port);
+        }
+        glommio::spawn_local(run_connection(shard.clone(), stream, peer, index, None)).detach();
+    }
+}
+
+/// Take over a connection another shard accepted for a client whose home is here.
+pub(super) async fn run_handoff(shard: Rc<RefCell<Shard>>, h: Box<Handoff>) {
+    let Handoff {
+        fd,
+        connect,
+        assigned_id,
+        leftover,
+        peer,
+        listener,
+    } = *h;
+    // SAFETY: `fd` is a connected TCP socket duplicated by the accepting shard; ownership moves here.
+    let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+    let pre = Accepted {
+        connect,
+        assigned_id,
+        leftover,
+    };
+    run_connection(shard, stream, peer, listener, Some(pre)).await;
+}
+
+/// A CONNECT that passed its checks.
+struct Accepted {
+    connect: Box<Connect>,
+    assigned_id: bool,
+    leftover: BytesMut,
+}
+
+/// Why a connection ends before it is attached.
+enum Refusal {
+    /// Answer with a CONNACK carrying this code (encoded for `ProtocolVersion`), then close.
+    Connack(ReasonCode, ProtocolVersion),
+    /// Close without a word (not MQTT, malformed, timed out, or no CONNACK code fits).
+    Close(&'static str),
+}
+
+async fn run_connection(
+    shard: Rc<RefCell<Shard>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+    pre: Option<Accepted>,
+) {
+    let fd = stream.as_raw_fd();
+    let id = shard.borrow_mut().register_conn(fd);
+    let guard = Rc::new(ConnGuard {
+        shard: shard.clone(),
+        id,
+        listener,
+        owns_slot: std::cell::Cell::new(true),
+    });
+    let stream = Rc::new(RefCell::new(stream));
+    let settings = shard.borrow().settings.clone();
+    let accepted = match pre {
+        Some(a) => a,
+        None => match read_connect(&shard, &stream, &settings).await {
+            Ok(a) => a,
+            Err(Refusal::Connack(code, protocol)) => {
+                tracing::info!(target: log_type::NOTICE,
+                    "Client connection from {} refused: {:?}.", peer, code);
+                let connack = Packet::ConnAck(codec::ConnAck {
+                    session_present: false,
+                    code,
+                    properties: Properties::default(),
+                });
+                let mut out = BytesMut::new();
+                let _ = codec::encode(&connack, protocol, &mut out);
+                if write_all(&stream, &out).await.is_ok() {
+                    linger_close(&stream).await;
+                }
+                return;
+            }
+            Err(Refusal::Close(why)) => {
+                tracing::info!(target: log_type::NOTICE, "Client {} disconnected: {}.", peer, why);
+                return;
+            }
+        },
+    };
+    let home = home_of(accepted.connect.client_id.as_bytes(), settings.shards);
+    let me = shard.borrow().id;
+    if home != me {
+        // DESIGN.md invariant 1: the session lives on its home shard; move the socket there. The dup keeps
+        // the socket open after this shard's stream is dropped.
+        // SAFETY: `fd` is the open socket owned by `stream`, alive for this call.
+        let dup = unsafe { libc::dup(fd) };
+        if dup < 0 {
+            tracing::warn!(target: log_type::WARNING,
+                "Warning: cannot hand client {} to shard {home}: {}", accepted.connect.client_id, io::Error::last_os_error());
+            return;
+        }
+        // SAFETY: `dup` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+        guard.owns_slot.set(false);
+        let handoff = Handoff {
+            fd,
+            connect: accepted.connect,
+            assigned_id: accepted.assigned_id,
+            leftover: accepted.leftover,
+            peer,
+            listener,
+        };
+        shard
+            .borrow_mut()
+            .send(home, Mail::Handoff(Box::new(handoff)));
+        return;
+    }
+    serve(shard, stream, peer, guard, settings, accepted).await;
+}
+
+/// Read until the first packet, which must be a CONNECT that passes every check.
+async fn read_connect(
+    shard: &Rc<RefCell<Shard>>,
+    stream: &RefCell<TcpStream>,
+    settings: &Settings,
+) -> Result<Accepted, Refusal> {
+    let _ = stream
+        .borrow()
+        .set_read_timeout(Some(settings.connect_timeout));
+    let mut buf = BytesMut::new();
+    let mut connect = loop {
+        match codec::decode(&mut buf, ProtocolVersion::V311, settings.max_packet_size) {
+            Ok(Some(Packet::Connect(c))) => break c,
+            Ok(Some(_)) => return Err(Refusal::Close("first packet was not CONNECT")),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(match e.connack_refusal() {
+                    // Unknown protocol level: answer in the 3.1.1 format every client version can read.
+                    Some(code) => Refusal::Connack(code, ProtocolVersion::V311),
+                    None => Refusal::Close("malformed CONNECT"),
+                });
+            }
+        }
+        match read_some(stream, &mut buf).await {
+            Ok(0) => return Err(Refusal::Close("closed before CONNECT")),
+            Ok(n) => shard.borrow_mut().stats.bytes_received += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(Refusal::Close("no CONNECT in time"))
+            }
+            Err(_) => return Err(Refusal::Close("socket error before CONNECT")),
+        }
+    };
+    check_connect(settings, &connect)?;
+    let assigned_id = connect.client_id.is_empty();
+    if assigned_id {
+        connect.client_id = shard.borrow_mut().assign_client_id();
+    }
+    Ok(Accepted {
+        connect,
+        assigned_id,
+        leftover: buf,
+    })
+}
+
+/// The CONNECT checks that do not depend on session state, with each version's refusal.
+fn check_connect(settings: &Settings, c: &Connect) -> Result<(), Refusal> {
+    let v = c.protocol;
+    let v5 = v == ProtocolVersion::V5;
+    let refuse = |code| Err(Refusal::Connack(code, v));
+    if c.client_id.is_empty() {
+        // 3.1 has no assigned ids; 3.1.1 only with a clean session [MQTT-3.1.3-8].
+        if v == ProtocolVersion::V31 || (v == ProtocolVersion::V311 && !c.clean_start) {
+            return refuse(ReasonCode::ClientIdentifierNotValid);
+        }
+    }
+    if v5 && c.properties.authentication_method.is_some() {
+        // Enhanced authentication is not offered.
+        return refuse(ReasonCode::BadAuthenticationMethod);
+    }
+    if !settings.allow_anonymous {
+        // No password_file support yet (the config refuses the key), so no credentials can be checked:
+        // with anonymous access off every client is refused, as Mosquitto 2.0 does without a password file.
+        return refuse(ReasonCode::NotAuthorized);
+    }
+    if !v5 && c.keep_alive > settings.max_keepalive_s {
+        // What Mosquitto answers a 3.x client asking for more than `max_keepalive`.
+        return refuse(ReasonCode::ClientIdentifierNotValid);
+    }
+    if let Some(will) = &c.will {
+        if topic::validate_topic_name(&will.topic).is_err() {
+            return if v5 {
+                refuse(ReasonCode::TopicNameInvalid)
+            } else {
+                Err(Refusal::Close("invalid will topic"))
+            };
+        }
+        if will.retain && !settings.retain_available {
+            return if v5 {
+                refuse(ReasonCode::RetainNotSupported)
+            } else {
+                Err(Refusal::Close(
+                    "retained will while retain_available is false",
+                ))
+            };
+        }
+    }
+    Ok(())
+}
+
+/// The v5 CONNACK properties for an accepted CONNECT, and the keep-alive actually in force.
+fn connack_properties(settings: &Settings, c: &Connect, assigned_id: bool) -> (Properties, u16) {
+    let mut keep_alive = c.keep_alive;
+    let mut p = Properties::default();
+    if c.protocol != ProtocolVersion::V5 {
+        return (p, keep_alive);
+    }
+    if c.keep_alive > settings.max_keepalive_s
+        || (c.keep_alive == 0 && settings.max_keepalive_s < u16::MAX)
+    {
+        keep_alive = settings.max_keepalive_s;
+        p.server_keep_alive = Some(keep_alive);
+    }
+    if assigned_id {
+        p.assigned_client_identifier = Some(c.client_id.clone());
+    }
+    if !settings.retain_available {
+        p.retain_available = Some(0);
+    }
+    // Not offered yet: say so, so v5 clients do not try.
+    p.shared_subscription_available = Some(0);
+    p.subscription_identifier_available = Some(0);
+    if settings.max_packet_size < PROTOCOL_MAX_PACKET {
+        p.maximum_packet_size = Some(settings.max_packet_size as u32);
+    }
+    (p, keep_alive)
+}
+
+/// Serve an accepted connection on its home shard until it closes.
+async fn serve(
+    shard: Rc<RefCell<Shard>>,
+    stream: Rc<RefCell<TcpStream>>,
+    peer: SocketAddr,
+    guard: Rc<ConnGuard>,
+    settings: std::sync::Arc<Settings>,
+    accepted: Accepted,
+) {
+    let Accepted {
+        connect,
+        assigned_id,
+        leftover: mut buf,
+    } = accepted;
+    if shard.borrow().shutting_down {
+        return;
+    }
+    let (properties, keep_alive) = connack_properties(&settings, &connect, assigned_id);
+    let outbox = Rc::new(Outbox::new());
+    let mut attached = {
+        let mut s = shard.borrow_mut();
+        let a = s.attach(&connect, properties, outbox.clone());
+        if let Some(live) = s.live.get_mut(&guard.id) {
+            live.outbox = Some(outbox.clone());
+        }
+        a
+    };
+    if settings.connection_messages {
+        let user = connect
+            .username
+            .as_ref()
+            .map(|u| format!(", u'{u}'"))
+            .unwrap_or_default();
+        tracing::info!(target: log_type::NOTICE,
+            "New client connected from {}:{} as {} (p{}, c{}, k{}{}).",
+            peer.ip(), peer.port(), connect.client_id, log_protocol(connect.protocol),
+            u8::from(connect.clean_start), keep_alive, user);
+    }
+    drop(connect);
+    glommio::spawn_local(write_loop(
+        shard.clone(),
+        stream.clone(),
+        outbox.clone(),
+        guard,
+    ))
+    .detach();
+
+    // Keep-alive: close after 1.5 x the interval without a packet [MQTT-3.1.2-24]. glommio arms the timer
+    // whenever a read goes pending and cancels it when data arrives.
+    let timeout = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let _ = stream.borrow().set_read_timeout(timeout);
+    let protocol = attached.protocol;
+    let mut eof = false;
+    let reason = 'conn: loop {
+        loop {
+            match codec::decode(&mut buf, protocol, settings.max_packet_size) {
+                Ok(Some(packet)) => {
+                    let r = shard.borrow_mut().handle_packet(&mut attached, packet);
+                    if let Err(reason) = r {
+                        break 'conn reason;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(target: log_type::NOTICE,
+                        "Client {} sent a malformed packet ({e}), disconnecting.", attached.client_id);
+                    break 'conn CloseReason::ProtocolError(e.reason_code());
+                }
+            }
+        }
+        if let Some(r) = outbox.close_reason() {
+            break r;
+        }
+        // Back-pressure: while other shards cannot take this shard's output, stop reading publishers.
+        while shard.borrow().overloaded() {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        match read_some(&stream, &mut buf).await {
+            Ok(0) => {
+                eof = true;
+                break CloseReason::SocketError;
+            }
+            Ok(n) => shard.borrow_mut().stats.bytes_received += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break CloseReason::KeepAlive,
+            Err(_) => break CloseReason::SocketError,
+        }
+    };
+    // A close decided elsewhere (takeover, shutdown) is the real reason the read ended.
+    let reason = match outbox.close_reason() {
+        Some(r @ (CloseReason::Takeover | CloseReason::Shutdown)) => r,
+        _ => reason,
+    };
+    let id = &attached.client_id;
+    match reason {
+        CloseReason::ClientDisconnect => {
+            if settings.connection_messages {
+                tracing::info!(target: log_type::NOTICE, "Client {id} disconnected.");
+            }
+        }
+        CloseReason::SocketError if eof => {
+            if settings.connection_messages {
+                tracing::info!(target: log_type::NOTICE, "Client {id} closed its connection.");
+            }
+        }
+        CloseReason::SocketError => {
+            tracing::info!(target: log_type::NOTICE, "Socket error on client {id}, disconnecting.")
+        }
+        CloseReason::KeepAlive => {
+            tracing::info!(target: log_type::NOTICE, "Client {id} has exceeded timeout, disconnecting.");
+            if protocol == ProtocolVersion::V5 {
+                outbox.write(|out| encode_disconnect(out, ReasonCode::KeepAliveTimeout));
+            }
+        }
+        CloseReason::ProtocolError(code) => {
+            tracing::info!(target: log_type::NOTICE, "Client {id} disconnected due to protocol error ({code:?}).");
+            if protocol == ProtocolVersion::V5 {
+                outbox.write(|out| encode_disconnect(out, code));
+            }
+        }
+        CloseReason::Takeover | CloseReason::Shutdown => {}
+    }
+    shard.borrow_mut().detach(&attached, reason);
+    outbox.close(reason);
+}
+
+/// Flush the outbox to the socket until the connection closes, then close the socket.
+async fn write_loop(
+    shard: Rc<RefCell<Shard>>,
+    stream: Rc<RefCell<TcpStream>>,
+    outbox: Rc<Outbox>,
+    _guard: Rc<ConnGuard>,
+) {
+    let mut chunks = VecDeque::new();
+    let mut failed = false;
+    'write: loop {
+        poll_fn(|cx| outbox.poll_ready(cx)).await;
+        outbox.take(&mut chunks);
+        if chunks.is_empty() {
+            // Close requested and everything before it written.
+            break;
+        }
+        let mut spare = None;
+        while let Some(chunk) = chunks.pop_front() {
+            let bytes = chunk.as_slice();
+            if write_all(&stream, bytes).await.is_err() {
+                failed = true;
+                break 'write;
+            }
+            outbox.written(bytes.len());
+            shard.borrow_mut().stats.bytes_sent += bytes.len() as u64;
+            if let Chunk::Owned(b) = chunk {
+                spare = Some(b);
+            }
+        }
+        if let Some(b) = spare {
+            outbox.recycle(b);
+        }
+    }
+    let fd = stream.borrow().as_raw_fd();
+    match (failed, outbox.close_reason()) {
+        // The reader is done: close our side after the data, and wait briefly for the client to close
+        // its side so unread input does not turn our FIN into a reset that could discard the data.
+        (
+            false,
+            Some(
+                CloseReason::ClientDisconnect
+                | CloseReason::ProtocolError(_)
+                | CloseReason::KeepAlive,
+            ),
+        ) => {
+            linger_close(&stream).await;
+        }
+        _ => {
+            if failed {
+                outbox.close(CloseReason::SocketError);
+            }
+            // Wakes the reader (if still reading) with end-of-file.
+            // SAFETY: `fd` is the open socket owned by `stream`, which is alive here.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+    }
+}
+
+/// Half-close, then read and discard until the client closes or [`LINGER`] passes.
+async fn linger_close(stream: &RefCell<TcpStream>) {
+    let fd = stream.borrow().as_raw_fd();
+    // SAFETY: `fd` is the open socket owned by `stream`.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    let _ = stream.borrow().set_read_timeout(Some(LINGER));
+    let mut sink = BytesMut::new();
+    let deadline = std::time::Instant::now() + LINGER;
+    while std::time::Instant::now() < deadline {
+        sink.clear();
+        match read_some(stream, &mut sink).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Read what the socket has into the spare capacity of `buf`.
+async fn read_some(stream: &RefCell<TcpStream>, buf: &mut BytesMut) -> io::Result<usize> {
+    let len = buf.len();
+    buf.resize(len + READ_CHUNK, 0);
+    let r = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[len..])).await;
+    buf.truncate(len + *r.as_ref().unwrap_or(&0));
+    r
+}
+
+async fn write_all(stream: &RefCell<TcpStream>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, bytes)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! One shard: a glommio executor pinned to a core, its listening sockets, the connections the kernel gave
+//! it, the sessions whose home it is, its subscription index and its copy of the retained store.
+//!
+//! Concurrency model: everything in [`Shard`] lives in one `Rc<RefCell<_>>` owned by the shard's thread.
+//! The shard's tasks (accept loops, connection readers and writers, the mail task, the `$SYS` timer) borrow
+//! it only between `.await`s, so no borrow is ever held across a suspension point. Other shards are
+//! reached only through [`crate::router`] mail.
+//!
+//! Layout: this file holds the state, the executor's main future and mail handling; [`connection`] the
+//! per-connection tasks (CONNECT, reading, writing, hand-off to the home shard); `routing` what a packet
+//! does to the shard's state (sessions, subscriptions, publishes, wills); `sys` the `$SYS` topics.
+
+mod connection;
+mod routing;
+mod sys;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::{OwnedFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+
+use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
+use crate::index::{InterestMap, RetainedStore, SubscriptionTrie};
+use crate::message::Message;
+use crate::router::{Control, Inbox, Mail, Outboxes, ShardId};
+use crate::session::{Outbox, Session};
+use crate::settings::Settings;
+use crate::stats::ShardStats;
+
+/// Mail held back for full mailboxes, across all destinations, above which this shard stops reading from
+/// its clients until the receivers catch up (DESIGN.md invariant 6: bounded, back-pressure to publishers).
+const OVERFLOW_PAUSE: usize = 64 * 1024;
+
+/// How long shutdown waits for connections to flush and close before the executor ends anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The fixed-key hash that places a client id on its home shard (DESIGN.md invariant 1). Fixed keys make
+/// it stable across shards and restarts.
+pub fn home_of(client_id: &[u8], shards: usize) -> ShardId {
+    let state = ahash::RandomState::with_seeds(
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    );
+    (state.hash_one(client_id) % shards as u64) as ShardId
+}
+
+/// Connections open per listener, across all shards (`max_connections` is a per-listener total, as in
+/// Mosquitto). Atomic counters touched once per connect and disconnect, never per message.
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    counts: Vec<AtomicUsize>,
+}
+
+impl ConnectionCounts {
+    pub fn new(listeners: usize) -> ConnectionCounts {
+        ConnectionCounts {
+            counts: (0..listeners).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+    fn try_acquire(&self, listener: usize, max: Option<usize>) -> bool {
+        let prev = self.counts[listener].fetch_add(1, Ordering::Relaxed);
+        if max.is_some_and(|m| prev >= m) {
+            self.counts[listener].fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+    fn release(&self, listener: usize) {
+        self.counts[listener].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything a shard thread is started with.
+pub struct ShardStart {
+    pub id: ShardId,
+    pub settings: Arc<Settings>,
+    /// One bound, listening socket per configured listener (SO_REUSEPORT, same ports on every shard).
+    pub listeners: Vec<OwnedFd>,
+    pub outboxes: Outboxes,
+    pub inbox: Inbox,
+    pub counts: Arc<ConnectionCounts>,
+    /// When the broker started (for `$SYS/broker/uptime`).
+    pub started: Instant,
+}
+
+/// A subscription request waiting for the other shards to acknowledge new interest before its SUBACK.
+struct PendingSub {
+    /// Interest acknowledgements still missing (one per filter that had to be broadcast).
+    waits: usize,
+    suback: SubAck,
+    /// Filters whose retained messages go out after the SUBACK.
+    retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
+}
+
+/// Identifies a pending SUBSCRIBE: session slot, its generation and the packet id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SubToken {
+    slot: u32,
+    generation: u32,
+    packet_id: u16,
+}
+
+/// A filter whose interest this shard broadcast and not every shard acknowledged yet.
+#[derive(Default)]
+struct PendingInterest {
+    /// Acknowledgements still to come.
+    remaining: usize,
+    /// Subscriptions whose SUBACK waits for them.
+    waiters: Vec<SubToken>,
+}
+
+/// A connection known to the shard, for shutdown.
+struct LiveConn {
+    fd: RawFd,
+    /// Set once the connection has a session and a writer task.
+    outbox: Option<Rc<Outbox>>,
+}
+
+pub(crate) struct Shard {
+    pub id: ShardId,
+    pub shards: usize,
+    pub settings: Arc<Settings>,
+    /// Session slab: slot → session. Slots are reused; `generations` tells reuses apart.
+    sessions: Vec<Option<Session>>,
+    generations: Vec<u32>,
+    free_slots: Vec<u32>,
+    /// Client id → slot, for the sessions whose home is this shard.
+    directory: AHashMap<Utf8Bytes, u32>,
+    /// This shard's sessions' subscriptions: filter → (slot → options).
+    trie: SubscriptionTrie<u32, SubscriptionOptions>,
+    /// Which shards (this one included) have subscriptions on which filters.
+    interest: InterestMap,
+    interest_pending: AHashMap<Utf8Bytes, PendingInterest>,
+    pending_subs: AHashMap<SubToken, PendingSub>,
+    /// The whole retained set (see `Mail::Retain`).
+    retained: RetainedStore<Arc<Message>>,
+    outboxes: Outboxes,
+    /// Mail that did not fit its mailbox, per destination, in order.
+    overflow: Vec<VecDeque<Mail>>,
+    overflow_len: usize,
+    overflow_waker: Option<Waker>,
+    pub stats: ShardStats,
+    live: AHashMap<u64, LiveConn>,
+    next_conn: u64,
+    /// Reused buffer for trie matches.
+    scratch: Vec<(u32, SubscriptionOptions)>,
+    /// Counter mixed into assigned client ids.
+    assigned_ids: u64,
+    counts: Arc<ConnectionCounts>,
+    started: Instant,
+    sys: sys::SysRound,
+    shutting_down: bool,
+}
+
+impl Shard {
+    fn new(
+        id: ShardId,
+        settings: Arc<Settings>,
+        outboxes: Outboxes,
+        counts: Arc<ConnectionCounts>,
+        started: Instant,
+    ) -> Shard {
+        let shards = settings.shards;
+        Shard {
+            id,
+            shards,
+            settings,
+            sessions: Vec::new(),
+            generations: Vec::new(),
+            free_slots: Vec::new(),
+            directory: AHashMap::new(),
+            trie: SubscriptionTrie::new(),
+            interest: InterestMap::new(),
+            interest_pending: AHashMap::new(),
+            pending_subs: AHashMap::new(),
+            retained: RetainedStore::new(),
+            outboxes,
+            overflow: (0..shards).map(|_| VecDeque::new()).collect(),
+            overflow_len: 0,
+            overflow_waker: None,
+            stats: ShardStats::default(),
+            live: AHashMap::new(),
+            next_conn: 0,
+            scratch: Vec::new(),
+            assigned_ids: 0,
+            counts,
+            started,
+            sys: sys::SysRound::default(),
+            shutting_down: false,
+        }
+    }
+
+    /// Send mail to another shard, keeping order behind anything already held back for it.
+    fn send(&mut self, to: ShardId, mail: Mail) {
+        let q = &mut self.overflow[to as usize];
+        if q.is_empty() {
+            match self.outboxes.try_send(to, mail) {
+                Ok(()) => return,
+                Err(mail) => q.push_back(mail),
+            }
+        } else {
+            q.push_back(mail);
+        }
+        self.overflow_len += 1;
+        if let Some(w) = self.overflow_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Send a copy of some mail to every other shard.
+    fn broadcast(&mut self, mut make: impl FnMut() -> Mail) {
+        for to in 0..self.shards as ShardId {
+            if to != self.id {
+                let m = make();
+                self.send(to, m);
+            }
+        }
+    }
+
+    /// Retry held-back mail; returns whether some is still waiting.
+    fn flush_overflow(&mut self) -> bool {
+        for to in 0..self.shards {
+            while let Some(mail) = self.overflow[to].pop_front() {
+                match self.outboxes.try_send(to as ShardId, mail) {
+                    Ok(()) => self.overflow_len -= 1,
+                    Err(mail) => {
+                        self.overflow[to].push_front(mail);
+                        break;
+                    }
+                }
+            }
+        }
+        self.overflow_len > 0
+    }
+
+    /// Whether readers should pause because other shards are not keeping up with this one's output.
+    fn overloaded(&self) -> bool {
+        self.overflow_len > OVERFLOW_PAUSE
+    }
+
+    fn register_conn(&mut self, fd: RawFd) -> u64 {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.live.insert(id, LiveConn { fd, outbox: None });
+        id
+    }
+
+    /// Handle one piece of mail; a hand-off comes back for the caller to spawn.
+    fn handle_mail(&mut self, mail: Mail) -> Option<Box<crate::router::Handoff>> {
+        match mail {
+            Mail::Publish(msg) => self.deliver_local(&msg),
+            Mail::Retain(msg) => self.store_retained(msg),
+            Mail::Handoff(h) => return Some(h),
+            Mail::InterestAdd { from, filter } => {
+                self.interest.add(&filter, from);
+                self.send(from, Mail::InterestAck { filter });
+            }
+            Mail::InterestRemove { from, filter } => {
+                self.interest.remove(&filter, from);
+            }
+            Mail::InterestAck { filter } => self.interest_acked(&filter),
+            Mail::StatsQuery { reply_to } => {
+                let stats = self.snapshot_stats();
+                self.send(reply_to, Mail::StatsReply(stats));
+            }
+            Mail::StatsReply(stats) => self.sys_reply(&stats),
+        }
+        None
+    }
+
+    fn snapshot_stats(&self) -> ShardStats {
+        let mut s = self.stats;
+        s.sessions = self.directory.len() as u64;
+        s.retained_messages = self.retained.len() as u64;
+        s
+    }
+
+    /// Close every connection (v5 clients get DISCONNECT 0x8B) and stop accepting.
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        let live: Vec<(RawFd, Option<Rc<Outbox>>)> = self
+            .live
+            .values()
+            .map(|c| (c.fd, c.outbox.clone()))
+            .collect();
+        for (fd, outbox) in live {
+            match outbox {
+                Some(o) => {
+                    if let Some(v5) = self.protocol_of(&o) {
+                        if v5 {
+                            o.write(|out| {
+                                connection::encode_disconnect(
+                                    out,
+                                    crate::codec::ReasonCode::ServerShuttingDown,
+                                )
+                            });
+                        }
+                    }
+                    o.close(crate::session::CloseReason::Shutdown);
+                }
+                // Not attached yet (waiting for CONNECT): wake its read with EOF.
+                // SAFETY: `fd` belongs to a live connection task of this shard (it unregisters before
+                // its stream is dropped), and shutdown(2) does not invalidate it.
+                None => unsafe {
+                    libc::shutdown(fd, libc::SHUT_RDWR);
+                },
+            }
+        }
+    }
+
+    /// Whether the session behind `outbox` speaks MQTT 5.0 (None if no session uses it).
+    fn protocol_of(&self, outbox: &Rc<Outbox>) -> Option<bool> {
+        self.sessions.iter().flatten().find_map(|s| {
+            s.conn
+                .as_ref()
+                .filter(|c| Rc::ptr_eq(c, outbox))
+                .map(|_| s.protocol == crate::codec::ProtocolVersion::V5)
+        })
+    }
+}
+
+/// The executor's main future: serve until told to shut down, then close everything.
+pub async fn run(start: ShardStart) {
+    let ShardStart {
+        id,
+        settings,
+        listeners,
+        outboxes,
+        inbox,
+        counts,
+        started,
+    } = start;
+    let sys_interval = settings.sys_interval;
+    let shard = Rc::new(RefCell::new(Shard::new(
+        id, settings, outboxes, counts, started,
+    )));
+    let mut tasks = Vec::new();
+    for (index, fd) in listeners.into_iter().enumerate() {
+        tasks
+            .push(glommio::spawn_local(connection::accept_loop(shard.clone(), fd, index)).detach());
+    }
+    tasks.push(glommio::spawn_local(overflow_task(shard.clone())).detach());
+    if id == 0 {
+        if let Some(interval) = sys_interval {
+            tasks.push(glommio::spawn_local(sys::sys_task(shard.clone(), interval)).detach());
+        }
+    }
+    mail_loop(&shard, &inbox).await;
+    for t in &tasks {
+        t.cancel();
+    }
+    drop(tasks);
+    shard.borrow_mut().begin_shutdown();
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    // Shutdown only: poll until every connection task finished or the grace period ends.
+    while !shard.borrow().live.is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Receive and handle mail until a shutdown command.
+async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        let control = std::future::poll_fn(|cx| inbox.poll_recv(cx, &mut batch)).await;
+        if let Some(Control::Shutdown) = control {
+            return;
+        }
+        let mut handoffs = Vec::new();
+        {
+            let mut s = shard.borrow_mut();
+            for mail in batch.drain(..) {
+                if let Some(h) = s.handle_mail(mail) {
+                    handoffs.push(h);
+                }
+            }
+            if s.overflow_len > 0 {
+                s.flush_overflow();
+            }
+        }
+        for h in handoffs {
+            glommio::spawn_local(connection::run_handoff(shard.clone(), h)).detach();
+        }
+        // Let connection tasks run between batches so a mail flood cannot starve the sockets.
+        glommio::executor().yield_if_needed().await;
+    }
+}
+
+/// Re-sends held-back mail while there is some; parks otherwise.
+async fn overflow_task(shard: Rc<RefCell<Shard>>) {
+    loop {
+        std::future::poll_fn(|cx| {
+            let mut s = shard.borrow_mut();
+            if s.overflow_len > 0 {
+                std::task::Poll::Ready(())
+            } else {
+                s.overflow_waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        // Receivers free space as they drain; retry on a short timer until everything went out.
+        while shard.borrow_mut().flush_overflow() {
+            glommio::timer::sleep(Duration::from_micros(200)).await;
+        }
+    }
+}

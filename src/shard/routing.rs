@@ -1,0 +1,709 @@
+//! What packets do to a shard's state: sessions attach and detach, subscriptions enter the trie and the
+//! interest map, publishes are routed (locally and once per interested shard), wills are published.
+//! Synchronous code only: the connection tasks call in with the shard borrowed, between their awaits.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::{PendingInterest, PendingSub, Shard, SubToken};
+use crate::codec::{
+    self, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, Publish, QoS,
+    ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+    Utf8Bytes,
+};
+use crate::logging::log_type;
+use crate::message::Message;
+use crate::router::Mail;
+use crate::session::{
+    encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, Outbox, Session,
+};
+use crate::topic;
+
+/// A connection attached to its session: what the reader needs to find it again.
+pub(crate) struct Attached {
+    pub slot: u32,
+    pub generation: u32,
+    pub protocol: ProtocolVersion,
+    pub client_id: Utf8Bytes,
+    pub outbox: Rc<Outbox>,
+    /// v5 DISCONNECT with reason 0x04: publish the will even though the client disconnected cleanly.
+    pub will_on_disconnect: bool,
+}
+
+/// Protocol number as Mosquitto prints it in its logs (p1 = 3.1, p2 = 3.1.1, p5 = 5.0).
+pub(crate) fn log_protocol(p: ProtocolVersion) -> u8 {
+    match p {
+        ProtocolVersion::V31 => 1,
+        ProtocolVersion::V311 => 2,
+        ProtocolVersion::V5 => 5,
+    }
+}
+
+fn encode_into(out: &mut BytesMut, packet: &Packet, protocol: ProtocolVersion) {
+    // Broker-built packets are always within the protocol's limits.
+    let _ = codec::encode(packet, protocol, out);
+}
+
+/// The message a will becomes when published: will properties that describe the message are kept,
+/// the will delay (about the will, not the message) is not.
+fn will_message(will: LastWill) -> Message {
+    let mut properties = will.properties;
+    properties.will_delay_interval = None;
+    Message {
+        topic: will.topic,
+        payload: will.payload,
+        qos: will.qos,
+        retain: will.retain,
+        properties,
+        origin: None,
+    }
+}
+
+impl Shard {
+    fn session(&self, slot: u32, generation: u32) -> Option<&Session> {
+        self.sessions
+            .get(slot as usize)?
+            .as_ref()
+            .filter(|s| s.generation == generation)
+    }
+
+    fn session_mut(&mut self, slot: u32, generation: u32) -> Option<&mut Session> {
+        self.sessions
+            .get_mut(slot as usize)?
+            .as_mut()
+            .filter(|s| s.generation == generation)
+    }
+
+    fn next_generation(&mut self, slot: u32) -> u32 {
+        let g = &mut self.generations[slot as usize];
+        *g = g.wrapping_add(1);
+        *g
+    }
+
+    /// A client id for a client that sent none, chosen so that its home is this shard (DESIGN.md
+    /// invariant 1) and unlikely to collide with anything a client would pick.
+    pub(crate) fn assign_client_id(&mut self) -> Utf8Bytes {
+        loop {
+            self.assigned_ids += 1;
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            let id = format!(
+                "auto-{:08X}-{:04X}-{:012X}",
+                nanos as u32,
+                self.id,
+                self.assigned_ids ^ (nanos >> 32) << 24
+            );
+            if super::home_of(id.as_bytes(), self.shards) == self.id
+                && !self.directory.contains_key(&Utf8Bytes::from(id.as_str()))
+            {
+                return Utf8Bytes::from(id);
+            }
+        }
+    }
+
+    /// Attach a connection whose CONNECT was accepted to its session (new, resumed or taken over), queue
+    /// the CONNACK and then whatever the session still owes the client.
+    pub(crate) fn attach(
+        &mut self,
+        connect: &Connect,
+        connack_properties: Properties,
+        outbox: Rc<Outbox>,
+    ) -> Attached {
+        let persistent = match connect.protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0) > 0,
+            _ => !connect.clean_start,
+        };
+        let mut resumed = None;
+        if let Some(&slot) = self.directory.get(&connect.client_id) {
+            let session = self.sessions[slot as usize]
+                .as_mut()
+                .expect("directory points at a session");
+            if let Some(old) = session.conn.take() {
+                // Session takeover [MQTT-3.1.4-2]: close the old connection, then its will goes out as for
+                // any close without DISCONNECT.
+                tracing::info!(target: log_type::NOTICE,
+                    "Client {} already connected, closing old connection.", connect.client_id);
+                if session.protocol == ProtocolVersion::V5 {
+                    old.write(|out| {
+                        super::connection::encode_disconnect(out, ReasonCode::SessionTakenOver)
+                    });
+                }
+                old.close(CloseReason::Takeover);
+                self.stats.clients_connected -= 1;
+                let will = session.will.take();
+                let was_clean = session.clean;
+                if let Some(will) = will {
+                    self.route(will_message(will));
+                }
+                if was_clean {
+                    self.remove_session(slot);
+                }
+            }
+            if self.directory.contains_key(&connect.client_id) {
+                if connect.clean_start {
+                    self.remove_session(slot);
+                } else {
+                    resumed = Some(slot);
+                }
+            }
+        }
+        let session_present = resumed.is_some();
+        let slot = match resumed {
+            Some(slot) => slot,
+            None => {
+                let slot = match self.free_slots.pop() {
+                    Some(s) => s,
+                    None => {
+                        self.sessions.push(None);
+                        self.generations.push(0);
+                        (self.sessions.len() - 1) as u32
+                    }
+                };
+                self.sessions[slot as usize] = Some(Session::new(
+                    connect.client_id.clone(),
+                    connect.protocol,
+                    !persistent,
+                    0,
+                ));
+                self.directory.insert(connect.client_id.clone(), slot);
+                slot
+            }
+        };
+        let generation = self.next_generation(slot);
+        let limits = self.settings.limits;
+        let session = self.sessions[slot as usize]
+            .as_mut()
+            .expect("slot just filled");
+        session.generation = generation;
+        session.protocol = connect.protocol;
+        session.clean = !persistent;
+        session.will = connect.will.clone();
+        session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
+        session.inbound_qos2.clear();
+        let connack = Packet::ConnAck(ConnAck {
+            session_present,
+            code: ReasonCode::Success,
+            properties: connack_properties,
+        });
+        outbox.write(|out| encode_into(out, &connack, connect.protocol));
+        let sent = session.resume(outbox.clone(), &limits);
+        self.stats.messages_sent += sent as u64;
+        self.stats.clients_connected += 1;
+        self.stats.connections_total += 1;
+        Attached {
+            slot,
+            generation,
+            protocol: connect.protocol,
+            client_id: connect.client_id.clone(),
+            outbox,
+            will_on_disconnect: false,
+        }
+    }
+
+    /// The connection of `a` ended for `reason`: publish its will unless it disconnected normally, and
+    /// end the session if it was not persistent. A connection already taken over does nothing here.
+    pub(crate) fn detach(&mut self, a: &Attached, reason: CloseReason) {
+        let Some(session) = self.session_mut(a.slot, a.generation) else {
+            return;
+        };
+        if !session
+            .conn
+            .as_ref()
+            .is_some_and(|c| Rc::ptr_eq(c, &a.outbox))
+        {
+            return;
+        }
+        session.conn = None;
+        let will = session.will.take();
+        let clean = session.clean;
+        self.stats.clients_connected -= 1;
+        let publish_will = match reason {
+            CloseReason::ClientDisconnect => a.will_on_disconnect,
+            // Shutdown is the broker's own doing; Mosquitto publishes wills then too.
+            _ => true,
+        };
+        if let (true, Some(will)) = (publish_will, will) {
+            self.route(will_message(will));
+        }
+        if clean {
+            self.remove_session(a.slot);
+        }
+    }
+
+    /// End a session: its subscriptions leave the trie (and the interest map, telling the other shards when
+    /// this shard loses its last subscription to a filter), its id leaves the directory.
+    fn remove_session(&mut self, slot: u32) {
+        let Some(session) = self.sessions[slot as usize].take() else {
+            return;
+        };
+        for filter in session.subscriptions.keys() {
+            self.unsubscribe_filter(slot, filter);
+        }
+        self.directory.remove(&session.client_id);
+        self.free_slots.push(slot);
+        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
+    }
+
+    fn unsubscribe_filter(&mut self, slot: u32, filter: &Utf8Bytes) {
+        if self.trie.remove(filter, slot).is_some() {
+            self.stats.subscriptions -= 1;
+            if self.interest.remove(filter, self.id) && self.shards > 1 {
+                let from = self.id;
+                self.broadcast(|| Mail::InterestRemove {
+                    from,
+                    filter: filter.clone(),
+                });
+            }
+        }
+    }
+
+    /// Handle one packet from an attached client. `Err` closes the connection.
+    pub(crate) fn handle_packet(
+        &mut self,
+        a: &mut Attached,
+        packet: Packet,
+    ) -> Result<(), CloseReason> {
+        if self.session(a.slot, a.generation).is_none() {
+            return Err(CloseReason::Takeover);
+        }
+        match packet {
+            Packet::Publish(p) => self.client_publish(a, p),
+            Packet::PubAck(r) => {
+                tracing::debug!(target: log_type::DEBUG, "Received PUBACK from {} (Mid: {}, RC:{})",
+                    a.client_id, r.packet_id, r.reason as u8);
+                let limits = self.settings.limits;
+                let s = self
+                    .session_mut(a.slot, a.generation)
+                    .expect("checked above");
+                let before = s.pending_len().1;
+                s.on_puback(r.packet_id, &limits);
+                let sent = before.saturating_sub(s.pending_len().1);
+                self.stats.messages_sent += sent as u64;
+                Ok(())
+            }
+            Packet::PubRec(r) => {
+                tracing::debug!(target: log_type::DEBUG, "Received PUBREC from {} (Mid: {})", a.client_id, r.packet_id);
+                let limits = self.settings.limits;
+                let s = self
+                    .session_mut(a.slot, a.generation)
+                    .expect("checked above");
+                if r.reason.is_error() {
+                    // v5: the receiver refused the message; the flow ends here ([MQTT-4.3.3]).
+                    s.on_pubrec_error(r.packet_id, &limits);
+                } else {
+                    s.on_pubrec(r.packet_id);
+                }
+                Ok(())
+            }
+            Packet::PubComp(r) => {
+                tracing::debug!(target: log_type::DEBUG, "Received PUBCOMP from {} (Mid: {})", a.client_id, r.packet_id);
+                let limits = self.settings.limits;
+                let s = self
+                    .session_mut(a.slot, a.generation)
+                    .expect("checked above");
+                let before = s.pending_len().1;
+                s.on_pubcomp(r.packet_id, &limits);
+                let sent = before.saturating_sub(s.pending_len().1);
+                self.stats.messages_sent += sent as u64;
+                Ok(())
+            }
+            Packet::PubRel(r) => {
+                tracing::debug!(target: log_type::DEBUG, "Received PUBREL from {} (Mid: {})", a.client_id, r.packet_id);
+                let s = self
+                    .session_mut(a.slot, a.generation)
+                    .expect("checked above");
+                let known = s.inbound_qos2.remove(&r.packet_id);
+                let reason = if known || a.protocol != ProtocolVersion::V5 {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::PacketIdentifierNotFound
+                };
+                a.outbox.write(|out| {
+                    encode_ack_reason(out, a.protocol, AckKind::PubComp, r.packet_id, reason)
+                });
+                Ok(())
+            }
+            Packet::Subscribe(s) => {
+                self.client_subscribe(a, s);
+                Ok(())
+            }
+            Packet::Unsubscribe(u) => {
+                self.client_unsubscribe(a, u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                tracing::debug!(target: log_type::DEBUG, "Received PINGREQ from {}", a.client_id);
+                a.outbox
+                    .write(|out| encode_into(out, &Packet::PingResp, a.protocol));
+                Ok(())
+            }
+            Packet::Disconnect(d) => {
+                tracing::debug!(target: log_type::DEBUG, "Received DISCONNECT from {}", a.client_id);
+                if a.protocol == ProtocolVersion::V5 {
+                    if d.reason == ReasonCode::DisconnectWithWillMessage {
+                        a.will_on_disconnect = true;
+                    }
+                    // [MQTT-3.14.2-2]: a session expiry of 0 at CONNECT cannot become non-zero now.
+                    if let Some(expiry) = d.properties.session_expiry_interval {
+                        let s = self
+                            .session_mut(a.slot, a.generation)
+                            .expect("checked above");
+                        if s.clean && expiry > 0 {
+                            return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
+                        }
+                        if expiry == 0 {
+                            s.clean = true;
+                        }
+                    }
+                }
+                Err(CloseReason::ClientDisconnect)
+            }
+            // A second CONNECT [MQTT-3.1.0-2], AUTH without an authentication method at CONNECT, or a
+            // packet only a server may send.
+            _ => Err(CloseReason::ProtocolError(ReasonCode::ProtocolError)),
+        }
+    }
+
+    fn client_publish(&mut self, a: &Attached, p: Publish) -> Result<(), CloseReason> {
+        self.stats.messages_received += 1;
+        tracing::debug!(target: log_type::DEBUG,
+            "Received PUBLISH from {} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
+            a.client_id, u8::from(p.dup), p.qos as u8, u8::from(p.retain), p.packet_id, p.topic, p.payload.len());
+        if a.protocol == ProtocolVersion::V5 {
+            // The CONNACK advertised no topic aliases (Topic Alias Maximum absent = 0) [MQTT-3.3.2-9].
+            if p.properties.topic_alias.is_some() {
+                return Err(CloseReason::ProtocolError(ReasonCode::TopicAliasInvalid));
+            }
+            if p.topic.is_empty() {
+                return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
+            }
+        }
+        if topic::validate_topic_name(&p.topic).is_err() {
+            return Err(CloseReason::ProtocolError(ReasonCode::TopicNameInvalid));
+        }
+        if p.retain && !self.settings.retain_available {
+            return Err(CloseReason::ProtocolError(ReasonCode::RetainNotSupported));
+        }
+        let deliver = match p.qos {
+            QoS::AtMostOnce | QoS::AtLeastOnce => true,
+            QoS::ExactlyOnce => {
+                let s = self
+                    .session_mut(a.slot, a.generation)
+                    .expect("checked by caller");
+                // Exactly once: a re-sent PUBLISH whose id is still unreleased is acknowledged, not routed.
+                s.inbound_qos2.insert(p.packet_id)
+            }
+        };
+        // `$SYS` belongs to the broker: client publishes there are acknowledged and dropped.
+        if deliver && !p.topic.starts_with("$SYS") {
+            let mut properties = p.properties;
+            properties.topic_alias = None;
+            self.route(Message {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                properties,
+                origin: Some((self.id, a.slot)),
+            });
+        }
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => a
+                .outbox
+                .write(|out| encode_ack(out, a.protocol, AckKind::PubAck, p.packet_id)),
+            QoS::ExactlyOnce => a
+                .outbox
+                .write(|out| encode_ack(out, a.protocol, AckKind::PubRec, p.packet_id)),
+        }
+        Ok(())
+    }
+
+    /// Route a message: store it if retained, deliver to this shard's subscribers and send it once to
+    /// every other shard with a matching subscription.
+    pub(crate) fn route(&mut self, msg: Message) {
+        let msg = Arc::new(msg);
+        if msg.retain {
+            self.store_retained(msg.clone());
+            if self.shards > 1 {
+                self.broadcast(|| Mail::Retain(msg.clone()));
+            }
+        }
+        let shards = self.interest.shards_for(&msg.topic);
+        for to in shards.iter() {
+            if to == self.id {
+                self.deliver_local(&msg);
+            } else {
+                self.send(to, Mail::Publish(msg.clone()));
+            }
+        }
+    }
+
+    /// Store, replace or (empty payload) clear a retained message in this shard's copy.
+    pub(crate) fn store_retained(&mut self, msg: Arc<Message>) {
+        if msg.payload.is_empty() {
+            self.retained.remove(&msg.topic);
+        } else {
+            let topic = msg.topic.clone();
+            self.retained.set(&topic, msg);
+        }
+    }
+
+    /// Deliver a message to this shard's matching sessions: one copy per session at the highest QoS of its
+    /// matching subscriptions, at min(publish QoS, subscription QoS).
+    pub(crate) fn deliver_local(&mut self, msg: &Arc<Message>) {
+        let mut matches = std::mem::take(&mut self.scratch);
+        matches.clear();
+        self.trie
+            .for_each_match(&msg.topic, |slot, opts| matches.push((slot, *opts)));
+        if matches.is_empty() {
+            self.scratch = matches;
+            return;
+        }
+        if matches.len() > 1 {
+            matches.sort_unstable_by_key(|m| m.0);
+            matches.dedup_by(|later, kept| {
+                if later.0 != kept.0 {
+                    return false;
+                }
+                if later.1.qos > kept.1.qos {
+                    kept.1.qos = later.1.qos;
+                }
+                kept.1.retain_as_published |= later.1.retain_as_published;
+                kept.1.no_local &= later.1.no_local;
+                true
+            });
+        }
+        // One shard-local copy of the message header per shard; the payload stays shared.
+        let local = Rc::new((**msg).clone());
+        let limits = self.settings.limits;
+        let verbose = tracing::enabled!(target: log_type::DEBUG, tracing::Level::DEBUG);
+        for &(slot, opts) in &matches {
+            if opts.no_local && msg.origin == Some((self.id, slot)) {
+                continue;
+            }
+            let Some(Some(session)) = self.sessions.get_mut(slot as usize) else {
+                continue;
+            };
+            let qos = msg.qos.min(opts.qos);
+            let retain = opts.retain_as_published && msg.retain;
+            match session.deliver(&local, qos, retain, &limits) {
+                Delivery::Sent => {
+                    self.stats.messages_sent += 1;
+                    if verbose {
+                        tracing::debug!(target: log_type::DEBUG,
+                            "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes))",
+                            session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len());
+                    }
+                }
+                Delivery::Dropped => self.stats.messages_dropped += 1,
+                Delivery::Queued | Delivery::Discarded => {}
+            }
+        }
+        self.scratch = matches;
+    }
+
+    fn client_subscribe(&mut self, a: &Attached, sub: Subscribe) {
+        tracing::debug!(target: log_type::DEBUG, "Received SUBSCRIBE from {}", a.client_id);
+        let token = SubToken {
+            slot: a.slot,
+            generation: a.generation,
+            packet_id: sub.packet_id,
+        };
+        let mut codes = Vec::with_capacity(sub.filters.len());
+        let mut retained = Vec::new();
+        let mut waits = 0;
+        let v5 = a.protocol == ProtocolVersion::V5;
+        if v5 && !sub.properties.subscription_identifiers.is_empty() {
+            // Not offered in the CONNACK (Subscription Identifiers Available = 0).
+            for _ in &sub.filters {
+                codes.push(ReasonCode::SubscriptionIdentifiersNotSupported);
+            }
+            self.write_suback(
+                a,
+                SubAck {
+                    packet_id: sub.packet_id,
+                    codes,
+                    properties: Properties::default(),
+                },
+            );
+            return;
+        }
+        for f in sub.filters {
+            tracing::debug!(target: log_type::DEBUG, "\t{} (QoS {})", f.filter, f.options.qos as u8);
+            if topic::parse_shared(&f.filter).is_some() || f.filter.starts_with("$share/") {
+                codes.push(if v5 {
+                    ReasonCode::SharedSubscriptionsNotSupported
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            if topic::validate_topic_filter(&f.filter).is_err() {
+                codes.push(if v5 {
+                    ReasonCode::TopicFilterInvalid
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            let opts = f.options;
+            let session = self.sessions[a.slot as usize]
+                .as_mut()
+                .expect("checked by caller");
+            let existed = session
+                .subscriptions
+                .insert(f.filter.clone(), opts)
+                .is_some();
+            self.trie.insert(&f.filter, a.slot, opts);
+            tracing::info!(target: log_type::SUBSCRIBE, "{} {} {}", a.client_id, opts.qos as u8, f.filter);
+            if !existed {
+                self.stats.subscriptions += 1;
+                if self.interest.add(&f.filter, self.id) && self.shards > 1 {
+                    let from = self.id;
+                    let filter = f.filter.clone();
+                    self.broadcast(|| Mail::InterestAdd {
+                        from,
+                        filter: filter.clone(),
+                    });
+                    let pending = self.interest_pending.entry(f.filter.clone()).or_default();
+                    pending.remaining += self.shards - 1;
+                }
+            }
+            // Interest not yet acknowledged everywhere (this subscription's or an earlier one's): the
+            // SUBACK waits, so a publish sent after it is received cannot miss this subscriber.
+            if let Some(pending) = self.interest_pending.get_mut(&f.filter) {
+                pending.waiters.push(token);
+                waits += 1;
+            }
+            let send_retained = match opts.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendAtSubscribeIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if send_retained {
+                retained.push((f.filter, opts));
+            }
+            codes.push(match opts.qos {
+                QoS::AtMostOnce => ReasonCode::Success,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            });
+        }
+        let suback = SubAck {
+            packet_id: sub.packet_id,
+            codes,
+            properties: Properties::default(),
+        };
+        if waits == 0 {
+            self.complete_subscribe(a.slot, a.generation, suback, retained);
+        } else {
+            self.pending_subs.insert(
+                token,
+                PendingSub {
+                    waits,
+                    suback,
+                    retained,
+                },
+            );
+        }
+    }
+
+    fn write_suback(&mut self, a: &Attached, suback: SubAck) {
+        tracing::debug!(target: log_type::DEBUG, "Sending SUBACK to {}", a.client_id);
+        a.outbox
+            .write(|out| encode_into(out, &Packet::SubAck(suback), a.protocol));
+    }
+
+    /// Send the SUBACK, then the retained messages matching the new subscriptions (retain flag set).
+    fn complete_subscribe(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        suback: SubAck,
+        retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
+    ) {
+        let limits = self.settings.limits;
+        let mut found: Vec<(Arc<Message>, SubscriptionOptions)> = Vec::new();
+        for (filter, opts) in &retained {
+            self.retained
+                .for_each_match(filter, |_, m| found.push((m.clone(), *opts)));
+        }
+        let Some(session) = self.session_mut(slot, generation) else {
+            return;
+        };
+        let Some(conn) = session.conn.clone() else {
+            return;
+        };
+        tracing::debug!(target: log_type::DEBUG, "Sending SUBACK to {}", session.client_id);
+        let protocol = session.protocol;
+        conn.write(|out| encode_into(out, &Packet::SubAck(suback), protocol));
+        let mut sent = 0;
+        let mut dropped = 0;
+        for (msg, opts) in found {
+            let local = Rc::new((*msg).clone());
+            match session.deliver(&local, msg.qos.min(opts.qos), true, &limits) {
+                Delivery::Sent => sent += 1,
+                Delivery::Dropped => dropped += 1,
+                _ => {}
+            }
+        }
+        self.stats.messages_sent += sent;
+        self.stats.messages_dropped += dropped;
+    }
+
+    /// Another shard acknowledged interest in `filter`: release the SUBACKs that waited only for that.
+    pub(super) fn interest_acked(&mut self, filter: &Utf8Bytes) {
+        let Some(pending) = self.interest_pending.get_mut(filter) else {
+            return;
+        };
+        pending.remaining = pending.remaining.saturating_sub(1);
+        if pending.remaining > 0 {
+            return;
+        }
+        let PendingInterest { waiters, .. } =
+            self.interest_pending.remove(filter).unwrap_or_default();
+        for token in waiters {
+            let Some(p) = self.pending_subs.get_mut(&token) else {
+                continue;
+            };
+            p.waits -= 1;
+            if p.waits == 0 {
+                let p = self.pending_subs.remove(&token).expect("just seen");
+                self.complete_subscribe(token.slot, token.generation, p.suback, p.retained);
+            }
+        }
+    }
+
+    fn client_unsubscribe(&mut self, a: &Attached, u: Unsubscribe) {
+        tracing::debug!(target: log_type::DEBUG, "Received UNSUBSCRIBE from {}", a.client_id);
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            let session = self.sessions[a.slot as usize]
+                .as_mut()
+                .expect("checked by caller");
+            let existed = session.subscriptions.remove(filter).is_some();
+            if existed {
+                self.unsubscribe_filter(a.slot, filter);
+            }
+            tracing::info!(target: log_type::UNSUBSCRIBE, "{} {}", a.client_id, filter);
+            codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        let unsuback = UnsubAck {
+            packet_id: u.packet_id,
+            codes,
+            properties: Properties::default(),
+        };
+        tracing::debug!(target: log_type::DEBUG, "Sending UNSUBACK to {}", a.client_id);
+        a.outbox
+            .write(|out| encode_into(out, &Packet::UnsubAck(unsuback), a.protocol));
+    }
+}
