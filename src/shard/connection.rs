@@ -406,6 +406,10 @@ async fn serve(
         while shard.borrow().overloaded() {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
+        // Fairness: a fast publisher's socket is always readable, so without a yield its reader would run
+        // until glommio's time slice ends, starving the acknowledgements and writes of the clients it
+        // publishes to (whose queues would then overflow).
+        futures_lite::future::yield_now().await;
         match read_some(&stream, &mut buf).await {
             Ok(0) => {
                 eof = true;
