@@ -608,7 +608,7 @@ pub struct Config {
     pub max_keepalive_s: u16,
     /// Retained messages are supported; when false a PUBLISH with retain set disconnects the client.
     pub retain_available: bool,
-    /// Set TCP_NODELAY on client sockets. Default false, as in Mosquitto.
+    /// Set TCP_NODELAY on client sockets. Default true (Mosquitto: false): the writer coalesces already.
     pub set_tcp_nodelay: bool,
     /// Seconds between `$SYS` updates; 0 disables `$SYS`. Default 10.
     pub sys_interval_s: u32,
@@ -662,7 +662,7 @@ impl Default for Config {
             max_packet_size: MQTT_MAX_PACKET_SIZE,
             max_keepalive_s: 65535,
             retain_available: true,
-            set_tcp_nodelay: false,
+            set_tcp_nodelay: true,
             sys_interval_s: 10,
             log_dest: vec![LogDest::Stderr],
             log_types: LogTypes::DEFAULT,
@@ -1534,7 +1534,7 @@ mod tests {
         assert_eq!(c.max_packet_size, MQTT_MAX_PACKET_SIZE);
         assert_eq!(c.max_keepalive_s, 65535);
         assert!(c.retain_available);
-        assert!(!c.set_tcp_nodelay);
+        assert!(c.set_tcp_nodelay);
         assert_eq!(c.sys_interval_s, 10);
         assert_eq!(c.log_dest, vec![LogDest::Stderr]);
         assert_eq!(c.log_types, LogTypes::DEFAULT);

@@ -142,6 +142,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, ServerError> {
 /// Start the broker with resolved settings.
 pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
     raise_memlock_limit();
+    raise_nofile_limit();
     let shards = settings.shards;
     // sockets[shard][listener]
     let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
@@ -237,6 +238,22 @@ fn raise_memlock_limit() {
         if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             let _ = libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+        }
+    }
+}
+
+/// Every client is a file descriptor: raise the soft open-files limit to the hard one so the broker can
+/// hold as many connections as the system allows (the usual soft default, 1024, is far too low).
+fn raise_nofile_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

@@ -389,8 +389,9 @@ async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
         for h in handoffs {
             glommio::spawn_local(connection::run_handoff(shard.clone(), h)).detach();
         }
-        // Let connection tasks run between batches so a mail flood cannot starve the sockets.
-        glommio::executor().yield_if_needed().await;
+        // Let connection tasks run between batches: a mail flood must not starve the sockets, above all
+        // the subscribers' acknowledgements that open their windows (else their queues overflow).
+        futures_lite::future::yield_now().await;
     }
 }
 

@@ -1,0 +1,222 @@
+//! Retained messages.
+//!
+//! Rules checked (MQTT 3.1.1; 5.0 numbers where they differ):
+//! - [MQTT-3.3.1-5] A PUBLISH with RETAIN 1 MUST be stored (with its QoS) and replace any message
+//!   retained on that topic, so it can be delivered to future subscribers.
+//! - [MQTT-3.3.1-6] (5.0: [MQTT-3.3.1-9], Retain Handling 0) When a new subscription is established,
+//!   the last retained message on each matching topic MUST be sent to the subscriber.
+//! - [MQTT-3.3.1-7] A retained QoS 0 message also replaces the one previously retained on the topic.
+//! - [MQTT-3.3.1-8] A message sent because of a new subscription MUST have RETAIN 1.
+//! - [MQTT-3.3.1-9] (5.0: [MQTT-3.3.1-12], Retain As Published 0) A message sent because it matches an
+//!   established subscription MUST have RETAIN 0, however it was published.
+//! - [MQTT-3.3.1-10] (5.0: [MQTT-3.3.1-6]) A retained PUBLISH with a zero-byte payload is delivered as
+//!   normal and removes the retained message; [MQTT-3.3.1-11] (5.0: [MQTT-3.3.1-7]) it is not stored.
+//! - [MQTT-3.3.1-12] (5.0: [MQTT-3.3.1-8]) A PUBLISH with RETAIN 0 MUST NOT store, remove or replace the
+//!   retained message.
+//! - [MQTT-3.8.4-3] A SUBSCRIBE that replaces an existing subscription re-sends matching retained
+//!   messages.
+//! - `retain_available false` (Mosquitto option): 5.0 CONNACK says Retain Available 0 (3.2.2.3.5) and a
+//!   retained PUBLISH is answered with DISCONNECT 0x9A Retain not supported (3.3.1.3); Mosquitto closes
+//!   3.x clients too. Other clients are not disturbed.
+//! - shardmq: the retained store is split across shards; a wildcard subscription gets the matching
+//!   retained messages of every shard.
+//!
+//! Every test runs for 3.1.1 and 5.0, with 1 and 4 shards.
+
+mod common;
+
+use common::client::Client;
+use common::raw::{self, kind, prop, Connect, PropValue, RawClient, Witness};
+use common::{for_each_case, for_each_case_async, unique_id, ABSENCE_WAIT, BOTH};
+
+#[test]
+fn retained_message_is_sent_on_subscribe_with_retain_set() {
+    for_each_case_async(BOTH, "", |case| async move {
+        let mut publ = Client::connect(&case, &unique_id("pub")).await;
+        for qos in 0..=2u8 {
+            publ.publish(&format!("ret/q{qos}"), qos, true, format!("kept at {qos}"))
+                .await;
+        }
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        for qos in 0..=2u8 {
+            assert_eq!(sub.subscribe(&format!("ret/q{qos}"), 2).await, 2);
+            let m = sub.recv().await;
+            assert_eq!(m.topic, format!("ret/q{qos}"));
+            assert_eq!(
+                m.text(),
+                format!("kept at {qos}"),
+                "[MQTT-3.3.1-5] [MQTT-3.3.1-6]"
+            );
+            assert!(
+                m.retain,
+                "sent because of a new subscription => RETAIN 1 [MQTT-3.3.1-8]"
+            );
+            assert_eq!(m.qos, qos, "stored QoS, capped by the granted QoS");
+        }
+    });
+}
+
+#[test]
+fn live_delivery_has_retain_clear() {
+    for_each_case_async(BOTH, "", |case| async move {
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        assert_eq!(sub.subscribe("live/+", 1).await, 1);
+        let mut publ = Client::connect(&case, &unique_id("pub")).await;
+        publ.publish("live/a", 1, true, "retained and live").await;
+        let m = sub.recv().await;
+        assert_eq!(m.text(), "retained and live");
+        assert!(
+            !m.retain,
+            "established subscription => RETAIN 0 [MQTT-3.3.1-9]"
+        );
+    });
+}
+
+#[test]
+fn retained_message_is_replaced() {
+    for_each_case_async(BOTH, "", |case| async move {
+        let mut publ = Client::connect(&case, &unique_id("pub")).await;
+        publ.publish("rep/t", 1, true, "v1").await;
+        publ.publish("rep/t", 0, true, "v2 at qos 0").await; // QoS 0 replaces too [MQTT-3.3.1-7]
+        publ.publish("rep/t", 1, false, "not retained").await; // must not replace [MQTT-3.3.1-12]
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        assert_eq!(sub.subscribe("rep/t", 1).await, 1);
+        let m = sub.recv().await;
+        assert_eq!(
+            (m.text().as_str(), m.qos, m.retain),
+            ("v2 at qos 0", 0, true)
+        );
+        // Retained messages come from the store, not from a publisher, so no marker can follow them in
+        // order: watch briefly for a stale second copy.
+        sub.expect_no_message(ABSENCE_WAIT).await;
+    });
+}
+
+#[test]
+fn resubscribing_resends_retained() {
+    for_each_case_async(BOTH, "", |case| async move {
+        let mut publ = Client::connect(&case, &unique_id("pub")).await;
+        publ.publish("again/t", 1, true, "r").await;
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        for round in 0..2 {
+            assert_eq!(sub.subscribe("again/#", 1).await, 1);
+            let m = sub.recv().await;
+            assert_eq!(
+                (m.topic.as_str(), m.text().as_str(), m.retain),
+                ("again/t", "r", true),
+                "round {round} [MQTT-3.8.4-3]"
+            );
+        }
+    });
+}
+
+#[test]
+fn empty_retained_payload_clears_the_topic() {
+    for_each_case_async(BOTH, "", |case| async move {
+        let mut live = Client::connect(&case, &unique_id("live")).await;
+        assert_eq!(live.subscribe("clr/+", 1).await, 1);
+        let mut publ = Client::connect(&case, &unique_id("pub")).await;
+        publ.publish("clr/keep", 1, true, "keep me").await;
+        publ.publish("clr/gone", 1, true, "delete me").await;
+        publ.publish("clr/gone", 1, true, Vec::new()).await;
+
+        // The empty message is delivered to live subscribers as normal [MQTT-3.3.1-10].
+        let got: Vec<(String, String)> = live
+            .recv_n(3)
+            .await
+            .into_iter()
+            .map(|m| (m.topic.clone(), m.text()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("clr/keep".into(), "keep me".into()),
+                ("clr/gone".into(), "delete me".into()),
+                ("clr/gone".into(), "".into())
+            ]
+        );
+
+        // A new subscriber gets clr/keep only: clr/gone is neither the old message nor the empty one.
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        assert_eq!(sub.subscribe("clr/+", 1).await, 1);
+        let m = sub.recv().await;
+        assert_eq!(
+            (m.topic.as_str(), m.text().as_str(), m.retain),
+            ("clr/keep", "keep me", true)
+        );
+        // Retained deliveries have no publisher order to put a marker behind: bounded watch.
+        sub.expect_no_message(ABSENCE_WAIT).await;
+    });
+}
+
+#[test]
+fn wildcard_subscription_gets_retained_messages_from_every_shard() {
+    for_each_case_async(BOTH, "", |case| async move {
+        const N: usize = 24;
+        // One publisher per topic: with 4 shards their homes, and so the retained entries, spread out.
+        for i in 0..N {
+            let mut p = Client::connect(&case, &unique_id(&format!("rp{i}"))).await;
+            p.publish(&format!("all/{i}"), 1, true, format!("r{i}"))
+                .await;
+            p.disconnect().await;
+        }
+        for filter in ["all/#", "all/+", "+/+"] {
+            let mut sub = Client::connect(&case, &unique_id("sub")).await;
+            assert_eq!(sub.subscribe(filter, 1).await, 1);
+            let mut got: Vec<(String, String, bool)> = sub
+                .recv_n(N)
+                .await
+                .into_iter()
+                .map(|m| (m.topic.clone(), m.text(), m.retain))
+                .collect();
+            got.sort();
+            let mut want: Vec<(String, String, bool)> = (0..N)
+                .map(|i| (format!("all/{i}"), format!("r{i}"), true))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "filter {filter}");
+            // No duplicates or strays after the N expected ones (bounded watch: retained messages have no
+            // publisher order to put a marker behind).
+            sub.expect_no_message(ABSENCE_WAIT).await;
+        }
+    });
+}
+
+#[test]
+fn retain_available_false_refuses_retained_publishes() {
+    for_each_case(BOTH, "retain_available false\n", |case| {
+        let mut w = Witness::new(case.addr, case.proto);
+        let (mut c, ack) =
+            RawClient::connect(case.addr, &Connect::new(case.proto, &unique_id("nr")));
+        if case.proto.is_v5() {
+            assert_eq!(
+                ack.prop(prop::RETAIN_AVAILABLE),
+                Some(&PropValue::Int(0)),
+                "CONNACK Retain Available 0"
+            );
+        }
+        // Non-retained publishing still works on this connection.
+        c.publish("nr/t", 1, false, b"plain");
+        c.send_lenient(&raw::publish(
+            case.proto,
+            "nr/t",
+            1,
+            true,
+            false,
+            77,
+            b"retained",
+        ));
+        let before = c.expect_closed();
+        if case.proto.is_v5() {
+            assert!(
+                before
+                    .iter()
+                    .all(|p| p.kind() == kind::DISCONNECT && p.disconnect_reason() == 0x9A),
+                "only DISCONNECT 0x9A may precede the close: {before:?}"
+            );
+        } else {
+            assert!(before.is_empty(), "{before:?}");
+        }
+        w.check();
+    });
+}

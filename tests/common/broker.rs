@@ -1,0 +1,159 @@
+//! [`TestBroker`]: one broker per test case, listening on an unused port of 127.0.0.1.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// True when `SHARDMQ_TEST_BROKER=mosquitto`: tests run against a real Mosquitto instead of shardmq.
+pub fn external_mosquitto() -> bool {
+    std::env::var("SHARDMQ_TEST_BROKER")
+        .map(|v| v == "mosquitto")
+        .unwrap_or(false)
+}
+
+/// A running broker, stopped (listeners closed, connections dropped, threads joined) on drop.
+pub struct TestBroker {
+    /// The address clients connect to: 127.0.0.1 and the port the kernel picked.
+    addr: SocketAddr,
+    /// How many shards the broker was started with (1 for an external Mosquitto).
+    shards: usize,
+    /// The embedded broker; dropping it shuts it down.
+    handle: Option<shardmq::server::BrokerHandle>,
+    /// The external Mosquitto process and its scratch directory, when `SHARDMQ_TEST_BROKER=mosquitto`.
+    mosquitto: Option<(Child, PathBuf)>,
+}
+
+impl TestBroker {
+    /// Starts a broker on 127.0.0.1 port 0 with anonymous access, `shards` shards and the extra
+    /// mosquitto.conf-style lines in `extra_config` (e.g. `"max_inflight_messages 2\n"`).
+    /// Returns once the broker is listening.
+    pub fn start(shards: usize, extra_config: &str) -> TestBroker {
+        if external_mosquitto() {
+            return Self::start_mosquitto(extra_config);
+        }
+        // Mosquitto's config grammar refuses `listener 0`, so the listener is declared with a placeholder
+        // port and switched to 0 (kernel-chosen, unique per test) after parsing. No pinning: parallel
+        // tests would stack their shards on the same CPUs.
+        let text = format!(
+            "listener 1883 127.0.0.1\nallow_anonymous true\nshards {shards}\ncpu_affinity false\n{extra_config}\n"
+        );
+        let mut config =
+            shardmq::config::Config::parse_str(&text, std::path::Path::new("test.conf"))
+                .unwrap_or_else(|e| panic!("test config rejected: {e}\n--- config ---\n{text}"));
+        for listener in &mut config.listeners {
+            listener.port = 0;
+        }
+        let handle = shardmq::server::start(config).expect("broker failed to start");
+        let addr = *handle
+            .local_addrs()
+            .first()
+            .expect("broker reports no listener address");
+        assert_ne!(
+            addr.port(),
+            0,
+            "local_addrs() must report the real port, not 0"
+        );
+        TestBroker {
+            addr,
+            shards,
+            handle: Some(handle),
+            mosquitto: None,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// Mosquitto cannot listen on port 0 and report the port, so take one the kernel hands out and
+    /// release it (a small race, acceptable for this manual validation mode only).
+    fn start_mosquitto(extra_config: &str) -> TestBroker {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("shardmq-test-mosq-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Started as root, Mosquitto switches to the `mosquitto` user before it opens its log file.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let extra: String = extra_config
+            .lines()
+            .filter(|l| {
+                !l.trim_start().starts_with("shards") && !l.trim_start().starts_with("cpu_affinity")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let conf = dir.join("mosquitto.conf");
+        let log = dir.join("mosquitto.log");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest file {}\nlog_type all\n{extra}",
+                log.display()
+            ),
+        )
+        .unwrap();
+        // Configuration errors go to stderr, before the log file is open.
+        let stderr = dir.join("stderr.txt");
+        let mut child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("SHARDMQ_TEST_BROKER=mosquitto but `mosquitto` could not be started");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Wait for the listener (the event), polling the port.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(addr).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "mosquitto exited with {status}: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start listening on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        TestBroker {
+            addr,
+            shards: 1,
+            handle: None,
+            mosquitto: Some((child, dir)),
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        // Closes the listeners and every connection and joins the shard threads.
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown();
+        }
+        if let Some((mut child, dir)) = self.mosquitto.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("mosquitto's log is kept in {}", dir.display());
+            } else {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
