@@ -12,6 +12,7 @@ pub use outbox::{Chunk, CloseReason, Outbox};
 
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use ahash::{AHashMap, AHashSet};
 use bytes::{BufMut, BytesMut};
@@ -21,6 +22,9 @@ use crate::codec::{
     SubscriptionOptions, Utf8Bytes,
 };
 use crate::message::Message;
+
+/// A connected client that acknowledged nothing for this long counts as stalled, not slow.
+const PROGRESS_WINDOW: Duration = Duration::from_secs(1);
 
 /// Delivery limits, from the config (Mosquitto's names and defaults).
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +117,12 @@ pub struct Session {
     pub conn: Option<Rc<Outbox>>,
     /// v5 Receive Maximum of the current connection: caps the inflight window below `max_inflight`.
     pub receive_maximum: Option<usize>,
+    /// Last time the client acknowledged something (or connected): tells a slow consumer, whose
+    /// publishers are worth slowing down, from a stalled one, whose messages are dropped instead.
+    last_progress: Option<Instant>,
+    /// While set and in the future, this client's publishes are not read: a subscriber it feeds is
+    /// falling behind (see `shard` back-pressure).
+    pub throttle_until: Option<Instant>,
 }
 
 impl Session {
@@ -136,6 +146,8 @@ impl Session {
             inbound_qos2: AHashSet::new(),
             conn: None,
             receive_maximum: None,
+            last_progress: None,
+            throttle_until: None,
         }
     }
 
@@ -146,6 +158,27 @@ impl Session {
     /// Messages queued plus inflight (for tests and `$SYS`).
     pub fn pending_len(&self) -> (usize, usize) {
         (self.inflight.len(), self.queue.len())
+    }
+
+    /// Whether this session's queue is filling while its client still makes progress: the case where
+    /// slowing the publishers that feed it avoids dropping acknowledged QoS 1/2 messages. A client that
+    /// stopped acknowledging is not waited for (DESIGN.md invariant 6: it costs only its own queue).
+    pub fn congested(&self, limits: &Limits, now: Instant) -> bool {
+        (self.queue.len().saturating_mul(2) >= limits.max_queued_messages
+            || self.queued_bytes.saturating_mul(2) >= limits.max_queued_bytes)
+            && self.progressing(now)
+    }
+
+    /// Connected and acknowledged something within [`PROGRESS_WINDOW`].
+    fn progressing(&self, now: Instant) -> bool {
+        self.conn.is_some()
+            && self
+                .last_progress
+                .is_some_and(|t| now.saturating_duration_since(t) < PROGRESS_WINDOW)
+    }
+
+    fn progressed(&mut self) {
+        self.last_progress = Some(Instant::now());
     }
 
     /// Outbound QoS 1/2 messages allowed in flight at once.
@@ -199,8 +232,17 @@ impl Session {
 
     fn enqueue(&mut self, msg: &Rc<Message>, qos: QoS, retain: bool, limits: &Limits) -> Delivery {
         let size = msg.queued_size();
-        if self.queue.len() >= limits.max_queued_messages
-            || self.queued_bytes.saturating_add(size) > limits.max_queued_bytes
+        // A connected client that keeps acknowledging gets twice the queue: its publishers are being
+        // slowed down (see `congested`), and this absorbs what was already on its way meanwhile (read,
+        // acknowledged and in the shards' mailboxes). Away or stalled clients get exactly the limits.
+        let slack = if self.progressing(Instant::now()) {
+            2
+        } else {
+            1
+        };
+        if self.queue.len() >= limits.max_queued_messages.saturating_mul(slack)
+            || self.queued_bytes.saturating_add(size)
+                > limits.max_queued_bytes.saturating_mul(slack)
         {
             return Delivery::Dropped;
         }
@@ -214,6 +256,10 @@ impl Session {
     }
 
     fn send_inflight(&mut self, conn: &Outbox, msg: Rc<Message>, qos: QoS, retain: bool) {
+        if self.inflight.is_empty() {
+            // The client owed nothing until now: its time to acknowledge starts here.
+            self.last_progress = Some(Instant::now());
+        }
         let packet_id = self.alloc_packet_id();
         write_publish(conn, self.protocol, &msg, qos, packet_id, false, retain);
         self.inflight.push_back(Inflight {
@@ -269,6 +315,7 @@ impl Session {
         }
         let resent = self.inflight.len();
         self.conn = Some(conn);
+        self.progressed();
         resent + self.pump(limits)
     }
 
@@ -282,6 +329,7 @@ impl Session {
             return false;
         };
         self.inflight.remove(pos);
+        self.progressed();
         self.pump(limits);
         true
     }
@@ -295,6 +343,7 @@ impl Session {
         {
             Some(i) => {
                 i.released = true;
+                self.last_progress = Some(Instant::now());
                 true
             }
             None => false,
@@ -336,6 +385,7 @@ impl Session {
             return false;
         };
         self.inflight.remove(pos);
+        self.progressed();
         self.pump(limits);
         true
     }
@@ -456,5 +506,72 @@ pub fn ack_packet(kind: AckKind, resp: PubResponse) -> Packet {
         AckKind::PubRec => Packet::PubRec(resp),
         AckKind::PubRel => Packet::PubRel(resp),
         AckKind::PubComp => Packet::PubComp(resp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn msg() -> Rc<Message> {
+        Rc::new(Message {
+            topic: Utf8Bytes::from("t"),
+            payload: Bytes::from_static(b"p"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+            origin: None,
+        })
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_inflight: 2,
+            max_queued_messages: 10,
+            ..Limits::default()
+        }
+    }
+
+    fn offer(s: &mut Session, n: usize) -> Vec<Delivery> {
+        let m = msg();
+        (0..n)
+            .map(|_| s.deliver(&m, QoS::AtLeastOnce, false, &limits()))
+            .collect()
+    }
+
+    #[test]
+    fn an_away_session_queues_exactly_max_queued_messages() {
+        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+        let d = offer(&mut s, 12);
+        assert!(d[..10].iter().all(|d| *d == Delivery::Queued));
+        assert!(d[10..].iter().all(|d| *d == Delivery::Dropped));
+        assert!(!s.congested(&limits(), Instant::now()));
+    }
+
+    #[test]
+    fn a_progressing_client_is_congested_at_half_and_gets_slack_up_to_twice() {
+        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+        s.resume(Rc::new(Outbox::new()), &limits());
+        let d = offer(&mut s, 2 + 4);
+        assert!(d[..2].iter().all(|d| *d == Delivery::Sent), "{d:?}");
+        assert!(!s.congested(&limits(), Instant::now()), "4 queued of 10");
+        offer(&mut s, 1);
+        assert!(s.congested(&limits(), Instant::now()), "5 queued of 10");
+        let d = offer(&mut s, 16);
+        assert_eq!(d.iter().filter(|d| **d == Delivery::Queued).count(), 15);
+        assert_eq!(
+            d.last(),
+            Some(&Delivery::Dropped),
+            "20 queued = twice the limit"
+        );
+        // A client that stopped acknowledging is not waited for.
+        let later = Instant::now() + PROGRESS_WINDOW + Duration::from_millis(1);
+        assert!(!s.congested(&limits(), later));
+        // Acknowledging frees the window and sends from the queue, in order.
+        let (inflight, queued) = s.pending_len();
+        assert_eq!((inflight, queued), (2, 20));
+        assert!(s.on_puback(1, &limits()));
+        assert_eq!(s.pending_len(), (2, 19));
     }
 }

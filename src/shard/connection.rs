@@ -406,6 +406,14 @@ async fn serve(
         while shard.borrow().overloaded() {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
+        // Back-pressure: a subscriber this client feeds is falling behind; let it catch up.
+        loop {
+            let until = shard.borrow().throttled_until(&attached);
+            match until.map(|u| u.saturating_duration_since(std::time::Instant::now())) {
+                Some(wait) if !wait.is_zero() => glommio::timer::sleep(wait).await,
+                _ => break,
+            }
+        }
         // Fairness: a fast publisher's socket is always readable, so without a yield its reader would run
         // until glommio's time slice ends, starving the acknowledgements and writes of the clients it
         // publishes to (whose queues would then overflow).

@@ -15,7 +15,7 @@ use crate::codec::{
 };
 use crate::logging::log_type;
 use crate::message::Message;
-use crate::router::Mail;
+use crate::router::{Mail, ShardId};
 use crate::session::{
     encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, Outbox, Session,
 };
@@ -482,6 +482,7 @@ impl Shard {
         let local = Rc::new((**msg).clone());
         let limits = self.settings.limits;
         let verbose = tracing::enabled!(target: log_type::DEBUG, tracing::Level::DEBUG);
+        let mut congested = false;
         for &(slot, opts) in &matches {
             if opts.no_local && msg.origin == Some((self.id, slot)) {
                 continue;
@@ -500,11 +501,50 @@ impl Shard {
                             session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len());
                     }
                 }
+                Delivery::Queued if qos != QoS::AtMostOnce => {
+                    congested = congested || session.congested(&limits, std::time::Instant::now());
+                }
                 Delivery::Dropped => self.stats.messages_dropped += 1,
                 Delivery::Queued | Delivery::Discarded => {}
             }
         }
         self.scratch = matches;
+        if congested {
+            if let Some(origin) = msg.origin {
+                self.slow_down(origin);
+            }
+        }
+    }
+
+    /// Ask the publisher `origin` (shard, slot) to pause: a subscriber it feeds is falling behind.
+    fn slow_down(&mut self, origin: (ShardId, u32)) {
+        let now = std::time::Instant::now();
+        if let Some(&sent) = self.throttle_sent.get(&origin) {
+            if now.saturating_duration_since(sent) < super::THROTTLE_PAUSE / 2 {
+                return;
+            }
+        }
+        if self.throttle_sent.len() > 4096 {
+            self.throttle_sent.clear();
+        }
+        self.throttle_sent.insert(origin, now);
+        if origin.0 == self.id {
+            self.throttle(origin.1);
+        } else {
+            self.send(origin.0, Mail::Throttle { slot: origin.1 });
+        }
+    }
+
+    /// Pause reading the publisher in `slot` for [`super::THROTTLE_PAUSE`].
+    pub(super) fn throttle(&mut self, slot: u32) {
+        if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
+            s.throttle_until = Some(std::time::Instant::now() + super::THROTTLE_PAUSE);
+        }
+    }
+
+    /// Until when the reader of `a` must pause, if it must.
+    pub(crate) fn throttled_until(&self, a: &Attached) -> Option<std::time::Instant> {
+        self.session(a.slot, a.generation)?.throttle_until
     }
 
     fn client_subscribe(&mut self, a: &Attached, sub: Subscribe) {
