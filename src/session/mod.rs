@@ -155,6 +155,11 @@ impl Session {
         self.conn.is_some()
     }
 
+    /// Bytes waiting in the live connection's outbox (0 when away).
+    pub fn pending_bytes(&self) -> usize {
+        self.conn.as_ref().map_or(0, |c| c.pending_bytes())
+    }
+
     /// Messages queued plus inflight (for tests and `$SYS`).
     pub fn pending_len(&self) -> (usize, usize) {
         (self.inflight.len(), self.queue.len())
@@ -167,6 +172,14 @@ impl Session {
         (self.queue.len().saturating_mul(2) >= limits.max_queued_messages
             || self.queued_bytes.saturating_mul(2) >= limits.max_queued_bytes)
             && self.progressing(now)
+    }
+
+    /// Whether QoS 0 output to this client is piling up while its socket still drains: its publishers
+    /// are slowed down before the outbox limit drops messages (a stalled reader is not waited for).
+    pub fn outbox_congested(&self, limits: &Limits, now: Instant) -> bool {
+        self.conn
+            .as_ref()
+            .is_some_and(|c| c.congested(limits.outbox_soft_limit / 2, PROGRESS_WINDOW, now))
     }
 
     /// Connected and acknowledged something within [`PROGRESS_WINDOW`].

@@ -495,6 +495,12 @@ impl Shard {
             match session.deliver(&local, qos, retain, &limits) {
                 Delivery::Sent => {
                     self.stats.messages_sent += 1;
+                    if qos == QoS::AtMostOnce
+                        && session.pending_bytes() >= limits.outbox_soft_limit / 2
+                    {
+                        congested = congested
+                            || session.outbox_congested(&limits, std::time::Instant::now());
+                    }
                     if verbose {
                         tracing::debug!(target: log_type::DEBUG,
                             "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes))",
@@ -504,7 +510,13 @@ impl Shard {
                 Delivery::Queued if qos != QoS::AtMostOnce => {
                     congested = congested || session.congested(&limits, std::time::Instant::now());
                 }
-                Delivery::Dropped => self.stats.messages_dropped += 1,
+                Delivery::Dropped => {
+                    self.stats.messages_dropped += 1;
+                    if qos == QoS::AtMostOnce {
+                        congested = congested
+                            || session.outbox_congested(&limits, std::time::Instant::now());
+                    }
+                }
                 Delivery::Queued | Delivery::Discarded => {}
             }
         }
