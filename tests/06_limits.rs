@@ -12,11 +12,15 @@
 //!   close [MQTT-4.13.1-1]); other clients are not disturbed.
 //! - A subscriber that never reads its socket does not stall the publisher (every PUBACK comes back) nor
 //!   another subscriber of the same topic (it gets all 5000 messages, in order).
+//! - A subscriber that keeps acknowledging, only more slowly than its publishers publish, loses no
+//!   acknowledged QoS 1 message even with a tiny `max_queued_messages`: shardmq holds the publishers
+//!   (stops reading them) until it catches up, where Mosquitto drops beyond the limit.
 //!
 //! Every test runs for 3.1.1 and 5.0, with 1 and 4 shards.
 
 mod common;
 
+use common::broker::external_mosquitto;
 use common::client::{Client, Opts};
 use common::raw::{self, kind, prop, Connect, PropValue, RawClient, Witness};
 use common::{for_each_case, for_each_case_async, unique_id, ABSENCE_WAIT, BOTH};
@@ -166,5 +170,72 @@ fn a_subscriber_that_never_reads_does_not_stall_others() {
             );
         }
         drop(stalled);
+    });
+}
+
+#[test]
+fn a_slow_but_acknowledging_subscriber_holds_its_publishers_instead_of_losing_qos1() {
+    if external_mosquitto() {
+        // Mosquitto drops QoS 1 messages beyond max_queued_messages however the subscriber acknowledges.
+        eprintln!("skipped against Mosquitto: it drops beyond the queue limit instead of holding publishers");
+        return;
+    }
+    // A queue of 300 (held from 150): without holds a progressing subscriber's queue takes 2 x 300 plus
+    // four mailboxes (4 x 512) per other shard, less than the 9000 messages the publishers dump at once.
+    for_each_case(BOTH, "max_queued_messages 300\n", |case| {
+        const PUBLISHERS: usize = 3;
+        const EACH: usize = 3000;
+        let mut sub = RawClient::connect_clean(case.addr, case.proto, &unique_id("slow"));
+        assert_eq!(sub.subscribe(&[("hold/#", 1)]), vec![1]);
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|p| {
+                let addr = case.addr;
+                let proto = case.proto;
+                std::thread::spawn(move || {
+                    let mut c = RawClient::connect_clean(addr, proto, &unique_id("hp"));
+                    // All of it in one write: the broker reads hundreds of PUBLISHes per read.
+                    let mut burst = Vec::new();
+                    for i in 0..EACH {
+                        let pkid = (i % 60_000 + 1) as u16;
+                        let payload = format!("{i:08}");
+                        burst.extend(raw::publish(
+                            proto,
+                            &format!("hold/{p}"),
+                            1,
+                            false,
+                            false,
+                            pkid,
+                            payload.as_bytes(),
+                        ));
+                    }
+                    c.send(&burst);
+                    for _ in 0..EACH {
+                        c.expect(kind::PUBACK);
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0usize; PUBLISHERS];
+        for n in 0..PUBLISHERS * EACH {
+            let m = sub.recv_publish();
+            sub.send(&raw::ack(kind::PUBACK, m.pkid));
+            let p: usize = m.topic["hold/".len()..].parse().expect("publisher index");
+            let i: usize = std::str::from_utf8(&m.payload)
+                .expect("utf-8")
+                .parse()
+                .expect("sequence number");
+            assert_eq!(
+                i, next[p],
+                "publisher {p}: message lost or reordered after {n} deliveries"
+            );
+            next[p] += 1;
+            // A slow consumer (not a synchronisation): it keeps acknowledging, at a lower rate.
+            if n % 100 == 99 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        for p in publishers {
+            p.join().expect("publisher thread");
+        }
     });
 }

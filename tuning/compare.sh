@@ -13,6 +13,7 @@
 #
 # Options:
 #   --shards N          shardmq "shards" setting (default 1)
+#   --conf LINE         an extra line for shardmq's config (repeatable), e.g. --conf 'cpu_affinity false'
 #   --threads N         loadgen worker threads (default: loadgen's default, the number of CPUs)
 #   --duration D        measure window of each run (default 4s)
 #   --warmup D          warmup of each run (default 1s)
@@ -31,7 +32,7 @@
 
 set -euo pipefail
 
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
 
 SHARDS=1
 THREADS=""
@@ -47,10 +48,12 @@ ONLY=""
 OUT=""
 NO_MOSQUITTO=0
 POSITIONAL=()
+EXTRA_CONF=()
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --shards) SHARDS="$2"; shift 2 ;;
+        --conf) EXTRA_CONF+=("$2"); shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --warmup) WARMUP="$2"; shift 2 ;;
@@ -151,6 +154,7 @@ start_broker() {
             "${pin[@]}" "$MOSQUITTO_BIN" -c "$conf" >>"$log" 2>&1 &
         else
             printf 'listener %s 127.0.0.1\nallow_anonymous true\nshards %s\n' "$PORT" "$SHARDS" >"$conf"
+            [[ ${#EXTRA_CONF[@]} -gt 0 ]] && printf '%s\n' "${EXTRA_CONF[@]}" >>"$conf"
             "${pin[@]}" "$SHARDMQ_BIN" -c "$conf" >>"$log" 2>&1 &
         fi
         BROKER_PID=$!

@@ -27,7 +27,7 @@ pub type ShardId = u16;
 /// Capacity of each (from, to) mailbox. Beyond it a sender keeps mail in its own overflow queue and pauses
 /// the reading of its publishers until the receiver drains (see `shard`), so a slow shard back-pressures
 /// publishers instead of growing without bound.
-pub const MAILBOX_CAPACITY: usize = 2048;
+pub const MAILBOX_CAPACITY: usize = 512;
 
 /// A message from one shard to another.
 pub enum Mail {
@@ -48,8 +48,11 @@ pub enum Mail {
     /// Answer to `InterestAdd`: the sender will route matching publishes to the shard that asked.
     InterestAck { filter: Utf8Bytes },
     /// A session on the sending shard is falling behind on messages published by session `slot` of the
-    /// receiving shard: pause reading that publisher briefly (back-pressure instead of dropping QoS 1/2).
-    Throttle { slot: u32 },
+    /// receiving shard: stop reading that publisher for one hold lease (`renew`: a hold it already has),
+    /// back-pressure instead of dropping QoS 1/2 (see `session::hold`).
+    Hold { slot: u32, renew: bool },
+    /// The sender's session caught up: it no longer holds publisher `slot` of the receiving shard.
+    Release { slot: u32 },
     /// Ask for this shard's counters (from the `$SYS` shard).
     StatsQuery { reply_to: ShardId },
     /// Answer to `StatsQuery`.

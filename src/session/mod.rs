@@ -6,8 +6,10 @@
 //! touched only by that shard's thread. Its outbox is shared (`Rc`) with the connection's writer task on
 //! the same thread.
 
+mod hold;
 mod outbox;
 
+pub use hold::{HoldSignal, Holding, Origin, PublisherHold, HOLD_LEASE};
 pub use outbox::{Chunk, CloseReason, Outbox};
 
 use std::collections::VecDeque;
@@ -41,6 +43,10 @@ pub struct Limits {
     /// Bytes of encoded packets a connected client may have unsent in its outbox before further QoS 0
     /// messages to it are dropped (a slow subscriber costs its own queue, DESIGN.md invariant 6).
     pub outbox_soft_limit: usize,
+    /// Messages that may already be on their way to a session from other shards (their mailboxes' capacity)
+    /// when it holds its publishers: a client that keeps acknowledging may exceed `max_queued_messages` by
+    /// this much, so what was in transit is not dropped.
+    pub in_transit: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +57,7 @@ impl Default for Limits {
             max_queued_bytes: usize::MAX,
             queue_qos0: false,
             outbox_soft_limit: 4 * 1024 * 1024,
+            in_transit: 0,
         }
     }
 }
@@ -120,9 +127,11 @@ pub struct Session {
     /// Last time the client acknowledged something (or connected): tells a slow consumer, whose
     /// publishers are worth slowing down, from a stalled one, whose messages are dropped instead.
     last_progress: Option<Instant>,
-    /// While set and in the future, this client's publishes are not read: a subscriber it feeds is
-    /// falling behind (see `shard` back-pressure).
-    pub throttle_until: Option<Instant>,
+    /// As a publisher: subscribers falling behind on this client's messages hold its reading (see
+    /// [`hold`]).
+    pub hold: PublisherHold,
+    /// As a subscriber: the publishers this session holds while its queue or outbox is congested.
+    pub holding: Holding,
 }
 
 impl Session {
@@ -147,7 +156,8 @@ impl Session {
             conn: None,
             receive_maximum: None,
             last_progress: None,
-            throttle_until: None,
+            hold: PublisherHold::default(),
+            holding: Holding::default(),
         }
     }
 
@@ -180,6 +190,14 @@ impl Session {
         self.conn
             .as_ref()
             .is_some_and(|c| c.congested(limits.outbox_soft_limit / 2, PROGRESS_WINDOW, now))
+    }
+
+    /// Whether the queue and the outbox are down to a quarter of their limits: the publishers this session
+    /// holds can go on.
+    pub fn drained(&self, limits: &Limits) -> bool {
+        self.queue.len().saturating_mul(4) <= limits.max_queued_messages
+            && self.queued_bytes.saturating_mul(4) <= limits.max_queued_bytes
+            && self.pending_bytes().saturating_mul(4) <= limits.outbox_soft_limit
     }
 
     /// Connected and acknowledged something within [`PROGRESS_WINDOW`].
@@ -245,18 +263,22 @@ impl Session {
 
     fn enqueue(&mut self, msg: &Rc<Message>, qos: QoS, retain: bool, limits: &Limits) -> Delivery {
         let size = msg.queued_size();
-        // A connected client that keeps acknowledging gets twice the queue: its publishers are being
-        // slowed down (see `congested`), and this absorbs what was already on its way meanwhile (read,
-        // acknowledged and in the shards' mailboxes). Away or stalled clients get exactly the limits.
-        let slack = if self.progressing(Instant::now()) {
-            2
+        // A connected client that keeps acknowledging gets twice the queue, plus what other shards may
+        // already have in their mailboxes for it: its publishers are being held (see `hold`), and this
+        // absorbs what was read, acknowledged and routed before the hold took effect. Away or stalled
+        // clients get exactly the limits.
+        let (max_messages, max_bytes) = if self.progressing(Instant::now()) {
+            (
+                limits
+                    .max_queued_messages
+                    .saturating_mul(2)
+                    .saturating_add(limits.in_transit),
+                limits.max_queued_bytes.saturating_mul(2),
+            )
         } else {
-            1
+            (limits.max_queued_messages, limits.max_queued_bytes)
         };
-        if self.queue.len() >= limits.max_queued_messages.saturating_mul(slack)
-            || self.queued_bytes.saturating_add(size)
-                > limits.max_queued_bytes.saturating_mul(slack)
-        {
+        if self.queue.len() >= max_messages || self.queued_bytes.saturating_add(size) > max_bytes {
             return Delivery::Dropped;
         }
         self.queued_bytes += size;

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -373,6 +373,7 @@ async fn serve(
         stream.clone(),
         outbox.clone(),
         guard,
+        (attached.slot, attached.generation),
     ))
     .detach();
 
@@ -383,12 +384,21 @@ async fn serve(
     let protocol = attached.protocol;
     let mut eof = false;
     let reason = 'conn: loop {
+        // Set when a hold stopped decoding with packets still in `buf`.
+        let mut buffered = false;
         loop {
             match codec::decode(&mut buf, protocol, settings.max_packet_size) {
                 Ok(Some(packet)) => {
-                    let r = shard.borrow_mut().handle_packet(&mut attached, packet);
-                    if let Err(reason) = r {
+                    let mut s = shard.borrow_mut();
+                    if let Err(reason) = s.handle_packet(&mut attached, packet) {
                         break 'conn reason;
+                    }
+                    // Back-pressure takes effect at once, not after the rest of this read: a read can
+                    // carry hundreds of small PUBLISHes, more than a congested subscriber (held) or the
+                    // other shards' mailboxes (overloaded) have room for.
+                    if s.is_held(&attached) || s.overloaded() {
+                        buffered = !buf.is_empty();
+                        break;
                     }
                 }
                 Ok(None) => break,
@@ -406,13 +416,26 @@ async fn serve(
         while shard.borrow().overloaded() {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
-        // Back-pressure: a subscriber this client feeds is falling behind; let it catch up.
+        // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
+        shard
+            .borrow_mut()
+            .release_holds(attached.slot, attached.generation, false);
+        // Back-pressure: a subscriber this client feeds is falling behind; wait for its release or for
+        // the hold's lease to run out.
         loop {
-            let until = shard.borrow().throttled_until(&attached);
-            match until.map(|u| u.saturating_duration_since(std::time::Instant::now())) {
-                Some(wait) if !wait.is_zero() => glommio::timer::sleep(wait).await,
-                _ => break,
-            }
+            let Some(until) = shard.borrow_mut().held_until(&attached) else {
+                break;
+            };
+            let released = poll_fn(|cx| shard.borrow_mut().poll_released(&attached, cx));
+            let lease = glommio::timer::sleep(until.saturating_duration_since(Instant::now()));
+            futures_lite::future::or(released, async {
+                lease.await;
+            })
+            .await;
+        }
+        if buffered {
+            futures_lite::future::yield_now().await;
+            continue;
         }
         // Fairness: a fast publisher's socket is always readable, so without a yield its reader would run
         // until glommio's time slice ends, starving the acknowledgements and writes of the clients it
@@ -472,6 +495,7 @@ async fn write_loop(
     stream: Rc<RefCell<TcpStream>>,
     outbox: Rc<Outbox>,
     _guard: Rc<ConnGuard>,
+    (slot, generation): (u32, u32),
 ) {
     let mut chunks = VecDeque::new();
     let mut failed = false;
@@ -498,6 +522,8 @@ async fn write_loop(
         if let Some(b) = spare {
             outbox.recycle(b);
         }
+        // A QoS 0 backlog may have drained: let go of the publishers this session holds.
+        shard.borrow_mut().release_holds(slot, generation, false);
     }
     let fd = stream.borrow().as_raw_fd();
     match (failed, outbox.close_reason()) {

@@ -37,10 +37,6 @@ use crate::stats::ShardStats;
 /// its clients until the receivers catch up (DESIGN.md invariant 6: bounded, back-pressure to publishers).
 const OVERFLOW_PAUSE: usize = 0;
 
-/// How long a publisher feeding a congested subscriber stops being read. Short: a subscriber that keeps
-/// up with its window drains half a default queue (500 messages) in well under this.
-pub(crate) const THROTTLE_PAUSE: Duration = Duration::from_millis(5);
-
 /// How long shutdown waits for connections to flush and close before the executor ends anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -154,9 +150,6 @@ pub(crate) struct Shard {
     pub stats: ShardStats,
     live: AHashMap<u64, LiveConn>,
     next_conn: u64,
-    /// When this shard last asked each publisher (shard, slot) to slow down, so a congested subscriber
-    /// sends one signal per pause, not one per message.
-    throttle_sent: AHashMap<(ShardId, u32), Instant>,
     /// Reused buffer for trie matches.
     scratch: Vec<(u32, SubscriptionOptions)>,
     /// Counter mixed into assigned client ids.
@@ -196,7 +189,6 @@ impl Shard {
             stats: ShardStats::default(),
             live: AHashMap::new(),
             next_conn: 0,
-            throttle_sent: AHashMap::new(),
             scratch: Vec::new(),
             assigned_ids: 0,
             counts,
@@ -275,7 +267,15 @@ impl Shard {
                 self.interest.remove(&filter, from);
             }
             Mail::InterestAck { filter } => self.interest_acked(&filter),
-            Mail::Throttle { slot } => self.throttle(slot),
+            Mail::Hold { slot, renew } => {
+                let signal = if renew {
+                    crate::session::HoldSignal::Renew
+                } else {
+                    crate::session::HoldSignal::Hold
+                };
+                self.hold_publisher(slot, signal);
+            }
+            Mail::Release { slot } => self.release_publisher(slot),
             Mail::StatsQuery { reply_to } => {
                 let stats = self.snapshot_stats();
                 self.send(reply_to, Mail::StatsReply(stats));

@@ -4,8 +4,11 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::BytesMut;
+use smallvec::SmallVec;
 
 use super::{PendingInterest, PendingSub, Shard, SubToken};
 use crate::codec::{
@@ -15,9 +18,10 @@ use crate::codec::{
 };
 use crate::logging::log_type;
 use crate::message::Message;
-use crate::router::{Mail, ShardId};
+use crate::router::Mail;
 use crate::session::{
-    encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, Outbox, Session,
+    encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, HoldSignal, Origin, Outbox,
+    Session,
 };
 use crate::topic;
 
@@ -220,6 +224,8 @@ impl Shard {
         session.conn = None;
         let will = session.will.take();
         let clean = session.clean;
+        // Publishers it holds would otherwise wait out their lease for a client that is gone.
+        self.release_holds(a.slot, a.generation, true);
         self.stats.clients_connected -= 1;
         let publish_will = match reason {
             CloseReason::ClientDisconnect => a.will_on_disconnect,
@@ -237,9 +243,10 @@ impl Shard {
     /// End a session: its subscriptions leave the trie (and the interest map, telling the other shards when
     /// this shard loses its last subscription to a filter), its id leaves the directory.
     fn remove_session(&mut self, slot: u32) {
-        let Some(session) = self.sessions[slot as usize].take() else {
+        let Some(mut session) = self.sessions[slot as usize].take() else {
             return;
         };
+        self.send_releases(session.holding.take());
         for filter in session.subscriptions.keys() {
             self.unsubscribe_filter(slot, filter);
         }
@@ -482,7 +489,8 @@ impl Shard {
         let local = Rc::new((**msg).clone());
         let limits = self.settings.limits;
         let verbose = tracing::enabled!(target: log_type::DEBUG, tracing::Level::DEBUG);
-        let mut congested = false;
+        let now = Instant::now();
+        let mut holds: SmallVec<[(Origin, HoldSignal); 2]> = SmallVec::new();
         for &(slot, opts) in &matches {
             if opts.no_local && msg.origin == Some((self.id, slot)) {
                 continue;
@@ -492,71 +500,114 @@ impl Shard {
             };
             let qos = msg.qos.min(opts.qos);
             let retain = opts.retain_as_published && msg.retain;
-            match session.deliver(&local, qos, retain, &limits) {
+            let congested = match session.deliver(&local, qos, retain, &limits) {
                 Delivery::Sent => {
                     self.stats.messages_sent += 1;
-                    if qos == QoS::AtMostOnce
-                        && session.pending_bytes() >= limits.outbox_soft_limit / 2
-                    {
-                        congested = congested
-                            || session.outbox_congested(&limits, std::time::Instant::now());
-                    }
                     if verbose {
                         tracing::debug!(target: log_type::DEBUG,
                             "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes))",
                             session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len());
                     }
+                    qos == QoS::AtMostOnce
+                        && session.pending_bytes() >= limits.outbox_soft_limit / 2
+                        && session.outbox_congested(&limits, now)
                 }
-                Delivery::Queued if qos != QoS::AtMostOnce => {
-                    congested = congested || session.congested(&limits, std::time::Instant::now());
-                }
+                Delivery::Queued if qos != QoS::AtMostOnce => session.congested(&limits, now),
                 Delivery::Dropped => {
                     self.stats.messages_dropped += 1;
+                    // Still worth holding the publisher: a hold whose lease ran out is renewed here.
                     if qos == QoS::AtMostOnce {
-                        congested = congested
-                            || session.outbox_congested(&limits, std::time::Instant::now());
+                        session.outbox_congested(&limits, now)
+                    } else {
+                        session.congested(&limits, now)
                     }
                 }
-                Delivery::Queued | Delivery::Discarded => {}
+                Delivery::Queued | Delivery::Discarded => false,
+            };
+            // Holding oneself would stop reading the very acknowledgements that drain the queue.
+            if let Some(origin) = msg.origin.filter(|o| congested && *o != (self.id, slot)) {
+                if let Some(signal) = session.holding.note(origin, now) {
+                    holds.push((origin, signal));
+                }
             }
         }
         self.scratch = matches;
-        if congested {
-            if let Some(origin) = msg.origin {
-                self.slow_down(origin);
+        for (origin, signal) in holds {
+            if origin.0 == self.id {
+                self.hold_publisher(origin.1, signal);
+            } else {
+                self.send(
+                    origin.0,
+                    Mail::Hold {
+                        slot: origin.1,
+                        renew: signal == HoldSignal::Renew,
+                    },
+                );
             }
         }
     }
 
-    /// Ask the publisher `origin` (shard, slot) to pause: a subscriber it feeds is falling behind.
-    fn slow_down(&mut self, origin: (ShardId, u32)) {
-        let now = std::time::Instant::now();
-        if let Some(&sent) = self.throttle_sent.get(&origin) {
-            if now.saturating_duration_since(sent) < super::THROTTLE_PAUSE / 2 {
-                return;
-            }
-        }
-        if self.throttle_sent.len() > 4096 {
-            self.throttle_sent.clear();
-        }
-        self.throttle_sent.insert(origin, now);
-        if origin.0 == self.id {
-            self.throttle(origin.1);
-        } else {
-            self.send(origin.0, Mail::Throttle { slot: origin.1 });
-        }
-    }
-
-    /// Pause reading the publisher in `slot` for [`super::THROTTLE_PAUSE`].
-    pub(super) fn throttle(&mut self, slot: u32) {
+    /// A subscriber holds the publisher in `slot` of this shard (see [`crate::session::PublisherHold`]).
+    pub(super) fn hold_publisher(&mut self, slot: u32, signal: HoldSignal) {
         if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
-            s.throttle_until = Some(std::time::Instant::now() + super::THROTTLE_PAUSE);
+            s.hold.hold(signal == HoldSignal::Renew, Instant::now());
         }
     }
 
-    /// Until when the reader of `a` must pause, if it must.
-    pub(crate) fn throttled_until(&self, a: &Attached) -> Option<std::time::Instant> {
-        self.session(a.slot, a.generation)?.throttle_until
+    /// A subscriber let the publisher in `slot` of this shard go.
+    pub(super) fn release_publisher(&mut self, slot: u32) {
+        if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
+            s.hold.release();
+        }
+    }
+
+    /// Let go of the publishers a session holds once its queue and outbox drained to a quarter (or at
+    /// once, with `all`, when the session leaves).
+    pub(crate) fn release_holds(&mut self, slot: u32, generation: u32, all: bool) {
+        let limits = self.settings.limits;
+        let Some(s) = self.session_mut(slot, generation) else {
+            return;
+        };
+        if s.holding.is_empty() || !(all || s.drained(&limits)) {
+            return;
+        }
+        let origins = s.holding.take();
+        self.send_releases(origins);
+    }
+
+    fn send_releases(&mut self, origins: SmallVec<[Origin; 4]>) {
+        for origin in origins {
+            if origin.0 == self.id {
+                self.release_publisher(origin.1);
+            } else {
+                self.send(origin.0, Mail::Release { slot: origin.1 });
+            }
+        }
+    }
+
+    /// Whether subscribers hold `a` (cheap enough to ask after every packet).
+    pub(crate) fn is_held(&self, a: &Attached) -> bool {
+        self.session(a.slot, a.generation)
+            .is_some_and(|s| s.hold.held())
+    }
+
+    /// Until when the reader of `a` must pause because subscribers it feeds are falling behind.
+    pub(crate) fn held_until(&mut self, a: &Attached) -> Option<Instant> {
+        self.session_mut(a.slot, a.generation)?
+            .hold
+            .held_until(Instant::now())
+    }
+
+    /// Ready once `a` is no longer held by any subscriber; otherwise wakes `cx` at the last release.
+    pub(crate) fn poll_released(&mut self, a: &Attached, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(s) = self.session_mut(a.slot, a.generation) else {
+            return Poll::Ready(());
+        };
+        if s.hold.held_until(Instant::now()).is_none() {
+            return Poll::Ready(());
+        }
+        s.hold.wait(cx.waker());
+        Poll::Pending
     }
 
     fn client_subscribe(&mut self, a: &Attached, sub: Subscribe) {
