@@ -103,12 +103,6 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
     })
 }
 
-/// How long a shard runs tasks before it polls io_uring and takes wake-ups from other shards. glommio's
-/// default (100 ms) lets a shard busy with its sockets leave mail from other shards (publishes, and the
-/// holds that stop a publisher feeding a congested subscriber) unread for up to that long; at 1 ms the
-/// extra polls cost a few syscalls per millisecond of load.
-const PREEMPT_TIMER: Duration = Duration::from_millis(1);
-
 /// A running broker. Dropping it shuts the broker down.
 pub struct BrokerHandle {
     addrs: Vec<SocketAddr>,
@@ -197,7 +191,6 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
             // No file DMA here: a small io_uring buffer keeps executor start fast and memlock low
             // (GLOMMIO.md).
             .io_memory(64 << 10)
-            .preempt_timer(PREEMPT_TIMER)
             .spawn(move || shard::run(start));
         match spawned {
             Ok(t) => threads.push(t),

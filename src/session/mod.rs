@@ -184,20 +184,10 @@ impl Session {
             && self.progressing(now)
     }
 
-    /// Whether QoS 0 output to this client is piling up while its socket still drains: its publishers
-    /// are slowed down before the outbox limit drops messages (a stalled reader is not waited for).
-    pub fn outbox_congested(&self, limits: &Limits, now: Instant) -> bool {
-        self.conn
-            .as_ref()
-            .is_some_and(|c| c.congested(limits.outbox_soft_limit / 2, PROGRESS_WINDOW, now))
-    }
-
-    /// Whether the queue and the outbox are down to a quarter of their limits: the publishers this session
-    /// holds can go on.
+    /// Whether the queue is down to a quarter of its limits: the publishers this session holds can go on.
     pub fn drained(&self, limits: &Limits) -> bool {
         self.queue.len().saturating_mul(4) <= limits.max_queued_messages
             && self.queued_bytes.saturating_mul(4) <= limits.max_queued_bytes
-            && self.pending_bytes().saturating_mul(4) <= limits.outbox_soft_limit
     }
 
     /// Connected and acknowledged something within [`PROGRESS_WINDOW`].

@@ -64,9 +64,6 @@ pub struct Outbox {
     queue: RefCell<Queue>,
     /// Bytes queued or being written (for the slow-subscriber limit).
     pending: Cell<usize>,
-    /// When the socket last accepted bytes, or the outbox last went from empty to non-empty: tells a
-    /// slow reader from one that stopped reading.
-    last_drained: Cell<Option<std::time::Instant>>,
     /// The writer task's waker while it waits for bytes.
     waker: Cell<Option<Waker>>,
     /// Set when the broker decided to close the connection; the writer flushes what is queued, then closes.
@@ -119,25 +116,7 @@ impl Outbox {
     }
 
     fn grow(&self, added: usize) {
-        if self.pending.get() == 0 && added > 0 {
-            self.last_drained.set(Some(std::time::Instant::now()));
-        }
         self.pending.set(self.pending.get() + added);
-    }
-
-    /// Whether at least `threshold` bytes wait while the socket keeps draining (it took bytes within
-    /// `window`): a reader slower than its publishers, not a stalled one.
-    pub fn congested(
-        &self,
-        threshold: usize,
-        window: std::time::Duration,
-        now: std::time::Instant,
-    ) -> bool {
-        self.pending.get() >= threshold
-            && self
-                .last_drained
-                .get()
-                .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
     /// Bytes queued and not yet written to the socket.
@@ -158,9 +137,6 @@ impl Outbox {
     /// The writer wrote `n` bytes.
     pub fn written(&self, n: usize) {
         self.pending.set(self.pending.get().saturating_sub(n));
-        if n > 0 {
-            self.last_drained.set(Some(std::time::Instant::now()));
-        }
     }
 
     /// Give a written buffer back so its allocation is reused when nothing was queued meanwhile.

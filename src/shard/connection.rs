@@ -373,7 +373,6 @@ async fn serve(
         stream.clone(),
         outbox.clone(),
         guard,
-        (attached.slot, attached.generation),
     ))
     .detach();
 
@@ -393,10 +392,9 @@ async fn serve(
                     if let Err(reason) = s.handle_packet(&mut attached, packet) {
                         break 'conn reason;
                     }
-                    // Back-pressure takes effect at once, not after the rest of this read: a read can
-                    // carry hundreds of small PUBLISHes, more than a congested subscriber (held) or the
-                    // other shards' mailboxes (overloaded) have room for.
-                    if s.is_held(&attached) || s.overloaded() {
+                    // A hold takes effect at once, not after the rest of this read: a read can carry
+                    // hundreds of small PUBLISHes, more than a congested subscriber has room for.
+                    if s.is_held(&attached) {
                         buffered = !buf.is_empty();
                         break;
                     }
@@ -495,7 +493,6 @@ async fn write_loop(
     stream: Rc<RefCell<TcpStream>>,
     outbox: Rc<Outbox>,
     _guard: Rc<ConnGuard>,
-    (slot, generation): (u32, u32),
 ) {
     let mut chunks = VecDeque::new();
     let mut failed = false;
@@ -522,8 +519,6 @@ async fn write_loop(
         if let Some(b) = spare {
             outbox.recycle(b);
         }
-        // A QoS 0 backlog may have drained: let go of the publishers this session holds.
-        shard.borrow_mut().release_holds(slot, generation, false);
     }
     let fd = stream.borrow().as_raw_fd();
     match (failed, outbox.close_reason()) {

@@ -500,6 +500,8 @@ impl Shard {
             };
             let qos = msg.qos.min(opts.qos);
             let retain = opts.retain_as_published && msg.retain;
+            // Only a QoS 1/2 backlog holds publishers: QoS 0 to a client that falls behind is dropped
+            // (at most once), so a slow QoS 0 reader never slows anybody else (DESIGN.md invariant 6).
             let congested = match session.deliver(&local, qos, retain, &limits) {
                 Delivery::Sent => {
                     self.stats.messages_sent += 1;
@@ -508,21 +510,15 @@ impl Shard {
                             "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes))",
                             session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len());
                     }
-                    qos == QoS::AtMostOnce
-                        && session.pending_bytes() >= limits.outbox_soft_limit / 2
-                        && session.outbox_congested(&limits, now)
+                    false
                 }
-                Delivery::Queued if qos != QoS::AtMostOnce => session.congested(&limits, now),
+                Delivery::Queued => qos != QoS::AtMostOnce && session.congested(&limits, now),
                 Delivery::Dropped => {
                     self.stats.messages_dropped += 1;
-                    // Still worth holding the publisher: a hold whose lease ran out is renewed here.
-                    if qos == QoS::AtMostOnce {
-                        session.outbox_congested(&limits, now)
-                    } else {
-                        session.congested(&limits, now)
-                    }
+                    // A hold whose lease ran out is renewed here.
+                    qos != QoS::AtMostOnce && session.congested(&limits, now)
                 }
-                Delivery::Queued | Delivery::Discarded => false,
+                Delivery::Discarded => false,
             };
             // Holding oneself would stop reading the very acknowledgements that drain the queue.
             if let Some(origin) = msg.origin.filter(|o| congested && *o != (self.id, slot)) {
@@ -561,7 +557,7 @@ impl Shard {
         }
     }
 
-    /// Let go of the publishers a session holds once its queue and outbox drained to a quarter (or at
+    /// Let go of the publishers a session holds once its queue drained to a quarter (or at
     /// once, with `all`, when the session leaves).
     pub(crate) fn release_holds(&mut self, slot: u32, generation: u32, all: bool) {
         let limits = self.settings.limits;
