@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::codec::{Connect, Utf8Bytes};
 use crate::message::Message;
+use crate::session::HoldSignal;
 use crate::stats::ShardStats;
 
 /// Index of a shard, 0..N. Assigned by the server, not glommio's executor id (which has gaps).
@@ -48,9 +49,9 @@ pub enum Mail {
     /// Answer to `InterestAdd`: the sender will route matching publishes to the shard that asked.
     InterestAck { filter: Utf8Bytes },
     /// A session on the sending shard is falling behind on messages published by session `slot` of the
-    /// receiving shard: stop reading that publisher for one hold lease (`renew`: a hold it already has),
+    /// receiving shard: stop reading that publisher for one hold lease (a new hold or the renewal of one),
     /// back-pressure instead of dropping QoS 1/2 (see `session::hold`).
-    Hold { slot: u32, renew: bool },
+    Hold { slot: u32, signal: HoldSignal },
     /// The sender's session caught up: it no longer holds publisher `slot` of the receiving shard.
     Release { slot: u32 },
     /// Ask for this shard's counters (from the `$SYS` shard).

@@ -36,9 +36,10 @@ pub struct PublisherHold {
 }
 
 impl PublisherHold {
-    /// A subscriber holds (or, with `renew`, still holds) this publisher until `now + HOLD_LEASE`.
-    pub fn hold(&mut self, renew: bool, now: Instant) {
-        if !renew || self.holders == 0 {
+    /// A subscriber holds (or, with [`HoldSignal::Renew`], still holds) this publisher until
+    /// `now + HOLD_LEASE`.
+    pub fn hold(&mut self, signal: HoldSignal, now: Instant) {
+        if signal == HoldSignal::Hold || self.holders == 0 {
             self.holders = self.holders.saturating_add(1);
         }
         self.until = Some(now + HOLD_LEASE);
@@ -131,9 +132,9 @@ mod tests {
         let t0 = Instant::now();
         let mut p = PublisherHold::default();
         assert_eq!(p.held_until(t0), None);
-        p.hold(false, t0);
+        p.hold(HoldSignal::Hold, t0);
         assert_eq!(p.held_until(t0), Some(t0 + HOLD_LEASE));
-        p.hold(true, t0 + HOLD_LEASE / 2);
+        p.hold(HoldSignal::Renew, t0 + HOLD_LEASE / 2);
         assert_eq!(
             p.held_until(t0 + HOLD_LEASE),
             Some(t0 + HOLD_LEASE / 2 + HOLD_LEASE),
@@ -141,7 +142,7 @@ mod tests {
         );
         assert_eq!(p.held_until(t0 + 2 * HOLD_LEASE), None, "the lease ran out");
         assert!(!p.held(), "and its holders are forgotten");
-        p.hold(true, t0 + 2 * HOLD_LEASE);
+        p.hold(HoldSignal::Renew, t0 + 2 * HOLD_LEASE);
         assert!(p.held(), "a holder that still holds renews");
         p.release();
         assert!(!p.held());
@@ -151,16 +152,16 @@ mod tests {
     fn the_publisher_is_free_only_when_every_holder_released() {
         let t0 = Instant::now();
         let mut p = PublisherHold::default();
-        p.hold(false, t0);
-        p.hold(false, t0);
-        p.hold(true, t0);
+        p.hold(HoldSignal::Hold, t0);
+        p.hold(HoldSignal::Hold, t0);
+        p.hold(HoldSignal::Renew, t0);
         p.release();
         assert!(p.held_until(t0).is_some(), "one holder left");
         p.release();
         assert_eq!(p.held_until(t0), None);
         // A stray release (from a holder whose hold was already counted out) does not underflow.
         p.release();
-        p.hold(false, t0);
+        p.hold(HoldSignal::Hold, t0);
         assert!(p.held_until(t0).is_some());
     }
 
@@ -177,8 +178,8 @@ mod tests {
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = Waker::from(flag.clone());
         let mut p = PublisherHold::default();
-        p.hold(false, Instant::now());
-        p.hold(false, Instant::now());
+        p.hold(HoldSignal::Hold, Instant::now());
+        p.hold(HoldSignal::Hold, Instant::now());
         p.wait(&waker);
         p.release();
         assert!(!flag.0.load(Ordering::SeqCst));

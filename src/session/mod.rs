@@ -130,7 +130,7 @@ pub struct Session {
     /// As a publisher: subscribers falling behind on this client's messages hold its reading (see
     /// [`hold`]).
     pub hold: PublisherHold,
-    /// As a subscriber: the publishers this session holds while its queue or outbox is congested.
+    /// As a subscriber: the publishers this session holds while its QoS 1/2 queue is congested.
     pub holding: Holding,
 }
 

@@ -426,10 +426,7 @@ async fn serve(
             };
             let released = poll_fn(|cx| shard.borrow_mut().poll_released(&attached, cx));
             let lease = glommio::timer::sleep(until.saturating_duration_since(Instant::now()));
-            futures_lite::future::or(released, async {
-                lease.await;
-            })
-            .await;
+            futures_lite::future::or(released, lease).await;
         }
         if buffered {
             futures_lite::future::yield_now().await;

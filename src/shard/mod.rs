@@ -267,14 +267,7 @@ impl Shard {
                 self.interest.remove(&filter, from);
             }
             Mail::InterestAck { filter } => self.interest_acked(&filter),
-            Mail::Hold { slot, renew } => {
-                let signal = if renew {
-                    crate::session::HoldSignal::Renew
-                } else {
-                    crate::session::HoldSignal::Hold
-                };
-                self.hold_publisher(slot, signal);
-            }
+            Mail::Hold { slot, signal } => self.hold_publisher(slot, signal),
             Mail::Release { slot } => self.release_publisher(slot),
             Mail::StatsQuery { reply_to } => {
                 let stats = self.snapshot_stats();

@@ -536,7 +536,7 @@ impl Shard {
                     origin.0,
                     Mail::Hold {
                         slot: origin.1,
-                        renew: signal == HoldSignal::Renew,
+                        signal,
                     },
                 );
             }
@@ -546,7 +546,7 @@ impl Shard {
     /// A subscriber holds the publisher in `slot` of this shard (see [`crate::session::PublisherHold`]).
     pub(super) fn hold_publisher(&mut self, slot: u32, signal: HoldSignal) {
         if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
-            s.hold.hold(signal == HoldSignal::Renew, Instant::now());
+            s.hold.hold(signal, Instant::now());
         }
     }
 
