@@ -633,8 +633,12 @@ pub struct Config {
     /// Number of shards (executor threads); `None` = one per CPU this process may run on (or per
     /// `cpu_set` entry).
     pub shards: Option<NonZeroUsize>,
-    /// Pin shard i to the i-th CPU of `cpu_set` when there are no more shards than CPUs. Default true.
-    pub cpu_affinity: bool,
+    /// Pin shard i to the i-th CPU of `cpu_set` when there are no more shards than CPUs. `None` (unset):
+    /// pin only when `cpu_set` names the CPUs. Unpinned is the default because on a machine shared with
+    /// clients (or a VM) a pinned shard cannot move off a CPU the kernel or a client is using, and every
+    /// wake-up of it on an idle CPU costs an inter-processor interrupt: measured on 2 cores, pinned shards
+    /// had 1.1-1.5x the median latency at 1000 msg/s and no more throughput (docs/PERFORMANCE.md).
+    pub cpu_affinity: Option<bool>,
     /// CPUs the shards are pinned to, in order; `None` = every CPU this process may run on.
     pub cpu_set: Option<Vec<usize>>,
     /// `listen(2)` backlog of each listener socket. Default [`DEFAULT_LISTEN_BACKLOG`].
@@ -674,7 +678,7 @@ impl Default for Config {
             user: None,
             pid_file: None,
             shards: None,
-            cpu_affinity: true,
+            cpu_affinity: None,
             cpu_set: None,
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
             verbose: false,
@@ -758,7 +762,7 @@ impl Config {
             Some(n) => n.get(),
             None => cores.len().max(1),
         };
-        let pin = self.cpu_affinity && shards <= cores.len();
+        let pin = self.cpu_affinity.unwrap_or(self.cpu_set.is_some()) && shards <= cores.len();
         let cpus = (0..shards)
             .map(|i| if pin { cores.get(i).copied() } else { None })
             .collect();
@@ -771,8 +775,9 @@ impl Config {
 pub struct ShardPlacement {
     /// Number of shards to start (at least 1).
     pub shards: usize,
-    /// CPU each shard is pinned to, indexed by shard id; all `None` when `cpu_affinity` is false or there
-    /// are more shards than CPUs (pinning two executors to one core would make them fight).
+    /// CPU each shard is pinned to, indexed by shard id; all `None` unless pinning is asked for (`cpu_set`
+    /// or `cpu_affinity true`), and when there are more shards than CPUs (pinning two executors to one
+    /// core would make them fight).
     pub cpus: Vec<Option<usize>>,
 }
 
@@ -1261,7 +1266,7 @@ impl Parser {
                 let n = line.int_in("shards", rest, 1, 65536)? as usize;
                 c.shards = NonZeroUsize::new(n);
             }
-            "cpu_affinity" => c.cpu_affinity = line.bool("cpu_affinity", rest)?,
+            "cpu_affinity" => c.cpu_affinity = Some(line.bool("cpu_affinity", rest)?),
             "cpu_set" => {
                 let text = line.text("cpu_set", rest)?;
                 let cpus =
@@ -1544,7 +1549,7 @@ mod tests {
         assert!(!c.per_listener_settings && !c.persistence);
         assert!(c.user.is_none() && c.pid_file.is_none());
         assert!(c.shards.is_none() && c.cpu_set.is_none());
-        assert!(c.cpu_affinity);
+        assert_eq!(c.cpu_affinity, None);
         assert_eq!(c.listen_backlog, 1024);
         assert!(!c.verbose && !c.daemon);
         assert_eq!(c.config_file, None);
@@ -1845,7 +1850,7 @@ mod tests {
         assert!(c.set_tcp_nodelay);
         assert!(!c.connection_messages);
         assert!(!c.log_timestamp);
-        assert!(!c.cpu_affinity);
+        assert_eq!(c.cpu_affinity, Some(false));
         assert!(matches!(
             err("set_tcp_nodelay yes\n"),
             ConfigError::InvalidValue {
@@ -2106,9 +2111,20 @@ mod tests {
     #[test]
     fn shard_placement() {
         let avail = [0, 1, 2, 3, 4, 5, 6, 7];
+        // Default: one shard per CPU, unpinned.
         let p = Config::default().shard_placement_on(&avail).unwrap();
         assert_eq!(p.shards, 8);
+        assert!(p.cpus.iter().all(Option::is_none));
+
+        let p = ok("cpu_affinity true\n")
+            .shard_placement_on(&avail)
+            .unwrap();
         assert_eq!(p.cpus, (0..8).map(Some).collect::<Vec<_>>());
+
+        // A cpu_set pins unless cpu_affinity says otherwise.
+        let c = ok("cpu_set 1-2\ncpu_affinity false\n");
+        let p = c.shard_placement_on(&avail).unwrap();
+        assert_eq!((p.shards, p.cpus), (2, vec![None, None]));
 
         let c = ok("shards 2\ncpu_set 4-7\n");
         let p = c.shard_placement_on(&avail).unwrap();

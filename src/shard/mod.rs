@@ -1,4 +1,4 @@
-//! One shard: a glommio executor pinned to a core, its listening sockets, the connections the kernel gave
+//! One shard: a glommio executor (pinned to a core when configured), its listening sockets, the connections the kernel gave
 //! it, the sessions whose home it is, its subscription index and its copy of the retained store.
 //!
 //! Concurrency model: everything in [`Shard`] lives in one `Rc<RefCell<_>>` owned by the shard's thread.
