@@ -95,9 +95,9 @@ fi
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 if [[ -z "$LOADGEN_BIN" ]]; then
-    echo "compare.sh: building loadgen (cargo build --release -p loadgen)..." >&2
-    (cd "$REPO" && cargo build --release -p loadgen >&2)
-    LOADGEN_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/loadgen"
+    echo "compare.sh: building loadgen (cargo build --release -p shardmq-loadgen)..." >&2
+    (cd "$REPO" && cargo build --release -p shardmq-loadgen >&2)
+    LOADGEN_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/shardmq-loadgen"
 fi
 if [[ ! -x "$LOADGEN_BIN" ]]; then
     echo "compare.sh: loadgen binary $LOADGEN_BIN not found" >&2
@@ -175,22 +175,22 @@ start_broker() {
 
 # Matrix rows: NAME|loadgen arguments.
 MATRIX=()
-for sc in p2p fan-in fan-out; do
+for sc in p2p fanin fanout; do
     case $sc in
-        p2p) who="--publishers 10" ;;
-        fan-in) who="--publishers 10" ;;
-        fan-out) who="--subscribers 100" ;;
+        p2p) who="--pairs 10" ;;
+        fanin) who="--pubs 10" ;;
+        fanout) who="--subs 100" ;;
     esac
     for q in 0 1; do
         for p in 16 1024; do
-            MATRIX+=("$sc q$q ${p}B max|--scenario $sc --qos $q --payload $p $who --rate 0")
+            MATRIX+=("$sc q$q ${p}B max|$sc --qos $q --size $p $who --rate 0")
         done
     done
 done
-MATRIX+=("p2p q0 16B fixed|--scenario p2p --qos 0 --payload 16 --publishers 10 --rate $RATE")
-MATRIX+=("p2p q1 16B fixed|--scenario p2p --qos 1 --payload 16 --publishers 10 --rate $RATE")
-MATRIX+=("fan-in q1 16B fixed|--scenario fan-in --qos 1 --payload 16 --publishers 10 --rate $RATE")
-MATRIX+=("fan-out q0 16B fixed|--scenario fan-out --qos 0 --payload 16 --subscribers 100 --rate $FANOUT_RATE")
+MATRIX+=("p2p q0 16B fixed|p2p --qos 0 --size 16 --pairs 10 --rate $RATE")
+MATRIX+=("p2p q1 16B fixed|p2p --qos 1 --size 16 --pairs 10 --rate $RATE")
+MATRIX+=("fanin q1 16B fixed|fanin --qos 1 --size 16 --pubs 10 --rate $RATE")
+MATRIX+=("fanout q0 16B fixed|fanout --qos 0 --size 16 --subs 100 --rate $FANOUT_RATE")
 
 # json_num JSON KEY: a number from loadgen's one-line JSON (KEY may be latency_us.pNN).
 # Prints "-" when the key is missing or not a number (e.g. null percentiles when there was no sample).
@@ -225,8 +225,8 @@ run_matrix() {
         echo "compare.sh: $broker: $name" >&2
         rc=0
         # shellcheck disable=SC2086 # lgargs is a list of words
-        json="$(timeout --kill-after=5 120 "${pin[@]}" "$LOADGEN_BIN" --port "$PORT" --mqtt "$MQTT" \
-            --warmup "$WARMUP" --duration "$DURATION" --drain 5s "${threads[@]}" $lgargs --json \
+        json="$(timeout --kill-after=5 120 "${pin[@]}" "$LOADGEN_BIN" $lgargs --port "$PORT" --protocol "$MQTT" \
+            --warmup "$WARMUP" --duration "$DURATION" --drain 5s "${threads[@]}" --json --quiet \
             2>>"$OUT/loadgen.log")" || rc=$?
         printf '%s\t%s\t%s\n' "$broker" "$name" "$json" >>"$OUT/results.tsv"
         if [[ $rc -ne 0 && $rc -ne 3 ]] || [[ -z "$json" ]]; then
@@ -234,8 +234,8 @@ run_matrix() {
             NOTE["$broker|$name"]="failed (rc $rc)"
             continue
         fi
-        THR["$broker|$name"]="$(json_num "$json" throughput)"
-        P99["$broker|$name"]="$(json_num "$json" latency_us.p99)"
+        THR["$broker|$name"]="$(json_num "$json" msgs_per_s)"
+        P99["$broker|$name"]="$(json_num "$json" p99_us)"
         LOSS["$broker|$name"]="$(json_num "$json" loss_pct)"
         [[ $rc -eq 3 ]] && NOTE["$broker|$name"]="conn errors"
         if ! kill -0 "$BROKER_PID" 2>/dev/null; then
@@ -254,7 +254,7 @@ run_matrix shardmq
 ELAPSED=$(( $(date +%s) - START ))
 
 echo
-echo "shardmq ($SHARDMQ_BIN, shards $SHARDS) vs mosquitto (${MOSQUITTO_BIN:-none}); MQTT $MQTT; warmup $WARMUP + $DURATION per run; fixed rate $RATE msg/s per publisher (fan-out $FANOUT_RATE)"
+echo "shardmq ($SHARDMQ_BIN, shards $SHARDS) vs mosquitto (${MOSQUITTO_BIN:-none}); MQTT $MQTT; warmup $WARMUP + $DURATION per run; fixed rate $RATE msg/s per publisher (fanout $FANOUT_RATE)"
 echo "throughput = msg/s received in the measure window; p99 = end-to-end latency in µs; loss in % (QoS 0: informational)"
 printf '%-22s %12s %12s %7s %12s %12s %7s %9s %9s  %s\n' scenario "smq msg/s" "mosq msg/s" "thr x" "smq p99" "mosq p99" "p99 x" "smq loss" "mosq loss" notes
 for row in "${MATRIX[@]}"; do

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! loadgen: the MQTT load generator bundled with shardmq.
 //!
 //! Connects publishers, subscribers and idle clients, runs a warmup then a measure window, drains, and
@@ -7,7 +8,9 @@
 //! Exit codes: 0 = the run completed; 1 = setup failed (could not resolve, connect, subscribe, ...);
 //! 2 = bad arguments; 3 = the run completed but connections failed during it (the report says which).
 
+mod compare;
 mod conn;
+mod hgrm;
 mod pacer;
 mod report;
 mod roles;
@@ -15,6 +18,7 @@ mod shared;
 mod track;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -35,55 +39,73 @@ use crate::track::SubTrack;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
-    /// Publisher i → topic lg/p2p/i → subscriber i (N pairs).
+    /// N pairs: publisher i → lg/p2p/i → subscriber i (--pairs, default 10).
     P2p,
-    /// N publishers on lg/fanin/i → subscribers on lg/fanin/# (1 by default).
-    FanIn,
-    /// Publishers (1 by default) → lg/fanout → M subscribers.
-    FanOut,
+    /// P publishers on lg/fanin/i (--pubs, default 10) → S subscribers on lg/fanin/# (--subs, default 1).
+    #[value(alias = "fan-in")]
+    Fanin,
+    /// 1 publisher (--pubs) → lg/fanout → S subscribers (--subs, default 10).
+    #[value(alias = "fan-out")]
+    Fanout,
+    /// P publishers on lg/shared/i (default 10) → one $share/lg/lg/shared/# group of S members (default 4):
+    /// each message reaches one member.
+    Shared,
+    /// C idle connections (--connections, default 1000) held with keep-alive while one probe pair
+    /// measures publish→receive round trips (default 100 msg/s).
+    Conn,
 }
 
 impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Scenario::P2p => "p2p",
-            Scenario::FanIn => "fan-in",
-            Scenario::FanOut => "fan-out",
+            Scenario::Fanin => "fanin",
+            Scenario::Fanout => "fanout",
+            Scenario::Shared => "shared",
+            Scenario::Conn => "conn",
         }
     }
 }
 
-#[derive(Parser, Debug)]
+const MAX_RATE_HELP: &str = "\
+Max rate (--rate 0): publishers do not simply flood. Each publisher may be at most --window messages
+ahead of what its subscribers have received (end to end, per publisher, counted in deliveries / fan-out),
+and at QoS 1/2 also at most --inflight unacknowledged. So the figure is what the broker sustains, not how
+fast its queues grow; a broker that drops shows loss, one that stalls shows a lower rate.
+
+Fixed rate (--rate R): every publisher sends R msg/s on a schedule; latency is measured from each
+message's intended send time (coordinated-omission corrected, as wrk2 does), so a stalled broker shows
+up as latency rather than as fewer samples.
+
+Exit status: 0 run completed, 1 setup failed, 2 bad arguments, 3 connections failed during the run.";
+
+#[derive(Parser, Debug, Clone)]
 #[command(
-    name = "loadgen",
+    name = "shardmq-loadgen",
     version,
-    about = "MQTT load generator: throughput, loss, ordering and latency of a broker",
-    after_help = "Exit status: 0 run completed, 1 setup failed, 2 bad arguments, 3 connections failed during the run."
+    about = "MQTT load generator: throughput, loss, ordering and end-to-end latency of a broker",
+    after_help = MAX_RATE_HELP
 )]
 struct Args {
-    /// Broker host name or address.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// Broker port.
-    #[arg(long, default_value_t = 1883)]
-    port: u16,
-    #[arg(long, value_enum, default_value_t = Scenario::P2p)]
+    /// What to run.
+    #[arg(value_enum)]
     scenario: Scenario,
+    /// Broker host names or addresses; several (comma-separated or repeated) spread the clients.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+    host: Vec<String>,
+    /// Broker ports; several (comma-separated or repeated) spread the clients round robin.
+    #[arg(long, value_delimiter = ',', default_value = "1883")]
+    port: Vec<u16>,
     /// QoS of the publications and subscriptions.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     qos: u8,
     /// Payload size in bytes (at least 16: publisher id, sequence, timestamp).
-    #[arg(long, default_value_t = 16)]
-    payload: usize,
-    /// Publishers [p2p: pairs, default 1; fan-in: default 10; fan-out: default 1].
+    #[arg(long, alias = "payload", default_value_t = 16)]
+    size: usize,
+    /// Messages per second per publisher; 0 = as fast as the broker sustains (see below).
+    /// Default: 0, except `conn` (100).
     #[arg(long)]
-    publishers: Option<usize>,
-    /// Subscribers [p2p: = publishers; fan-in: default 1; fan-out: default 10].
-    #[arg(long)]
-    subscribers: Option<usize>,
-    /// Messages per second per publisher; 0 = as fast as the broker takes them.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    rate: Option<u64>,
     /// Length of the measure window (e.g. 10s, 500ms, 1m).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
@@ -93,20 +115,33 @@ struct Args {
     /// Longest wait after publishing stops for outstanding deliveries.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain: Duration,
+    /// Publishers [fanin, shared: default 10; fanout: 1].
+    #[arg(long, alias = "publishers")]
+    pubs: Option<usize>,
+    /// Subscribers [fanin: default 1; fanout: 10; shared: 4 group members].
+    #[arg(long, alias = "subscribers")]
+    subs: Option<usize>,
+    /// Publisher→subscriber pairs [p2p: default 10].
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Idle connections held open [conn: default 1000; other scenarios: 0].
+    #[arg(long, alias = "idle-connections")]
+    connections: Option<usize>,
     /// MQTT version: 3.1, 3.1.1 or 5.
-    #[arg(long, default_value = "3.1.1", value_parser = parse_version)]
-    mqtt: ProtocolVersion,
-    /// Local addresses to bind, round robin over all connections (e.g. 127.0.0.1,127.0.0.2): lifts the
-    /// ~28k-connections-per-source-address limit of the ephemeral port range.
-    #[arg(long, value_delimiter = ',')]
-    source_ips: Vec<IpAddr>,
-    /// Extra connected clients that only keep their connection alive.
-    #[arg(long, default_value_t = 0)]
-    idle_connections: usize,
+    #[arg(long, alias = "mqtt", default_value = "3.1.1", value_parser = parse_version)]
+    protocol: ProtocolVersion,
+    /// Local source addresses, round robin over all connections: a range 127.0.0.1-127.0.0.16 and/or a
+    /// comma list. Lifts the ~28k connections per source address of the ephemeral port range.
+    #[arg(long, alias = "source-ips", value_parser = parse_source_addrs)]
+    source_addrs: Option<SourceAddrs>,
     /// Unacknowledged QoS 1/2 messages per publisher.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=65_534))]
     inflight: u16,
-    /// Tokio worker threads (default: number of CPUs).
+    /// Max rate: messages a publisher may be ahead of its subscribers' receipts (end to end).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    window: u64,
+    /// Worker threads, one single-threaded event loop each, connections spread round robin
+    /// (default: number of CPUs).
     #[arg(long)]
     threads: Option<usize>,
     /// Handshakes in progress at once during setup.
@@ -124,12 +159,57 @@ struct Args {
     /// Client id prefix (default: lg-<pid>).
     #[arg(long)]
     client_id_prefix: Option<String>,
-    /// Print one JSON object instead of the table.
+    /// Write the latency histogram to FILE in HdrHistogram's percentile-distribution format (values in
+    /// µs), and an SVG plot of the percentile curve to FILE.svg.
+    #[arg(long, value_name = "FILE")]
+    hgrm: Option<PathBuf>,
+    /// Also run the scenario against this broker, alternately (A B A B), and print both side by side.
+    #[arg(long, value_name = "HOST:PORT")]
+    compare: Option<String>,
+    /// Rounds per broker with --compare.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
+    /// Print one JSON object on the last stdout line instead of the table.
     #[arg(long)]
     json: bool,
-    /// Print a progress line on stderr every second.
-    #[arg(long)]
-    progress: bool,
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// `--source-addrs`: the local addresses to bind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SourceAddrs(Vec<IpAddr>);
+
+/// Parses `127.0.0.1-127.0.0.16,127.0.1.1`: IPv4 ranges (inclusive) and single addresses.
+fn parse_source_addrs(s: &str) -> Result<SourceAddrs, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let a: std::net::Ipv4Addr = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad address {a:?} in {part:?}"))?;
+            let b: std::net::Ipv4Addr = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad address {b:?} in {part:?}"))?;
+            let (a, b) = (u32::from(a), u32::from(b));
+            if b < a {
+                return Err(format!("range {part:?} ends before it starts"));
+            }
+            if b - a >= 1 << 16 {
+                return Err(format!("range {part:?} has more than 65536 addresses"));
+            }
+            out.extend((a..=b).map(|v| IpAddr::V4(v.into())));
+        } else {
+            out.push(part.parse().map_err(|_| format!("bad address {part:?}"))?);
+        }
+    }
+    if out.is_empty() {
+        return Err("no address given".into());
+    }
+    Ok(SourceAddrs(out))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -179,22 +259,26 @@ fn version_name(v: ProtocolVersion) -> &'static str {
 }
 
 /// The clients of a run.
+#[derive(Debug)]
 struct Plan {
     publishers: usize,
     subscribers: usize,
+    idle: usize,
+    /// Messages per second per publisher (0 = max).
+    rate: u64,
     /// Deliveries each published message should produce.
     fanout: u64,
 }
 
 impl Plan {
     fn from_args(a: &Args) -> Result<Plan, String> {
-        if a.payload < PAYLOAD_HEADER {
+        if a.size < PAYLOAD_HEADER {
             return Err(format!(
-                "--payload must be at least {PAYLOAD_HEADER} (publisher id, sequence, timestamp)"
+                "--size must be at least {PAYLOAD_HEADER} (publisher id, sequence, timestamp)"
             ));
         }
-        if a.payload > 200 * 1024 * 1024 {
-            return Err("--payload is too large".into());
+        if a.size > 200 * 1024 * 1024 {
+            return Err("--size is too large".into());
         }
         if a.duration.is_zero() {
             return Err("--duration must be positive".into());
@@ -205,20 +289,41 @@ impl Plan {
         if a.threads == Some(0) {
             return Err("--threads must be positive".into());
         }
+        let only = |flag: &str, given: bool| -> Result<(), String> {
+            if given {
+                Err(format!("{flag} does not apply to {}", a.scenario.name()))
+            } else {
+                Ok(())
+            }
+        };
         let (publishers, subscribers) = match a.scenario {
             Scenario::P2p => {
-                let n = a.publishers.or(a.subscribers).unwrap_or(1);
-                if let (Some(p), Some(s)) = (a.publishers, a.subscribers) {
-                    if p != s {
-                        return Err(format!(
-                            "p2p needs as many subscribers as publishers (got {p} and {s})"
-                        ));
-                    }
-                }
+                only(
+                    "--pubs/--subs (use --pairs)",
+                    a.pubs.is_some() || a.subs.is_some(),
+                )?;
+                let n = a.pairs.unwrap_or(10);
                 (n, n)
             }
-            Scenario::FanIn => (a.publishers.unwrap_or(10), a.subscribers.unwrap_or(1)),
-            Scenario::FanOut => (a.publishers.unwrap_or(1), a.subscribers.unwrap_or(10)),
+            Scenario::Fanin => {
+                only("--pairs", a.pairs.is_some())?;
+                (a.pubs.unwrap_or(10), a.subs.unwrap_or(1))
+            }
+            Scenario::Fanout => {
+                only("--pairs", a.pairs.is_some())?;
+                (a.pubs.unwrap_or(1), a.subs.unwrap_or(10))
+            }
+            Scenario::Shared => {
+                only("--pairs", a.pairs.is_some())?;
+                (a.pubs.unwrap_or(10), a.subs.unwrap_or(4))
+            }
+            Scenario::Conn => {
+                only(
+                    "--pubs/--subs/--pairs",
+                    a.pubs.is_some() || a.subs.is_some() || a.pairs.is_some(),
+                )?;
+                (1, 1)
+            }
         };
         if publishers == 0 || subscribers == 0 {
             return Err("need at least one publisher and one subscriber".into());
@@ -227,12 +332,22 @@ impl Plan {
             return Err("too many publishers".into());
         }
         let fanout = match a.scenario {
-            Scenario::P2p => 1,
-            Scenario::FanIn | Scenario::FanOut => subscribers as u64,
+            Scenario::P2p | Scenario::Shared | Scenario::Conn => 1,
+            Scenario::Fanin | Scenario::Fanout => subscribers as u64,
         };
+        let idle = a.connections.unwrap_or(match a.scenario {
+            Scenario::Conn => 1000,
+            _ => 0,
+        });
+        let rate = a.rate.unwrap_or(match a.scenario {
+            Scenario::Conn => 100,
+            _ => 0,
+        });
         Ok(Plan {
             publishers,
             subscribers,
+            idle,
+            rate,
             fanout,
         })
     }
@@ -240,16 +355,20 @@ impl Plan {
     fn topic(scenario: Scenario, publisher: usize) -> String {
         match scenario {
             Scenario::P2p => format!("lg/p2p/{publisher}"),
-            Scenario::FanIn => format!("lg/fanin/{publisher}"),
-            Scenario::FanOut => "lg/fanout".into(),
+            Scenario::Fanin => format!("lg/fanin/{publisher}"),
+            Scenario::Fanout => "lg/fanout".into(),
+            Scenario::Shared => format!("lg/shared/{publisher}"),
+            Scenario::Conn => "lg/conn/probe".into(),
         }
     }
 
     fn filter(scenario: Scenario, subscriber: usize) -> String {
         match scenario {
             Scenario::P2p => format!("lg/p2p/{subscriber}"),
-            Scenario::FanIn => "lg/fanin/#".into(),
-            Scenario::FanOut => "lg/fanout".into(),
+            Scenario::Fanin => "lg/fanin/#".into(),
+            Scenario::Fanout => "lg/fanout".into(),
+            Scenario::Shared => "$share/lg/lg/shared/#".into(),
+            Scenario::Conn => "lg/conn/probe".into(),
         }
     }
 }
@@ -282,15 +401,15 @@ fn main() -> ExitCode {
     let plan = match Plan::from_args(&args) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("loadgen: {e}");
+            eprintln!("shardmq-loadgen: {e}");
             return ExitCode::from(2);
         }
     };
-    let total = plan.publishers + plan.subscribers + args.idle_connections;
+    let total = plan.publishers + plan.subscribers + plan.idle;
     if let Some(limit) = raise_nofile_limit() {
         if (total as libc::rlim_t).saturating_add(64) > limit {
             eprintln!(
-                "loadgen: warning: {total} connections but the open files limit is {limit}; raise it (ulimit -Hn)"
+                "shardmq-loadgen: warning: {total} connections but the open files limit is {limit}; raise it (ulimit -Hn)"
             );
         }
     }
@@ -299,25 +418,125 @@ fn main() -> ExitCode {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    let workers = match Workers::start(threads) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("shardmq-loadgen: cannot start the worker threads: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("loadgen: cannot start the runtime: {e}");
+            eprintln!("shardmq-loadgen: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(run(args, plan, threads));
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    let code = runtime.block_on(async {
+        match &args.compare {
+            Some(other) => compare::run(&args, &plan, &workers, other).await,
+            None => run_single(&args, &plan, &workers).await,
+        }
+    });
+    workers.stop();
     code
+}
+
+/// Thread per core: one single-threaded tokio runtime per worker thread, each client task pinned to one
+/// of them (round robin), so a connection's reads, decoding and writes stay on one thread with no
+/// work-stealing hand-offs between cores.
+pub(crate) struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(n: usize) -> std::io::Result<Workers> {
+        let mut w = Workers {
+            handles: Vec::new(),
+            stop: Vec::new(),
+            threads: Vec::new(),
+        };
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            w.handles.push(rt.handle().clone());
+            w.stop.push(tx);
+            w.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("loadgen-{i}"))
+                    .spawn(move || {
+                        let _ = rt.block_on(rx);
+                        rt.shutdown_timeout(Duration::from_secs(1));
+                    })?,
+            );
+        }
+        Ok(w)
+    }
+
+    fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    fn handle(&self, i: usize) -> &tokio::runtime::Handle {
+        &self.handles[i % self.handles.len()]
+    }
+
+    fn stop(self) {
+        for tx in self.stop {
+            let _ = tx.send(());
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One run against the broker(s) of `--host`/`--port`: report, histogram file, exit code.
+async fn run_single(args: &Args, plan: &Plan, workers: &Workers) -> ExitCode {
+    let targets = match resolve_all(&args.host, &args.port).await {
+        Ok(t) => t,
+        Err(e) => return setup_failed(args.json, &e),
+    };
+    let outcome = match run_once(args, plan, workers, &targets).await {
+        Ok(o) => o,
+        Err(e) => return setup_failed(args.json, &e),
+    };
+    if let Some(path) = &args.hgrm {
+        match hgrm::write_files(path, &outcome.latency_ns) {
+            Ok(svg) => eprintln!(
+                "shardmq-loadgen: wrote {} and {}",
+                path.display(),
+                svg.display()
+            ),
+            Err(e) => {
+                eprintln!("shardmq-loadgen: cannot write {}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let report = outcome.report;
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    if report.connection_errors > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Prints a setup failure (as JSON too when asked) and returns exit code 1.
 fn setup_failed(json: bool, message: &str) -> ExitCode {
-    eprintln!("loadgen: setup failed: {message}");
+    eprintln!("shardmq-loadgen: setup failed: {message}");
     if json {
         println!(
             "{}",
@@ -325,6 +544,23 @@ fn setup_failed(json: bool, message: &str) -> ExitCode {
         );
     }
     ExitCode::from(1)
+}
+
+/// Every host × port, resolved.
+pub(crate) async fn resolve_all(
+    hosts: &[String],
+    ports: &[u16],
+) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for h in hosts {
+        for &p in ports {
+            out.push(resolve(h, p).await?);
+        }
+    }
+    if out.is_empty() {
+        return Err("no broker address".into());
+    }
+    Ok(out)
 }
 
 async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -430,28 +666,38 @@ async fn client_task(
     }
 }
 
-async fn run(args: Args, plan: Plan, threads: usize) -> ExitCode {
-    let target = match resolve(&args.host, args.port).await {
-        Ok(t) => t,
-        Err(e) => return setup_failed(args.json, &e),
-    };
-    if let Some(bad) = args
-        .source_ips
-        .iter()
-        .find(|ip| ip.is_ipv4() != target.is_ipv4())
-    {
-        return setup_failed(
-            args.json,
-            &format!("source address {bad} is not of the same family as {target}"),
-        );
+/// What one run produced.
+pub(crate) struct Outcome {
+    pub report: Report,
+    /// End-to-end latency of the measure window, in nanoseconds.
+    pub latency_ns: Histogram<u64>,
+}
+
+/// Connects every client, runs warmup + measure window + drain, and reports.
+pub(crate) async fn run_once(
+    args: &Args,
+    plan: &Plan,
+    workers: &Workers,
+    targets: &[SocketAddr],
+) -> Result<Outcome, String> {
+    let sources: &[IpAddr] = args.source_addrs.as_ref().map_or(&[], |s| &s.0);
+    for target in targets {
+        if let Some(bad) = sources.iter().find(|ip| ip.is_ipv4() != target.is_ipv4()) {
+            return Err(format!(
+                "source address {bad} is not of the same family as {target}"
+            ));
+        }
     }
+    let threads = workers.len();
     let qos = QoS::from_u8(args.qos).expect("validated by clap");
     let settings = RunSettings {
-        version: args.mqtt,
+        version: args.protocol,
         qos,
-        payload: args.payload,
-        rate: args.rate,
+        payload: args.size,
+        rate: plan.rate,
         inflight: args.inflight,
+        window: args.window,
+        fanout: plan.fanout,
         publishers: plan.publishers as u32,
         keepalive: args.keepalive,
     };
@@ -468,13 +714,13 @@ async fn run(args: Args, plan: Plan, threads: usize) -> ExitCode {
     let mut tracks = Vec::with_capacity(plan.subscribers);
     let mut n = 0usize;
     let mut source = || {
-        let ip = (!args.source_ips.is_empty()).then(|| args.source_ips[n % args.source_ips.len()]);
+        let ip = (!sources.is_empty()).then(|| sources[n % sources.len()]);
         n += 1;
         ip
     };
     let setup_start = Instant::now();
     let mut clients: Vec<(ClientSpec, Kind)> = Vec::new();
-    for i in 0..args.idle_connections {
+    for i in 0..plan.idle {
         clients.push((
             ClientSpec {
                 client_id: format!("{prefix}-idle-{i}"),
@@ -507,16 +753,19 @@ async fn run(args: Args, plan: Plan, threads: usize) -> ExitCode {
         ));
     }
     let total = clients.len();
-    for (spec, kind) in clients {
-        tasks.spawn(client_task(
-            shared.clone(),
-            permits.clone(),
-            ready_tx.clone(),
-            target,
-            args.connect_timeout,
-            spec,
-            kind,
-        ));
+    for (i, (spec, kind)) in clients.into_iter().enumerate() {
+        tasks.spawn_on(
+            client_task(
+                shared.clone(),
+                permits.clone(),
+                ready_tx.clone(),
+                targets[i % targets.len()],
+                args.connect_timeout,
+                spec,
+                kind,
+            ),
+            workers.handle(i),
+        );
     }
     drop(ready_tx);
 
@@ -539,19 +788,13 @@ async fn run(args: Args, plan: Plan, threads: usize) -> ExitCode {
             ),
         };
         shut_down(&shared, &mut tasks).await;
-        return setup_failed(
-            args.json,
-            &format!("{failure} ({connected}/{total} clients ready)"),
-        );
+        return Err(format!("{failure} ({connected}/{total} clients ready)"));
     }
     let connect_total = setup_start.elapsed();
     if shared.errors.load(Ordering::Relaxed) > 0 {
         let errors = shared.error_messages().join("; ");
         shut_down(&shared, &mut tasks).await;
-        return setup_failed(
-            args.json,
-            &format!("connections lost during setup: {errors}"),
-        );
+        return Err(format!("connections lost during setup: {errors}"));
     }
 
     // Run: warmup, then the measure window.
@@ -563,7 +806,7 @@ async fn run(args: Args, plan: Plan, threads: usize) -> ExitCode {
     };
     shared.start_run(timeline);
     let at = |ns: u64| tokio::time::Instant::from_std(shared.epoch + Duration::from_nanos(ns));
-    if args.progress {
+    if !args.quiet {
         let mut tick =
             tokio::time::interval_at(at(start) + Duration::from_secs(1), Duration::from_secs(1));
         let (mut last_sent, mut last_received) = (0u64, 0u64);
@@ -574,13 +817,20 @@ async fn run(args: Args, plan: Plan, threads: usize) -> ExitCode {
             }
             let sent = shared.sent.load(Ordering::Relaxed);
             let received = shared.received.load(Ordering::Relaxed);
-            let phase = if shared.now_ns().saturating_sub(1_000_000_000) < timeline.warmup_end {
-                "warmup"
+            let in_warmup = shared.now_ns().saturating_sub(1_000_000_000) < timeline.warmup_end;
+            let p99 = if in_warmup {
+                "-".to_string()
             } else {
-                "measure"
+                let h = shared.merged_latency();
+                if h.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.0} µs", h.value_at_quantile(0.99) as f64 / 1000.0)
+                }
             };
             eprintln!(
-                "loadgen: {phase}: sent {}/s, received {}/s, errors {}",
+                "shardmq-loadgen: {}: sent {}/s, received {}/s, p99 so far {p99}, errors {}",
+                if in_warmup { "warmup" } else { "measure" },
                 report::group(sent - last_sent),
                 report::group(received - last_received),
                 shared.errors.load(Ordering::Relaxed)
@@ -633,15 +883,16 @@ async fn run(args: Args, plan: Plan, threads: usize) -> ExitCode {
     let expected = sent * plan.fanout;
     let acked = shared.acked.load(Ordering::Relaxed);
     let rejected = shared.rejected.load(Ordering::Relaxed);
+    let latency_ns = shared.merged_latency();
     let report = Report {
         scenario: args.scenario.name().to_string(),
-        mqtt: version_name(args.mqtt).to_string(),
+        mqtt: version_name(args.protocol).to_string(),
         qos: args.qos,
-        payload: args.payload,
+        payload: args.size,
         publishers: plan.publishers,
         subscribers: plan.subscribers,
-        idle_connections: args.idle_connections,
-        rate: args.rate,
+        idle_connections: plan.idle,
+        rate: plan.rate,
         warmup_s: args.warmup.as_secs_f64(),
         duration_s: args.duration.as_secs_f64(),
         threads,
@@ -664,23 +915,14 @@ async fn run(args: Args, plan: Plan, threads: usize) -> ExitCode {
         out_of_order_streams,
         unexpected: agg.unexpected,
         drain_s: drain.as_secs_f64(),
-        latency: LatencySummary::from_ns(&shared.merged_latency()),
+        latency: LatencySummary::from_ns(&latency_ns),
         connect_clients: total,
         connect_total_ms: connect_total.as_secs_f64() * 1000.0,
         connect: LatencySummary::from_ns(&connect_hist),
         connection_errors: shared.errors.load(Ordering::Relaxed),
         errors: shared.error_messages(),
     };
-    if args.json {
-        println!("{}", report.json());
-    } else {
-        print!("{}", report.table());
-    }
-    if report.connection_errors > 0 {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    }
+    Ok(Outcome { report, latency_ns })
 }
 
 #[cfg(test)]
@@ -709,19 +951,50 @@ mod tests {
     #[test]
     fn plans() {
         let args = |extra: &[&str]| {
-            let mut v = vec!["loadgen"];
+            let mut v = vec!["shardmq-loadgen"];
             v.extend_from_slice(extra);
             Args::try_parse_from(v).unwrap()
         };
-        let p = Plan::from_args(&args(&["--publishers", "10"])).unwrap();
-        assert_eq!((p.publishers, p.subscribers, p.fanout), (10, 10, 1));
-        let p = Plan::from_args(&args(&["--scenario", "fan-in", "--publishers", "5"])).unwrap();
+        let p = Plan::from_args(&args(&["p2p", "--pairs", "10"])).unwrap();
+        assert_eq!(
+            (p.publishers, p.subscribers, p.fanout, p.idle),
+            (10, 10, 1, 0)
+        );
+        let p = Plan::from_args(&args(&["fanin", "--pubs", "5"])).unwrap();
         assert_eq!((p.publishers, p.subscribers, p.fanout), (5, 1, 1));
-        let p = Plan::from_args(&args(&["--scenario", "fan-out", "--subscribers", "100"])).unwrap();
+        let p = Plan::from_args(&args(&["fan-out", "--subs", "100"])).unwrap();
         assert_eq!((p.publishers, p.subscribers, p.fanout), (1, 100, 100));
-        assert!(Plan::from_args(&args(&["--publishers", "2", "--subscribers", "3"])).is_err());
-        assert!(Plan::from_args(&args(&["--payload", "8"])).is_err());
-        assert_eq!(Plan::filter(Scenario::FanIn, 3), "lg/fanin/#");
+        let p = Plan::from_args(&args(&["shared"])).unwrap();
+        assert_eq!((p.publishers, p.subscribers, p.fanout), (10, 4, 1));
+        let p = Plan::from_args(&args(&["conn", "--connections", "10000"])).unwrap();
+        assert_eq!(
+            (p.publishers, p.subscribers, p.idle, p.rate),
+            (1, 1, 10000, 100)
+        );
+        let p = Plan::from_args(&args(&["conn", "--rate", "0"])).unwrap();
+        assert_eq!((p.idle, p.rate), (1000, 0));
+        assert!(Plan::from_args(&args(&["p2p", "--pubs", "2"])).is_err());
+        assert!(Plan::from_args(&args(&["fanin", "--pairs", "2"])).is_err());
+        assert!(Plan::from_args(&args(&["p2p", "--size", "8"])).is_err());
+        assert!(Args::try_parse_from(["shardmq-loadgen"]).is_err());
+        assert_eq!(Plan::filter(Scenario::Fanin, 3), "lg/fanin/#");
+        assert_eq!(Plan::filter(Scenario::Shared, 3), "$share/lg/lg/shared/#");
         assert_eq!(Plan::topic(Scenario::P2p, 3), "lg/p2p/3");
+        let a = args(&["p2p", "--host", "a,b", "--port", "1883", "--port", "1884"]);
+        assert_eq!((a.host.len(), a.port), (2, vec![1883, 1884]));
+    }
+
+    #[test]
+    fn source_addrs() {
+        let s = parse_source_addrs("127.0.0.1-127.0.0.16").unwrap();
+        assert_eq!(s.0.len(), 16);
+        assert_eq!(s.0[15], "127.0.0.16".parse::<IpAddr>().unwrap());
+        let s = parse_source_addrs("127.0.0.254-127.0.1.1,10.0.0.1").unwrap();
+        assert_eq!(s.0.len(), 5);
+        assert_eq!(s.0[2], "127.0.1.0".parse::<IpAddr>().unwrap());
+        assert!(parse_source_addrs("127.0.0.9-127.0.0.1").is_err());
+        assert!(parse_source_addrs("nope").is_err());
+        assert!(parse_source_addrs("").is_err());
+        assert!(parse_source_addrs("10.0.0.0-10.1.0.0").is_err());
     }
 }

@@ -112,10 +112,30 @@ impl Report {
         }
     }
 
+    /// Clients connected (and subscribed) per second during setup.
+    pub fn connect_per_s(&self) -> f64 {
+        self.connect_clients as f64 / (self.connect_total_ms / 1000.0).max(1e-9)
+    }
+
     pub fn json(&self) -> Value {
         let r1 = |v: f64| (v * 10.0).round() / 10.0;
+        // Percentiles are null, not zero, when nothing was measured.
+        let pct = |v: f64| {
+            if self.latency.count == 0 {
+                Value::Null
+            } else {
+                json!(r1(v))
+            }
+        };
         json!({
             "ok": self.connection_errors == 0,
+            "msgs_per_s": r1(self.throughput()),
+            "dup": self.duplicates,
+            "p50_us": pct(self.latency.p50_us),
+            "p99_us": pct(self.latency.p99_us),
+            "p999_us": pct(self.latency.p999_us),
+            "max_us": pct(self.latency.max_us),
+            "connect_per_s": r1(self.connect_per_s()),
             "scenario": self.scenario,
             "mqtt": self.mqtt,
             "qos": self.qos,
@@ -165,7 +185,7 @@ impl Report {
             format!("{} msg/s per publisher", self.rate)
         };
         out += &format!(
-            "loadgen: {} | MQTT {} | QoS {} | payload {} B | {} publishers, {} subscribers, {} idle | rate {} | warmup {}s, measure {}s | {} threads\n",
+            "shardmq-loadgen: {} | MQTT {} | QoS {} | payload {} B | {} publishers, {} subscribers, {} idle | rate {} | warmup {}s, measure {}s | {} threads\n",
             self.scenario,
             self.mqtt,
             self.qos,
@@ -182,9 +202,10 @@ impl Report {
         row(
             "connect",
             format!(
-                "{} clients in {:.1} ms (per client: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs)",
+                "{} clients in {:.1} ms, {}/s (per client: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs)",
                 self.connect_clients,
                 self.connect_total_ms,
+                group(self.connect_per_s().round() as u64),
                 self.connect.p50_us,
                 self.connect.p99_us,
                 self.connect.max_us

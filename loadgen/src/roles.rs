@@ -83,7 +83,12 @@ pub struct Publisher {
     timeline: Option<Timeline>,
     acked: u64,
     rejected: u64,
+    /// Messages published so far.
+    published: u64,
 }
+
+/// How soon a max-rate publisher held by its end-to-end window looks again.
+const WINDOW_RECHECK_NS: u64 = 200_000;
 
 impl Publisher {
     pub fn new(
@@ -119,6 +124,7 @@ impl Publisher {
             timeline: None,
             acked: 0,
             rejected: 0,
+            published: 0,
             shared,
         }
     }
@@ -142,6 +148,14 @@ impl Publisher {
         wbuf.put_u64(ts);
         wbuf.extend_from_slice(&self.padding);
         self.seq = self.seq.wrapping_add(1);
+        self.published += 1;
+    }
+
+    /// Max rate: whether this publisher is `window` messages ahead of what its subscribers received.
+    fn ahead_of_receipts(&self) -> bool {
+        let s = &self.shared.settings;
+        let delivered = self.shared.delivered[self.id as usize].load(Ordering::Relaxed);
+        self.published * s.fanout >= delivered + s.window * s.fanout
     }
 
     fn complete(&mut self, pid: u16, rejected: bool) {
@@ -171,6 +185,11 @@ impl Role for Publisher {
             }
             if wbuf.len() >= HIGH_WATER {
                 break Want::Now;
+            }
+            if self.rate == 0 && self.ahead_of_receipts() {
+                // End-to-end bound: look again shortly (subscribers' receipts have no wake-up of
+                // their own for us; the timer is coarse, but the window is deep enough to cover it).
+                break Want::At(now + WINDOW_RECHECK_NS);
             }
             let ts = if self.rate == 0 {
                 now
@@ -366,6 +385,7 @@ impl Role for Subscriber {
                             track.out_of_order += 1;
                         }
                         unique += 1;
+                        self.shared.delivered[d.publisher as usize].fetch_add(1, Ordering::Relaxed);
                         if timeline.in_window(d.sent) {
                             self.latencies
                                 .push(d.received.saturating_sub(d.sent).max(1));

@@ -52,6 +52,10 @@ pub struct RunSettings {
     pub rate: u64,
     /// Unacknowledged QoS 1/2 messages per publisher.
     pub inflight: u16,
+    /// Max rate: messages a publisher may be ahead of its subscribers' receipts.
+    pub window: u64,
+    /// Deliveries each message should produce (subscribers per message).
+    pub fanout: u64,
     pub publishers: u32,
     /// Seconds; 0 disables PINGREQ.
     pub keepalive: u16,
@@ -80,6 +84,9 @@ pub struct Shared {
     pub received: AtomicU64,
     /// Deliveries seen by all subscribers, duplicates excluded (drives the drain wait).
     pub received_unique: AtomicU64,
+    /// Unique deliveries received per publisher (index = publisher id): the end-to-end window of
+    /// max-rate publishers.
+    pub delivered: Vec<AtomicU64>,
     /// Connections that failed after setup.
     pub errors: AtomicU64,
     error_messages: Mutex<Vec<String>>,
@@ -110,6 +117,7 @@ impl Shared {
     pub fn new(settings: RunSettings, latency_shards: usize) -> Shared {
         let epoch = Instant::now();
         let mono_at_epoch = monotonic_now_ns();
+        let publishers = settings.publishers;
         Shared {
             epoch,
             mono_at_epoch,
@@ -125,6 +133,7 @@ impl Shared {
             rejected: AtomicU64::new(0),
             received: AtomicU64::new(0),
             received_unique: AtomicU64::new(0),
+            delivered: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             errors: AtomicU64::new(0),
             error_messages: Mutex::new(Vec::new()),
             latency: (0..latency_shards.max(1))

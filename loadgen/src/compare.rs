@@ -1,0 +1,317 @@
+//! `--compare HOST:PORT`: the same scenario against two brokers, alternately (A B A B ...), each run
+//! started only once both brokers answer PINGREQ promptly again, then a side-by-side table of medians
+//! with A/B ratios, A being the broker of `--host`/`--port`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::report::Report;
+use crate::{resolve_all, run_once, setup_failed, Args, Plan, Workers};
+
+/// A broker is idle when this many PINGREQ round trips in a row take less than [`IDLE_RTT`].
+const IDLE_PINGS: u32 = 3;
+const IDLE_RTT: Duration = Duration::from_millis(2);
+/// Longest wait for a broker to become idle; after it the run starts anyway (and says so).
+const IDLE_WAIT: Duration = Duration::from_secs(15);
+/// Pause after a run so the broker can close the run's connections before the idle check.
+const SETTLE: Duration = Duration::from_millis(500);
+
+pub async fn run(args: &Args, plan: &Plan, workers: &Workers, other: &str) -> ExitCode {
+    let a = match resolve_all(&args.host, &args.port).await {
+        Ok(t) => t,
+        Err(e) => return setup_failed(args.json, &e),
+    };
+    let b = match split_host_port(other) {
+        Ok((host, port)) => match resolve_all(&[host], &[port]).await {
+            Ok(t) => t,
+            Err(e) => return setup_failed(args.json, &e),
+        },
+        Err(e) => return setup_failed(args.json, &e),
+    };
+    let names = [describe(&a), describe(&b)];
+    let mut reports: [Vec<Report>; 2] = [Vec::new(), Vec::new()];
+    for round in 1..=args.rounds {
+        for (i, targets) in [&a, &b].into_iter().enumerate() {
+            for t in a.iter().chain(b.iter()) {
+                if !wait_idle(*t).await {
+                    eprintln!(
+                        "shardmq-loadgen: {t} still slow to answer PINGREQ after {IDLE_WAIT:?}; running anyway"
+                    );
+                }
+            }
+            eprintln!(
+                "shardmq-loadgen: round {round}/{}: {} ({})",
+                args.rounds,
+                ["A", "B"][i],
+                names[i]
+            );
+            match run_once(args, plan, workers, targets).await {
+                Ok(o) => reports[i].push(o.report),
+                Err(e) => return setup_failed(args.json, &format!("{}: {e}", names[i])),
+            }
+            tokio::time::sleep(SETTLE).await;
+        }
+    }
+    let rows = rows(&reports);
+    if args.json {
+        let side = |i: usize| {
+            json!({
+                "broker": names[i],
+                "median": rows.iter().map(|r| (r.key.to_string(), json_num(r.values[i]))).collect::<serde_json::Map<_, _>>(),
+                "runs": reports[i].iter().map(Report::json).collect::<Vec<_>>(),
+            })
+        };
+        let ratio: serde_json::Map<String, Value> = rows
+            .iter()
+            .map(|r| (r.key.to_string(), json_num(r.ratio())))
+            .collect();
+        println!(
+            "{}",
+            json!({"compare": true, "rounds": args.rounds, "a": side(0), "b": side(1), "ratio_a_over_b": ratio})
+        );
+    } else {
+        print!("{}", table(&names, &rows, &reports[0][0], args.rounds));
+    }
+    let errors: u64 = reports.iter().flatten().map(|r| r.connection_errors).sum();
+    if errors > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One compared metric: medians over the rounds for A and B.
+struct Row {
+    key: &'static str,
+    label: &'static str,
+    values: [Option<f64>; 2],
+    /// Whether a higher value is better (for the "better" column).
+    higher_is_better: bool,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        match self.values {
+            [Some(a), Some(b)] if b != 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+}
+
+fn rows(reports: &[Vec<Report>; 2]) -> Vec<Row> {
+    type Get = fn(&Report) -> Option<f64>;
+    let metrics: [(&str, &str, bool, Get); 10] = [
+        ("msgs_per_s", "msg/s received", true, |r| {
+            Some(r.throughput())
+        }),
+        ("p50_us", "p50 µs", false, |r| lat(r, r.latency.p50_us)),
+        ("p99_us", "p99 µs", false, |r| lat(r, r.latency.p99_us)),
+        ("p999_us", "p99.9 µs", false, |r| lat(r, r.latency.p999_us)),
+        ("max_us", "max µs", false, |r| lat(r, r.latency.max_us)),
+        ("lost", "lost", false, |r| Some(r.lost as f64)),
+        ("dup", "duplicates", false, |r| Some(r.duplicates as f64)),
+        ("out_of_order", "out of order", false, |r| {
+            Some(r.out_of_order as f64)
+        }),
+        ("connect_per_s", "connects/s", true, |r| {
+            Some(r.connect_per_s())
+        }),
+        ("sent", "sent", true, |r| Some(r.sent as f64)),
+    ];
+    metrics
+        .iter()
+        .map(|&(key, label, higher_is_better, get)| Row {
+            key,
+            label,
+            values: [0, 1].map(|i| median(reports[i].iter().filter_map(get).collect())),
+            higher_is_better,
+        })
+        .collect()
+}
+
+fn lat(r: &Report, v: f64) -> Option<f64> {
+    (r.latency.count > 0).then_some(v)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn json_num(v: Option<f64>) -> Value {
+    v.map_or(Value::Null, |v| json!((v * 1000.0).round() / 1000.0))
+}
+
+fn table(names: &[String; 2], rows: &[Row], first: &Report, rounds: u32) -> String {
+    let mut out = format!(
+        "shardmq-loadgen --compare: {} | MQTT {} | QoS {} | {} B | {} publishers, {} subscribers, {} idle | rate {} | {} s per run, {rounds} round(s) each, medians\n",
+        first.scenario,
+        first.mqtt,
+        first.qos,
+        first.payload,
+        first.publishers,
+        first.subscribers,
+        first.idle_connections,
+        if first.rate == 0 { "max".to_string() } else { format!("{}/s per publisher", first.rate) },
+        first.duration_s
+    );
+    out += &format!("  A = {}\n  B = {}\n", names[0], names[1]);
+    out += &format!(
+        "  {:<16} {:>14} {:>14} {:>9}  {}\n",
+        "metric", "A", "B", "A/B", "better"
+    );
+    for r in rows {
+        let cell = |v: Option<f64>| v.map_or("-".to_string(), fmt_value);
+        let ratio = r.ratio().map_or("-".to_string(), |x| format!("{x:.2}"));
+        let better = match r.values {
+            [Some(a), Some(b)] if a == b => "same",
+            [Some(a), Some(b)] if (a > b) == r.higher_is_better => "A",
+            [Some(_), Some(_)] => "B",
+            _ => "",
+        };
+        out += &format!(
+            "  {:<16} {:>14} {:>14} {:>9}  {}\n",
+            r.label,
+            cell(r.values[0]),
+            cell(r.values[1]),
+            ratio,
+            better
+        );
+    }
+    out
+}
+
+fn fmt_value(v: f64) -> String {
+    if v >= 1000.0 || v == v.round() {
+        crate::report::group(v.round() as u64)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn describe(targets: &[SocketAddr]) -> String {
+    targets
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn split_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("--compare wants HOST:PORT, got {s:?}"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("--compare: bad port in {s:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("--compare: no host in {s:?}"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Waits until `target` answers [`IDLE_PINGS`] PINGREQs in a row within [`IDLE_RTT`] each; false if
+/// that did not happen within [`IDLE_WAIT`] (or the broker could not be reached).
+async fn wait_idle(target: SocketAddr) -> bool {
+    tokio::time::timeout(IDLE_WAIT, async {
+        loop {
+            match ping_until_fast(target).await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// One MQTT 3.1.1 connection that pings until the round trips are fast (true) or 50 pings were not.
+async fn ping_until_fast(target: SocketAddr) -> std::io::Result<bool> {
+    let mut s = TcpStream::connect(target).await?;
+    s.set_nodelay(true)?;
+    let id = format!("lg-{}-idle-probe", std::process::id());
+    let mut connect = vec![0x10, 0];
+    connect.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30]);
+    connect.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    connect.extend_from_slice(id.as_bytes());
+    connect[1] = (connect.len() - 2) as u8;
+    s.write_all(&connect).await?;
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).await?;
+    if connack[0] != 0x20 || connack[3] != 0 {
+        return Err(std::io::Error::other("CONNACK refused"));
+    }
+    let mut fast = 0;
+    for _ in 0..50 {
+        let t = Instant::now();
+        s.write_all(&[0xC0, 0]).await?;
+        let mut resp = [0u8; 2];
+        s.read_exact(&mut resp).await?;
+        if resp != [0xD0, 0] {
+            return Err(std::io::Error::other("not a PINGRESP"));
+        }
+        if t.elapsed() < IDLE_RTT {
+            fast += 1;
+            if fast >= IDLE_PINGS {
+                let _ = s.write_all(&[0xE0, 0]).await;
+                return Ok(true);
+            }
+        } else {
+            fast = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = s.write_all(&[0xE0, 0]).await;
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0]), Some(3.0));
+        assert_eq!(median(vec![5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(
+            split_host_port("127.0.0.1:1884").unwrap(),
+            ("127.0.0.1".into(), 1884)
+        );
+        assert_eq!(split_host_port("[::1]:1883").unwrap(), ("::1".into(), 1883));
+        assert!(split_host_port("localhost").is_err());
+        assert!(split_host_port(":1883").is_err());
+        assert!(split_host_port("h:x").is_err());
+    }
+
+    #[test]
+    fn ratio_and_better() {
+        let r = Row {
+            key: "p99_us",
+            label: "p99 µs",
+            values: [Some(100.0), Some(200.0)],
+            higher_is_better: false,
+        };
+        assert_eq!(r.ratio(), Some(0.5));
+    }
+}
