@@ -13,6 +13,7 @@ mod conn;
 mod hgrm;
 mod pacer;
 mod report;
+mod retained;
 mod roles;
 mod shared;
 mod track;
@@ -53,6 +54,9 @@ enum Scenario {
     /// C idle connections (--connections, default 1000) held with keep-alive while one probe pair
     /// measures publish→receive round trips (default 100 msg/s).
     Conn,
+    /// Subscribe storms: S subscribers (default 10) each repeat SUBSCRIBE lg/retained/# → receive the
+    /// --topics retained messages (default 1000) → UNSUBSCRIBE; latency = SUBSCRIBE to last message.
+    Retained,
 }
 
 impl Scenario {
@@ -63,6 +67,7 @@ impl Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Shared => "shared",
             Scenario::Conn => "conn",
+            Scenario::Retained => "retained",
         }
     }
 }
@@ -124,6 +129,9 @@ struct Args {
     /// Publisher→subscriber pairs [p2p: default 10].
     #[arg(long)]
     pairs: Option<usize>,
+    /// Retained topics seeded before a `retained` run.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    topics: u64,
     /// Idle connections held open [conn: default 1000; other scenarios: 0].
     #[arg(long, alias = "idle-connections")]
     connections: Option<usize>,
@@ -324,15 +332,19 @@ impl Plan {
                 )?;
                 (1, 1)
             }
+            Scenario::Retained => {
+                only("--pubs/--pairs", a.pubs.is_some() || a.pairs.is_some())?;
+                (0, a.subs.unwrap_or(10))
+            }
         };
-        if publishers == 0 || subscribers == 0 {
+        if (publishers == 0 && a.scenario != Scenario::Retained) || subscribers == 0 {
             return Err("need at least one publisher and one subscriber".into());
         }
         if publishers > u32::MAX as usize {
             return Err("too many publishers".into());
         }
         let fanout = match a.scenario {
-            Scenario::P2p | Scenario::Shared | Scenario::Conn => 1,
+            Scenario::P2p | Scenario::Shared | Scenario::Conn | Scenario::Retained => 1,
             Scenario::Fanin | Scenario::Fanout => subscribers as u64,
         };
         let idle = a.connections.unwrap_or(match a.scenario {
@@ -359,6 +371,7 @@ impl Plan {
             Scenario::Fanout => "lg/fanout".into(),
             Scenario::Shared => format!("lg/shared/{publisher}"),
             Scenario::Conn => "lg/conn/probe".into(),
+            Scenario::Retained => retained::topic(publisher),
         }
     }
 
@@ -369,6 +382,7 @@ impl Plan {
             Scenario::Fanout => "lg/fanout".into(),
             Scenario::Shared => "$share/lg/lg/shared/#".into(),
             Scenario::Conn => "lg/conn/probe".into(),
+            Scenario::Retained => retained::FILTER.into(),
         }
     }
 }
@@ -595,6 +609,8 @@ enum Kind {
     Idle,
     Subscriber(Arc<Mutex<SubTrack>>, usize),
     Publisher(u32, String),
+    /// A retained-storm subscriber: (topics, index).
+    Storm(usize, usize),
 }
 
 async fn client_task(
@@ -638,6 +654,10 @@ async fn client_task(
         Kind::Idle => drive(&mut conn, &mut Idle, &shared, None).await,
         Kind::Subscriber(track, index) => {
             let mut role = Subscriber::new(shared.clone(), track, index);
+            drive(&mut conn, &mut role, &shared, None).await
+        }
+        Kind::Storm(topics, index) => {
+            let mut role = retained::Storm::new(shared.clone(), topics, index);
             drive(&mut conn, &mut role, &shared, None).await
         }
         Kind::Publisher(id, topic) => {
@@ -730,7 +750,28 @@ pub(crate) async fn run_once(
             Kind::Idle,
         ));
     }
+    if args.scenario == Scenario::Retained {
+        retained::seed(
+            &shared,
+            targets[0],
+            format!("{prefix}-seed"),
+            args.topics as usize,
+            args.setup_timeout,
+        )
+        .await?;
+    }
     for i in 0..plan.subscribers {
+        if args.scenario == Scenario::Retained {
+            clients.push((
+                ClientSpec {
+                    client_id: format!("{prefix}-sub-{i}"),
+                    source: source(),
+                    subscribe: None,
+                },
+                Kind::Storm(args.topics as usize, i),
+            ));
+            continue;
+        }
         let track = Arc::new(Mutex::new(SubTrack::default()));
         tracks.push(track.clone());
         clients.push((
@@ -850,6 +891,7 @@ pub(crate) async fn run_once(
         let expected = sent * plan.fanout;
         let unique = shared.received_unique.load(Ordering::Relaxed);
         let settled = qos == QoS::AtMostOnce
+            || plan.publishers == 0
             || shared.acked.load(Ordering::Relaxed) + shared.rejected.load(Ordering::Relaxed)
                 >= sent;
         if (unique >= expected && settled) || drain_start.elapsed() >= args.drain {
@@ -879,6 +921,8 @@ pub(crate) async fn run_once(
         agg.unexpected += t.unexpected;
         out_of_order_streams += t.streams.values().filter(|s| s.out_of_order > 0).count() as u64;
     }
+    // Retained storms count their deliveries in the shared counters only (no per-publisher streams).
+    let storms = u64::from(args.scenario == Scenario::Retained);
     let sent = shared.sent.load(Ordering::Relaxed);
     let expected = sent * plan.fanout;
     let acked = shared.acked.load(Ordering::Relaxed);
@@ -905,11 +949,12 @@ pub(crate) async fn run_once(
         } else {
             sent.saturating_sub(acked + rejected)
         },
-        received: agg.received,
-        received_unique: agg.unique,
-        received_window: agg.received_window,
+        received: agg.received + shared.received.load(Ordering::Relaxed) * storms,
+        received_unique: agg.unique + shared.received_unique.load(Ordering::Relaxed) * storms,
+        received_window: agg.received_window + shared.received_window_total.load(Ordering::Relaxed),
         expected,
-        lost: expected.saturating_sub(agg.unique),
+        lost: expected
+            .saturating_sub(agg.unique + shared.received_unique.load(Ordering::Relaxed) * storms),
         duplicates: agg.duplicates,
         out_of_order: agg.out_of_order,
         out_of_order_streams,

@@ -84,6 +84,8 @@ pub struct Shared {
     pub received: AtomicU64,
     /// Deliveries seen by all subscribers, duplicates excluded (drives the drain wait).
     pub received_unique: AtomicU64,
+    /// Deliveries in the measure window counted outside the subscribers' trackers (retained storms).
+    pub received_window_total: AtomicU64,
     /// Unique deliveries received per publisher (index = publisher id): the end-to-end window of
     /// max-rate publishers.
     pub delivered: Vec<AtomicU64>,
@@ -133,6 +135,7 @@ impl Shared {
             rejected: AtomicU64::new(0),
             received: AtomicU64::new(0),
             received_unique: AtomicU64::new(0),
+            received_window_total: AtomicU64::new(0),
             delivered: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             errors: AtomicU64::new(0),
             error_messages: Mutex::new(Vec::new()),
