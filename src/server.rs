@@ -36,11 +36,14 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot start shard {shard}: {source}")]
+    #[error("cannot start shard {shard}: {source} (glommio needs a memlock limit of at least 512 KiB: ulimit -l)")]
     Executor {
         shard: usize,
         source: glommio::GlommioError<()>,
     },
+    /// A shard's thread ended before its executor reported it was running.
+    #[error("shard {shard} stopped while starting")]
+    ShardDidNotStart { shard: usize },
 }
 
 /// Turn a configuration into the settings the shards run with.
@@ -171,6 +174,10 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
     let counts = Arc::new(ConnectionCounts::new(settings.listeners.len()));
     let started = Instant::now();
     let mut threads = Vec::with_capacity(shards);
+    // Each shard reports once its executor is built: glommio builds it inside the new thread, so a
+    // failure there (e.g. a memlock limit under glommio's 512 KiB minimum) would otherwise leave a
+    // broker that says it runs but has no shard accepting connections.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<usize>();
     let ends = matrix.outboxes.into_iter().zip(matrix.inboxes).zip(sockets);
     for (i, ((outboxes, inbox), listeners)) in ends.enumerate() {
         let placement = match settings.cpus.get(i).copied().flatten() {
@@ -191,7 +198,14 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
             // No file DMA here: a small io_uring buffer keeps executor start fast and memlock low
             // (GLOMMIO.md).
             .io_memory(64 << 10)
-            .spawn(move || shard::run(start));
+            .spawn({
+                let ready = ready_tx.clone();
+                move || {
+                    let _ = ready.send(i);
+                    drop(ready);
+                    shard::run(start)
+                }
+            });
         match spawned {
             Ok(t) => threads.push(t),
             Err(source) => {
@@ -205,12 +219,39 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
             }
         }
     }
+    drop(ready_tx);
+    let mut up = vec![false; shards];
+    for _ in 0..shards {
+        match ready_rx.recv_timeout(EXECUTOR_START_TIMEOUT) {
+            Ok(i) => up[i] = true,
+            Err(_) => break,
+        }
+    }
+    if let Some(failed) = up.iter().position(|&u| !u) {
+        let handle = threads.remove(failed);
+        let mut partial = BrokerHandle {
+            addrs,
+            control,
+            threads,
+        };
+        partial.stop();
+        return Err(match handle.join() {
+            Err(source) => ServerError::Executor {
+                shard: failed,
+                source,
+            },
+            Ok(()) => ServerError::ShardDidNotStart { shard: failed },
+        });
+    }
     Ok(BrokerHandle {
         addrs,
         control,
         threads,
     })
 }
+
+/// How long a shard's executor may take to start (normally milliseconds).
+const EXECUTOR_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bound, listening, SO_REUSEPORT TCP socket.
 fn listen_socket(addr: SocketAddr, backlog: i32) -> std::io::Result<Socket> {

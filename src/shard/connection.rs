@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -559,13 +560,34 @@ async fn linger_close(stream: &RefCell<TcpStream>) {
     }
 }
 
-/// Read what the socket has into the spare capacity of `buf`.
+thread_local! {
+    /// The shard's read buffer (a shard is one thread). A read lands here and only the bytes that arrived
+    /// are copied into the connection's own buffer, so an idle connection holds no read buffer: 10,000
+    /// idle clients would otherwise pin 80 MiB of 8 KiB buffers.
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Read what the socket has and append it to `buf`.
 async fn read_some(stream: &RefCell<TcpStream>, buf: &mut BytesMut) -> io::Result<usize> {
-    let len = buf.len();
-    buf.resize(len + READ_CHUNK, 0);
-    let r = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[len..])).await;
-    buf.truncate(len + *r.as_ref().unwrap_or(&0));
-    r
+    poll_fn(|cx| {
+        READ_SCRATCH.with(|scratch| {
+            // Borrowed only within this poll: glommio fills the slice synchronously when data is ready.
+            let mut scratch = scratch.borrow_mut();
+            match Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut scratch[..]) {
+                Poll::Ready(Ok(n)) => {
+                    if buf.is_empty() {
+                        // Fresh storage sized to what arrived; the old one lives on only as long as the
+                        // payloads decoded from it.
+                        *buf = BytesMut::with_capacity(n);
+                    }
+                    buf.extend_from_slice(&scratch[..n]);
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            }
+        })
+    })
+    .await
 }
 
 async fn write_all(stream: &RefCell<TcpStream>, mut bytes: &[u8]) -> io::Result<()> {
