@@ -76,7 +76,9 @@ const MAX_RATE_HELP: &str = "\
 Max rate (--rate 0): publishers do not simply flood. Each publisher may be at most --window messages
 ahead of what its subscribers have received (end to end, per publisher, counted in deliveries / fan-out),
 and at QoS 1/2 also at most --inflight unacknowledged. So the figure is what the broker sustains, not how
-fast its queues grow; a broker that drops shows loss, one that stalls shows a lower rate.
+fast its queues grow; a broker that drops shows loss, one that stalls shows a lower rate. When receipts
+stand still for 0.5 s with the window full, what is outstanding is written off as dropped (and counted
+as lost), so a dropping broker cannot wedge the publishers.
 
 Fixed rate (--rate R): every publisher sends R msg/s on a schedule; latency is measured from each
 message's intended send time (coordinated-omission corrected, as wrk2 does), so a stalled broker shows

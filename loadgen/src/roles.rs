@@ -85,10 +85,17 @@ pub struct Publisher {
     rejected: u64,
     /// Messages published so far.
     published: u64,
+    /// Deliveries given up on by the end-to-end window (see `ahead_of_receipts`).
+    written_off: u64,
+    /// Since when the window has held this publisher, and the receipts seen then.
+    blocked: Option<(u64, u64)>,
 }
 
 /// How soon a max-rate publisher held by its end-to-end window looks again.
 const WINDOW_RECHECK_NS: u64 = 200_000;
+/// How long receipts may stand still, with the window full, before the outstanding messages are
+/// taken as dropped by the broker.
+const WINDOW_STALL_NS: u64 = 500_000_000;
 
 impl Publisher {
     pub fn new(
@@ -125,6 +132,8 @@ impl Publisher {
             acked: 0,
             rejected: 0,
             published: 0,
+            written_off: 0,
+            blocked: None,
             shared,
         }
     }
@@ -152,10 +161,29 @@ impl Publisher {
     }
 
     /// Max rate: whether this publisher is `window` messages ahead of what its subscribers received.
-    fn ahead_of_receipts(&self) -> bool {
+    /// A broker that drops messages (QoS 0 to a slow reader, a full queue) never delivers them, so
+    /// when receipts stop advancing for [`WINDOW_STALL_NS`] what is outstanding is written off for flow
+    /// control (the report still counts it as lost) instead of stalling the publisher for good.
+    fn ahead_of_receipts(&mut self, now: u64) -> bool {
         let s = &self.shared.settings;
-        let delivered = self.shared.delivered[self.id as usize].load(Ordering::Relaxed);
-        self.published * s.fanout >= delivered + s.window * s.fanout
+        let delivered =
+            self.shared.delivered[self.id as usize].load(Ordering::Relaxed) + self.written_off;
+        let outstanding = (self.published * s.fanout).saturating_sub(delivered);
+        if outstanding < s.window * s.fanout {
+            self.blocked = None;
+            return false;
+        }
+        match self.blocked {
+            Some((since, seen)) if seen == delivered => {
+                if now.saturating_sub(since) >= WINDOW_STALL_NS {
+                    self.written_off += outstanding;
+                    self.blocked = None;
+                    return false;
+                }
+            }
+            _ => self.blocked = Some((now, delivered)),
+        }
+        true
     }
 
     fn complete(&mut self, pid: u16, rejected: bool) {
@@ -186,7 +214,7 @@ impl Role for Publisher {
             if wbuf.len() >= HIGH_WATER {
                 break Want::Now;
             }
-            if self.rate == 0 && self.ahead_of_receipts() {
+            if self.rate == 0 && self.ahead_of_receipts(now) {
                 // End-to-end bound: look again shortly (subscribers' receipts have no wake-up of
                 // their own for us; the timer is coarse, but the window is deep enough to cover it).
                 break Want::At(now + WINDOW_RECHECK_NS);
@@ -468,5 +496,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_end_to_end_window_holds_then_writes_off_what_a_broker_dropped() {
+        let settings = crate::shared::RunSettings {
+            version: ProtocolVersion::V311,
+            qos: QoS::AtMostOnce,
+            payload: 16,
+            rate: 0,
+            inflight: 20,
+            window: 10,
+            fanout: 2,
+            publishers: 1,
+            keepalive: 0,
+        };
+        let shared = Arc::new(Shared::new(settings, 1));
+        let mut p = Publisher::new(shared.clone(), 0, "t", u16::MAX);
+        p.published = 9;
+        assert!(!p.ahead_of_receipts(0), "9 of 10 outstanding");
+        p.published = 10;
+        assert!(p.ahead_of_receipts(0), "window full");
+        // Receipts advance but the publisher went on: held (21 deliveries outstanding, window 20), and
+        // the stall clock restarts.
+        shared.delivered[0].fetch_add(1, Ordering::Relaxed);
+        p.published = 11;
+        assert!(p.ahead_of_receipts(WINDOW_STALL_NS - 1));
+        assert!(p.ahead_of_receipts(2 * WINDOW_STALL_NS - 2));
+        // No receipt for a whole stall period: the 21 outstanding deliveries are written off.
+        assert!(!p.ahead_of_receipts(2 * WINDOW_STALL_NS - 1));
+        assert_eq!(p.written_off, 21);
+        // Late deliveries of written-off messages do not wedge the count.
+        shared.delivered[0].fetch_add(21, Ordering::Relaxed);
+        assert!(!p.ahead_of_receipts(2 * WINDOW_STALL_NS));
     }
 }
