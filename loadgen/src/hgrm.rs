@@ -43,15 +43,11 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
                 let _ = writeln!(
                     out,
                     "{value:12.3} {q:2.12} {:10} {:14.2}",
-                    v.count_since_last_iteration_total(h),
+                    total_count(&v, h),
                     1.0 / (1.0 - q)
                 );
             } else {
-                let _ = writeln!(
-                    out,
-                    "{value:12.3} {q:2.12} {:10}",
-                    v.count_since_last_iteration_total(h)
-                );
+                let _ = writeln!(out, "{value:12.3} {q:2.12} {:10}", total_count(&v, h));
             }
         }
     }
@@ -87,16 +83,10 @@ fn sub_bucket_count(significant_digits: u8) -> u64 {
     (2 * 10u64.pow(u32::from(significant_digits))).next_power_of_two()
 }
 
-/// Cumulative count up to the current step (what the `TotalCount` column holds).
-trait TotalCount {
-    fn count_since_last_iteration_total(&self, h: &Histogram<u64>) -> u64;
-}
-
-impl TotalCount for hdrhistogram::iterators::IterationValue<u64> {
-    fn count_since_last_iteration_total(&self, h: &Histogram<u64>) -> u64 {
-        // The iterator's quantile is count-at-or-below / total; turn it back into the count.
-        (self.quantile() * h.len() as f64).round() as u64
-    }
+/// Cumulative count up to the current step (what the `TotalCount` column holds): the iterator's
+/// quantile is count-at-or-below / total, turned back into the count.
+fn total_count(v: &hdrhistogram::iterators::IterationValue<u64>, h: &Histogram<u64>) -> u64 {
+    (v.quantile() * h.len() as f64).round() as u64
 }
 
 /// The percentile curve: x = percentile on HdrHistogram's usual log scale of 1/(1-p) (0%, 90%, 99%,

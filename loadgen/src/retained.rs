@@ -17,7 +17,7 @@ use shardmq::codec::{
 };
 
 use crate::conn::{handshake, ClientSpec, Role, Want};
-use crate::roles::PAYLOAD_HEADER;
+use crate::roles::{acknowledge_delivery, PAYLOAD_HEADER};
 use crate::shared::{Phase, Shared};
 
 /// Topics of the retained messages, and the filter every storm subscribes to.
@@ -185,6 +185,7 @@ impl Role for Storm {
     }
 
     fn on_packet(&mut self, packet: Packet, wbuf: &mut BytesMut, now: u64) -> Result<(), String> {
+        acknowledge_delivery(&packet, self.version, wbuf)?;
         match packet {
             Packet::SubAck(ack) => match ack.codes.first() {
                 Some(ReasonCode::Success | ReasonCode::GrantedQoS1 | ReasonCode::GrantedQoS2) => {}
@@ -192,15 +193,6 @@ impl Role for Storm {
             },
             Packet::UnsubAck(_) => self.state = State::Idle,
             Packet::Publish(p) => {
-                match p.qos {
-                    QoS::AtMostOnce => {}
-                    QoS::AtLeastOnce => {
-                        self.encode(&Packet::PubAck(PubResponse::new(p.packet_id)), wbuf)?
-                    }
-                    QoS::ExactlyOnce => {
-                        self.encode(&Packet::PubRec(PubResponse::new(p.packet_id)), wbuf)?
-                    }
-                }
                 let State::Storm { started, got } = &mut self.state else {
                     return Ok(());
                 };
@@ -229,10 +221,7 @@ impl Role for Storm {
                     self.state = State::Leaving;
                 }
             }
-            Packet::PubRel(rel) => {
-                self.encode(&Packet::PubComp(PubResponse::new(rel.packet_id)), wbuf)?
-            }
-            Packet::PingResp => {}
+            Packet::PubRel(_) | Packet::PingResp => {}
             Packet::Disconnect(d) => {
                 return Err(format!("broker sent DISCONNECT ({:?})", d.reason))
             }

@@ -24,6 +24,25 @@ fn encode_ack(packet: Packet, version: ProtocolVersion, wbuf: &mut BytesMut) -> 
     codec::encode(&packet, version, wbuf).map_err(|e| format!("cannot encode an ack: {e}"))
 }
 
+/// A receiver's side of a QoS 1/2 delivery: PUBACK or PUBREC for a PUBLISH, PUBCOMP for a PUBREL.
+/// Other packets are not acknowledged here.
+pub fn acknowledge_delivery(
+    packet: &Packet,
+    version: ProtocolVersion,
+    wbuf: &mut BytesMut,
+) -> Result<(), String> {
+    let ack = match packet {
+        Packet::Publish(p) => match p.qos {
+            QoS::AtMostOnce => return Ok(()),
+            QoS::AtLeastOnce => Packet::PubAck(PubResponse::new(p.packet_id)),
+            QoS::ExactlyOnce => Packet::PubRec(PubResponse::new(p.packet_id)),
+        },
+        Packet::PubRel(rel) => Packet::PubComp(PubResponse::new(rel.packet_id)),
+        _ => return Ok(()),
+    };
+    encode_ack(ack, version, wbuf)
+}
+
 /// Encoded PUBLISH header (fixed header, topic, packet id, v5 properties) of every message of a
 /// publisher, and where its packet id sits.
 pub struct PublishTemplate {
@@ -340,6 +359,7 @@ impl Role for Subscriber {
     }
 
     fn on_packet(&mut self, packet: Packet, wbuf: &mut BytesMut, now: u64) -> Result<(), String> {
+        acknowledge_delivery(&packet, self.version, wbuf)?;
         match packet {
             Packet::Publish(p) => {
                 if p.payload.len() >= PAYLOAD_HEADER {
@@ -353,26 +373,8 @@ impl Role for Subscriber {
                 } else {
                     self.malformed += 1;
                 }
-                match p.qos {
-                    QoS::AtMostOnce => {}
-                    QoS::AtLeastOnce => encode_ack(
-                        Packet::PubAck(PubResponse::new(p.packet_id)),
-                        self.version,
-                        wbuf,
-                    )?,
-                    QoS::ExactlyOnce => encode_ack(
-                        Packet::PubRec(PubResponse::new(p.packet_id)),
-                        self.version,
-                        wbuf,
-                    )?,
-                }
             }
-            Packet::PubRel(rel) => encode_ack(
-                Packet::PubComp(PubResponse::new(rel.packet_id)),
-                self.version,
-                wbuf,
-            )?,
-            Packet::PingResp => {}
+            Packet::PubRel(_) | Packet::PingResp => {}
             Packet::Disconnect(d) => {
                 return Err(format!("broker sent DISCONNECT ({:?})", d.reason))
             }

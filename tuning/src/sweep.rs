@@ -212,6 +212,19 @@ pub fn loadgen_placement(all: &[usize], c: &Candidate) -> (Option<Vec<usize>>, O
 }
 
 /// The scored table.
+/// The columns that name candidate `i` (0-based) in the result table and in `--list`.
+fn candidate_cells(i: usize, c: &Candidate) -> Vec<String> {
+    vec![
+        (i + 1).to_string(),
+        c.placement.clone(),
+        c.shards.to_string(),
+        c.cpu_set
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), format_cpu_list),
+        if c.pinned() { "yes" } else { "no" }.to_owned(),
+    ]
+}
+
 pub fn render_results(
     scenarios: &[Scenario],
     results: &[CandidateResult],
@@ -234,15 +247,7 @@ pub fn render_results(
         .enumerate()
         .map(|(i, (r, v))| {
             let c = &r.candidate;
-            let mut row = vec![
-                (i + 1).to_string(),
-                c.placement.clone(),
-                c.shards.to_string(),
-                c.cpu_set
-                    .as_deref()
-                    .map_or_else(|| "-".to_owned(), format_cpu_list),
-                if c.pinned() { "yes" } else { "no" }.to_owned(),
-            ];
+            let mut row = candidate_cells(i, c);
             for run in &r.runs {
                 match run {
                     Some(RunOutcome::Done(rep)) => {
@@ -336,17 +341,7 @@ pub fn run(opts: &SweepOptions) -> Result<bool, TuneError> {
         let rows: Vec<Vec<String>> = cands
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                vec![
-                    (i + 1).to_string(),
-                    c.placement.clone(),
-                    c.shards.to_string(),
-                    c.cpu_set
-                        .as_deref()
-                        .map_or_else(|| "-".to_owned(), format_cpu_list),
-                    if c.pinned() { "yes" } else { "no" }.to_owned(),
-                ]
-            })
+            .map(|(i, c)| candidate_cells(i, c))
             .collect();
         print!("\n{}", table::render(&header, &rows));
         return Ok(true);
