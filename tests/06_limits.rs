@@ -23,7 +23,7 @@ mod common;
 use common::broker::external_mosquitto;
 use common::client::{Client, Opts};
 use common::raw::{self, kind, prop, Connect, PropValue, RawClient, Witness};
-use common::{for_each_case, for_each_case_async, unique_id, ABSENCE_WAIT, BOTH};
+use common::{for_each_case, for_each_case_async, unique_id, Proto, ABSENCE_WAIT, BOTH};
 
 #[test]
 fn max_queued_messages_drops_beyond_the_limit_while_offline() {
@@ -84,6 +84,45 @@ fn max_inflight_messages_bounds_unacknowledged_deliveries() {
         }
         let want: Vec<Vec<u8>> = (0..5u8).map(|i| vec![b'0' + i]).collect();
         assert_eq!(received, want, "all delivered, in order");
+    });
+}
+
+#[test]
+fn v5_receive_maximum_is_announced_and_enforced_on_inbound_qos2() {
+    for_each_case(&[Proto::V5], "max_inflight_messages 3\n", |case| {
+        let mut w = Witness::new(case.addr, case.proto);
+        let (mut p, ack) =
+            RawClient::connect(case.addr, &Connect::new(case.proto, &unique_id("rm")));
+        assert_eq!(
+            ack.prop(prop::RECEIVE_MAXIMUM),
+            Some(&PropValue::Int(3)),
+            "CONNACK announces max_inflight_messages as Receive Maximum, as Mosquitto does"
+        );
+        // Three QoS 2 messages awaiting PUBREL fill the quota; re-sending one of them (DUP) does not
+        // count again.
+        for pkid in 1..=3u16 {
+            p.send(&raw::publish(
+                case.proto, "rm/t", 2, false, false, pkid, b"x",
+            ));
+            assert_eq!(p.expect(kind::PUBREC).ack_pkid(), pkid);
+        }
+        p.send(&raw::publish(case.proto, "rm/t", 2, false, true, 2, b"x"));
+        assert_eq!(p.expect(kind::PUBREC).ack_pkid(), 2);
+        // Releasing one frees one place.
+        p.send(&raw::ack(kind::PUBREL, 1));
+        assert_eq!(p.expect(kind::PUBCOMP).ack_pkid(), 1);
+        p.send(&raw::publish(case.proto, "rm/t", 2, false, false, 4, b"x"));
+        assert_eq!(p.expect(kind::PUBREC).ack_pkid(), 4);
+        // A fourth unreleased one exceeds it [MQTT-3.3.4-9]: DISCONNECT 0x93, then the close.
+        p.send_lenient(&raw::publish(case.proto, "rm/t", 2, false, false, 5, b"x"));
+        let before = p.expect_closed();
+        assert!(
+            before
+                .iter()
+                .any(|p| p.kind() == kind::DISCONNECT && p.disconnect_reason() == 0x93),
+            "DISCONNECT 0x93 (Receive Maximum exceeded) before the close: {before:?}"
+        );
+        w.check();
     });
 }
 

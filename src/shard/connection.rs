@@ -324,6 +324,11 @@ fn connack_properties(settings: &Settings, c: &Connect, assigned_id: bool) -> (P
     // Not offered yet: say so, so v5 clients do not try.
     p.shared_subscription_available = Some(0);
     p.subscription_identifier_available = Some(0);
+    // What Mosquitto advertises: `max_inflight_messages` bounds the QoS 2 messages a v5 client may have
+    // awaiting PUBREL here, as well as what the broker sends it unacknowledged.
+    if settings.limits.max_inflight < usize::from(u16::MAX) {
+        p.receive_maximum = Some(settings.limits.max_inflight as u16);
+    }
     if settings.max_packet_size < PROTOCOL_MAX_PACKET {
         p.maximum_packet_size = Some(settings.max_packet_size as u32);
     }

@@ -398,9 +398,20 @@ impl Shard {
         let deliver = match p.qos {
             QoS::AtMostOnce | QoS::AtLeastOnce => true,
             QoS::ExactlyOnce => {
+                let quota = self.settings.limits.max_inflight;
                 let s = self
                     .session_mut(a.slot, a.generation)
                     .expect("checked by caller");
+                // A v5 client may have at most the Receive Maximum of our CONNACK awaiting PUBREL
+                // [MQTT-3.3.4-9]; a re-sent PUBLISH of an id it already holds does not count.
+                if a.protocol == ProtocolVersion::V5
+                    && s.inbound_qos2.len() >= quota
+                    && !s.inbound_qos2.contains(&p.packet_id)
+                {
+                    return Err(CloseReason::ProtocolError(
+                        ReasonCode::ReceiveMaximumExceeded,
+                    ));
+                }
                 // Exactly once: a re-sent PUBLISH whose id is still unreleased is acknowledged, not routed.
                 s.inbound_qos2.insert(p.packet_id)
             }
