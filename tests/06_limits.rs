@@ -127,6 +127,36 @@ fn v5_receive_maximum_is_announced_and_enforced_on_inbound_qos2() {
 }
 
 #[test]
+fn v5_deliveries_larger_than_the_clients_maximum_packet_size_are_discarded() {
+    for_each_case(&[Proto::V5], "", |case| {
+        // [MQTT-3.1.2-24] the Server MUST NOT send packets exceeding the client's Maximum Packet Size;
+        // [MQTT-3.1.2-25] it discards such a message and behaves as if it had completed sending it (a
+        // QoS 1 one does not take a place in the in-flight window).
+        let connect = Connect::new(case.proto, &unique_id("mps"))
+            .prop_u32(prop::MAXIMUM_PACKET_SIZE, 100)
+            .prop_u16(prop::RECEIVE_MAXIMUM, 1);
+        let (mut sub, _) = RawClient::connect(case.addr, &connect);
+        assert_eq!(sub.subscribe(&[("mps/#", 1)]), vec![1]);
+        let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
+        // 2 + 5 (topic) + 2 (id) + 1 (properties) + 80 = 90 remaining, 92 in all: fits.
+        p.publish("mps/a", 1, false, &[b's'; 80]);
+        let m = sub.recv_publish();
+        assert_eq!((m.topic.as_str(), m.payload.len()), ("mps/a", 80));
+        sub.send(&raw::ack(kind::PUBACK, m.pkid));
+        // 2 + 5 + 2 + 1 + 95 = 105 remaining: too large at QoS 1 and QoS 0.
+        p.publish("mps/b", 1, false, &[b'L'; 95]);
+        p.publish("mps/c", 0, false, &[b'L'; 95]);
+        // With Receive Maximum 1, the marker arrives only if the discarded QoS 1 message left the window.
+        p.publish("mps/marker", 1, false, b"m");
+        let next = sub.recv_publish();
+        assert_eq!(
+            next.topic, "mps/marker",
+            "messages over the client's Maximum Packet Size must not be sent"
+        );
+    });
+}
+
+#[test]
 fn max_packet_size_closes_an_oversized_sender_only() {
     for_each_case(BOTH, "max_packet_size 1000\n", |case| {
         let mut w = Witness::new(case.addr, case.proto);

@@ -153,6 +153,25 @@ pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
     1 + var_int_len(remaining) + remaining
 }
 
+/// Total encoded size of a PUBLISH with these parts: what [`encoded_len`] gives for it, without building
+/// one (the broker checks every delivery against a v5 client's Maximum Packet Size).
+pub fn publish_len(
+    version: ProtocolVersion,
+    topic_len: usize,
+    qos: QoS,
+    properties: &Properties,
+    payload_len: usize,
+) -> usize {
+    let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let props_len = if version == ProtocolVersion::V5 {
+        properties::properties_wire_len(properties)
+    } else {
+        0
+    };
+    let remaining = 2 + topic_len + id_len + props_len + payload_len;
+    1 + var_int_len(remaining) + remaining
+}
+
 /// Bytes after the fixed header.
 fn body_len(packet: &Packet, version: ProtocolVersion) -> usize {
     match packet {

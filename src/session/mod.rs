@@ -74,6 +74,9 @@ pub enum Delivery {
     /// Not for this session (QoS 0 to a client that is away without `queue_qos0_messages`): Mosquitto does
     /// not count these as drops.
     Discarded,
+    /// Larger than the v5 client's Maximum Packet Size: discarded as if sent [MQTT-3.1.2-25] (counted as a
+    /// drop, as Mosquitto does, but no back-pressure: waiting would not make it fit).
+    TooLarge,
 }
 
 /// An outbound QoS 1/2 message the client has not finished acknowledging.
@@ -124,6 +127,8 @@ pub struct Session {
     pub conn: Option<Rc<Outbox>>,
     /// v5 Receive Maximum of the current connection: caps the inflight window below `max_inflight`.
     pub receive_maximum: Option<usize>,
+    /// v5 Maximum Packet Size of the current (or last) connection: no larger packet may be sent to it.
+    pub max_packet_size: Option<usize>,
     /// Last time the client acknowledged something (or connected): tells a slow consumer, whose
     /// publishers are worth slowing down, from a stalled one, whose messages are dropped instead.
     last_progress: Option<Instant>,
@@ -155,6 +160,7 @@ impl Session {
             inbound_qos2: AHashSet::new(),
             conn: None,
             receive_maximum: None,
+            max_packet_size: None,
             last_progress: None,
             hold: PublisherHold::default(),
             holding: Holding::default(),
@@ -230,6 +236,9 @@ impl Session {
         retain: bool,
         limits: &Limits,
     ) -> Delivery {
+        if self.too_large(msg, qos) {
+            return Delivery::TooLarge;
+        }
         let Some(conn) = self.conn.clone() else {
             if qos == QoS::AtMostOnce && !limits.queue_qos0 {
                 return Delivery::Discarded;
@@ -249,6 +258,20 @@ impl Session {
         } else {
             self.enqueue(msg, qos, retain, limits)
         }
+    }
+
+    /// Whether a PUBLISH of `msg` at `qos` would exceed the client's Maximum Packet Size.
+    fn too_large(&self, msg: &Message, qos: QoS) -> bool {
+        self.max_packet_size.is_some_and(|max| {
+            let len = codec::publish_len(
+                self.protocol,
+                msg.topic.len(),
+                qos,
+                &msg.properties,
+                msg.payload.len(),
+            );
+            len > max
+        })
     }
 
     fn enqueue(&mut self, msg: &Rc<Message>, qos: QoS, retain: bool, limits: &Limits) -> Delivery {
@@ -310,6 +333,10 @@ impl Session {
                 break;
             };
             self.queued_bytes -= q.msg.queued_size();
+            if self.too_large(&q.msg, q.qos) {
+                // Queued for an earlier connection that allowed larger packets [MQTT-3.1.2-25].
+                continue;
+            }
             if q.qos == QoS::AtMostOnce {
                 write_publish(&conn, self.protocol, &q.msg, q.qos, 0, false, q.retain);
             } else {
@@ -323,6 +350,12 @@ impl Session {
     /// A new connection took this session over (persistent resume): re-send the window in order, PUBLISH
     /// with DUP set, PUBREL for released QoS 2 ([MQTT-4.4.0-1]), then whatever fits from the queue.
     pub fn resume(&mut self, conn: Rc<Outbox>, limits: &Limits) -> usize {
+        // A new connection may allow smaller packets than the one these were sent on [MQTT-3.1.2-25].
+        let inflight = std::mem::take(&mut self.inflight);
+        self.inflight = inflight
+            .into_iter()
+            .filter(|i| i.released || !self.too_large(&i.msg, i.qos))
+            .collect();
         for i in &self.inflight {
             if i.released {
                 conn.write(|out| encode_ack(out, self.protocol, AckKind::PubRel, i.packet_id));

@@ -187,6 +187,11 @@ impl Shard {
         session.clean = !persistent;
         session.will = connect.will.clone();
         session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
+        session.max_packet_size = connect
+            .properties
+            .maximum_packet_size
+            .map(|m| m as usize)
+            .filter(|_| connect.protocol == ProtocolVersion::V5);
         session.inbound_qos2.clear();
         let connack = Packet::ConnAck(ConnAck {
             session_present,
@@ -529,6 +534,15 @@ impl Shard {
                     // A hold whose lease ran out is renewed here.
                     qos != QoS::AtMostOnce && session.congested(&limits, now)
                 }
+                Delivery::TooLarge => {
+                    self.stats.messages_dropped += 1;
+                    if verbose {
+                        tracing::debug!(target: log_type::DEBUG,
+                            "Dropping too large outgoing PUBLISH to {} ('{}', ... ({} bytes))",
+                            session.client_id, msg.topic, msg.payload.len());
+                    }
+                    false
+                }
                 Delivery::Discarded => false,
             };
             // Holding oneself would stop reading the very acknowledgements that drain the queue.
@@ -758,7 +772,7 @@ impl Shard {
             let local = Rc::new((*msg).clone());
             match session.deliver(&local, msg.qos.min(opts.qos), true, &limits) {
                 Delivery::Sent => sent += 1,
-                Delivery::Dropped => dropped += 1,
+                Delivery::Dropped | Delivery::TooLarge => dropped += 1,
                 _ => {}
             }
         }

@@ -171,6 +171,10 @@ impl Connect {
         self.props = self.props.u16(id, v);
         self
     }
+    pub fn prop_u32(mut self, id: u8, v: u32) -> Self {
+        self.props = self.props.u32(id, v);
+        self
+    }
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::new();
         put_str(&mut body, self.proto.name());
