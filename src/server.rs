@@ -44,6 +44,9 @@ pub enum ServerError {
     /// A shard's thread ended before its executor reported it was running.
     #[error("shard {shard} stopped while starting")]
     ShardDidNotStart { shard: usize },
+    /// The ticker thread (keep-alive checks, `$SYS`) could not be started.
+    #[error("cannot start the ticker thread: {0}")]
+    Ticker(#[source] std::io::Error),
 }
 
 /// Turn a configuration into the settings the shards run with.
@@ -111,6 +114,37 @@ pub struct BrokerHandle {
     addrs: Vec<SocketAddr>,
     control: Vec<ControlSender>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
+    ticker: Option<Ticker>,
+}
+
+/// The thread that sends every shard a [`Control::Tick`] each [`shard::TICK`]: keep-alive checks and
+/// `$SYS` without a glommio timer pending in any shard (see `shard::keepalive`).
+struct Ticker {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Ticker {
+    fn start(control: Vec<ControlSender>) -> std::io::Result<Ticker> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ticker".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(shard::TICK)
+                {
+                    for c in &control {
+                        c.send(Control::Tick);
+                    }
+                }
+            })?;
+        Ok(Ticker { stop, thread })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
 }
 
 impl BrokerHandle {
@@ -125,6 +159,9 @@ impl BrokerHandle {
     }
 
     fn stop(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.stop();
+        }
         for c in &self.control {
             c.send(Control::Shutdown);
         }
@@ -214,6 +251,7 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
                     addrs,
                     control,
                     threads,
+                    ticker: None,
                 };
                 partial.stop();
                 return Err(ServerError::Executor { shard: i, source });
@@ -234,6 +272,7 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
             addrs,
             control,
             threads,
+            ticker: None,
         };
         partial.stop();
         return Err(match handle.join() {
@@ -244,11 +283,20 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
             Ok(()) => ServerError::ShardDidNotStart { shard: failed },
         });
     }
-    Ok(BrokerHandle {
+    let mut handle = BrokerHandle {
         addrs,
         control,
         threads,
-    })
+        ticker: None,
+    };
+    match Ticker::start(handle.control.clone()) {
+        Ok(t) => handle.ticker = Some(t),
+        Err(source) => {
+            handle.stop();
+            return Err(ServerError::Ticker(source));
+        }
+    }
+    Ok(handle)
 }
 
 /// io_uring entries per ring (glommio's default is 128). The kernel sizes the table it searches to

@@ -81,6 +81,8 @@ pub struct Handoff {
 pub enum Control {
     /// Close listeners and connections, then let the executor finish.
     Shutdown,
+    /// The server's ticker: check keep-alives, publish `$SYS` when due (see `shard::keepalive`).
+    Tick,
 }
 
 /// Wakes a shard's mail task from any thread.

@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
+use super::keepalive::KeepAlive;
 use super::routing::log_protocol;
 use super::{home_of, Shard};
 use crate::codec::{self, Connect, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
@@ -382,10 +383,15 @@ async fn serve(
     ))
     .detach();
 
-    // Keep-alive: close after 1.5 x the interval without a packet [MQTT-3.1.2-24]. glommio arms the timer
-    // whenever a read goes pending and cancels it when data arrives.
-    let timeout = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-    let _ = stream.borrow().set_read_timeout(timeout);
+    // Keep-alive: close after 1.5 x the interval without a packet [MQTT-3.1.2-24], watched by the shard
+    // (see `keepalive` for why not a read timeout). The CONNECT timeout ends here.
+    let _ = stream.borrow().set_read_timeout(None);
+    let keepalive = (keep_alive > 0).then(|| {
+        let limit = Duration::from_millis(u64::from(keep_alive) * 1500);
+        let k = KeepAlive::new(limit, Instant::now());
+        shard.borrow_mut().keepalive.add(&k);
+        k
+    });
     let protocol = attached.protocol;
     let mut eof = false;
     let reason = 'conn: loop {
@@ -442,12 +448,28 @@ async fn serve(
         // until glommio's time slice ends, starving the acknowledgements and writes of the clients it
         // publishes to (whose queues would then overflow).
         futures_lite::future::yield_now().await;
-        match read_some(&stream, &mut buf).await {
+        let read = read_some(&stream, &mut buf);
+        let read = match &keepalive {
+            Some(k) => {
+                let expired = async {
+                    poll_fn(|cx| k.poll_expired(cx)).await;
+                    Err(io::ErrorKind::TimedOut.into())
+                };
+                futures_lite::future::or(read, expired).await
+            }
+            None => read.await,
+        };
+        match read {
             Ok(0) => {
                 eof = true;
                 break CloseReason::SocketError;
             }
-            Ok(n) => shard.borrow_mut().stats.bytes_received += n as u64,
+            Ok(n) => {
+                if let Some(k) = &keepalive {
+                    k.touch(Instant::now());
+                }
+                shard.borrow_mut().stats.bytes_received += n as u64;
+            }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => break CloseReason::KeepAlive,
             Err(_) => break CloseReason::SocketError,
         }

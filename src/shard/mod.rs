@@ -2,7 +2,7 @@
 //! it, the sessions whose home it is, its subscription index and its copy of the retained store.
 //!
 //! Concurrency model: everything in [`Shard`] lives in one `Rc<RefCell<_>>` owned by the shard's thread.
-//! The shard's tasks (accept loops, connection readers and writers, the mail task, the `$SYS` timer) borrow
+//! The shard's tasks (accept loops, connection readers and writers, the mail task) borrow
 //! it only between `.await`s, so no borrow is ever held across a suspension point. Other shards are
 //! reached only through [`crate::router`] mail.
 //!
@@ -11,8 +11,11 @@
 //! does to the shard's state (sessions, subscriptions, publishes, wills); `sys` the `$SYS` topics.
 
 mod connection;
+mod keepalive;
 mod routing;
 mod sys;
+
+pub use keepalive::TICK;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -157,6 +160,10 @@ pub(crate) struct Shard {
     counts: Arc<ConnectionCounts>,
     started: Instant,
     sys: sys::SysRound,
+    /// When shard 0 next publishes `$SYS` (None: `sys_interval 0`, or not shard 0).
+    sys_next: Option<Instant>,
+    /// Connections with a keep-alive, checked on every tick.
+    keepalive: keepalive::Watch,
     shutting_down: bool,
 }
 
@@ -194,6 +201,8 @@ impl Shard {
             counts,
             started,
             sys: sys::SysRound::default(),
+            sys_next: None,
+            keepalive: keepalive::Watch::default(),
             shutting_down: false,
         }
     }
@@ -340,7 +349,6 @@ pub async fn run(start: ShardStart) {
         counts,
         started,
     } = start;
-    let sys_interval = settings.sys_interval;
     let shard = Rc::new(RefCell::new(Shard::new(
         id, settings, outboxes, counts, started,
     )));
@@ -351,9 +359,7 @@ pub async fn run(start: ShardStart) {
     }
     tasks.push(glommio::spawn_local(overflow_task(shard.clone())).detach());
     if id == 0 {
-        if let Some(interval) = sys_interval {
-            tasks.push(glommio::spawn_local(sys::sys_task(shard.clone(), interval)).detach());
-        }
+        shard.borrow_mut().start_sys();
     }
     mail_loop(&shard, &inbox).await;
     for t in &tasks {
@@ -368,13 +374,23 @@ pub async fn run(start: ShardStart) {
     }
 }
 
+impl Shard {
+    /// The ticker's beat: close silent connections, publish `$SYS` when due.
+    fn tick(&mut self, now: Instant) {
+        self.keepalive.check(now);
+        self.sys_tick(now);
+    }
+}
+
 /// Receive and handle mail until a shutdown command.
 async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
     let mut batch = Vec::with_capacity(256);
     loop {
         let control = std::future::poll_fn(|cx| inbox.poll_recv(cx, &mut batch)).await;
-        if let Some(Control::Shutdown) = control {
-            return;
+        match control {
+            Some(Control::Shutdown) => return,
+            Some(Control::Tick) => shard.borrow_mut().tick(Instant::now()),
+            None => {}
         }
         let mut handoffs = Vec::new();
         {

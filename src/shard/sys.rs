@@ -1,9 +1,7 @@
 //! `$SYS/broker/...` topics, published by shard 0 every `sys_interval` as retained QoS 0 messages with
 //! Mosquitto's names. Totals are gathered by mail (`StatsQuery`/`StatsReply`), never by shared memory.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -24,15 +22,27 @@ pub(super) struct SysRound {
     total: ShardStats,
 }
 
-pub(super) async fn sys_task(shard: Rc<RefCell<Shard>>, interval: Duration) {
-    shard.borrow_mut().start_sys_round();
-    loop {
-        glommio::timer::sleep(interval).await;
-        shard.borrow_mut().start_sys_round();
-    }
-}
-
 impl Shard {
+    /// First `$SYS` round at start-up, then one every `sys_interval` (on the tick that follows it).
+    pub(super) fn start_sys(&mut self) {
+        if let Some(interval) = self.settings.sys_interval {
+            self.start_sys_round();
+            self.sys_next = Some(Instant::now() + interval);
+        }
+    }
+
+    /// Called on every tick: publish `$SYS` when due.
+    pub(super) fn sys_tick(&mut self, now: Instant) {
+        let (Some(next), Some(interval)) = (self.sys_next, self.settings.sys_interval) else {
+            return;
+        };
+        if now >= next {
+            self.start_sys_round();
+            // From now, not from `next`: a shard that was too busy to tick does not publish in a burst.
+            self.sys_next = Some(now + interval);
+        }
+    }
+
     fn start_sys_round(&mut self) {
         // A round still waiting (a shard too busy to answer within an interval) is replaced by this one.
         self.sys.total = self.snapshot_stats();
