@@ -422,8 +422,12 @@ async fn serve(
         if let Some(r) = outbox.close_reason() {
             break r;
         }
+        // While the broker itself stops reading this client (the two back-pressure waits below), the
+        // client's packets wait in the socket: that silence is ours and must not expire its keep-alive.
+        let mut paused = None;
         // Back-pressure: while other shards cannot take this shard's output, stop reading publishers.
         while shard.borrow().overloaded() {
+            paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
         // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
@@ -436,9 +440,13 @@ async fn serve(
             let Some(until) = shard.borrow_mut().held_until(&attached) else {
                 break;
             };
+            paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
             let released = poll_fn(|cx| shard.borrow_mut().poll_released(&attached, cx));
             let lease = glommio::timer::sleep(until.saturating_duration_since(Instant::now()));
             futures_lite::future::or(released, lease).await;
+        }
+        if let (Some(()), Some(k)) = (paused, &keepalive) {
+            k.resume(Instant::now());
         }
         if buffered {
             futures_lite::future::yield_now().await;

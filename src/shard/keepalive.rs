@@ -28,6 +28,8 @@ pub struct KeepAlive {
     /// 1.5 × the keep-alive interval in force.
     limit: Duration,
     last_read: Cell<Instant>,
+    /// The broker is not reading this client (back-pressure): it cannot expire meanwhile.
+    paused: Cell<bool>,
     expired: Cell<bool>,
     waker: Cell<Option<Waker>>,
 }
@@ -37,6 +39,7 @@ impl KeepAlive {
         Rc::new(KeepAlive {
             limit,
             last_read: Cell::new(now),
+            paused: Cell::new(false),
             expired: Cell::new(false),
             waker: Cell::new(None),
         })
@@ -45,6 +48,18 @@ impl KeepAlive {
     /// Bytes arrived from the client.
     #[inline]
     pub fn touch(&self, now: Instant) {
+        self.last_read.set(now);
+    }
+
+    /// The broker stops reading this client for a while (it holds a publisher): the silence that
+    /// follows is not the client's.
+    pub fn pause(&self) {
+        self.paused.set(true);
+    }
+
+    /// Reading again: the keep-alive period starts over from `now`.
+    pub fn resume(&self, now: Instant) {
+        self.paused.set(false);
         self.last_read.set(now);
     }
 
@@ -120,7 +135,11 @@ impl Watch {
             let Some(k) = entry.keepalive.upgrade() else {
                 continue;
             };
-            let deadline = k.deadline();
+            let deadline = if k.paused.get() {
+                now + k.limit
+            } else {
+                k.deadline()
+            };
             if deadline <= now {
                 k.expire();
                 expired += 1;
@@ -186,6 +205,27 @@ mod tests {
         assert_eq!(w.check(t0 + Duration::from_millis(4999)), 0);
         assert_eq!(w.check(t0 + Duration::from_secs(5)), 1);
         assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn a_paused_connection_does_not_expire_and_starts_over_when_resumed() {
+        let t0 = Instant::now();
+        let mut w = Watch::default();
+        let k = KeepAlive::new(Duration::from_secs(3), t0);
+        w.add(&k);
+        k.pause();
+        assert_eq!(
+            w.check(t0 + Duration::from_secs(10)),
+            0,
+            "held by the broker"
+        );
+        k.resume(t0 + Duration::from_secs(11));
+        assert_eq!(
+            w.check(t0 + Duration::from_secs(13)),
+            0,
+            "due at 13 s, deadline 14 s"
+        );
+        assert_eq!(w.check(t0 + Duration::from_secs(14)), 1);
     }
 
     #[test]
