@@ -131,8 +131,10 @@ pub(crate) struct Shard {
     pub id: ShardId,
     pub shards: usize,
     pub settings: Arc<Settings>,
-    /// Session slab: slot → session. Slots are reused; `generations` tells reuses apart.
-    sessions: Vec<Option<Session>>,
+    /// Session slab: slot → session. Slots are reused; `generations` tells reuses apart. Boxed: a
+    /// session is close to 1 KB, and an inline slab (doubling as it grows) would hold up to twice that
+    /// per client, plus the old copies a reallocation leaves behind.
+    sessions: Vec<Option<Box<Session>>>,
     generations: Vec<u32>,
     free_slots: Vec<u32>,
     /// Client id → slot, for the sessions whose home is this shard.

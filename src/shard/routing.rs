@@ -69,14 +69,14 @@ impl Shard {
     fn session(&self, slot: u32, generation: u32) -> Option<&Session> {
         self.sessions
             .get(slot as usize)?
-            .as_ref()
+            .as_deref()
             .filter(|s| s.generation == generation)
     }
 
     fn session_mut(&mut self, slot: u32, generation: u32) -> Option<&mut Session> {
         self.sessions
             .get_mut(slot as usize)?
-            .as_mut()
+            .as_deref_mut()
             .filter(|s| s.generation == generation)
     }
 
@@ -167,12 +167,12 @@ impl Shard {
                         (self.sessions.len() - 1) as u32
                     }
                 };
-                self.sessions[slot as usize] = Some(Session::new(
+                self.sessions[slot as usize] = Some(Box::new(Session::new(
                     connect.client_id.clone(),
                     connect.protocol,
                     !persistent,
                     0,
-                ));
+                )));
                 self.directory.insert(connect.client_id.clone(), slot);
                 slot
             }
