@@ -207,10 +207,16 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
         addrs.push(addr);
     }
     let matrix = MailboxMatrix::new(shards);
-    let control = matrix.control.clone();
+    // Built before the first shard starts, so that every early return below stops (on drop) what
+    // already runs.
+    let mut handle = BrokerHandle {
+        addrs,
+        control: matrix.control.clone(),
+        threads: Vec::with_capacity(shards),
+        ticker: None,
+    };
     let counts = Arc::new(ConnectionCounts::new(settings.listeners.len()));
     let started = Instant::now();
-    let mut threads = Vec::with_capacity(shards);
     // Each shard reports once its executor is built: glommio builds it inside the new thread, so a
     // failure there (e.g. a memlock limit under glommio's 512 KiB minimum) would otherwise leave a
     // broker that says it runs but has no shard accepting connections.
@@ -245,17 +251,8 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
                 }
             });
         match spawned {
-            Ok(t) => threads.push(t),
-            Err(source) => {
-                let mut partial = BrokerHandle {
-                    addrs,
-                    control,
-                    threads,
-                    ticker: None,
-                };
-                partial.stop();
-                return Err(ServerError::Executor { shard: i, source });
-            }
+            Ok(t) => handle.threads.push(t),
+            Err(source) => return Err(ServerError::Executor { shard: i, source }),
         }
     }
     drop(ready_tx);
@@ -267,15 +264,9 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
         }
     }
     if let Some(failed) = up.iter().position(|&u| !u) {
-        let handle = threads.remove(failed);
-        let mut partial = BrokerHandle {
-            addrs,
-            control,
-            threads,
-            ticker: None,
-        };
-        partial.stop();
-        return Err(match handle.join() {
+        let thread = handle.threads.remove(failed);
+        handle.stop();
+        return Err(match thread.join() {
             Err(source) => ServerError::Executor {
                 shard: failed,
                 source,
@@ -283,19 +274,7 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
             Ok(()) => ServerError::ShardDidNotStart { shard: failed },
         });
     }
-    let mut handle = BrokerHandle {
-        addrs,
-        control,
-        threads,
-        ticker: None,
-    };
-    match Ticker::start(handle.control.clone()) {
-        Ok(t) => handle.ticker = Some(t),
-        Err(source) => {
-            handle.stop();
-            return Err(ServerError::Ticker(source));
-        }
-    }
+    handle.ticker = Some(Ticker::start(handle.control.clone()).map_err(ServerError::Ticker)?);
     Ok(handle)
 }
 
