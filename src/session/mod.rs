@@ -110,8 +110,9 @@ pub struct Session {
     pub generation: u32,
     /// Filter → options, as granted. The shard's trie holds the same set, keyed by this session's slot.
     pub subscriptions: AHashMap<Utf8Bytes, SubscriptionOptions>,
-    /// The will of the current connection, published if it closes without DISCONNECT.
-    pub will: Option<LastWill>,
+    /// The will of the current connection, published if it closes without DISCONNECT. Boxed: a will
+    /// with its properties is ~470 bytes, and most sessions have none (memory per idle client).
+    pub will: Option<Box<LastWill>>,
     /// Next outbound packet id to try (1..=65535, skipping ids in use).
     next_packet_id: u16,
     /// Outbound window, in send order (re-sent in this order on reconnect, [MQTT-4.4.0-1]).

@@ -3,7 +3,8 @@
 //! Lifecycle: the accept loop spawns [`run_connection`], which reads the CONNECT (bounded by the connect
 //! timeout), checks it, and either refuses it (CONNACK with the refusal code, then close), hands the socket
 //! to the client id's home shard (`dup` of the fd through the mailbox, with the bytes already read) or,
-//! on the home shard, attaches the session and becomes the connection's reader. A writer task flushes the
+//! on the home shard, spawns [`serve`], which attaches the session and is the connection's reader from
+//! then on (a task of its own so that the setup's state is freed). A writer task flushes the
 //! session's [`Outbox`] to the socket. The stream is shared as `Rc<RefCell<TcpStream>>`: glommio streams
 //! keep separate read and write wakers, and each borrow lasts one `poll_*` call, never an `.await`.
 
@@ -165,13 +166,7 @@ async fn run_connection(
             Err(Refusal::Connack(code, protocol)) => {
                 tracing::info!(target: log_type::NOTICE,
                     "Client connection from {} refused: {:?}.", peer, code);
-                let connack = Packet::ConnAck(codec::ConnAck {
-                    session_present: false,
-                    code,
-                    properties: Properties::default(),
-                });
-                let mut out = BytesMut::new();
-                let _ = codec::encode(&connack, protocol, &mut out);
+                let out = encode_refusal(code, protocol);
                 if write_all(&stream, &out).await.is_ok() {
                     linger_close(&stream).await;
                 }
@@ -211,7 +206,23 @@ async fn run_connection(
             .send(home, Mail::Handoff(Box::new(handoff)));
         return;
     }
-    serve(shard, stream, peer, guard, settings, accepted).await;
+    // A task of its own, so what only setting up needed (this future: the CONNECT read, the refusal
+    // and hand-off paths, ~900 bytes) is freed now instead of staying allocated as long as the client is
+    // connected: an idle client then costs serve's ~370 bytes (memory per idle client, DESIGN.md).
+    glommio::spawn_local(serve(shard, stream, peer, guard, settings, accepted)).detach();
+}
+
+/// The CONNACK refusing a connection. Not inline in [`run_connection`]: a `Packet` is 472 bytes, and a
+/// local held across an `.await` would stay in every connection's future for its whole life.
+fn encode_refusal(code: ReasonCode, protocol: ProtocolVersion) -> BytesMut {
+    let connack = Packet::ConnAck(codec::ConnAck {
+        session_present: false,
+        code,
+        properties: Properties::default(),
+    });
+    let mut out = BytesMut::new();
+    let _ = codec::encode(&connack, protocol, &mut out);
+    out
 }
 
 /// Read until the first packet, which must be a CONNECT that passes every check.
@@ -537,20 +548,30 @@ async fn write_loop(
             break;
         }
         let mut spare = None;
-        while let Some(chunk) = chunks.pop_front() {
-            let bytes = chunk.as_slice();
-            if write_all(&stream, bytes).await.is_err() {
+        // Written from the front in place, popped after: a chunk held by value across the write would
+        // sit in this (per-connection) future for its whole life.
+        while let Some(chunk) = chunks.front() {
+            if write_all(&stream, chunk.as_slice()).await.is_err() {
                 failed = true;
                 break 'write;
             }
-            outbox.written(bytes.len());
-            shard.borrow_mut().stats.bytes_sent += bytes.len() as u64;
+            let Some(chunk) = chunks.pop_front() else {
+                break;
+            };
+            let n = chunk.as_slice().len();
+            outbox.written(n);
+            shard.borrow_mut().stats.bytes_sent += n as u64;
             if let Chunk::Owned(b) = chunk {
                 spare = Some(b);
             }
         }
         if let Some(b) = spare {
             outbox.recycle(b);
+        }
+        if outbox.pending_bytes() == 0 {
+            // Idle now: let the queue's storage go rather than keep it for every idle client (one
+            // allocation per busy spell, against ~200 bytes held per connection).
+            chunks = VecDeque::new();
         }
     }
     let fd = stream.borrow().as_raw_fd();

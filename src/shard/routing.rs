@@ -52,7 +52,8 @@ fn encode_into(out: &mut BytesMut, packet: &Packet, protocol: ProtocolVersion) {
 
 /// The message a will becomes when published: will properties that describe the message are kept,
 /// the will delay (about the will, not the message) is not.
-fn will_message(will: LastWill) -> Message {
+fn will_message(will: Box<LastWill>) -> Message {
+    let will = *will;
     let mut properties = will.properties;
     properties.will_delay_interval = None;
     Message {
@@ -185,7 +186,7 @@ impl Shard {
         session.generation = generation;
         session.protocol = connect.protocol;
         session.clean = !persistent;
-        session.will = connect.will.clone();
+        session.will = connect.will.clone().map(Box::new);
         session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
         session.max_packet_size = connect
             .properties
