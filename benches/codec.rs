@@ -262,48 +262,48 @@ fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::W
     group.measurement_time(Duration::from_secs(2));
 }
 
-fn bench_decode(c: &mut Criterion, cases: &[Case]) {
-    let mut group = c.benchmark_group("decode");
+/// One benchmark per case in group `name`, with the case's wire size as its throughput.
+fn bench_cases(
+    c: &mut Criterion,
+    name: &str,
+    cases: &[Case],
+    mut routine: impl FnMut(&mut criterion::Bencher<'_>, &Case),
+) {
+    let mut group = c.benchmark_group(name);
     configure(&mut group);
     for case in cases {
         group.throughput(Throughput::Bytes(case.wire.len() as u64));
         group.bench_with_input(
             BenchmarkId::new(case.name, &case.parameter),
             case,
-            |b, case| {
-                // The decoded packet is dropped after the clock stops: this times decoding only.
-                b.iter_batched_ref(
-                    || read_buffer(&case.wire),
-                    |buf| codec::decode(buf, black_box(case.version), MAX_PACKET_SIZE),
-                    BatchSize::NumIterations(DECODES_PER_BATCH),
-                );
-            },
+            &mut routine,
         );
     }
     group.finish();
 }
 
-fn bench_encode(c: &mut Criterion, cases: &[Case]) {
-    let mut group = c.benchmark_group("encode");
-    configure(&mut group);
-    for case in cases {
-        group.throughput(Throughput::Bytes(case.wire.len() as u64));
-        group.bench_with_input(
-            BenchmarkId::new(case.name, &case.parameter),
-            case,
-            |b, case| {
-                // Reused like a connection's write buffer: after the first iteration no allocation.
-                let mut out = BytesMut::with_capacity(case.wire.len());
-                b.iter(|| {
-                    out.clear();
-                    codec::encode(black_box(&case.packet), case.version, &mut out)
-                        .expect("checked encodable");
-                    out.len()
-                });
-            },
+fn bench_decode(c: &mut Criterion, cases: &[Case]) {
+    bench_cases(c, "decode", cases, |b, case| {
+        // The decoded packet is dropped after the clock stops: this times decoding only.
+        b.iter_batched_ref(
+            || read_buffer(&case.wire),
+            |buf| codec::decode(buf, black_box(case.version), MAX_PACKET_SIZE),
+            BatchSize::NumIterations(DECODES_PER_BATCH),
         );
-    }
-    group.finish();
+    });
+}
+
+fn bench_encode(c: &mut Criterion, cases: &[Case]) {
+    bench_cases(c, "encode", cases, |b, case| {
+        // Reused like a connection's write buffer: after the first iteration no allocation.
+        let mut out = BytesMut::with_capacity(case.wire.len());
+        b.iter(|| {
+            out.clear();
+            codec::encode(black_box(&case.packet), case.version, &mut out)
+                .expect("checked encodable");
+            out.len()
+        });
+    });
 }
 
 fn bench_publish_header(c: &mut Criterion, cases: &[Case]) {

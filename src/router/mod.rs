@@ -7,9 +7,17 @@
 //! registers its task waker and marks itself parked, then re-checks its queues before sleeping; a sender
 //! wakes it only when it saw the parked mark, so a busy shard costs senders no syscalls (GLOMMIO.md).
 //! A control channel per shard carries commands from outside the shard threads (shutdown).
+//!
+//! Interest changes (`InterestAdd`/`InterestRemove`) travel on a second, unbounded FIFO per pair, which
+//! the receiving shard drains before it routes each publish as well as in its mail loop ([`InterestInbox`]).
+//! So once the subscriber's shard has taken a SUBSCRIBE, a publish that another shard routes afterwards
+//! sees it, even if that shard's mail loop has not run yet, as in a single-threaded broker where packets
+//! are handled in the order they arrive; without it a publish sent before the subscriber's SUBACK could
+//! miss a subscription the broker had already taken. Unbounded because interest mail is bounded by the
+//! number of distinct filters, and it must never wait behind publishes.
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -134,23 +142,36 @@ impl ControlSender {
     }
 }
 
+/// Rows of channel ends: `senders[from][to]`, `receivers[to][from]`.
+type Grid<T> = Vec<Vec<T>>;
+
+/// One channel per ordered (from, to) pair.
+fn channel_grid(
+    shards: usize,
+    channel: impl Fn() -> (Sender<Mail>, Receiver<Mail>),
+) -> (Grid<Sender<Mail>>, Grid<Receiver<Mail>>) {
+    let mut senders: Grid<Sender<Mail>> = (0..shards).map(|_| Vec::with_capacity(shards)).collect();
+    let mut receivers: Grid<Receiver<Mail>> =
+        (0..shards).map(|_| Vec::with_capacity(shards)).collect();
+    for from_row in senders.iter_mut() {
+        for to_col in receivers.iter_mut() {
+            let (tx, rx) = channel();
+            from_row.push(tx);
+            to_col.push(rx);
+        }
+    }
+    (senders, receivers)
+}
+
 impl MailboxMatrix {
     pub fn new(shards: usize) -> MailboxMatrix {
         let wakers: Vec<Arc<MailWaker>> = (0..shards)
             .map(|_| Arc::new(MailWaker::default()))
             .collect();
-        // senders[from][to], receivers[to][from]
-        let mut senders: Vec<Vec<Sender<Mail>>> =
-            (0..shards).map(|_| Vec::with_capacity(shards)).collect();
-        let mut receivers: Vec<Vec<Receiver<Mail>>> =
-            (0..shards).map(|_| Vec::with_capacity(shards)).collect();
-        for from_row in senders.iter_mut() {
-            for to_col in receivers.iter_mut() {
-                let (tx, rx) = crossbeam_channel::bounded(MAILBOX_CAPACITY);
-                from_row.push(tx);
-                to_col.push(rx);
-            }
-        }
+        let (senders, receivers) =
+            channel_grid(shards, || crossbeam_channel::bounded(MAILBOX_CAPACITY));
+        let (interest_tx, interest_rx) = channel_grid(shards, crossbeam_channel::unbounded);
+        let queued: Vec<Arc<AtomicUsize>> = (0..shards).map(|_| Arc::default()).collect();
         let mut control = Vec::with_capacity(shards);
         let mut control_rx = Vec::with_capacity(shards);
         for waker in &wakers {
@@ -163,19 +184,27 @@ impl MailboxMatrix {
         }
         let outboxes = senders
             .into_iter()
+            .zip(interest_tx)
             .enumerate()
-            .map(|(from, to)| Outboxes {
+            .map(|(from, (to, interest))| Outboxes {
                 from: from as ShardId,
                 to,
+                interest,
+                interest_queued: queued.clone(),
                 wakers: wakers.clone(),
             })
             .collect();
         let inboxes = receivers
             .into_iter()
+            .zip(interest_rx)
             .zip(control_rx)
             .enumerate()
-            .map(|(me, (from, control))| Inbox {
+            .map(|(me, ((from, interest), control))| Inbox {
                 from,
+                interest: InterestInbox {
+                    from: interest,
+                    queued: queued[me].clone(),
+                },
                 control,
                 waker: wakers[me].clone(),
             })
@@ -193,6 +222,11 @@ impl MailboxMatrix {
 pub struct Outboxes {
     from: ShardId,
     to: Vec<Sender<Mail>>,
+    /// The interest FIFOs (see the module comment), one per destination.
+    interest: Vec<Sender<Mail>>,
+    /// Per destination: interest mail queued and not yet taken, so that routing a publish costs one
+    /// atomic load, not a look at every FIFO, when there is none (almost always).
+    interest_queued: Vec<Arc<AtomicUsize>>,
     wakers: Vec<Arc<MailWaker>>,
 }
 
@@ -211,11 +245,63 @@ impl Outboxes {
             Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => Err(m),
         }
     }
+
+    /// Queue an interest change (`InterestAdd`/`InterestRemove`) for `to`; never full.
+    pub fn send_interest(&self, to: ShardId, mail: Mail) {
+        debug_assert_ne!(to, self.from, "local work never goes through a mailbox");
+        debug_assert!(matches!(
+            mail,
+            Mail::InterestAdd { .. } | Mail::InterestRemove { .. }
+        ));
+        // Disconnected only when the receiving shard has ended (shutdown): nothing left to tell.
+        // Counted before the send, so the receiver never takes more than the count (no wrap-around).
+        let queued = &self.interest_queued[to as usize];
+        queued.fetch_add(1, Ordering::Release);
+        if self.interest[to as usize].send(mail).is_ok() {
+            self.wakers[to as usize].notify();
+        } else {
+            queued.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// A shard's receiving ends of the interest FIFOs. The mail loop's [`Inbox`] holds them too (the same
+/// channels, on the same thread), so that a parked shard wakes for interest mail.
+#[derive(Clone, Default)]
+pub struct InterestInbox {
+    from: Vec<Receiver<Mail>>,
+    /// Incremented by senders before each send; see `Outboxes::interest_queued`.
+    queued: Arc<AtomicUsize>,
+}
+
+impl InterestInbox {
+    /// Take every interest change queued so far, in order per sending shard.
+    pub fn drain(&self, mut f: impl FnMut(Mail)) {
+        // 0: nothing sent since the last drain (senders count before they send).
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        self.drain_all(&mut f);
+    }
+
+    fn drain_all(&self, f: &mut impl FnMut(Mail)) {
+        let mut taken = 0;
+        for rx in &self.from {
+            while let Ok(m) = rx.try_recv() {
+                taken += 1;
+                f(m);
+            }
+        }
+        if taken > 0 {
+            self.queued.fetch_sub(taken, Ordering::AcqRel);
+        }
+    }
 }
 
 /// The receiving ends of one shard's column.
 pub struct Inbox {
     from: Vec<Receiver<Mail>>,
+    interest: InterestInbox,
     control: Receiver<Control>,
     waker: Arc<MailWaker>,
 }
@@ -224,7 +310,13 @@ pub struct Inbox {
 const DRAIN_BATCH: usize = 256;
 
 impl Inbox {
+    /// The interest FIFOs, for the shard to drain before routing (see the module comment).
+    pub fn interest(&self) -> InterestInbox {
+        self.interest.clone()
+    }
+
     fn drain(&self, out: &mut Vec<Mail>) {
+        self.interest.drain_all(&mut |m| out.push(m));
         for rx in &self.from {
             for _ in 0..DRAIN_BATCH {
                 match rx.try_recv() {

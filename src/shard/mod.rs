@@ -31,7 +31,7 @@ use ahash::AHashMap;
 use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
 use crate::index::{InterestMap, RetainedStore, SubscriptionTrie};
 use crate::message::Message;
-use crate::router::{Control, Inbox, Mail, Outboxes, ShardId};
+use crate::router::{Control, Inbox, InterestInbox, Mail, Outboxes, ShardId};
 use crate::session::{Outbox, Session};
 use crate::settings::Settings;
 use crate::stats::ShardStats;
@@ -148,6 +148,8 @@ pub(crate) struct Shard {
     /// The whole retained set (see `Mail::Retain`).
     retained: RetainedStore<Arc<Message>>,
     outboxes: Outboxes,
+    /// Interest changes from other shards, drained before each publish is routed.
+    interest_inbox: InterestInbox,
     /// Mail that did not fit its mailbox, per destination, in order.
     overflow: Vec<VecDeque<Mail>>,
     overflow_len: usize,
@@ -174,6 +176,7 @@ impl Shard {
         id: ShardId,
         settings: Arc<Settings>,
         outboxes: Outboxes,
+        interest_inbox: InterestInbox,
         counts: Arc<ConnectionCounts>,
         started: Instant,
     ) -> Shard {
@@ -192,6 +195,7 @@ impl Shard {
             pending_subs: AHashMap::new(),
             retained: RetainedStore::new(),
             outboxes,
+            interest_inbox,
             overflow: (0..shards).map(|_| VecDeque::new()).collect(),
             overflow_len: 0,
             overflow_waker: None,
@@ -234,6 +238,26 @@ impl Shard {
                 self.send(to, m);
             }
         }
+    }
+
+    /// Tell every other shard about an interest change, on the interest FIFOs (see `router`).
+    fn broadcast_interest(&mut self, mut make: impl FnMut() -> Mail) {
+        for to in 0..self.shards as ShardId {
+            if to != self.id {
+                self.outboxes.send_interest(to, make());
+            }
+        }
+    }
+
+    /// Apply the interest changes other shards have sent so far.
+    fn apply_interest_mail(&mut self) {
+        // Taken out for the drain (an empty `Vec`, no allocation) so mail can be handled meanwhile.
+        let inbox = std::mem::take(&mut self.interest_inbox);
+        inbox.drain(|m| {
+            let handoff = self.handle_mail(m);
+            debug_assert!(handoff.is_none());
+        });
+        self.interest_inbox = inbox;
     }
 
     /// Retry held-back mail; returns whether some is still waiting.
@@ -352,7 +376,12 @@ pub async fn run(start: ShardStart) {
         started,
     } = start;
     let shard = Rc::new(RefCell::new(Shard::new(
-        id, settings, outboxes, counts, started,
+        id,
+        settings,
+        outboxes,
+        inbox.interest(),
+        counts,
+        started,
     )));
     let mut tasks = Vec::new();
     for (index, fd) in listeners.into_iter().enumerate() {
@@ -432,5 +461,87 @@ async fn overflow_task(shard: Rc<RefCell<Shard>>) {
         while shard.borrow_mut().flush_overflow() {
             glommio::timer::sleep(Duration::from_micros(200)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Waker};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::codec::{Properties, QoS};
+    use crate::message::Message;
+    use crate::router::MailboxMatrix;
+
+    fn message(topic: &'static str) -> Message {
+        Message {
+            topic: Utf8Bytes::from_static(topic),
+            payload: Bytes::from_static(b"x"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Properties::default(),
+            origin: None,
+        }
+    }
+
+    /// Everything queued for a shard, as its mail loop would take it.
+    fn take_mail(inbox: &Inbox) -> Vec<Mail> {
+        let mut batch = Vec::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = inbox.poll_recv(&mut cx, &mut batch);
+        batch
+    }
+
+    /// A subscription shard 1 has taken reaches shard 0's routing before shard 0's mail loop runs: the
+    /// interest FIFO is drained by `route` itself, so a publish routed on shard 0 after shard 1 took the
+    /// SUBSCRIBE is not missed (as in a broker that handles packets in arrival order).
+    #[test]
+    fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
+        let MailboxMatrix {
+            outboxes, inboxes, ..
+        } = MailboxMatrix::new(2);
+        let mut outboxes = outboxes.into_iter();
+        let (out0, out1) = (outboxes.next().unwrap(), outboxes.next().unwrap());
+        let settings = Arc::new(Settings::local(2));
+        let mut shard0 = Shard::new(
+            0,
+            settings,
+            out0,
+            inboxes[0].interest(),
+            Arc::new(ConnectionCounts::new(1)),
+            Instant::now(),
+        );
+
+        // Before any interest: nothing crosses.
+        shard0.route(message("a/b"));
+        assert!(take_mail(&inboxes[1]).is_empty());
+
+        out1.send_interest(
+            0,
+            Mail::InterestAdd {
+                from: 1,
+                filter: Utf8Bytes::from_static("a/+"),
+            },
+        );
+        shard0.route(message("a/b"));
+        shard0.route(message("c/d"));
+        let mail = take_mail(&inboxes[1]);
+        let acks = mail
+            .iter()
+            .filter(|m| matches!(m, Mail::InterestAck { filter } if &**filter == "a/+"))
+            .count();
+        let published: Vec<&str> = mail
+            .iter()
+            .filter_map(|m| match m {
+                Mail::Publish(msg) => Some(&*msg.topic),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks, 1, "the interest is acknowledged once");
+        assert_eq!(published, ["a/b"], "only the matching publish crosses");
+        // Consumed by the routing, so the mail loop does not see the change a second time.
+        assert!(take_mail(&inboxes[0]).is_empty());
     }
 }

@@ -266,7 +266,7 @@ impl Shard {
             self.stats.subscriptions -= 1;
             if self.interest.remove(filter, self.id) && self.shards > 1 {
                 let from = self.id;
-                self.broadcast(|| Mail::InterestRemove {
+                self.broadcast_interest(|| Mail::InterestRemove {
                     from,
                     filter: filter.clone(),
                 });
@@ -456,6 +456,11 @@ impl Shard {
             if self.shards > 1 {
                 self.broadcast(|| Mail::Retain(msg.clone()));
             }
+        }
+        if self.shards > 1 {
+            // Subscriptions other shards have taken by now count, even if this shard's mail loop has
+            // not run since (see `router`, interest FIFOs).
+            self.apply_interest_mail();
         }
         let shards = self.interest.shards_for(&msg.topic);
         for to in shards.iter() {
@@ -691,7 +696,7 @@ impl Shard {
                 if self.interest.add(&f.filter, self.id) && self.shards > 1 {
                     let from = self.id;
                     let filter = f.filter.clone();
-                    self.broadcast(|| Mail::InterestAdd {
+                    self.broadcast_interest(|| Mail::InterestAdd {
                         from,
                         filter: filter.clone(),
                     });

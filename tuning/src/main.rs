@@ -17,7 +17,6 @@ mod sweep;
 mod table;
 mod topology;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -50,45 +49,7 @@ enum Cmd {
     /// Start the broker with each candidate shard count and placement, measure it with the load
     /// generator, print the table and the winner, and optionally write the winner as a config snippet.
     /// Exit status 0 when there is a winner, 1 otherwise.
-    Sweep {
-        /// Short runs (1s warmup + 2s), 3 scenarios, fewer shard counts; under 2 minutes on 2 cores.
-        #[arg(long)]
-        quick: bool,
-        /// Write the winner as a config snippet (shards, cpu_affinity, cpu_set) to FILE.
-        #[arg(long, value_name = "FILE")]
-        write: Option<PathBuf>,
-        /// Broker binary [default: shardmq next to this program, else on PATH].
-        #[arg(long, value_name = "PATH")]
-        broker: Option<PathBuf>,
-        /// Load generator binary [default: shardmq-loadgen next to this program, else on PATH].
-        #[arg(long, value_name = "PATH")]
-        loadgen: Option<PathBuf>,
-        /// Measure window of each run, e.g. 2s, 500ms, 1m [default: 2s quick, 5s full].
-        #[arg(long, value_name = "D", value_parser = parse_duration)]
-        duration: Option<Duration>,
-        /// Warmup before each measure window [default: 1s quick, 2s full].
-        #[arg(long, value_name = "D", value_parser = parse_duration)]
-        warmup: Option<Duration>,
-        /// Messages per second per publisher of the fixed-rate latency run (10 publishers).
-        #[arg(long, value_name = "R", default_value_t = loadgen::FIXED_RATE,
-              value_parser = clap::value_parser!(u64).range(1..))]
-        rate: u64,
-        /// Rounds over all candidates; each figure is the best of its rounds (highest msg/s, lowest
-        /// p99), which filters out background load on busy or small hosts.
-        #[arg(long, value_name = "N", default_value_t = 1,
-              value_parser = clap::value_parser!(u16).range(1..=20))]
-        repeat: u16,
-        /// Load generator worker threads for every run [default: its own, or the CPUs a pinned
-        /// candidate leaves free on hosts with 4 CPUs or more].
-        #[arg(long, value_name = "T")]
-        loadgen_threads: Option<usize>,
-        /// Only print the candidates and scenarios; start nothing.
-        #[arg(long)]
-        list: bool,
-        /// With --list: plan for a synthetic NODESxCORESxTHREADS machine, e.g. 2x8x2.
-        #[arg(long, value_name = "NxCxT", value_parser = parse_shape, requires = "list")]
-        synthetic: Option<(usize, usize, usize)>,
-    },
+    Sweep(SweepOptions),
 }
 
 /// `2s`, `500ms`, `1m`, `1.5s`.
@@ -143,33 +104,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Probe { json } => probe(json).map(|()| true),
-        Cmd::Sweep {
-            quick,
-            write,
-            broker,
-            loadgen,
-            duration,
-            warmup,
-            rate,
-            repeat,
-            loadgen_threads,
-            list,
-            synthetic,
-        } => {
+        Cmd::Sweep(opts) => {
             process::install_interrupt_handlers();
-            sweep::run(&SweepOptions {
-                quick,
-                write,
-                broker,
-                loadgen,
-                duration,
-                warmup,
-                rate,
-                repeat: usize::from(repeat),
-                loadgen_threads,
-                list,
-                synthetic,
-            })
+            sweep::run(&opts)
         }
     };
     match result {
@@ -190,6 +127,7 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::PathBuf;
 
     #[test]
     fn cli_is_consistent() {
@@ -227,15 +165,11 @@ mod tests {
         ])
         .unwrap();
         match cli.command {
-            Cmd::Sweep {
-                quick,
-                write,
-                duration,
-                ..
-            } => {
-                assert!(quick);
-                assert_eq!(write, Some(PathBuf::from("/tmp/x.conf")));
-                assert_eq!(duration, Some(Duration::from_secs(3)));
+            Cmd::Sweep(opts) => {
+                assert!(opts.quick);
+                assert_eq!(opts.write, Some(PathBuf::from("/tmp/x.conf")));
+                assert_eq!(opts.duration, Some(Duration::from_secs(3)));
+                assert_eq!(opts.repeat, 1);
             }
             Cmd::Probe { .. } => panic!("parsed as probe"),
         }

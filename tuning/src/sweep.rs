@@ -16,30 +16,46 @@ use crate::snippet::{self, SnippetInfo};
 use crate::table::{self, thousands};
 use crate::topology::{format_cpu_list, Topology};
 
-/// Command-line choices for a sweep.
-#[derive(Debug, Clone)]
+/// Command-line choices for a sweep: the `sweep` subcommand's flags themselves (clap reads the doc
+/// comments below as their help).
+#[derive(Debug, Clone, clap::Args)]
 pub struct SweepOptions {
-    /// Short runs, fewer scenarios and candidates.
+    /// Short runs (1s warmup + 2s), 3 scenarios, fewer shard counts; under 2 minutes on 2 cores.
+    #[arg(long)]
     pub quick: bool,
-    /// Where to write the winner's config snippet.
+    /// Write the winner as a config snippet (shards, cpu_affinity, cpu_set) to FILE.
+    #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
-    /// The broker binary; default: `shardmq` next to this executable, else on PATH.
+    /// Broker binary [default: shardmq next to this program, else on PATH].
+    #[arg(long, value_name = "PATH")]
     pub broker: Option<PathBuf>,
-    /// The load generator binary; default: `shardmq-loadgen` next to this executable, else on PATH.
+    /// Load generator binary [default: shardmq-loadgen next to this program, else on PATH].
+    #[arg(long, value_name = "PATH")]
     pub loadgen: Option<PathBuf>,
-    /// Measure window of each run; default 2 s quick, 5 s full.
+    /// Measure window of each run, e.g. 2s, 500ms, 1m [default: 2s quick, 5s full].
+    #[arg(long, value_name = "D", value_parser = crate::parse_duration)]
     pub duration: Option<Duration>,
-    /// Warmup of each run; default 1 s quick, 2 s full.
+    /// Warmup before each measure window [default: 1s quick, 2s full].
+    #[arg(long, value_name = "D", value_parser = crate::parse_duration)]
     pub warmup: Option<Duration>,
-    /// Per-publisher rate of the fixed-rate latency run.
+    /// Messages per second per publisher of the fixed-rate latency run (10 publishers).
+    #[arg(long, value_name = "R", default_value_t = loadgen::FIXED_RATE,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: u64,
-    /// Rounds over all candidates; each figure is the best of its rounds.
-    pub repeat: usize,
-    /// `--threads` for every load generator run, instead of the automatic choice.
+    /// Rounds over all candidates; each figure is the best of its rounds (highest msg/s, lowest
+    /// p99), which filters out background load on busy or small hosts.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=20))]
+    pub repeat: u16,
+    /// Load generator worker threads for every run [default: its own, or the CPUs a pinned
+    /// candidate leaves free on hosts with 4 CPUs or more].
+    #[arg(long, value_name = "T")]
     pub loadgen_threads: Option<usize>,
-    /// Only print the candidates and scenarios.
+    /// Only print the candidates and scenarios; start nothing.
+    #[arg(long)]
     pub list: bool,
-    /// With `list`: plan for this synthetic topology (nodes, cores per node, threads per core).
+    /// With --list: plan for a synthetic NODESxCORESxTHREADS machine, e.g. 2x8x2.
+    #[arg(long, value_name = "NxCxT", value_parser = crate::parse_shape, requires = "list")]
     pub synthetic: Option<(usize, usize, usize)>,
 }
 
@@ -384,7 +400,7 @@ pub fn run(opts: &SweepOptions) -> Result<bool, TuneError> {
     // Rounds go over every candidate in turn (not each candidate N times in a row), so that slow
     // changes in background load hit all candidates alike.
     let mut results: Vec<CandidateResult> = Vec::with_capacity(cands.len());
-    for round in 0..opts.repeat {
+    for round in 0..usize::from(opts.repeat) {
         for (i, c) in cands.iter().enumerate() {
             eprintln!(
                 "[{}/{}{}] {} shards={} cpu_set={}",
