@@ -93,7 +93,9 @@ pub enum HoldSignal {
 /// The subscriber half: the publishers this session holds, with when each hold was last sent.
 #[derive(Debug, Default)]
 pub struct Holding {
-    origins: SmallVec<[(Origin, Instant); 4]>,
+    /// A `Vec`, not inline: every session has a `Holding` and few ever hold anyone (memory per idle
+    /// client); it is allocated under congestion only and freed when the holds are let go.
+    origins: Vec<(Origin, Instant)>,
 }
 
 impl Holding {
@@ -119,7 +121,10 @@ impl Holding {
 
     /// Let every held publisher go; returns them so the shard can tell each.
     pub fn take(&mut self) -> SmallVec<[Origin; 4]> {
-        self.origins.drain(..).map(|(o, _)| o).collect()
+        std::mem::take(&mut self.origins)
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect()
     }
 }
 
