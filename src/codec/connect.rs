@@ -83,13 +83,13 @@ pub(super) fn decode(r: &mut BodyReader) -> Result<Connect, DecodeError> {
         let topic = r.read_string()?;
         check_topic_name(&topic)?;
         let payload = r.read_binary()?;
-        Some(LastWill {
+        Some(Box::new(LastWill {
             topic,
             payload,
             qos: will_qos,
             retain: will_retain,
             properties,
-        })
+        }))
     } else {
         None
     };

@@ -204,7 +204,8 @@ pub struct Connect {
     pub clean_start: bool,
     pub keep_alive: u16,
     pub client_id: Utf8Bytes,
-    pub will: Option<LastWill>,
+    /// Boxed: with its v5 properties a will is ~470 bytes, and most clients have none.
+    pub will: Option<Box<LastWill>>,
     pub username: Option<Utf8Bytes>,
     pub password: Option<Bytes>,
     pub properties: Properties,

@@ -186,7 +186,7 @@ impl Shard {
         session.generation = generation;
         session.protocol = connect.protocol;
         session.clean = !persistent;
-        session.will = connect.will.clone().map(Box::new);
+        session.will = connect.will.clone();
         session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
         session.max_packet_size = connect
             .properties

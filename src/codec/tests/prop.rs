@@ -199,7 +199,7 @@ fn arb_connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     clean_start,
                     keep_alive,
                     client_id,
-                    will,
+                    will: will.map(Box::new),
                     username,
                     password,
                     properties,

@@ -235,13 +235,13 @@ pub(super) fn full_connect(v: ProtocolVersion) -> Connect {
         clean_start: false,
         keep_alive: 65_535,
         client_id: "a-rather-long-client-identifier-longer-than-23".into(),
-        will: Some(LastWill {
+        will: Some(Box::new(LastWill {
             topic: "clients/x/status".into(),
             payload: Bytes::from_static(b"offline"),
             qos: QoS::ExactlyOnce,
             retain: true,
             properties: props_for(v, will_props()),
-        }),
+        })),
         username: u("user"),
         password: Some(Bytes::from_static(b"\x00secret\xFF")),
         properties: props_for(v, connect_props()),

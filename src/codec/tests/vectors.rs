@@ -90,13 +90,13 @@ fn connect_v311_spec_example() {
         clean_start: true,
         keep_alive: 10,
         client_id: "client".into(),
-        will: Some(LastWill {
+        will: Some(Box::new(LastWill {
             topic: "will/topic".into(),
             payload: Bytes::from_static(b"bye"),
             qos: QoS::AtLeastOnce,
             retain: false,
             properties: Properties::default(),
-        }),
+        })),
         username: Some("user".into()),
         password: Some(Bytes::from_static(b"pass")),
         properties: Properties::default(),
