@@ -237,6 +237,10 @@ impl Outboxes {
     /// Queue mail for `to`. On a full mailbox the mail comes back so the caller can keep it in order.
     pub fn try_send(&self, to: ShardId, mail: Mail) -> Result<(), Mail> {
         debug_assert_ne!(to, self.from, "local work never goes through a mailbox");
+        debug_assert!(
+            !matches!(mail, Mail::InterestAdd { .. } | Mail::InterestRemove { .. }),
+            "interest changes keep their order on the interest FIFO (send_interest)"
+        );
         match self.to[to as usize].try_send(mail) {
             Ok(()) => {
                 self.wakers[to as usize].notify();
