@@ -257,10 +257,10 @@ impl Outboxes {
             mail,
             Mail::InterestAdd { .. } | Mail::InterestRemove { .. }
         ));
-        // Disconnected only when the receiving shard has ended (shutdown): nothing left to tell.
         // Counted before the send, so the receiver never takes more than the count (no wrap-around).
         let queued = &self.interest_queued[to as usize];
         queued.fetch_add(1, Ordering::Release);
+        // Disconnected only when the receiving shard has ended (shutdown): nothing left to tell.
         if self.interest[to as usize].send(mail).is_ok() {
             self.wakers[to as usize].notify();
         } else {
@@ -279,13 +279,17 @@ pub struct InterestInbox {
 }
 
 impl InterestInbox {
+    /// Whether interest changes may be waiting: one atomic load. False means none was sent since the
+    /// last drain (senders count before they send).
+    pub fn has_mail(&self) -> bool {
+        self.queued.load(Ordering::Acquire) != 0
+    }
+
     /// Take every interest change queued so far, in order per sending shard.
     pub fn drain(&self, mut f: impl FnMut(Mail)) {
-        // 0: nothing sent since the last drain (senders count before they send).
-        if self.queued.load(Ordering::Acquire) == 0 {
-            return;
+        if self.has_mail() {
+            self.drain_all(&mut f);
         }
-        self.drain_all(&mut f);
     }
 
     fn drain_all(&self, f: &mut impl FnMut(Mail)) {

@@ -207,8 +207,8 @@ async fn run_connection(
         return;
     }
     // A task of its own, so what only setting up needed (this future: the CONNECT read, the refusal
-    // and hand-off paths, ~900 bytes) is freed now instead of staying allocated as long as the client is
-    // connected: an idle client then costs serve's ~370 bytes (memory per idle client, DESIGN.md).
+    // and hand-off paths, ~700 bytes) is freed now instead of staying allocated as long as the client is
+    // connected: an idle client then costs serve's ~270 bytes (memory per idle client, DESIGN.md).
     let start = Box::new(ServeStart {
         shard,
         stream,
