@@ -68,6 +68,13 @@ pub enum Mail {
     StatsReply(ShardStats),
 }
 
+impl Mail {
+    /// `InterestAdd` or `InterestRemove`: mail that travels on the interest FIFOs (module comment).
+    pub fn is_interest_change(&self) -> bool {
+        matches!(self, Mail::InterestAdd { .. } | Mail::InterestRemove { .. })
+    }
+}
+
 /// Everything a home shard needs to take over a connection accepted by another shard.
 pub struct Handoff {
     /// The socket, duplicated before the accepting shard dropped its glommio stream.
@@ -238,7 +245,7 @@ impl Outboxes {
     pub fn try_send(&self, to: ShardId, mail: Mail) -> Result<(), Mail> {
         debug_assert_ne!(to, self.from, "local work never goes through a mailbox");
         debug_assert!(
-            !matches!(mail, Mail::InterestAdd { .. } | Mail::InterestRemove { .. }),
+            !mail.is_interest_change(),
             "interest changes keep their order on the interest FIFO (send_interest)"
         );
         match self.to[to as usize].try_send(mail) {
@@ -253,10 +260,7 @@ impl Outboxes {
     /// Queue an interest change (`InterestAdd`/`InterestRemove`) for `to`; never full.
     pub fn send_interest(&self, to: ShardId, mail: Mail) {
         debug_assert_ne!(to, self.from, "local work never goes through a mailbox");
-        debug_assert!(matches!(
-            mail,
-            Mail::InterestAdd { .. } | Mail::InterestRemove { .. }
-        ));
+        debug_assert!(mail.is_interest_change());
         // Counted before the send, so the receiver never takes more than the count (no wrap-around).
         let queued = &self.interest_queued[to as usize];
         queued.fetch_add(1, Ordering::Release);

@@ -213,8 +213,13 @@ impl Shard {
         }
     }
 
-    /// Send mail to another shard, keeping order behind anything already held back for it.
+    /// Send mail to another shard, keeping order behind anything already held back for it. Interest
+    /// changes take the interest FIFO instead, ahead of held-back mail (see `router`).
     fn send(&mut self, to: ShardId, mail: Mail) {
+        if mail.is_interest_change() {
+            self.outboxes.send_interest(to, mail);
+            return;
+        }
         let q = &mut self.overflow[to as usize];
         if q.is_empty() {
             match self.outboxes.try_send(to, mail) {
@@ -236,15 +241,6 @@ impl Shard {
             if to != self.id {
                 let m = make();
                 self.send(to, m);
-            }
-        }
-    }
-
-    /// Tell every other shard about an interest change, on the interest FIFOs (see `router`).
-    fn broadcast_interest(&mut self, mut make: impl FnMut() -> Mail) {
-        for to in 0..self.shards as ShardId {
-            if to != self.id {
-                self.outboxes.send_interest(to, make());
             }
         }
     }

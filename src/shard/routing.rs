@@ -266,7 +266,7 @@ impl Shard {
             self.stats.subscriptions -= 1;
             if self.interest.remove(filter, self.id) && self.shards > 1 {
                 let from = self.id;
-                self.broadcast_interest(|| Mail::InterestRemove {
+                self.broadcast(|| Mail::InterestRemove {
                     from,
                     filter: filter.clone(),
                 });
@@ -696,7 +696,7 @@ impl Shard {
                 if self.interest.add(&f.filter, self.id) && self.shards > 1 {
                     let from = self.id;
                     let filter = f.filter.clone();
-                    self.broadcast_interest(|| Mail::InterestAdd {
+                    self.broadcast(|| Mail::InterestAdd {
                         from,
                         filter: filter.clone(),
                     });
