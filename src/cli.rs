@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::auth::{Security, SecurityError};
 use crate::config::{Config, ConfigError};
 
 /// shardmq's command line arguments.
@@ -64,11 +65,22 @@ pub fn load_config(args: &Args) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// Why `--test-config` found the configuration unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+}
+
 /// What `--test-config` checks beyond parsing: the CPUs `shards`/`cpu_set` ask for exist for this
-/// process. Returns the configuration on success, after which `main` prints [`CONFIG_OK_MESSAGE`].
-pub fn check_config(args: &Args) -> Result<Config, ConfigError> {
+/// process, and the `password_file` / `acl_file` load. Returns the configuration on success, after which
+/// `main` prints [`CONFIG_OK_MESSAGE`].
+pub fn check_config(args: &Args) -> Result<Config, CheckError> {
     let config = load_config(args)?;
     config.shard_placement()?;
+    Security::load(config.password_file.as_deref(), config.acl_file.as_deref())?;
     Ok(config)
 }
 
@@ -217,7 +229,10 @@ mod tests {
         assert!(loaded.is_ok(), "parses");
         assert!(matches!(
             checked,
-            Err(ConfigError::CpuNotAvailable { cpu: 1023, .. })
+            Err(CheckError::Config(ConfigError::CpuNotAvailable {
+                cpu: 1023,
+                ..
+            }))
         ));
     }
 

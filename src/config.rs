@@ -630,6 +630,11 @@ pub struct Config {
     pub user: Option<String>,
     /// File to write the process id to; `None` writes none (default).
     pub pid_file: Option<PathBuf>,
+    /// Mosquitto `password_file` (hashes made by `mosquitto_passwd`): clients with a username must match
+    /// it. `None` (default): `allow_anonymous` alone decides.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto `acl_file`: which topics each client may read and write. `None` (default): all topics.
+    pub acl_file: Option<PathBuf>,
     /// Number of shards (executor threads); `None` = one per CPU this process may run on (or per
     /// `cpu_set` entry).
     pub shards: Option<NonZeroUsize>,
@@ -677,6 +682,8 @@ impl Default for Config {
             persistence: false,
             user: None,
             pid_file: None,
+            password_file: None,
+            acl_file: None,
             shards: None,
             cpu_affinity: None,
             cpu_set: None,
@@ -799,18 +806,18 @@ pub fn available_cpus() -> io::Result<Vec<usize>> {
 /// Options shardmq implements (Mosquitto's and its own); used for suggestions.
 #[rustfmt::skip]
 const SUPPORTED_KEYS: &[&str] = &[
-    "allow_anonymous", "bind_address", "connection_messages", "cpu_affinity", "cpu_set", "include_dir",
-    "listen_backlog", "listener", "log_dest", "log_timestamp", "log_timestamp_format", "log_type",
-    "max_connections", "max_inflight_messages", "max_keepalive", "max_packet_size", "max_queued_bytes",
-    "max_queued_messages", "per_listener_settings", "persistence", "pid_file", "port", "protocol",
-    "queue_qos0_messages", "retain_available", "retained_persistence", "retry_interval",
-    "set_tcp_nodelay", "shards", "sys_interval", "user",
+    "acl_file", "allow_anonymous", "bind_address", "connection_messages", "cpu_affinity", "cpu_set",
+    "include_dir", "listen_backlog", "listener", "log_dest", "log_timestamp", "log_timestamp_format",
+    "log_type", "max_connections", "max_inflight_messages", "max_keepalive", "max_packet_size",
+    "max_queued_bytes", "max_queued_messages", "password_file", "per_listener_settings", "persistence",
+    "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
+    "retry_interval", "set_tcp_nodelay", "shards", "sys_interval", "user",
 ];
 
 /// Every other option Mosquitto 2.0 reads (mosquitto.conf(5) and src/conf.c); refused as unsupported.
 #[rustfmt::skip]
 const UNSUPPORTED_KEYS: &[&str] = &[
-    "acl_file", "address", "addresses", "allow_duplicate_messages", "allow_zero_length_clientid",
+    "address", "addresses", "allow_duplicate_messages", "allow_zero_length_clientid",
     "auth_plugin", "auth_plugin_deny_special_chars", "auto_id_prefix", "autosave_interval",
     "autosave_on_changes", "bind_interface", "bridge_alpn", "bridge_attempt_unsubscribe",
     "bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile", "bridge_identity",
@@ -821,7 +828,7 @@ const UNSUPPORTED_KEYS: &[&str] = &[
     "keepalive_interval", "keyfile", "local_cleansession", "local_clientid", "local_password",
     "local_username", "log_facility", "max_inflight_bytes", "max_qos", "max_topic_alias", "maximum_qos",
     "memory_limit", "message_size_limit", "mount_point", "notification_topic", "notifications",
-    "notifications_local_only", "password", "password_file", "persistence_file", "persistence_location",
+    "notifications_local_only", "password", "persistence_file", "persistence_location",
     "persistent_client_expiration", "plugin", "psk_file", "psk_hint", "remote_clientid",
     "remote_password", "remote_username", "require_certificate", "restart_timeout", "round_robin",
     "socket_domain", "start_type", "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
@@ -1256,6 +1263,20 @@ impl Parser {
                     return Err(line.duplicate("pid_file"));
                 }
                 c.pid_file = Some(PathBuf::from(path));
+            }
+            "password_file" => {
+                let path = line.text("password_file", rest)?;
+                if c.password_file.is_some() {
+                    return Err(line.duplicate("password_file"));
+                }
+                c.password_file = Some(PathBuf::from(path));
+            }
+            "acl_file" => {
+                let path = line.text("acl_file", rest)?;
+                if c.acl_file.is_some() {
+                    return Err(line.duplicate("acl_file"));
+                }
+                c.acl_file = Some(PathBuf::from(path));
             }
             "retry_interval" => c.notices.push(ConfigNotice::Obsolete {
                 file: line.file.to_owned(),
@@ -2207,6 +2228,31 @@ mod tests {
     }
 
     #[test]
+    fn password_and_acl_files_are_paths_given_once() {
+        let c = ok("listener 1883\npassword_file /etc/mosquitto/pw\nacl_file /etc/mosquitto/acl\n");
+        assert_eq!(
+            c.password_file.as_deref(),
+            Some(Path::new("/etc/mosquitto/pw"))
+        );
+        assert_eq!(c.acl_file.as_deref(), Some(Path::new("/etc/mosquitto/acl")));
+        assert!(matches!(
+            err("password_file a\npassword_file b\n"),
+            ConfigError::Duplicate {
+                key: "password_file",
+                line: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            err("acl_file a\nacl_file b\n"),
+            ConfigError::Duplicate {
+                key: "acl_file",
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn edit_distance_counts_transpositions_once() {
         assert_eq!(edit_distance("", ""), 0);
         assert_eq!(edit_distance("port", "port"), 0);
@@ -2235,11 +2281,10 @@ mod tests {
                 ConfigError::Unsupported { .. }
             ));
         }
-        let e =
-            Config::parse_str("\n\npassword_file /etc/pw\n", Path::new("/etc/x.conf")).unwrap_err();
+        let e = Config::parse_str("\n\npsk_file /etc/psk\n", Path::new("/etc/x.conf")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "`password_file` at /etc/x.conf:3 is a Mosquitto option shardmq does not support yet"
+            "`psk_file` at /etc/x.conf:3 is a Mosquitto option shardmq does not support yet"
         );
         // Tables do not overlap.
         for k in SUPPORTED_KEYS {
@@ -2266,7 +2311,7 @@ mod tests {
                 "log_dest" => "stdout",
                 "log_timestamp_format" => "%s",
                 "log_type" => "all",
-                "pid_file" | "user" => "x",
+                "pid_file" | "user" | "password_file" | "acl_file" => "x",
                 "protocol" => "mqtt",
                 _ => "1883",
             };

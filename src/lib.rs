@@ -1,4 +1,5 @@
 //! shardmq: a thread-per-core MQTT broker (see README.md and ../shared/DESIGN.md).
+pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;

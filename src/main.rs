@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardmq::auth::Security;
 use shardmq::cli::{self, Args, CONFIG_OK_MESSAGE};
 use shardmq::config::DEFAULT_CONFIG_TEXT;
 use shardmq::logging::{self, log_type};
@@ -66,6 +70,9 @@ fn main() -> ExitCode {
         None => tracing::info!(target: log_type::NOTICE, "Using default config."),
     }
     logging::log_config_notices(&config);
+    // Re-read on SIGHUP, as Mosquitto does.
+    let password_file = config.password_file.clone();
+    let acl_file = config.acl_file.clone();
     let broker = match server::start(config) {
         Ok(b) => b,
         Err(e) => {
@@ -86,8 +93,26 @@ fn main() -> ExitCode {
             continue;
         }
         if sig == libc::SIGHUP {
-            // As Mosquitto does on SIGHUP for its log files (config reload is not supported yet).
+            // As Mosquitto does on SIGHUP: reopen the log files, read the password and ACL files
+            // again. The rest of the configuration is not reloaded yet.
+            tracing::info!(target: log_type::NOTICE, "Reloading config.");
             log.reopen_files();
+            match Security::load(password_file.as_deref(), acl_file.as_deref()) {
+                Ok((security, warnings)) => {
+                    for w in warnings {
+                        tracing::warn!(target: log_type::WARNING, "Warning: {w}");
+                    }
+                    if broker.reload_security(Arc::new(security), Duration::from_secs(10)) {
+                        tracing::info!(target: log_type::NOTICE, "Password and ACL files reloaded.");
+                    } else {
+                        tracing::warn!(target: log_type::WARNING,
+                            "Warning: a shard did not apply the reloaded password and ACL files within 10 s.");
+                    }
+                }
+                // Keep serving with the files as they were; Mosquitto also keeps running.
+                Err(e) => tracing::error!(target: log_type::ERROR,
+                    "Error: {e}; keeping the password and ACL files loaded before."),
+            }
             continue;
         }
         break;

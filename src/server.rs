@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::auth::Security;
 use crate::config::{Config, ConfigError, MQTT_MAX_PACKET_SIZE};
 use crate::router::{Control, ControlSender, MailboxMatrix, ShardId};
 use crate::session::Limits;
@@ -44,6 +45,9 @@ pub enum ServerError {
     /// A shard's thread ended before its executor reported it was running.
     #[error("shard {shard} stopped while starting")]
     ShardDidNotStart { shard: usize },
+    /// `password_file` or `acl_file` could not be read or is malformed.
+    #[error(transparent)]
+    Security(#[from] crate::auth::SecurityError),
     /// The ticker thread (keep-alive checks, `$SYS`) could not be started.
     #[error("cannot start the ticker thread: {0}")]
     Ticker(#[source] std::io::Error),
@@ -81,12 +85,18 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
         } else {
             config.max_packet_size as usize
         };
+    let (security, warnings) =
+        Security::load(config.password_file.as_deref(), config.acl_file.as_deref())?;
+    for w in warnings {
+        tracing::warn!(target: crate::logging::log_type::WARNING, "Warning: {w}");
+    }
     Ok(Settings {
         shards: placement.shards,
         cpus: placement.cpus,
         listeners,
         listen_backlog: config.listen_backlog.min(i32::MAX as u32) as i32,
         allow_anonymous: config.allow_anonymous,
+        security: Arc::new(security),
         max_packet_size,
         max_keepalive_s: config.max_keepalive_s,
         retain_available: config.retain_available,
@@ -151,6 +161,22 @@ impl BrokerHandle {
     /// The address of each listener, in config order, with the real port when the config said 0.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.clone()
+    }
+
+    /// Apply re-read `password_file` / `acl_file` contents on every shard (SIGHUP): connected clients
+    /// that no longer pass are disconnected, every session's ACL is rebuilt. Returns once every shard
+    /// has applied them (false if one did not within `limit`), so what follows sees one rule set.
+    pub fn reload_security(&self, security: Arc<Security>, limit: Duration) -> bool {
+        let (done, applied) = std::sync::mpsc::channel();
+        for c in &self.control {
+            c.send(Control::Security(security.clone(), done.clone()));
+        }
+        let deadline = Instant::now() + limit;
+        (0..self.control.len()).all(|_| {
+            applied
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_ok()
+        })
     }
 
     /// Close the listeners and every connection (v5 clients get DISCONNECT 0x8B), then join the shards.

@@ -3,8 +3,10 @@
 //! shard through an `Arc`; never mutated after start.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::Security;
 use crate::session::Limits;
 
 #[derive(Debug, Clone)]
@@ -26,6 +28,8 @@ pub struct Settings {
     pub listen_backlog: i32,
     /// Accept clients without a username.
     pub allow_anonymous: bool,
+    /// `password_file` and `acl_file`, loaded (see `auth`).
+    pub security: Arc<Security>,
     /// Largest packet accepted from a client, in bytes (fixed header included).
     pub max_packet_size: usize,
     /// Largest keep-alive a client may ask for, in seconds.
@@ -56,6 +60,7 @@ impl Settings {
             }],
             listen_backlog: 1024,
             allow_anonymous: true,
+            security: Arc::default(),
             max_packet_size: 268_435_460,
             max_keepalive_s: u16::MAX,
             retain_available: true,

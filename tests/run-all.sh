@@ -58,7 +58,8 @@ use_rustup_path() {
 
 # Debian packages the build and the tests need. libc6-dev: the C library headers and startup files
 # gcc links with (a Recommends of gcc, so listed explicitly for --no-install-recommends).
-PACKAGES=(git gcc libc6-dev make pkg-config curl ca-certificates coreutils mosquitto-clients python3)
+# mosquitto: for mosquitto_passwd, which writes the password files the auth tests load (tests/09_auth.rs).
+PACKAGES=(git gcc libc6-dev make pkg-config curl ca-certificates coreutils mosquitto-clients mosquitto python3)
 
 install_deps() {
     local missing=()
@@ -67,7 +68,7 @@ install_deps() {
             pkg_installed "$p" || missing+=("$p")
         done
     else
-        for tool in git gcc make pkg-config curl mosquitto_pub mosquitto_sub stdbuf python3; do
+        for tool in git gcc make pkg-config curl mosquitto_pub mosquitto_sub mosquitto_passwd stdbuf python3; do
             have "$tool" || missing+=("$tool")
         done
     fi
@@ -84,7 +85,13 @@ install_deps() {
             export DEBIAN_FRONTEND=noninteractive
             log "apt-get install: ${missing[*]:-}$([ "$want_paho" = 1 ] && echo " python3-paho-mqtt")"
             apt-get update -qq
+            local had_mosquitto=0
+            pkg_installed mosquitto && had_mosquitto=1
             apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+            if [ "$had_mosquitto" = 0 ] && have systemctl; then
+                # Only mosquitto_passwd is wanted: do not leave a Mosquitto service behind on port 1883.
+                systemctl disable --now mosquitto >/dev/null 2>&1 || true
+            fi
             if [ "$want_paho" = 1 ]; then
                 # Not fatal: the package may be missing (older releases) or too old (Debian 11 has 1.5).
                 apt-get install -y -qq --no-install-recommends python3-paho-mqtt >/dev/null 2>&1 \

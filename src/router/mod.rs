@@ -25,6 +25,7 @@ use atomic_waker::AtomicWaker;
 use bytes::BytesMut;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::auth::Security;
 use crate::codec::{Connect, Utf8Bytes};
 use crate::message::Message;
 use crate::session::HoldSignal;
@@ -92,12 +93,15 @@ pub struct Handoff {
 }
 
 /// Commands from outside the shard threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Control {
     /// Close listeners and connections, then let the executor finish.
     Shutdown,
     /// The server's ticker: check keep-alives, publish `$SYS` when due (see `shard::keepalive`).
     Tick,
+    /// `password_file` and `acl_file` were read again (SIGHUP): apply them to every session, then say
+    /// so on the channel.
+    Security(Arc<Security>, std::sync::mpsc::Sender<()>),
 }
 
 /// Wakes a shard's mail task from any thread.

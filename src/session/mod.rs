@@ -17,8 +17,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ahash::{AHashMap, AHashSet};
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::auth::acl::{self, Access, ClientAcl};
 use crate::codec::{
     self, LastWill, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
     SubscriptionOptions, Utf8Bytes,
@@ -138,6 +139,19 @@ pub struct Session {
     pub hold: PublisherHold,
     /// As a subscriber: the publishers this session holds while its QoS 1/2 queue is congested.
     pub holding: Holding,
+    /// What the client may read and write (`acl_file`), for its current (or last) username; None when no
+    /// ACL file is configured. Kept with the session because messages are checked as they are queued,
+    /// also while the client is away.
+    pub acl: Option<Box<ClientAcl>>,
+    /// Username and password of the current (or last) connection, when it gave a username: a reload of
+    /// the security files checks connected clients again and rebuilds ACLs, as Mosquitto does.
+    pub login: Option<Box<Login>>,
+}
+
+/// The credentials a client connected with.
+pub struct Login {
+    pub username: Utf8Bytes,
+    pub password: Option<Bytes>,
 }
 
 impl Session {
@@ -165,6 +179,8 @@ impl Session {
             last_progress: None,
             hold: PublisherHold::default(),
             holding: Holding::default(),
+            acl: None,
+            login: None,
         }
     }
 
@@ -346,6 +362,44 @@ impl Session {
             sent += 1;
         }
         sent
+    }
+
+    /// Whether the client may receive a message on `topic` (`acl_file` read rules; all without one).
+    pub fn may_read(&self, topic: &str) -> bool {
+        self.acl
+            .as_ref()
+            .map_or(true, |acl| acl.allows(topic, Access::READ))
+    }
+
+    /// Whether the client may publish on `topic`: never on the broker's own topics
+    /// ([`acl::reserved_for_write`]), and only where `acl_file` lets it.
+    pub fn may_write(&self, topic: &str) -> bool {
+        !acl::reserved_for_write(topic)
+            && self
+                .acl
+                .as_ref()
+                .map_or(true, |acl| acl.allows(topic, Access::WRITE))
+    }
+
+    /// Drop the messages owed to the client that its ACL no longer lets it read (a resumed session whose
+    /// client came back under another username), as Mosquitto does on reconnect. QoS 2 messages already
+    /// released (PUBREC received) stay: only their PUBCOMP is outstanding.
+    pub fn drop_unreadable(&mut self) {
+        let Some(acl) = self.acl.as_deref() else {
+            return;
+        };
+        let readable = |topic: &str| acl.allows(topic, Access::READ);
+        self.inflight
+            .retain(|i| i.released || readable(i.msg.topic.as_str()));
+        let mut dropped_bytes = 0;
+        self.queue.retain(|q| {
+            let keep = readable(q.msg.topic.as_str());
+            if !keep {
+                dropped_bytes += q.msg.queued_size();
+            }
+            keep
+        });
+        self.queued_bytes -= dropped_bytes;
     }
 
     /// A new connection took this session over (persistent resume): re-send the window in order, PUBLISH

@@ -32,6 +32,8 @@ pub enum CloseReason {
     SocketError,
     /// Keep-alive expired.
     KeepAlive,
+    /// Its credentials no longer pass the `password_file` (or `allow_anonymous`) after a reload.
+    NotAuthorised,
 }
 
 /// One piece of queued output.

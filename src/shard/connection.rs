@@ -26,6 +26,7 @@ use glommio::net::{TcpListener, TcpStream};
 use super::keepalive::KeepAlive;
 use super::routing::log_protocol;
 use super::{home_of, Shard};
+use crate::auth::Security;
 use crate::codec::{self, Connect, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 use crate::logging::log_type;
 use crate::router::{Handoff, Mail};
@@ -276,7 +277,8 @@ async fn read_connect(
             Err(_) => return Err(Refusal::Close("socket error before CONNECT")),
         }
     };
-    check_connect(settings, &connect)?;
+    let security = shard.borrow().security.clone();
+    check_connect(settings, &security, &connect)?;
     let assigned_id = connect.client_id.is_empty();
     if assigned_id {
         connect.client_id = shard.borrow_mut().assign_client_id();
@@ -289,7 +291,7 @@ async fn read_connect(
 }
 
 /// The CONNECT checks that do not depend on session state, with each version's refusal.
-fn check_connect(settings: &Settings, c: &Connect) -> Result<(), Refusal> {
+fn check_connect(settings: &Settings, security: &Security, c: &Connect) -> Result<(), Refusal> {
     let v = c.protocol;
     let v5 = v == ProtocolVersion::V5;
     let refuse = |code| Err(Refusal::Connack(code, v));
@@ -302,11 +304,6 @@ fn check_connect(settings: &Settings, c: &Connect) -> Result<(), Refusal> {
     if v5 && c.properties.authentication_method.is_some() {
         // Enhanced authentication is not offered.
         return refuse(ReasonCode::BadAuthenticationMethod);
-    }
-    if !settings.allow_anonymous {
-        // No password_file support yet (the config refuses the key), so no credentials can be checked:
-        // with anonymous access off every client is refused, as Mosquitto 2.0 does without a password file.
-        return refuse(ReasonCode::NotAuthorized);
     }
     if !v5 && c.keep_alive > settings.max_keepalive_s {
         // What Mosquitto answers a 3.x client asking for more than `max_keepalive`.
@@ -329,6 +326,13 @@ fn check_connect(settings: &Settings, c: &Connect) -> Result<(), Refusal> {
                 ))
             };
         }
+    }
+    // Last, as in Mosquitto (after the will is read): a refused login answers "not authorised" in every
+    // version (3.x return code 5, v5 0x87), whether the user is unknown or the password wrong.
+    let username = c.username.as_ref().map(|u| u.as_str());
+    let password = c.password.as_deref();
+    if !security.authenticate(settings.allow_anonymous, username, password) {
+        return refuse(ReasonCode::NotAuthorized);
     }
     Ok(())
 }
@@ -515,7 +519,7 @@ async fn serve(start: Box<ServeStart>) {
     };
     // A close decided elsewhere (takeover, shutdown) is the real reason the read ended.
     let reason = match outbox.close_reason() {
-        Some(r @ (CloseReason::Takeover | CloseReason::Shutdown)) => r,
+        Some(r @ (CloseReason::Takeover | CloseReason::Shutdown | CloseReason::NotAuthorised)) => r,
         _ => reason,
     };
     let id = &attached.client_id;
@@ -544,6 +548,9 @@ async fn serve(start: Box<ServeStart>) {
             if protocol == ProtocolVersion::V5 {
                 outbox.write(|out| encode_disconnect(out, code));
             }
+        }
+        CloseReason::NotAuthorised => {
+            tracing::info!(target: log_type::NOTICE, "Client {id} disconnected, not authorised.");
         }
         CloseReason::Takeover | CloseReason::Shutdown => {}
     }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 
+use crate::auth::Security;
 use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
 use crate::index::{InterestMap, RetainedStore, SubscriptionTrie};
 use crate::message::Message;
@@ -131,6 +132,8 @@ pub(crate) struct Shard {
     pub id: ShardId,
     pub shards: usize,
     pub settings: Arc<Settings>,
+    /// `password_file` / `acl_file` in force: the start-up ones until a reload (SIGHUP) replaces them.
+    pub security: Arc<Security>,
     /// Session slab: slot → session. Slots are reused; `generations` tells reuses apart. Boxed: a
     /// session is close to 1 KB, and an inline slab (doubling as it grows) would hold up to twice that
     /// per client, plus the old copies a reallocation leaves behind.
@@ -184,6 +187,7 @@ impl Shard {
         Shard {
             id,
             shards,
+            security: settings.security.clone(),
             settings,
             sessions: Vec::new(),
             generations: Vec::new(),
@@ -411,6 +415,29 @@ impl Shard {
         self.keepalive.check(now);
         self.sys_tick(now);
     }
+
+    /// Reloaded security files, applied as Mosquitto applies them after SIGHUP: a connected client whose
+    /// credentials no longer pass is disconnected (no will), and every session, connected or not, gets
+    /// its ACL again for its client id and username.
+    fn apply_security(&mut self, security: Arc<Security>) {
+        self.security = security;
+        for session in self.sessions.iter_mut().flatten() {
+            let login = session.login.as_deref();
+            let username = login.map(|l| l.username.as_str());
+            let password = login.and_then(|l| l.password.as_deref());
+            let acl = self
+                .security
+                .client_acl(session.client_id.as_str(), username);
+            let authorised =
+                self.security
+                    .authenticate(self.settings.allow_anonymous, username, password);
+            session.acl = acl;
+            session.drop_unreadable();
+            if let (false, Some(conn)) = (authorised, &session.conn) {
+                conn.close(crate::session::CloseReason::NotAuthorised);
+            }
+        }
+    }
 }
 
 /// Receive and handle mail until a shutdown command.
@@ -421,6 +448,10 @@ async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
         match control {
             Some(Control::Shutdown) => return,
             Some(Control::Tick) => shard.borrow_mut().tick(Instant::now()),
+            Some(Control::Security(security, done)) => {
+                shard.borrow_mut().apply_security(security);
+                let _ = done.send(());
+            }
             None => {}
         }
         let mut handoffs = Vec::new();

@@ -20,8 +20,8 @@ use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
 use crate::session::{
-    encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, HoldSignal, Origin, Outbox,
-    Session,
+    encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, HoldSignal, Login, Origin,
+    Outbox, Session,
 };
 use crate::topic;
 
@@ -139,7 +139,7 @@ impl Shard {
                 }
                 old.close(CloseReason::Takeover);
                 self.stats.clients_connected -= 1;
-                let will = session.will.take();
+                let will = session.will.take().filter(|w| session.may_write(&w.topic));
                 let was_clean = session.clean;
                 if let Some(will) = will {
                     self.route(will_message(will));
@@ -194,6 +194,21 @@ impl Shard {
             .map(|m| m as usize)
             .filter(|_| connect.protocol == ProtocolVersion::V5);
         session.inbound_qos2.clear();
+        // A zero-length username is no username (Mosquitto reads it as absent).
+        let username = connect.username.as_ref().filter(|u| !u.is_empty());
+        session.login = username.map(|username| {
+            Box::new(Login {
+                username: username.clone(),
+                password: connect.password.clone(),
+            })
+        });
+        session.acl = self
+            .security
+            .client_acl(connect.client_id.as_str(), username.map(|u| u.as_str()));
+        if session_present {
+            // The client may have come back under another username.
+            session.drop_unreadable();
+        }
         let connack = Packet::ConnAck(ConnAck {
             session_present,
             code: ReasonCode::Success,
@@ -228,13 +243,16 @@ impl Shard {
             return;
         }
         session.conn = None;
-        let will = session.will.take();
+        // A will goes out only where its client could have published it (`$SYS`, `acl_file`).
+        let will = session.will.take().filter(|w| session.may_write(&w.topic));
         let clean = session.clean;
         // Publishers it holds would otherwise wait out their lease for a client that is gone.
         self.release_holds(a.slot, a.generation, true);
         self.stats.clients_connected -= 1;
         let publish_will = match reason {
             CloseReason::ClientDisconnect => a.will_on_disconnect,
+            // Mosquitto drops the will of a client it disconnects as no longer authorised.
+            CloseReason::NotAuthorised => false,
             // Shutdown is the broker's own doing; Mosquitto publishes wills then too.
             _ => true,
         };
@@ -401,6 +419,32 @@ impl Shard {
         if p.retain && !self.settings.retain_available {
             return Err(CloseReason::ProtocolError(ReasonCode::RetainNotSupported));
         }
+        let session = self
+            .session(a.slot, a.generation)
+            .expect("checked by caller");
+        if !session.may_write(&p.topic) {
+            // Mosquitto's answer: the message is dropped but acknowledged, so the client does not resend
+            // it; a v5 client learns why (0x87). Nothing is kept for QoS 2: a 3.x client's PUBREL for it
+            // gets its PUBCOMP all the same, and a v5 client ends the exchange at the failed PUBREC.
+            tracing::debug!(target: log_type::DEBUG,
+                "Denied PUBLISH from {} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
+                a.client_id, u8::from(p.dup), p.qos as u8, u8::from(p.retain), p.packet_id, p.topic, p.payload.len());
+            let kind = match p.qos {
+                QoS::AtMostOnce => return Ok(()),
+                QoS::AtLeastOnce => AckKind::PubAck,
+                QoS::ExactlyOnce => AckKind::PubRec,
+            };
+            a.outbox.write(|out| {
+                encode_ack_reason(
+                    out,
+                    a.protocol,
+                    kind,
+                    p.packet_id,
+                    ReasonCode::NotAuthorized,
+                )
+            });
+            return Ok(());
+        }
         let deliver = match p.qos {
             QoS::AtMostOnce | QoS::AtLeastOnce => true,
             QoS::ExactlyOnce => {
@@ -422,8 +466,7 @@ impl Shard {
                 s.inbound_qos2.insert(p.packet_id)
             }
         };
-        // `$SYS` belongs to the broker: client publishes there are acknowledged and dropped.
-        if deliver && !p.topic.starts_with("$SYS") {
+        if deliver {
             let mut properties = p.properties;
             properties.topic_alias = None;
             self.route(Message {
@@ -520,6 +563,10 @@ impl Shard {
             let Some(Some(session)) = self.sessions.get_mut(slot as usize) else {
                 continue;
             };
+            // `acl_file` read rules apply to each message, not to the SUBSCRIBE (as in Mosquitto 2.0).
+            if !session.may_read(&msg.topic) {
+                continue;
+            }
             let qos = msg.qos.min(opts.qos);
             let retain = opts.retain_as_published && msg.retain;
             // Only a QoS 1/2 backlog holds publishers: QoS 0 to a client that falls behind is dropped
@@ -775,6 +822,9 @@ impl Shard {
         let mut sent = 0;
         let mut dropped = 0;
         for (msg, opts) in found {
+            if !session.may_read(&msg.topic) {
+                continue;
+            }
             let local = Rc::new((*msg).clone());
             match session.deliver(&local, msg.qos.min(opts.qos), true, &limits) {
                 Delivery::Sent => sent += 1,

@@ -126,6 +126,8 @@ pub struct Connect {
     pub extra_flags: u8,
     /// Overrides the protocol level byte (to send an unsupported level).
     pub level_override: Option<u8>,
+    pub username: Option<String>,
+    pub password: Option<Vec<u8>>,
 }
 
 impl Connect {
@@ -139,7 +141,20 @@ impl Connect {
             props: Props::default(),
             extra_flags: 0,
             level_override: None,
+            username: None,
+            password: None,
         }
+    }
+    /// Username and password flags and fields.
+    pub fn login(mut self, username: &str, password: &[u8]) -> Self {
+        self.username = Some(username.to_string());
+        self.password = Some(password.to_vec());
+        self
+    }
+    /// Username flag and field only.
+    pub fn username(mut self, username: &str) -> Self {
+        self.username = Some(username.to_string());
+        self
     }
     pub fn clean(mut self, clean: bool) -> Self {
         self.clean = clean;
@@ -189,6 +204,12 @@ impl Connect {
                 flags |= 0x20;
             }
         }
+        if self.username.is_some() {
+            flags |= 0x80;
+        }
+        if self.password.is_some() {
+            flags |= 0x40;
+        }
         body.push(flags);
         put_u16(&mut body, self.keepalive);
         props_block(self.proto, &self.props.0, &mut body);
@@ -197,6 +218,12 @@ impl Connect {
             props_block(self.proto, &[], &mut body);
             put_str(&mut body, &w.topic);
             put_bin(&mut body, &w.payload);
+        }
+        if let Some(u) = &self.username {
+            put_str(&mut body, u);
+        }
+        if let Some(p) = &self.password {
+            put_bin(&mut body, p);
         }
         frame(0x10, &body)
     }

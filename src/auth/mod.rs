@@ -1,0 +1,153 @@
+//! Who may connect, publish and receive: Mosquitto 2.0's built-in security (`password_file`,
+//! `acl_file`, `allow_anonymous`), so that a Mosquitto deployment's files work unchanged.
+//!
+//! - [`password`]: the `password_file` written by `mosquitto_passwd`, checked at CONNECT.
+//! - [`acl`]: the `acl_file`, checked for each PUBLISH (write), each delivery and retained message
+//!   (read) and each will (write).
+//!
+//! Both files are read once at start-up into a [`Security`] that every shard shares read-only.
+
+pub mod acl;
+pub mod password;
+
+use std::path::Path;
+
+use acl::{AclError, AclFile, ClientAcl};
+use password::{PasswordFile, PasswordFileError};
+
+/// Why the security files could not be loaded; the broker does not start, as Mosquitto does not.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error(transparent)]
+    PasswordFile(#[from] PasswordFileError),
+    #[error(transparent)]
+    AclFile(#[from] AclError),
+}
+
+/// The loaded `password_file` and `acl_file`, if configured.
+#[derive(Default)]
+pub struct Security {
+    passwords: Option<PasswordFile>,
+    acl: Option<AclFile>,
+}
+
+impl std::fmt::Debug for Security {
+    // Never the hashes, even in a debug dump.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("password_file", &self.passwords.is_some())
+            .field("acl_file", &self.acl.is_some())
+            .finish()
+    }
+}
+
+impl Security {
+    /// Read the configured files. Returns the warnings to log (entries skipped, patterns without a
+    /// substitution), as Mosquitto logs them while loading.
+    pub fn load(
+        password_file: Option<&Path>,
+        acl_file: Option<&Path>,
+    ) -> Result<(Security, Vec<String>), SecurityError> {
+        let mut warnings = Vec::new();
+        let passwords = match password_file {
+            Some(path) => {
+                let (file, w) = PasswordFile::load(path)?;
+                warnings.extend(
+                    w.into_iter()
+                        .map(|w| format!("password_file {}, {w}", path.display())),
+                );
+                Some(file)
+            }
+            None => None,
+        };
+        let acl = match acl_file {
+            Some(path) => {
+                let mut file = AclFile::load(path)?;
+                warnings.extend(
+                    file.warnings
+                        .drain(..)
+                        .map(|w| format!("acl_file {}: {w}", path.display())),
+                );
+                Some(file)
+            }
+            None => None,
+        };
+        Ok((Security { passwords, acl }, warnings))
+    }
+
+    /// Built from already parsed files (tests, embedding).
+    pub fn new(passwords: Option<PasswordFile>, acl: Option<AclFile>) -> Security {
+        Security { passwords, acl }
+    }
+
+    /// Whether a CONNECT with these credentials may go on. Without a password file `allow_anonymous`
+    /// decides for every client, username or not; with one, a client without a username needs
+    /// `allow_anonymous` and one with a username needs a matching password (Mosquitto's
+    /// `mosquitto_unpwd_check`). A zero-length username is no username, as Mosquitto reads it.
+    pub fn authenticate(
+        &self,
+        allow_anonymous: bool,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> bool {
+        match (&self.passwords, username.filter(|u| !u.is_empty())) {
+            (None, _) | (Some(_), None) => allow_anonymous,
+            (Some(file), Some(user)) => file.check(user, password),
+        }
+    }
+
+    /// The ACL of one client, or None when no `acl_file` is configured (then everything is allowed but
+    /// the topics [`acl::reserved_for_write`] keeps for the broker).
+    pub fn client_acl(&self, client_id: &str, username: Option<&str>) -> Option<Box<ClientAcl>> {
+        let username = username.filter(|u| !u.is_empty());
+        self.acl
+            .as_ref()
+            .map(|a| Box::new(a.for_client(client_id, username)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// mosquitto_passwd 2.0.11: `mosquitto_passwd -c -b FILE alice secret`.
+    const ALICE: &str = "alice:$7$101$6Fy9rgrB1Q7zblxB$JrzNwggJB9R7hungMBl6brFD7IaxUJNojsPhrw2bWOtDL2webI/iwT6yRz1/xfgs4Ep+8/Qzq5oG6eVeqZgnAA==\n";
+
+    fn with_passwords() -> Security {
+        Security::new(Some(PasswordFile::parse(ALICE).0), None)
+    }
+
+    #[test]
+    fn without_a_password_file_allow_anonymous_decides_for_everyone() {
+        let s = Security::default();
+        assert!(s.authenticate(true, Some("anyone"), Some(b"x")));
+        assert!(s.authenticate(true, None, None));
+        assert!(!s.authenticate(false, Some("alice"), Some(b"secret")));
+        assert!(!s.authenticate(false, None, None));
+    }
+
+    #[test]
+    fn with_a_password_file_usernames_are_checked_and_anonymous_follows_the_setting() {
+        let s = with_passwords();
+        assert!(s.authenticate(false, Some("alice"), Some(b"secret")));
+        assert!(!s.authenticate(true, Some("alice"), Some(b"wrong")));
+        assert!(!s.authenticate(true, Some("bob"), Some(b"secret")));
+        assert!(s.authenticate(true, None, None));
+        assert!(!s.authenticate(false, None, None));
+        // Zero-length username: anonymous.
+        assert!(s.authenticate(true, Some(""), None));
+        assert!(!s.authenticate(false, Some(""), Some(b"secret")));
+    }
+
+    #[test]
+    fn client_acl_only_with_an_acl_file_and_empty_usernames_are_anonymous() {
+        assert!(with_passwords().client_acl("c", Some("alice")).is_none());
+        let acl = AclFile::parse("topic read anon/#\nuser alice\ntopic read alice/#\n").unwrap();
+        let s = Security::new(None, Some(acl));
+        let anon = s.client_acl("c", Some("")).expect("an ACL");
+        assert!(anon.allows("anon/x", acl::Access::READ));
+        let alice = s.client_acl("c", Some("alice")).expect("an ACL");
+        assert!(alice.allows("alice/x", acl::Access::READ));
+        assert!(!alice.allows("anon/x", acl::Access::READ));
+    }
+}

@@ -1,0 +1,1176 @@
+//! Mosquitto 2.0 `password_file` support: loading the file and checking CONNECT credentials against it.
+//!
+//! This module owns the file format and the password check, and nothing else: what to do with a client
+//! that sent no username (`allow_anonymous`), reloading, and logging are the caller's. It mirrors
+//! Mosquitto 2.0.x's `src/security_default.c` (`pwfile__parse`, `unpwd__decode_passwords`,
+//! `mosquitto_unpwd_check_default`, `pw__digest`), checked against Debian's mosquitto 2.0.11 broker:
+//!
+//! * The file is read line by line; a line whose first byte is `#`, or that has no `:`, is skipped.
+//!   The username and the password hash are the first two `strtok(":")` tokens (so empty fields are
+//!   skipped over: `user::hash` and `:user:hash` both work, and anything after a third `:` is ignored),
+//!   each trimmed of C `isspace` blanks (which removes the `\n`/`\r\n`).
+//! * The hash is `$6$<salt>$<hash>` (SHA-512 over password then salt) or `$7$<iterations>$<salt>$<hash>`
+//!   (PBKDF2-HMAC-SHA512), split with `strtok("$")`; salt and hash are base64 of exactly 12 and 64
+//!   bytes. An entry that fails is removed and reported; the rest of the file still loads. A file that
+//!   cannot be opened is an error, which stops the broker from starting.
+//! * A zero-length MQTT password reaches Mosquitto as "no password", and the password is hashed as a C
+//!   string, so it ends at its first NUL byte. Digests are compared without an early exit.
+//!
+//! Messages about skipped or removed lines come back as [`Warning`]s for the caller to log, so parsing
+//! stays pure and testable. Where shardmq deliberately differs (duplicate usernames, lines that could
+//! never match a client), the item's documentation says so.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use sha2::{Digest, Sha512};
+use thiserror::Error;
+
+/// Salt length Mosquitto writes and insists on when reading (`salt_len == 12`).
+pub const SALT_LEN: usize = 12;
+
+/// Length of a SHA-512 digest, which is also the PBKDF2 output length Mosquitto uses.
+pub const HASH_LEN: usize = 64;
+
+/// `mosquitto_passwd` 2.0's default PBKDF2 iteration count, so generated files look like its output.
+pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 101;
+
+/// Mosquitto drops a line whose username or password field is longer than this.
+const MAX_FIELD_LEN: usize = 65535;
+
+/// Mosquitto stores iterations in a C `int`; a larger count could not be read back the same.
+const MAX_ITERATIONS: u32 = i32::MAX as u32;
+
+/// Base64 as OpenSSL's EVP encoder writes it (standard alphabet, `=` padding). Decoding allows non-zero
+/// trailing bits because OpenSSL ignores them; Mosquitto 2.0.11 accepts such a hash.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+/// Why a password file could not be loaded at all (Mosquitto refuses to start in these cases).
+#[derive(Debug, Error)]
+pub enum PasswordFileError {
+    /// Mosquitto: `Error: Unable to open pwfile "%s".`
+    #[error("unable to open password file \"{}\"", path.display())]
+    Open {
+        /// The configured `password_file`.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The file opened but could not be read (a directory, an I/O error).
+    #[error("unable to read password file \"{}\"", path.display())]
+    Read {
+        /// The configured `password_file`.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+}
+
+/// Why one entry's password hash was rejected; the wording follows Mosquitto's log messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum EntryError {
+    /// A `$`-separated field is missing (this includes an empty or blank password field).
+    #[error("invalid password hash")]
+    InvalidHash,
+    /// The first field is neither `6` nor `7` (a plain-text password lands here too).
+    #[error("invalid password hash type")]
+    InvalidHashType,
+    /// The `$7$` iteration count reads (as C `atoi` would) as less than 1.
+    #[error("invalid hash iterations")]
+    InvalidIterations,
+    /// The salt is not base64 or does not decode to exactly [`SALT_LEN`] bytes.
+    #[error("unable to decode password salt")]
+    InvalidSalt,
+    /// The hash is not base64 or does not decode to exactly [`HASH_LEN`] bytes.
+    #[error("unable to decode password")]
+    InvalidDigest,
+}
+
+/// How serious a [`Warning`] is, matching the level Mosquitto logs the same condition at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Mosquitto logs it at NOTICE with a `Warning:` prefix (a line it could not use).
+    Warning,
+    /// Mosquitto logs it at ERR (an entry removed because its hash is unusable).
+    Error,
+}
+
+/// Something in the file that was skipped or removed while loading, for the caller to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// 1-based line number in the file.
+    pub line: usize,
+    /// What happened.
+    pub kind: WarningKind,
+}
+
+/// The conditions a [`Warning`] reports. Usernames are shown with `{:?}` so control characters in a
+/// hand-edited file cannot forge log lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarningKind {
+    /// Username longer than 65535 bytes; the line is skipped (it is not shown, being that long).
+    UsernameTooLong,
+    /// Password field longer than 65535 bytes; the line is skipped.
+    PasswordTooLong {
+        /// The username on that line (lossily decoded if it is not UTF-8).
+        username: String,
+    },
+    /// A username with no password field at all (`user:` on the last line, without a newline).
+    /// `user:` followed by a newline is [`EntryError::InvalidHash`] instead, as in Mosquitto.
+    MissingPassword {
+        /// The username on that line (lossily decoded if it is not UTF-8).
+        username: String,
+    },
+    /// shardmq only: the username is not UTF-8. Mosquitto keeps such an entry, but MQTT usernames are
+    /// UTF-8, so no client could ever match it.
+    UsernameNotUtf8,
+    /// shardmq only: the username is empty after trimming. Mosquitto keeps such an entry, but it reads a
+    /// zero-length CONNECT username as "no username", so no client could ever match it.
+    EmptyUsername,
+    /// The entry's password hash is unusable and the entry was removed.
+    EntryRemoved {
+        /// The user whose entry was removed.
+        username: String,
+        /// What was wrong with the hash.
+        reason: EntryError,
+    },
+    /// shardmq only: the iteration count overflows a C `int`. The entry is kept with the count that
+    /// Mosquitto's `atoi` produces on 64-bit glibc (e.g. `4294967397` becomes 101), so it behaves the same.
+    IterationsWrapped {
+        /// The user concerned.
+        username: String,
+        /// The iteration field as written in the file.
+        written: String,
+        /// The iteration count used.
+        used: u32,
+    },
+    /// shardmq only: the username already has a valid entry; this later one replaces it. Mosquitto picks
+    /// by its hash table's layout: the later entry in files of a few hundred users (tested with up to 300),
+    /// the earlier one in larger files (tested from 1000). The later one is what an admin who appended a
+    /// line meant, so shardmq always takes it and says so.
+    Duplicate {
+        /// The duplicated username.
+        username: String,
+        /// Line of the entry that was replaced.
+        previous_line: usize,
+    },
+}
+
+impl Warning {
+    /// The level to log this at; see [`Severity`].
+    pub fn severity(&self) -> Severity {
+        match self.kind {
+            WarningKind::EntryRemoved { .. } => Severity::Error,
+            _ => Severity::Warning,
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: ", self.line)?;
+        match &self.kind {
+            WarningKind::UsernameTooLong => write!(f, "invalid line, username too long"),
+            WarningKind::PasswordTooLong { username } => {
+                write!(f, "invalid line for user {username:?}, password too long")
+            }
+            WarningKind::MissingPassword { username } => {
+                write!(f, "invalid line for user {username:?}, no password hash")
+            }
+            WarningKind::UsernameNotUtf8 => {
+                write!(
+                    f,
+                    "username is not valid UTF-8 and can never match, ignoring line"
+                )
+            }
+            WarningKind::EmptyUsername => {
+                write!(f, "empty username can never match, ignoring line")
+            }
+            WarningKind::EntryRemoved { username, reason } => {
+                write!(f, "{reason} for user {username:?}, removing entry")
+            }
+            WarningKind::IterationsWrapped {
+                username,
+                written,
+                used,
+            } => write!(
+                f,
+                "hash iterations {written:?} for user {username:?} overflow a C int; \
+                 using {used} as Mosquitto does"
+            ),
+            WarningKind::Duplicate {
+                username,
+                previous_line,
+            } => write!(
+                f,
+                "user {username:?} is already defined on line {previous_line}; \
+                 this later entry replaces it"
+            ),
+        }
+    }
+}
+
+/// Which digest an entry uses, as named by its `$6$` / `$7$` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// `$6$`: one SHA-512 over password bytes then salt (Mosquitto 1.6 and earlier wrote these).
+    Sha512,
+    /// `$7$`: PBKDF2-HMAC-SHA512 with this many iterations (always at least 1).
+    Pbkdf2Sha512 {
+        /// PBKDF2 rounds.
+        iterations: u32,
+    },
+}
+
+impl HashAlgorithm {
+    fn digest(self, password: &[u8], salt: &[u8; SALT_LEN]) -> [u8; HASH_LEN] {
+        let mut out = [0u8; HASH_LEN];
+        match self {
+            HashAlgorithm::Sha512 => {
+                let digest = Sha512::new()
+                    .chain_update(password)
+                    .chain_update(salt)
+                    .finalize();
+                out.copy_from_slice(&digest);
+            }
+            HashAlgorithm::Pbkdf2Sha512 { iterations } => {
+                pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out);
+            }
+        }
+        out
+    }
+}
+
+/// One user's decoded password hash.
+#[derive(Clone)]
+struct Entry {
+    /// Line it came from, for duplicate reports.
+    line: usize,
+    algorithm: HashAlgorithm,
+    salt: [u8; SALT_LEN],
+    hash: [u8; HASH_LEN],
+}
+
+/// A loaded password file: usernames and their decoded hashes. Plain data, cheap to share read-only.
+#[derive(Clone, Default)]
+pub struct PasswordFile {
+    entries: HashMap<String, Entry>,
+}
+
+/// Leaves the hashes out, so a stray `{:?}` in a log line does not publish them for offline cracking.
+impl fmt::Debug for PasswordFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordFile")
+            .field("users", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordFile {
+    /// Reads and parses `path`. Only failing to open or read the file is an error; bad lines are
+    /// skipped and reported in the returned warnings, as Mosquitto does.
+    pub fn load(path: &Path) -> Result<(Self, Vec<Warning>), PasswordFileError> {
+        let mut file = File::open(path).map_err(|source| PasswordFileError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)
+            .map_err(|source| PasswordFileError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self::parse_bytes(&data))
+    }
+
+    /// Parses password file text; see [`PasswordFile::parse_bytes`].
+    pub fn parse(text: &str) -> (Self, Vec<Warning>) {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// Parses password file contents. Takes bytes because Mosquitto reads the file as bytes: a line
+    /// with a non-UTF-8 username is reported on its own instead of failing the whole file.
+    pub fn parse_bytes(data: &[u8]) -> (Self, Vec<Warning>) {
+        let mut file = PasswordFile::default();
+        let mut warnings = Vec::new();
+        // Lines keep their '\n', as from fgets: "user:\n" then has a (blank) password field, which
+        // Mosquitto reports differently from "user:" at the end of the file.
+        for (index, raw_line) in data.split_inclusive(|&b| b == b'\n').enumerate() {
+            let line = index + 1;
+            let mut warn = |kind| warnings.push(Warning { line, kind });
+            // Mosquitto handles the line with C string functions, which stop at the first NUL.
+            let text = match raw_line.iter().position(|&b| b == 0) {
+                Some(end) => &raw_line[..end],
+                None => raw_line,
+            };
+            if text.first() == Some(&b'#') || !text.contains(&b':') {
+                continue;
+            }
+            let mut fields = c_tokens(text, b':');
+            let Some(username) = fields.next() else {
+                continue;
+            };
+            let username = trim_blanks(username);
+            if username.len() > MAX_FIELD_LEN {
+                warn(WarningKind::UsernameTooLong);
+                continue;
+            }
+            let Some(hash_field) = fields.next() else {
+                warn(WarningKind::MissingPassword {
+                    username: String::from_utf8_lossy(username).into_owned(),
+                });
+                continue;
+            };
+            let hash_field = trim_blanks(hash_field);
+            if hash_field.len() > MAX_FIELD_LEN {
+                warn(WarningKind::PasswordTooLong {
+                    username: String::from_utf8_lossy(username).into_owned(),
+                });
+                continue;
+            }
+            let Ok(username) = std::str::from_utf8(username) else {
+                warn(WarningKind::UsernameNotUtf8);
+                continue;
+            };
+            if username.is_empty() {
+                warn(WarningKind::EmptyUsername);
+                continue;
+            }
+            let decoded = match decode_hash(hash_field) {
+                Ok(decoded) => decoded,
+                Err(reason) => {
+                    warn(WarningKind::EntryRemoved {
+                        username: username.to_owned(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            if let Some(written) = decoded.wrapped_iterations {
+                if let HashAlgorithm::Pbkdf2Sha512 { iterations } = decoded.algorithm {
+                    warn(WarningKind::IterationsWrapped {
+                        username: username.to_owned(),
+                        written,
+                        used: iterations,
+                    });
+                }
+            }
+            let entry = Entry {
+                line,
+                algorithm: decoded.algorithm,
+                salt: decoded.salt,
+                hash: decoded.hash,
+            };
+            if let Some(previous) = file.entries.insert(username.to_owned(), entry) {
+                warn(WarningKind::Duplicate {
+                    username: username.to_owned(),
+                    previous_line: previous.line,
+                });
+            }
+        }
+        (file, warnings)
+    }
+
+    /// Whether `username` may connect with `password`, as `mosquitto_unpwd_check_default` decides for
+    /// a client that sent a username: the user must be in the file and the password's digest must
+    /// equal the stored one. `None` and a zero-length password are both "no password" (Mosquitto reads
+    /// a zero-length binary field as absent) and are refused. The password is cut at its first NUL
+    /// byte because Mosquitto hashes it as a C string. An unknown user returns without hashing, as in
+    /// Mosquitto. A known user costs one digest at the entry's iteration count, which the file sets
+    /// (101 takes well under a millisecond), so this blocks the calling thread for that long.
+    pub fn check(&self, username: &str, password: Option<&[u8]>) -> bool {
+        let Some(entry) = self.entries.get(username) else {
+            return false;
+        };
+        let Some(password) = password.filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        let password = match password.iter().position(|&b| b == 0) {
+            Some(end) => &password[..end],
+            None => password,
+        };
+        let digest = entry.algorithm.digest(password, &entry.salt);
+        constant_time_eq(&digest, &entry.hash)
+    }
+
+    /// Whether the file has a usable entry for `username`.
+    pub fn contains_user(&self, username: &str) -> bool {
+        self.entries.contains_key(username)
+    }
+
+    /// The digest `username`'s entry uses, or `None` if there is no such entry.
+    pub fn hash_algorithm(&self, username: &str) -> Option<HashAlgorithm> {
+        self.entries.get(username).map(|entry| entry.algorithm)
+    }
+
+    /// Number of usable entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no entry survived loading (every username is then refused).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Why [`hash_password_pbkdf2`] could not make an entry.
+#[derive(Debug, Error)]
+pub enum HashPasswordError {
+    /// Mosquitto reads the count into a C `int` and refuses 0, so only `1..=i32::MAX` round-trips.
+    #[error("PBKDF2 iteration count {0} is outside 1..={MAX_ITERATIONS}")]
+    Iterations(u32),
+    /// Mosquitto hashes only up to a password's first NUL, so such a password could never match.
+    #[error("password contains a NUL byte, which Mosquitto-compatible checks cut the password at")]
+    ContainsNul,
+    /// The salt comes from the kernel; without it there is no safe entry to write.
+    #[error("unable to read a random salt from /dev/urandom")]
+    Random(#[source] io::Error),
+}
+
+/// Makes a `$7$<iterations>$<salt>$<hash>` password field, as `mosquitto_passwd` 2.0 writes by default
+/// (use [`DEFAULT_PBKDF2_ITERATIONS`] for its count), with a fresh 12-byte salt from `/dev/urandom`.
+/// Like `mosquitto_passwd`, an empty password is allowed, though Mosquitto-style checks never accept a
+/// zero-length CONNECT password.
+pub fn hash_password_pbkdf2(password: &[u8], iterations: u32) -> Result<String, HashPasswordError> {
+    // Validate before touching /dev/urandom so that bad input is reported as such.
+    validate_new_password(password, iterations)?;
+    let mut salt = [0u8; SALT_LEN];
+    File::open("/dev/urandom")
+        .and_then(|mut urandom| urandom.read_exact(&mut salt))
+        .map_err(HashPasswordError::Random)?;
+    hash_password_pbkdf2_with_salt(password, iterations, &salt)
+}
+
+/// [`hash_password_pbkdf2`] with a caller-chosen salt, so that tests can reproduce known output. Do not
+/// reuse salts for real entries.
+pub fn hash_password_pbkdf2_with_salt(
+    password: &[u8],
+    iterations: u32,
+    salt: &[u8; SALT_LEN],
+) -> Result<String, HashPasswordError> {
+    validate_new_password(password, iterations)?;
+    let hash = HashAlgorithm::Pbkdf2Sha512 { iterations }.digest(password, salt);
+    Ok(format!(
+        "$7${iterations}${}${}",
+        BASE64.encode(salt),
+        BASE64.encode(hash)
+    ))
+}
+
+fn validate_new_password(password: &[u8], iterations: u32) -> Result<(), HashPasswordError> {
+    if !(1..=MAX_ITERATIONS).contains(&iterations) {
+        return Err(HashPasswordError::Iterations(iterations));
+    }
+    if password.contains(&0) {
+        return Err(HashPasswordError::ContainsNul);
+    }
+    Ok(())
+}
+
+/// A hash field that decoded.
+struct DecodedHash {
+    algorithm: HashAlgorithm,
+    salt: [u8; SALT_LEN],
+    hash: [u8; HASH_LEN],
+    /// The iteration field as written, when it overflowed a C `int` and was wrapped.
+    wrapped_iterations: Option<String>,
+}
+
+/// `unpwd__decode_passwords` for one entry, failing with the reason Mosquitto would log.
+fn decode_hash(field: &[u8]) -> Result<DecodedHash, EntryError> {
+    let mut tokens = c_tokens(field, b'$');
+    let algorithm_token = tokens.next().ok_or(EntryError::InvalidHash)?;
+    let mut wrapped_iterations = None;
+    let algorithm = match algorithm_token {
+        b"6" => HashAlgorithm::Sha512,
+        b"7" => {
+            let token = tokens.next().ok_or(EntryError::InvalidHash)?;
+            let (iterations, wrapped) = c_atoi(token);
+            let iterations = u32::try_from(iterations)
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or(EntryError::InvalidIterations)?;
+            if wrapped {
+                wrapped_iterations = Some(String::from_utf8_lossy(token).into_owned());
+            }
+            HashAlgorithm::Pbkdf2Sha512 { iterations }
+        }
+        _ => return Err(EntryError::InvalidHashType),
+    };
+    let salt_token = tokens.next().ok_or(EntryError::InvalidHash)?;
+    let salt = decode_exact::<SALT_LEN>(salt_token).ok_or(EntryError::InvalidSalt)?;
+    let hash_token = tokens.next().ok_or(EntryError::InvalidHash)?;
+    let hash = decode_exact::<HASH_LEN>(hash_token).ok_or(EntryError::InvalidDigest)?;
+    Ok(DecodedHash {
+        algorithm,
+        salt,
+        hash,
+        wrapped_iterations,
+    })
+}
+
+fn decode_exact<const N: usize>(token: &[u8]) -> Option<[u8; N]> {
+    BASE64.decode(token).ok()?.try_into().ok()
+}
+
+/// The tokens `strtok(s, delim)` returns: runs of bytes between delimiters, empty runs skipped.
+fn c_tokens(s: &[u8], delim: u8) -> impl Iterator<Item = &[u8]> {
+    s.split(move |&b| b == delim).filter(|t| !t.is_empty())
+}
+
+/// C `isspace` in the "C" locale; unlike `u8::is_ascii_whitespace` it includes vertical tab.
+fn is_c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// `misc__trimblanks`: strips C blanks from both ends.
+fn trim_blanks(s: &[u8]) -> &[u8] {
+    let mut s = trim_start_blanks(s);
+    while let [rest @ .., last] = s {
+        if !is_c_space(*last) {
+            break;
+        }
+        s = rest;
+    }
+    s
+}
+
+/// C `atoi` as 64-bit glibc implements it, `(int) strtol(s, NULL, 10)`: leading blanks, an optional
+/// sign, then digits up to the first non-digit; `strtol` saturates at the `long` range and the cast
+/// keeps the low 32 bits. Also says whether that cast changed the value.
+fn c_atoi(s: &[u8]) -> (i32, bool) {
+    let (negative, rest) = match trim_start_blanks(s) {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        rest => (false, rest),
+    };
+    // Accumulate towards the sign so that i64::MIN itself is representable, saturating like strtol.
+    let mut value: i64 = 0;
+    for &b in rest.iter().take_while(|b| b.is_ascii_digit()) {
+        let digit = i64::from(b - b'0');
+        value = if negative {
+            value.saturating_mul(10).saturating_sub(digit)
+        } else {
+            value.saturating_mul(10).saturating_add(digit)
+        };
+    }
+    let truncated = value as i32;
+    (truncated, i64::from(truncated) != value)
+}
+
+fn trim_start_blanks(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !is_c_space(*first) {
+            break;
+        }
+        s = rest;
+    }
+    s
+}
+
+/// Compares two digests in time independent of where they differ (`mosquitto__memcmp_const`).
+fn constant_time_eq(a: &[u8; HASH_LEN], b: &[u8; HASH_LEN]) -> bool {
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // black_box keeps the optimiser from turning the fold back into an early-exit comparison.
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real-peer vectors, made with Debian's mosquitto_passwd (mosquitto 2.0.11) by:
+    //   rm -f /tmp/pw && mosquitto_passwd -c -b /tmp/pw alice secret \
+    //     && mosquitto_passwd -b /tmp/pw bob 'pässwörd' \
+    //     && mosquitto_passwd -H sha512 -b /tmp/pw carol hunter2 && cat /tmp/pw
+    // (bob's password is UTF-8.)
+    const ALICE: &str = "alice:$7$101$6Fy9rgrB1Q7zblxB$JrzNwggJB9R7hungMBl6brFD7IaxUJNojsPhrw2bWOtDL2webI/iwT6yRz1/xfgs4Ep+8/Qzq5oG6eVeqZgnAA==";
+    const BOB: &str = "bob:$7$101$CVsDUNWmpuaLPZ0+$E78i4op8fVz31wj1Olsj9Aq36DkpBkTe2YHU92nA1Owagu3oG8gSowT4Da2p49BwAT7YCLpupQA5EHvZJx9CYA==";
+    const CAROL: &str = "carol:$6$M5j26XeULRClwY32$hjhlptCdB6XYtJ7uNdc1pcidJuPXHw2SXVRu4ff5kLrrHrpWHNtOYpWcsaD7w8YTQ6yR34XG7qa7KcdwVWAWJg==";
+
+    // Pieces of ALICE, to build broken variants of an entry known to be good.
+    const ALICE_SALT: &str = "6Fy9rgrB1Q7zblxB";
+    const ALICE_HASH: &str =
+        "JrzNwggJB9R7hungMBl6brFD7IaxUJNojsPhrw2bWOtDL2webI/iwT6yRz1/xfgs4Ep+8/Qzq5oG6eVeqZgnAA==";
+    // BOB's hash field, to give a second user (or a duplicate) a different password.
+    const BOB_FIELD: &str = "$7$101$CVsDUNWmpuaLPZ0+$E78i4op8fVz31wj1Olsj9Aq36DkpBkTe2YHU92nA1Owagu3oG8gSowT4Da2p49BwAT7YCLpupQA5EHvZJx9CYA==";
+
+    fn real_file() -> PasswordFile {
+        let (file, warnings) = PasswordFile::parse(&format!("{ALICE}\n{BOB}\n{CAROL}\n"));
+        assert_eq!(warnings, vec![]);
+        file
+    }
+
+    fn removed(line: usize, username: &str, reason: EntryError) -> Warning {
+        Warning {
+            line,
+            kind: WarningKind::EntryRemoved {
+                username: username.to_owned(),
+                reason,
+            },
+        }
+    }
+
+    #[test]
+    fn real_vectors_accept_the_right_password() {
+        let file = real_file();
+        assert_eq!(file.len(), 3);
+        assert!(file.check("alice", Some(b"secret")));
+        assert!(file.check("bob", Some("pässwörd".as_bytes())));
+        assert!(file.check("carol", Some(b"hunter2")));
+        assert_eq!(
+            file.hash_algorithm("alice"),
+            Some(HashAlgorithm::Pbkdf2Sha512 { iterations: 101 })
+        );
+        assert_eq!(file.hash_algorithm("carol"), Some(HashAlgorithm::Sha512));
+    }
+
+    #[test]
+    fn wrong_password_is_refused() {
+        let file = real_file();
+        for (user, wrong) in [
+            ("alice", &b"Secret"[..]),
+            ("alice", b"secre"),
+            ("alice", b"secret "),
+            ("alice", b"hunter2"),
+            ("bob", "passwort".as_bytes()),
+            ("bob", b"secret"),
+            ("carol", b"hunter3"),
+            ("carol", b"secret"),
+        ] {
+            assert!(!file.check(user, Some(wrong)), "{user} accepted {wrong:?}");
+        }
+    }
+
+    #[test]
+    fn missing_or_empty_password_is_refused() {
+        let file = real_file();
+        for user in ["alice", "bob", "carol"] {
+            assert!(!file.check(user, None), "{user} accepted no password");
+            // Mosquitto reads a zero-length password field as no password.
+            assert!(
+                !file.check(user, Some(b"")),
+                "{user} accepted empty password"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_user_is_refused() {
+        let file = real_file();
+        assert!(!file.check("dave", Some(b"secret")));
+        assert!(
+            !file.check("Alice", Some(b"secret")),
+            "usernames are case-sensitive"
+        );
+        assert!(!file.check("", Some(b"secret")));
+        assert!(!file.contains_user("dave"));
+        assert!(file.contains_user("alice"));
+    }
+
+    #[test]
+    fn password_is_cut_at_the_first_nul_like_mosquitto() {
+        // Mosquitto 2.0.11 accepted "secret\0junk" for a user whose password is "secret".
+        let file = real_file();
+        assert!(file.check("alice", Some(b"secret\0junk")));
+        assert!(file.check("carol", Some(b"hunter2\0")));
+        assert!(!file.check("alice", Some(b"\0secret")));
+        assert!(!file.check("alice", Some(b"secre\0t")));
+    }
+
+    #[test]
+    fn comments_blank_and_colonless_lines_are_skipped_silently() {
+        let text = format!(
+            "# a comment\n\n# {BOB}\nno colon on this line\n   \n{ALICE}\n#carol:{BOB_FIELD}\n{CAROL}"
+        );
+        let (file, warnings) = PasswordFile::parse(&text);
+        assert_eq!(warnings, vec![]);
+        assert_eq!(file.len(), 2);
+        assert!(file.check("alice", Some(b"secret")));
+        assert!(
+            file.check("carol", Some(b"hunter2")),
+            "last line needs no newline"
+        );
+        assert!(
+            !file.contains_user("bob"),
+            "commented-out entry must not load"
+        );
+        assert!(!file.contains_user("# bob"));
+    }
+
+    #[test]
+    fn hash_is_only_a_comment_in_the_first_column() {
+        // Mosquitto tests buf[0] == '#' before trimming; 2.0.11 let "#hashuser" log in from this line.
+        let (file, warnings) = PasswordFile::parse(&format!(" #hashuser:{BOB_FIELD}\n"));
+        assert_eq!(warnings, vec![]);
+        assert!(file.check("#hashuser", Some("pässwörd".as_bytes())));
+    }
+
+    #[test]
+    fn blanks_around_fields_are_trimmed() {
+        let text = format!("  alice \t:  $7$101${ALICE_SALT}${ALICE_HASH} \x0b\x0c \n");
+        let (file, warnings) = PasswordFile::parse(&text);
+        assert_eq!(warnings, vec![]);
+        assert!(file.check("alice", Some(b"secret")));
+    }
+
+    #[test]
+    fn crlf_line_endings_work() {
+        let text = format!("# made on Windows\r\n{ALICE}\r\n\r\n{BOB}\r\n{CAROL}\r\n");
+        let (file, warnings) = PasswordFile::parse(&text);
+        assert_eq!(warnings, vec![]);
+        assert!(file.check("alice", Some(b"secret")));
+        assert!(file.check("bob", Some("pässwörd".as_bytes())));
+        assert!(file.check("carol", Some(b"hunter2")));
+    }
+
+    #[test]
+    fn bad_entries_are_removed_with_a_warning_and_good_ones_still_work() {
+        let lines = [
+            ALICE.to_owned(),
+            // line 2: salt of 9 bytes
+            format!("shortsalt:$7$101$6Fy9rgrB1Q7z${ALICE_HASH}"),
+            // line 3: salt of 15 bytes
+            format!("longsalt:$7$101${ALICE_SALT}AAAA${ALICE_HASH}"),
+            // line 4: salt not base64
+            format!("badsalt:$7$101$6Fy9rgrB1Q7z!!!!${ALICE_HASH}"),
+            // line 5: hash not base64
+            format!("badhash:$7$101${ALICE_SALT}$*{}", &ALICE_HASH[1..]),
+            // line 6: hash without its padding (OpenSSL refuses it too)
+            format!("unpadded:$7$101${ALICE_SALT}${}", ALICE_HASH.trim_end_matches('=')),
+            // line 7: URL-safe alphabet
+            format!(
+                "urlsafe:$6$M5j26XeULRClwY32${}",
+                "hjhlptCdB6XYtJ7uNdc1pcidJuPXHw2SXVRu4ff5kLrrHrpWHNtOYpWcsaD7w8YTQ6yR34XG7qa7KcdwVWAWJg=="
+                    .replace('7', "_")
+            ),
+            // line 8: unknown type
+            format!("type5:$5$101${ALICE_SALT}${ALICE_HASH}"),
+            // line 9: a plain-text password, as `mosquitto_passwd -U` would convert
+            "plain:secret".to_owned(),
+            // line 10-12: iterations that read as < 1
+            format!("iter0:$7$0${ALICE_SALT}${ALICE_HASH}"),
+            format!("iterneg:$7$-5${ALICE_SALT}${ALICE_HASH}"),
+            format!("iterword:$7$many${ALICE_SALT}${ALICE_HASH}"),
+            // line 13: hash field missing
+            format!("nohash:$7$101${ALICE_SALT}"),
+            // line 14-15: empty or blank password field, followed by a newline
+            "empty:".to_owned(),
+            "blank:   \t".to_owned(),
+            // line 16: salt fails first, so that is the reason given
+            "saltfirst:$6$AAAA".to_owned(),
+            CAROL.to_owned(),
+        ];
+        let (file, warnings) = PasswordFile::parse(&(lines.join("\n") + "\n"));
+        assert_eq!(
+            warnings,
+            vec![
+                removed(2, "shortsalt", EntryError::InvalidSalt),
+                removed(3, "longsalt", EntryError::InvalidSalt),
+                removed(4, "badsalt", EntryError::InvalidSalt),
+                removed(5, "badhash", EntryError::InvalidDigest),
+                removed(6, "unpadded", EntryError::InvalidDigest),
+                removed(7, "urlsafe", EntryError::InvalidDigest),
+                removed(8, "type5", EntryError::InvalidHashType),
+                removed(9, "plain", EntryError::InvalidHashType),
+                removed(10, "iter0", EntryError::InvalidIterations),
+                removed(11, "iterneg", EntryError::InvalidIterations),
+                removed(12, "iterword", EntryError::InvalidIterations),
+                removed(13, "nohash", EntryError::InvalidHash),
+                removed(14, "empty", EntryError::InvalidHash),
+                removed(15, "blank", EntryError::InvalidHash),
+                removed(16, "saltfirst", EntryError::InvalidSalt),
+            ]
+        );
+        assert!(warnings.iter().all(|w| w.severity() == Severity::Error));
+        assert_eq!(file.len(), 2);
+        assert!(file.check("alice", Some(b"secret")));
+        assert!(file.check("carol", Some(b"hunter2")));
+        assert!(!file.check("plain", Some(b"secret")));
+        assert!(!file.check("iter0", Some(b"secret")));
+    }
+
+    #[test]
+    fn username_without_password_field_at_end_of_file_is_skipped() {
+        let (file, warnings) = PasswordFile::parse(&format!("{ALICE}\nlast:"));
+        assert_eq!(
+            warnings,
+            vec![Warning {
+                line: 2,
+                kind: WarningKind::MissingPassword {
+                    username: "last".to_owned()
+                }
+            }]
+        );
+        assert_eq!(warnings[0].severity(), Severity::Warning);
+        assert!(!file.contains_user("last"));
+        assert!(file.check("alice", Some(b"secret")));
+    }
+
+    #[test]
+    fn fields_split_like_strtok() {
+        // Each of these lines let its user log in with "secret" on Mosquitto 2.0.11.
+        let lines = [
+            format!("colons::$7$101${ALICE_SALT}${ALICE_HASH}"),
+            format!(":lead:$7$101${ALICE_SALT}${ALICE_HASH}"),
+            format!("extra:$7$101${ALICE_SALT}${ALICE_HASH}:ignored"),
+            format!("nodollar:7$101${ALICE_SALT}${ALICE_HASH}"),
+            format!("doubled:$7$$101$${ALICE_SALT}$${ALICE_HASH}$junk"),
+            format!("itersuffix:$7$101abc${ALICE_SALT}${ALICE_HASH}"),
+            format!("iterspace:$7$ 101${ALICE_SALT}${ALICE_HASH}"),
+            format!("iterplus:$7$+101${ALICE_SALT}${ALICE_HASH}"),
+        ];
+        let (file, warnings) = PasswordFile::parse(&lines.join("\n"));
+        assert_eq!(warnings, vec![]);
+        for user in [
+            "colons",
+            "lead",
+            "extra",
+            "nodollar",
+            "doubled",
+            "itersuffix",
+            "iterspace",
+            "iterplus",
+        ] {
+            assert!(file.check(user, Some(b"secret")), "{user} refused");
+        }
+        assert_eq!(file.len(), 8);
+    }
+
+    #[test]
+    fn iteration_overflow_wraps_like_glibc_atoi() {
+        // 4294967397 = 2^32 + 101: Mosquitto 2.0.11 on amd64 accepted "secret" with this entry.
+        let text = format!(
+            "wrapped:$7$4294967397${ALICE_SALT}${ALICE_HASH}\n\
+             negative:$7$2147483648${ALICE_SALT}${ALICE_HASH}\n"
+        );
+        let (file, warnings) = PasswordFile::parse(&text);
+        assert_eq!(
+            warnings,
+            vec![
+                Warning {
+                    line: 1,
+                    kind: WarningKind::IterationsWrapped {
+                        username: "wrapped".to_owned(),
+                        written: "4294967397".to_owned(),
+                        used: 101,
+                    },
+                },
+                removed(2, "negative", EntryError::InvalidIterations),
+            ]
+        );
+        assert!(file.check("wrapped", Some(b"secret")));
+        assert!(!file.contains_user("negative"));
+        assert_eq!(c_atoi(b"99999999999999999999"), (-1, true));
+        assert_eq!(c_atoi(b"-99999999999999999999"), (0, true));
+        assert_eq!(c_atoi(b"  -42x"), (-42, false));
+        assert_eq!(c_atoi(b""), (0, false));
+    }
+
+    #[test]
+    fn later_valid_duplicate_replaces_the_earlier_one() {
+        let text = format!("alice:$7$101${ALICE_SALT}${ALICE_HASH}\nalice:{BOB_FIELD}\n");
+        let (file, warnings) = PasswordFile::parse(&text);
+        assert_eq!(
+            warnings,
+            vec![Warning {
+                line: 2,
+                kind: WarningKind::Duplicate {
+                    username: "alice".to_owned(),
+                    previous_line: 1,
+                },
+            }]
+        );
+        assert_eq!(file.len(), 1);
+        assert!(file.check("alice", Some("pässwörd".as_bytes())));
+        assert!(!file.check("alice", Some(b"secret")));
+    }
+
+    #[test]
+    fn invalid_duplicate_does_not_shadow_a_valid_entry() {
+        // Mosquitto removes the invalid entry before any lookup, so the valid one is found either way.
+        let (file, warnings) = PasswordFile::parse(&format!("{ALICE}\nalice:bogus\n"));
+        assert_eq!(
+            warnings,
+            vec![removed(2, "alice", EntryError::InvalidHashType)]
+        );
+        assert!(file.check("alice", Some(b"secret")));
+
+        let (file, warnings) = PasswordFile::parse(&format!("alice:bogus\n{ALICE}\n"));
+        assert_eq!(
+            warnings,
+            vec![removed(1, "alice", EntryError::InvalidHashType)]
+        );
+        assert!(file.check("alice", Some(b"secret")));
+    }
+
+    #[test]
+    fn lines_that_can_never_match_are_reported() {
+        let mut data = format!("   :{BOB_FIELD}\n").into_bytes();
+        data.extend_from_slice(b"b\xffd:");
+        data.extend_from_slice(BOB_FIELD.as_bytes());
+        data.extend_from_slice(b"\n");
+        data.extend_from_slice(ALICE.as_bytes());
+        let (file, warnings) = PasswordFile::parse_bytes(&data);
+        assert_eq!(
+            warnings,
+            vec![
+                Warning {
+                    line: 1,
+                    kind: WarningKind::EmptyUsername
+                },
+                Warning {
+                    line: 2,
+                    kind: WarningKind::UsernameNotUtf8
+                },
+            ]
+        );
+        assert_eq!(file.len(), 1);
+        assert!(!file.check("", Some("pässwörd".as_bytes())));
+        assert!(file.check("alice", Some(b"secret")));
+    }
+
+    #[test]
+    fn overlong_fields_are_skipped() {
+        let long_user = "u".repeat(MAX_FIELD_LEN + 1);
+        let max_user = "m".repeat(MAX_FIELD_LEN);
+        let long_field = format!(
+            "$7$101${ALICE_SALT}${ALICE_HASH}{}",
+            "=".repeat(MAX_FIELD_LEN)
+        );
+        let text =
+            format!("{long_user}:{BOB_FIELD}\nlongpw:{long_field}\n{max_user}:{BOB_FIELD}\n");
+        let (file, warnings) = PasswordFile::parse(&text);
+        assert_eq!(
+            warnings,
+            vec![
+                Warning {
+                    line: 1,
+                    kind: WarningKind::UsernameTooLong
+                },
+                Warning {
+                    line: 2,
+                    kind: WarningKind::PasswordTooLong {
+                        username: "longpw".to_owned()
+                    }
+                },
+            ]
+        );
+        assert_eq!(file.len(), 1);
+        assert!(file.check(&max_user, Some("pässwörd".as_bytes())));
+    }
+
+    #[test]
+    fn nul_in_a_line_ends_it() {
+        let mut data = ALICE.as_bytes().to_vec();
+        data.extend_from_slice(b"\0garbage:after\n");
+        data.extend_from_slice(b"\0bob:");
+        data.extend_from_slice(BOB_FIELD.as_bytes());
+        let (file, warnings) = PasswordFile::parse_bytes(&data);
+        assert_eq!(warnings, vec![]);
+        assert!(file.check("alice", Some(b"secret")));
+        assert!(
+            !file.contains_user("bob"),
+            "a line starting with NUL is empty to C"
+        );
+    }
+
+    #[test]
+    fn hash_allows_non_canonical_trailing_bits_like_openssl() {
+        // Mosquitto 2.0.11 accepted ALICE's hash with its last symbol changed from 'A' to 'B'.
+        let tweaked = format!("{}B==", &ALICE_HASH[..85]);
+        let (file, warnings) = PasswordFile::parse(&format!("alice:$7$101${ALICE_SALT}${tweaked}"));
+        assert_eq!(warnings, vec![]);
+        assert!(file.check("alice", Some(b"secret")));
+    }
+
+    #[test]
+    fn generated_entries_are_accepted() {
+        let field = hash_password_pbkdf2(b"correct horse", DEFAULT_PBKDF2_ITERATIONS)
+            .expect("hash with a random salt");
+        let parts: Vec<&str> = field.split('$').collect();
+        assert_eq!(parts.len(), 5, "{field}");
+        assert_eq!((parts[0], parts[1], parts[2]), ("", "7", "101"));
+        assert_eq!(parts[3].len(), 16);
+        assert_eq!(parts[4].len(), 88);
+
+        let again = hash_password_pbkdf2(b"correct horse", DEFAULT_PBKDF2_ITERATIONS)
+            .expect("hash with a random salt");
+        assert_ne!(field, again, "salts must differ");
+
+        let low = hash_password_pbkdf2("élan".as_bytes(), 1).expect("one iteration");
+        let empty = hash_password_pbkdf2(b"", 7).expect("empty password, like mosquitto_passwd");
+        let (file, warnings) = PasswordFile::parse(&format!(
+            "dave:{field}\nerin:{again}\nfrank:{low}\ngina:{empty}\n"
+        ));
+        assert_eq!(warnings, vec![]);
+        assert!(file.check("dave", Some(b"correct horse")));
+        assert!(!file.check("dave", Some(b"correct horse ")));
+        assert!(file.check("erin", Some(b"correct horse")));
+        assert!(file.check("frank", Some("élan".as_bytes())));
+        assert_eq!(
+            file.hash_algorithm("frank"),
+            Some(HashAlgorithm::Pbkdf2Sha512 { iterations: 1 })
+        );
+        // An empty password is only reachable through a NUL-prefixed CONNECT password, as in Mosquitto.
+        assert!(!file.check("gina", Some(b"")));
+        assert!(file.check("gina", Some(b"\0")));
+    }
+
+    #[test]
+    fn generating_refuses_what_mosquitto_could_not_use() {
+        assert!(matches!(
+            hash_password_pbkdf2(b"pw", 0),
+            Err(HashPasswordError::Iterations(0))
+        ));
+        assert!(matches!(
+            hash_password_pbkdf2_with_salt(b"pw", MAX_ITERATIONS + 1, &[0; SALT_LEN]),
+            Err(HashPasswordError::Iterations(_))
+        ));
+        assert!(matches!(
+            hash_password_pbkdf2(b"p\0w", 101),
+            Err(HashPasswordError::ContainsNul)
+        ));
+    }
+
+    #[test]
+    fn fixed_salt_reproduces_mosquitto_passwd_output() {
+        let salt: [u8; SALT_LEN] =
+            decode_exact(ALICE_SALT.as_bytes()).expect("ALICE's salt decodes");
+        let field = hash_password_pbkdf2_with_salt(b"secret", 101, &salt).expect("valid input");
+        assert_eq!(format!("alice:{field}"), ALICE);
+    }
+
+    #[test]
+    fn constant_time_eq_compares_every_byte() {
+        let a = [7u8; HASH_LEN];
+        assert!(constant_time_eq(&a, &a));
+        for index in [0, 31, HASH_LEN - 1] {
+            let mut b = a;
+            b[index] ^= 0x80;
+            assert!(!constant_time_eq(&a, &b), "difference at {index} missed");
+        }
+    }
+
+    #[test]
+    fn debug_output_leaves_hashes_out() {
+        let shown = format!("{:?}", real_file());
+        assert!(shown.contains("users: 3"), "{shown}");
+        assert!(!shown.contains(ALICE_SALT), "{shown}");
+    }
+
+    #[test]
+    fn warnings_display_line_user_and_reason() {
+        let (_, warnings) = PasswordFile::parse("x:$9$a$b\n");
+        assert_eq!(
+            warnings[0].to_string(),
+            "line 1: invalid password hash type for user \"x\", removing entry"
+        );
+        let (_, warnings) = PasswordFile::parse(&format!("{ALICE}\nalice:{BOB_FIELD}"));
+        assert!(
+            warnings[0].to_string().contains("line 1"),
+            "{}",
+            warnings[0]
+        );
+    }
+
+    #[test]
+    fn unopenable_file_is_an_error() {
+        let path = std::env::temp_dir().join(format!(
+            "shardmq-pwfile-missing-{}/none",
+            std::process::id()
+        ));
+        let error = PasswordFile::load(&path).expect_err("missing file must not load");
+        assert!(matches!(error, PasswordFileError::Open { .. }), "{error:?}");
+        assert!(error.to_string().contains("unable to open password file"));
+        assert!(error.to_string().contains(&*path.to_string_lossy()));
+
+        let dir = std::env::temp_dir();
+        let error = PasswordFile::load(&dir).expect_err("a directory must not load");
+        assert!(matches!(error, PasswordFileError::Read { .. }), "{error:?}");
+    }
+
+    /// A scratch directory under the system temp dir, unique to this process, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("shardmq-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn load_reads_a_file_from_disk() {
+        let dir = TempDir::new("pwfile-load");
+        let path = dir.0.join("passwd");
+        std::fs::write(&path, format!("{ALICE}\r\n{CAROL}\r\nbroken:\r\n")).expect("write file");
+        let (file, warnings) = PasswordFile::load(&path).expect("load");
+        assert_eq!(
+            warnings,
+            vec![removed(3, "broken", EntryError::InvalidHash)]
+        );
+        assert!(file.check("alice", Some(b"secret")));
+        assert!(file.check("carol", Some(b"hunter2")));
+    }
+
+    #[test]
+    fn file_written_by_mosquitto_passwd_now_loads_and_checks() {
+        const TOOL: &str = "/usr/bin/mosquitto_passwd";
+        if !Path::new(TOOL).exists() {
+            eprintln!("skipping: {TOOL} is not installed");
+            return;
+        }
+        let dir = TempDir::new("pwfile-mosquitto-passwd");
+        let path = dir.0.join("passwd");
+        let run = |args: &[&str]| {
+            let status = std::process::Command::new(TOOL)
+                .args(args)
+                .status()
+                .expect("run mosquitto_passwd");
+            assert!(
+                status.success(),
+                "mosquitto_passwd {args:?} failed: {status}"
+            );
+        };
+        let file_arg = path.to_str().expect("temp path is UTF-8");
+        run(&["-c", "-b", file_arg, "dave", "pass with spaces ünd ümlauts"]);
+        run(&["-H", "sha512", "-b", file_arg, "erin", "s3cr3t!$:#"]);
+        run(&["-b", file_arg, "frank", "x"]);
+        let (file, warnings) = PasswordFile::load(&path).expect("load mosquitto_passwd output");
+        assert_eq!(warnings, vec![]);
+        assert_eq!(file.len(), 3);
+        assert!(file.check("dave", Some("pass with spaces ünd ümlauts".as_bytes())));
+        assert!(file.check("erin", Some(b"s3cr3t!$:#")));
+        assert!(file.check("frank", Some(b"x")));
+        assert!(!file.check("dave", Some(b"pass with spaces")));
+        assert!(!file.check("frank", Some(b"y")));
+        assert_eq!(file.hash_algorithm("erin"), Some(HashAlgorithm::Sha512));
+        assert!(matches!(
+            file.hash_algorithm("dave"),
+            Some(HashAlgorithm::Pbkdf2Sha512 { .. })
+        ));
+    }
+}
