@@ -96,6 +96,11 @@ impl Security {
         }
     }
 
+    /// Whether an `acl_file` is in force (else only [`acl::reserved_for_write`] limits publishing).
+    pub fn has_acl_file(&self) -> bool {
+        self.acl.is_some()
+    }
+
     /// The ACL of one client, or None when no `acl_file` is configured (then everything is allowed but
     /// the topics [`acl::reserved_for_write`] keeps for the broker).
     pub fn client_acl(&self, client_id: &str, username: Option<&str>) -> Option<Box<ClientAcl>> {
