@@ -479,7 +479,7 @@ fn a_malformed_acl_file_stops_the_broker_from_starting() {
         Err(e) => e.to_string(),
     };
     assert!(
-        err.contains("acl_file line 3") && err.contains("\"rw\""),
+        err.contains("acl_file") && err.contains("line 3") && err.contains("\"rw\""),
         "the error names the line and the bad word: {err}"
     );
     let missing = dir.path("nope");

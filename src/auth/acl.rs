@@ -50,20 +50,28 @@ pub struct Rule {
 /// Why an ACL file was refused. Mosquitto refuses to start on any of these, and so does shardmq.
 #[derive(Debug, thiserror::Error)]
 pub enum AclError {
-    #[error("unable to open acl_file \"{path}\": {source}")]
+    #[error("unable to open acl_file \"{}\": {source}", path.display())]
     Open {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("acl_file line {line}: empty topic")]
+    /// One of the errors below, in the file at `path`.
+    #[error("in acl_file \"{}\", {source}", path.display())]
+    InFile {
+        path: PathBuf,
+        source: Box<AclError>,
+    },
+    #[error("line {line}: empty topic")]
     EmptyTopic { line: usize },
-    #[error("acl_file line {line}: invalid topic access type \"{access}\" (read, write, readwrite or deny)")]
+    #[error(
+        "line {line}: invalid topic access type \"{access}\" (read, write, readwrite or deny)"
+    )]
     InvalidAccess { line: usize, access: String },
-    #[error("acl_file line {line}: invalid ACL topic \"{filter}\"")]
+    #[error("line {line}: invalid ACL topic \"{filter}\"")]
     InvalidTopic { line: usize, filter: String },
-    #[error("acl_file line {line}: missing username")]
+    #[error("line {line}: missing username")]
     MissingUsername { line: usize },
-    #[error("acl_file line {line}: invalid line \"{text}\" (expected topic, pattern or user)")]
+    #[error("line {line}: invalid line \"{text}\" (expected topic, pattern or user)")]
     InvalidLine { line: usize, text: String },
 }
 
@@ -111,7 +119,10 @@ impl AclFile {
             path: path.to_owned(),
             source,
         })?;
-        AclFile::parse(&text)
+        AclFile::parse(&text).map_err(|e| AclError::InFile {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
     }
 
     /// Parse the text of an ACL file, line by line as Mosquitto does: trailing white space is dropped, a
@@ -468,21 +479,18 @@ mod tests {
         let err = |t: &str| AclFile::parse(t).unwrap_err().to_string();
         assert_eq!(
             err("topic read a\ntopic rw b\n"),
-            "acl_file line 2: invalid topic access type \"rw\" (read, write, readwrite or deny)"
+            "line 2: invalid topic access type \"rw\" (read, write, readwrite or deny)"
         );
-        assert_eq!(
-            err("topic a/#/b\n"),
-            "acl_file line 1: invalid ACL topic \"a/#/b\""
-        );
-        assert_eq!(err("user\n"), "acl_file line 1: missing username");
-        assert_eq!(err("topic\n"), "acl_file line 1: empty topic");
+        assert_eq!(err("topic a/#/b\n"), "line 1: invalid ACL topic \"a/#/b\"");
+        assert_eq!(err("user\n"), "line 1: missing username");
+        assert_eq!(err("topic\n"), "line 1: empty topic");
         assert_eq!(
             err("\ttopic a\n"),
-            "acl_file line 1: invalid line \"\ttopic a\" (expected topic, pattern or user)"
+            "line 1: invalid line \"\ttopic a\" (expected topic, pattern or user)"
         );
         assert_eq!(
             err("users alice\n"),
-            "acl_file line 1: invalid line \"users alice\" (expected topic, pattern or user)"
+            "line 1: invalid line \"users alice\" (expected topic, pattern or user)"
         );
     }
 

@@ -62,7 +62,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug, Error)]
 pub enum PasswordFileError {
     /// Mosquitto: `Error: Unable to open pwfile "%s".`
-    #[error("unable to open password file \"{}\"", path.display())]
+    #[error("unable to open password file \"{}\": {source}", path.display())]
     Open {
         /// The configured `password_file`.
         path: PathBuf,
@@ -70,7 +70,7 @@ pub enum PasswordFileError {
         source: io::Error,
     },
     /// The file opened but could not be read (a directory, an I/O error).
-    #[error("unable to read password file \"{}\"", path.display())]
+    #[error("unable to read password file \"{}\": {source}", path.display())]
     Read {
         /// The configured `password_file`.
         path: PathBuf,
