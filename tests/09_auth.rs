@@ -14,7 +14,11 @@
 //! - ACL read rules: SUBSCRIBE is granted (Mosquitto 2.0 does not check it against the ACL file), and
 //!   each message, live or retained, reaches only subscribers who may read its topic.
 //! - `pattern` rules expand `%c` (client id) and `%u` (username).
+//! - A persistent session resumed under another username loses the queued messages that username may
+//!   not read (Mosquitto's `connection_check_acl`), and gets only what it may read from then on.
 //! - A will is published only if its client may write its topic.
+//! - SIGHUP re-reads both files: a connected client no longer in the password file is disconnected,
+//!   and the new read rules apply to the clients that stay.
 //! - A malformed ACL file stops the broker from starting, naming the line.
 //!
 //! Each case runs for 3.1.1 and 5.0 with 1 and 4 shards (so publishers and subscribers also sit on
@@ -434,6 +438,48 @@ fn acl_patterns_expand_client_id_and_username() {
         carol.publish(&mine, 1, false, b"no");
         // writer may write data/, not users/: nothing reaches alice's inbox from anyone here.
         alice.expect_silence(ABSENCE_WAIT);
+    });
+}
+
+#[test]
+fn a_session_resumed_under_another_username_loses_what_it_may_no_longer_read() {
+    if !have_tool("mosquitto_passwd", "mosquitto") {
+        return;
+    }
+    let dir = Scratch::new("aclresume");
+    let pw = password_file(&dir);
+    let config = acl_config(&dir, &pw);
+    for_each_case(BOTH, &config, |case| {
+        let id = unique_id("rs");
+        let persistent = |user: &str, password: &[u8]| {
+            Connect::new(case.proto, &id)
+                .persistent()
+                .login(user, password)
+        };
+        // As reader (data/# readable), subscribe and go away, keeping the session.
+        let (mut c, _) = RawClient::connect(case.addr, &persistent("reader", b"r"));
+        assert_eq!(c.subscribe(&[("data/#", 1)]), vec![1]);
+        c.send(&raw::disconnect());
+        c.expect_closed();
+        // Queued for the absent session.
+        let mut writer = login(&case, "writer", "w");
+        writer.publish("data/queued", 1, false, b"for reader");
+        // Back as carol, who may read nothing under data/: the queued message is dropped, and so is
+        // what arrives from now on; a reconnect as reader gets live messages again.
+        let (mut c, ack) = RawClient::connect(case.addr, &persistent("carol", b"hunter2"));
+        assert!(ack.session_present);
+        writer.publish("data/live", 1, false, b"for reader only");
+        c.expect_silence(ABSENCE_WAIT);
+        c.send(&raw::disconnect());
+        c.expect_closed();
+        let (mut c, ack) = RawClient::connect(case.addr, &persistent("reader", b"r"));
+        assert!(ack.session_present);
+        writer.publish("data/again", 1, false, b"readable");
+        let p = c.recv_publish();
+        assert_eq!(
+            p.topic, "data/again",
+            "nothing from while carol held the session"
+        );
     });
 }
 
