@@ -165,8 +165,11 @@ async fn run_connection(
         None => match read_connect(&shard, &stream, &settings).await {
             Ok(a) => a,
             Err(Refusal::Connack(code, protocol)) => {
-                tracing::info!(target: log_type::NOTICE,
-                    "Client connection from {} refused: {:?}.", peer, code);
+                // A refused login is logged where the client id is known (`check_connect`).
+                if code != ReasonCode::NotAuthorized {
+                    tracing::info!(target: log_type::NOTICE,
+                        "Client connection from {} refused: {:?}.", peer, code);
+                }
                 let out = encode_refusal(code, protocol);
                 if write_all(&stream, &out).await.is_ok() {
                     linger_close(&stream).await;
@@ -332,6 +335,9 @@ fn check_connect(settings: &Settings, security: &Security, c: &Connect) -> Resul
     let username = c.username.as_ref().map(|u| u.as_str());
     let password = c.password.as_deref();
     if !security.authenticate(settings.allow_anonymous, username, password) {
+        // Mosquitto's line for it.
+        tracing::info!(target: log_type::NOTICE, "Client {} disconnected, not authorised.",
+            if c.client_id.is_empty() { "<unknown>" } else { c.client_id.as_str() });
         return refuse(ReasonCode::NotAuthorized);
     }
     Ok(())
