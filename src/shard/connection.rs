@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -280,8 +281,17 @@ async fn read_connect(
             Err(_) => return Err(Refusal::Close("socket error before CONNECT")),
         }
     };
+    check_connect(settings, &connect)?;
     let security = shard.borrow().security.clone();
-    check_connect(settings, &security, &connect)?;
+    if !authorise(settings, security, &connect).await {
+        // Mosquitto's line for it.
+        tracing::info!(target: log_type::NOTICE, "Client {} disconnected, not authorised.",
+            if connect.client_id.is_empty() { "<unknown>" } else { connect.client_id.as_str() });
+        return Err(Refusal::Connack(
+            ReasonCode::NotAuthorized,
+            connect.protocol,
+        ));
+    }
     let assigned_id = connect.client_id.is_empty();
     if assigned_id {
         connect.client_id = shard.borrow_mut().assign_client_id();
@@ -294,7 +304,7 @@ async fn read_connect(
 }
 
 /// The CONNECT checks that do not depend on session state, with each version's refusal.
-fn check_connect(settings: &Settings, security: &Security, c: &Connect) -> Result<(), Refusal> {
+fn check_connect(settings: &Settings, c: &Connect) -> Result<(), Refusal> {
     let v = c.protocol;
     let v5 = v == ProtocolVersion::V5;
     let refuse = |code| Err(Refusal::Connack(code, v));
@@ -330,17 +340,27 @@ fn check_connect(settings: &Settings, security: &Security, c: &Connect) -> Resul
             };
         }
     }
-    // Last, as in Mosquitto (after the will is read): a refused login answers "not authorised" in every
-    // version (3.x return code 5, v5 0x87), whether the user is unknown or the password wrong.
-    let username = c.username.as_ref().map(|u| u.as_str());
-    let password = c.password.as_deref();
-    if !security.authenticate(settings.allow_anonymous, username, password) {
-        // Mosquitto's line for it.
-        tracing::info!(target: log_type::NOTICE, "Client {} disconnected, not authorised.",
-            if c.client_id.is_empty() { "<unknown>" } else { c.client_id.as_str() });
-        return refuse(ReasonCode::NotAuthorized);
-    }
     Ok(())
+}
+
+/// The login check, last as in Mosquitto (after the will is read): a refused login answers "not
+/// authorised" in every version (3.x return code 5, v5 0x87), whether the user is unknown or the password
+/// wrong. A costly hash (see [`Security::costly_check`]) is checked on glommio's blocking thread pool.
+async fn authorise(settings: &Settings, security: Arc<Security>, c: &Connect) -> bool {
+    let username = c.username.as_ref().map(|u| u.as_str());
+    let allow_anonymous = settings.allow_anonymous;
+    if !security.costly_check(username) {
+        return security.authenticate(allow_anonymous, username, c.password.as_deref());
+    }
+    let username = username.map(str::to_owned);
+    let password = c.password.clone();
+    tracing::debug!(target: log_type::DEBUG,
+        "Checking the password of {} on the blocking thread pool.", c.client_id);
+    glommio::executor()
+        .spawn_blocking(move || {
+            security.authenticate(allow_anonymous, username.as_deref(), password.as_deref())
+        })
+        .await
 }
 
 /// The v5 CONNACK properties for an accepted CONNECT, and the keep-alive actually in force.
