@@ -132,6 +132,33 @@ impl Security {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the files hold, loading them and checking against them never panics.
+        #[test]
+        fn any_file_content_parses_without_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+            words in proptest::collection::vec(
+                prop::sample::select(vec!["user", "topic", "pattern", "read", "write", "readwrite",
+                    "deny", "#", "+", "a/+/b", "%c", "%u", "$SYS/#", " ", "\n", "\t", ":", "$7$", "$6$"]),
+                0..40),
+            topic in "[a-z/+#$%]{0,12}",
+        ) {
+            let (passwords, _) = PasswordFile::parse_bytes(&data);
+            let _ = passwords.check("user", Some(&data));
+            let text: String = words.concat();
+            for text in [text.as_str(), &String::from_utf8_lossy(&data)] {
+                if let Ok(acl) = AclFile::parse(text) {
+                    let client = acl.for_client(&topic, Some(&topic));
+                    if crate::topic::validate_topic_name(&topic).is_ok() {
+                        let _ = client.allows(&topic, acl::Access::READ);
+                        let _ = client.allows(&topic, acl::Access::WRITE);
+                    }
+                }
+            }
+        }
+    }
 
     /// mosquitto_passwd 2.0.11: `mosquitto_passwd -c -b FILE alice secret`.
     const ALICE: &str = "alice:$7$101$6Fy9rgrB1Q7zblxB$JrzNwggJB9R7hungMBl6brFD7IaxUJNojsPhrw2bWOtDL2webI/iwT6yRz1/xfgs4Ep+8/Qzq5oG6eVeqZgnAA==\n";
