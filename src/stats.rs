@@ -25,6 +25,8 @@ pub struct ShardStats {
     pub retained_messages: u64,
     /// Subscriptions held by this shard's sessions.
     pub subscriptions: u64,
+    /// TCP connections accepted by this shard's listeners (CONNECT or not).
+    pub sockets_accepted: u64,
 }
 
 impl ShardStats {
@@ -39,5 +41,6 @@ impl ShardStats {
         self.messages_dropped += o.messages_dropped;
         self.retained_messages += o.retained_messages;
         self.subscriptions += o.subscriptions;
+        self.sockets_accepted += o.sockets_accepted;
     }
 }

@@ -7,6 +7,8 @@
 //! - `$SYS/broker/clients/connected` counts connected clients of every shard.
 //! - `$SYS/broker/messages/received` and `$SYS/broker/messages/sent` are integers that count the
 //!   traffic of every shard.
+//! - `$SYS/broker/load/<counter>/{1min,5min,15min}` are numbers with two decimals ("0.00" at first) that
+//!   rise above zero with traffic (Mosquitto's per-minute rates averaged over 1, 5 and 15 minutes).
 //!
 //! Run for 3.1.1 and 5.0 subscribers, with 1 and 4 shards, `sys_interval 1`.
 
@@ -162,6 +164,45 @@ fn message_counters_cover_every_shard() {
             Duration::from_secs(4),
             "messages/sent += 40",
             |m| m.topic == "$SYS/broker/messages/sent" && number(m) >= s0 + 40,
+        )
+        .await;
+    });
+}
+
+#[test]
+fn load_averages_are_published_and_follow_the_traffic() {
+    for_each_case_async(BOTH, SYS_CONFIG, |case| async move {
+        let mut sys = Client::connect(&case, &unique_id("sys")).await;
+        assert_eq!(sys.subscribe("$SYS/broker/load/#", 0).await, 0);
+        let topic = "$SYS/broker/load/messages/received/1min";
+        let load = |m: &Msg| -> f64 {
+            m.text()
+                .parse()
+                .unwrap_or_else(|_| panic!("{} is not a number: {:?}", m.topic, m.text()))
+        };
+        // Every load topic is a number with two decimals, as Mosquitto formats it.
+        let (m, _) = wait_for(&mut sys, Duration::from_secs(3), topic, |m| {
+            m.topic == topic
+        })
+        .await;
+        assert!(load(&m) >= 0.0 && m.text().split('.').nth(1).map(str::len) == Some(2));
+        // Traffic makes the per-minute rate, and so the 1-minute average, rise above zero.
+        let mut p = Client::connect(&case, &unique_id("p")).await;
+        for i in 0..20 {
+            p.publish("load/t", 1, false, format!("{i}")).await;
+        }
+        wait_for(
+            &mut sys,
+            Duration::from_secs(5),
+            "a 1min load above 0",
+            |m| m.topic == topic && load(m) > 0.0,
+        )
+        .await;
+        wait_for(
+            &mut sys,
+            Duration::from_secs(5),
+            "a connections load above 0",
+            |m| m.topic == "$SYS/broker/load/connections/1min" && load(m) > 0.0,
         )
         .await;
     });

@@ -82,7 +82,10 @@ pub(super) async fn accept_loop(shard: Rc<RefCell<Shard>>, fd: OwnedFd, index: u
     let max = settings.listeners[index].max_connections;
     loop {
         let stream = match listener.accept().await {
-            Ok(s) => s,
+            Ok(s) => {
+                shard.borrow_mut().stats.sockets_accepted += 1;
+                s
+            }
             Err(e) => {
                 tracing::warn!(target: log_type::WARNING, "Warning: error accepting a connection: {e}");
                 // Out of file descriptors or similar: give the rest of the shard a moment.

@@ -20,6 +20,83 @@ pub(super) struct SysRound {
     /// Replies still expected.
     waiting: usize,
     total: ShardStats,
+    load: Load,
+}
+
+/// The counters behind `$SYS/broker/load/<metric>/<window>`, in Mosquitto's order and names.
+const LOAD_METRICS: [&str; 9] = [
+    "messages/received",
+    "messages/sent",
+    "publish/dropped",
+    "publish/received",
+    "publish/sent",
+    "bytes/received",
+    "bytes/sent",
+    "sockets",
+    "connections",
+];
+
+/// Averaging windows, in seconds.
+const LOAD_WINDOWS: [(&str, f64); 3] = [("1min", 60.0), ("5min", 300.0), ("15min", 900.0)];
+
+fn load_counters(t: &ShardStats) -> [u64; 9] {
+    [
+        t.messages_received,
+        t.messages_sent,
+        t.messages_dropped,
+        t.messages_received,
+        t.messages_sent,
+        t.bytes_received,
+        t.bytes_sent,
+        t.sockets_accepted,
+        t.connections_total,
+    ]
+}
+
+/// Mosquitto's `$SYS/broker/load/...` (its `calc_load`): each counter's rate per minute over the last
+/// interval, averaged exponentially over 1, 5 and 15 minutes like the kernel's load average. Published
+/// all at the first round, then only those that moved by 0.01 or more, as Mosquitto does.
+#[derive(Debug, Default)]
+struct Load {
+    /// Counters and time of the previous round; None before the first.
+    last: Option<(Instant, [u64; 9])>,
+    /// `averages[metric][window]`.
+    averages: [[f64; 3]; 9],
+}
+
+impl Load {
+    /// The topics and values to publish for this round.
+    fn update(&mut self, now: Instant, counters: [u64; 9]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let topic = |m: usize, w: usize| {
+            format!("$SYS/broker/load/{}/{}", LOAD_METRICS[m], LOAD_WINDOWS[w].0)
+        };
+        let Some((then, before)) = self.last.replace((now, counters)) else {
+            for m in 0..LOAD_METRICS.len() {
+                for w in 0..LOAD_WINDOWS.len() {
+                    out.push((topic(m, w), format!("{:.2}", self.averages[m][w])));
+                }
+            }
+            return out;
+        };
+        let elapsed = now.saturating_duration_since(then).as_secs_f64();
+        if elapsed <= 0.0 {
+            return out;
+        }
+        for m in 0..LOAD_METRICS.len() {
+            let rate = counters[m].saturating_sub(before[m]) as f64 * 60.0 / elapsed;
+            for (w, (_, window)) in LOAD_WINDOWS.iter().enumerate() {
+                let decay = (-elapsed / window).exp();
+                let current = self.averages[m][w];
+                let new = rate + decay * (current - rate);
+                if (new - current).abs() >= 0.01 {
+                    out.push((topic(m, w), format!("{new:.2}")));
+                }
+                self.averages[m][w] = new;
+            }
+        }
+        out
+    }
 }
 
 impl Shard {
@@ -116,9 +193,14 @@ impl Shard {
             ),
             ("$SYS/broker/shards", self.shards.to_string()),
         ];
+        let load = self.sys.load.update(Instant::now(), load_counters(&t));
+        let topics = topics
+            .into_iter()
+            .map(|(topic, value)| (Utf8Bytes::from_static(topic), value))
+            .chain(load.into_iter().map(|(t, v)| (Utf8Bytes::from(t), v)));
         for (topic, value) in topics {
             self.route(Message {
-                topic: Utf8Bytes::from_static(topic),
+                topic,
                 payload: Bytes::from(value),
                 qos: QoS::AtMostOnce,
                 retain: true,
@@ -126,5 +208,59 @@ impl Shard {
                 origin: None,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn value(out: &[(String, String)], topic: &str) -> Option<f64> {
+        out.iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, v)| v.parse().expect("a number"))
+    }
+
+    #[test]
+    fn load_starts_at_zero_for_all_27_topics() {
+        let mut load = Load::default();
+        let out = load.update(Instant::now(), [5; 9]);
+        assert_eq!(out.len(), 27);
+        assert!(out.iter().all(|(_, v)| v == "0.00"));
+        assert_eq!(out[0].0, "$SYS/broker/load/messages/received/1min");
+        assert_eq!(out[26].0, "$SYS/broker/load/connections/15min");
+    }
+
+    #[test]
+    fn load_is_the_per_minute_rate_averaged_like_mosquitto() {
+        let mut load = Load::default();
+        let t0 = Instant::now();
+        load.update(t0, [0; 9]);
+        // 600 messages received in 60 s: 600/min; after one minute the 1-minute average is
+        // 600 * (1 - e^-1), the 5-minute one 600 * (1 - e^-0.2), the 15-minute one 600 * (1 - e^-1/15).
+        let mut counters = [0; 9];
+        counters[0] = 600;
+        let out = load.update(t0 + Duration::from_secs(60), counters);
+        assert_eq!(
+            value(&out, "$SYS/broker/load/messages/received/1min"),
+            Some(379.27)
+        );
+        assert_eq!(
+            value(&out, "$SYS/broker/load/messages/received/5min"),
+            Some(108.76)
+        );
+        assert_eq!(
+            value(&out, "$SYS/broker/load/messages/received/15min"),
+            Some(38.70)
+        );
+        // Unchanged counters are not republished (the averages did not move by 0.01).
+        assert_eq!(value(&out, "$SYS/broker/load/bytes/sent/1min"), None);
+        // No traffic for a minute: the averages decay towards 0.
+        let out = load.update(t0 + Duration::from_secs(120), counters);
+        assert_eq!(
+            value(&out, "$SYS/broker/load/messages/received/1min"),
+            Some(139.53)
+        );
     }
 }
