@@ -16,6 +16,9 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
+/// Mosquitto's default `auto_id_prefix`.
+pub const DEFAULT_AUTO_ID_PREFIX: &str = "auto-";
+
 /// The commented default configuration (`docs/shardmq.conf`), shipped inside the binary.
 pub const DEFAULT_CONFIG_TEXT: &str = include_str!("../docs/shardmq.conf");
 
@@ -46,6 +49,8 @@ pub struct ListenerConfig {
     pub bind_address: Option<String>,
     /// Most clients connected through this listener at once; `None` is unlimited (Mosquitto's `-1`).
     pub max_connections: Option<u32>,
+    /// `use_username_as_clientid`: a client's username replaces its client id (no username: refused).
+    pub use_username_as_clientid: bool,
 }
 
 impl ListenerConfig {
@@ -55,6 +60,7 @@ impl ListenerConfig {
             port,
             bind_address: None,
             max_connections: None,
+            use_username_as_clientid: false,
         }
     }
 
@@ -64,6 +70,7 @@ impl ListenerConfig {
             port,
             bind_address: Some(LOCAL_ONLY_BIND_ADDRESS.to_owned()),
             max_connections: None,
+            use_username_as_clientid: false,
         }
     }
 }
@@ -635,6 +642,12 @@ pub struct Config {
     pub password_file: Option<PathBuf>,
     /// Mosquitto `acl_file`: which topics each client may read and write. `None` (default): all topics.
     pub acl_file: Option<PathBuf>,
+    /// Accept an empty client id (3.1.1 with clean session, 5.0) and assign one. Default true.
+    pub allow_zero_length_clientid: bool,
+    /// Prefix of the client ids the broker assigns. Default `auto-`.
+    pub auto_id_prefix: String,
+    /// Only client ids starting with this may connect (others: not authorised). Default: any.
+    pub clientid_prefixes: Option<String>,
     /// Number of shards (executor threads); `None` = one per CPU this process may run on (or per
     /// `cpu_set` entry).
     pub shards: Option<NonZeroUsize>,
@@ -684,6 +697,9 @@ impl Default for Config {
             pid_file: None,
             password_file: None,
             acl_file: None,
+            allow_zero_length_clientid: true,
+            auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_owned(),
+            clientid_prefixes: None,
             shards: None,
             cpu_affinity: None,
             cpu_set: None,
@@ -806,25 +822,25 @@ pub fn available_cpus() -> io::Result<Vec<usize>> {
 /// Options shardmq implements (Mosquitto's and its own); used for suggestions.
 #[rustfmt::skip]
 const SUPPORTED_KEYS: &[&str] = &[
-    "acl_file", "allow_anonymous", "bind_address", "connection_messages", "cpu_affinity", "cpu_set",
-    "include_dir", "listen_backlog", "listener", "log_dest", "log_timestamp", "log_timestamp_format",
+    "acl_file", "allow_anonymous", "allow_zero_length_clientid", "auto_id_prefix", "bind_address",
+    "clientid_prefixes", "connection_messages", "cpu_affinity", "cpu_set", "include_dir", "listen_backlog", "listener", "log_dest", "log_timestamp", "log_timestamp_format",
     "log_type", "max_connections", "max_inflight_messages", "max_keepalive", "max_packet_size",
     "max_queued_bytes", "max_queued_messages", "password_file", "per_listener_settings", "persistence",
     "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
-    "retry_interval", "set_tcp_nodelay", "shards", "sys_interval", "user",
+    "retry_interval", "set_tcp_nodelay", "shards", "sys_interval", "use_username_as_clientid", "user",
 ];
 
 /// Every other option Mosquitto 2.0 reads (mosquitto.conf(5) and src/conf.c); refused as unsupported.
 #[rustfmt::skip]
 const UNSUPPORTED_KEYS: &[&str] = &[
-    "address", "addresses", "allow_duplicate_messages", "allow_zero_length_clientid",
-    "auth_plugin", "auth_plugin_deny_special_chars", "auto_id_prefix", "autosave_interval",
+    "address", "addresses", "allow_duplicate_messages", "auth_plugin",
+    "auth_plugin_deny_special_chars", "autosave_interval",
     "autosave_on_changes", "bind_interface", "bridge_alpn", "bridge_attempt_unsubscribe",
     "bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile", "bridge_identity",
     "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size", "bridge_outgoing_retain",
     "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp", "bridge_tls_version", "cafile",
     "capath", "certfile", "check_retain_source", "ciphers", "ciphers_tls1.3", "cleansession",
-    "clientid", "clientid_prefixes", "connection", "crlfile", "dhparamfile", "http_dir", "idle_timeout",
+    "clientid", "connection", "crlfile", "dhparamfile", "http_dir", "idle_timeout",
     "keepalive_interval", "keyfile", "local_cleansession", "local_clientid", "local_password",
     "local_username", "log_facility", "max_inflight_bytes", "max_qos", "max_topic_alias", "maximum_qos",
     "memory_limit", "message_size_limit", "mount_point", "notification_topic", "notifications",
@@ -833,7 +849,7 @@ const UNSUPPORTED_KEYS: &[&str] = &[
     "remote_password", "remote_username", "require_certificate", "restart_timeout", "round_robin",
     "socket_domain", "start_type", "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
     "tls_version", "topic", "try_private", "upgrade_outgoing_qos", "use_identity_as_username",
-    "use_subject_as_username", "use_username_as_clientid", "username", "websockets_headers_size",
+    "use_subject_as_username", "username", "websockets_headers_size",
     "websockets_log_level",
 ];
 
@@ -1046,6 +1062,7 @@ struct Parser {
     default_port: Option<u16>,
     default_bind_address: Option<String>,
     default_max_connections: Option<Option<u32>>,
+    default_use_username_as_clientid: Option<bool>,
     local_only: bool,
     allow_anonymous: Option<bool>,
     log_dest_set: bool,
@@ -1067,6 +1084,7 @@ impl Parser {
             default_port: None,
             default_bind_address: None,
             default_max_connections: None,
+            default_use_username_as_clientid: None,
             local_only: true,
             allow_anonymous: None,
             log_dest_set: false,
@@ -1264,6 +1282,34 @@ impl Parser {
                 }
                 c.pid_file = Some(PathBuf::from(path));
             }
+            "allow_zero_length_clientid" => {
+                c.allow_zero_length_clientid = line.bool("allow_zero_length_clientid", rest)?
+            }
+            "auto_id_prefix" => {
+                let prefix = line.text("auto_id_prefix", rest)?;
+                if c.auto_id_prefix != DEFAULT_AUTO_ID_PREFIX {
+                    return Err(line.duplicate("auto_id_prefix"));
+                }
+                c.auto_id_prefix = prefix.to_owned();
+            }
+            "clientid_prefixes" => {
+                let prefix = line.text("clientid_prefixes", rest)?;
+                if c.clientid_prefixes.is_some() {
+                    return Err(line.duplicate("clientid_prefixes"));
+                }
+                c.clientid_prefixes = Some(prefix.to_owned());
+            }
+            "use_username_as_clientid" => {
+                let v = line.bool("use_username_as_clientid", rest)?;
+                match self.current {
+                    CurrentListener::Default => self.default_use_username_as_clientid = Some(v),
+                    CurrentListener::Explicit(i) => {
+                        if let Some(l) = self.listeners.get_mut(i) {
+                            l.use_username_as_clientid = v;
+                        }
+                    }
+                }
+            }
             "password_file" => {
                 let path = line.text("password_file", rest)?;
                 if c.password_file.is_some() {
@@ -1343,6 +1389,7 @@ impl Parser {
             port: port as u16,
             bind_address: bind.map(str::to_owned),
             max_connections: None,
+            use_username_as_clientid: false,
         });
         self.current = CurrentListener::Explicit(self.listeners.len() - 1);
         Ok(())
@@ -1451,11 +1498,13 @@ impl Parser {
         let mut listeners = std::mem::take(&mut self.listeners);
         let default_used = self.default_port.is_some()
             || self.default_bind_address.is_some()
-            || self.default_max_connections.is_some();
+            || self.default_max_connections.is_some()
+            || self.default_use_username_as_clientid.is_some();
         if self.local_only {
             // Mosquitto 2.0 "local only mode": loopback listener, anonymous clients allowed regardless.
             let mut l = ListenerConfig::local_only(DEFAULT_PORT);
             l.max_connections = self.default_max_connections.flatten();
+            l.use_username_as_clientid = self.default_use_username_as_clientid.unwrap_or(false);
             listeners = vec![l];
             self.config.notices.push(ConfigNotice::LocalOnlyMode);
             if self.allow_anonymous == Some(false) {
@@ -1470,6 +1519,9 @@ impl Parser {
                     port: self.default_port.unwrap_or(DEFAULT_PORT),
                     bind_address: self.default_bind_address.take(),
                     max_connections: self.default_max_connections.flatten(),
+                    use_username_as_clientid: self
+                        .default_use_username_as_clientid
+                        .unwrap_or(false),
                 });
             }
             self.config.allow_anonymous = self.allow_anonymous.unwrap_or(false);
@@ -1618,12 +1670,14 @@ mod tests {
                 ListenerConfig {
                     port: 1883,
                     bind_address: Some("0.0.0.0".into()),
-                    max_connections: Some(10)
+                    max_connections: Some(10),
+                    use_username_as_clientid: false,
                 },
                 ListenerConfig {
                     port: 8883,
                     bind_address: Some("::1".into()),
-                    max_connections: None
+                    max_connections: None,
+                    use_username_as_clientid: false,
                 },
                 ListenerConfig::any_interface(1884),
             ]
@@ -1703,7 +1757,8 @@ mod tests {
             vec![ListenerConfig {
                 port: 1883,
                 bind_address: Some("10.0.0.1".into()),
-                max_connections: None
+                max_connections: None,
+                use_username_as_clientid: false,
             }]
         );
 
@@ -1716,12 +1771,14 @@ mod tests {
                 ListenerConfig {
                     port: 1885,
                     bind_address: None,
-                    max_connections: Some(7)
+                    max_connections: Some(7),
+                    use_username_as_clientid: false,
                 },
                 ListenerConfig {
                     port: 1884,
                     bind_address: None,
-                    max_connections: Some(5)
+                    max_connections: Some(5),
+                    use_username_as_clientid: false,
                 },
             ]
         );
@@ -2228,6 +2285,42 @@ mod tests {
     }
 
     #[test]
+    fn client_id_options_as_mosquitto_reads_them() {
+        let c = ok("listener 1883\n");
+        assert!(c.allow_zero_length_clientid && c.auto_id_prefix == "auto-");
+        assert!(c.clientid_prefixes.is_none() && !c.listeners[0].use_username_as_clientid);
+        let c = ok(
+            "allow_zero_length_clientid false\nauto_id_prefix dev-\nclientid_prefixes ok-\n\
+                    listener 1883\nlistener 1884\nuse_username_as_clientid true\n",
+        );
+        assert!(!c.allow_zero_length_clientid);
+        assert_eq!(c.auto_id_prefix, "dev-");
+        assert_eq!(c.clientid_prefixes.as_deref(), Some("ok-"));
+        // A listener option: only the listener it follows.
+        let by_user: Vec<bool> = c
+            .listeners
+            .iter()
+            .map(|l| l.use_username_as_clientid)
+            .collect();
+        assert_eq!(by_user, [false, true]);
+        // Before any listener it is the default listener's (`port`), as in Mosquitto.
+        let c = ok("use_username_as_clientid true\nport 1885\nlistener 1886\n");
+        let by_user: Vec<(u16, bool)> = c
+            .listeners
+            .iter()
+            .map(|l| (l.port, l.use_username_as_clientid))
+            .collect();
+        assert_eq!(by_user, [(1886, false), (1885, true)]);
+        assert!(matches!(
+            err("auto_id_prefix a\nauto_id_prefix b\n"),
+            ConfigError::Duplicate {
+                key: "auto_id_prefix",
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn password_and_acl_files_are_paths_given_once() {
         let c = ok("listener 1883\npassword_file /etc/mosquitto/pw\nacl_file /etc/mosquitto/acl\n");
         assert_eq!(
@@ -2298,6 +2391,8 @@ mod tests {
         for key in SUPPORTED_KEYS {
             let value = match *key {
                 "allow_anonymous"
+                | "allow_zero_length_clientid"
+                | "use_username_as_clientid"
                 | "connection_messages"
                 | "cpu_affinity"
                 | "log_timestamp"
@@ -2311,7 +2406,8 @@ mod tests {
                 "log_dest" => "stdout",
                 "log_timestamp_format" => "%s",
                 "log_type" => "all",
-                "pid_file" | "user" | "password_file" | "acl_file" => "x",
+                "pid_file" | "user" | "password_file" | "acl_file" | "auto_id_prefix"
+                | "clientid_prefixes" => "x",
                 "protocol" => "mqtt",
                 _ => "1883",
             };

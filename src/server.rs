@@ -75,6 +75,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
         listeners.push(ListenerSettings {
             addr,
             max_connections: l.max_connections.map(|m| m as usize),
+            use_username_as_clientid: l.use_username_as_clientid,
         });
     }
     let unlimited = |v: u64| if v == 0 { usize::MAX } else { v as usize };
@@ -97,6 +98,9 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
         listen_backlog: config.listen_backlog.min(i32::MAX as u32) as i32,
         allow_anonymous: config.allow_anonymous,
         security: Arc::new(security),
+        allow_zero_length_clientid: config.allow_zero_length_clientid,
+        auto_id_prefix: config.auto_id_prefix.clone(),
+        clientid_prefixes: config.clientid_prefixes.clone(),
         max_packet_size,
         max_keepalive_s: config.max_keepalive_s,
         retain_available: config.retain_available,

@@ -15,6 +15,8 @@ pub struct ListenerSettings {
     pub addr: SocketAddr,
     /// Connections this listener accepts at once across all shards (None = unlimited).
     pub max_connections: Option<usize>,
+    /// The client's username becomes its client id (Mosquitto's `use_username_as_clientid`).
+    pub use_username_as_clientid: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -28,8 +30,15 @@ pub struct Settings {
     pub listen_backlog: i32,
     /// Accept clients without a username.
     pub allow_anonymous: bool,
-    /// `password_file` and `acl_file`, loaded (see `auth`).
+    /// `password_file` and `acl_file` as loaded at start-up (see `auth`); each shard holds the ones in
+    /// force (`Shard::security`), which a SIGHUP replaces.
     pub security: Arc<Security>,
+    /// Accept an empty client id (and assign one); Mosquitto's `allow_zero_length_clientid`.
+    pub allow_zero_length_clientid: bool,
+    /// Prefix of assigned client ids (`auto_id_prefix`).
+    pub auto_id_prefix: String,
+    /// Client ids must start with this (`clientid_prefixes`).
+    pub clientid_prefixes: Option<String>,
     /// Largest packet accepted from a client, in bytes (fixed header included).
     pub max_packet_size: usize,
     /// Largest keep-alive a client may ask for, in seconds.
@@ -57,10 +66,14 @@ impl Settings {
             listeners: vec![ListenerSettings {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 max_connections: None,
+                use_username_as_clientid: false,
             }],
             listen_backlog: 1024,
             allow_anonymous: true,
             security: Arc::default(),
+            allow_zero_length_clientid: true,
+            auto_id_prefix: crate::config::DEFAULT_AUTO_ID_PREFIX.to_owned(),
+            clientid_prefixes: None,
             max_packet_size: 268_435_460,
             max_keepalive_s: u16::MAX,
             retain_available: true,

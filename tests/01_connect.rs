@@ -24,6 +24,11 @@
 //! - [MQTT-3.12.4-1] The Server MUST send a PINGRESP packet in response to a PINGREQ packet.
 //! - A client that sends PINGREQ within the keepalive is never disconnected.
 //!
+//! Mosquitto's client-id options, with Mosquitto's answers: `allow_zero_length_clientid false` refuses an
+//! empty id (3.1.1 return code 2, 5.0 0x80); `auto_id_prefix` starts the ids the broker assigns;
+//! `clientid_prefixes` refuses other ids, assigned ones included, as not authorised (5 / 0x87);
+//! `use_username_as_clientid` makes the username the client id (no username: not authorised).
+//!
 //! MQTT 3.1 ("MQIsdp", level 3) connections are accepted, as Mosquitto accepts them.
 //!
 //! After every bad-input case a [`Witness`] pair of already-connected clients must still be served:
@@ -354,5 +359,81 @@ fn keepalive_is_kept_by_pingreq() {
                 Err(ReadEnd::Timeout) => panic!("no PINGRESP"),
             }
         }
+    });
+}
+
+/// CONNACK code of a connection attempt; a refused client must then be closed by the broker.
+fn connack_code(addr: std::net::SocketAddr, connect: &Connect) -> raw::ConnAck {
+    let mut c = RawClient::open(addr, connect.proto);
+    c.send(&connect.encode());
+    let ack = c.read_packet().connack(connect.proto);
+    if ack.code != 0 {
+        c.expect_closed();
+    }
+    ack
+}
+
+#[test]
+fn allow_zero_length_clientid_false_refuses_empty_ids() {
+    // Mosquitto's answers: 3.1.1 "identifier rejected" (2), 5.0 "unspecified error" (0x80).
+    for_each_case(BOTH, "allow_zero_length_clientid false\n", |case| {
+        let mut w = Witness::new(case.addr, case.proto);
+        let expected = if case.proto.is_v5() { 0x80 } else { 2 };
+        let ack = connack_code(case.addr, &Connect::new(case.proto, ""));
+        assert_eq!(ack.code, expected);
+        assert_eq!(
+            connack_code(case.addr, &Connect::new(case.proto, &unique_id("named"))).code,
+            0
+        );
+        w.check();
+    });
+}
+
+#[test]
+fn auto_id_prefix_starts_assigned_ids() {
+    for_each_case(&[Proto::V5], "auto_id_prefix dev-\n", |case| {
+        let ack = connack_code(case.addr, &Connect::new(case.proto, ""));
+        assert_eq!(ack.code, 0);
+        match ack.prop(prop::ASSIGNED_CLIENT_IDENTIFIER) {
+            Some(PropValue::Str(id)) => assert!(id.starts_with("dev-"), "assigned id {id:?}"),
+            other => panic!("no Assigned Client Identifier: {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn clientid_prefixes_refuses_other_ids_as_not_authorised() {
+    for_each_case(BOTH, "clientid_prefixes ok-\n", |case| {
+        let mut w_ok =
+            RawClient::connect(case.addr, &Connect::new(case.proto, &unique_id("ok-w"))).0;
+        let refused = if case.proto.is_v5() { 0x87 } else { 5 };
+        let ack = connack_code(case.addr, &Connect::new(case.proto, &unique_id("other")));
+        assert_eq!(ack.code, refused);
+        // An assigned id ("auto-...") must match the prefix too, as in Mosquitto.
+        assert_eq!(
+            connack_code(case.addr, &Connect::new(case.proto, "")).code,
+            refused
+        );
+        w_ok.ping();
+    });
+}
+
+#[test]
+fn use_username_as_clientid_identifies_clients_by_username() {
+    for_each_case(BOTH, "use_username_as_clientid true\n", |case| {
+        let user = unique_id("user");
+        let connect = |id: &str| Connect::new(case.proto, id).username(&user);
+        let (mut first, _) = RawClient::connect(case.addr, &connect(&unique_id("a")));
+        assert_eq!(first.subscribe(&[("byuser/t", 0)]), vec![0]);
+        // Another client id, same username: the same client, so it takes the session over.
+        let (mut second, _) = RawClient::connect(case.addr, &connect(&unique_id("b")));
+        first.expect_closed();
+        second.ping();
+        // Without a username it cannot be identified: not authorised.
+        let refused = if case.proto.is_v5() { 0x87 } else { 5 };
+        assert_eq!(
+            connack_code(case.addr, &Connect::new(case.proto, &unique_id("c"))).code,
+            refused
+        );
     });
 }

@@ -166,7 +166,7 @@ async fn run_connection(
     let settings = shard.borrow().settings.clone();
     let accepted = match pre {
         Some(a) => a,
-        None => match read_connect(&shard, &stream, &settings).await {
+        None => match read_connect(&shard, &stream, &settings, listener).await {
             Ok(a) => a,
             Err(Refusal::Connack(code, protocol)) => {
                 // A refused login is logged where the client id is known (`check_connect`).
@@ -257,6 +257,7 @@ async fn read_connect(
     shard: &Rc<RefCell<Shard>>,
     stream: &RefCell<TcpStream>,
     settings: &Settings,
+    listener: usize,
 ) -> Result<Accepted, Refusal> {
     let _ = stream
         .borrow()
@@ -285,19 +286,35 @@ async fn read_connect(
         }
     };
     check_connect(settings, &connect)?;
-    let security = shard.borrow().security.clone();
-    if !authorise(settings, security, &connect).await {
+    let not_authorised = |connect: &Connect| {
         // Mosquitto's line for it.
         tracing::info!(target: log_type::NOTICE, "Client {} disconnected, not authorised.",
             if connect.client_id.is_empty() { "<unknown>" } else { connect.client_id.as_str() });
-        return Err(Refusal::Connack(
+        Err(Refusal::Connack(
             ReasonCode::NotAuthorized,
             connect.protocol,
-        ));
+        ))
+    };
+    if settings.listeners[listener].use_username_as_clientid {
+        // The listener identifies clients by username; without one a client cannot be identified.
+        match connect.username.clone().filter(|u| !u.is_empty()) {
+            Some(username) => connect.client_id = username,
+            None => return not_authorised(&connect),
+        }
+    }
+    let security = shard.borrow().security.clone();
+    if !authorise(settings, security, &connect).await {
+        return not_authorised(&connect);
     }
     let assigned_id = connect.client_id.is_empty();
     if assigned_id {
         connect.client_id = shard.borrow_mut().assign_client_id();
+    }
+    if let Some(prefix) = &settings.clientid_prefixes {
+        // After assignment, as in Mosquitto: an assigned id must match the prefix too.
+        if !connect.client_id.starts_with(prefix.as_str()) {
+            return not_authorised(&connect);
+        }
     }
     Ok(Accepted {
         connect,
@@ -315,6 +332,14 @@ fn check_connect(settings: &Settings, c: &Connect) -> Result<(), Refusal> {
         // 3.1 has no assigned ids; 3.1.1 only with a clean session [MQTT-3.1.3-8].
         if v == ProtocolVersion::V31 || (v == ProtocolVersion::V311 && !c.clean_start) {
             return refuse(ReasonCode::ClientIdentifierNotValid);
+        }
+        if !settings.allow_zero_length_clientid {
+            // Mosquitto's answers: "identifier rejected" for 3.1.1, "unspecified error" for 5.0.
+            return refuse(if v5 {
+                ReasonCode::UnspecifiedError
+            } else {
+                ReasonCode::ClientIdentifierNotValid
+            });
         }
     }
     if v5 && c.properties.authentication_method.is_some() {

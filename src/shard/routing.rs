@@ -124,7 +124,8 @@ impl Shard {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0);
             let id = format!(
-                "auto-{:08X}-{:04X}-{:012X}",
+                "{}{:08X}-{:04X}-{:012X}",
+                self.settings.auto_id_prefix,
                 nanos as u32,
                 self.id,
                 self.assigned_ids ^ (nanos >> 32) << 24
