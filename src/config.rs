@@ -15,6 +15,7 @@ use std::fmt;
 use std::io;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Mosquitto's default `auto_id_prefix`.
 pub const DEFAULT_AUTO_ID_PREFIX: &str = "auto-";
@@ -393,6 +394,11 @@ pub enum ValueProblem {
     /// A `protocol` nobody knows.
     #[error("expected mqtt")]
     UnknownProtocol,
+    /// Not a positive whole number followed by h, d, w, m or y (or s).
+    #[error(
+        "expected a positive number and a unit: h (hours), d, w, m (30 days), y, or s (seconds)"
+    )]
+    Duration,
     /// A `listener 0` without a Unix socket path.
     #[error("port 0 is only valid with a Unix socket path")]
     PortZero,
@@ -648,6 +654,9 @@ pub struct Config {
     pub auto_id_prefix: String,
     /// Only client ids starting with this may connect (others: not authorised). Default: any.
     pub clientid_prefixes: Option<String>,
+    /// `persistent_client_expiration`: disconnected persistent sessions are removed after this long.
+    /// Default: never (v5 sessions still expire after their own Session Expiry Interval).
+    pub persistent_client_expiration: Option<Duration>,
     /// Number of shards (executor threads); `None` = one per CPU this process may run on (or per
     /// `cpu_set` entry).
     pub shards: Option<NonZeroUsize>,
@@ -700,6 +709,7 @@ impl Default for Config {
             allow_zero_length_clientid: true,
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_owned(),
             clientid_prefixes: None,
+            persistent_client_expiration: None,
             shards: None,
             cpu_affinity: None,
             cpu_set: None,
@@ -826,6 +836,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "clientid_prefixes", "connection_messages", "cpu_affinity", "cpu_set", "include_dir", "listen_backlog", "listener", "log_dest", "log_timestamp", "log_timestamp_format",
     "log_type", "max_connections", "max_inflight_messages", "max_keepalive", "max_packet_size",
     "max_queued_bytes", "max_queued_messages", "password_file", "per_listener_settings", "persistence",
+    "persistent_client_expiration",
     "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
     "retry_interval", "set_tcp_nodelay", "shards", "sys_interval", "use_username_as_clientid", "user",
 ];
@@ -845,7 +856,7 @@ const UNSUPPORTED_KEYS: &[&str] = &[
     "local_username", "log_facility", "max_inflight_bytes", "max_qos", "max_topic_alias", "maximum_qos",
     "memory_limit", "message_size_limit", "mount_point", "notification_topic", "notifications",
     "notifications_local_only", "password", "persistence_file", "persistence_location",
-    "persistent_client_expiration", "plugin", "psk_file", "psk_hint", "remote_clientid",
+    "plugin", "psk_file", "psk_hint", "remote_clientid",
     "remote_password", "remote_username", "require_certificate", "restart_timeout", "round_robin",
     "socket_domain", "start_type", "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
     "tls_version", "topic", "try_private", "upgrade_outgoing_qos", "use_identity_as_username",
@@ -855,6 +866,24 @@ const UNSUPPORTED_KEYS: &[&str] = &[
 
 /// Key prefixes Mosquitto passes to plugins (`auth_opt_*`, `plugin_opt_*`); refused as unsupported.
 const UNSUPPORTED_PREFIXES: &[&str] = &["auth_opt_", "plugin_opt_"];
+
+/// `persistent_client_expiration`'s value as Mosquitto reads it: a positive count and a unit, `h`, `d`,
+/// `w`, `m` (30 days) or `y` (365 days), e.g. `14d`. shardmq also takes `s` (seconds), which Mosquitto
+/// does not, for setups (and tests) that need a short one.
+fn parse_expiration(v: &str) -> Option<Duration> {
+    let unit = v.chars().last()?;
+    let secs_per_unit: u64 = match unit {
+        's' => 1,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        'm' => 30 * 86_400,
+        'y' => 365 * 86_400,
+        _ => return None,
+    };
+    let count: u64 = v[..v.len() - 1].parse().ok().filter(|&n| n > 0)?;
+    Some(Duration::from_secs(count.checked_mul(secs_per_unit)?))
+}
 
 /// Optimal-string-alignment distance (Levenshtein plus adjacent transpositions).
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -1298,6 +1327,12 @@ impl Parser {
                     return Err(line.duplicate("clientid_prefixes"));
                 }
                 c.clientid_prefixes = Some(prefix.to_owned());
+            }
+            "persistent_client_expiration" => {
+                let v = line.one("persistent_client_expiration", rest)?;
+                c.persistent_client_expiration = Some(parse_expiration(v).ok_or_else(|| {
+                    line.invalid("persistent_client_expiration", v, ValueProblem::Duration)
+                })?);
             }
             "use_username_as_clientid" => {
                 let v = line.bool("use_username_as_clientid", rest)?;
@@ -2285,6 +2320,29 @@ mod tests {
     }
 
     #[test]
+    fn persistent_client_expiration_takes_mosquitto_units() {
+        let d = |v: &str| {
+            ok(&format!("persistent_client_expiration {v}\n")).persistent_client_expiration
+        };
+        assert_eq!(d("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(d("14d"), Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(d("1w"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(d("1m"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(d("1y"), Some(Duration::from_secs(365 * 86_400)));
+        assert_eq!(d("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(ok("").persistent_client_expiration, None);
+        for bad in ["0d", "d", "10", "1x", "-1h", "1.5h"] {
+            assert!(
+                matches!(
+                    err(&format!("persistent_client_expiration {bad}\n")),
+                    ConfigError::InvalidValue { .. }
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn client_id_options_as_mosquitto_reads_them() {
         let c = ok("listener 1883\n");
         assert!(c.allow_zero_length_clientid && c.auto_id_prefix == "auto-");
@@ -2409,6 +2467,7 @@ mod tests {
                 "pid_file" | "user" | "password_file" | "acl_file" | "auto_id_prefix"
                 | "clientid_prefixes" => "x",
                 "protocol" => "mqtt",
+                "persistent_client_expiration" => "1d",
                 _ => "1883",
             };
             if let Err(e) = parse(&format!("{key} {value}\n")) {

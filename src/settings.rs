@@ -39,6 +39,9 @@ pub struct Settings {
     pub auto_id_prefix: String,
     /// Client ids must start with this (`clientid_prefixes`).
     pub clientid_prefixes: Option<String>,
+    /// Longest a disconnected persistent session is kept (`persistent_client_expiration`); None: as
+    /// long as its own expiry interval says (forever for 3.x).
+    pub persistent_client_expiration: Option<Duration>,
     /// Largest packet accepted from a client, in bytes (fixed header included).
     pub max_packet_size: usize,
     /// Largest keep-alive a client may ask for, in seconds.
@@ -74,6 +77,7 @@ impl Settings {
             allow_zero_length_clientid: true,
             auto_id_prefix: crate::config::DEFAULT_AUTO_ID_PREFIX.to_owned(),
             clientid_prefixes: None,
+            persistent_client_expiration: None,
             max_packet_size: 268_435_460,
             max_keepalive_s: u16::MAX,
             retain_available: true,

@@ -15,6 +15,9 @@
 //! - [MQTT-4.4.0-1] On reconnect with CleanSession 0 the Server MUST re-send unacknowledged PUBLISH
 //!   (QoS > 0) and PUBREL packets with their original Packet Identifiers; [MQTT-3.3.1-1] a re-delivered
 //!   PUBLISH has DUP 1.
+//! - 5.0 3.1.2.11.2: once the Session Expiry Interval has passed after the connection closed, the
+//!   session is discarded (Session Present 0 on the next connect); Mosquitto's
+//!   `persistent_client_expiration` caps every persistent session's life the same way.
 //!
 //! Every test runs for 3.1.1 and 5.0, with 1 and 4 shards (with 4, a reconnecting client usually
 //! lands on a shard other than its session's home and must be handed over).
@@ -266,5 +269,51 @@ fn unacked_qos2_publish_and_pubrel_are_resent_on_reconnect() {
             (&b"next"[..], false),
             "no third copy of the first message"
         );
+    });
+}
+
+/// Connects `connect`, asserts it was accepted, and returns its Session Present flag after a clean
+/// DISCONNECT (which keeps a persistent session).
+fn visit(case: &common::Case, connect: &Connect) -> bool {
+    let (mut c, ack) = RawClient::connect(case.addr, connect);
+    c.send(&raw::disconnect());
+    c.expect_closed();
+    ack.session_present
+}
+
+/// The expiry tests wait for time itself to pass: the deadline is the event, and nothing is signalled
+/// when a session expires. The wait is the interval plus ten ticks of margin.
+const PAST_ONE_SECOND: std::time::Duration = std::time::Duration::from_millis(2000);
+
+#[test]
+fn a_v5_session_ends_when_its_session_expiry_interval_passes() {
+    // 5.0 3.1.2.11.2: the Server MUST discard the session once the interval after the Network
+    // Connection closed has passed (and 3.2.2.1.1: Session Present 0 then).
+    for_each_case(&[Proto::V5], "", |case| {
+        let connect = Connect::new(Proto::V5, &unique_id("exp"))
+            .clean(false)
+            .prop_u32(raw::prop::SESSION_EXPIRY_INTERVAL, 1);
+        assert!(!visit(&case, &connect), "first visit: no session yet");
+        assert!(visit(&case, &connect), "back within the interval: resumed");
+        std::thread::sleep(PAST_ONE_SECOND);
+        assert!(!visit(&case, &connect), "back after the interval: expired");
+    });
+}
+
+#[test]
+fn persistent_client_expiration_ends_sessions_left_for_longer() {
+    // Mosquitto's persistent_client_expiration: a 3.x persistent session (which never expires by
+    // itself) and a v5 one with a longer interval both end after the global limit.
+    if external_mosquitto() {
+        // `1s` is shardmq's extension; Mosquitto's smallest unit is the hour.
+        eprintln!("skipped against Mosquitto: it takes no seconds unit");
+        return;
+    }
+    for_each_case(BOTH, "persistent_client_expiration 1s\n", |case| {
+        let connect = Connect::new(case.proto, &unique_id("pce")).persistent();
+        assert!(!visit(&case, &connect));
+        assert!(visit(&case, &connect), "back at once: resumed");
+        std::thread::sleep(PAST_ONE_SECOND);
+        assert!(!visit(&case, &connect), "back after the limit: expired");
     });
 }

@@ -129,6 +129,9 @@ pub struct Session {
     pub conn: Option<Rc<Outbox>>,
     /// v5 Receive Maximum of the current connection: caps the inflight window below `max_inflight`.
     pub receive_maximum: Option<usize>,
+    /// Seconds the session outlives a disconnect: the v5 Session Expiry Interval, `u32::MAX` (never) for
+    /// a 3.x persistent session; capped by `persistent_client_expiration` (see `shard::expiry`).
+    pub expiry_interval: u32,
     /// v5 Maximum Packet Size of the current (or last) connection: no larger packet may be sent to it.
     pub max_packet_size: Option<usize>,
     /// Last time the client acknowledged something (or connected): tells a slow consumer, whose
@@ -175,6 +178,7 @@ impl Session {
             inbound_qos2: AHashSet::new(),
             conn: None,
             receive_maximum: None,
+            expiry_interval: 0,
             max_packet_size: None,
             last_progress: None,
             hold: PublisherHold::default(),

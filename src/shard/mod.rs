@@ -11,6 +11,7 @@
 //! does to the shard's state (sessions, subscriptions, publishes, wills); `sys` the `$SYS` topics.
 
 mod connection;
+mod expiry;
 mod keepalive;
 mod routing;
 mod sys;
@@ -171,6 +172,8 @@ pub(crate) struct Shard {
     sys_next: Option<Instant>,
     /// Connections with a keep-alive, checked on every tick.
     keepalive: keepalive::Watch,
+    /// Deadlines of disconnected persistent sessions (see `expiry`).
+    expiries: expiry::Expiries,
     shutting_down: bool,
 }
 
@@ -213,6 +216,7 @@ impl Shard {
             sys: sys::SysRound::default(),
             sys_next: None,
             keepalive: keepalive::Watch::default(),
+            expiries: expiry::Expiries::default(),
             shutting_down: false,
         }
     }
@@ -413,6 +417,7 @@ impl Shard {
     /// The ticker's beat: close silent connections, publish `$SYS` when due.
     fn tick(&mut self, now: Instant) {
         self.keepalive.check(now);
+        self.expire_sessions(now);
         self.sys_tick(now);
     }
 

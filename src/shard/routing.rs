@@ -214,6 +214,11 @@ impl Shard {
         session.generation = generation;
         session.protocol = connect.protocol;
         session.clean = !persistent;
+        session.expiry_interval = match connect.protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            _ if persistent => u32::MAX,
+            _ => 0,
+        };
         session.will = connect.will.clone();
         session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
         session.max_packet_size = connect
@@ -289,12 +294,14 @@ impl Shard {
         }
         if clean {
             self.remove_session(a.slot);
+        } else {
+            self.schedule_expiry(a.slot, a.generation);
         }
     }
 
     /// End a session: its subscriptions leave the trie (and the interest map, telling the other shards when
     /// this shard loses its last subscription to a filter), its id leaves the directory.
-    fn remove_session(&mut self, slot: u32) {
+    pub(super) fn remove_session(&mut self, slot: u32) {
         let Some(mut session) = self.sessions[slot as usize].take() else {
             return;
         };
@@ -417,6 +424,7 @@ impl Shard {
                         if expiry == 0 {
                             s.clean = true;
                         }
+                        s.expiry_interval = expiry;
                     }
                 }
                 Err(CloseReason::ClientDisconnect)

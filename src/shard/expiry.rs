@@ -1,0 +1,106 @@
+//! Session expiry: a persistent session whose client stays away longer than its expiry interval is
+//! ended, as Mosquitto 2.0 does (`session_expiry.c`). The interval is the v5 Session Expiry Interval
+//! (CONNECT, or the DISCONNECT that changed it), "never" for a 3.x persistent session, and in both
+//! cases at most `persistent_client_expiration` when that is set.
+//!
+//! Each disconnect of a persistent session with a finite interval pushes one deadline, tagged with the
+//! session's generation, on a min-heap the shard checks on its tick. A client that comes back gets a new
+//! generation at attach, so its old deadline is skipped when it comes up: nothing is removed from the
+//! heap on reconnect, and sessions that never expire cost nothing.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use super::Shard;
+use crate::logging::log_type;
+
+/// Pending deadlines: (when, slot, generation), earliest first.
+#[derive(Debug, Default)]
+pub(super) struct Expiries(BinaryHeap<Reverse<(Instant, u32, u32)>>);
+
+impl Expiries {
+    fn push(&mut self, at: Instant, slot: u32, generation: u32) {
+        self.0.push(Reverse((at, slot, generation)));
+    }
+
+    /// The next deadline not later than `now`, taken off the heap.
+    fn pop_due(&mut self, now: Instant) -> Option<(u32, u32)> {
+        match self.0.peek() {
+            Some(Reverse((at, _, _))) if *at <= now => self
+                .0
+                .pop()
+                .map(|Reverse((_, slot, generation))| (slot, generation)),
+            _ => None,
+        }
+    }
+}
+
+/// How long a session outlives a disconnect, if not forever: the client's interval capped by the
+/// global `persistent_client_expiration` (Mosquitto's `set_session_expiry_time`).
+pub(super) fn expiry_after(interval: u32, global: Option<Duration>) -> Option<Duration> {
+    let own = (interval != u32::MAX).then(|| Duration::from_secs(u64::from(interval)));
+    match (own, global) {
+        (Some(own), Some(global)) => Some(own.min(global)),
+        (own, global) => own.or(global),
+    }
+}
+
+impl Shard {
+    /// The session in `slot` (at `generation`) was just left by its client: note when it expires.
+    pub(super) fn schedule_expiry(&mut self, slot: u32, generation: u32) {
+        let Some(Some(session)) = self.sessions.get(slot as usize) else {
+            return;
+        };
+        if let Some(after) = expiry_after(
+            session.expiry_interval,
+            self.settings.persistent_client_expiration,
+        ) {
+            self.expiries.push(Instant::now() + after, slot, generation);
+        }
+    }
+
+    /// On the tick: end the sessions whose deadline passed and whose client has not come back.
+    pub(super) fn expire_sessions(&mut self, now: Instant) {
+        while let Some((slot, generation)) = self.expiries.pop_due(now) {
+            let Some(Some(session)) = self.sessions.get(slot as usize) else {
+                continue;
+            };
+            if session.generation != generation || session.is_connected() {
+                continue;
+            }
+            tracing::info!(target: log_type::NOTICE,
+                "Expiring client {} due to timeout.", session.client_id);
+            self.remove_session(slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shorter_of_client_and_global_expiry_wins() {
+        let h = Some(Duration::from_secs(3600));
+        assert_eq!(expiry_after(u32::MAX, None), None, "3.x persistent: never");
+        assert_eq!(expiry_after(u32::MAX, h), h);
+        assert_eq!(expiry_after(60, h), Some(Duration::from_secs(60)));
+        assert_eq!(expiry_after(7200, h), h);
+        assert_eq!(expiry_after(0, None), Some(Duration::ZERO));
+        assert_eq!(expiry_after(5, None), Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn deadlines_come_out_in_time_order_once_due() {
+        let mut e = Expiries::default();
+        let t0 = Instant::now();
+        e.push(t0 + Duration::from_secs(2), 7, 1);
+        e.push(t0 + Duration::from_secs(1), 3, 4);
+        assert_eq!(e.pop_due(t0), None);
+        assert_eq!(e.pop_due(t0 + Duration::from_secs(1)), Some((3, 4)));
+        assert_eq!(e.pop_due(t0 + Duration::from_secs(1)), None);
+        assert_eq!(e.pop_due(t0 + Duration::from_secs(5)), Some((7, 1)));
+        assert_eq!(e.pop_due(t0 + Duration::from_secs(5)), None);
+    }
+}
