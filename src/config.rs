@@ -657,6 +657,8 @@ pub struct Config {
     /// `persistent_client_expiration`: disconnected persistent sessions are removed after this long.
     /// Default: never (v5 sessions still expire after their own Session Expiry Interval).
     pub persistent_client_expiration: Option<Duration>,
+    /// `upgrade_outgoing_qos`: deliver at the subscription's QoS even above the publish's. Default false.
+    pub upgrade_outgoing_qos: bool,
     /// Number of shards (executor threads); `None` = one per CPU this process may run on (or per
     /// `cpu_set` entry).
     pub shards: Option<NonZeroUsize>,
@@ -710,6 +712,7 @@ impl Default for Config {
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_owned(),
             clientid_prefixes: None,
             persistent_client_expiration: None,
+            upgrade_outgoing_qos: false,
             shards: None,
             cpu_affinity: None,
             cpu_set: None,
@@ -838,7 +841,8 @@ const SUPPORTED_KEYS: &[&str] = &[
     "max_queued_bytes", "max_queued_messages", "password_file", "per_listener_settings", "persistence",
     "persistent_client_expiration",
     "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
-    "retry_interval", "set_tcp_nodelay", "shards", "sys_interval", "use_username_as_clientid", "user",
+    "retry_interval", "set_tcp_nodelay", "shards", "sys_interval", "upgrade_outgoing_qos",
+    "use_username_as_clientid", "user",
 ];
 
 /// Every other option Mosquitto 2.0 reads (mosquitto.conf(5) and src/conf.c); refused as unsupported.
@@ -859,7 +863,7 @@ const UNSUPPORTED_KEYS: &[&str] = &[
     "plugin", "psk_file", "psk_hint", "remote_clientid",
     "remote_password", "remote_username", "require_certificate", "restart_timeout", "round_robin",
     "socket_domain", "start_type", "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
-    "tls_version", "topic", "try_private", "upgrade_outgoing_qos", "use_identity_as_username",
+    "tls_version", "topic", "try_private", "use_identity_as_username",
     "use_subject_as_username", "username", "websockets_headers_size",
     "websockets_log_level",
 ];
@@ -1333,6 +1337,9 @@ impl Parser {
                 c.persistent_client_expiration = Some(parse_expiration(v).ok_or_else(|| {
                     line.invalid("persistent_client_expiration", v, ValueProblem::Duration)
                 })?);
+            }
+            "upgrade_outgoing_qos" => {
+                c.upgrade_outgoing_qos = line.bool("upgrade_outgoing_qos", rest)?
             }
             "use_username_as_clientid" => {
                 let v = line.bool("use_username_as_clientid", rest)?;
@@ -2451,6 +2458,7 @@ mod tests {
                 "allow_anonymous"
                 | "allow_zero_length_clientid"
                 | "use_username_as_clientid"
+                | "upgrade_outgoing_qos"
                 | "connection_messages"
                 | "cpu_affinity"
                 | "log_timestamp"

@@ -42,6 +42,8 @@ pub struct Settings {
     /// Longest a disconnected persistent session is kept (`persistent_client_expiration`); None: as
     /// long as its own expiry interval says (forever for 3.x).
     pub persistent_client_expiration: Option<Duration>,
+    /// Deliver at the subscription's QoS, not min(publish, subscription) (`upgrade_outgoing_qos`).
+    pub upgrade_outgoing_qos: bool,
     /// Largest packet accepted from a client, in bytes (fixed header included).
     pub max_packet_size: usize,
     /// Largest keep-alive a client may ask for, in seconds.
@@ -78,6 +80,7 @@ impl Settings {
             auto_id_prefix: crate::config::DEFAULT_AUTO_ID_PREFIX.to_owned(),
             clientid_prefixes: None,
             persistent_client_expiration: None,
+            upgrade_outgoing_qos: false,
             max_packet_size: 268_435_460,
             max_keepalive_s: u16::MAX,
             retain_available: true,

@@ -441,3 +441,27 @@ fn qos2_resent_publish_before_pubrel_is_delivered_once() {
         assert_eq!(got[0].payload, b"once");
     });
 }
+
+#[test]
+fn upgrade_outgoing_qos_delivers_at_the_subscription_qos() {
+    // Mosquitto's non-standard `upgrade_outgoing_qos true`: a QoS 0 publish reaches a QoS 1 subscriber
+    // at QoS 1 (with a packet id, to be acknowledged), live and retained alike.
+    for_each_case(BOTH, "upgrade_outgoing_qos true\n", |case| {
+        let topic = format!("up/{}", unique_id("t"));
+        let mut publ = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
+        publ.publish(&topic, 0, true, b"retained at 0");
+        let mut sub = RawClient::connect_clean(case.addr, case.proto, &unique_id("sub"));
+        assert_eq!(sub.subscribe(&[(&topic, 1)]), vec![1]);
+        let p = sub.recv_publish();
+        assert_eq!(
+            (p.qos, p.retain),
+            (1, true),
+            "retained copy at the subscription's QoS"
+        );
+        sub.send(&raw::ack(kind::PUBACK, p.pkid));
+        publ.publish(&topic, 0, false, b"live at 0");
+        let p = sub.recv_publish();
+        assert_eq!((p.qos, p.payload.as_slice()), (1, &b"live at 0"[..]));
+        sub.send(&raw::ack(kind::PUBACK, p.pkid));
+    });
+}

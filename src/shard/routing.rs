@@ -79,6 +79,16 @@ fn deny_publish(a: &Attached, p: &Publish) {
     });
 }
 
+/// QoS of one delivery: min(publish, subscription) as MQTT says, or the subscription's with Mosquitto's
+/// `upgrade_outgoing_qos` (non-standard: a QoS 0 publish then reaches a QoS 2 subscriber at QoS 2).
+fn delivery_qos(published: QoS, subscribed: QoS, upgrade: bool) -> QoS {
+    if upgrade {
+        subscribed
+    } else {
+        published.min(subscribed)
+    }
+}
+
 fn will_message(will: Box<LastWill>) -> Message {
     let will = *will;
     let mut properties = will.properties;
@@ -578,6 +588,7 @@ impl Shard {
         // Asked once per message: without an ACL file no session's ACL field is read (a cache line
         // that delivery does not otherwise touch).
         let check_acl = self.security.has_acl_file();
+        let upgrade_qos = self.settings.upgrade_outgoing_qos;
         let now = Instant::now();
         let mut holds: SmallVec<[(Origin, HoldSignal); 2]> = SmallVec::new();
         for &(slot, opts) in &matches {
@@ -591,7 +602,7 @@ impl Shard {
             if check_acl && !session.may_read(&msg.topic) {
                 continue;
             }
-            let qos = msg.qos.min(opts.qos);
+            let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             let retain = opts.retain_as_published && msg.retain;
             // Only a QoS 1/2 backlog holds publishers: QoS 0 to a client that falls behind is dropped
             // (at most once), so a slow QoS 0 reader never slows anybody else (DESIGN.md invariant 6).
@@ -829,6 +840,7 @@ impl Shard {
         retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
     ) {
         let limits = self.settings.limits;
+        let upgrade_qos = self.settings.upgrade_outgoing_qos;
         let mut found: Vec<(Arc<Message>, SubscriptionOptions)> = Vec::new();
         for (filter, opts) in &retained {
             self.retained
@@ -850,7 +862,8 @@ impl Shard {
                 continue;
             }
             let local = Rc::new((*msg).clone());
-            match session.deliver(&local, msg.qos.min(opts.qos), true, &limits) {
+            let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
+            match session.deliver(&local, qos, true, &limits) {
                 Delivery::Sent => sent += 1,
                 Delivery::Dropped | Delivery::TooLarge => dropped += 1,
                 _ => {}
