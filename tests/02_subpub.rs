@@ -450,6 +450,9 @@ fn upgrade_outgoing_qos_delivers_at_the_subscription_qos() {
         let topic = format!("up/{}", unique_id("t"));
         let mut publ = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
         publ.publish(&topic, 0, true, b"retained at 0");
+        // The publisher's shard has stored and passed on the retained message once it answers a ping
+        // sent after it, so the SUBSCRIBE below cannot race the publish.
+        publ.ping();
         let mut sub = RawClient::connect_clean(case.addr, case.proto, &unique_id("sub"));
         assert_eq!(sub.subscribe(&[(&topic, 1)]), vec![1]);
         let p = sub.recv_publish();
