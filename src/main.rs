@@ -7,7 +7,6 @@ use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shardmq::auth::Security;
 use shardmq::cli::{self, Args, CONFIG_OK_MESSAGE};
 use shardmq::config::DEFAULT_CONFIG_TEXT;
 use shardmq::logging::{self, log_type};
@@ -97,11 +96,8 @@ fn main() -> ExitCode {
             // again. The rest of the configuration is not reloaded yet.
             tracing::info!(target: log_type::NOTICE, "Reloading config.");
             log.reopen_files();
-            match Security::load(password_file.as_deref(), acl_file.as_deref()) {
-                Ok((security, warnings)) => {
-                    for w in warnings {
-                        tracing::warn!(target: log_type::WARNING, "Warning: {w}");
-                    }
+            match server::load_security(password_file.as_deref(), acl_file.as_deref()) {
+                Ok(security) => {
                     if broker.reload_security(Arc::new(security), Duration::from_secs(10)) {
                         tracing::info!(target: log_type::NOTICE, "Password and ACL files reloaded.");
                     } else {

@@ -53,6 +53,18 @@ pub enum ServerError {
     Ticker(#[source] std::io::Error),
 }
 
+/// Read `password_file` and `acl_file` (at start-up and on SIGHUP), logging what was skipped in them.
+pub fn load_security(
+    password_file: Option<&std::path::Path>,
+    acl_file: Option<&std::path::Path>,
+) -> Result<Security, crate::auth::SecurityError> {
+    let (security, warnings) = Security::load(password_file, acl_file)?;
+    for w in warnings {
+        tracing::warn!(target: crate::logging::log_type::WARNING, "Warning: {w}");
+    }
+    Ok(security)
+}
+
 /// Turn a configuration into the settings the shards run with.
 pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
     let placement = config.shard_placement()?;
@@ -86,11 +98,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
         } else {
             config.max_packet_size as usize
         };
-    let (security, warnings) =
-        Security::load(config.password_file.as_deref(), config.acl_file.as_deref())?;
-    for w in warnings {
-        tracing::warn!(target: crate::logging::log_type::WARNING, "Warning: {w}");
-    }
+    let security = load_security(config.password_file.as_deref(), config.acl_file.as_deref())?;
     Ok(Settings {
         shards: placement.shards,
         cpus: placement.cpus,
