@@ -135,13 +135,7 @@ fn login_as(case: &Case, id: &str, user: &str, password: &str) -> RawClient {
 
 #[test]
 fn a_password_file_from_mosquitto_passwd_admits_its_users_only() {
-    if !have_tool("mosquitto_passwd", "mosquitto") {
-        return;
-    }
-    let dir = Scratch::new("pw");
-    let file = password_file(&dir);
-    let config = format!("password_file {}\nallow_anonymous false\n", file.display());
-    for_each_case(BOTH, &config, |case| {
+    for_each_auth_case("pw", "allow_anonymous false\n", false, |case| {
         let c = |id: &str| Connect::new(case.proto, &unique_id(id));
         let refused = not_authorised(case.proto);
         assert_eq!(connack_code(&case, &c("a").login("alice", b"s3cret")), 0);
@@ -180,13 +174,7 @@ fn a_password_file_from_mosquitto_passwd_admits_its_users_only() {
 
 #[test]
 fn anonymous_clients_beside_a_password_file_follow_allow_anonymous() {
-    if !have_tool("mosquitto_passwd", "mosquitto") {
-        return;
-    }
-    let dir = Scratch::new("anon");
-    let file = password_file(&dir);
-    let config = format!("password_file {}\nallow_anonymous true\n", file.display());
-    for_each_case(BOTH, &config, |case| {
+    for_each_auth_case("anon", "allow_anonymous true\n", false, |case| {
         let mut witness = raw::Witness::new(case.addr, case.proto);
         let c = |id: &str| Connect::new(case.proto, &unique_id(id));
         assert_eq!(connack_code(&case, &c("anon")), 0, "no username: anonymous");
@@ -203,16 +191,12 @@ fn anonymous_clients_beside_a_password_file_follow_allow_anonymous() {
 
 #[test]
 fn mosquitto_pub_and_sub_log_in_with_u_and_p() {
-    if !have_tool("mosquitto_passwd", "mosquitto")
-        || !have_tool("mosquitto_pub", "mosquitto-clients")
+    if !have_tool("mosquitto_pub", "mosquitto-clients")
         || !have_tool("mosquitto_sub", "mosquitto-clients")
     {
         return;
     }
-    let dir = Scratch::new("tools");
-    let file = password_file(&dir);
-    let config = format!("password_file {}\nallow_anonymous false\n", file.display());
-    for_each_case(&[Proto::V311, Proto::V5], &config, |case| {
+    for_each_auth_case("tools", "allow_anonymous false\n", false, |case| {
         let version = case.proto.mosquitto_arg();
         let port = case.port().to_string();
         let topic = format!("auth/tools/{}", unique_id("t"));
@@ -302,24 +286,27 @@ pattern readwrite clients/%c/#
 pattern read users/%u/inbox
 ";
 
-fn acl_config(dir: &Scratch, pw: &Path) -> String {
-    let acl = dir.write("acl", ACL);
-    format!(
-        "password_file {}\nacl_file {}\nallow_anonymous true\n",
-        pw.display(),
-        acl.display()
-    )
+/// Runs `body` for each case on a broker with [`password_file`]'s users, the config lines `extra`, and
+/// with `acl` the test [`ACL`] too. Without `mosquitto_passwd` it fails or skips, as [`have_tool`] says.
+fn for_each_auth_case<F>(name: &str, extra: &str, acl: bool, body: F)
+where
+    F: Fn(Case) + Send + Sync + 'static,
+{
+    if !have_tool("mosquitto_passwd", "mosquitto") {
+        return;
+    }
+    let dir = Scratch::new(name);
+    let mut config = format!("password_file {}\n", password_file(&dir).display());
+    if acl {
+        config += &format!("acl_file {}\n", dir.write("acl", ACL).display());
+    }
+    config += extra;
+    for_each_case(BOTH, &config, body);
 }
 
 #[test]
 fn acl_write_rules_drop_denied_publishes_but_acknowledge_them() {
-    if !have_tool("mosquitto_passwd", "mosquitto") {
-        return;
-    }
-    let dir = Scratch::new("aclw");
-    let pw = password_file(&dir);
-    let config = acl_config(&dir, &pw);
-    for_each_case(BOTH, &config, |case| {
+    for_each_auth_case("aclw", "allow_anonymous true\n", true, |case| {
         let mut reader = login(&case, "reader", "r");
         assert_eq!(
             reader.subscribe(&[("data/#", 1), ("public/#", 1)]),
@@ -374,13 +361,7 @@ fn acl_write_rules_drop_denied_publishes_but_acknowledge_them() {
 
 #[test]
 fn acl_read_rules_filter_each_delivery_and_retained_message() {
-    if !have_tool("mosquitto_passwd", "mosquitto") {
-        return;
-    }
-    let dir = Scratch::new("aclr");
-    let pw = password_file(&dir);
-    let config = acl_config(&dir, &pw);
-    for_each_case(BOTH, &config, |case| {
+    for_each_auth_case("aclr", "allow_anonymous true\n", true, |case| {
         let writer_id = unique_id("wr");
         let mut writer = login_as(&case, &writer_id, "writer", "w");
         // Retained before anyone subscribes: one readable by reader, one not: writer's own client-id
@@ -410,13 +391,7 @@ fn acl_read_rules_filter_each_delivery_and_retained_message() {
 
 #[test]
 fn acl_patterns_expand_client_id_and_username() {
-    if !have_tool("mosquitto_passwd", "mosquitto") {
-        return;
-    }
-    let dir = Scratch::new("aclp");
-    let pw = password_file(&dir);
-    let config = acl_config(&dir, &pw);
-    for_each_case(BOTH, &config, |case| {
+    for_each_auth_case("aclp", "allow_anonymous true\n", true, |case| {
         // alice has no user section: only the patterns apply to her.
         let id = unique_id("al");
         let mut alice = login_as(&case, &id, "alice", "s3cret");
@@ -443,13 +418,7 @@ fn acl_patterns_expand_client_id_and_username() {
 
 #[test]
 fn a_session_resumed_under_another_username_loses_what_it_may_no_longer_read() {
-    if !have_tool("mosquitto_passwd", "mosquitto") {
-        return;
-    }
-    let dir = Scratch::new("aclresume");
-    let pw = password_file(&dir);
-    let config = acl_config(&dir, &pw);
-    for_each_case(BOTH, &config, |case| {
+    for_each_auth_case("aclresume", "allow_anonymous true\n", true, |case| {
         let id = unique_id("rs");
         let persistent = |user: &str, password: &[u8]| {
             Connect::new(case.proto, &id)
@@ -485,13 +454,7 @@ fn a_session_resumed_under_another_username_loses_what_it_may_no_longer_read() {
 
 #[test]
 fn a_will_is_published_only_where_its_client_may_write() {
-    if !have_tool("mosquitto_passwd", "mosquitto") {
-        return;
-    }
-    let dir = Scratch::new("aclwill");
-    let pw = password_file(&dir);
-    let config = acl_config(&dir, &pw);
-    for_each_case(BOTH, &config, |case| {
+    for_each_auth_case("aclwill", "allow_anonymous true\n", true, |case| {
         let mut reader = login(&case, "reader", "r");
         assert_eq!(reader.subscribe(&[("data/#", 1)]), vec![1]);
         // writer may not write data/secret: that will is dropped; data/will goes out.
@@ -593,6 +556,14 @@ impl BrokerProcess {
     }
 }
 
+/// A port nobody listens on now, for a broker binary (whose command line takes no port 0).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
         self.signal(libc::SIGTERM);
@@ -614,10 +585,7 @@ fn sighup_reloads_the_password_and_acl_files() {
             "acl",
             "user alice\ntopic write #\nuser carol\ntopic read a/#\n",
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let conf = dir.write(
             "shardmq.conf",
             &format!(
@@ -684,10 +652,7 @@ fn a_costly_password_hash_is_checked_on_the_blocking_pool() {
         // no option for the count, so the entry comes from the broker's own generator.
         let entry = shardmq::auth::password::hash_password_pbkdf2(b"pw", 20_000).unwrap();
         let pw = dir.write("passwd", &format!("slow:{entry}\n"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let conf = dir.write(
             "shardmq.conf",
             &format!(
