@@ -163,6 +163,11 @@ fn a_password_file_from_mosquitto_passwd_admits_its_users_only() {
             refused,
             "allow_anonymous false"
         );
+        assert_eq!(
+            connack_code(&case, &c("empty").username("")),
+            refused,
+            "a zero-length username is no username: allow_anonymous false applies"
+        );
         // The users that did log in are served: a publish from one reaches the other.
         let mut sub = login(&case, "alice", "s3cret");
         assert_eq!(sub.subscribe(&[("auth/t", 1)]), vec![1]);
@@ -178,6 +183,11 @@ fn anonymous_clients_beside_a_password_file_follow_allow_anonymous() {
         let mut witness = raw::Witness::new(case.addr, case.proto);
         let c = |id: &str| Connect::new(case.proto, &unique_id(id));
         assert_eq!(connack_code(&case, &c("anon")), 0, "no username: anonymous");
+        assert_eq!(
+            connack_code(&case, &c("empty").username("")),
+            0,
+            "a zero-length username is no username: anonymous"
+        );
         // A username is still checked: anonymous access is not a way around a wrong password.
         assert_eq!(
             connack_code(&case, &c("a").login("alice", b"nope")),

@@ -286,6 +286,10 @@ async fn read_connect(
         }
     };
     check_connect(settings, &connect)?;
+    // A zero-length username is no username, as Mosquitto reads it: decided once, here.
+    if connect.username.as_ref().is_some_and(|u| u.is_empty()) {
+        connect.username = None;
+    }
     let not_authorised = |connect: &Connect| {
         // Mosquitto's line for it.
         tracing::info!(target: log_type::NOTICE, "Client {} disconnected, not authorised.",
@@ -297,7 +301,7 @@ async fn read_connect(
     };
     if settings.listeners[listener].use_username_as_clientid {
         // The listener identifies clients by username; without one a client cannot be identified.
-        match connect.username.clone().filter(|u| !u.is_empty()) {
+        match connect.username.clone() {
             Some(username) => connect.client_id = username,
             None => return not_authorised(&connect),
         }

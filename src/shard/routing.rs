@@ -237,8 +237,8 @@ impl Shard {
             .map(|m| m as usize)
             .filter(|_| connect.protocol == ProtocolVersion::V5);
         session.inbound_qos2.clear();
-        // A zero-length username is no username (Mosquitto reads it as absent).
-        let username = connect.username.as_ref().filter(|u| !u.is_empty());
+        // (A zero-length username arrives as None: `connection::read_connect`.)
+        let username = connect.username.as_ref();
         session.login = username.map(|username| {
             Box::new(Login {
                 username: username.clone(),
