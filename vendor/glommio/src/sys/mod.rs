@@ -172,7 +172,6 @@ pub(crate) fn sendmsg_syscall(
 }
 
 mod dma_buffer;
-mod membarrier;
 pub(crate) mod source;
 pub(crate) mod sysfs;
 mod uring;
@@ -305,11 +304,23 @@ impl SleepNotifier {
         self.id
     }
 
+    /// Called by another thread after it queued something for this executor (a waker, a shared
+    /// channel item, a blocking-pool result): writes the eventfd if the executor said it sleeps.
+    ///
+    /// shardmq patch: the fence pairs with the one in [`Self::prepare_to_sleep`] (a Dekker
+    /// handshake). Either this load sees `should_notify == true` and the eventfd is written, or the
+    /// sleeper's re-check after its fence sees what the caller queued before calling this. Upstream
+    /// instead had the sleeper issue `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, a system call that
+    /// interrupts every CPU running a thread of the process, on every sleep.
     pub(crate) fn notify(&self, force: bool) {
-        if self
-            .should_notify
-            .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // The plain load first: while the executor is awake (the common case under load) the flag is
+        // false and no read-modify-write of a line the other core owns is needed.
+        if (self.should_notify.load(Ordering::Relaxed)
+            && self
+                .should_notify
+                .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok())
             || force
         {
             write_eventfd(self.eventfd_fd());
@@ -339,11 +350,17 @@ impl SleepNotifier {
         processed
     }
 
+    /// The sleeper's half of the handshake in [`Self::notify`]: after this returns, the caller must
+    /// look at every queue a notifier fills (foreign wakes, shared channels, the blocking pool) once
+    /// more, and sleep only if all are empty.
     pub(super) fn prepare_to_sleep(&self) {
         // This will allow this `eventfd` to be notified. This should not happen
         // for the placeholder (disconnected) case.
         assert_ne!(self.id, usize::MAX);
         self.should_notify.store(true, Ordering::Relaxed);
+        // shardmq patch: orders the store above before the caller's re-check of the queues; pairs
+        // with the fence in `notify` (replaces a process-wide membarrier, see PATCHES.md).
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     pub(super) fn wake_up(&self) {
