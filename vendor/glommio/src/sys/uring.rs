@@ -1863,18 +1863,18 @@ impl Reactor {
             // `SleepNotifier::notify`; upstream issued `membarrier(PRIVATE_EXPEDITED)` here.
             self.notifier.prepare_to_sleep();
             let events = process_remote_channels() + self.flush_syscall_thread();
-            if events == 0 {
-                if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
-                        .expect("some error");
-                    // May have new cancellations related to the link ring fd.
-                    flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
-                    flush_rings!(lat_ring, poll_ring, main_ring)?;
-                    consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
-                }
-                // Woke up, so no need to notify us anymore.
-                self.notifier.wake_up();
+            if events == 0 && self.eventfd_src.is_installed().unwrap() {
+                self.link_rings_and_sleep(&mut main_ring)
+                    .expect("some error");
+                // May have new cancellations related to the link ring fd.
+                flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
+                flush_rings!(lat_ring, poll_ring, main_ring)?;
+                consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
             }
+            // Woke up, or did not sleep after all: no need to notify us anymore. shardmq patch:
+            // upstream left the flag set when the re-check found work, so every foreign wake until
+            // the next sleep wrote the eventfd for nothing.
+            self.notifier.wake_up();
         }
 
         if let Some(preempt) = preempt_timer() {
