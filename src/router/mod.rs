@@ -5,7 +5,8 @@
 //! each other. Each shard owns the sending ends of its row ([`Outboxes`]) and the receiving ends of its
 //! column ([`Inbox`]); neither is shared. A parked shard is woken through a [`MailWaker`]: the receiver
 //! registers its task waker and marks itself parked, then re-checks its queues before sleeping; a sender
-//! wakes it only when it saw the parked mark, so a busy shard costs senders no syscalls (GLOMMIO.md).
+//! wakes it only when it saw the parked mark, so a busy shard costs senders no syscalls ([`ParkFlag`]
+//! has the handshake and why it cannot lose a wake-up).
 //! A control channel per shard carries commands from outside the shard threads (shutdown).
 //!
 //! Interest changes (`InterestAdd`/`InterestRemove`) travel on a second, unbounded FIFO per pair, which
@@ -17,7 +18,7 @@
 //! number of distinct filters, and it must never wait behind publishes.
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -104,30 +105,38 @@ pub enum Control {
     Security(Arc<Security>, std::sync::mpsc::Sender<()>),
 }
 
-/// Wakes a shard's mail task from any thread.
+/// The atomics [`park`] uses: std's here, loom's when `tests/park_model.rs` compiles that file.
+mod atomics {
+    pub use std::sync::atomic::{fence, AtomicBool, Ordering};
+}
+mod park;
+pub use park::ParkFlag;
+
+/// Wakes a shard's mail task from any thread (the handshake is [`ParkFlag`]'s).
 #[derive(Default)]
 pub struct MailWaker {
     /// The mail task's waker, registered before it parks.
     waker: AtomicWaker,
-    /// Set by the receiver when it is about to park; cleared by the first sender that wakes it.
-    parked: AtomicBool,
+    /// Whether the mail task may be parked: set by it before its last look at the queues, cleared by
+    /// it or by the first sender that wakes it.
+    parked: ParkFlag,
 }
 
 impl MailWaker {
     /// Called by a sender after it queued mail.
     pub fn notify(&self) {
-        if self.parked.swap(false, Ordering::AcqRel) {
+        if self.parked.take_parked() {
             self.waker.wake();
         }
     }
     /// Called by the receiver before it re-checks its queues and returns Pending.
     pub fn prepare_park(&self, cx: &Context<'_>) {
         self.waker.register(cx.waker());
-        self.parked.store(true, Ordering::Release);
+        self.parked.set_parked();
     }
     /// Called by the receiver when it found work after `prepare_park`.
     pub fn unpark(&self) {
-        self.parked.store(false, Ordering::Release);
+        self.parked.clear();
     }
 }
 
