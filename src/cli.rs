@@ -87,7 +87,8 @@ pub fn check_config(args: &Args) -> Result<Config, CheckError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigNotice, ListenerConfig, LogTypes};
+    use crate::config::{ConfigNotice, ListenerConfig};
+    use crate::logging::LogTypes;
     use clap::error::ErrorKind;
     use std::path::Path;
 

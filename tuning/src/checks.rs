@@ -11,7 +11,7 @@ pub const NOFILE_TARGET: u64 = 1_000_000;
 /// The value the fixes suggest: the kernel's default `fs.nr_open`, the most a hard limit can be without
 /// raising that too.
 pub const NOFILE_SUGGESTED: u64 = 1_048_576;
-/// The broker's default `listen_backlog` (`DEFAULT_LISTEN_BACKLOG` in src/config.rs; mirrored here so
+/// The broker's default `listen_backlog` (`DEFAULT_LISTEN_BACKLOG` in src/config/mod.rs; mirrored here so
 /// that this tool builds without the broker crate).
 pub const BROKER_LISTEN_BACKLOG: u64 = 1024;
 /// Fewer ephemeral ports than this per source address is noticeably less than the 64k a port number

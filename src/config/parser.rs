@@ -1,0 +1,675 @@
+//! The `mosquitto.conf` line parser: one `key value...` per line, `#` comment lines, values checked
+//! with Mosquitto's limits, `include_dir` files read in Mosquitto's order, and the listener options
+//! (`listener`, the deprecated `port`/`bind_address` default listener, `max_connections`, ...) applied
+//! to the listener they follow. [`super::Config::parse_str`] drives it: [`Parser::new`], then
+//! [`Parser::parse_text`] on the main file (which recurses into included files), then [`Parser::finish`].
+//! Which keys exist is in `keys.rs`; the errors it returns are in `error.rs`.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::keys::{suggest, UNSUPPORTED_KEYS, UNSUPPORTED_PREFIXES};
+use super::placement::parse_cpu_list;
+use super::{
+    Arity, Config, ConfigError, ConfigNotice, ListenerConfig, ValueProblem, DEFAULT_AUTO_ID_PREFIX,
+    DEFAULT_PORT, MIN_MAX_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
+};
+use crate::logging::{LogDest, LogType, LogTypes, TimestampFormat};
+
+/// `persistent_client_expiration`'s value as Mosquitto reads it: a positive count and a unit, `h`, `d`,
+/// `w`, `m` (30 days) or `y` (365 days), e.g. `14d`. shardmq also takes `s` (seconds), which Mosquitto
+/// does not, for setups (and tests) that need a short one.
+fn parse_expiration(v: &str) -> Option<Duration> {
+    let unit = v.chars().last()?;
+    let secs_per_unit: u64 = match unit {
+        's' => 1,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        'm' => 30 * 86_400,
+        'y' => 365 * 86_400,
+        _ => return None,
+    };
+    let count: u64 = v[..v.len() - 1].parse().ok().filter(|&n| n > 0)?;
+    Some(Duration::from_secs(count.checked_mul(secs_per_unit)?))
+}
+
+/// Mosquitto's include_dir order: case-insensitive first, then upper case before lower case.
+fn mosquitto_file_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        let by_upper = x.to_ascii_uppercase().cmp(&y.to_ascii_uppercase());
+        if by_upper.is_ne() {
+            return by_upper;
+        }
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Where one line came from, for errors and notices.
+struct Line<'a> {
+    file: &'a Path,
+    number: usize,
+}
+
+impl Line<'_> {
+    fn arity(&self, key: &'static str, expected: Arity, found: usize) -> ConfigError {
+        ConfigError::Arity {
+            file: self.file.to_owned(),
+            line: self.number,
+            key,
+            expected,
+            found,
+        }
+    }
+
+    fn invalid(&self, key: &'static str, value: &str, reason: ValueProblem) -> ConfigError {
+        ConfigError::InvalidValue {
+            file: self.file.to_owned(),
+            line: self.number,
+            key,
+            value: value.to_owned(),
+            reason,
+        }
+    }
+
+    fn duplicate(&self, key: &'static str) -> ConfigError {
+        ConfigError::Duplicate {
+            file: self.file.to_owned(),
+            line: self.number,
+            key,
+        }
+    }
+
+    fn unsupported(&self, key: &str, value: Option<&str>) -> ConfigError {
+        ConfigError::Unsupported {
+            file: self.file.to_owned(),
+            line: self.number,
+            key: key.to_owned(),
+            value: value.map(str::to_owned),
+        }
+    }
+
+    /// The value's words, up to a word starting with `#` (a trailing comment, as Mosquitto tolerates).
+    fn words<'v>(&self, rest: &'v str) -> Vec<&'v str> {
+        rest.split_whitespace()
+            .take_while(|w| !w.starts_with('#'))
+            .collect()
+    }
+
+    fn one<'v>(&self, key: &'static str, rest: &'v str) -> Result<&'v str, ConfigError> {
+        match self.words(rest).as_slice() {
+            [w] => Ok(w),
+            other => Err(self.arity(key, Arity::One, other.len())),
+        }
+    }
+
+    /// The whole rest of the line (it may contain spaces), like Mosquitto's string options.
+    fn text<'v>(&self, key: &'static str, rest: &'v str) -> Result<&'v str, ConfigError> {
+        if rest.is_empty() {
+            return Err(self.arity(key, Arity::Text, 0));
+        }
+        if rest.contains('\0') {
+            return Err(self.invalid(key, rest, ValueProblem::NulByte));
+        }
+        Ok(rest)
+    }
+
+    fn bool(&self, key: &'static str, rest: &str) -> Result<bool, ConfigError> {
+        match self.one(key, rest)? {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            other => Err(self.invalid(key, other, ValueProblem::NotABoolean)),
+        }
+    }
+
+    fn int(&self, key: &'static str, rest: &str) -> Result<i64, ConfigError> {
+        let w = self.one(key, rest)?;
+        w.parse::<i64>()
+            .map_err(|_| self.invalid(key, w, ValueProblem::NotAnInteger))
+    }
+
+    fn int_in(
+        &self,
+        key: &'static str,
+        rest: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<i64, ConfigError> {
+        let v = self.int(key, rest)?;
+        if v < min || v > max {
+            return Err(self.invalid(key, &v.to_string(), ValueProblem::OutOfRange { min, max }));
+        }
+        Ok(v)
+    }
+
+    /// An integer where Mosquitto reads any negative value as "no limit" (0), capped at `max`.
+    fn limit(&self, key: &'static str, rest: &str, max: i64) -> Result<i64, ConfigError> {
+        let v = self.int(key, rest)?;
+        if v > max {
+            return Err(self.invalid(
+                key,
+                &v.to_string(),
+                ValueProblem::OutOfRange { min: 0, max },
+            ));
+        }
+        Ok(v.max(0))
+    }
+}
+
+/// The listener a per-listener option (`max_connections`) applies to.
+#[derive(Clone, Copy)]
+enum CurrentListener {
+    /// Before any `listener` line: Mosquitto's implicit default listener.
+    Default,
+    /// The listener at this index of `Parser::listeners`.
+    Explicit(usize),
+}
+
+/// Parse state carried across the main file and its includes.
+pub(super) struct Parser {
+    config: Config,
+    main_file: PathBuf,
+    listeners: Vec<ListenerConfig>,
+    current: CurrentListener,
+    default_port: Option<u16>,
+    default_bind_address: Option<String>,
+    default_max_connections: Option<Option<u32>>,
+    default_use_username_as_clientid: Option<bool>,
+    local_only: bool,
+    allow_anonymous: Option<bool>,
+    log_dest_set: bool,
+    log_type_set: bool,
+    has_log_file: bool,
+}
+
+impl Parser {
+    pub(super) fn new(main_file: &Path) -> Parser {
+        Parser {
+            config: Config {
+                config_file: Some(main_file.to_owned()),
+                notices: Vec::new(),
+                ..Config::default()
+            },
+            main_file: main_file.to_owned(),
+            listeners: Vec::new(),
+            current: CurrentListener::Default,
+            default_port: None,
+            default_bind_address: None,
+            default_max_connections: None,
+            default_use_username_as_clientid: None,
+            local_only: true,
+            allow_anonymous: None,
+            log_dest_set: false,
+            log_type_set: false,
+            has_log_file: false,
+        }
+    }
+
+    pub(super) fn parse_text(
+        &mut self,
+        text: &str,
+        file: &Path,
+        level: usize,
+    ) -> Result<(), ConfigError> {
+        for (index, raw) in text.lines().enumerate() {
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let (key, rest) = match trimmed.split_once(|c: char| c.is_ascii_whitespace()) {
+                Some((key, rest)) => (key, rest.trim()),
+                None => (trimmed, ""),
+            };
+            let line = Line {
+                file,
+                number: index + 1,
+            };
+            self.apply(&line, key, rest, level)?;
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        line: &Line<'_>,
+        key: &str,
+        rest: &str,
+        level: usize,
+    ) -> Result<(), ConfigError> {
+        let c = &mut self.config;
+        match key {
+            "listener" => self.listener(line, rest)?,
+            "port" => {
+                let port = line.int_in("port", rest, 1, 65535)? as u16;
+                self.local_only = false;
+                if self.default_port.is_some() {
+                    c.notices.push(ConfigNotice::PortRepeated {
+                        file: line.file.to_owned(),
+                        line: line.number,
+                    });
+                }
+                self.default_port = Some(port);
+                c.notices.push(ConfigNotice::Deprecated {
+                    file: line.file.to_owned(),
+                    line: line.number,
+                    key: "port",
+                });
+            }
+            "bind_address" => {
+                let address = line.one("bind_address", rest)?;
+                if self.default_bind_address.is_some() {
+                    return Err(line.duplicate("bind_address"));
+                }
+                self.local_only = false;
+                self.default_bind_address = Some(address.to_owned());
+                c.notices.push(ConfigNotice::Deprecated {
+                    file: line.file.to_owned(),
+                    line: line.number,
+                    key: "bind_address",
+                });
+            }
+            "max_connections" => {
+                let v = line.int("max_connections", rest)?;
+                let limit = if v < 0 {
+                    None
+                } else {
+                    Some(u32::try_from(v).map_err(|_| {
+                        line.invalid(
+                            "max_connections",
+                            &v.to_string(),
+                            ValueProblem::OutOfRange {
+                                min: -1,
+                                max: i64::from(u32::MAX),
+                            },
+                        )
+                    })?)
+                };
+                match self.current {
+                    CurrentListener::Default => self.default_max_connections = Some(limit),
+                    CurrentListener::Explicit(i) => {
+                        if let Some(l) = self.listeners.get_mut(i) {
+                            l.max_connections = limit;
+                        }
+                    }
+                }
+            }
+            "allow_anonymous" => self.allow_anonymous = Some(line.bool("allow_anonymous", rest)?),
+            "max_inflight_messages" => {
+                let v = line.limit("max_inflight_messages", rest, 65535)?;
+                // Mosquitto treats 65535 like 0: no limit.
+                c.max_inflight_messages = if v == 65535 { 0 } else { v as u16 };
+            }
+            "max_queued_messages" => {
+                c.max_queued_messages =
+                    line.limit("max_queued_messages", rest, i64::from(u32::MAX))? as u32;
+            }
+            "max_queued_bytes" => {
+                c.max_queued_bytes = line.limit("max_queued_bytes", rest, i64::MAX)? as u64;
+            }
+            "queue_qos0_messages" => {
+                c.queue_qos0_messages = line.bool("queue_qos0_messages", rest)?
+            }
+            "max_packet_size" => {
+                let v = line.int_in("max_packet_size", rest, 0, i64::from(MQTT_MAX_PACKET_SIZE))?;
+                c.max_packet_size = match v as u32 {
+                    0 => MQTT_MAX_PACKET_SIZE,
+                    n if n < MIN_MAX_PACKET_SIZE => {
+                        return Err(line.invalid(
+                            "max_packet_size",
+                            &n.to_string(),
+                            ValueProblem::PacketSizeTooSmall,
+                        ))
+                    }
+                    n => n,
+                };
+            }
+            "max_keepalive" => {
+                c.max_keepalive_s = line.int_in("max_keepalive", rest, 0, 65535)? as u16
+            }
+            "retain_available" => c.retain_available = line.bool("retain_available", rest)?,
+            "set_tcp_nodelay" => c.set_tcp_nodelay = line.bool("set_tcp_nodelay", rest)?,
+            "sys_interval" => {
+                c.sys_interval_s = line.int_in("sys_interval", rest, 0, 65535)? as u32
+            }
+            "log_dest" => self.log_dest(line, rest)?,
+            "log_type" => {
+                let word = line.one("log_type", rest)?;
+                if !self.log_type_set {
+                    self.log_type_set = true;
+                    c.log_types = LogTypes::NONE;
+                }
+                match word {
+                    "none" => c.log_types = LogTypes::NONE,
+                    "all" => c.log_types = LogTypes::ALL,
+                    other => match LogType::from_name(other) {
+                        Some(t) => c.log_types.insert(t),
+                        None => {
+                            return Err(line.invalid(
+                                "log_type",
+                                other,
+                                ValueProblem::UnknownLogType,
+                            ))
+                        }
+                    },
+                }
+            }
+            "log_timestamp" => c.log_timestamp = line.bool("log_timestamp", rest)?,
+            "log_timestamp_format" => {
+                let text = line.text("log_timestamp_format", rest)?;
+                if c.log_timestamp_format.is_some() {
+                    return Err(line.duplicate("log_timestamp_format"));
+                }
+                let format = TimestampFormat::parse(text)
+                    .map_err(|reason| line.invalid("log_timestamp_format", text, reason))?;
+                c.log_timestamp_format = Some(format);
+            }
+            "connection_messages" => {
+                c.connection_messages = line.bool("connection_messages", rest)?
+            }
+            "include_dir" => self.include_dir(line, rest, level)?,
+            "per_listener_settings" => {
+                if line.bool("per_listener_settings", rest)? {
+                    return Err(line.unsupported(key, Some("true")));
+                }
+                c.per_listener_settings = false;
+            }
+            "persistence" | "retained_persistence" => {
+                let name = if key == "persistence" {
+                    "persistence"
+                } else {
+                    "retained_persistence"
+                };
+                if line.bool(name, rest)? {
+                    return Err(line.unsupported(key, Some("true")));
+                }
+                c.persistence = false;
+            }
+            "protocol" => match line.one("protocol", rest)? {
+                "mqtt" => {}
+                v @ ("websockets" | "mqttsn") => return Err(line.unsupported(key, Some(v))),
+                other => {
+                    return Err(line.invalid("protocol", other, ValueProblem::UnknownProtocol))
+                }
+            },
+            "user" => c.user = Some(line.text("user", rest)?.to_owned()),
+            "pid_file" => {
+                let path = line.text("pid_file", rest)?;
+                if c.pid_file.is_some() {
+                    return Err(line.duplicate("pid_file"));
+                }
+                c.pid_file = Some(PathBuf::from(path));
+            }
+            "allow_zero_length_clientid" => {
+                c.allow_zero_length_clientid = line.bool("allow_zero_length_clientid", rest)?
+            }
+            "auto_id_prefix" => {
+                let prefix = line.text("auto_id_prefix", rest)?;
+                if c.auto_id_prefix != DEFAULT_AUTO_ID_PREFIX {
+                    return Err(line.duplicate("auto_id_prefix"));
+                }
+                c.auto_id_prefix = prefix.to_owned();
+            }
+            "clientid_prefixes" => {
+                let prefix = line.text("clientid_prefixes", rest)?;
+                if c.clientid_prefixes.is_some() {
+                    return Err(line.duplicate("clientid_prefixes"));
+                }
+                c.clientid_prefixes = Some(prefix.to_owned());
+            }
+            "persistent_client_expiration" => {
+                let v = line.one("persistent_client_expiration", rest)?;
+                c.persistent_client_expiration = Some(parse_expiration(v).ok_or_else(|| {
+                    line.invalid("persistent_client_expiration", v, ValueProblem::Duration)
+                })?);
+            }
+            "upgrade_outgoing_qos" => {
+                c.upgrade_outgoing_qos = line.bool("upgrade_outgoing_qos", rest)?
+            }
+            "use_username_as_clientid" => {
+                let v = line.bool("use_username_as_clientid", rest)?;
+                match self.current {
+                    CurrentListener::Default => self.default_use_username_as_clientid = Some(v),
+                    CurrentListener::Explicit(i) => {
+                        if let Some(l) = self.listeners.get_mut(i) {
+                            l.use_username_as_clientid = v;
+                        }
+                    }
+                }
+            }
+            "password_file" => {
+                let path = line.text("password_file", rest)?;
+                if c.password_file.is_some() {
+                    return Err(line.duplicate("password_file"));
+                }
+                c.password_file = Some(PathBuf::from(path));
+            }
+            "acl_file" => {
+                let path = line.text("acl_file", rest)?;
+                if c.acl_file.is_some() {
+                    return Err(line.duplicate("acl_file"));
+                }
+                c.acl_file = Some(PathBuf::from(path));
+            }
+            "retry_interval" => c.notices.push(ConfigNotice::Obsolete {
+                file: line.file.to_owned(),
+                line: line.number,
+                key: "retry_interval",
+            }),
+            "shards" => {
+                let n = line.int_in("shards", rest, 1, 65536)? as usize;
+                c.shards = NonZeroUsize::new(n);
+            }
+            "cpu_affinity" => c.cpu_affinity = Some(line.bool("cpu_affinity", rest)?),
+            "cpu_set" => {
+                let text = line.text("cpu_set", rest)?;
+                let cpus =
+                    parse_cpu_list(text).map_err(|reason| line.invalid("cpu_set", text, reason))?;
+                c.cpu_set = Some(cpus);
+            }
+            "listen_backlog" => {
+                c.listen_backlog =
+                    line.int_in("listen_backlog", rest, 1, i64::from(i32::MAX))? as u32;
+            }
+            _ if UNSUPPORTED_KEYS.contains(&key)
+                || UNSUPPORTED_PREFIXES.iter().any(|p| key.starts_with(p)) =>
+            {
+                return Err(line.unsupported(key, None));
+            }
+            _ => {
+                return Err(ConfigError::UnknownKey {
+                    file: line.file.to_owned(),
+                    line: line.number,
+                    key: key.to_owned(),
+                    suggestion: suggest(key),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    fn listener(&mut self, line: &Line<'_>, rest: &str) -> Result<(), ConfigError> {
+        let words = line.words(rest);
+        let (port, bind) = match words.as_slice() {
+            [port] => (*port, None),
+            [port, bind] => (*port, Some(*bind)),
+            other => return Err(line.arity("listener", Arity::OneOrTwo, other.len())),
+        };
+        let port: i64 = port
+            .parse()
+            .map_err(|_| line.invalid("listener", port, ValueProblem::NotAnInteger))?;
+        if port == 0 {
+            return Err(match bind {
+                Some(path) => line.unsupported("listener", Some(&format!("0 {path}"))),
+                None => line.invalid("listener", "0", ValueProblem::PortZero),
+            });
+        }
+        if !(1..=65535).contains(&port) {
+            return Err(line.invalid(
+                "listener",
+                &port.to_string(),
+                ValueProblem::OutOfRange { min: 1, max: 65535 },
+            ));
+        }
+        self.local_only = false;
+        self.listeners.push(ListenerConfig {
+            port: port as u16,
+            bind_address: bind.map(str::to_owned),
+            max_connections: None,
+            use_username_as_clientid: false,
+        });
+        self.current = CurrentListener::Explicit(self.listeners.len() - 1);
+        Ok(())
+    }
+
+    fn log_dest(&mut self, line: &Line<'_>, rest: &str) -> Result<(), ConfigError> {
+        let (dest, path) = match rest.split_once(|c: char| c.is_ascii_whitespace()) {
+            Some((dest, path)) => (dest, path.trim()),
+            None => (rest, ""),
+        };
+        let add = match dest {
+            "" => return Err(line.arity("log_dest", Arity::OneOrTwo, 0)),
+            "none" | "stderr" | "stdout" if !line.words(path).is_empty() => {
+                return Err(line.arity("log_dest", Arity::One, 1 + line.words(path).len()))
+            }
+            "none" => None,
+            "stderr" => Some(LogDest::Stderr),
+            "stdout" => Some(LogDest::Stdout),
+            "file" => {
+                if path.is_empty() {
+                    return Err(line.arity("log_dest", Arity::OneOrTwo, 1));
+                }
+                if self.has_log_file {
+                    return Err(line.duplicate("log_dest file"));
+                }
+                self.has_log_file = true;
+                Some(LogDest::File(PathBuf::from(path)))
+            }
+            "syslog" | "topic" | "dlt" => return Err(line.unsupported("log_dest", Some(dest))),
+            other => return Err(line.invalid("log_dest", other, ValueProblem::UnknownLogDest)),
+        };
+        let c = &mut self.config;
+        if !self.log_dest_set {
+            self.log_dest_set = true;
+            c.log_dest.clear();
+        }
+        match add {
+            None => c.log_dest.clear(),
+            Some(d) => {
+                if !c.log_dest.contains(&d) {
+                    c.log_dest.push(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn include_dir(
+        &mut self,
+        line: &Line<'_>,
+        rest: &str,
+        level: usize,
+    ) -> Result<(), ConfigError> {
+        if level > 0 {
+            return Err(ConfigError::NestedIncludeDir {
+                file: line.file.to_owned(),
+                line: line.number,
+            });
+        }
+        let dir = Path::new(line.text("include_dir", rest)?);
+        let dir = if dir.is_relative() {
+            line.file.parent().unwrap_or(Path::new("")).join(dir)
+        } else {
+            dir.to_owned()
+        };
+        let io_error = |source| ConfigError::IncludeDir {
+            dir: dir.clone(),
+            file: line.file.to_owned(),
+            line: line.number,
+            source,
+        };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_error)? {
+            let entry = entry.map_err(io_error)?;
+            // Mosquitto takes names longer than 5 bytes ending in ".conf" (so ".conf" itself is skipped).
+            if let Some(name) = entry.file_name().to_str() {
+                if name.len() > 5 && name.ends_with(".conf") {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort_by(|a, b| mosquitto_file_order(a, b));
+        let main = std::fs::canonicalize(&self.main_file).ok();
+        for name in names {
+            let path = dir.join(&name);
+            if main.is_some() && std::fs::canonicalize(&path).ok() == main {
+                return Err(ConfigError::IncludeDirContainsMainFile {
+                    file: line.file.to_owned(),
+                    line: line.number,
+                    main: self.main_file.clone(),
+                });
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            self.config
+                .notices
+                .push(ConfigNotice::IncludedFile { path: path.clone() });
+            self.parse_text(&text, &path, level + 1)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self) -> Result<Config, ConfigError> {
+        let mut listeners = std::mem::take(&mut self.listeners);
+        let default_used = self.default_port.is_some()
+            || self.default_bind_address.is_some()
+            || self.default_max_connections.is_some()
+            || self.default_use_username_as_clientid.is_some();
+        if self.local_only {
+            // Mosquitto 2.0 "local only mode": loopback listener, anonymous clients allowed regardless.
+            let mut l = ListenerConfig::local_only(DEFAULT_PORT);
+            l.max_connections = self.default_max_connections.flatten();
+            l.use_username_as_clientid = self.default_use_username_as_clientid.unwrap_or(false);
+            listeners = vec![l];
+            self.config.notices.push(ConfigNotice::LocalOnlyMode);
+            if self.allow_anonymous == Some(false) {
+                self.config
+                    .notices
+                    .push(ConfigNotice::AnonymousForcedInLocalOnly);
+            }
+            self.config.allow_anonymous = true;
+        } else {
+            if default_used {
+                listeners.push(ListenerConfig {
+                    port: self.default_port.unwrap_or(DEFAULT_PORT),
+                    bind_address: self.default_bind_address.take(),
+                    max_connections: self.default_max_connections.flatten(),
+                    use_username_as_clientid: self
+                        .default_use_username_as_clientid
+                        .unwrap_or(false),
+                });
+            }
+            self.config.allow_anonymous = self.allow_anonymous.unwrap_or(false);
+        }
+        for (i, l) in listeners.iter().enumerate() {
+            if listeners[..i]
+                .iter()
+                .any(|o| o.port == l.port && o.bind_address == l.bind_address)
+            {
+                return Err(ConfigError::DuplicateListener {
+                    port: l.port,
+                    bind_address: l.bind_address.clone(),
+                });
+            }
+        }
+        self.config.listeners = listeners;
+        self.config.local_only = self.local_only;
+        Ok(self.config)
+    }
+}
