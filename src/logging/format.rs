@@ -2,7 +2,7 @@
 //! (Unix seconds, a strftime(3) pattern in local time, or nothing), with the target in front for events
 //! that are not one of the Mosquitto log types and extra fields after the message. The tracing layer
 //! built by `super::layer` calls it on the logging thread, so formatting costs the caller, not the
-//! writer thread.
+//! writer thread; the writer thread uses it only for the line saying how many lines it dropped.
 
 use std::ffi::CString;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,6 +54,17 @@ impl MosquittoFormat {
     /// The same format reading time from `clock`.
     pub fn with_clock(self, clock: fn() -> SystemTime) -> MosquittoFormat {
         MosquittoFormat { clock, ..self }
+    }
+
+    /// `message` as one line of a Mosquitto log type (timestamp, message, newline), for the lines the
+    /// writer thread writes itself rather than through tracing (how many lines it dropped).
+    pub(super) fn line(&self, message: std::fmt::Arguments<'_>) -> String {
+        let mut text = String::new();
+        let mut w = Writer::new(&mut text);
+        // Writing to a String cannot fail.
+        let _ = self.write_timestamp(&mut w);
+        let _ = writeln!(w, "{message}");
+        text
     }
 
     fn write_timestamp(&self, w: &mut Writer<'_>) -> std::fmt::Result {

@@ -18,9 +18,11 @@
 //! Concurrency: any thread may log. The calling thread formats the line (a few hundred nanoseconds,
 //! no lock) and hands it to one background writer thread through a bounded channel; the writer owns
 //! every destination (stderr, stdout, file), buffers, and flushes whenever the channel runs empty, so
-//! shards never do file I/O: a slow disk or a full pipe never stalls a shard's event loop. If the
-//! writer falls 65,536 lines behind, loggers wait rather than lose lines. Dropping the [`LogGuard`]
-//! writes out every line logged before it.
+//! shards never do file I/O: a slow disk or a full pipe never stalls a shard's event loop. Nor does
+//! logging ever block: if the writer falls [`WRITER_QUEUE_LINES`] (65,536) lines behind, new lines are
+//! dropped and counted rather than queued, and the writer then writes one warning line saying how many
+//! were lost (`1700000000: Log queue full: 1234 log lines dropped.`, shown if `warning` is logged).
+//! [`LogGuard::flush`] and dropping the [`LogGuard`] write out every line that was queued before them.
 //!
 //! Where things are:
 //! - this file: the log type targets ([`log_type`]), the filter, [`layer`] and [`init`];
@@ -198,7 +200,7 @@ pub fn init(config: &Config) -> Result<LogGuard, LoggingError> {
         log::set_max_level(log::LevelFilter::Off);
         return Ok(LogGuard::inactive());
     }
-    let (sink, guard) = spawn_writer(&config.log_dest)?;
+    let (sink, guard) = spawn_writer(config)?;
     tracing_subscriber::registry()
         .with(layer(config, sink)?)
         .try_init()
