@@ -20,8 +20,13 @@ pub struct Message {
     pub retain: bool,
     /// v5 properties to forward (empty for 3.x publishers).
     pub properties: Properties,
-    /// Publishing session (shard and slot), for v5 No Local; None for wills and `$SYS`.
+    /// Publishing session (shard and slot), for v5 No Local and back-pressure holds; None for wills and
+    /// `$SYS`.
     pub origin: Option<(u16, u32)>,
+    /// How many shards routing sent it to (0 until routed): under `hold_if_all_behind` a subscriber gets
+    /// room beyond its queue limits only for a message that reached its shard alone (see
+    /// `session::hold`).
+    pub reached_shards: u16,
 }
 
 impl Message {

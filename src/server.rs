@@ -127,6 +127,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
             // there: their mailboxes' worth, a few times over for a shard that is slow to read its mail
             // (more shards than cores, a busy core).
             in_transit: 4 * crate::router::MAILBOX_CAPACITY * placement.shards.saturating_sub(1),
+            slow_subscriber_policy: config.slow_subscriber_policy,
             ..Limits::default()
         },
         connect_timeout: Duration::from_secs(10),

@@ -64,9 +64,14 @@ async fn send(out: &Outboxes, to: u16, mut mail: Mail) {
 
 fn seq(m: &Mail) -> u32 {
     match m {
-        Mail::Release { slot } => *slot,
+        Mail::Release { slot, .. } => *slot,
         _ => panic!("unexpected mail"),
     }
+}
+
+/// Message number `n` (any small mail would do; this one carries a number and allocates nothing).
+fn numbered(n: u32) -> Mail {
+    Mail::Release { slot: n, from: 0 }
 }
 
 /// Shard 0: sends numbered messages and checks the echoes; `progress` counts echoes received.
@@ -81,7 +86,7 @@ async fn pinger(out: Outboxes, inbox: Inbox, progress: Arc<AtomicU64>, s: u64) {
     };
     // Phase 1 and 3 (the echo side adds the timers in phase 3): one in flight.
     for _ in 0..PING_PONG_ROUND_TRIPS * s {
-        send(&out, 1, Mail::Release { slot: next }).await;
+        send(&out, 1, numbered(next)).await;
         next = next.wrapping_add(1);
         check(recv(&inbox, &mut batch).await, &mut expect);
     }
@@ -92,7 +97,7 @@ async fn pinger(out: Outboxes, inbox: Inbox, progress: Arc<AtomicU64>, s: u64) {
         // The last burst is cut to land on the exact count.
         burst = burst.min(BURST_ROUND_TRIPS * s - sent);
         for _ in 0..burst {
-            send(&out, 1, Mail::Release { slot: next }).await;
+            send(&out, 1, numbered(next)).await;
             next = next.wrapping_add(1);
         }
         for _ in 0..burst {
@@ -102,12 +107,12 @@ async fn pinger(out: Outboxes, inbox: Inbox, progress: Arc<AtomicU64>, s: u64) {
         burst = burst % 64 + 1;
     }
     for _ in 0..TIMER_ROUND_TRIPS * s {
-        send(&out, 1, Mail::Release { slot: next }).await;
+        send(&out, 1, numbered(next)).await;
         next = next.wrapping_add(1);
         check(recv(&inbox, &mut batch).await, &mut expect);
     }
     // Tell the echo side to stop.
-    send(&out, 1, Mail::Release { slot: u32::MAX }).await;
+    send(&out, 1, numbered(u32::MAX)).await;
 }
 
 /// Shard 1: echoes every message; in the last phase it sleeps on a glommio timer every 97 messages.

@@ -152,6 +152,9 @@ pub enum ValueProblem {
     /// A `protocol` nobody knows.
     #[error("expected mqtt")]
     UnknownProtocol,
+    /// A `slow_subscriber_policy` nobody knows.
+    #[error("expected hold_if_all_behind, hold or drop")]
+    UnknownSlowSubscriberPolicy,
     /// Not a positive whole number followed by h, d, w, m or y (or s).
     #[error(
         "expected a positive number and a unit: h (hours), d, w, m (30 days), y, or s (seconds)"

@@ -14,7 +14,8 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "max_queued_bytes", "max_queued_messages", "password_file", "per_listener_settings", "persistence",
     "persistent_client_expiration",
     "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
-    "retry_interval", "set_tcp_nodelay", "shards", "sys_interval", "upgrade_outgoing_qos",
+    "retry_interval", "set_tcp_nodelay", "shards", "slow_subscriber_policy", "sys_interval",
+    "upgrade_outgoing_qos",
     "use_username_as_clientid", "user",
 ];
 

@@ -1,5 +1,5 @@
 //! The broker's configuration: a `mosquitto.conf`-style file, with shardmq's additions (`shards`,
-//! `cpu_affinity`, `cpu_set`, `listen_backlog`), turned into one [`Config`].
+//! `cpu_affinity`, `cpu_set`, `listen_backlog`, `slow_subscriber_policy`), turned into one [`Config`].
 //!
 //! The file format is Mosquitto 2.0's: one `key value...` per line, `#` starts a comment line, keys are
 //! case-sensitive, later lines win unless the key accumulates (`listener`, `log_dest`, `log_type`).
@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::logging::{LogDest, LogTypes, TimestampFormat};
+use crate::session::SlowSubscriberPolicy;
 
 mod error;
 mod keys;
@@ -127,6 +128,10 @@ pub struct Config {
     pub max_queued_bytes: u64,
     /// Queue QoS 0 messages for disconnected persistent sessions too (counted in the limits). Default false.
     pub queue_qos0_messages: bool,
+    /// When a connected subscriber that falls behind holds (stops reading) the publishers feeding it
+    /// instead of dropping beyond its queue limits (`slow_subscriber_policy`; see `crate::session`'s
+    /// `hold` module). Default: only while every subscriber those publishers feed is behind.
+    pub slow_subscriber_policy: SlowSubscriberPolicy,
     /// Largest MQTT packet accepted, in bytes, and announced to v5 clients. Default (and `0`):
     /// [`MQTT_MAX_PACKET_SIZE`].
     pub max_packet_size: u32,
@@ -206,6 +211,7 @@ impl Default for Config {
             max_queued_messages: 1000,
             max_queued_bytes: 0,
             queue_qos0_messages: false,
+            slow_subscriber_policy: SlowSubscriberPolicy::default(),
             max_packet_size: MQTT_MAX_PACKET_SIZE,
             max_keepalive_s: 65535,
             retain_available: true,

@@ -16,6 +16,7 @@ use super::{
     DEFAULT_PORT, MIN_MAX_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
 };
 use crate::logging::{LogDest, LogType, LogTypes, TimestampFormat};
+use crate::session::SlowSubscriberPolicy;
 
 /// `persistent_client_expiration`'s value as Mosquitto reads it: a positive count and a unit, `h`, `d`,
 /// `w`, `m` (30 days) or `y` (365 days), e.g. `14d`. shardmq also takes `s` (seconds), which Mosquitto
@@ -313,6 +314,16 @@ impl Parser {
             }
             "queue_qos0_messages" => {
                 c.queue_qos0_messages = line.bool("queue_qos0_messages", rest)?
+            }
+            "slow_subscriber_policy" => {
+                let v = line.one("slow_subscriber_policy", rest)?;
+                c.slow_subscriber_policy = SlowSubscriberPolicy::from_name(v).ok_or_else(|| {
+                    line.invalid(
+                        "slow_subscriber_policy",
+                        v,
+                        ValueProblem::UnknownSlowSubscriberPolicy,
+                    )
+                })?;
             }
             "max_packet_size" => {
                 let v = line.int_in("max_packet_size", rest, 0, i64::from(MQTT_MAX_PACKET_SIZE))?;

@@ -405,6 +405,40 @@ fn booleans() {
 }
 
 #[test]
+fn slow_subscriber_policy_takes_three_values() {
+    use crate::session::SlowSubscriberPolicy;
+    assert_eq!(
+        Config::default().slow_subscriber_policy,
+        SlowSubscriberPolicy::HoldIfAllBehind
+    );
+    for (text, policy) in [
+        ("hold_if_all_behind", SlowSubscriberPolicy::HoldIfAllBehind),
+        ("hold", SlowSubscriberPolicy::Hold),
+        ("drop", SlowSubscriberPolicy::Drop),
+    ] {
+        let c = ok(&format!("slow_subscriber_policy {text}\n"));
+        assert_eq!(c.slow_subscriber_policy, policy);
+    }
+    let e = err("slow_subscriber_policy block\n");
+    assert!(matches!(
+        e,
+        ConfigError::InvalidValue {
+            key: "slow_subscriber_policy",
+            reason: ValueProblem::UnknownSlowSubscriberPolicy,
+            ..
+        }
+    ));
+    assert!(
+        e.to_string().contains("hold_if_all_behind, hold or drop"),
+        "{e}"
+    );
+    assert!(matches!(
+        err("slow_subscriber_policy hold drop\n"),
+        ConfigError::Arity { .. }
+    ));
+}
+
+#[test]
 fn whitespace_and_comments() {
     let c = ok("  # indented comment\n\tsys_interval\t\t30  \r\n\n# max_queued_messages 5\n");
     assert_eq!(c.sys_interval_s, 30);
@@ -875,6 +909,7 @@ fn every_supported_key_is_handled() {
             | "clientid_prefixes" => "x",
             "protocol" => "mqtt",
             "persistent_client_expiration" => "1d",
+            "slow_subscriber_policy" => "hold",
             _ => "1883",
         };
         if let Err(e) = parse(&format!("{key} {value}\n")) {

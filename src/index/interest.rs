@@ -89,6 +89,14 @@ impl ShardSet {
         }
     }
 
+    /// The set as a bitmask (bit `s` for shard `s`) when every shard in it is below 64.
+    pub fn as_u64(&self) -> Option<u64> {
+        self.words[1..]
+            .iter()
+            .all(|&bits| bits == 0)
+            .then_some(self.words[0])
+    }
+
     /// The shard ids in ascending order.
     pub fn iter(&self) -> ShardSetIter {
         ShardSetIter {
@@ -258,6 +266,15 @@ mod tests {
             other.into_iter().collect::<Vec<_>>(),
             vec![0, 1, 2, 64, 1023]
         );
+    }
+
+    #[test]
+    fn shard_set_as_u64_only_below_64() {
+        assert_eq!(ShardSet::new().as_u64(), Some(0));
+        let low: ShardSet = [0, 5, 63].into_iter().collect();
+        assert_eq!(low.as_u64(), Some(1 | 1 << 5 | 1 << 63));
+        let high: ShardSet = [0, 64].into_iter().collect();
+        assert_eq!(high.as_u64(), None);
     }
 
     #[test]

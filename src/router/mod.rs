@@ -58,12 +58,17 @@ pub enum Mail {
     InterestRemove { from: ShardId, filter: Utf8Bytes },
     /// Answer to `InterestAdd`: the sender will route matching publishes to the shard that asked.
     InterestAck { filter: Utf8Bytes },
-    /// A session on the sending shard is falling behind on messages published by session `slot` of the
+    /// A session on shard `from` is falling behind on messages published by session `slot` of the
     /// receiving shard: stop reading that publisher for one hold lease (a new hold or the renewal of one),
+    /// as far as `from` is concerned (`slow_subscriber_policy` decides whether other shards must agree),
     /// back-pressure instead of dropping QoS 1/2 (see `session::hold`).
-    Hold { slot: u32, signal: HoldSignal },
-    /// The sender's session caught up: it no longer holds publisher `slot` of the receiving shard.
-    Release { slot: u32 },
+    Hold {
+        slot: u32,
+        from: ShardId,
+        signal: HoldSignal,
+    },
+    /// A session on shard `from` caught up: it no longer holds publisher `slot` of the receiving shard.
+    Release { slot: u32, from: ShardId },
     /// Ask for this shard's counters (from the `$SYS` shard).
     StatsQuery { reply_to: ShardId },
     /// Answer to `StatsQuery`.

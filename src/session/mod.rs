@@ -9,7 +9,7 @@
 mod hold;
 mod outbox;
 
-pub use hold::{HoldSignal, Holding, Origin, PublisherHold, HOLD_LEASE};
+pub use hold::{HoldSignal, Holding, Origin, PublisherHold, SlowSubscriberPolicy, HOLD_LEASE};
 pub use outbox::{Chunk, CloseReason, Outbox};
 
 use std::collections::VecDeque;
@@ -48,6 +48,8 @@ pub struct Limits {
     /// when it holds its publishers: a client that keeps acknowledging may exceed `max_queued_messages` by
     /// this much, so what was in transit is not dropped.
     pub in_transit: usize,
+    /// `slow_subscriber_policy`: when a congested subscriber may hold its publishers (see [`hold`]).
+    pub slow_subscriber_policy: SlowSubscriberPolicy,
 }
 
 impl Default for Limits {
@@ -59,6 +61,7 @@ impl Default for Limits {
             queue_qos0: false,
             outbox_soft_limit: 4 * 1024 * 1024,
             in_transit: 0,
+            slow_subscriber_policy: SlowSubscriberPolicy::default(),
         }
     }
 }
@@ -137,6 +140,9 @@ pub struct Session {
     /// Last time the client acknowledged something (or connected): tells a slow consumer, whose
     /// publishers are worth slowing down, from a stalled one, whose messages are dropped instead.
     last_progress: Option<Instant>,
+    /// Messages are being dropped for this session: the drop that started it was logged, and the next
+    /// one is logged only after the queue drained (see [`Session::note_dropped`]).
+    dropping: bool,
     /// As a publisher: subscribers falling behind on this client's messages hold its reading (see
     /// [`hold`]).
     pub hold: PublisherHold,
@@ -181,6 +187,7 @@ impl Session {
             expiry_interval: 0,
             max_packet_size: None,
             last_progress: None,
+            dropping: false,
             hold: PublisherHold::default(),
             holding: Holding::default(),
             acl: None,
@@ -206,9 +213,45 @@ impl Session {
     /// slowing the publishers that feed it avoids dropping acknowledged QoS 1/2 messages. A client that
     /// stopped acknowledging is not waited for (DESIGN.md invariant 6: it costs only its own queue).
     pub fn congested(&self, limits: &Limits, now: Instant) -> bool {
-        (self.queue.len().saturating_mul(2) >= limits.max_queued_messages
-            || self.queued_bytes.saturating_mul(2) >= limits.max_queued_bytes)
-            && self.progressing(now)
+        self.behind(limits) && self.progressing(now)
+    }
+
+    /// Whether the queue is at least half full, by messages or bytes.
+    fn behind(&self, limits: &Limits) -> bool {
+        self.queue.len().saturating_mul(2) >= limits.max_queued_messages
+            || self.queued_bytes.saturating_mul(2) >= limits.max_queued_bytes
+    }
+
+    /// Whether this session keeps up with `msg`, offered to it at `qos`, so that holding its publisher
+    /// would slow it down (`hold_if_all_behind`): connected, and for QoS 1/2 the message would be sent at
+    /// once or leave the queue below half its limits (not congested, see [`Session::congested`]), for
+    /// QoS 0 the outbox is below its soft limit. None when it does not count either way: away, or `msg`
+    /// is too large for it (it would be discarded).
+    pub fn keeps_up(&self, msg: &Message, qos: QoS, limits: &Limits) -> Option<bool> {
+        let conn = self.conn.as_ref()?;
+        if self.too_large(msg, qos) {
+            return None;
+        }
+        if qos == QoS::AtMostOnce {
+            return Some(conn.pending_bytes() < limits.outbox_soft_limit);
+        }
+        if self.queue.is_empty() && self.inflight.len() < self.window(limits) {
+            return Some(true);
+        }
+        let messages = self.queue.len().saturating_add(1);
+        let bytes = self.queued_bytes.saturating_add(msg.queued_size());
+        Some(
+            messages.saturating_mul(2) < limits.max_queued_messages
+                && bytes.saturating_mul(2) < limits.max_queued_bytes,
+        )
+    }
+
+    /// A message to this session was dropped: true for the first drop of an episode, which the caller
+    /// logs. The episode ends when the queue has drained to a quarter of its limits (so a queue that
+    /// hovers at its limit, one acknowledgement freeing one place, logs once, not once per message) or
+    /// when a new connection takes the session, as in Mosquitto.
+    pub fn note_dropped(&mut self) -> bool {
+        !std::mem::replace(&mut self.dropping, true)
     }
 
     /// Whether the queue is down to a quarter of its limits: the publishers this session holds can go on.
@@ -250,12 +293,15 @@ impl Session {
     }
 
     /// Offer a message at the already-computed delivery QoS (min of publish and subscription QoS).
+    /// `slack`: the session may hold this message's publisher, so while it keeps acknowledging its queue
+    /// may exceed the limits by what arrives before the hold takes effect (see `enqueue`).
     pub fn deliver(
         &mut self,
         msg: &Rc<Message>,
         qos: QoS,
         retain: bool,
         limits: &Limits,
+        slack: bool,
     ) -> Delivery {
         if self.too_large(msg, qos) {
             return Delivery::TooLarge;
@@ -264,7 +310,7 @@ impl Session {
             if qos == QoS::AtMostOnce && !limits.queue_qos0 {
                 return Delivery::Discarded;
             }
-            return self.enqueue(msg, qos, retain, limits);
+            return self.enqueue(msg, qos, retain, limits, false);
         };
         if qos == QoS::AtMostOnce {
             if conn.pending_bytes() >= limits.outbox_soft_limit {
@@ -277,7 +323,7 @@ impl Session {
             self.send_inflight(&conn, msg.clone(), qos, retain);
             Delivery::Sent
         } else {
-            self.enqueue(msg, qos, retain, limits)
+            self.enqueue(msg, qos, retain, limits, slack)
         }
     }
 
@@ -295,13 +341,21 @@ impl Session {
         })
     }
 
-    fn enqueue(&mut self, msg: &Rc<Message>, qos: QoS, retain: bool, limits: &Limits) -> Delivery {
+    fn enqueue(
+        &mut self,
+        msg: &Rc<Message>,
+        qos: QoS,
+        retain: bool,
+        limits: &Limits,
+        slack: bool,
+    ) -> Delivery {
         let size = msg.queued_size();
-        // A connected client that keeps acknowledging gets twice the queue, plus what other shards may
-        // already have in their mailboxes for it: its publishers are being held (see `hold`), and this
-        // absorbs what was read, acknowledged and routed before the hold took effect. Away or stalled
-        // clients get exactly the limits.
-        let (max_messages, max_bytes) = if self.progressing(Instant::now()) {
+        // A connected client that keeps acknowledging, and may hold this message's publisher, gets twice
+        // the queue, plus what other shards may already have in their mailboxes for it: its publishers
+        // are being held (see `hold`), and this absorbs what was read, acknowledged and routed before the
+        // hold took effect. Away or stalled clients, and any client whose publishers the
+        // `slow_subscriber_policy` does not hold for it, get exactly the limits.
+        let (max_messages, max_bytes) = if slack && self.progressing(Instant::now()) {
             (
                 limits
                     .max_queued_messages
@@ -364,6 +418,9 @@ impl Session {
                 self.send_inflight(&conn, q.msg, q.qos, q.retain);
             }
             sent += 1;
+        }
+        if self.dropping && self.drained(limits) {
+            self.dropping = false;
         }
         sent
     }
@@ -432,6 +489,7 @@ impl Session {
         }
         let resent = self.inflight.len();
         self.conn = Some(conn);
+        self.dropping = false;
         self.progressed();
         resent + self.pump(limits)
     }
@@ -505,6 +563,12 @@ impl Session {
         self.progressed();
         self.pump(limits);
         true
+    }
+
+    /// Packet ids of the outbound window, in send order (for tests that acknowledge them).
+    #[cfg(test)]
+    pub(crate) fn inflight_ids(&self) -> Vec<u16> {
+        self.inflight.iter().map(|i| i.packet_id).collect()
     }
 
     /// Forget everything the session holds for delivery (clean start on reconnect).
@@ -639,6 +703,7 @@ mod tests {
             retain: false,
             properties: Default::default(),
             origin: None,
+            reached_shards: 0,
         })
     }
 
@@ -651,9 +716,13 @@ mod tests {
     }
 
     fn offer(s: &mut Session, n: usize) -> Vec<Delivery> {
+        offer_with(s, n, true)
+    }
+
+    fn offer_with(s: &mut Session, n: usize, slack: bool) -> Vec<Delivery> {
         let m = msg();
         (0..n)
-            .map(|_| s.deliver(&m, QoS::AtLeastOnce, false, &limits()))
+            .map(|_| s.deliver(&m, QoS::AtLeastOnce, false, &limits(), slack))
             .collect()
     }
 
@@ -690,5 +759,75 @@ mod tests {
         assert_eq!((inflight, queued), (2, 20));
         assert!(s.on_puback(1, &limits()));
         assert_eq!(s.pending_len(), (2, 19));
+    }
+
+    #[test]
+    fn without_slack_a_progressing_client_gets_exactly_the_limits() {
+        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+        s.resume(Rc::new(Outbox::new()), &limits());
+        let d = offer_with(&mut s, 2 + 12, false);
+        assert_eq!(d.iter().filter(|d| **d == Delivery::Sent).count(), 2);
+        assert_eq!(d.iter().filter(|d| **d == Delivery::Queued).count(), 10);
+        assert_eq!(d.iter().filter(|d| **d == Delivery::Dropped).count(), 2);
+        assert!(
+            s.congested(&limits(), Instant::now()),
+            "it still counts as congested"
+        );
+    }
+
+    #[test]
+    fn keeps_up_while_connected_with_a_queue_below_half() {
+        let m = msg();
+        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+        assert_eq!(
+            s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
+            None,
+            "away: does not count"
+        );
+        s.resume(Rc::new(Outbox::new()), &limits());
+        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
+        offer(&mut s, 2 + 3);
+        assert_eq!(
+            s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
+            Some(true),
+            "it would be the 4th of 10 queued"
+        );
+        offer(&mut s, 1);
+        assert_eq!(
+            s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
+            Some(false),
+            "it would be the 5th of 10: congested"
+        );
+        // QoS 0 goes by the outbox, not the queue.
+        assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &limits()), Some(true));
+        let tiny = Limits {
+            outbox_soft_limit: 1,
+            ..limits()
+        };
+        assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &tiny), Some(false));
+        // A message larger than the client accepts would be discarded: it does not count.
+        s.max_packet_size = Some(4);
+        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), None);
+    }
+
+    #[test]
+    fn a_drop_episode_is_reported_once_until_the_queue_drained() {
+        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+        s.resume(Rc::new(Outbox::new()), &limits());
+        offer_with(&mut s, 2 + 10, false);
+        assert!(s.note_dropped(), "the first drop starts an episode");
+        assert!(!s.note_dropped());
+        // Room for one more: still the same episode.
+        assert!(s.on_puback(1, &limits()));
+        assert!(!s.note_dropped());
+        // Drained to a quarter (2 of 10): the next drop is a new episode.
+        for id in 2..=8 {
+            assert!(s.on_puback(id, &limits()));
+        }
+        assert_eq!(s.pending_len(), (2, 2));
+        assert!(s.note_dropped());
+        // A new connection starts afresh, as in Mosquitto.
+        s.resume(Rc::new(Outbox::new()), &limits());
+        assert!(s.note_dropped());
     }
 }

@@ -299,7 +299,9 @@ impl Shard {
     /// Handle one piece of mail; a hand-off comes back for the caller to spawn.
     fn handle_mail(&mut self, mail: Mail) -> Option<Box<crate::router::Handoff>> {
         match mail {
-            Mail::Publish(msg) => self.deliver_local(&msg),
+            Mail::Publish(msg) => {
+                self.deliver_local(&msg);
+            }
             Mail::Retain(msg) => self.store_retained(msg),
             Mail::Handoff(h) => return Some(h),
             Mail::InterestAdd { from, filter } => {
@@ -310,8 +312,8 @@ impl Shard {
                 self.interest.remove(&filter, from);
             }
             Mail::InterestAck { filter } => self.interest_acked(&filter),
-            Mail::Hold { slot, signal } => self.hold_publisher(slot, signal),
-            Mail::Release { slot } => self.release_publisher(slot),
+            Mail::Hold { slot, from, signal } => self.hold_publisher(slot, from, signal),
+            Mail::Release { slot, from } => self.release_publisher(slot, from),
             Mail::StatsQuery { reply_to } => {
                 let stats = self.snapshot_stats();
                 self.send(reply_to, Mail::StatsReply(stats));
@@ -519,6 +521,7 @@ mod tests {
             retain: false,
             properties: Properties::default(),
             origin: None,
+            reached_shards: 0,
         }
     }
 

@@ -21,8 +21,8 @@ use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
 use crate::session::{
-    encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, HoldSignal, Login, Origin,
-    Outbox, Session,
+    encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, HoldSignal, Limits, Login,
+    Origin, Outbox, Session, SlowSubscriberPolicy,
 };
 use crate::topic;
 
@@ -89,6 +89,14 @@ fn delivery_qos(published: QoS, subscribed: QoS, upgrade: bool) -> QoS {
     }
 }
 
+/// The first drop of an episode for a client (`Session::note_dropped`), in Mosquitto's words.
+#[cold]
+#[inline(never)]
+fn log_dropping(client_id: &str) {
+    tracing::info!(target: log_type::NOTICE,
+        "Outgoing messages are being dropped for client {client_id}.");
+}
+
 fn will_message(will: Box<LastWill>) -> Message {
     let will = *will;
     let mut properties = will.properties;
@@ -100,6 +108,7 @@ fn will_message(will: Box<LastWill>) -> Message {
         retain: will.retain,
         properties,
         origin: None,
+        reached_shards: 0,
     }
 }
 
@@ -507,6 +516,7 @@ impl Shard {
                 retain: p.retain,
                 properties,
                 origin: Some((self.id, a.slot)),
+                reached_shards: 0,
             });
         }
         match p.qos {
@@ -523,7 +533,14 @@ impl Shard {
 
     /// Route a message: store it if retained, deliver to this shard's subscribers and send it once to
     /// every other shard with a matching subscription.
-    pub(crate) fn route(&mut self, msg: Message) {
+    pub(crate) fn route(&mut self, mut msg: Message) {
+        if self.shards > 1 {
+            // Subscriptions other shards have taken by now count, even if this shard's mail loop has
+            // not run since (see `router`, interest FIFOs).
+            self.apply_interest_mail();
+        }
+        let shards = self.interest.shards_for(&msg.topic);
+        msg.reached_shards = shards.len() as u16;
         let msg = Arc::new(msg);
         if msg.retain {
             self.store_retained(msg.clone());
@@ -531,17 +548,23 @@ impl Shard {
                 self.broadcast(|| Mail::Retain(msg.clone()));
             }
         }
-        if self.shards > 1 {
-            // Subscriptions other shards have taken by now count, even if this shard's mail loop has
-            // not run since (see `router`, interest FIFOs).
-            self.apply_interest_mail();
-        }
-        let shards = self.interest.shards_for(&msg.topic);
+        // The shards that may keep its publisher from being held (`hold_if_all_behind`, see
+        // `session::hold`): every other shard reached, this one only if a recipient here kept up.
+        let mut objecting = shards;
         for to in shards.iter() {
             if to == self.id {
-                self.deliver_local(&msg);
+                if !self.deliver_local(&msg) {
+                    objecting.remove(to);
+                }
             } else {
                 self.send(to, Mail::Publish(msg.clone()));
+            }
+        }
+        if self.settings.limits.slow_subscriber_policy == SlowSubscriberPolicy::HoldIfAllBehind {
+            if let Some((_, slot)) = msg.origin.filter(|o| o.0 == self.id) {
+                if let Some(Some(publisher)) = self.sessions.get_mut(slot as usize) {
+                    publisher.hold.reached(&objecting);
+                }
             }
         }
     }
@@ -557,15 +580,17 @@ impl Shard {
     }
 
     /// Deliver a message to this shard's matching sessions: one copy per session at the highest QoS of its
-    /// matching subscriptions, at min(publish QoS, subscription QoS).
-    pub(crate) fn deliver_local(&mut self, msg: &Arc<Message>) {
+    /// matching subscriptions, at min(publish QoS, subscription QoS). Returns whether, under
+    /// `hold_if_all_behind`, some recipient here kept up with it (so that its publisher must not be held
+    /// on this shard's account); false under the other policies.
+    pub(crate) fn deliver_local(&mut self, msg: &Arc<Message>) -> bool {
         let mut matches = std::mem::take(&mut self.scratch);
         matches.clear();
         self.trie
             .for_each_match(&msg.topic, |slot, opts| matches.push((slot, *opts)));
         if matches.is_empty() {
             self.scratch = matches;
-            return;
+            return false;
         }
         if matches.len() > 1 {
             matches.sort_unstable_by_key(|m| m.0);
@@ -590,6 +615,19 @@ impl Shard {
         let check_acl = self.security.has_acl_file();
         let upgrade_qos = self.settings.upgrade_outgoing_qos;
         let now = Instant::now();
+        // Whether congested recipients may hold this message's publisher (`may_hold`) and get room beyond
+        // their limits meanwhile (`slack`): see `session::hold` for the policies.
+        let mut kept_up = false;
+        let (may_hold, slack) = match limits.slow_subscriber_policy {
+            SlowSubscriberPolicy::Hold => (true, true),
+            SlowSubscriberPolicy::Drop => (false, false),
+            SlowSubscriberPolicy::HoldIfAllBehind => {
+                kept_up = msg.origin.is_some()
+                    && self.some_recipient_keeps_up(msg, &matches, check_acl, &limits);
+                let may_hold = msg.origin.is_some() && !kept_up;
+                (may_hold, may_hold && msg.reached_shards == 1)
+            }
+        };
         let mut holds: SmallVec<[(Origin, HoldSignal); 2]> = SmallVec::new();
         for &(slot, opts) in &matches {
             if opts.no_local && msg.origin == Some((self.id, slot)) {
@@ -606,7 +644,7 @@ impl Shard {
             let retain = opts.retain_as_published && msg.retain;
             // Only a QoS 1/2 backlog holds publishers: QoS 0 to a client that falls behind is dropped
             // (at most once), so a slow QoS 0 reader never slows anybody else (DESIGN.md invariant 6).
-            let congested = match session.deliver(&local, qos, retain, &limits) {
+            let congested = match session.deliver(&local, qos, retain, &limits, slack) {
                 Delivery::Sent => {
                     self.stats.messages_sent += 1;
                     if verbose {
@@ -616,11 +654,16 @@ impl Shard {
                     }
                     false
                 }
-                Delivery::Queued => qos != QoS::AtMostOnce && session.congested(&limits, now),
+                Delivery::Queued => {
+                    may_hold && qos != QoS::AtMostOnce && session.congested(&limits, now)
+                }
                 Delivery::Dropped => {
                     self.stats.messages_dropped += 1;
+                    if session.note_dropped() {
+                        log_dropping(&session.client_id);
+                    }
                     // A hold whose lease ran out is renewed here.
-                    qos != QoS::AtMostOnce && session.congested(&limits, now)
+                    may_hold && qos != QoS::AtMostOnce && session.congested(&limits, now)
                 }
                 Delivery::TooLarge => {
                     self.stats.messages_dropped += 1;
@@ -641,32 +684,62 @@ impl Shard {
             }
         }
         self.scratch = matches;
+        let from = self.id;
         for (origin, signal) in holds {
             if origin.0 == self.id {
-                self.hold_publisher(origin.1, signal);
+                self.hold_publisher(origin.1, from, signal);
             } else {
                 self.send(
                     origin.0,
                     Mail::Hold {
                         slot: origin.1,
+                        from,
                         signal,
                     },
                 );
             }
         }
+        kept_up
     }
 
-    /// A subscriber holds the publisher in `slot` of this shard (see [`crate::session::PublisherHold`]).
-    pub(super) fn hold_publisher(&mut self, slot: u32, signal: HoldSignal) {
+    /// `hold_if_all_behind`, before `msg` is delivered: whether one of its recipients here keeps up
+    /// (see [`Session::keeps_up`]). Stops at the first that does, the common case.
+    fn some_recipient_keeps_up(
+        &self,
+        msg: &Message,
+        matches: &[(u32, SubscriptionOptions)],
+        check_acl: bool,
+        limits: &Limits,
+    ) -> bool {
+        let upgrade_qos = self.settings.upgrade_outgoing_qos;
+        matches.iter().any(|&(slot, opts)| {
+            if opts.no_local && msg.origin == Some((self.id, slot)) {
+                return false;
+            }
+            let Some(Some(session)) = self.sessions.get(slot as usize) else {
+                return false;
+            };
+            if check_acl && !session.may_read(&msg.topic) {
+                return false;
+            }
+            let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
+            session.keeps_up(msg, qos, limits) == Some(true)
+        })
+    }
+
+    /// A subscriber on shard `from` holds the publisher in `slot` of this shard (see
+    /// [`crate::session::PublisherHold`]).
+    pub(super) fn hold_publisher(&mut self, slot: u32, from: u16, signal: HoldSignal) {
         if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
-            s.hold.hold(signal, Instant::now());
+            s.hold.hold(from, signal, Instant::now());
         }
     }
 
-    /// A subscriber let the publisher in `slot` of this shard go.
-    pub(super) fn release_publisher(&mut self, slot: u32) {
+    /// A subscriber on shard `from` let the publisher in `slot` of this shard go.
+    pub(super) fn release_publisher(&mut self, slot: u32, from: u16) {
+        let policy = self.settings.limits.slow_subscriber_policy;
         if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
-            s.hold.release();
+            s.hold.release(from, policy);
         }
     }
 
@@ -685,34 +758,44 @@ impl Shard {
     }
 
     fn send_releases(&mut self, origins: SmallVec<[Origin; 4]>) {
+        let from = self.id;
         for origin in origins {
             if origin.0 == self.id {
-                self.release_publisher(origin.1);
+                self.release_publisher(origin.1, from);
             } else {
-                self.send(origin.0, Mail::Release { slot: origin.1 });
+                self.send(
+                    origin.0,
+                    Mail::Release {
+                        slot: origin.1,
+                        from,
+                    },
+                );
             }
         }
     }
 
     /// Whether subscribers hold `a` (cheap enough to ask after every packet).
     pub(crate) fn is_held(&self, a: &Attached) -> bool {
+        let policy = self.settings.limits.slow_subscriber_policy;
         self.session(a.slot, a.generation)
-            .is_some_and(|s| s.hold.held())
+            .is_some_and(|s| s.hold.held(policy))
     }
 
     /// Until when the reader of `a` must pause because subscribers it feeds are falling behind.
     pub(crate) fn held_until(&mut self, a: &Attached) -> Option<Instant> {
+        let policy = self.settings.limits.slow_subscriber_policy;
         self.session_mut(a.slot, a.generation)?
             .hold
-            .held_until(Instant::now())
+            .held_until(Instant::now(), policy)
     }
 
-    /// Ready once `a` is no longer held by any subscriber; otherwise wakes `cx` at the last release.
+    /// Ready once `a` is no longer held; otherwise wakes `cx` at the release that ends the hold.
     pub(crate) fn poll_released(&mut self, a: &Attached, cx: &mut Context<'_>) -> Poll<()> {
+        let policy = self.settings.limits.slow_subscriber_policy;
         let Some(s) = self.session_mut(a.slot, a.generation) else {
             return Poll::Ready(());
         };
-        if s.hold.held_until(Instant::now()).is_none() {
+        if s.hold.held_until(Instant::now(), policy).is_none() {
             return Poll::Ready(());
         }
         s.hold.wait(cx.waker());
@@ -863,9 +946,17 @@ impl Shard {
             }
             let local = Rc::new((*msg).clone());
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
-            match session.deliver(&local, qos, true, &limits) {
+            // Retained messages hold nobody; only `hold` keeps its old room beyond the limits for them.
+            let slack = limits.slow_subscriber_policy == SlowSubscriberPolicy::Hold;
+            match session.deliver(&local, qos, true, &limits, slack) {
                 Delivery::Sent => sent += 1,
-                Delivery::Dropped | Delivery::TooLarge => dropped += 1,
+                Delivery::Dropped => {
+                    dropped += 1;
+                    if session.note_dropped() {
+                        log_dropping(&session.client_id);
+                    }
+                }
+                Delivery::TooLarge => dropped += 1,
                 _ => {}
             }
         }
@@ -922,5 +1013,291 @@ impl Shard {
         tracing::debug!(target: log_type::DEBUG, "Sending UNSUBACK to {}", a.client_id);
         a.outbox
             .write(|out| encode_into(out, &Packet::UnsubAck(unsuback), a.protocol));
+    }
+}
+
+/// What `slow_subscriber_policy` makes of a slow subscriber, one shard at a time and without sockets:
+/// sessions attached to a [`Shard`] directly, packets handed to [`Shard::handle_packet`], and the
+/// publisher's hold read with [`Shard::is_held`] as its reader would after each packet.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{PubResponse, SubscribeFilter};
+    use crate::router::MailboxMatrix;
+    use crate::settings::Settings;
+    use crate::shard::ConnectionCounts;
+
+    /// The slow subscriber's queue limit and window (small, so the cases stay short).
+    const QUEUE: usize = 10;
+    const WINDOW: usize = 2;
+
+    struct Fixture {
+        shard: Shard,
+        /// Kept so the other shard's mailboxes stay open; `other` is shard 1's sending end.
+        _matrix: MailboxMatrix,
+        other: Option<crate::router::Outboxes>,
+    }
+
+    fn fixture(policy: SlowSubscriberPolicy, shards: usize) -> Fixture {
+        let mut matrix = MailboxMatrix::new(shards);
+        let mut settings = Settings::local(shards);
+        settings.limits.max_inflight = WINDOW;
+        settings.limits.max_queued_messages = QUEUE;
+        settings.limits.slow_subscriber_policy = policy;
+        let mut outboxes = std::mem::take(&mut matrix.outboxes).into_iter();
+        let own = outboxes.next().expect("shard 0");
+        let other = outboxes.next();
+        let shard = Shard::new(
+            0,
+            Arc::new(settings),
+            own,
+            matrix.inboxes[0].interest(),
+            Arc::new(ConnectionCounts::new(1)),
+            Instant::now(),
+        );
+        Fixture {
+            shard,
+            _matrix: matrix,
+            other,
+        }
+    }
+
+    fn connect(shard: &mut Shard, id: &'static str) -> Attached {
+        let connect = Connect {
+            protocol: ProtocolVersion::V311,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: Utf8Bytes::from_static(id),
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties::default(),
+        };
+        shard.attach(&connect, Properties::default(), Rc::new(Outbox::new()))
+    }
+
+    fn subscribe(shard: &mut Shard, a: &mut Attached, filter: &'static str, qos: QoS) {
+        let sub = Subscribe {
+            packet_id: 1,
+            filters: vec![SubscribeFilter {
+                filter: Utf8Bytes::from_static(filter),
+                options: SubscriptionOptions {
+                    qos,
+                    ..SubscriptionOptions::default()
+                },
+            }],
+            properties: Properties::default(),
+        };
+        shard
+            .handle_packet(a, Packet::Subscribe(sub))
+            .expect("subscribed");
+    }
+
+    fn publish(shard: &mut Shard, p: &mut Attached, n: u16) {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: Utf8Bytes::from_static("data/x"),
+            packet_id: n,
+            properties: Properties::default(),
+            payload: bytes::Bytes::from_static(b"m"),
+        };
+        shard
+            .handle_packet(p, Packet::Publish(publish))
+            .expect("published");
+    }
+
+    /// Acknowledges everything in `a`'s window (a subscriber that keeps up); returns how many.
+    fn ack_all(shard: &mut Shard, a: &mut Attached) -> usize {
+        let ids = shard
+            .session(a.slot, a.generation)
+            .expect("session")
+            .inflight_ids();
+        for &id in &ids {
+            shard
+                .handle_packet(a, Packet::PubAck(PubResponse::new(id)))
+                .expect("acknowledged");
+        }
+        ids.len()
+    }
+
+    fn pending(shard: &Shard, a: &Attached) -> (usize, usize) {
+        shard
+            .session(a.slot, a.generation)
+            .expect("session")
+            .pending_len()
+    }
+
+    /// One publisher on `data/x`, a subscriber on `data/#` at `fast_qos` that acknowledges everything
+    /// at once, and one on `#` that never does (but counts as making progress: it just connected).
+    /// Returns after which publish the publisher was first held, if it was.
+    fn slow_beside_fast(
+        policy: SlowSubscriberPolicy,
+        fast_qos: QoS,
+        n: u16,
+    ) -> (Fixture, Option<u16>) {
+        let mut f = fixture(policy, 1);
+        let shard = &mut f.shard;
+        let mut fast = connect(shard, "fast");
+        let mut slow = connect(shard, "slow");
+        let mut publisher = connect(shard, "pub");
+        subscribe(shard, &mut fast, "data/#", fast_qos);
+        subscribe(shard, &mut slow, "#", QoS::AtLeastOnce);
+        let mut first_held = None;
+        let mut fast_got = 0;
+        for i in 1..=n {
+            publish(shard, &mut publisher, i);
+            fast_got += ack_all(shard, &mut fast);
+            if first_held.is_none() && shard.is_held(&publisher) {
+                first_held = Some(i);
+            }
+        }
+        if fast_qos != QoS::AtMostOnce {
+            assert_eq!(
+                fast_got,
+                usize::from(n),
+                "the fast subscriber got everything"
+            );
+        }
+        let _ = &mut slow;
+        (f, first_held)
+    }
+
+    #[test]
+    fn by_default_a_slow_subscriber_beside_a_fast_one_holds_nobody_and_drops() {
+        let n = 30;
+        let (f, held) =
+            slow_beside_fast(SlowSubscriberPolicy::HoldIfAllBehind, QoS::AtLeastOnce, n);
+        assert_eq!(held, None, "the publisher was never held");
+        let slow = f.shard.directory[&Utf8Bytes::from_static("slow")];
+        let s = f.shard.sessions[slow as usize].as_ref().expect("slow");
+        assert_eq!(
+            s.pending_len(),
+            (WINDOW, QUEUE),
+            "exactly the limits, no room beyond them"
+        );
+        assert_eq!(
+            f.shard.stats.messages_dropped,
+            u64::from(n) - (WINDOW + QUEUE) as u64,
+            "every message not queued for it was dropped and counted"
+        );
+    }
+
+    #[test]
+    fn a_fast_qos0_subscriber_counts_as_keeping_up() {
+        let (_, held) =
+            slow_beside_fast(SlowSubscriberPolicy::HoldIfAllBehind, QoS::AtMostOnce, 30);
+        assert_eq!(held, None);
+    }
+
+    #[test]
+    fn under_hold_the_slow_subscriber_holds_the_publisher_of_the_fast_one() {
+        for fast_qos in [QoS::AtLeastOnce, QoS::AtMostOnce] {
+            let (_, held) = slow_beside_fast(SlowSubscriberPolicy::Hold, fast_qos, 30);
+            // WINDOW sent, then queued until half of QUEUE waits: congested.
+            assert_eq!(held, Some((WINDOW + QUEUE / 2) as u16), "{fast_qos:?}");
+        }
+    }
+
+    #[test]
+    fn under_drop_nobody_is_ever_held() {
+        let mut f = fixture(SlowSubscriberPolicy::Drop, 1);
+        let shard = &mut f.shard;
+        let mut slow = connect(shard, "slow");
+        let mut publisher = connect(shard, "pub");
+        subscribe(shard, &mut slow, "#", QoS::AtLeastOnce);
+        for i in 1..=30 {
+            publish(shard, &mut publisher, i);
+            assert!(!shard.is_held(&publisher));
+        }
+        assert_eq!(pending(shard, &slow), (WINDOW, QUEUE));
+        assert_eq!(shard.stats.messages_dropped, 30 - (WINDOW + QUEUE) as u64);
+    }
+
+    #[test]
+    fn by_default_publishers_whose_only_subscriber_is_behind_are_held_and_lose_nothing() {
+        let mut f = fixture(SlowSubscriberPolicy::HoldIfAllBehind, 1);
+        let shard = &mut f.shard;
+        let mut slow = connect(shard, "slow");
+        let mut p1 = connect(shard, "p1");
+        let mut p2 = connect(shard, "p2");
+        subscribe(shard, &mut slow, "#", QoS::AtLeastOnce);
+        let mut n = 0;
+        while !(shard.is_held(&p1) && shard.is_held(&p2)) {
+            n += 1;
+            assert!(n < 100, "never held");
+            publish(shard, &mut p1, n);
+            publish(shard, &mut p2, n);
+        }
+        assert_eq!(usize::from(n), (WINDOW + QUEUE / 2).div_ceil(2));
+        assert!(shard.held_until(&p1).is_some());
+        // What a held publisher still slips in (one read per lease) finds room beyond the limit: the
+        // queue may reach twice it before anything is dropped.
+        for i in 0..QUEUE as u16 {
+            publish(shard, &mut p1, 100 + i);
+        }
+        assert_eq!(shard.stats.messages_dropped, 0);
+        assert!(pending(shard, &slow).1 > QUEUE);
+        // Draining to a quarter releases both at once.
+        while pending(shard, &slow).1 * 4 > QUEUE {
+            assert!(shard.is_held(&p1));
+            ack_all(shard, &mut slow);
+            shard.release_holds(slow.slot, slow.generation, false);
+        }
+        assert!(!shard.is_held(&p1) && !shard.is_held(&p2));
+        assert_eq!(shard.held_until(&p1), None);
+    }
+
+    #[test]
+    fn across_shards_the_publisher_is_held_only_when_every_reached_shard_holds_it() {
+        let mut f = fixture(SlowSubscriberPolicy::HoldIfAllBehind, 2);
+        let other = f.other.take().expect("shard 1");
+        let shard = &mut f.shard;
+        let mut slow = connect(shard, "slow");
+        let mut publisher = connect(shard, "pub");
+        subscribe(shard, &mut slow, "#", QoS::AtLeastOnce);
+        // Shard 1 has a subscriber to the publisher's topic.
+        other.send_interest(
+            0,
+            Mail::InterestAdd {
+                from: 1,
+                filter: Utf8Bytes::from_static("data/#"),
+            },
+        );
+        for i in 1..=30 {
+            publish(shard, &mut publisher, i);
+            assert!(
+                !shard.is_held(&publisher),
+                "shard 1 did not agree (publish {i})"
+            );
+        }
+        // The slow subscriber here holds it, and got exactly its limits: its hold needed shard 1.
+        assert_eq!(pending(shard, &slow), (WINDOW, QUEUE));
+        assert_eq!(shard.stats.messages_dropped, 30 - (WINDOW + QUEUE) as u64);
+        // Shard 1's subscribers fall behind too: now it is held...
+        let p = publisher.slot;
+        shard.handle_mail(Mail::Hold {
+            slot: p,
+            from: 1,
+            signal: HoldSignal::Hold,
+        });
+        assert!(shard.is_held(&publisher));
+        assert!(shard.held_until(&publisher).is_some());
+        // ...until one of them catches up.
+        shard.handle_mail(Mail::Release { slot: p, from: 1 });
+        assert!(!shard.is_held(&publisher));
+        // When the subscriber here catches up instead, the same.
+        shard.handle_mail(Mail::Hold {
+            slot: p,
+            from: 1,
+            signal: HoldSignal::Hold,
+        });
+        assert!(shard.is_held(&publisher));
+        while pending(shard, &slow).1 * 4 > QUEUE {
+            ack_all(shard, &mut slow);
+        }
+        shard.release_holds(slow.slot, slow.generation, false);
+        assert!(!shard.is_held(&publisher));
     }
 }
