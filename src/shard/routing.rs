@@ -581,8 +581,8 @@ impl Shard {
 
     /// Deliver a message to this shard's matching sessions: one copy per session at the highest QoS of its
     /// matching subscriptions, at min(publish QoS, subscription QoS). Returns whether, under
-    /// `hold_if_all_behind`, some recipient here kept up with it (so that its publisher must not be held
-    /// on this shard's account); false under the other policies.
+    /// `hold_if_all_behind`, this shard objects to its publisher being held: some recipient here kept up
+    /// with it (or it went out at QoS 0 only, which holds nobody); false under the other policies.
     pub(crate) fn deliver_local(&mut self, msg: &Arc<Message>) -> bool {
         let mut matches = std::mem::take(&mut self.scratch);
         matches.clear();
@@ -621,6 +621,12 @@ impl Shard {
         let (may_hold, slack) = match limits.slow_subscriber_policy {
             SlowSubscriberPolicy::Hold => (true, true),
             SlowSubscriberPolicy::Drop => (false, false),
+            // Delivered at QoS 0 to everyone: nobody will hold its publisher (nor does it matter who
+            // would object, so object, as a recipient that kept up would).
+            SlowSubscriberPolicy::HoldIfAllBehind if msg.qos == QoS::AtMostOnce && !upgrade_qos => {
+                kept_up = true;
+                (false, false)
+            }
             SlowSubscriberPolicy::HoldIfAllBehind => {
                 kept_up = msg.origin.is_some()
                     && self.some_recipient_keeps_up(msg, &matches, check_acl, &limits);
