@@ -107,7 +107,7 @@ fn message_pool() -> Vec<Arc<Message>> {
                 retain: false,
                 properties: Properties::default(),
                 origin: Some((SENDER, i as u32)),
-                reached_shards: 0,
+                hold_stamp: Default::default(),
             })
         })
         .collect()

@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use crate::codec::{Properties, QoS, Utf8Bytes};
+use crate::session::HoldStamp;
 
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -23,10 +24,10 @@ pub struct Message {
     /// Publishing session (shard and slot), for v5 No Local and back-pressure holds; None for wills and
     /// `$SYS`.
     pub origin: Option<(u16, u32)>,
-    /// How many shards routing sent it to (0 until routed): under `hold_if_all_behind` a subscriber gets
-    /// room beyond its queue limits only for a message that reached its shard alone (see
-    /// `session::hold`).
-    pub reached_shards: u16,
+    /// `hold_if_all_behind`: where, when it was routed, the shards stood on holding its publisher; a
+    /// congested subscriber gets room beyond its queue limits only when no other shard objects (see
+    /// `session::hold`). Default (nothing known) until routed.
+    pub hold_stamp: HoldStamp,
 }
 
 impl Message {

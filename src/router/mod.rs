@@ -69,6 +69,9 @@ pub enum Mail {
     },
     /// A session on shard `from` caught up: it no longer holds publisher `slot` of the receiving shard.
     Release { slot: u32, from: ShardId },
+    /// `hold_if_all_behind`: a session on shard `from` keeps up with publisher `slot` of the receiving
+    /// shard again, so `from` no longer agrees to that publisher being held, whoever holds it there.
+    Object { slot: u32, from: ShardId },
     /// Ask for this shard's counters (from the `$SYS` shard).
     StatsQuery { reply_to: ShardId },
     /// Answer to `StatsQuery`.

@@ -15,52 +15,64 @@
 //! instead drops for the slow one alone, and the fast one gets everything). Which is right depends on
 //! who else reads the publisher, hence [`SlowSubscriberPolicy`]:
 //! - `hold_if_all_behind` (default): a publisher is held only while every subscriber it currently
-//!   feeds is behind. A congested subscriber with a sibling that keeps up holds nobody: its queue fills
-//!   to exactly `max_queued_messages` / `max_queued_bytes` and further messages are dropped for it alone.
-//!   Fan-in (many publishers, one slow subscriber) is still lossless, since there every publisher's only
-//!   subscriber is the congested one.
+//!   feeds is behind. A congested subscriber beside one that keeps up holds nobody: its queue fills to
+//!   `max_queued_messages` / `max_queued_bytes` and further messages are dropped for it alone. Fan-in
+//!   (many publishers, one slow subscriber) stays lossless: there every publisher's only subscriber is
+//!   the congested one.
 //! - `hold`: any congested subscriber holds the publishers that feed it (shardmq's earlier behaviour).
 //! - `drop`: never hold; queue to the limits, then drop (Mosquitto's behaviour).
 //!
-//! How `hold_if_all_behind` decides, with what each shard already knows and no mail per message:
-//! 1. Per shard, per message. The shard that fans a message from publisher O out to its own sessions
-//!    first asks whether any recipient *keeps up*: is connected and has room (at QoS 1/2 it would send
-//!    the message at once, or queue it and still be below half its limits; at QoS 0 its outbox is below
-//!    its soft limit). If one does, nobody on this shard holds O for this message. Otherwise each
-//!    congested recipient holds O as under `hold`. A recipient that is away, not allowed to read the
-//!    topic, or that would discard the message (too large) does not count either way: holding O costs it
-//!    nothing. QoS 0 recipients count like the others: a hold would slow them down as much.
-//! 2. Across shards. When O's home shard routes a publish it records, in O's [`PublisherHold`], the
-//!    shards that may object: every other shard it sent the message to, and itself only if one of its
-//!    own recipients kept up (it knows at once). [`PublisherHold`] keeps its holds per shard, and O is
-//!    held only while the shards holding it cover every shard its latest publish reached. A shard whose
-//!    subscribers keep up never holds, so O goes on; when every reached shard holds, O is held. Leases,
-//!    renewals and releases work per shard as before, except that a release from a shard ends that
-//!    shard's hold at once and makes that shard one whose agreement is needed until O's next publish
-//!    says again (one of its subscribers caught up, so it no longer agrees); it wakes O's reader when O
-//!    stops being held.
-//! 3. The extra room. While its holds take effect a congested, progressing subscriber may queue beyond
-//!    its limits (twice `max_queued_messages`, plus what other shards' mailboxes may already carry):
-//!    that absorbs what was read and routed before the hold stopped the publisher. Under `hold` it gets
-//!    that room for every message, as before. Under `hold_if_all_behind` only for a message whose hold
-//!    needs nobody else's agreement: it reached this shard only and nobody here keeps up. Otherwise the
-//!    hold may well not take effect, so the subscriber gets exactly the limits, as under `drop`.
+//! How `hold_if_all_behind` decides, with what each shard knows when it delivers, and no extra mail
+//! unless some shard holds the publisher:
+//! 1. Who is behind. A recipient *keeps up* with a message when it is connected and would get it at
+//!    once: at QoS 1/2 its in-flight window has room and nothing is queued, at QoS 0 its outbox is below
+//!    its soft limit. Holding the publisher slows such a recipient down at once; one with a backlog
+//!    takes messages at its own pace, which a hold does not change while the backlog lasts: it is behind.
+//!    (A queue-length threshold would be wrong both ways: a backlog of equally fast subscribers on
+//!    different shards differs by whole mailbox batches, and a short queue is a backlog all the same.)
+//!    Away recipients, those not allowed to read the topic and those the message is too large for do not
+//!    count: holding the publisher costs them nothing.
+//! 2. Per shard, per message. Before fanning a message from publisher O out to its sessions, a shard
+//!    asks whether any recipient keeps up. If one does, the shard *objects*: nobody there holds O for
+//!    this message. If none does, it *agrees*, and each congested recipient holds O as under `hold`.
+//!    Messages delivered at QoS 0 only hold nobody, so they are not asked about.
+//! 3. Across shards. O's home shard delivers locally first, and records in O's [`PublisherHold`] the
+//!    shards whose agreement a hold needs: every other shard the publish reached, and itself only if it
+//!    objected. [`PublisherHold`] keeps one stance per shard (holding, with how many holders; agreeing;
+//!    or objecting), each for one lease, and O is held only while some subscriber holds it and every
+//!    shard its latest publish reached agrees. A remote shard's holds tell its agreement; while some
+//!    shard holds O (or agrees), O's publishes say so ([`HoldStamp::pending`]) and the other shards
+//!    reached answer with a consent ([`HoldSignal::Consent`]: nobody there keeps up) or an objection
+//!    (`Mail::Object`), at most once per half lease each. A release ends its shard's hold with its last
+//!    holder; an objection voids the shard's agreement at once (its holders count again only once it
+//!    agrees again). Either makes that shard one whose agreement is needed until the next publish says
+//!    otherwise, and wakes O's reader if O is no longer held.
+//! 4. The extra room. While its holds take effect a congested, progressing subscriber may queue beyond
+//!    its limits (twice `max_queued_messages`, plus what other shards' mailboxes may already carry): that
+//!    absorbs what was read and routed before the hold stopped the publisher. Under `hold` it gets that
+//!    room for every message, as before. Under `hold_if_all_behind` only where the hold can take effect:
+//!    nobody on its shard keeps up, and the message does not say that another shard objects
+//!    ([`HoldStamp::objecting`], stamped by the home shard from the objections it has). Before a remote
+//!    shard's first objection arrives the room is given provisionally, so a slow subscriber whose
+//!    sibling on another shard keeps up may exceed its limit by what arrives in one mail round trip;
+//!    on its own shard, or once the objection is known, it gets exactly the limits.
 //!
 //! Why this way: an exact answer to "is every subscriber of O behind?" would need the subscribers'
-//! shards to agree on every message. Instead each shard answers for its own sessions as it delivers (one
-//! look at the recipients before delivering, which stops at the first that keeps up), and the home
-//! shard combines the answers through the holds it receives anyway: no new mail per message, one `u64`
-//! store per publish (a set above 64 shards), and nothing at all under `hold` and `drop`. It errs
-//! towards dropping: another shard whose recipients of a publish do not count at all (all away, say)
-//! never holds, so O is not held while it publishes there too, and its slow subscribers get Mosquitto's
-//! behaviour. A subscriber that keeps up waits for a hold only when it subscribed while O was held (until
-//! that lease ends), or when it was itself behind (until it drained to a quarter).
+//! shards to agree on every message. Here each shard answers for its own sessions as it delivers (one
+//! look at the recipients, which stops at the first that keeps up), and shards exchange stances only
+//! while a hold is in play, through the mail holds already used. Costs: one `u64` store per publish
+//! (a set above 64 shards) and a stamp in each message; nothing at all under `hold` and `drop`.
+//! Limits: with several subscribers at full speed, one that has room for a moment (a publisher's first
+//! messages, a subscriber on the publisher's shard) makes the others' messages beyond their limit drop,
+//! as the rule says; `hold` keeps those lossless. A fast subscriber whose window fills in a burst counts
+//! as behind until its queue empties, so a congested sibling may hold the publisher for up to a lease
+//! then.
 //! `$SYS/broker/publish/messages/dropped` counts the messages dropped, and the first drop of an episode is
 //! logged (`Outgoing messages are being dropped for client ID.`, as Mosquitto words it).
 //!
 //! Concurrency model: both halves live in a [`super::Session`] on its home shard; the subscriber's shard
-//! tells a publisher's shard with `Mail::Hold` / `Mail::Release` (naming itself) when they differ. No I/O;
-//! `now` is an input.
+//! tells a publisher's shard with `Mail::Hold` / `Mail::Release` / `Mail::Object` (naming itself) when
+//! they differ. No I/O; `now` is an input.
 
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -112,14 +124,24 @@ impl SlowSubscriberPolicy {
     }
 }
 
-/// One shard's hold on a publisher.
+/// One shard's stance on holding a publisher, for one lease.
 #[derive(Debug, Clone, Copy)]
 struct ShardHold {
     shard: u16,
-    /// Subscribers on that shard holding the publisher (one counts once until it releases).
+    /// Subscribers on that shard holding the publisher (one counts once until it releases); 0 when the
+    /// shard only consents or objects.
     holders: u16,
-    /// The lease: this shard holds the publisher while `now < until`.
+    /// `hold_if_all_behind`: a subscriber there keeps up, so the shard does not agree for now (module
+    /// doc). Its holders still count once it agrees again: they do not hold anew before then.
+    objects: bool,
+    /// The lease: the stance holds while `now < until`.
     until: Instant,
+}
+
+impl ShardHold {
+    fn agrees(&self) -> bool {
+        !self.objects
+    }
 }
 
 /// The shards a publisher's latest publish reached that may object to holding it (module doc, step 2).
@@ -160,12 +182,37 @@ impl Reach {
     }
 }
 
-/// The publisher half: which shards hold this session, until when, which shards its latest publish
-/// reached, and who waits for the hold to end.
+/// What a publisher's home shard stamps on its next publish under `hold_if_all_behind` (see
+/// [`PublisherHold::stamp`] and the module doc, step 3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HoldStamp {
+    /// Some shard holds the publisher or agrees to: the receiving shards should say where they stand.
+    pub pending: bool,
+    /// Bit `s` for each shard `s` that objects (all bits when one is 64 or above).
+    pub objecting: u64,
+}
+
+impl HoldStamp {
+    /// Whether a shard other than `own` objects.
+    pub fn others_object(&self, own: u16) -> bool {
+        match 1u64.checked_shl(u32::from(own)) {
+            Some(bit) => self.objecting & !bit != 0,
+            None => self.objecting != 0,
+        }
+    }
+
+    /// Mark `shard` as objecting.
+    pub fn add_objection(&mut self, shard: u16) {
+        self.objecting |= 1u64.checked_shl(u32::from(shard)).unwrap_or(u64::MAX);
+    }
+}
+
+/// The publisher half: where each shard stands on holding this session and until when, which shards
+/// its latest publish reached, and who waits for the hold to end.
 #[derive(Debug, Default)]
 pub struct PublisherHold {
-    /// The holding shards. A `Vec`, not inline: every session has a `PublisherHold` and few are ever
-    /// held (memory per idle client); allocated while held only.
+    /// The shards that hold, agree or object. A `Vec`, not inline: every session has a `PublisherHold`
+    /// and few are ever held (memory per idle client); allocated under congestion only.
     shards: Vec<ShardHold>,
     /// `hold_if_all_behind`: the shards whose agreement a hold needs (recorded by [`Self::reached`]).
     reach: Reach,
@@ -174,8 +221,8 @@ pub struct PublisherHold {
 }
 
 impl PublisherHold {
-    /// A subscriber on `shard` holds (or, with [`HoldSignal::Renew`], still holds) this publisher until
-    /// `now + HOLD_LEASE`.
+    /// A subscriber on `shard` holds (or, with [`HoldSignal::Renew`], still holds) this publisher, or
+    /// with [`HoldSignal::Consent`] `shard` agrees to others holding it, until `now + HOLD_LEASE`.
     pub fn hold(&mut self, shard: u16, signal: HoldSignal, now: Instant) {
         let until = now + HOLD_LEASE;
         match self.shards.iter_mut().find(|h| h.shard == shard) {
@@ -184,40 +231,69 @@ impl PublisherHold {
                     // The lease ran out: its holders are forgotten, one that still holds counts anew.
                     h.holders = 0;
                 }
-                if signal == HoldSignal::Hold || h.holders == 0 {
+                h.objects = false;
+                if signal == HoldSignal::Hold || (signal == HoldSignal::Renew && h.holders == 0) {
                     h.holders = h.holders.saturating_add(1);
                 }
-                h.until = until;
+                h.until = h.until.max(until);
             }
             None => self.shards.push(ShardHold {
                 shard,
-                holders: 1,
+                holders: u16::from(signal != HoldSignal::Consent),
+                objects: false,
                 until,
             }),
         }
     }
 
-    /// One holder on `shard` let go. Under `hold_if_all_behind` that ends the shard's hold, and the shard
-    /// must agree to any hold from now on (one of its subscribers caught up; the next publish says
-    /// again who must agree); under `hold` the shard holds until its last holder lets go. Wakes the
-    /// waiting reader when the publisher is no longer held.
+    /// One holder on `shard` let go. The shard holds until its last holder lets go; then, under
+    /// `hold_if_all_behind`, its agreement is needed again until the next publish says otherwise (the
+    /// subscriber that let go caught up). Wakes the waiting reader when the publisher is no longer held.
     pub fn release(&mut self, shard: u16, policy: SlowSubscriberPolicy) {
-        if policy == SlowSubscriberPolicy::HoldIfAllBehind {
-            self.reach.insert(shard);
-        }
         let Some(i) = self.shards.iter().position(|h| h.shard == shard) else {
             // A stray release (from a holder whose lease already ran out) is ignored.
             return;
         };
         let h = &mut self.shards[i];
         h.holders = h.holders.saturating_sub(1);
-        if h.holders > 0 && policy == SlowSubscriberPolicy::Hold {
+        if h.holders > 0 || h.objects {
+            // Still holding; or objecting, which its lease ends.
             return;
         }
         self.shards.swap_remove(i);
         if self.shards.is_empty() {
             self.shards = Vec::new();
         }
+        if policy == SlowSubscriberPolicy::HoldIfAllBehind {
+            self.reach.insert(shard);
+        }
+        self.wake_unless_held(policy);
+    }
+
+    /// `hold_if_all_behind`: a subscriber on `shard` keeps up: for a lease (or until it agrees again) the
+    /// shard objects to this publisher being held, whoever holds there, and its agreement is needed.
+    pub fn object(&mut self, shard: u16, now: Instant) {
+        let until = now + HOLD_LEASE;
+        match self.shards.iter_mut().find(|h| h.shard == shard) {
+            Some(h) => {
+                if h.until <= now {
+                    h.holders = 0;
+                }
+                h.objects = true;
+                h.until = until;
+            }
+            None => self.shards.push(ShardHold {
+                shard,
+                holders: 0,
+                objects: true,
+                until,
+            }),
+        }
+        self.reach.insert(shard);
+        self.wake_unless_held(SlowSubscriberPolicy::HoldIfAllBehind);
+    }
+
+    fn wake_unless_held(&mut self, policy: SlowSubscriberPolicy) {
         if !self.held(policy) {
             if let Some(w) = self.waker.take() {
                 w.wake();
@@ -235,32 +311,63 @@ impl PublisherHold {
         }
     }
 
-    /// Whether the holding shards are every shard the latest publish reached.
+    /// Whether no shard holds, agrees or objects (cheap: the common case of every publish).
+    pub fn is_idle(&self) -> bool {
+        self.shards.is_empty()
+    }
+
+    /// `hold_if_all_behind`: what the next publish carries, from the stances of the shards other than
+    /// `own` whose leases still run at `now`.
+    pub fn stamp(&self, own: u16, now: Instant) -> HoldStamp {
+        let mut stamp = HoldStamp::default();
+        for h in self
+            .shards
+            .iter()
+            .filter(|h| h.shard != own && now < h.until)
+        {
+            if h.objects {
+                stamp.add_objection(h.shard);
+            }
+            stamp.pending |= h.agrees() || h.holders > 0;
+        }
+        stamp
+    }
+
+    /// Whether some shard holds this publisher or agrees to, or has holders that would once it agrees
+    /// again (no clock: leases may have run out).
+    pub fn pending(&self) -> bool {
+        self.shards.iter().any(|h| h.agrees() || h.holders > 0)
+    }
+
+    /// Whether the agreeing shards are every shard the latest publish reached.
     fn covers(&self) -> bool {
         match &self.reach {
             Reach::Low(bits) => {
-                let holding = self
+                let agreeing = self
                     .shards
                     .iter()
-                    .filter(|h| h.shard < 64)
+                    .filter(|h| h.shard < 64 && h.agrees())
                     .fold(0u64, |m, h| m | 1 << h.shard);
-                bits & !holding == 0
+                bits & !agreeing == 0
             }
-            Reach::Any(set) => set.iter().all(|s| self.shards.iter().any(|h| h.shard == s)),
+            Reach::Any(set) => set
+                .iter()
+                .all(|s| self.shards.iter().any(|h| h.shard == s && h.agrees())),
         }
     }
 
     /// Whether this publisher is held (cheap: no clock, so a lease may have run out; [`Self::held_until`]
-    /// has the last word).
+    /// has the last word): some subscriber holds it and, under `hold_if_all_behind`, every reached shard
+    /// agrees.
     pub fn held(&self, policy: SlowSubscriberPolicy) -> bool {
-        !self.shards.is_empty()
+        self.shards.iter().any(|h| h.holders > 0)
             && (policy != SlowSubscriberPolicy::HoldIfAllBehind || self.covers())
     }
 
-    /// Until when the publisher must not be read, if it is held at `now`: under `hold` while some shard's
-    /// lease runs, under `hold_if_all_behind` while the live leases cover every reached shard. Leases
-    /// that ran out are forgotten with their holders: one that still holds renews (counted anew), a
-    /// release from one that does not is ignored.
+    /// Until when the publisher must not be read, if it is held at `now`: under `hold` while some
+    /// holder's lease runs, under `hold_if_all_behind` also only while the live leases cover every
+    /// reached shard. Leases that ran out are forgotten with their holders: one that still holds renews
+    /// (counted anew), a release from one that does not is ignored.
     pub fn held_until(&mut self, now: Instant, policy: SlowSubscriberPolicy) -> Option<Instant> {
         self.shards.retain(|h| now < h.until);
         if self.shards.is_empty() {
@@ -270,11 +377,17 @@ impl PublisherHold {
         if !self.held(policy) {
             return None;
         }
-        let last = self.shards.iter().map(|h| h.until).max()?;
+        // Held until the last holder's lease runs out...
+        let last = self
+            .shards
+            .iter()
+            .filter(|h| h.holders > 0)
+            .map(|h| h.until)
+            .max()?;
         if policy != SlowSubscriberPolicy::HoldIfAllBehind {
             return Some(last);
         }
-        // The cover ends with the first lease of a reached shard to run out (or with the last lease).
+        // ...or the first lease of a reached shard does, which ends the cover.
         let first = self
             .shards
             .iter()
@@ -290,13 +403,17 @@ impl PublisherHold {
     }
 }
 
-/// What a subscriber must tell a publisher after [`Holding::note`].
+/// What a subscriber's shard tells a publisher's: after [`Holding::note`] a hold or its renewal, and
+/// under `hold_if_all_behind` the shard's own consent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldSignal {
     /// A new hold.
     Hold,
     /// Extend a hold this subscriber already has.
     Renew,
+    /// Nobody on the sending shard keeps up with this publisher, so the shard agrees to it being held by
+    /// others (lasts one lease; holds nothing by itself).
+    Consent,
 }
 
 /// The subscriber half: the publishers this session holds, with when each hold was last sent.
@@ -462,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn under_all_behind_a_release_ends_its_shards_hold_and_wakes_the_reader() {
+    fn under_all_behind_a_shard_agrees_until_its_last_holder_releases() {
         let t0 = Instant::now();
         let (woken, waker) = flag();
         let mut p = PublisherHold::default();
@@ -472,18 +589,121 @@ mod tests {
         p.hold(1, HoldSignal::Hold, t0);
         assert!(p.held_until(t0, ALL_BEHIND).is_some());
         p.wait(&waker);
-        // Shard 0 had two holders; one caught up, so shard 0 no longer agrees.
         p.release(0, ALL_BEHIND);
-        assert!(!p.held(ALL_BEHIND));
-        p.hold(0, HoldSignal::Hold, t0);
-        assert!(p.held(ALL_BEHIND));
+        assert!(p.held(ALL_BEHIND), "one holder left on shard 0");
+        assert!(!woken.0.load(Ordering::SeqCst));
         p.release(0, ALL_BEHIND);
         assert!(!p.held(ALL_BEHIND));
         assert!(woken.0.load(Ordering::SeqCst), "the reader goes on at once");
         assert_eq!(p.held_until(t0, ALL_BEHIND), None);
-        // The other holder still noted a hold: it renews (counted anew) once its shard is behind again.
+        // A holder still noted there renews (counted anew) once its shard is behind again.
         p.hold(0, HoldSignal::Renew, t0);
         assert!(p.held(ALL_BEHIND));
+    }
+
+    #[test]
+    fn a_consent_agrees_but_holds_nothing() {
+        let t0 = Instant::now();
+        let mut p = PublisherHold::default();
+        p.reached(&shards(&[1, 2]));
+        p.hold(2, HoldSignal::Consent, t0);
+        assert!(!p.held(ALL_BEHIND), "nobody holds");
+        assert!(p.pending(), "but a shard agrees");
+        p.hold(1, HoldSignal::Hold, t0 + HOLD_LEASE / 2);
+        assert!(p.held(ALL_BEHIND));
+        // The consent's lease ends the cover.
+        assert_eq!(
+            p.held_until(t0 + HOLD_LEASE / 2, ALL_BEHIND),
+            Some(t0 + HOLD_LEASE)
+        );
+        assert_eq!(p.held_until(t0 + HOLD_LEASE, ALL_BEHIND), None);
+        // A consent from a shard with holders keeps them.
+        p.hold(1, HoldSignal::Consent, t0 + HOLD_LEASE);
+        p.hold(2, HoldSignal::Consent, t0 + HOLD_LEASE);
+        assert!(p.held(ALL_BEHIND));
+    }
+
+    #[test]
+    fn an_objection_uncovers_at_once_until_the_shard_agrees_again() {
+        let t0 = Instant::now();
+        let (woken, waker) = flag();
+        let mut p = PublisherHold::default();
+        p.reached(&shards(&[1, 2]));
+        p.hold(1, HoldSignal::Hold, t0);
+        p.hold(2, HoldSignal::Hold, t0);
+        p.wait(&waker);
+        p.object(2, t0);
+        assert!(!p.held(ALL_BEHIND));
+        assert!(woken.0.load(Ordering::SeqCst));
+        assert_eq!(
+            p.stamp(0, t0),
+            HoldStamp {
+                pending: true,
+                objecting: 1 << 2
+            }
+        );
+        // Its subscribers fall behind again: shard 2's holder still counts.
+        p.hold(2, HoldSignal::Consent, t0);
+        assert!(p.held(ALL_BEHIND));
+        assert_eq!(p.stamp(0, t0).objecting, 0);
+        // Shard 1's holder lets go while shard 1 objects: then shard 1 neither agrees nor holds.
+        p.object(1, t0);
+        p.release(1, ALL_BEHIND);
+        p.hold(1, HoldSignal::Consent, t0);
+        p.release(2, ALL_BEHIND);
+        assert!(!p.held(ALL_BEHIND), "no holder left");
+        p.hold(2, HoldSignal::Hold, t0);
+        assert!(p.held(ALL_BEHIND));
+        // An objection lasts a lease, then is forgotten (and with it the holds it voided).
+        p.object(2, t0);
+        assert_eq!(p.held_until(t0 + HOLD_LEASE, ALL_BEHIND), None);
+        assert!(p.is_idle());
+        // An objection from a shard the publish did not reach makes it one whose agreement counts.
+        p.reached(&shards(&[1]));
+        p.hold(1, HoldSignal::Hold, t0 + HOLD_LEASE);
+        assert!(p.held(ALL_BEHIND));
+        p.object(3, t0 + HOLD_LEASE);
+        assert!(!p.held(ALL_BEHIND));
+    }
+
+    #[test]
+    fn the_stamp_leaves_out_the_home_shard_and_ran_out_leases() {
+        let t0 = Instant::now();
+        let mut p = PublisherHold::default();
+        assert_eq!(p.stamp(0, t0), HoldStamp::default());
+        p.hold(0, HoldSignal::Hold, t0);
+        p.object(5, t0 + HOLD_LEASE / 2);
+        assert_eq!(
+            p.stamp(0, t0 + HOLD_LEASE / 2),
+            HoldStamp {
+                pending: false,
+                objecting: 1 << 5
+            },
+            "the home shard answers for itself"
+        );
+        assert_eq!(
+            p.stamp(7, t0 + HOLD_LEASE / 2),
+            HoldStamp {
+                pending: true,
+                objecting: 1 << 5
+            }
+        );
+        assert_eq!(
+            p.stamp(7, t0 + HOLD_LEASE).objecting,
+            1 << 5,
+            "shard 0's lease ran out, shard 5's did not"
+        );
+        assert!(!p.stamp(7, t0 + HOLD_LEASE).pending);
+        p.object(70, t0);
+        assert_eq!(p.stamp(7, t0).objecting, u64::MAX, "beyond 63: all bits");
+        let stamp = HoldStamp {
+            pending: true,
+            objecting: 1 << 5,
+        };
+        assert!(!stamp.others_object(5));
+        assert!(stamp.others_object(4));
+        assert!(stamp.others_object(70));
+        assert!(!HoldStamp::default().others_object(70));
     }
 
     #[test]

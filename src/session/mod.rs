@@ -9,7 +9,9 @@
 mod hold;
 mod outbox;
 
-pub use hold::{HoldSignal, Holding, Origin, PublisherHold, SlowSubscriberPolicy, HOLD_LEASE};
+pub use hold::{
+    HoldSignal, HoldStamp, Holding, Origin, PublisherHold, SlowSubscriberPolicy, HOLD_LEASE,
+};
 pub use outbox::{Chunk, CloseReason, Outbox};
 
 use std::collections::VecDeque;
@@ -48,7 +50,7 @@ pub struct Limits {
     /// when it holds its publishers: a client that keeps acknowledging may exceed `max_queued_messages` by
     /// this much, so what was in transit is not dropped.
     pub in_transit: usize,
-    /// `slow_subscriber_policy`: when a congested subscriber may hold its publishers (see [`hold`]).
+    /// `slow_subscriber_policy`: when a congested subscriber may hold its publishers (module `hold`).
     pub slow_subscriber_policy: SlowSubscriberPolicy,
 }
 
@@ -223,27 +225,21 @@ impl Session {
     }
 
     /// Whether this session keeps up with `msg`, offered to it at `qos`, so that holding its publisher
-    /// would slow it down (`hold_if_all_behind`): connected, and for QoS 1/2 the message would be sent at
-    /// once or leave the queue below half its limits (not congested, see [`Session::congested`]), for
-    /// QoS 0 the outbox is below its soft limit. None when it does not count either way: away, or `msg`
+    /// would slow it down at once (`hold_if_all_behind`): connected, and the message would go out now
+    /// (for QoS 1/2 its window has room and nothing is queued; for QoS 0 its outbox is below its soft
+    /// limit). A subscriber with a backlog takes messages at its own pace, which a hold does not change
+    /// while the backlog lasts: it is behind. None when it does not count either way: away, or `msg`
     /// is too large for it (it would be discarded).
     pub fn keeps_up(&self, msg: &Message, qos: QoS, limits: &Limits) -> Option<bool> {
         let conn = self.conn.as_ref()?;
         if self.too_large(msg, qos) {
             return None;
         }
-        if qos == QoS::AtMostOnce {
-            return Some(conn.pending_bytes() < limits.outbox_soft_limit);
-        }
-        if self.queue.is_empty() && self.inflight.len() < self.window(limits) {
-            return Some(true);
-        }
-        let messages = self.queue.len().saturating_add(1);
-        let bytes = self.queued_bytes.saturating_add(msg.queued_size());
-        Some(
-            messages.saturating_mul(2) < limits.max_queued_messages
-                && bytes.saturating_mul(2) < limits.max_queued_bytes,
-        )
+        Some(if qos == QoS::AtMostOnce {
+            conn.pending_bytes() < limits.outbox_soft_limit
+        } else {
+            self.queue.is_empty() && self.inflight.len() < self.window(limits)
+        })
     }
 
     /// A message to this session was dropped: true for the first drop of an episode, which the caller
@@ -703,7 +699,7 @@ mod tests {
             retain: false,
             properties: Default::default(),
             origin: None,
-            reached_shards: 0,
+            hold_stamp: Default::default(),
         })
     }
 
@@ -776,7 +772,7 @@ mod tests {
     }
 
     #[test]
-    fn keeps_up_while_connected_with_a_queue_below_half() {
+    fn keeps_up_while_a_message_would_go_out_at_once() {
         let m = msg();
         let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
         assert_eq!(
@@ -786,19 +782,28 @@ mod tests {
         );
         s.resume(Rc::new(Outbox::new()), &limits());
         assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
-        offer(&mut s, 2 + 3);
-        assert_eq!(
-            s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
-            Some(true),
-            "it would be the 4th of 10 queued"
-        );
+        offer(&mut s, 1);
+        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
         offer(&mut s, 1);
         assert_eq!(
             s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
             Some(false),
-            "it would be the 5th of 10: congested"
+            "the window is full: it would wait"
         );
-        // QoS 0 goes by the outbox, not the queue.
+        offer(&mut s, 1);
+        assert_eq!(s.pending_len(), (2, 1));
+        assert!(s.on_puback(1, &limits()));
+        assert_eq!(
+            s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
+            Some(false),
+            "the window is full again"
+        );
+        assert!(s.on_puback(2, &limits()));
+        assert_eq!(s.pending_len(), (1, 0));
+        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
+        // QoS 0 goes by the outbox, not the window.
+        offer(&mut s, 2);
+        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(false));
         assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &limits()), Some(true));
         let tiny = Limits {
             outbox_soft_limit: 1,

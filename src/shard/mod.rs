@@ -174,6 +174,10 @@ pub(crate) struct Shard {
     keepalive: keepalive::Watch,
     /// Deadlines of disconnected persistent sessions (see `expiry`).
     expiries: expiry::Expiries,
+    /// `hold_if_all_behind`: publishers of other shards whose shard this one told where it stands on
+    /// holding them (agrees: a hold or a consent, or objects), and when; so it tells each at most once
+    /// per half lease (see `session::hold`).
+    stances: AHashMap<crate::session::Origin, (Instant, bool)>,
     shutting_down: bool,
 }
 
@@ -217,6 +221,7 @@ impl Shard {
             sys_next: None,
             keepalive: keepalive::Watch::default(),
             expiries: expiry::Expiries::default(),
+            stances: AHashMap::new(),
             shutting_down: false,
         }
     }
@@ -314,6 +319,7 @@ impl Shard {
             Mail::InterestAck { filter } => self.interest_acked(&filter),
             Mail::Hold { slot, from, signal } => self.hold_publisher(slot, from, signal),
             Mail::Release { slot, from } => self.release_publisher(slot, from),
+            Mail::Object { slot, from } => self.object_to_publisher(slot, from),
             Mail::StatsQuery { reply_to } => {
                 let stats = self.snapshot_stats();
                 self.send(reply_to, Mail::StatsReply(stats));
@@ -419,6 +425,7 @@ impl Shard {
     /// The ticker's beat: close silent connections, publish `$SYS` when due.
     fn tick(&mut self, now: Instant) {
         self.keepalive.check(now);
+        self.forget_stances(now);
         self.expire_sessions(now);
         self.sys_tick(now);
     }
@@ -521,7 +528,7 @@ mod tests {
             retain: false,
             properties: Properties::default(),
             origin: None,
-            reached_shards: 0,
+            hold_stamp: Default::default(),
         }
     }
 

@@ -22,7 +22,7 @@ use crate::message::Message;
 use crate::router::Mail;
 use crate::session::{
     encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, HoldSignal, Limits, Login,
-    Origin, Outbox, Session, SlowSubscriberPolicy,
+    Origin, Outbox, Session, SlowSubscriberPolicy, HOLD_LEASE,
 };
 use crate::topic;
 
@@ -89,6 +89,18 @@ fn delivery_qos(published: QoS, subscribed: QoS, upgrade: bool) -> QoS {
     }
 }
 
+/// What one shard's recipients of a message say about holding its publisher (`hold_if_all_behind`, see
+/// `session::hold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Not asked: another policy, no publisher, no recipient here, or delivered at QoS 0 only.
+    Neutral,
+    /// A recipient here keeps up: the publisher must not be held on this shard's account.
+    Object,
+    /// Nobody here keeps up: holding the publisher costs them nothing.
+    Agree,
+}
+
 /// The first drop of an episode for a client (`Session::note_dropped`), in Mosquitto's words.
 #[cold]
 #[inline(never)]
@@ -108,7 +120,7 @@ fn will_message(will: Box<LastWill>) -> Message {
         retain: will.retain,
         properties,
         origin: None,
-        reached_shards: 0,
+        hold_stamp: Default::default(),
     }
 }
 
@@ -516,7 +528,7 @@ impl Shard {
                 retain: p.retain,
                 properties,
                 origin: Some((self.id, a.slot)),
-                reached_shards: 0,
+                hold_stamp: Default::default(),
             });
         }
         match p.qos {
@@ -540,7 +552,55 @@ impl Shard {
             self.apply_interest_mail();
         }
         let shards = self.interest.shards_for(&msg.topic);
-        msg.reached_shards = shards.len() as u16;
+        // `hold_if_all_behind` (see `session::hold`): a client's publish carries where the other shards
+        // stand on holding its publisher; this shard's own stance comes from delivering it here, first.
+        let all_behind =
+            self.settings.limits.slow_subscriber_policy == SlowSubscriberPolicy::HoldIfAllBehind;
+        let publisher = msg
+            .origin
+            .filter(|o| all_behind && o.0 == self.id)
+            .map(|o| o.1);
+        if let Some(hold) = publisher
+            .and_then(|slot| self.sessions.get(slot as usize))
+            .and_then(|s| s.as_deref())
+            .map(|s| &s.hold)
+            .filter(|h| !h.is_idle())
+        {
+            msg.hold_stamp = hold.stamp(self.id, Instant::now());
+        }
+        let local = shards.contains(self.id);
+        let verdict = if local {
+            self.deliver_local(&msg)
+        } else {
+            Verdict::Neutral
+        };
+        let id = self.id;
+        if let Some(Some(publisher)) =
+            publisher.and_then(|slot| self.sessions.get_mut(slot as usize))
+        {
+            // The shards whose agreement a hold needs: every other shard reached, this one only if a
+            // recipient here kept up (it then objects, whoever holds here).
+            let mut objecting = shards;
+            match verdict {
+                Verdict::Agree => {
+                    objecting.remove(id);
+                    if !publisher.hold.is_idle() {
+                        // Undoes an objection of this shard, so that its holders count again.
+                        publisher.hold.hold(id, HoldSignal::Consent, Instant::now());
+                    }
+                }
+                Verdict::Object => {
+                    msg.hold_stamp.add_objection(id);
+                    if !publisher.hold.is_idle() {
+                        publisher.hold.object(id, Instant::now());
+                    }
+                }
+                Verdict::Neutral if local => msg.hold_stamp.add_objection(id),
+                Verdict::Neutral => {}
+            }
+            publisher.hold.reached(&objecting);
+            msg.hold_stamp.pending |= publisher.hold.pending();
+        }
         let msg = Arc::new(msg);
         if msg.retain {
             self.store_retained(msg.clone());
@@ -548,23 +608,9 @@ impl Shard {
                 self.broadcast(|| Mail::Retain(msg.clone()));
             }
         }
-        // The shards that may keep its publisher from being held (`hold_if_all_behind`, see
-        // `session::hold`): every other shard reached, this one only if a recipient here kept up.
-        let mut objecting = shards;
         for to in shards.iter() {
-            if to == self.id {
-                if !self.deliver_local(&msg) {
-                    objecting.remove(to);
-                }
-            } else {
+            if to != self.id {
                 self.send(to, Mail::Publish(msg.clone()));
-            }
-        }
-        if self.settings.limits.slow_subscriber_policy == SlowSubscriberPolicy::HoldIfAllBehind {
-            if let Some((_, slot)) = msg.origin.filter(|o| o.0 == self.id) {
-                if let Some(Some(publisher)) = self.sessions.get_mut(slot as usize) {
-                    publisher.hold.reached(&objecting);
-                }
             }
         }
     }
@@ -580,17 +626,16 @@ impl Shard {
     }
 
     /// Deliver a message to this shard's matching sessions: one copy per session at the highest QoS of its
-    /// matching subscriptions, at min(publish QoS, subscription QoS). Returns whether, under
-    /// `hold_if_all_behind`, this shard objects to its publisher being held: some recipient here kept up
-    /// with it (or it went out at QoS 0 only, which holds nobody); false under the other policies.
-    pub(crate) fn deliver_local(&mut self, msg: &Arc<Message>) -> bool {
+    /// matching subscriptions, at min(publish QoS, subscription QoS). Returns what, under
+    /// `hold_if_all_behind`, this shard says about its publisher being held.
+    pub(crate) fn deliver_local(&mut self, msg: &Message) -> Verdict {
         let mut matches = std::mem::take(&mut self.scratch);
         matches.clear();
         self.trie
             .for_each_match(&msg.topic, |slot, opts| matches.push((slot, *opts)));
         if matches.is_empty() {
             self.scratch = matches;
-            return false;
+            return Verdict::Neutral;
         }
         if matches.len() > 1 {
             matches.sort_unstable_by_key(|m| m.0);
@@ -607,7 +652,7 @@ impl Shard {
             });
         }
         // One shard-local copy of the message header per shard; the payload stays shared.
-        let local = Rc::new((**msg).clone());
+        let local = Rc::new(msg.clone());
         let limits = self.settings.limits;
         let verbose = tracing::enabled!(target: log_type::DEBUG, tracing::Level::DEBUG);
         // Asked once per message: without an ACL file no session's ACL field is read (a cache line
@@ -616,22 +661,28 @@ impl Shard {
         let upgrade_qos = self.settings.upgrade_outgoing_qos;
         let now = Instant::now();
         // Whether congested recipients may hold this message's publisher (`may_hold`) and get room beyond
-        // their limits meanwhile (`slack`): see `session::hold` for the policies.
-        let mut kept_up = false;
-        let (may_hold, slack) = match limits.slow_subscriber_policy {
+        // their limits meanwhile (`slack`): see `session::hold` for the policies. Under
+        // `hold_if_all_behind` a message delivered at QoS 0 only holds nobody, so nobody is asked.
+        let policy = limits.slow_subscriber_policy;
+        let verdict = if policy == SlowSubscriberPolicy::HoldIfAllBehind
+            && msg.origin.is_some()
+            && (msg.qos != QoS::AtMostOnce || upgrade_qos)
+        {
+            if self.some_recipient_keeps_up(msg, &matches, check_acl, &limits) {
+                Verdict::Object
+            } else {
+                Verdict::Agree
+            }
+        } else {
+            Verdict::Neutral
+        };
+        let (may_hold, slack) = match policy {
             SlowSubscriberPolicy::Hold => (true, true),
             SlowSubscriberPolicy::Drop => (false, false),
-            // Delivered at QoS 0 to everyone: nobody will hold its publisher (nor does it matter who
-            // would object, so object, as a recipient that kept up would).
-            SlowSubscriberPolicy::HoldIfAllBehind if msg.qos == QoS::AtMostOnce && !upgrade_qos => {
-                kept_up = true;
-                (false, false)
-            }
             SlowSubscriberPolicy::HoldIfAllBehind => {
-                kept_up = msg.origin.is_some()
-                    && self.some_recipient_keeps_up(msg, &matches, check_acl, &limits);
-                let may_hold = msg.origin.is_some() && !kept_up;
-                (may_hold, may_hold && msg.reached_shards == 1)
+                let agree = verdict == Verdict::Agree;
+                // The extra room only while the hold may take effect: no other shard objects.
+                (agree, agree && !msg.hold_stamp.others_object(self.id))
             }
         };
         let mut holds: SmallVec<[(Origin, HoldSignal); 2]> = SmallVec::new();
@@ -691,10 +742,13 @@ impl Shard {
         }
         self.scratch = matches;
         let from = self.id;
+        let mut agreed = false;
         for (origin, signal) in holds {
             if origin.0 == self.id {
                 self.hold_publisher(origin.1, from, signal);
             } else {
+                agreed = true;
+                self.stances.insert(origin, (now, true));
                 self.send(
                     origin.0,
                     Mail::Hold {
@@ -705,7 +759,51 @@ impl Shard {
                 );
             }
         }
-        kept_up
+        // Another shard's publisher that some shard holds or agrees to hold: tell its shard where this
+        // one stands (its own shard learns that from `deliver_local` directly).
+        if let Some(origin) = msg
+            .origin
+            .filter(|o| o.0 != self.id && msg.hold_stamp.pending)
+        {
+            match verdict {
+                Verdict::Agree if !agreed => self.tell_stance(origin, true, now),
+                Verdict::Object => self.tell_stance(origin, false, now),
+                _ => {}
+            }
+        }
+        verdict
+    }
+
+    /// Tell the shard of publisher `origin` that this shard agrees to it being held (nobody here keeps
+    /// up: [`HoldSignal::Consent`]) or objects (`Mail::Object`), unless it was told so within half a
+    /// lease.
+    fn tell_stance(&mut self, origin: Origin, agree: bool, now: Instant) {
+        let told = self.stances.get(&origin).is_some_and(|&(sent, agreed)| {
+            agreed == agree && now.saturating_duration_since(sent) < HOLD_LEASE / 2
+        });
+        if told {
+            return;
+        }
+        self.stances.insert(origin, (now, agree));
+        let (slot, from) = (origin.1, self.id);
+        let mail = if agree {
+            Mail::Hold {
+                slot,
+                from,
+                signal: HoldSignal::Consent,
+            }
+        } else {
+            Mail::Object { slot, from }
+        };
+        self.send(origin.0, mail);
+    }
+
+    /// Forget the stances told whose lease ran out (on every tick).
+    pub(super) fn forget_stances(&mut self, now: Instant) {
+        if !self.stances.is_empty() {
+            self.stances
+                .retain(|_, (sent, _)| now.saturating_duration_since(*sent) < HOLD_LEASE);
+        }
     }
 
     /// `hold_if_all_behind`, before `msg` is delivered: whether one of its recipients here keeps up
@@ -746,6 +844,13 @@ impl Shard {
         let policy = self.settings.limits.slow_subscriber_policy;
         if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
             s.hold.release(from, policy);
+        }
+    }
+
+    /// A subscriber on shard `from` keeps up with the publisher in `slot` of this shard.
+    pub(super) fn object_to_publisher(&mut self, slot: u32, from: u16) {
+        if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
+            s.hold.object(from, Instant::now());
         }
     }
 
@@ -1030,6 +1135,7 @@ mod tests {
     use super::*;
     use crate::codec::{PubResponse, SubscribeFilter};
     use crate::router::MailboxMatrix;
+    use crate::session::HoldStamp;
     use crate::settings::Settings;
     use crate::shard::ConnectionCounts;
 
@@ -1256,7 +1362,7 @@ mod tests {
     }
 
     #[test]
-    fn across_shards_the_publisher_is_held_only_when_every_reached_shard_holds_it() {
+    fn across_shards_the_publisher_is_held_only_when_every_reached_shard_agrees() {
         let mut f = fixture(SlowSubscriberPolicy::HoldIfAllBehind, 2);
         let other = f.other.take().expect("shard 1");
         let shard = &mut f.shard;
@@ -1271,39 +1377,167 @@ mod tests {
                 filter: Utf8Bytes::from_static("data/#"),
             },
         );
-        for i in 1..=30 {
-            publish(shard, &mut publisher, i);
-            assert!(
-                !shard.is_held(&publisher),
-                "shard 1 did not agree (publish {i})"
-            );
-        }
-        // The slow subscriber here holds it, and got exactly its limits: its hold needed shard 1.
-        assert_eq!(pending(shard, &slow), (WINDOW, QUEUE));
-        assert_eq!(shard.stats.messages_dropped, 30 - (WINDOW + QUEUE) as u64);
-        // Shard 1's subscribers fall behind too: now it is held...
         let p = publisher.slot;
+        let mut n = 0;
+        let mut publish_more = |shard: &mut Shard, count: u16| {
+            for _ in 0..count {
+                n += 1;
+                publish(shard, &mut publisher, n);
+            }
+        };
+        // Until shard 1 says where it stands, the congested subscriber here holds the publisher (for
+        // its part: shard 1 did not agree, so it is not held) and may queue beyond its limit.
+        publish_more(shard, 30);
+        assert!(!shard.is_held(&publisher_of(shard, p)));
+        assert_eq!(pending(shard, &slow), (WINDOW, 2 * QUEUE));
+        assert_eq!(
+            shard.stats.messages_dropped,
+            30 - (WINDOW + 2 * QUEUE) as u64
+        );
+        // Shard 1's subscriber keeps up (shard 1 was asked: the publishes say a shard holds): from then
+        // on the subscriber here gets exactly its limits.
+        shard.handle_mail(Mail::Object { slot: p, from: 1 });
+        publish_more(shard, 10);
+        assert_eq!(pending(shard, &slow), (WINDOW, 2 * QUEUE));
+        assert_eq!(
+            shard.stats.messages_dropped,
+            40 - (WINDOW + 2 * QUEUE) as u64
+        );
+        assert!(!shard.is_held(&publisher_of(shard, p)));
+        // Shard 1's subscribers fall behind too (nobody there keeps up): now it is held...
+        shard.handle_mail(Mail::Hold {
+            slot: p,
+            from: 1,
+            signal: HoldSignal::Consent,
+        });
+        assert!(shard.is_held(&publisher_of(shard, p)));
+        // ...until one of them keeps up again.
+        shard.handle_mail(Mail::Object { slot: p, from: 1 });
+        assert!(!shard.is_held(&publisher_of(shard, p)));
+        // A subscriber there holds it; its release ends shard 1's agreement.
         shard.handle_mail(Mail::Hold {
             slot: p,
             from: 1,
             signal: HoldSignal::Hold,
         });
-        assert!(shard.is_held(&publisher));
-        assert!(shard.held_until(&publisher).is_some());
-        // ...until one of them catches up.
+        assert!(shard.is_held(&publisher_of(shard, p)));
         shard.handle_mail(Mail::Release { slot: p, from: 1 });
-        assert!(!shard.is_held(&publisher));
+        assert!(!shard.is_held(&publisher_of(shard, p)));
         // When the subscriber here catches up instead, the same.
         shard.handle_mail(Mail::Hold {
             slot: p,
             from: 1,
             signal: HoldSignal::Hold,
         });
-        assert!(shard.is_held(&publisher));
+        assert!(shard.is_held(&publisher_of(shard, p)));
         while pending(shard, &slow).1 * 4 > QUEUE {
             ack_all(shard, &mut slow);
         }
         shard.release_holds(slow.slot, slow.generation, false);
-        assert!(!shard.is_held(&publisher));
+        assert!(!shard.is_held(&publisher_of(shard, p)));
+    }
+
+    /// The publisher's attachment, looked up again (the closure above holds the original).
+    fn publisher_of(shard: &Shard, slot: u32) -> Attached {
+        let s = shard.sessions[slot as usize].as_ref().expect("publisher");
+        Attached {
+            slot,
+            generation: s.generation,
+            protocol: s.protocol,
+            client_id: s.client_id.clone(),
+            outbox: s.conn.clone().expect("connected"),
+            will_on_disconnect: false,
+        }
+    }
+
+    /// The hold mail sent to shard `to` so far, as (publisher slot, what), in order.
+    fn stances_sent(matrix: &MailboxMatrix, to: usize) -> Vec<(u32, &'static str)> {
+        let mut batch = Vec::new();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = matrix.inboxes[to].poll_recv(&mut cx, &mut batch);
+        batch
+            .into_iter()
+            .filter_map(|m| match m {
+                Mail::Hold {
+                    slot,
+                    from: 0,
+                    signal,
+                } => Some((
+                    slot,
+                    match signal {
+                        HoldSignal::Hold => "hold",
+                        HoldSignal::Renew => "renew",
+                        HoldSignal::Consent => "consent",
+                    },
+                )),
+                Mail::Release { slot, from: 0 } => Some((slot, "release")),
+                Mail::Object { slot, from: 0 } => Some((slot, "object")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shard_tells_where_it_stands_only_while_the_publisher_is_held_somewhere() {
+        let mut f = fixture(SlowSubscriberPolicy::HoldIfAllBehind, 2);
+        let mut sub = connect(&mut f.shard, "sub");
+        subscribe(&mut f.shard, &mut sub, "#", QoS::AtLeastOnce);
+        // A publisher on shard 1, slot 7.
+        let message = |pending: bool| {
+            Arc::new(Message {
+                topic: Utf8Bytes::from_static("data/x"),
+                payload: bytes::Bytes::from_static(b"m"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Properties::default(),
+                origin: Some((1, 7)),
+                hold_stamp: HoldStamp {
+                    pending,
+                    objecting: 0,
+                },
+            })
+        };
+        let _ = stances_sent(&f._matrix, 1);
+        // Nobody holds the publisher: nothing to say.
+        f.shard.handle_mail(Mail::Publish(message(false)));
+        assert_eq!(pending(&f.shard, &sub), (1, 0));
+        assert_eq!(stances_sent(&f._matrix, 1), vec![]);
+        // Some shard holds it, and the subscriber here keeps up (its window has room): shard 0 objects.
+        f.shard.handle_mail(Mail::Publish(message(true)));
+        assert_eq!(pending(&f.shard, &sub), (2, 0));
+        assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "object")]);
+        // Its window is full now: it is behind, nobody else here keeps up, so shard 0 agrees at once (a
+        // changed stance is told at once), then not again within half a lease.
+        f.shard.handle_mail(Mail::Publish(message(true)));
+        f.shard.handle_mail(Mail::Publish(message(true)));
+        assert_eq!(pending(&f.shard, &sub), (2, 2));
+        assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "consent")]);
+        // Congested (half its queue): it holds the publisher itself, which says the same.
+        for _ in 0..3 {
+            f.shard.handle_mail(Mail::Publish(message(true)));
+        }
+        assert_eq!(pending(&f.shard, &sub), (2, QUEUE / 2));
+        assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "hold")]);
+        // Caught up (it acknowledged everything): it lets go, and objects to the next message.
+        while pending(&f.shard, &sub) != (0, 0) {
+            ack_all(&mut f.shard, &mut sub);
+        }
+        f.shard.release_holds(sub.slot, sub.generation, false);
+        f.shard.handle_mail(Mail::Publish(message(true)));
+        assert_eq!(
+            stances_sent(&f._matrix, 1),
+            vec![(7, "release"), (7, "object")]
+        );
+        // Under the other policies nothing of this is said.
+        for policy in [SlowSubscriberPolicy::Hold, SlowSubscriberPolicy::Drop] {
+            let mut f = fixture(policy, 2);
+            let mut sub = connect(&mut f.shard, "sub");
+            subscribe(&mut f.shard, &mut sub, "#", QoS::AtLeastOnce);
+            let _ = stances_sent(&f._matrix, 1);
+            for _ in 0..4 {
+                f.shard.handle_mail(Mail::Publish(message(true)));
+            }
+            assert_eq!(stances_sent(&f._matrix, 1), vec![], "{policy:?}");
+        }
     }
 }

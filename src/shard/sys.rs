@@ -206,7 +206,7 @@ impl Shard {
                 retain: true,
                 properties: Properties::default(),
                 origin: None,
-                reached_shards: 0,
+                hold_stamp: Default::default(),
             });
         }
     }
