@@ -1540,4 +1540,68 @@ mod tests {
             assert_eq!(stances_sent(&f._matrix, 1), vec![], "{policy:?}");
         }
     }
+
+    /// An in-memory log destination.
+    #[derive(Clone, Default)]
+    struct Memory(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Memory {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Memory {
+        type Writer = Memory;
+        fn make_writer(&'a self) -> Memory {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn a_drop_episode_is_logged_once_in_mosquittos_words() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let mem = Memory::default();
+        let layer = crate::logging::layer(&crate::config::Config::default(), mem.clone())
+            .expect("log layer");
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let line = "Outgoing messages are being dropped for client slow.";
+        let lines = || {
+            let text = String::from_utf8(mem.0.lock().unwrap().clone()).unwrap();
+            text.lines().filter(|l| l.ends_with(line)).count()
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            // Under `drop` (the line is the same under any policy): the window, then the queue to
+            // exactly its limit, then every message is dropped; logged once.
+            let mut f = fixture(SlowSubscriberPolicy::Drop, 1);
+            let shard = &mut f.shard;
+            let mut slow = connect(shard, "slow");
+            let mut publisher = connect(shard, "pub");
+            subscribe(shard, &mut slow, "#", QoS::AtLeastOnce);
+            for i in 1..=30 {
+                publish(shard, &mut publisher, i);
+            }
+            assert_eq!(shard.stats.messages_dropped, 30 - (WINDOW + QUEUE) as u64);
+            assert_eq!(lines(), 1, "one line for the episode");
+            // Acknowledging the window frees two places: the queue is full again at once, same
+            // episode.
+            ack_all(shard, &mut slow);
+            publish(shard, &mut publisher, 31);
+            publish(shard, &mut publisher, 32);
+            publish(shard, &mut publisher, 33);
+            assert_eq!(lines(), 1);
+            // Drained to a quarter: the next drop starts a new episode.
+            while pending(shard, &slow).1 * 4 > QUEUE {
+                ack_all(shard, &mut slow);
+            }
+            for i in 34..50 {
+                publish(shard, &mut publisher, i);
+            }
+            assert_eq!(lines(), 2);
+        });
+    }
 }
