@@ -21,7 +21,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::auth::acl::{self, Access, ClientAcl};
 use crate::codec::{
-    self, LastWill, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
+    self, LastWill, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
     SubscriptionOptions, Utf8Bytes,
 };
 use crate::message::Message;
@@ -507,14 +507,6 @@ impl Session {
         true
     }
 
-    /// Forget everything the session holds for delivery (clean start on reconnect).
-    pub fn clear_state(&mut self) {
-        self.inflight.clear();
-        self.queue.clear();
-        self.queued_bytes = 0;
-        self.inbound_qos2.clear();
-        self.next_packet_id = 1;
-    }
 }
 
 /// Acknowledgement packets that carry only a packet id (plus a v5 reason code).
@@ -615,16 +607,6 @@ fn put_remaining_length(out: &mut BytesMut, mut len: usize) {
     }
 }
 
-/// Encode a PUBACK/PUBREC/PUBREL/PUBCOMP through the codec types (used where a v5 reason string or
-/// properties must be attached).
-pub fn ack_packet(kind: AckKind, resp: PubResponse) -> Packet {
-    match kind {
-        AckKind::PubAck => Packet::PubAck(resp),
-        AckKind::PubRec => Packet::PubRec(resp),
-        AckKind::PubRel => Packet::PubRel(resp),
-        AckKind::PubComp => Packet::PubComp(resp),
-    }
-}
 
 #[cfg(test)]
 mod tests {
