@@ -192,6 +192,11 @@ impl MailboxMatrix {
             channel_grid(shards, || crossbeam_channel::bounded(MAILBOX_CAPACITY));
         let (interest_tx, interest_rx) = channel_grid(shards, crossbeam_channel::unbounded);
         let queued: Vec<Arc<AtomicUsize>> = (0..shards).map(|_| Arc::default()).collect();
+        // One per shard: wakes its overflow task when a receiver takes mail from a mailbox it found
+        // full.
+        let space: Vec<Arc<MailWaker>> = (0..shards)
+            .map(|_| Arc::new(MailWaker::default()))
+            .collect();
         let mut control = Vec::with_capacity(shards);
         let mut control_rx = Vec::with_capacity(shards);
         for waker in &wakers {
@@ -212,6 +217,7 @@ impl MailboxMatrix {
                 interest,
                 interest_queued: queued.clone(),
                 wakers: wakers.clone(),
+                space: space[from].clone(),
             })
             .collect();
         let inboxes = receivers
@@ -227,6 +233,7 @@ impl MailboxMatrix {
                 },
                 control,
                 waker: wakers[me].clone(),
+                space: space.clone(),
             })
             .collect();
         MailboxMatrix {
@@ -248,6 +255,9 @@ pub struct Outboxes {
     /// atomic load, not a look at every FIFO, when there is none (almost always).
     interest_queued: Vec<Arc<AtomicUsize>>,
     wakers: Vec<Arc<MailWaker>>,
+    /// This shard's own "space available" waker: receivers wake it after taking mail from its
+    /// mailboxes, so mail held back for a full mailbox is retried on that event, not on a timer.
+    space: Arc<MailWaker>,
 }
 
 impl Outboxes {
@@ -268,6 +278,19 @@ impl Outboxes {
             }
             Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => Err(m),
         }
+    }
+
+    /// Before waiting for room in a full mailbox: mark this shard's space waiter parked. The caller
+    /// must then retry its held-back sends once more and wait only if a mailbox is still full; a
+    /// receiver that takes mail after that retry always wakes it (the mail task's handshake,
+    /// [`ParkFlag`]).
+    pub fn prepare_space_wait(&self, cx: &Context<'_>) {
+        self.space.prepare_park(cx);
+    }
+
+    /// The retry after [`Self::prepare_space_wait`] sent everything: no wake needed.
+    pub fn cancel_space_wait(&self) {
+        self.space.unpark();
     }
 
     /// Queue an interest change (`InterestAdd`/`InterestRemove`) for `to`; never full.
@@ -329,6 +352,8 @@ pub struct Inbox {
     interest: InterestInbox,
     control: Receiver<Control>,
     waker: Arc<MailWaker>,
+    /// Every shard's "space available" waker, by sending shard: told after mail was taken from it.
+    space: Vec<Arc<MailWaker>>,
 }
 
 /// Mail taken per source per poll, so one busy sender cannot starve the others or the shard's sockets.
@@ -342,12 +367,17 @@ impl Inbox {
 
     fn drain(&self, out: &mut Vec<Mail>) {
         self.interest.drain_all(&mut |m| out.push(m));
-        for rx in &self.from {
+        for (rx, space) in self.from.iter().zip(&self.space) {
+            let before = out.len();
             for _ in 0..DRAIN_BATCH {
                 match rx.try_recv() {
                     Ok(m) => out.push(m),
                     Err(_) => break,
                 }
+            }
+            // Room was made: a sender waiting on it (only one whose mailbox was full parks) retries.
+            if out.len() > before {
+                space.notify();
             }
         }
     }

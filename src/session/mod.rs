@@ -21,8 +21,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::auth::acl::{self, Access, ClientAcl};
 use crate::codec::{
-    self, LastWill, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
-    SubscriptionOptions, Utf8Bytes,
+    self, LastWill, Packet, ProtocolVersion, Publish, QoS, ReasonCode, SubscriptionOptions,
+    Utf8Bytes,
 };
 use crate::message::Message;
 
@@ -506,7 +506,6 @@ impl Session {
         self.pump(limits);
         true
     }
-
 }
 
 /// Acknowledgement packets that carry only a packet id (plus a v5 reason code).
@@ -606,7 +605,6 @@ fn put_remaining_length(out: &mut BytesMut, mut len: usize) {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -519,9 +519,10 @@ async fn serve(start: Box<ServeStart>) {
         // client's packets wait in the socket: that silence is ours and must not expire its keep-alive.
         let mut paused = None;
         // Back-pressure: while other shards cannot take this shard's output, stop reading publishers.
-        while shard.borrow().overloaded() {
+        // Woken when the shard's held-back mail has all gone out (an event, not a timer).
+        if shard.borrow().overloaded() {
             paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+            poll_fn(|cx| shard.borrow_mut().poll_unpaused(cx)).await;
         }
         // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
         shard

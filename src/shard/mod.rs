@@ -38,10 +38,6 @@ use crate::session::{Outbox, Session};
 use crate::settings::Settings;
 use crate::stats::ShardStats;
 
-/// Mail held back for full mailboxes, across all destinations, above which this shard stops reading from
-/// its clients until the receivers catch up (DESIGN.md invariant 6: bounded, back-pressure to publishers).
-const OVERFLOW_PAUSE: usize = 0;
-
 /// How long shutdown waits for connections to flush and close before the executor ends anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -158,6 +154,9 @@ pub(crate) struct Shard {
     overflow: Vec<VecDeque<Mail>>,
     overflow_len: usize,
     overflow_waker: Option<Waker>,
+    /// Connection readers paused while mail is held back (see `overloaded`), woken when the last of it
+    /// went out: an event, so thousands of paused readers cost nothing while they wait.
+    overload_waiters: Vec<Waker>,
     pub stats: ShardStats,
     live: AHashMap<u64, LiveConn>,
     next_conn: u64,
@@ -206,6 +205,7 @@ impl Shard {
             overflow: (0..shards).map(|_| VecDeque::new()).collect(),
             overflow_len: 0,
             overflow_waker: None,
+            overload_waiters: Vec::new(),
             stats: ShardStats::default(),
             live: AHashMap::new(),
             next_conn: 0,
@@ -268,7 +268,8 @@ impl Shard {
         self.interest_inbox = inbox;
     }
 
-    /// Retry held-back mail; returns whether some is still waiting.
+    /// Retry held-back mail; returns whether some is still waiting. When none is left, the readers
+    /// paused by [`Self::overloaded`] are woken.
     fn flush_overflow(&mut self) -> bool {
         for to in 0..self.shards {
             while let Some(mail) = self.overflow[to].pop_front() {
@@ -281,12 +282,48 @@ impl Shard {
                 }
             }
         }
+        if self.overflow_len == 0 {
+            for w in self.overload_waiters.drain(..) {
+                w.wake();
+            }
+        }
         self.overflow_len > 0
     }
 
-    /// Whether readers should pause because other shards are not keeping up with this one's output.
+    /// Whether readers should pause because other shards are not keeping up with this one's output:
+    /// any mail held back for a full mailbox (bounded mailboxes, back-pressure to the publishers).
     fn overloaded(&self) -> bool {
-        self.overflow_len > OVERFLOW_PAUSE
+        self.overflow_len > 0
+    }
+
+    /// Ready once every piece of held-back mail went out; otherwise Pending until a receiving shard
+    /// took mail from one of this shard's mailboxes (see `Outboxes::prepare_space_wait`).
+    fn poll_overflow_sent(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if !self.flush_overflow() {
+            return std::task::Poll::Ready(());
+        }
+        self.outboxes.prepare_space_wait(cx);
+        // The re-check after the park mark: a receiver that drained before it is seen here.
+        if !self.flush_overflow() {
+            self.outboxes.cancel_space_wait();
+            return std::task::Poll::Ready(());
+        }
+        std::task::Poll::Pending
+    }
+
+    /// Ready once nothing is held back; otherwise the reader's waker waits in `overload_waiters`.
+    fn poll_unpaused(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if !self.overloaded() {
+            return std::task::Poll::Ready(());
+        }
+        if !self
+            .overload_waiters
+            .iter()
+            .any(|w| w.will_wake(cx.waker()))
+        {
+            self.overload_waiters.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
     }
 
     fn register_conn(&mut self, fd: RawFd) -> u64 {
@@ -493,10 +530,9 @@ async fn overflow_task(shard: Rc<RefCell<Shard>>) {
             }
         })
         .await;
-        // Receivers free space as they drain; retry on a short timer until everything went out.
-        while shard.borrow_mut().flush_overflow() {
-            glommio::timer::sleep(Duration::from_micros(200)).await;
-        }
+        // Receivers wake this task when they take mail from a mailbox it found full (an event, not a
+        // timer): retry then, until everything went out.
+        std::future::poll_fn(|cx| shard.borrow_mut().poll_overflow_sent(cx)).await;
     }
 }
 
