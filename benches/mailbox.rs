@@ -37,7 +37,7 @@ use shardmq::codec::{Properties, QoS};
 use shardmq::message::Message;
 use shardmq::router::{Control, ControlSender, Inbox, Mail, MailboxMatrix, Outboxes, ShardId};
 
-/// Payload size: a typical telemetry message (the size GLOMMIO.md's mailbox figures were taken with).
+/// Payload size: a typical telemetry message (the size the mailbox figures in docs/PERFORMANCE.md were taken with).
 const PAYLOAD_BYTES: usize = 64;
 /// Distinct messages cycled through; well above the mailbox capacity so the sender rarely touches a
 /// refcount the receiver is dropping at that moment.

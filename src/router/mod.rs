@@ -1,7 +1,7 @@
 //! Cross-shard mailboxes and the [`Mail`] they carry.
 //!
 //! Concurrency model: one bounded crossbeam FIFO per ordered (from, to) shard pair, so messages from one
-//! shard reach another in the order they were sent (DESIGN.md invariant 4) and senders never contend with
+//! shard reach another in the order they were sent (docs/ARCHITECTURE.md, invariant 4) and senders never contend with
 //! each other. Each shard owns the sending ends of its row ([`Outboxes`]) and the receiving ends of its
 //! column ([`Inbox`]); neither is shared. A parked shard is woken through a [`MailWaker`]: the receiver
 //! registers its task waker and marks itself parked, then re-checks its queues before sleeping; a sender
@@ -43,7 +43,7 @@ pub const MAILBOX_CAPACITY: usize = 512;
 /// A message from one shard to another.
 pub enum Mail {
     /// A publish that matched the receiving shard's interest: match the local trie and queue to sessions.
-    /// One per (message, interested shard), never one per subscriber (DESIGN.md invariant 2).
+    /// One per (message, interested shard), never one per subscriber (docs/ARCHITECTURE.md, invariant 2).
     Publish(Arc<Message>),
     /// Store (or clear, when the payload is empty) a retained message. Every shard keeps the whole
     /// retained set (the messages themselves are shared `Arc`s; only index nodes are per shard), so a
@@ -52,7 +52,7 @@ pub enum Mail {
     /// A connection whose CONNECT named a client id whose home is the receiving shard.
     Handoff(Box<Handoff>),
     /// Shard `from` now has at least one subscription matching `filter`: record it in the interest map,
-    /// then answer with `InterestAck` so the subscriber's SUBACK can go out (DESIGN.md invariant 5).
+    /// then answer with `InterestAck` so the subscriber's SUBACK can go out (docs/ARCHITECTURE.md, invariant 5).
     InterestAdd { from: ShardId, filter: Utf8Bytes },
     /// Shard `from` has no subscription on `filter` any more.
     InterestRemove { from: ShardId, filter: Utf8Bytes },

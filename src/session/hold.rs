@@ -5,7 +5,7 @@
 //! queue is at least half full, it *holds* each publisher whose message it had to queue: the publisher's
 //! connection is not read (TCP then slows the client down) until the subscriber drains to a quarter of its
 //! limits and *releases* it. A hold is a lease of [`HOLD_LEASE`]: a subscriber that stops acknowledging
-//! stops renewing, so its publishers go on and it only costs its own queue (DESIGN.md invariant 6). A lost
+//! stops renewing, so its publishers go on and it only costs its own queue (docs/ARCHITECTURE.md, invariant 6). A lost
 //! release (a subscriber's session that vanished) therefore costs a publisher one lease at most.
 //!
 //! Concurrency model: both halves live in a [`super::Session`] on its home shard; the subscriber's shard

@@ -42,7 +42,7 @@ pub struct Limits {
     /// `queue_qos0_messages`: queue QoS 0 messages for persistent sessions that are away.
     pub queue_qos0: bool,
     /// Bytes of encoded packets a connected client may have unsent in its outbox before further QoS 0
-    /// messages to it are dropped (a slow subscriber costs its own queue, DESIGN.md invariant 6).
+    /// messages to it are dropped (a slow subscriber costs its own queue, docs/ARCHITECTURE.md, invariant 6).
     pub outbox_soft_limit: usize,
     /// Messages that may already be on their way to a session from other shards (their mailboxes' capacity)
     /// when it holds its publishers: a client that keeps acknowledging may exceed `max_queued_messages` by
@@ -204,7 +204,7 @@ impl Session {
 
     /// Whether this session's queue is filling while its client still makes progress: the case where
     /// slowing the publishers that feed it avoids dropping acknowledged QoS 1/2 messages. A client that
-    /// stopped acknowledging is not waited for (DESIGN.md invariant 6: it costs only its own queue).
+    /// stopped acknowledging is not waited for (docs/ARCHITECTURE.md, invariant 6: it costs only its own queue).
     pub fn congested(&self, limits: &Limits, now: Instant) -> bool {
         (self.queue.len().saturating_mul(2) >= limits.max_queued_messages
             || self.queued_bytes.saturating_mul(2) >= limits.max_queued_bytes)

@@ -189,7 +189,7 @@ async fn run_connection(
     let home = home_of(accepted.connect.client_id.as_bytes(), settings.shards);
     let me = shard.borrow().id;
     if home != me {
-        // DESIGN.md invariant 1: the session lives on its home shard; move the socket there. The dup keeps
+        // docs/ARCHITECTURE.md, invariant 1: the session lives on its home shard; move the socket there. The dup keeps
         // the socket open after this shard's stream is dropped.
         // SAFETY: `fd` is the open socket owned by `stream`, alive for this call.
         let dup = unsafe { libc::dup(fd) };
@@ -216,7 +216,7 @@ async fn run_connection(
     }
     // A task of its own, so what only setting up needed (this future: the CONNECT read, the refusal
     // and hand-off paths, ~700 bytes) is freed now instead of staying allocated as long as the client is
-    // connected: an idle client then costs serve's ~270 bytes (memory per idle client, DESIGN.md).
+    // connected: an idle client then costs serve's ~270 bytes (memory per idle client, docs/PERFORMANCE.md).
     let start = Box::new(ServeStart {
         shard,
         stream,

@@ -41,7 +41,7 @@ use crate::stats::ShardStats;
 /// How long shutdown waits for connections to flush and close before the executor ends anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// The fixed-key hash that places a client id on its home shard (DESIGN.md invariant 1). Fixed keys make
+/// The fixed-key hash that places a client id on its home shard (docs/ARCHITECTURE.md, invariant 1). Fixed keys make
 /// it stable across shards and restarts.
 pub fn home_of(client_id: &[u8], shards: usize) -> ShardId {
     let state = ahash::RandomState::with_seeds(

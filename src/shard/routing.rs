@@ -124,7 +124,7 @@ impl Shard {
         *g
     }
 
-    /// A client id for a client that sent none, chosen so that its home is this shard (DESIGN.md
+    /// A client id for a client that sent none, chosen so that its home is this shard (docs/ARCHITECTURE.md
     /// invariant 1) and unlikely to collide with anything a client would pick.
     pub(crate) fn assign_client_id(&mut self) -> Utf8Bytes {
         loop {
@@ -605,7 +605,7 @@ impl Shard {
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             let retain = opts.retain_as_published && msg.retain;
             // Only a QoS 1/2 backlog holds publishers: QoS 0 to a client that falls behind is dropped
-            // (at most once), so a slow QoS 0 reader never slows anybody else (DESIGN.md invariant 6).
+            // (at most once), so a slow QoS 0 reader never slows anybody else (docs/ARCHITECTURE.md, invariant 6).
             let congested = match session.deliver(&local, qos, retain, &limits) {
                 Delivery::Sent => {
                     self.stats.messages_sent += 1;
