@@ -261,8 +261,8 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
     // failure there (e.g. a memlock limit under glommio's 512 KiB minimum) would otherwise leave a
     // broker that says it runs but has no shard accepting connections.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<usize>();
-    let ends = matrix.outboxes.into_iter().zip(matrix.inboxes).zip(sockets);
-    for (i, ((outboxes, inbox), listeners)) in ends.enumerate() {
+    let ends = matrix.mail_out.into_iter().zip(matrix.inboxes).zip(sockets);
+    for (i, ((mail_out, inbox), listeners)) in ends.enumerate() {
         let placement = match settings.cpus.get(i).copied().flatten() {
             Some(cpu) => Placement::Fixed(cpu),
             None => Placement::Unbound,
@@ -271,7 +271,7 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
             id: i as ShardId,
             settings: settings.clone(),
             listeners,
-            outboxes,
+            mail_out,
             inbox,
             counts: counts.clone(),
             started,

@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
-use shardmq::router::{Inbox, Mail, MailboxMatrix, Outboxes};
+use shardmq::router::{Inbox, Mail, MailSenders, MailboxMatrix};
 
 /// No progress for this long is a hang (a healthy round trip takes well under a millisecond).
 const STALL_LIMIT: Duration = Duration::from_secs(10);
@@ -50,7 +50,7 @@ async fn recv(inbox: &Inbox, batch: &mut Vec<Mail>) -> Mail {
 }
 
 /// Sends, yielding while the bounded mailbox is full (the bursts never exceed it, but be safe).
-async fn send(out: &Outboxes, to: u16, mut mail: Mail) {
+async fn send(out: &MailSenders, to: u16, mut mail: Mail) {
     loop {
         match out.try_send(to, mail) {
             Ok(()) => return,
@@ -70,7 +70,7 @@ fn seq(m: &Mail) -> u32 {
 }
 
 /// Shard 0: sends numbered messages and checks the echoes; `progress` counts echoes received.
-async fn pinger(out: Outboxes, inbox: Inbox, progress: Arc<AtomicU64>, s: u64) {
+async fn pinger(out: MailSenders, inbox: Inbox, progress: Arc<AtomicU64>, s: u64) {
     let mut batch = Vec::new();
     let mut next: u32 = 0;
     let mut expect: u32 = 0;
@@ -111,7 +111,7 @@ async fn pinger(out: Outboxes, inbox: Inbox, progress: Arc<AtomicU64>, s: u64) {
 }
 
 /// Shard 1: echoes every message; in the last phase it sleeps on a glommio timer every 97 messages.
-async fn echo(out: Outboxes, inbox: Inbox, s: u64) {
+async fn echo(out: MailSenders, inbox: Inbox, s: u64) {
     let mut batch = Vec::new();
     let timer_phase_from = (PING_PONG_ROUND_TRIPS + BURST_ROUND_TRIPS) * s;
     let mut n: u64 = 0;
@@ -133,11 +133,11 @@ fn shards_ping_pong_without_a_lost_wakeup() {
     let s = scale();
     let total = (PING_PONG_ROUND_TRIPS + BURST_ROUND_TRIPS + TIMER_ROUND_TRIPS) * s;
     let MailboxMatrix {
-        outboxes, inboxes, ..
+        mail_out, inboxes, ..
     } = MailboxMatrix::new(2);
     let progress = Arc::new(AtomicU64::new(0));
     let (done_tx, done_rx) = mpsc::channel::<&'static str>();
-    let mut ends = outboxes.into_iter().zip(inboxes);
+    let mut ends = mail_out.into_iter().zip(inboxes);
     let (out0, in0) = ends.next().unwrap();
     let (out1, in1) = ends.next().unwrap();
 
@@ -206,9 +206,9 @@ fn a_full_mailbox_wakes_its_sender_when_drained() {
     use std::collections::VecDeque;
     use std::task::Poll;
     let MailboxMatrix {
-        outboxes, inboxes, ..
+        mail_out, inboxes, ..
     } = MailboxMatrix::new(2);
-    let mut ends = outboxes.into_iter().zip(inboxes);
+    let mut ends = mail_out.into_iter().zip(inboxes);
     let (out0, _in0) = ends.next().unwrap();
     let (_out1, in1) = ends.next().unwrap();
     let (parked_tx, parked_rx) = mpsc::channel::<()>();
@@ -217,7 +217,7 @@ fn a_full_mailbox_wakes_its_sender_when_drained() {
     const END: u32 = u32::MAX;
 
     // Sends what `held` holds, in order, until the mailbox is full; whether some is left.
-    fn retry(out: &Outboxes, held: &mut VecDeque<Mail>) -> bool {
+    fn retry(out: &MailSenders, held: &mut VecDeque<Mail>) -> bool {
         while let Some(m) = held.pop_front() {
             if let Err(m) = out.try_send(1, m) {
                 held.push_front(m);

@@ -2,7 +2,7 @@
 //!
 //! Concurrency model: one bounded crossbeam FIFO per ordered (from, to) shard pair, so messages from one
 //! shard reach another in the order they were sent (docs/ARCHITECTURE.md, invariant 4) and senders never contend with
-//! each other. Each shard owns the sending ends of its row ([`Outboxes`]) and the receiving ends of its
+//! each other. Each shard owns the sending ends of its row ([`MailSenders`]) and the receiving ends of its
 //! column ([`Inbox`]); neither is shared. A parked shard is woken through a [`MailWaker`]: the receiver
 //! registers its task waker and marks itself parked, then re-checks its queues before sleeping; a sender
 //! wakes it only when it saw the parked mark, so a busy shard costs senders no syscalls ([`ParkFlag`]
@@ -142,7 +142,7 @@ impl MailWaker {
 
 /// The full set of channels, built once by the server and split into per-shard ends.
 pub struct MailboxMatrix {
-    pub outboxes: Vec<Outboxes>,
+    pub mail_out: Vec<MailSenders>,
     pub inboxes: Vec<Inbox>,
     pub control: Vec<ControlSender>,
 }
@@ -207,11 +207,11 @@ impl MailboxMatrix {
             });
             control_rx.push(rx);
         }
-        let outboxes = senders
+        let mail_out = senders
             .into_iter()
             .zip(interest_tx)
             .enumerate()
-            .map(|(from, (to, interest))| Outboxes {
+            .map(|(from, (to, interest))| MailSenders {
                 from: from as ShardId,
                 to,
                 interest,
@@ -237,7 +237,7 @@ impl MailboxMatrix {
             })
             .collect();
         MailboxMatrix {
-            outboxes,
+            mail_out,
             inboxes,
             control,
         }
@@ -246,7 +246,7 @@ impl MailboxMatrix {
 
 /// The sending ends of one shard's row: one FIFO to every shard (including itself, unused: local work
 /// never goes through a mailbox).
-pub struct Outboxes {
+pub struct MailSenders {
     from: ShardId,
     to: Vec<Sender<Mail>>,
     /// The interest FIFOs (see the module comment), one per destination.
@@ -260,7 +260,7 @@ pub struct Outboxes {
     space: Arc<MailWaker>,
 }
 
-impl Outboxes {
+impl MailSenders {
     pub fn shard_count(&self) -> usize {
         self.to.len()
     }
@@ -314,7 +314,7 @@ impl Outboxes {
 #[derive(Clone, Default)]
 pub struct InterestInbox {
     from: Vec<Receiver<Mail>>,
-    /// Incremented by senders before each send; see `Outboxes::interest_queued`.
+    /// Incremented by senders before each send; see `MailSenders::interest_queued`.
     queued: Arc<AtomicUsize>,
 }
 

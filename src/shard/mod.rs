@@ -33,7 +33,7 @@ use crate::auth::Security;
 use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
 use crate::index::{InterestMap, RetainedStore, SubscriptionTrie};
 use crate::message::Message;
-use crate::router::{Control, Inbox, InterestInbox, Mail, Outboxes, ShardId};
+use crate::router::{Control, Inbox, InterestInbox, Mail, MailSenders, ShardId};
 use crate::session::{Outbox, Session};
 use crate::settings::Settings;
 use crate::stats::ShardStats;
@@ -85,7 +85,7 @@ pub struct ShardStart {
     pub settings: Arc<Settings>,
     /// One bound, listening socket per configured listener (SO_REUSEPORT, same ports on every shard).
     pub listeners: Vec<OwnedFd>,
-    pub outboxes: Outboxes,
+    pub mail_out: MailSenders,
     pub inbox: Inbox,
     pub counts: Arc<ConnectionCounts>,
     /// When the broker started (for `$SYS/broker/uptime`).
@@ -147,7 +147,7 @@ pub(crate) struct Shard {
     pending_subs: AHashMap<SubToken, PendingSub>,
     /// The whole retained set (see `Mail::Retain`).
     retained: RetainedStore<Arc<Message>>,
-    outboxes: Outboxes,
+    mail_out: MailSenders,
     /// Interest changes from other shards, drained before each publish is routed.
     interest_inbox: InterestInbox,
     /// Mail that did not fit its mailbox, per destination, in order.
@@ -180,7 +180,7 @@ impl Shard {
     fn new(
         id: ShardId,
         settings: Arc<Settings>,
-        outboxes: Outboxes,
+        mail_out: MailSenders,
         interest_inbox: InterestInbox,
         counts: Arc<ConnectionCounts>,
         started: Instant,
@@ -200,7 +200,7 @@ impl Shard {
             interest_pending: AHashMap::new(),
             pending_subs: AHashMap::new(),
             retained: RetainedStore::new(),
-            outboxes,
+            mail_out,
             interest_inbox,
             overflow: (0..shards).map(|_| VecDeque::new()).collect(),
             overflow_len: 0,
@@ -225,12 +225,12 @@ impl Shard {
     /// changes take the interest FIFO instead, ahead of held-back mail (see `router`).
     fn send(&mut self, to: ShardId, mail: Mail) {
         if mail.is_interest_change() {
-            self.outboxes.send_interest(to, mail);
+            self.mail_out.send_interest(to, mail);
             return;
         }
         let q = &mut self.overflow[to as usize];
         if q.is_empty() {
-            match self.outboxes.try_send(to, mail) {
+            match self.mail_out.try_send(to, mail) {
                 Ok(()) => return,
                 Err(mail) => q.push_back(mail),
             }
@@ -273,7 +273,7 @@ impl Shard {
     fn flush_overflow(&mut self) -> bool {
         for to in 0..self.shards {
             while let Some(mail) = self.overflow[to].pop_front() {
-                match self.outboxes.try_send(to as ShardId, mail) {
+                match self.mail_out.try_send(to as ShardId, mail) {
                     Ok(()) => self.overflow_len -= 1,
                     Err(mail) => {
                         self.overflow[to].push_front(mail);
@@ -297,15 +297,15 @@ impl Shard {
     }
 
     /// Ready once every piece of held-back mail went out; otherwise Pending until a receiving shard
-    /// took mail from one of this shard's mailboxes (see `Outboxes::prepare_space_wait`).
+    /// took mail from one of this shard's mailboxes (see `MailSenders::prepare_space_wait`).
     fn poll_overflow_sent(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         if !self.flush_overflow() {
             return std::task::Poll::Ready(());
         }
-        self.outboxes.prepare_space_wait(cx);
+        self.mail_out.prepare_space_wait(cx);
         // The re-check after the park mark: a receiver that drained before it is seen here.
         if !self.flush_overflow() {
-            self.outboxes.cancel_space_wait();
+            self.mail_out.cancel_space_wait();
             return std::task::Poll::Ready(());
         }
         std::task::Poll::Pending
@@ -415,7 +415,7 @@ pub async fn run(start: ShardStart) {
         id,
         settings,
         listeners,
-        outboxes,
+        mail_out,
         inbox,
         counts,
         started,
@@ -423,7 +423,7 @@ pub async fn run(start: ShardStart) {
     let shard = Rc::new(RefCell::new(Shard::new(
         id,
         settings,
-        outboxes,
+        mail_out,
         inbox.interest(),
         counts,
         started,
@@ -572,10 +572,10 @@ mod tests {
     #[test]
     fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
         let MailboxMatrix {
-            outboxes, inboxes, ..
+            mail_out, inboxes, ..
         } = MailboxMatrix::new(2);
-        let mut outboxes = outboxes.into_iter();
-        let (out0, out1) = (outboxes.next().unwrap(), outboxes.next().unwrap());
+        let mut mail_out = mail_out.into_iter();
+        let (out0, out1) = (mail_out.next().unwrap(), mail_out.next().unwrap());
         let settings = Arc::new(Settings::local(2));
         let mut shard0 = Shard::new(
             0,
