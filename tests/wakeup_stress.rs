@@ -74,7 +74,7 @@ async fn pinger(out: MailSenders, inbox: Inbox, progress: Arc<AtomicU64>, s: u64
     let mut batch = Vec::new();
     let mut next: u32 = 0;
     let mut expect: u32 = 0;
-    let mut check = |m: Mail, expect: &mut u32| {
+    let check = |m: Mail, expect: &mut u32| {
         assert_eq!(seq(&m), *expect, "echo out of order or duplicated");
         *expect = expect.wrapping_add(1);
         progress.fetch_add(1, Ordering::Relaxed);
