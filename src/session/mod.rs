@@ -671,4 +671,119 @@ mod tests {
         assert!(s.on_puback(1, &limits()));
         assert_eq!(s.pending_len(), (2, 19));
     }
+
+    /// Everything `out` holds, chunks in order.
+    fn drain(conn: &Outbox) -> Vec<u8> {
+        let mut chunks = VecDeque::new();
+        conn.take(&mut chunks);
+        chunks.iter().flat_map(|c| c.as_slice().to_vec()).collect()
+    }
+
+    /// The hand-written encoders and the codec functions replacing them write the same bytes.
+    #[test]
+    fn hand_written_encoders_and_codec_functions_agree() {
+        use crate::codec::PubResponseKind;
+        let kinds = [
+            (AckKind::PubAck, PubResponseKind::PubAck),
+            (AckKind::PubRec, PubResponseKind::PubRec),
+            (AckKind::PubRel, PubResponseKind::PubRel),
+            (AckKind::PubComp, PubResponseKind::PubComp),
+        ];
+        let versions = [
+            ProtocolVersion::V31,
+            ProtocolVersion::V311,
+            ProtocolVersion::V5,
+        ];
+        let reasons = [
+            ReasonCode::Success,
+            ReasonCode::PacketIdentifierNotFound,
+            ReasonCode::NotAuthorized,
+            ReasonCode::UnspecifiedError,
+        ];
+        for (old_kind, kind) in kinds {
+            for v in versions {
+                for reason in reasons {
+                    for id in [1, 0x1234, 0xFFFF] {
+                        let (mut old, mut new) = (BytesMut::new(), BytesMut::new());
+                        encode_ack_reason(&mut old, v, old_kind, id, reason);
+                        codec::encode_pub_response(kind, id, reason, v, &mut new);
+                        assert_eq!(old, new, "{kind:?} {v:?} {reason:?} {id}");
+                        if reason == ReasonCode::Success {
+                            let mut old = BytesMut::new();
+                            encode_ack(&mut old, v, old_kind, id);
+                            assert_eq!(old, new, "{kind:?} {v:?} {id}");
+                        }
+                    }
+                }
+            }
+        }
+        for code in (0..=255u8).filter_map(ReasonCode::from_u8) {
+            let (mut old, mut new) = (BytesMut::new(), BytesMut::new());
+            crate::shard::encode_disconnect_for_test(&mut old, code);
+            codec::encode_disconnect(code, ProtocolVersion::V5, &mut new);
+            assert_eq!(old, new, "{code:?}");
+            for v in [ProtocolVersion::V31, ProtocolVersion::V311] {
+                let (mut old, mut new) = (BytesMut::new(), BytesMut::new());
+                let packet = Packet::Disconnect(codec::Disconnect {
+                    reason: code,
+                    properties: Default::default(),
+                });
+                codec::encode(&packet, v, &mut old).unwrap();
+                codec::encode_disconnect(code, v, &mut new);
+                assert_eq!(old, new, "{code:?} {v:?}");
+                assert_eq!(&new[..], &[0xE0, 0x00]);
+            }
+        }
+        let mut with_props = codec::Properties::default();
+        with_props.topic_alias = Some(5);
+        with_props.subscription_identifiers = smallvec::smallvec![1, 200];
+        with_props.user_properties.push(("k".into(), "v".into()));
+        let long_topic = "a".repeat(65_535);
+        for props in [codec::Properties::default(), with_props] {
+            for v in versions {
+                for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+                    for (dup, retain) in
+                        [(false, false), (true, false), (false, true), (true, true)]
+                    {
+                        for topic in ["t", "a/b/c", long_topic.as_str()] {
+                            for len in [0, 1, 120, 127, 128, 200, 16_383, 16_384, 70_000] {
+                                let m = Message {
+                                    topic: Utf8Bytes::from(topic),
+                                    payload: Bytes::from(vec![0xA5; len]),
+                                    qos,
+                                    retain,
+                                    properties: if v == ProtocolVersion::V5 {
+                                        props.clone()
+                                    } else {
+                                        Default::default()
+                                    },
+                                    origin: None,
+                                };
+                                let id = if qos == QoS::AtMostOnce { 0 } else { 0x0102 };
+                                let old = Outbox::new();
+                                write_publish(&old, v, &m, qos, id, dup, retain);
+                                let mut new = BytesMut::new();
+                                let parts = codec::PublishParts {
+                                    dup,
+                                    qos,
+                                    retain,
+                                    topic: m.topic.as_bytes(),
+                                    packet_id: id,
+                                    properties: &m.properties,
+                                    payload_len: m.payload.len(),
+                                };
+                                codec::encode_publish_parts(&parts, v, &mut new).unwrap();
+                                new.extend_from_slice(&m.payload);
+                                assert!(
+                                    drain(&old) == new[..],
+                                    "{v:?} {qos:?} {dup} {retain} {} {len}",
+                                    topic.len()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

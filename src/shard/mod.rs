@@ -11,6 +11,15 @@
 //! does to the shard's state (sessions, subscriptions, publishes, wills); `sys` the `$SYS` topics.
 
 mod connection;
+
+/// The hand-written DISCONNECT encoder, for comparing it with the codec's.
+#[cfg(test)]
+pub(crate) fn encode_disconnect_for_test(
+    out: &mut bytes::BytesMut,
+    reason: crate::codec::ReasonCode,
+) {
+    connection::encode_disconnect(out, reason)
+}
 mod expiry;
 mod keepalive;
 mod routing;
