@@ -11,15 +11,6 @@
 //! does to the shard's state (sessions, subscriptions, publishes, wills); `sys` the `$SYS` topics.
 
 mod connection;
-
-/// The hand-written DISCONNECT encoder, for comparing it with the codec's.
-#[cfg(test)]
-pub(crate) fn encode_disconnect_for_test(
-    out: &mut bytes::BytesMut,
-    reason: crate::codec::ReasonCode,
-) {
-    connection::encode_disconnect(out, reason)
-}
 mod expiry;
 mod keepalive;
 mod routing;
@@ -388,9 +379,10 @@ impl Shard {
                     if let Some(v5) = self.protocol_of(&o) {
                         if v5 {
                             o.write(|out| {
-                                connection::encode_disconnect(
-                                    out,
+                                crate::codec::encode_disconnect(
                                     crate::codec::ReasonCode::ServerShuttingDown,
+                                    crate::codec::ProtocolVersion::V5,
+                                    out,
                                 )
                             });
                         }
