@@ -28,7 +28,7 @@ use super::keepalive::KeepAlive;
 use super::routing::log_protocol;
 use super::{home_of, Shard};
 use crate::auth::Security;
-use crate::codec::{self, Connect, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
+use crate::codec::{self, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
 use crate::logging::log_type;
 use crate::router::{Handoff, Mail};
 use crate::session::{Chunk, CloseReason, Outbox};
@@ -43,15 +43,6 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// The largest packet size MQTT can express (a 4-byte remaining length plus the fixed header).
 const PROTOCOL_MAX_PACKET: usize = 268_435_460;
-
-/// Encode a v5 DISCONNECT with `reason` (only ever sent to v5 clients).
-pub(super) fn encode_disconnect(out: &mut BytesMut, reason: ReasonCode) {
-    let packet = Packet::Disconnect(Disconnect {
-        reason,
-        properties: Properties::default(),
-    });
-    let _ = codec::encode(&packet, ProtocolVersion::V5, out);
-}
 
 /// Keeps the shard's books on one connection: unregisters it (shutdown list) and releases its
 /// `max_connections` slot when the last of its tasks ends.
@@ -599,13 +590,15 @@ async fn serve(start: Box<ServeStart>) {
         CloseReason::KeepAlive => {
             tracing::info!(target: log_type::NOTICE, "Client {id} has exceeded timeout, disconnecting.");
             if protocol == ProtocolVersion::V5 {
-                outbox.write(|out| encode_disconnect(out, ReasonCode::KeepAliveTimeout));
+                outbox.write(|out| {
+                    codec::encode_disconnect(ReasonCode::KeepAliveTimeout, protocol, out)
+                });
             }
         }
         CloseReason::ProtocolError(code) => {
             tracing::info!(target: log_type::NOTICE, "Client {id} disconnected due to protocol error ({code:?}).");
             if protocol == ProtocolVersion::V5 {
-                outbox.write(|out| encode_disconnect(out, code));
+                outbox.write(|out| codec::encode_disconnect(code, protocol, out));
             }
         }
         CloseReason::NotAuthorised => {

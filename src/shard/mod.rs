@@ -379,9 +379,10 @@ impl Shard {
                     if let Some(v5) = self.protocol_of(&o) {
                         if v5 {
                             o.write(|out| {
-                                connection::encode_disconnect(
-                                    out,
+                                crate::codec::encode_disconnect(
                                     crate::codec::ReasonCode::ServerShuttingDown,
+                                    crate::codec::ProtocolVersion::V5,
+                                    out,
                                 )
                             });
                         }

@@ -13,17 +13,14 @@ use smallvec::SmallVec;
 use super::{PendingInterest, PendingSub, Shard, SubToken};
 use crate::auth::acl;
 use crate::codec::{
-    self, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, Publish, QoS,
-    ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
-    Utf8Bytes,
+    self, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, PubResponseKind,
+    Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
+    Unsubscribe, Utf8Bytes,
 };
 use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
-use crate::session::{
-    encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, HoldSignal, Login, Origin,
-    Outbox, Session,
-};
+use crate::session::{CloseReason, Delivery, HoldSignal, Login, Origin, Outbox, Session};
 use crate::topic;
 
 /// A connection attached to its session: what the reader needs to find it again.
@@ -46,9 +43,16 @@ pub(crate) fn log_protocol(p: ProtocolVersion) -> u8 {
     }
 }
 
+/// Append a packet the broker built (CONNACK, SUBACK, UNSUBACK, PINGRESP): only [`codec::encode`].
 fn encode_into(out: &mut BytesMut, packet: &Packet, protocol: ProtocolVersion) {
     // Broker-built packets are always within the protocol's limits.
     let _ = codec::encode(packet, protocol, out);
+}
+
+/// Append a PUBACK or PUBREC with reason Success for an accepted PUBLISH (the codec's short form).
+#[inline]
+fn ack(kind: PubResponseKind, packet_id: u16, protocol: ProtocolVersion, out: &mut BytesMut) {
+    codec::encode_pub_response(kind, packet_id, ReasonCode::Success, protocol, out)
 }
 
 /// The message a will becomes when published: will properties that describe the message are kept,
@@ -65,16 +69,16 @@ fn deny_publish(a: &Attached, p: &Publish) {
         a.client_id, u8::from(p.dup), p.qos as u8, u8::from(p.retain), p.packet_id, p.topic, p.payload.len());
     let kind = match p.qos {
         QoS::AtMostOnce => return,
-        QoS::AtLeastOnce => AckKind::PubAck,
-        QoS::ExactlyOnce => AckKind::PubRec,
+        QoS::AtLeastOnce => PubResponseKind::PubAck,
+        QoS::ExactlyOnce => PubResponseKind::PubRec,
     };
     a.outbox.write(|out| {
-        encode_ack_reason(
-            out,
-            a.protocol,
+        codec::encode_pub_response(
             kind,
             p.packet_id,
             ReasonCode::NotAuthorized,
+            a.protocol,
+            out,
         )
     });
 }
@@ -172,7 +176,11 @@ impl Shard {
                     "Client {} already connected, closing old connection.", connect.client_id);
                 if session.protocol == ProtocolVersion::V5 {
                     old.write(|out| {
-                        super::connection::encode_disconnect(out, ReasonCode::SessionTakenOver)
+                        codec::encode_disconnect(
+                            ReasonCode::SessionTakenOver,
+                            ProtocolVersion::V5,
+                            out,
+                        )
                     });
                 }
                 old.close(CloseReason::Takeover);
@@ -399,7 +407,13 @@ impl Shard {
                     ReasonCode::PacketIdentifierNotFound
                 };
                 a.outbox.write(|out| {
-                    encode_ack_reason(out, a.protocol, AckKind::PubComp, r.packet_id, reason)
+                    codec::encode_pub_response(
+                        PubResponseKind::PubComp,
+                        r.packet_id,
+                        reason,
+                        a.protocol,
+                        out,
+                    )
                 });
                 Ok(())
             }
@@ -513,10 +527,10 @@ impl Shard {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => a
                 .outbox
-                .write(|out| encode_ack(out, a.protocol, AckKind::PubAck, p.packet_id)),
+                .write(|out| ack(PubResponseKind::PubAck, p.packet_id, a.protocol, out)),
             QoS::ExactlyOnce => a
                 .outbox
-                .write(|out| encode_ack(out, a.protocol, AckKind::PubRec, p.packet_id)),
+                .write(|out| ack(PubResponseKind::PubRec, p.packet_id, a.protocol, out)),
         }
         Ok(())
     }
