@@ -1279,18 +1279,6 @@ macro_rules! flush_rings {
     }}
 }
 
-/// shardmq patch: leaves `slot` as it is and returns true when it holds a source still in flight;
-/// otherwise empties it (a completed source drops without a cancellation) and returns false.
-fn keep_in_flight(slot: &Cell<Option<Source>>) -> bool {
-    match slot.take() {
-        Some(src) if src.is_in_flight() => {
-            slot.set(Some(src));
-            true
-        }
-        _ => false,
-    }
-}
-
 fn align_up(v: usize, align: usize) -> usize {
     (v + align - 1) & !(align - 1)
 }
@@ -1836,19 +1824,12 @@ impl Reactor {
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        //
-        // shardmq patch: only when the armed one has fired. Upstream replaced it on every call (a
-        // cancel plus a new linked timeout and eventfd write, 3 SQEs, twice per wake-up). Kept, it
-        // counts completions since it was armed rather than since this call, so it may preempt a
-        // little earlier: one extra loop iteration per `ring_depth` completions at most.
-        if !keep_in_flight(&self.throughput_preemption_timeout_src) {
-            self.throughput_preemption_timeout_src.set(Some(
-                main_ring.prepare_throughput_preemption_timer(
-                    self.ring_depth() as u32,
-                    self.eventfd_src.raw(),
-                ),
-            ));
-        }
+        self.throughput_preemption_timeout_src.replace(Some(
+            main_ring.prepare_throughput_preemption_timer(
+                self.ring_depth() as u32,
+                self.eventfd_src.raw(),
+            ),
+        ));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
