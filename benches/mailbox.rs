@@ -35,9 +35,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use glommio::{LocalExecutorBuilder, Placement};
 use shardmq::codec::{Properties, QoS};
 use shardmq::message::Message;
-use shardmq::router::{Control, ControlSender, Inbox, Mail, MailboxMatrix, Outboxes, ShardId};
+use shardmq::router::{Control, ControlSender, Inbox, Mail, MailSenders, MailboxMatrix, ShardId};
 
-/// Payload size: a typical telemetry message (the size GLOMMIO.md's mailbox figures were taken with).
+/// Payload size: a typical telemetry message (the size the mailbox figures in docs/PERFORMANCE.md were taken with).
 const PAYLOAD_BYTES: usize = 64;
 /// Distinct messages cycled through; well above the mailbox capacity so the sender rarely touches a
 /// refcount the receiver is dropping at that moment.
@@ -193,7 +193,7 @@ enum ReceiverMode {
 /// The sending side of one running receiver.
 struct Link {
     /// Shard 0's row of the matrix: the real `try_send` + `MailWaker::notify` path.
-    outboxes: Outboxes,
+    mail_out: MailSenders,
     /// Stops the receiver the way the server stops a shard.
     control: ControlSender,
     /// What the receiver has done, read by the sender to know when mail got through.
@@ -211,12 +211,12 @@ struct Link {
 impl Link {
     fn start(kind: ReceiverMode, placement: Pinning) -> Result<Link, String> {
         let MailboxMatrix {
-            mut outboxes,
+            mut mail_out,
             mut inboxes,
             control,
         } = MailboxMatrix::new(2);
         let inbox = inboxes.swap_remove(RECEIVER as usize);
-        let outboxes = outboxes.swap_remove(SENDER as usize);
+        let mail_out = mail_out.swap_remove(SENDER as usize);
         let control = control[RECEIVER as usize].clone();
         let progress = Progress::new();
         let stop: Box<dyn FnOnce()> = match kind {
@@ -254,7 +254,7 @@ impl Link {
             }
         };
         let link = Link {
-            outboxes,
+            mail_out,
             control,
             progress,
             pool: message_pool(),
@@ -281,7 +281,7 @@ impl Link {
         self.next = self.next.wrapping_add(1);
         let mut mail = Mail::Publish(message);
         loop {
-            match self.outboxes.try_send(RECEIVER, mail) {
+            match self.mail_out.try_send(RECEIVER, mail) {
                 Ok(()) => return,
                 Err(back) => {
                     mail = back;

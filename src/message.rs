@@ -1,5 +1,5 @@
 //! An application message as it travels through the broker: decoded once on the publisher's shard,
-//! shared by reference count from then on (DESIGN.md invariant 3).
+//! shared by reference count from then on (docs/ARCHITECTURE.md, invariant 3).
 //!
 //! Crossing shards it is an `Arc<Message>` (one atomic increment per destination shard); on a shard,
 //! session queues hold `Rc<Message>` clones, so per-subscriber work costs no atomic operations.

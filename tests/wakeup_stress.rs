@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
-use shardmq::router::{Inbox, Mail, MailboxMatrix, Outboxes};
+use shardmq::router::{Inbox, Mail, MailSenders, MailboxMatrix};
 
 /// No progress for this long is a hang (a healthy round trip takes well under a millisecond).
 const STALL_LIMIT: Duration = Duration::from_secs(10);
@@ -50,7 +50,7 @@ async fn recv(inbox: &Inbox, batch: &mut Vec<Mail>) -> Mail {
 }
 
 /// Sends, yielding while the bounded mailbox is full (the bursts never exceed it, but be safe).
-async fn send(out: &Outboxes, to: u16, mut mail: Mail) {
+async fn send(out: &MailSenders, to: u16, mut mail: Mail) {
     loop {
         match out.try_send(to, mail) {
             Ok(()) => return,
@@ -75,7 +75,7 @@ fn numbered(n: u32) -> Mail {
 }
 
 /// Shard 0: sends numbered messages and checks the echoes; `progress` counts echoes received.
-async fn pinger(out: Outboxes, inbox: Inbox, progress: Arc<AtomicU64>, s: u64) {
+async fn pinger(out: MailSenders, inbox: Inbox, progress: Arc<AtomicU64>, s: u64) {
     let mut batch = Vec::new();
     let mut next: u32 = 0;
     let mut expect: u32 = 0;
@@ -116,7 +116,7 @@ async fn pinger(out: Outboxes, inbox: Inbox, progress: Arc<AtomicU64>, s: u64) {
 }
 
 /// Shard 1: echoes every message; in the last phase it sleeps on a glommio timer every 97 messages.
-async fn echo(out: Outboxes, inbox: Inbox, s: u64) {
+async fn echo(out: MailSenders, inbox: Inbox, s: u64) {
     let mut batch = Vec::new();
     let timer_phase_from = (PING_PONG_ROUND_TRIPS + BURST_ROUND_TRIPS) * s;
     let mut n: u64 = 0;
@@ -138,11 +138,11 @@ fn shards_ping_pong_without_a_lost_wakeup() {
     let s = scale();
     let total = (PING_PONG_ROUND_TRIPS + BURST_ROUND_TRIPS + TIMER_ROUND_TRIPS) * s;
     let MailboxMatrix {
-        outboxes, inboxes, ..
+        mail_out, inboxes, ..
     } = MailboxMatrix::new(2);
     let progress = Arc::new(AtomicU64::new(0));
     let (done_tx, done_rx) = mpsc::channel::<&'static str>();
-    let mut ends = outboxes.into_iter().zip(inboxes);
+    let mut ends = mail_out.into_iter().zip(inboxes);
     let (out0, in0) = ends.next().unwrap();
     let (out1, in1) = ends.next().unwrap();
 
@@ -199,5 +199,124 @@ fn shards_ping_pong_without_a_lost_wakeup() {
         progress.load(Ordering::Relaxed),
         total,
         "every message came back"
+    );
+}
+
+/// A shard whose mailbox to another is full waits for room on an event: the receiver taking mail
+/// wakes it (no timer polls). Shard 0 fills its mailbox to shard 1 and holds a few more messages back,
+/// then parks on its space waker; shard 1 starts draining only once shard 0 parked. Every message must
+/// arrive, in order, with no stall, over 20 such rounds.
+#[test]
+fn a_full_mailbox_wakes_its_sender_when_drained() {
+    use std::collections::VecDeque;
+    use std::task::Poll;
+    let MailboxMatrix {
+        mail_out, inboxes, ..
+    } = MailboxMatrix::new(2);
+    let mut ends = mail_out.into_iter().zip(inboxes);
+    let (out0, _in0) = ends.next().unwrap();
+    let (_out1, in1) = ends.next().unwrap();
+    let (parked_tx, parked_rx) = mpsc::channel::<()>();
+    let (seen_tx, seen_rx) = mpsc::channel::<u32>();
+    const ROUNDS: u32 = 20;
+    const END: u32 = u32::MAX;
+
+    // Sends what `held` holds, in order, until the mailbox is full; whether some is left.
+    fn retry(out: &MailSenders, held: &mut VecDeque<Mail>) -> bool {
+        while let Some(m) = held.pop_front() {
+            if let Err(m) = out.try_send(1, m) {
+                held.push_front(m);
+                return true;
+            }
+        }
+        false
+    }
+
+    let sender = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("full-sender")
+        .io_memory(64 << 10)
+        .spawn(move || async move {
+            let mut next: u32 = 0;
+            let mut held: VecDeque<Mail> = VecDeque::new();
+            for round in 0..ROUNDS {
+                // Queue until the mailbox refuses, then hold back a few more, as a shard does.
+                while held.is_empty() {
+                    if let Err(m) = out0.try_send(1, numbered(next)) {
+                        held.push_back(m);
+                    }
+                    next += 1;
+                }
+                for _ in 0..8 {
+                    held.push_back(numbered(next));
+                    next += 1;
+                }
+                poll_fn(|cx| {
+                    if !retry(&out0, &mut held) {
+                        return Poll::Ready(());
+                    }
+                    out0.prepare_space_wait(cx);
+                    if !retry(&out0, &mut held) {
+                        out0.cancel_space_wait();
+                        return Poll::Ready(());
+                    }
+                    if round == 0 {
+                        let _ = parked_tx.send(());
+                    }
+                    Poll::Pending
+                })
+                .await;
+            }
+            held.push_back(numbered(END));
+            poll_fn(|cx| {
+                out0.prepare_space_wait(cx);
+                if retry(&out0, &mut held) {
+                    Poll::Pending
+                } else {
+                    out0.cancel_space_wait();
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            next
+        })
+        .expect("executor starts");
+
+    // The receiver waits until the sender parked on the full mailbox before it takes anything.
+    parked_rx
+        .recv_timeout(STALL_LIMIT)
+        .expect("the sender filled the mailbox and parked");
+    let receiver = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("late-receiver")
+        .io_memory(64 << 10)
+        .spawn(move || async move {
+            let mut batch = Vec::new();
+            let mut expect: u32 = 0;
+            loop {
+                let n = seq(&recv(&in1, &mut batch).await);
+                if n == END {
+                    return;
+                }
+                assert_eq!(n, expect, "mail kept its order through the waits");
+                expect += 1;
+                let _ = seen_tx.send(expect);
+            }
+        })
+        .expect("executor starts");
+    let mut seen = 0;
+    loop {
+        match seen_rx.recv_timeout(STALL_LIMIT) {
+            Ok(n) => seen = n,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("hang: the sender's wait for room was not woken ({seen} received)")
+            }
+        }
+    }
+    receiver.join().expect("receiver");
+    let sent = sender.join().expect("sender");
+    assert_eq!(seen, sent, "every held-back message arrived");
+    assert!(
+        sent > 512,
+        "the first round overfilled the 512-message mailbox"
     );
 }

@@ -1,6 +1,6 @@
-//! `--compare HOST:PORT`: the same scenario against two brokers, alternately (A B A B ...), each run
-//! started only once both brokers answer PINGREQ promptly again, then a side-by-side table of medians
-//! with A/B ratios, A being the broker of `--host`/`--port`.
+//! `--compare HOST:PORT[,HOST:PORT...]`: the same scenario against several brokers, alternately (A B A B
+//! ..., or A B C A B C ...), each run started only once every broker answers PINGREQ promptly again, then
+//! a side-by-side table of medians with A/B (A/C, ...) ratios, A being the broker of `--host`/`--port`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -21,23 +21,31 @@ const IDLE_WAIT: Duration = Duration::from_secs(15);
 /// Pause after a run so the broker can close the run's connections before the idle check.
 const SETTLE: Duration = Duration::from_millis(500);
 
-pub async fn run(args: &Args, plan: &Plan, workers: &Workers, other: &str) -> ExitCode {
-    let a = match resolve_all(&args.host, &args.port).await {
-        Ok(t) => t,
+/// The letter naming broker `i` in the table and the JSON: A, B, C, ...
+fn letter(i: usize) -> String {
+    char::from(b'A' + (i % 26) as u8).to_string()
+}
+
+pub async fn run(args: &Args, plan: &Plan, workers: &Workers, others: &[String]) -> ExitCode {
+    let mut brokers = Vec::with_capacity(others.len() + 1);
+    match resolve_all(&args.host, &args.port).await {
+        Ok(t) => brokers.push(t),
         Err(e) => return setup_failed(args.json, &e),
-    };
-    let b = match split_host_port(other) {
-        Ok((host, port)) => match resolve_all(&[host], &[port]).await {
-            Ok(t) => t,
+    }
+    for other in others {
+        match split_host_port(other) {
+            Ok((host, port)) => match resolve_all(&[host], &[port]).await {
+                Ok(t) => brokers.push(t),
+                Err(e) => return setup_failed(args.json, &e),
+            },
             Err(e) => return setup_failed(args.json, &e),
-        },
-        Err(e) => return setup_failed(args.json, &e),
-    };
-    let names = [describe(&a), describe(&b)];
-    let mut reports: [Vec<Report>; 2] = [Vec::new(), Vec::new()];
+        }
+    }
+    let names: Vec<String> = brokers.iter().map(|b| describe(b)).collect();
+    let mut reports: Vec<Vec<Report>> = brokers.iter().map(|_| Vec::new()).collect();
     for round in 1..=args.rounds {
-        for (i, targets) in [&a, &b].into_iter().enumerate() {
-            for t in a.iter().chain(b.iter()) {
+        for (i, targets) in brokers.iter().enumerate() {
+            for t in brokers.iter().flatten() {
                 if !wait_idle(*t).await {
                     eprintln!(
                         "shardmq-loadgen: {t} still slow to answer PINGREQ after {IDLE_WAIT:?}; running anyway"
@@ -47,7 +55,7 @@ pub async fn run(args: &Args, plan: &Plan, workers: &Workers, other: &str) -> Ex
             eprintln!(
                 "shardmq-loadgen: round {round}/{}: {} ({})",
                 args.rounds,
-                ["A", "B"][i],
+                letter(i),
                 names[i]
             );
             match run_once(args, plan, workers, targets).await {
@@ -66,14 +74,25 @@ pub async fn run(args: &Args, plan: &Plan, workers: &Workers, other: &str) -> Ex
                 "runs": reports[i].iter().map(Report::json).collect::<Vec<_>>(),
             })
         };
-        let ratio: serde_json::Map<String, Value> = rows
-            .iter()
-            .map(|r| (r.key.to_string(), json_num(r.ratio())))
-            .collect();
-        println!(
-            "{}",
-            json!({"compare": true, "rounds": args.rounds, "a": side(0), "b": side(1), "ratio_a_over_b": ratio})
-        );
+        let ratio = |i: usize| -> serde_json::Map<String, Value> {
+            rows.iter()
+                .map(|r| (r.key.to_string(), json_num(r.ratio(i))))
+                .collect()
+        };
+        let mut out = json!({
+            "compare": true,
+            "rounds": args.rounds,
+            "a": side(0),
+            "b": side(1),
+            "ratio_a_over_b": ratio(1),
+            "brokers": (0..brokers.len()).map(side).collect::<Vec<_>>(),
+        });
+        for i in 2..brokers.len() {
+            let l = letter(i).to_lowercase();
+            out[l.as_str()] = side(i);
+            out[format!("ratio_a_over_{l}").as_str()] = Value::Object(ratio(i));
+        }
+        println!("{out}");
     } else {
         print!("{}", table(&names, &rows, &reports[0][0], args.rounds));
     }
@@ -85,25 +104,54 @@ pub async fn run(args: &Args, plan: &Plan, workers: &Workers, other: &str) -> Ex
     }
 }
 
-/// One compared metric: medians over the rounds for A and B.
+/// One compared metric: medians over the rounds, one per broker (A first).
 struct Row {
     key: &'static str,
     label: &'static str,
-    values: [Option<f64>; 2],
+    values: Vec<Option<f64>>,
     /// Whether a higher value is better (for the "better" column).
     higher_is_better: bool,
 }
 
 impl Row {
-    fn ratio(&self) -> Option<f64> {
-        match self.values {
-            [Some(a), Some(b)] if b != 0.0 => Some(a / b),
+    /// A's median over broker `i`'s.
+    fn ratio(&self, i: usize) -> Option<f64> {
+        match (self.values[0], self.values.get(i).copied().flatten()) {
+            (Some(a), Some(b)) if b != 0.0 => Some(a / b),
             _ => None,
         }
     }
+
+    /// The letter of the broker with the best median ("same" when all are equal).
+    fn best(&self) -> String {
+        let known: Vec<(usize, f64)> = self
+            .values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (i, v)))
+            .collect();
+        if known.len() < 2 {
+            return String::new();
+        }
+        if known.iter().all(|&(_, v)| v == known[0].1) {
+            return "same".into();
+        }
+        let pick = |a: &(usize, f64), b: &(usize, f64)| {
+            if self.higher_is_better {
+                a.1.total_cmp(&b.1)
+            } else {
+                b.1.total_cmp(&a.1)
+            }
+        };
+        known
+            .iter()
+            .max_by(|a, b| pick(a, b))
+            .map(|&(i, _)| letter(i))
+            .unwrap_or_default()
+    }
 }
 
-fn rows(reports: &[Vec<Report>; 2]) -> Vec<Row> {
+fn rows(reports: &[Vec<Report>]) -> Vec<Row> {
     type Get = fn(&Report) -> Option<f64>;
     let metrics: [(&str, &str, bool, Get); 10] = [
         ("msgs_per_s", "msg/s received", true, |r| {
@@ -128,7 +176,10 @@ fn rows(reports: &[Vec<Report>; 2]) -> Vec<Row> {
         .map(|&(key, label, higher_is_better, get)| Row {
             key,
             label,
-            values: [0, 1].map(|i| median(reports[i].iter().filter_map(get).collect())),
+            values: reports
+                .iter()
+                .map(|runs| median(runs.iter().filter_map(get).collect()))
+                .collect(),
             higher_is_better,
         })
         .collect()
@@ -155,7 +206,7 @@ fn json_num(v: Option<f64>) -> Value {
     v.map_or(Value::Null, |v| json!((v * 1000.0).round() / 1000.0))
 }
 
-fn table(names: &[String; 2], rows: &[Row], first: &Report, rounds: u32) -> String {
+fn table(names: &[String], rows: &[Row], first: &Report, rounds: u32) -> String {
     let mut out = format!(
         "shardmq-loadgen --compare: {} | MQTT {} | QoS {} | {} B | {} publishers, {} subscribers, {} idle | rate {} | {} s per run, {rounds} round(s) each, medians\n",
         first.scenario,
@@ -168,28 +219,28 @@ fn table(names: &[String; 2], rows: &[Row], first: &Report, rounds: u32) -> Stri
         if first.rate == 0 { "max".to_string() } else { format!("{}/s per publisher", first.rate) },
         first.duration_s
     );
-    out += &format!("  A = {}\n  B = {}\n", names[0], names[1]);
-    out += &format!(
-        "  {:<16} {:>14} {:>14} {:>9}  {}\n",
-        "metric", "A", "B", "A/B", "better"
-    );
+    for (i, name) in names.iter().enumerate() {
+        out += &format!("  {} = {name}\n", letter(i));
+    }
+    out += &format!("  {:<16}", "metric");
+    for i in 0..names.len() {
+        out += &format!(" {:>14}", letter(i));
+    }
+    for i in 1..names.len() {
+        out += &format!(" {:>9}", format!("A/{}", letter(i)));
+    }
+    out += "  better\n";
     for r in rows {
         let cell = |v: Option<f64>| v.map_or("-".to_string(), fmt_value);
-        let ratio = r.ratio().map_or("-".to_string(), |x| format!("{x:.2}"));
-        let better = match r.values {
-            [Some(a), Some(b)] if a == b => "same",
-            [Some(a), Some(b)] if (a > b) == r.higher_is_better => "A",
-            [Some(_), Some(_)] => "B",
-            _ => "",
-        };
-        out += &format!(
-            "  {:<16} {:>14} {:>14} {:>9}  {}\n",
-            r.label,
-            cell(r.values[0]),
-            cell(r.values[1]),
-            ratio,
-            better
-        );
+        out += &format!("  {:<16}", r.label);
+        for v in &r.values {
+            out += &format!(" {:>14}", cell(*v));
+        }
+        for i in 1..names.len() {
+            let ratio = r.ratio(i).map_or("-".to_string(), |x| format!("{x:.2}"));
+            out += &format!(" {ratio:>9}");
+        }
+        out += &format!("  {}\n", r.best());
     }
     out
 }
@@ -309,9 +360,24 @@ mod tests {
         let r = Row {
             key: "p99_us",
             label: "p99 µs",
-            values: [Some(100.0), Some(200.0)],
+            values: vec![Some(100.0), Some(200.0), Some(50.0)],
             higher_is_better: false,
         };
-        assert_eq!(r.ratio(), Some(0.5));
+        assert_eq!(r.ratio(1), Some(0.5));
+        assert_eq!(r.ratio(2), Some(2.0));
+        assert_eq!(r.best(), "C", "lowest p99 wins");
+        let t = Row {
+            key: "msgs_per_s",
+            label: "msg/s",
+            values: vec![Some(3.0), None, Some(2.0)],
+            higher_is_better: true,
+        };
+        assert_eq!(t.ratio(1), None);
+        assert_eq!(t.best(), "A");
+        let same = Row {
+            values: vec![Some(1.0), Some(1.0)],
+            ..t
+        };
+        assert_eq!(same.best(), "same");
     }
 }

@@ -174,8 +174,9 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     hgrm: Option<PathBuf>,
     /// Also run the scenario against this broker, alternately (A B A B), and print both side by side.
-    #[arg(long, value_name = "HOST:PORT")]
-    compare: Option<String>,
+    /// Repeatable (or a comma list) to compare several brokers at once: A B C A B C ...
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    compare: Vec<String>,
     /// Rounds per broker with --compare.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     rounds: u32,
@@ -452,9 +453,10 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        match &args.compare {
-            Some(other) => compare::run(&args, &plan, &workers, other).await,
-            None => run_single(&args, &plan, &workers).await,
+        if args.compare.is_empty() {
+            run_single(&args, &plan, &workers).await
+        } else {
+            compare::run(&args, &plan, &workers, &args.compare).await
         }
     });
     workers.stop();

@@ -103,7 +103,7 @@ impl Security {
     /// entry with more than [`INLINE_PBKDF2_ITERATIONS`] rounds (`mosquitto_passwd` writes 101, 47 µs
     /// here; a file written with `-I 100000` would take ~45 ms). The caller then runs
     /// [`Security::authenticate`] on the blocking thread pool, so a login cannot stall the other clients
-    /// of the shard (DESIGN.md invariant 7).
+    /// of the shard (docs/ARCHITECTURE.md, invariant 7).
     pub fn costly_check(&self, username: Option<&str>) -> bool {
         let (Some(file), Some(user)) = (&self.passwords, username.filter(|u| !u.is_empty())) else {
             return false;

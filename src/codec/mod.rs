@@ -3,7 +3,13 @@
 //! Concurrency model: none. Pure functions over byte buffers; no sockets, no shards, no clocks. A
 //! connection owns a `BytesMut` read buffer and calls [`decode`] until it returns `Ok(None)` ("need more
 //! bytes"); outgoing packets are appended to a `BytesMut` with [`encode`]. Decoded PUBLISH topics and
-//! payloads are `Bytes` slices of the read buffer (zero-copy, DESIGN.md invariant 3).
+//! payloads are `Bytes` slices of the read buffer (zero-copy, docs/ARCHITECTURE.md, invariant 3).
+//!
+//! This module is the one place that knows MQTT's byte layout: the broker writes every outgoing packet
+//! through it. Besides [`encode`], the per-message paths have functions that take borrowed parts instead
+//! of a built packet: [`encode_publish_parts`] (a PUBLISH header for each subscriber, the shared payload
+//! written after it by the caller), [`encode_pub_response`] (PUBACK/PUBREC/PUBREL/PUBCOMP without
+//! properties) and [`encode_disconnect`].
 //!
 //! The protocol version of a connection is fixed by its CONNECT; every later packet is decoded and
 //! encoded for that version. CONNECT itself is decoded the same way whatever `version` is passed.
@@ -41,6 +47,8 @@ pub use error::{DecodeError, EncodeError};
 pub use fixed_header::{PacketType, MAX_VAR_INT};
 pub use packet::*;
 pub use properties::PropertyContext;
+pub use publish::PublishParts;
+pub use pubresp::PubResponseKind;
 
 use fixed_header::{parse_fixed_header, var_int_len, write_var_int};
 use strings::BodyReader;
@@ -132,18 +140,73 @@ pub fn encode(
 
 /// Append a PUBLISH's fixed header and variable header (topic, packet id, v5 properties) but NOT the
 /// payload; its remaining length counts the payload. The broker writes the shared payload after it
-/// (zero-copy fan-out). On error `out` is left as it was.
+/// (zero-copy fan-out). On error `out` is left as it was. The same as [`encode_publish_parts`] with
+/// [`PublishParts::of`]`(publish)`.
 pub fn encode_publish_header(
     publish: &Publish,
     version: ProtocolVersion,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
+    encode_publish_parts(&PublishParts::of(publish), version, out)
+}
+
+/// Append the fixed header and variable header of a PUBLISH made of `parts` (first byte with DUP, QoS and
+/// RETAIN; remaining length; topic; packet id for QoS 1/2; for 5.0 the property length and properties,
+/// the single byte `0` when there are none) but NOT the payload, which the remaining length counts.
+///
+/// Exists for the zero-copy split of the broker's delivery path, run once per message per subscriber:
+/// the header goes into the connection's coalescing buffer and the one shared payload is queued after it
+/// by reference, so the payload is never copied per subscriber, and no `Publish` is built and no
+/// properties are cloned to write a header. The properties' length is computed once per call.
+///
+/// Errors (a topic over 65,535 bytes, a remaining length over 268,435,455, a property value that cannot
+/// be encoded) leave `out` as it was. Writes exactly what [`encode`] writes for the equivalent `Publish`,
+/// minus the payload.
+#[inline]
+pub fn encode_publish_parts(
+    parts: &PublishParts<'_>,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let start = out.len();
-    let result = publish::write_header(publish, version, out);
+    let result = publish::write_header(parts, version, out);
     if result.is_err() {
         out.truncate(start);
     }
     result
+}
+
+/// Append a whole PUBACK, PUBREC, PUBREL or PUBCOMP without properties, in the shortest form the spec
+/// allows: packet id only (remaining length 2) in 3.x, whatever `reason` says, and in 5.0 for Success;
+/// packet id and reason code (remaining length 3) for any other 5.0 reason (5.0 §3.4.2.1).
+///
+/// Exists because the broker acknowledges every QoS 1/2 message it receives or delivers: this writes the
+/// 4 or 5 bytes directly, without building a [`PubResponse`] (and its `Properties`) for [`encode`], which
+/// writes the same bytes for one with no properties. Cannot fail. `reason` should be one 5.0 allows on
+/// `kind` (not checked).
+#[inline]
+pub fn encode_pub_response(
+    kind: PubResponseKind,
+    packet_id: u16,
+    reason: ReasonCode,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) {
+    pubresp::write_short(kind, packet_id, reason, version, out)
+}
+
+/// Append a DISCONNECT without properties: `E0 00` in 3.x and for a 5.0 Normal disconnection (Success),
+/// `E0 01 <reason>` for any other 5.0 reason (5.0 §3.14.2.1). The bytes [`encode`] writes for a
+/// [`Disconnect`] with this reason and no properties (this is that call): the broker's one way of
+/// closing a connection with a reason, so callers need not build the packet. Cannot fail.
+pub fn encode_disconnect(reason: ReasonCode, version: ProtocolVersion, out: &mut BytesMut) {
+    let packet = Packet::Disconnect(Disconnect {
+        reason,
+        properties: Properties::default(),
+    });
+    // A DISCONNECT without properties has at most one byte of body: nothing in it can be unencodable.
+    let result = encode(&packet, version, out);
+    debug_assert!(result.is_ok(), "{result:?}");
 }
 
 /// Total encoded size of a packet, fixed header included (for `max_queued_bytes` and the client's v5
@@ -198,7 +261,7 @@ fn encode_unchecked(
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     if let Packet::Publish(p) = packet {
-        publish::write_header(p, version, out)?;
+        publish::write_header(&PublishParts::of(p), version, out)?;
         out.extend_from_slice(&p.payload);
         return Ok(());
     }

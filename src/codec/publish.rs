@@ -1,14 +1,14 @@
 //! PUBLISH (3.1.1 §3.3, 5.0 §3.3): the hot path. Decoding a 3.x PUBLISH allocates nothing: the topic and
 //! the payload are `Bytes` slices of the packet's frozen read buffer. Encoding is split so the broker can
-//! write a header per subscriber and then the one shared payload ([`super::encode_publish_header`]).
+//! write a header per subscriber and then the one shared payload ([`super::encode_publish_parts`]).
 
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 
 use super::error::{DecodeError, EncodeError};
 use super::fixed_header::{var_int_len, write_var_int, PacketType, MAX_VAR_INT};
 use super::packet::{Packet, Properties, ProtocolVersion, Publish, QoS, Utf8Bytes};
 use super::properties::{decode_properties, properties_len, write_properties, PropertyContext};
-use super::strings::{prefixed_len, write_string, BodyReader};
+use super::strings::BodyReader;
 
 /// [MQTT-3.3.2-2] / [MQTT-4.7.1-1]: a Topic Name has no wildcard; 3.1.1 [MQTT-4.7.3-1]: it is not empty
 /// (5.0 allows an empty PUBLISH topic with a Topic Alias, checked by the PUBLISH decoder itself).
@@ -88,51 +88,107 @@ pub(super) fn decode(
     packet!(properties)
 }
 
-/// The first byte: type 3 and the DUP/QoS/RETAIN flags.
-#[inline]
-fn first_byte(p: &Publish) -> u8 {
-    0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain)
+/// The parts of a PUBLISH its header is written from ([`super::encode_publish_parts`]): what one delivery
+/// of a message to one subscriber varies in (flags, packet id) and what it shares with the others (topic,
+/// properties, payload length), all borrowed. Building a [`Publish`] instead would clone the properties
+/// for every subscriber.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishParts<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    /// The topic name as it goes on the wire (UTF-8, checked by whoever made it).
+    pub topic: &'a [u8],
+    /// Written only for QoS 1 and 2.
+    pub packet_id: u16,
+    /// Written only for 5.0 (an empty set is the one byte `0`).
+    pub properties: &'a Properties,
+    /// Bytes of the payload the caller writes after the header: counted in the remaining length.
+    pub payload_len: usize,
 }
 
-/// Bytes of the variable header (topic, packet id, v5 properties) and, for v5, the properties' own length.
+impl<'a> PublishParts<'a> {
+    /// The parts of `p` (its payload's length; the payload itself is not written with the header).
+    #[inline]
+    pub fn of(p: &'a Publish) -> PublishParts<'a> {
+        PublishParts {
+            dup: p.dup,
+            qos: p.qos,
+            retain: p.retain,
+            topic: p.topic.as_bytes(),
+            packet_id: p.packet_id,
+            properties: &p.properties,
+            payload_len: p.payload.len(),
+        }
+    }
+
+    /// The first byte: type 3 and the DUP/QoS/RETAIN flags.
+    #[inline]
+    fn first_byte(&self) -> u8 {
+        0x30 | (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
+    }
+}
+
+/// Bytes of the variable header (topic, packet id, v5 property length and properties) and, for v5, the
+/// properties' own length: computed once per header, used for both the remaining length and the writing.
 #[inline]
-fn variable_header_len(p: &Publish, version: ProtocolVersion) -> (usize, usize) {
-    let mut len = prefixed_len(p.topic.as_bytes());
-    if p.qos != QoS::AtMostOnce {
+fn variable_header_len(
+    topic_len: usize,
+    qos: QoS,
+    properties: &Properties,
+    version: ProtocolVersion,
+) -> (usize, usize) {
+    let mut len = 2 + topic_len;
+    if qos != QoS::AtMostOnce {
         len += 2;
     }
     let mut props = 0;
     if version == ProtocolVersion::V5 {
-        props = properties_len(&p.properties);
+        props = properties_len(properties);
         len += var_int_len(props) + props;
     }
     (len, props)
 }
 
 pub(super) fn body_len(p: &Publish, version: ProtocolVersion) -> usize {
-    variable_header_len(p, version).0 + p.payload.len()
+    variable_header_len(p.topic.len(), p.qos, &p.properties, version).0 + p.payload.len()
 }
 
-/// Appends the fixed header and variable header of `p`; the remaining length counts the payload, which
-/// the caller appends (or writes from the shared buffer) next.
+/// Appends the fixed header and the variable header (topic, packet id for QoS 1/2, v5 property length and
+/// properties) of a PUBLISH made of `parts`; the remaining length counts `parts.payload_len`, whose bytes
+/// the caller appends (or queues from the shared buffer) next. Errors before writing anything for a topic
+/// over 65,535 bytes or a remaining length over 268,435,455; a property that cannot be encoded fails
+/// part-way (the public wrapper truncates).
+#[inline]
 pub(super) fn write_header(
-    p: &Publish,
+    parts: &PublishParts<'_>,
     version: ProtocolVersion,
-    out: &mut impl BufMut,
+    out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let (vh_len, props_len) = variable_header_len(p, version);
-    let remaining = vh_len + p.payload.len();
+    let (vh_len, props_len) =
+        variable_header_len(parts.topic.len(), parts.qos, parts.properties, version);
+    let remaining = vh_len.saturating_add(parts.payload_len);
     if remaining > MAX_VAR_INT as usize {
         return Err(EncodeError::PacketTooLarge { size: remaining });
     }
-    out.put_u8(first_byte(p));
+    let topic_len = u16::try_from(parts.topic.len()).map_err(|_| EncodeError::StringTooLong {
+        len: parts.topic.len(),
+    })?;
+    out.reserve(1 + var_int_len(remaining) + vh_len);
+    out.put_u8(parts.first_byte());
     write_var_int(out, remaining);
-    write_string(out, p.topic.as_bytes())?;
-    if p.qos != QoS::AtMostOnce {
-        out.put_u16(p.packet_id);
+    out.put_u16(topic_len);
+    out.put_slice(parts.topic);
+    if parts.qos != QoS::AtMostOnce {
+        out.put_u16(parts.packet_id);
     }
     if version == ProtocolVersion::V5 {
-        write_properties(out, &p.properties, props_len)?;
+        if props_len == 0 {
+            // The empty property block, without a call into the property writer.
+            out.put_u8(0);
+        } else {
+            write_properties(out, parts.properties, props_len)?;
+        }
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! alike by message: a shard whose first local subscription to a filter appears (or whose last one goes)
 //! tells every shard, itself included, and each applies [`InterestMap::add`] / [`InterestMap::remove`] to its
 //! own copy. A publish is then matched against the local copy and sent once to each interested shard
-//! (DESIGN.md invariant 2).
+//! (docs/ARCHITECTURE.md, invariant 2).
 
 use std::fmt;
 

@@ -4,7 +4,7 @@
 //! Concurrency model: every structure here is owned by exactly one shard and only that shard's thread
 //! reads or writes it. Nothing mutable is shared between shards, so there are no locks and no `Rc`s: the
 //! types are plain data, `Send` when their keys and values are (so they can be built before a shard
-//! starts), and kept consistent across shards by messages (DESIGN.md invariants 2 and 5), never by shared
+//! starts), and kept consistent across shards by messages (docs/ARCHITECTURE.md, invariants 2 and 5), never by shared
 //! memory. The one process-wide item is the random key the level maps hash with, set once on first use
 //! (a `OnceLock`) and read-only afterwards.
 //!

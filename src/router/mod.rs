@@ -1,8 +1,8 @@
 //! Cross-shard mailboxes and the [`Mail`] they carry.
 //!
 //! Concurrency model: one bounded crossbeam FIFO per ordered (from, to) shard pair, so messages from one
-//! shard reach another in the order they were sent (DESIGN.md invariant 4) and senders never contend with
-//! each other. Each shard owns the sending ends of its row ([`Outboxes`]) and the receiving ends of its
+//! shard reach another in the order they were sent (docs/ARCHITECTURE.md, invariant 4) and senders never contend with
+//! each other. Each shard owns the sending ends of its row ([`MailSenders`]) and the receiving ends of its
 //! column ([`Inbox`]); neither is shared. A parked shard is woken through a [`MailWaker`]: the receiver
 //! registers its task waker and marks itself parked, then re-checks its queues before sleeping; a sender
 //! wakes it only when it saw the parked mark, so a busy shard costs senders no syscalls ([`ParkFlag`]
@@ -43,7 +43,7 @@ pub const MAILBOX_CAPACITY: usize = 512;
 /// A message from one shard to another.
 pub enum Mail {
     /// A publish that matched the receiving shard's interest: match the local trie and queue to sessions.
-    /// One per (message, interested shard), never one per subscriber (DESIGN.md invariant 2).
+    /// One per (message, interested shard), never one per subscriber (docs/ARCHITECTURE.md, invariant 2).
     Publish(Arc<Message>),
     /// Store (or clear, when the payload is empty) a retained message. Every shard keeps the whole
     /// retained set (the messages themselves are shared `Arc`s; only index nodes are per shard), so a
@@ -52,7 +52,7 @@ pub enum Mail {
     /// A connection whose CONNECT named a client id whose home is the receiving shard.
     Handoff(Box<Handoff>),
     /// Shard `from` now has at least one subscription matching `filter`: record it in the interest map,
-    /// then answer with `InterestAck` so the subscriber's SUBACK can go out (DESIGN.md invariant 5).
+    /// then answer with `InterestAck` so the subscriber's SUBACK can go out (docs/ARCHITECTURE.md, invariant 5).
     InterestAdd { from: ShardId, filter: Utf8Bytes },
     /// Shard `from` has no subscription on `filter` any more.
     InterestRemove { from: ShardId, filter: Utf8Bytes },
@@ -150,7 +150,7 @@ impl MailWaker {
 
 /// The full set of channels, built once by the server and split into per-shard ends.
 pub struct MailboxMatrix {
-    pub outboxes: Vec<Outboxes>,
+    pub mail_out: Vec<MailSenders>,
     pub inboxes: Vec<Inbox>,
     pub control: Vec<ControlSender>,
 }
@@ -200,6 +200,11 @@ impl MailboxMatrix {
             channel_grid(shards, || crossbeam_channel::bounded(MAILBOX_CAPACITY));
         let (interest_tx, interest_rx) = channel_grid(shards, crossbeam_channel::unbounded);
         let queued: Vec<Arc<AtomicUsize>> = (0..shards).map(|_| Arc::default()).collect();
+        // One per shard: wakes its overflow task when a receiver takes mail from a mailbox it found
+        // full.
+        let space: Vec<Arc<MailWaker>> = (0..shards)
+            .map(|_| Arc::new(MailWaker::default()))
+            .collect();
         let mut control = Vec::with_capacity(shards);
         let mut control_rx = Vec::with_capacity(shards);
         for waker in &wakers {
@@ -210,16 +215,17 @@ impl MailboxMatrix {
             });
             control_rx.push(rx);
         }
-        let outboxes = senders
+        let mail_out = senders
             .into_iter()
             .zip(interest_tx)
             .enumerate()
-            .map(|(from, (to, interest))| Outboxes {
+            .map(|(from, (to, interest))| MailSenders {
                 from: from as ShardId,
                 to,
                 interest,
                 interest_queued: queued.clone(),
                 wakers: wakers.clone(),
+                space: space[from].clone(),
             })
             .collect();
         let inboxes = receivers
@@ -235,10 +241,11 @@ impl MailboxMatrix {
                 },
                 control,
                 waker: wakers[me].clone(),
+                space: space.clone(),
             })
             .collect();
         MailboxMatrix {
-            outboxes,
+            mail_out,
             inboxes,
             control,
         }
@@ -247,7 +254,7 @@ impl MailboxMatrix {
 
 /// The sending ends of one shard's row: one FIFO to every shard (including itself, unused: local work
 /// never goes through a mailbox).
-pub struct Outboxes {
+pub struct MailSenders {
     from: ShardId,
     to: Vec<Sender<Mail>>,
     /// The interest FIFOs (see the module comment), one per destination.
@@ -256,9 +263,12 @@ pub struct Outboxes {
     /// atomic load, not a look at every FIFO, when there is none (almost always).
     interest_queued: Vec<Arc<AtomicUsize>>,
     wakers: Vec<Arc<MailWaker>>,
+    /// This shard's own "space available" waker: receivers wake it after taking mail from its
+    /// mailboxes, so mail held back for a full mailbox is retried on that event, not on a timer.
+    space: Arc<MailWaker>,
 }
 
-impl Outboxes {
+impl MailSenders {
     pub fn shard_count(&self) -> usize {
         self.to.len()
     }
@@ -276,6 +286,19 @@ impl Outboxes {
             }
             Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => Err(m),
         }
+    }
+
+    /// Before waiting for room in a full mailbox: mark this shard's space waiter parked. The caller
+    /// must then retry its held-back sends once more and wait only if a mailbox is still full; a
+    /// receiver that takes mail after that retry always wakes it (the mail task's handshake,
+    /// [`ParkFlag`]).
+    pub fn prepare_space_wait(&self, cx: &Context<'_>) {
+        self.space.prepare_park(cx);
+    }
+
+    /// The retry after [`Self::prepare_space_wait`] sent everything: no wake needed.
+    pub fn cancel_space_wait(&self) {
+        self.space.unpark();
     }
 
     /// Queue an interest change (`InterestAdd`/`InterestRemove`) for `to`; never full.
@@ -299,7 +322,7 @@ impl Outboxes {
 #[derive(Clone, Default)]
 pub struct InterestInbox {
     from: Vec<Receiver<Mail>>,
-    /// Incremented by senders before each send; see `Outboxes::interest_queued`.
+    /// Incremented by senders before each send; see `MailSenders::interest_queued`.
     queued: Arc<AtomicUsize>,
 }
 
@@ -337,6 +360,8 @@ pub struct Inbox {
     interest: InterestInbox,
     control: Receiver<Control>,
     waker: Arc<MailWaker>,
+    /// Every shard's "space available" waker, by sending shard: told after mail was taken from it.
+    space: Vec<Arc<MailWaker>>,
 }
 
 /// Mail taken per source per poll, so one busy sender cannot starve the others or the shard's sockets.
@@ -350,12 +375,17 @@ impl Inbox {
 
     fn drain(&self, out: &mut Vec<Mail>) {
         self.interest.drain_all(&mut |m| out.push(m));
-        for rx in &self.from {
+        for (rx, space) in self.from.iter().zip(&self.space) {
+            let before = out.len();
             for _ in 0..DRAIN_BATCH {
                 match rx.try_recv() {
                     Ok(m) => out.push(m),
                     Err(_) => break,
                 }
+            }
+            // Room was made: a sender waiting on it (only one whose mailbox was full parks) retries.
+            if out.len() > before {
+                space.notify();
             }
         }
     }

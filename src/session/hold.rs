@@ -7,8 +7,8 @@
 //! had to queue: the publisher's connection is not read (TCP then slows the client down) until the
 //! subscriber drains to a quarter of its limits and *releases* it. A hold is a lease of [`HOLD_LEASE`]: a
 //! subscriber that stops acknowledging stops renewing, so its publishers go on and it only costs its own
-//! queue. A lost release (a subscriber's session that vanished) therefore costs a publisher one lease at
-//! most.
+//! queue (docs/ARCHITECTURE.md, invariant 6). A lost release (a subscriber's session that vanished)
+//! therefore costs a publisher one lease at most.
 //!
 //! Why not always: a publisher is one connection, so holding it slows it down for *every* subscriber,
 //! and one slow subscriber on `#` would throttle a publisher that a fast subscriber also reads (Mosquitto

@@ -19,11 +19,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ahash::{AHashMap, AHashSet};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::auth::acl::{self, Access, ClientAcl};
 use crate::codec::{
-    self, LastWill, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
+    self, LastWill, ProtocolVersion, PubResponseKind, PublishParts, QoS, ReasonCode,
     SubscriptionOptions, Utf8Bytes,
 };
 use crate::message::Message;
@@ -44,7 +44,7 @@ pub struct Limits {
     /// `queue_qos0_messages`: queue QoS 0 messages for persistent sessions that are away.
     pub queue_qos0: bool,
     /// Bytes of encoded packets a connected client may have unsent in its outbox before further QoS 0
-    /// messages to it are dropped (a slow subscriber costs its own queue, DESIGN.md invariant 6).
+    /// messages to it are dropped (a slow subscriber costs its own queue, docs/ARCHITECTURE.md, invariant 6).
     pub outbox_soft_limit: usize,
     /// Messages that may already be on their way to a session from other shards (their mailboxes' capacity)
     /// when it holds its publishers: a client that keeps acknowledging may exceed `max_queued_messages` by
@@ -213,7 +213,7 @@ impl Session {
 
     /// Whether this session's queue is filling while its client still makes progress: the case where
     /// slowing the publishers that feed it avoids dropping acknowledged QoS 1/2 messages. A client that
-    /// stopped acknowledging is not waited for (DESIGN.md invariant 6: it costs only its own queue).
+    /// stopped acknowledging is not waited for (docs/ARCHITECTURE.md, invariant 6: it costs only its own queue).
     pub fn congested(&self, limits: &Limits, now: Instant) -> bool {
         self.behind(limits) && self.progressing(now)
     }
@@ -470,7 +470,15 @@ impl Session {
             .collect();
         for i in &self.inflight {
             if i.released {
-                conn.write(|out| encode_ack(out, self.protocol, AckKind::PubRel, i.packet_id));
+                conn.write(|out| {
+                    codec::encode_pub_response(
+                        PubResponseKind::PubRel,
+                        i.packet_id,
+                        ReasonCode::Success,
+                        self.protocol,
+                        out,
+                    )
+                });
             } else {
                 write_publish(
                     &conn,
@@ -526,7 +534,13 @@ impl Session {
                 ReasonCode::PacketIdentifierNotFound
             };
             conn.write(|out| {
-                encode_ack_reason(out, self.protocol, AckKind::PubRel, packet_id, reason)
+                codec::encode_pub_response(
+                    PubResponseKind::PubRel,
+                    packet_id,
+                    reason,
+                    self.protocol,
+                    out,
+                )
             });
         }
         known
@@ -566,55 +580,12 @@ impl Session {
     pub(crate) fn inflight_ids(&self) -> Vec<u16> {
         self.inflight.iter().map(|i| i.packet_id).collect()
     }
-
-    /// Forget everything the session holds for delivery (clean start on reconnect).
-    pub fn clear_state(&mut self) {
-        self.inflight.clear();
-        self.queue.clear();
-        self.queued_bytes = 0;
-        self.inbound_qos2.clear();
-        self.next_packet_id = 1;
-    }
 }
 
-/// Acknowledgement packets that carry only a packet id (plus a v5 reason code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckKind {
-    PubAck,
-    PubRec,
-    PubRel,
-    PubComp,
-}
-
-pub fn encode_ack(out: &mut BytesMut, version: ProtocolVersion, kind: AckKind, packet_id: u16) {
-    encode_ack_reason(out, version, kind, packet_id, ReasonCode::Success)
-}
-
-pub fn encode_ack_reason(
-    out: &mut BytesMut,
-    version: ProtocolVersion,
-    kind: AckKind,
-    packet_id: u16,
-    reason: ReasonCode,
-) {
-    let first = match kind {
-        AckKind::PubAck => 0x40,
-        AckKind::PubRec => 0x50,
-        AckKind::PubRel => 0x62,
-        AckKind::PubComp => 0x70,
-    };
-    out.put_u8(first);
-    if version == ProtocolVersion::V5 && reason != ReasonCode::Success {
-        out.put_u8(3);
-        out.put_u16(packet_id);
-        out.put_u8(reason as u8);
-    } else {
-        out.put_u8(2);
-        out.put_u16(packet_id);
-    }
-}
-
-/// Queue a PUBLISH to one subscriber: a small per-subscriber header, then the shared payload.
+/// Queue a PUBLISH of `msg` to one subscriber: its header (flags, topic, packet id, v5 properties),
+/// written by the codec into the connection's coalescing buffer, then the shared payload, queued by
+/// reference when large (never copied per subscriber). No `Publish` is built and the message's properties
+/// are not cloned: [`codec::encode_publish_parts`] writes them straight from the message.
 pub fn write_publish(
     conn: &Outbox,
     version: ProtocolVersion,
@@ -624,72 +595,30 @@ pub fn write_publish(
     dup: bool,
     retain: bool,
 ) {
-    if version != ProtocolVersion::V5 || msg.properties.is_empty() {
-        // Fast path: no properties (3.x, or 5.0 with an empty property block).
-        let topic = msg.topic.as_bytes();
-        let props_len = usize::from(version == ProtocolVersion::V5);
-        let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
-        let remaining = 2 + topic.len() + id_len + props_len + msg.payload.len();
-        conn.write(|out| {
-            out.reserve(5 + remaining - msg.payload.len().min(remaining));
-            out.put_u8(0x30 | (u8::from(dup) << 3) | ((qos as u8) << 1) | u8::from(retain));
-            put_remaining_length(out, remaining);
-            out.put_u16(topic.len() as u16);
-            out.put_slice(topic);
-            if qos != QoS::AtMostOnce {
-                out.put_u16(packet_id);
-            }
-            if props_len == 1 {
-                out.put_u8(0);
-            }
-        });
-        conn.write_payload(&msg.payload);
-        return;
-    }
-    let publish = Publish {
+    let parts = PublishParts {
         dup,
         qos,
         retain,
-        topic: msg.topic.clone(),
+        topic: msg.topic.as_bytes(),
         packet_id,
-        properties: msg.properties.clone(),
-        payload: msg.payload.clone(),
+        properties: &msg.properties,
+        payload_len: msg.payload.len(),
     };
-    // The message was decoded from a valid packet of at most the protocol's size, so it re-encodes.
+    let mut written = false;
     conn.write(|out| {
-        let _ = codec::encode(&Packet::Publish(publish), version, out);
+        // Only a message at the edge of the size limit can fail (a 3.x PUBLISH of the largest remaining
+        // length gains the v5 property length byte): then nothing is written, not even the payload.
+        written = codec::encode_publish_parts(&parts, version, out).is_ok();
     });
-}
-
-fn put_remaining_length(out: &mut BytesMut, mut len: usize) {
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.put_u8(byte);
-        if len == 0 {
-            break;
-        }
-    }
-}
-
-/// Encode a PUBACK/PUBREC/PUBREL/PUBCOMP through the codec types (used where a v5 reason string or
-/// properties must be attached).
-pub fn ack_packet(kind: AckKind, resp: PubResponse) -> Packet {
-    match kind {
-        AckKind::PubAck => Packet::PubAck(resp),
-        AckKind::PubRec => Packet::PubRec(resp),
-        AckKind::PubRel => Packet::PubRel(resp),
-        AckKind::PubComp => Packet::PubComp(resp),
+    if written {
+        conn.write_payload(&msg.payload);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use bytes::{Bytes, BytesMut};
 
     fn msg() -> Rc<Message> {
         Rc::new(Message {
@@ -834,5 +763,83 @@ mod tests {
         // A new connection starts afresh, as in Mosquitto.
         s.resume(Rc::new(Outbox::new()), &limits());
         assert!(s.note_dropped());
+    }
+
+    /// `write_publish` queues the codec's header, then the shared payload by reference when large, with
+    /// and without v5 properties; what the client reads decodes to the message.
+    #[test]
+    fn write_publish_writes_the_header_then_shares_the_payload() {
+        let properties = codec::Properties {
+            user_properties: vec![("k".into(), "v".into())],
+            message_expiry_interval: Some(60),
+            ..Default::default()
+        };
+        for (version, properties) in [
+            (ProtocolVersion::V311, codec::Properties::default()),
+            (ProtocolVersion::V5, codec::Properties::default()),
+            (ProtocolVersion::V5, properties),
+        ] {
+            for len in [1, outbox::SHARE_MIN] {
+                let m = Message {
+                    topic: Utf8Bytes::from("a/b"),
+                    payload: Bytes::from(vec![7; len]),
+                    qos: QoS::ExactlyOnce,
+                    retain: true,
+                    properties: properties.clone(),
+                    origin: None,
+                    hold_stamp: Default::default(),
+                };
+                let conn = Outbox::new();
+                write_publish(&conn, version, &m, QoS::AtLeastOnce, 9, true, false);
+                let mut chunks = VecDeque::new();
+                conn.take(&mut chunks);
+                let mut wire = BytesMut::new();
+                for c in &chunks {
+                    wire.extend_from_slice(c.as_slice());
+                }
+                if len >= outbox::SHARE_MIN {
+                    // Header, then the message's own payload buffer (not a copy).
+                    assert_eq!(chunks.len(), 2, "{version:?}");
+                    assert!(
+                        matches!(&chunks[1], Chunk::Shared(p) if p.as_ptr() == m.payload.as_ptr())
+                    );
+                } else {
+                    assert_eq!(chunks.len(), 1, "{version:?}");
+                }
+                let expected = codec::Packet::Publish(codec::Publish {
+                    dup: true,
+                    qos: QoS::AtLeastOnce,
+                    retain: false,
+                    topic: m.topic.clone(),
+                    packet_id: 9,
+                    properties: m.properties.clone(),
+                    payload: m.payload.clone(),
+                });
+                let decoded = codec::decode(&mut wire, version, usize::MAX);
+                assert_eq!(decoded, Ok(Some(expected)), "{version:?} {len}");
+                assert!(wire.is_empty());
+            }
+        }
+        // A PUBLISH the codec refuses is not written at all (no payload without its header).
+        let m = Message {
+            topic: Utf8Bytes::from("t"),
+            payload: Bytes::from(vec![0; codec::MAX_VAR_INT as usize - 3]),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+            origin: None,
+            hold_stamp: Default::default(),
+        };
+        let conn = Outbox::new();
+        write_publish(
+            &conn,
+            ProtocolVersion::V5,
+            &m,
+            QoS::AtMostOnce,
+            0,
+            false,
+            false,
+        );
+        assert_eq!(conn.pending_bytes(), 0);
     }
 }

@@ -2,11 +2,11 @@
 //! and the connection's writer task (which flushes it). Both run on the home shard's thread, so plain
 //! `Cell`/`RefCell` suffice; borrows never cross an `.await`.
 //!
-//! Zero-copy framing (DESIGN.md invariant 3): a PUBLISH is queued as a small per-subscriber header plus
+//! Zero-copy framing (docs/ARCHITECTURE.md, invariant 3): a PUBLISH is queued as a small per-subscriber header plus
 //! the shared payload `Bytes`. Payloads below [`SHARE_MIN`] are copied into the connection's coalescing
 //! buffer instead: for them one `memcpy` costs less than an extra `write` syscall plus a refcount touch on a
-//! cache line other shards are also touching (GLOMMIO.md, "every clone/drop of one `Bytes` hits one shared
-//! atomic"), and coalescing many small packets into one write is what gives QoS 0 fan-out its throughput.
+//! cache line other shards are also touching (every clone or drop of one `Bytes` updates one shared atomic
+//! refcount), and coalescing many small packets into one write is what gives QoS 0 fan-out its throughput.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

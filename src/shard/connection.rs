@@ -28,7 +28,7 @@ use super::keepalive::KeepAlive;
 use super::routing::log_protocol;
 use super::{home_of, Shard};
 use crate::auth::Security;
-use crate::codec::{self, Connect, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
+use crate::codec::{self, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
 use crate::logging::log_type;
 use crate::router::{Handoff, Mail};
 use crate::session::{Chunk, CloseReason, Outbox};
@@ -43,15 +43,6 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// The largest packet size MQTT can express (a 4-byte remaining length plus the fixed header).
 const PROTOCOL_MAX_PACKET: usize = 268_435_460;
-
-/// Encode a v5 DISCONNECT with `reason` (only ever sent to v5 clients).
-pub(super) fn encode_disconnect(out: &mut BytesMut, reason: ReasonCode) {
-    let packet = Packet::Disconnect(Disconnect {
-        reason,
-        properties: Properties::default(),
-    });
-    let _ = codec::encode(&packet, ProtocolVersion::V5, out);
-}
 
 /// Keeps the shard's books on one connection: unregisters it (shutdown list) and releases its
 /// `max_connections` slot when the last of its tasks ends.
@@ -189,7 +180,7 @@ async fn run_connection(
     let home = home_of(accepted.connect.client_id.as_bytes(), settings.shards);
     let me = shard.borrow().id;
     if home != me {
-        // DESIGN.md invariant 1: the session lives on its home shard; move the socket there. The dup keeps
+        // docs/ARCHITECTURE.md, invariant 1: the session lives on its home shard; move the socket there. The dup keeps
         // the socket open after this shard's stream is dropped.
         // SAFETY: `fd` is the open socket owned by `stream`, alive for this call.
         let dup = unsafe { libc::dup(fd) };
@@ -216,7 +207,7 @@ async fn run_connection(
     }
     // A task of its own, so what only setting up needed (this future: the CONNECT read, the refusal
     // and hand-off paths, ~700 bytes) is freed now instead of staying allocated as long as the client is
-    // connected: an idle client then costs serve's ~270 bytes (memory per idle client, DESIGN.md).
+    // connected: an idle client then costs serve's ~270 bytes (memory per idle client, docs/PERFORMANCE.md).
     let start = Box::new(ServeStart {
         shard,
         stream,
@@ -519,9 +510,10 @@ async fn serve(start: Box<ServeStart>) {
         // client's packets wait in the socket: that silence is ours and must not expire its keep-alive.
         let mut paused = None;
         // Back-pressure: while other shards cannot take this shard's output, stop reading publishers.
-        while shard.borrow().overloaded() {
+        // Woken when the shard's held-back mail has all gone out (an event, not a timer).
+        if shard.borrow().overloaded() {
             paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+            poll_fn(|cx| shard.borrow_mut().poll_unpaused(cx)).await;
         }
         // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
         shard
@@ -598,13 +590,15 @@ async fn serve(start: Box<ServeStart>) {
         CloseReason::KeepAlive => {
             tracing::info!(target: log_type::NOTICE, "Client {id} has exceeded timeout, disconnecting.");
             if protocol == ProtocolVersion::V5 {
-                outbox.write(|out| encode_disconnect(out, ReasonCode::KeepAliveTimeout));
+                outbox.write(|out| {
+                    codec::encode_disconnect(ReasonCode::KeepAliveTimeout, protocol, out)
+                });
             }
         }
         CloseReason::ProtocolError(code) => {
             tracing::info!(target: log_type::NOTICE, "Client {id} disconnected due to protocol error ({code:?}).");
             if protocol == ProtocolVersion::V5 {
-                outbox.write(|out| encode_disconnect(out, code));
+                outbox.write(|out| codec::encode_disconnect(code, protocol, out));
             }
         }
         CloseReason::NotAuthorised => {

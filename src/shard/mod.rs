@@ -33,19 +33,15 @@ use crate::auth::Security;
 use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
 use crate::index::{InterestMap, RetainedStore, SubscriptionTrie};
 use crate::message::Message;
-use crate::router::{Control, Inbox, InterestInbox, Mail, Outboxes, ShardId};
+use crate::router::{Control, Inbox, InterestInbox, Mail, MailSenders, ShardId};
 use crate::session::{Outbox, Session};
 use crate::settings::Settings;
 use crate::stats::ShardStats;
 
-/// Mail held back for full mailboxes, across all destinations, above which this shard stops reading from
-/// its clients until the receivers catch up (DESIGN.md invariant 6: bounded, back-pressure to publishers).
-const OVERFLOW_PAUSE: usize = 0;
-
 /// How long shutdown waits for connections to flush and close before the executor ends anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// The fixed-key hash that places a client id on its home shard (DESIGN.md invariant 1). Fixed keys make
+/// The fixed-key hash that places a client id on its home shard (docs/ARCHITECTURE.md, invariant 1). Fixed keys make
 /// it stable across shards and restarts.
 pub fn home_of(client_id: &[u8], shards: usize) -> ShardId {
     let state = ahash::RandomState::with_seeds(
@@ -89,7 +85,7 @@ pub struct ShardStart {
     pub settings: Arc<Settings>,
     /// One bound, listening socket per configured listener (SO_REUSEPORT, same ports on every shard).
     pub listeners: Vec<OwnedFd>,
-    pub outboxes: Outboxes,
+    pub mail_out: MailSenders,
     pub inbox: Inbox,
     pub counts: Arc<ConnectionCounts>,
     /// When the broker started (for `$SYS/broker/uptime`).
@@ -151,13 +147,16 @@ pub(crate) struct Shard {
     pending_subs: AHashMap<SubToken, PendingSub>,
     /// The whole retained set (see `Mail::Retain`).
     retained: RetainedStore<Arc<Message>>,
-    outboxes: Outboxes,
+    mail_out: MailSenders,
     /// Interest changes from other shards, drained before each publish is routed.
     interest_inbox: InterestInbox,
     /// Mail that did not fit its mailbox, per destination, in order.
     overflow: Vec<VecDeque<Mail>>,
     overflow_len: usize,
     overflow_waker: Option<Waker>,
+    /// Connection readers paused while mail is held back (see `overloaded`), woken when the last of it
+    /// went out: an event, so thousands of paused readers cost nothing while they wait.
+    overload_waiters: Vec<Waker>,
     pub stats: ShardStats,
     live: AHashMap<u64, LiveConn>,
     next_conn: u64,
@@ -185,7 +184,7 @@ impl Shard {
     fn new(
         id: ShardId,
         settings: Arc<Settings>,
-        outboxes: Outboxes,
+        mail_out: MailSenders,
         interest_inbox: InterestInbox,
         counts: Arc<ConnectionCounts>,
         started: Instant,
@@ -205,11 +204,12 @@ impl Shard {
             interest_pending: AHashMap::new(),
             pending_subs: AHashMap::new(),
             retained: RetainedStore::new(),
-            outboxes,
+            mail_out,
             interest_inbox,
             overflow: (0..shards).map(|_| VecDeque::new()).collect(),
             overflow_len: 0,
             overflow_waker: None,
+            overload_waiters: Vec::new(),
             stats: ShardStats::default(),
             live: AHashMap::new(),
             next_conn: 0,
@@ -230,12 +230,12 @@ impl Shard {
     /// changes take the interest FIFO instead, ahead of held-back mail (see `router`).
     fn send(&mut self, to: ShardId, mail: Mail) {
         if mail.is_interest_change() {
-            self.outboxes.send_interest(to, mail);
+            self.mail_out.send_interest(to, mail);
             return;
         }
         let q = &mut self.overflow[to as usize];
         if q.is_empty() {
-            match self.outboxes.try_send(to, mail) {
+            match self.mail_out.try_send(to, mail) {
                 Ok(()) => return,
                 Err(mail) => q.push_back(mail),
             }
@@ -273,11 +273,12 @@ impl Shard {
         self.interest_inbox = inbox;
     }
 
-    /// Retry held-back mail; returns whether some is still waiting.
+    /// Retry held-back mail; returns whether some is still waiting. When none is left, the readers
+    /// paused by [`Self::overloaded`] are woken.
     fn flush_overflow(&mut self) -> bool {
         for to in 0..self.shards {
             while let Some(mail) = self.overflow[to].pop_front() {
-                match self.outboxes.try_send(to as ShardId, mail) {
+                match self.mail_out.try_send(to as ShardId, mail) {
                     Ok(()) => self.overflow_len -= 1,
                     Err(mail) => {
                         self.overflow[to].push_front(mail);
@@ -286,12 +287,48 @@ impl Shard {
                 }
             }
         }
+        if self.overflow_len == 0 {
+            for w in self.overload_waiters.drain(..) {
+                w.wake();
+            }
+        }
         self.overflow_len > 0
     }
 
-    /// Whether readers should pause because other shards are not keeping up with this one's output.
+    /// Whether readers should pause because other shards are not keeping up with this one's output:
+    /// any mail held back for a full mailbox (bounded mailboxes, back-pressure to the publishers).
     fn overloaded(&self) -> bool {
-        self.overflow_len > OVERFLOW_PAUSE
+        self.overflow_len > 0
+    }
+
+    /// Ready once every piece of held-back mail went out; otherwise Pending until a receiving shard
+    /// took mail from one of this shard's mailboxes (see `MailSenders::prepare_space_wait`).
+    fn poll_overflow_sent(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if !self.flush_overflow() {
+            return std::task::Poll::Ready(());
+        }
+        self.mail_out.prepare_space_wait(cx);
+        // The re-check after the park mark: a receiver that drained before it is seen here.
+        if !self.flush_overflow() {
+            self.mail_out.cancel_space_wait();
+            return std::task::Poll::Ready(());
+        }
+        std::task::Poll::Pending
+    }
+
+    /// Ready once nothing is held back; otherwise the reader's waker waits in `overload_waiters`.
+    fn poll_unpaused(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if !self.overloaded() {
+            return std::task::Poll::Ready(());
+        }
+        if !self
+            .overload_waiters
+            .iter()
+            .any(|w| w.will_wake(cx.waker()))
+        {
+            self.overload_waiters.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
     }
 
     fn register_conn(&mut self, fd: RawFd) -> u64 {
@@ -350,9 +387,10 @@ impl Shard {
                     if let Some(v5) = self.protocol_of(&o) {
                         if v5 {
                             o.write(|out| {
-                                connection::encode_disconnect(
-                                    out,
+                                crate::codec::encode_disconnect(
                                     crate::codec::ReasonCode::ServerShuttingDown,
+                                    crate::codec::ProtocolVersion::V5,
+                                    out,
                                 )
                             });
                         }
@@ -386,7 +424,7 @@ pub async fn run(start: ShardStart) {
         id,
         settings,
         listeners,
-        outboxes,
+        mail_out,
         inbox,
         counts,
         started,
@@ -394,7 +432,7 @@ pub async fn run(start: ShardStart) {
     let shard = Rc::new(RefCell::new(Shard::new(
         id,
         settings,
-        outboxes,
+        mail_out,
         inbox.interest(),
         counts,
         started,
@@ -502,10 +540,9 @@ async fn overflow_task(shard: Rc<RefCell<Shard>>) {
             }
         })
         .await;
-        // Receivers free space as they drain; retry on a short timer until everything went out.
-        while shard.borrow_mut().flush_overflow() {
-            glommio::timer::sleep(Duration::from_micros(200)).await;
-        }
+        // Receivers wake this task when they take mail from a mailbox it found full (an event, not a
+        // timer): retry then, until everything went out.
+        std::future::poll_fn(|cx| shard.borrow_mut().poll_overflow_sent(cx)).await;
     }
 }
 
@@ -546,10 +583,10 @@ mod tests {
     #[test]
     fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
         let MailboxMatrix {
-            outboxes, inboxes, ..
+            mail_out, inboxes, ..
         } = MailboxMatrix::new(2);
-        let mut outboxes = outboxes.into_iter();
-        let (out0, out1) = (outboxes.next().unwrap(), outboxes.next().unwrap());
+        let mut mail_out = mail_out.into_iter();
+        let (out0, out1) = (mail_out.next().unwrap(), mail_out.next().unwrap());
         let settings = Arc::new(Settings::local(2));
         let mut shard0 = Shard::new(
             0,

@@ -13,16 +13,16 @@ use smallvec::SmallVec;
 use super::{PendingInterest, PendingSub, Shard, SubToken};
 use crate::auth::acl;
 use crate::codec::{
-    self, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, Publish, QoS,
-    ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
-    Utf8Bytes,
+    self, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, PubResponseKind,
+    Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
+    Unsubscribe, Utf8Bytes,
 };
 use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
 use crate::session::{
-    encode_ack, encode_ack_reason, AckKind, CloseReason, Delivery, HoldSignal, Limits, Login,
-    Origin, Outbox, Session, SlowSubscriberPolicy, HOLD_LEASE,
+    CloseReason, Delivery, HoldSignal, Limits, Login, Origin, Outbox, Session,
+    SlowSubscriberPolicy, HOLD_LEASE,
 };
 use crate::topic;
 
@@ -46,9 +46,16 @@ pub(crate) fn log_protocol(p: ProtocolVersion) -> u8 {
     }
 }
 
+/// Append a packet the broker built (CONNACK, SUBACK, UNSUBACK, PINGRESP): only [`codec::encode`].
 fn encode_into(out: &mut BytesMut, packet: &Packet, protocol: ProtocolVersion) {
     // Broker-built packets are always within the protocol's limits.
     let _ = codec::encode(packet, protocol, out);
+}
+
+/// Append a PUBACK or PUBREC with reason Success for an accepted PUBLISH (the codec's short form).
+#[inline]
+fn ack(kind: PubResponseKind, packet_id: u16, protocol: ProtocolVersion, out: &mut BytesMut) {
+    codec::encode_pub_response(kind, packet_id, ReasonCode::Success, protocol, out)
 }
 
 /// The message a will becomes when published: will properties that describe the message are kept,
@@ -65,16 +72,16 @@ fn deny_publish(a: &Attached, p: &Publish) {
         a.client_id, u8::from(p.dup), p.qos as u8, u8::from(p.retain), p.packet_id, p.topic, p.payload.len());
     let kind = match p.qos {
         QoS::AtMostOnce => return,
-        QoS::AtLeastOnce => AckKind::PubAck,
-        QoS::ExactlyOnce => AckKind::PubRec,
+        QoS::AtLeastOnce => PubResponseKind::PubAck,
+        QoS::ExactlyOnce => PubResponseKind::PubRec,
     };
     a.outbox.write(|out| {
-        encode_ack_reason(
-            out,
-            a.protocol,
+        codec::encode_pub_response(
             kind,
             p.packet_id,
             ReasonCode::NotAuthorized,
+            a.protocol,
+            out,
         )
     });
 }
@@ -145,7 +152,7 @@ impl Shard {
         *g
     }
 
-    /// A client id for a client that sent none, chosen so that its home is this shard (DESIGN.md
+    /// A client id for a client that sent none, chosen so that its home is this shard (docs/ARCHITECTURE.md
     /// invariant 1) and unlikely to collide with anything a client would pick.
     pub(crate) fn assign_client_id(&mut self) -> Utf8Bytes {
         loop {
@@ -193,7 +200,11 @@ impl Shard {
                     "Client {} already connected, closing old connection.", connect.client_id);
                 if session.protocol == ProtocolVersion::V5 {
                     old.write(|out| {
-                        super::connection::encode_disconnect(out, ReasonCode::SessionTakenOver)
+                        codec::encode_disconnect(
+                            ReasonCode::SessionTakenOver,
+                            ProtocolVersion::V5,
+                            out,
+                        )
                     });
                 }
                 old.close(CloseReason::Takeover);
@@ -420,7 +431,13 @@ impl Shard {
                     ReasonCode::PacketIdentifierNotFound
                 };
                 a.outbox.write(|out| {
-                    encode_ack_reason(out, a.protocol, AckKind::PubComp, r.packet_id, reason)
+                    codec::encode_pub_response(
+                        PubResponseKind::PubComp,
+                        r.packet_id,
+                        reason,
+                        a.protocol,
+                        out,
+                    )
                 });
                 Ok(())
             }
@@ -535,10 +552,10 @@ impl Shard {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => a
                 .outbox
-                .write(|out| encode_ack(out, a.protocol, AckKind::PubAck, p.packet_id)),
+                .write(|out| ack(PubResponseKind::PubAck, p.packet_id, a.protocol, out)),
             QoS::ExactlyOnce => a
                 .outbox
-                .write(|out| encode_ack(out, a.protocol, AckKind::PubRec, p.packet_id)),
+                .write(|out| ack(PubResponseKind::PubRec, p.packet_id, a.protocol, out)),
         }
         Ok(())
     }
@@ -700,7 +717,7 @@ impl Shard {
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             let retain = opts.retain_as_published && msg.retain;
             // Only a QoS 1/2 backlog holds publishers: QoS 0 to a client that falls behind is dropped
-            // (at most once), so a slow QoS 0 reader never slows anybody else (DESIGN.md invariant 6).
+            // (at most once), so a slow QoS 0 reader never slows anybody else (docs/ARCHITECTURE.md, invariant 6).
             let congested = match session.deliver(&local, qos, retain, &limits, slack) {
                 Delivery::Sent => {
                     self.stats.messages_sent += 1;
@@ -1147,7 +1164,7 @@ mod tests {
         shard: Shard,
         /// Kept so the other shard's mailboxes stay open; `other` is shard 1's sending end.
         _matrix: MailboxMatrix,
-        other: Option<crate::router::Outboxes>,
+        other: Option<crate::router::MailSenders>,
     }
 
     fn fixture(policy: SlowSubscriberPolicy, shards: usize) -> Fixture {
@@ -1156,7 +1173,7 @@ mod tests {
         settings.limits.max_inflight = WINDOW;
         settings.limits.max_queued_messages = QUEUE;
         settings.limits.slow_subscriber_policy = policy;
-        let mut outboxes = std::mem::take(&mut matrix.outboxes).into_iter();
+        let mut outboxes = std::mem::take(&mut matrix.mail_out).into_iter();
         let own = outboxes.next().expect("shard 0");
         let other = outboxes.next();
         let shard = Shard::new(

@@ -1119,3 +1119,86 @@ fn encode_rejects_unencodable_values_and_leaves_out_untouched() {
     );
     assert_eq!(&out[..], b"keep");
 }
+
+/// [`encode_publish_parts`] refuses what cannot be encoded and leaves `out` as it was, whether it fails
+/// before writing (topic, remaining length) or part-way through the properties.
+#[test]
+fn encode_publish_parts_rejects_unencodable_parts_and_leaves_out_untouched() {
+    let none = Properties::default();
+    let long = vec![b'x'; 65_536];
+    let base = PublishParts {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: b"t",
+        packet_id: 1,
+        properties: &none,
+        payload_len: 0,
+    };
+    let mut out = BytesMut::from(&b"keep"[..]);
+    let cases: [(PublishParts, ProtocolVersion, EncodeError); 3] = [
+        (
+            PublishParts {
+                topic: &long,
+                ..base
+            },
+            V311,
+            EncodeError::StringTooLong { len: 65_536 },
+        ),
+        // 2 + 1 + 2 + payload: one byte over the largest remaining length (3.x)...
+        (
+            PublishParts {
+                payload_len: MAX_VAR_INT as usize - 4,
+                ..base
+            },
+            V311,
+            EncodeError::PacketTooLarge { size: 268_435_456 },
+        ),
+        // ...and the same payload fits 3.x but not 5.0, whose property length takes one more byte.
+        (
+            PublishParts {
+                payload_len: MAX_VAR_INT as usize - 5,
+                ..base
+            },
+            V5,
+            EncodeError::PacketTooLarge { size: 268_435_456 },
+        ),
+    ];
+    for (parts, v, err) in cases {
+        assert_eq!(encode_publish_parts(&parts, v, &mut out), Err(err));
+        assert_eq!(&out[..], b"keep", "{err:?}");
+    }
+    let mut fits = BytesMut::new();
+    let largest = PublishParts {
+        payload_len: MAX_VAR_INT as usize - 5,
+        ..base
+    };
+    encode_publish_parts(&largest, V311, &mut fits).unwrap();
+    assert_eq!(&fits[..2], &[0x32, 0xFF]);
+    // Properties fail while being written, after the topic: the header written so far is taken back.
+    let bad_binary = Properties {
+        correlation_data: Some(Bytes::from(vec![0; 70_000])),
+        ..Default::default()
+    };
+    let bad_sid = Properties {
+        subscription_identifiers: smallvec::smallvec![MAX_VAR_INT + 1],
+        ..Default::default()
+    };
+    for (properties, err) in [
+        (&bad_binary, EncodeError::BinaryTooLong { len: 70_000 }),
+        (
+            &bad_sid,
+            EncodeError::VarIntTooLarge {
+                value: MAX_VAR_INT + 1,
+            },
+        ),
+    ] {
+        let parts = PublishParts { properties, ..base };
+        assert_eq!(encode_publish_parts(&parts, V5, &mut out), Err(err));
+        assert_eq!(&out[..], b"keep", "{err:?}");
+        // 3.x writes no properties: the same parts encode.
+        let mut v3 = BytesMut::new();
+        encode_publish_parts(&parts, V311, &mut v3).unwrap();
+        assert_eq!(&v3[..], &[0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x01]);
+    }
+}

@@ -169,9 +169,85 @@ pub(super) fn assert_roundtrip(packet: &Packet, version: ProtocolVersion) -> Vec
         encode_publish_header(p, version, &mut header).expect("encodable");
         header.extend_from_slice(&p.payload);
         assert_eq!(header, out, "encode_publish_header + payload == encode");
+        let mut parts = BytesMut::new();
+        encode_publish_parts(&parts_of(p), version, &mut parts).expect("encodable");
+        parts.extend_from_slice(&p.payload);
+        assert_eq!(parts, out, "encode_publish_parts + payload == encode");
     }
     assert_decodes(&out, version, std::slice::from_ref(packet));
     out.to_vec()
+}
+
+/// Packets up to this size are replayed in every piece size of [`SPLITS`]; larger ones (long topics,
+/// payloads past the 3- and 4-byte remaining lengths) byte by byte through their header, then in
+/// [`BIG_PIECE`]-byte pieces (1-byte pieces of megabytes would take minutes in a debug build).
+pub(super) const FULL_REPLAY_MAX: usize = 20_000;
+pub(super) const BIG_PIECE: usize = 4096;
+
+/// The parts of `p`, field by field (not through [`PublishParts::of`]).
+pub(super) fn parts_of(p: &Publish) -> PublishParts<'_> {
+    PublishParts {
+        dup: p.dup,
+        qos: p.qos,
+        retain: p.retain,
+        topic: p.topic.as_bytes(),
+        packet_id: p.packet_id,
+        properties: &p.properties,
+        payload_len: p.payload.len(),
+    }
+}
+
+/// Writes the header of `p` with [`encode_publish_parts`] and appends its payload, as the broker does;
+/// asserts the bytes are what [`encode`] writes for `p`, that [`publish_len`] counts them, and that they
+/// decode back to `p`, whole and split (see [`FULL_REPLAY_MAX`]). Returns the header.
+#[track_caller]
+pub(super) fn assert_parts_roundtrip(p: &Publish, version: ProtocolVersion) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    encode_publish_parts(&parts_of(p), version, &mut out).expect("encodable");
+    let header = out.to_vec();
+    out.extend_from_slice(&p.payload);
+    let len = publish_len(
+        version,
+        p.topic.len(),
+        p.qos,
+        &p.properties,
+        p.payload.len(),
+    );
+    assert_eq!(out.len(), len, "publish_len");
+    let packet = Packet::Publish(p.clone());
+    let mut whole = BytesMut::new();
+    encode(&packet, version, &mut whole).expect("encodable");
+    // Not assert_eq: a failure would print megabytes.
+    if let Some(at) = out.iter().zip(whole.iter()).position(|(a, b)| a != b) {
+        panic!("header + payload differs from encode() at byte {at}");
+    }
+    assert_eq!(out.len(), whole.len(), "header + payload vs encode()");
+    if out.len() <= FULL_REPLAY_MAX {
+        assert_decodes(&out, version, std::slice::from_ref(&packet));
+        return header;
+    }
+    // Cuts through the fixed header (the remaining length's bytes) and just before the end of the
+    // variable header are "need more", buffer untouched (every cut would copy the 64 KiB topic 64 Ki times).
+    let cuts = (0..=8).chain([header.len() - 1, header.len()]);
+    for cut in cuts.filter(|&c| c < out.len()) {
+        let mut buf = BytesMut::from(&out[..cut]);
+        assert_eq!(decode(&mut buf, version, MAX), Ok(None), "cut at {cut}");
+        assert_eq!(buf.len(), cut, "cut at {cut}");
+    }
+    let (got, res) = decode_whole(&out, version, MAX);
+    assert_eq!(res, Ok(()));
+    assert!(
+        got.len() == 1 && got[0].0 == packet && got[0].1 == out.len(),
+        "whole: decoded packet differs"
+    );
+    let (got, err, rest) = decode_pieces(&out, version, MAX, BIG_PIECE);
+    assert_eq!(err.map(|e| e.0), None);
+    assert!(rest.is_empty(), "bytes left over");
+    assert!(
+        got.len() == 1 && got[0].0 == packet && got[0].1 == out.len(),
+        "split {BIG_PIECE}: decoded packet differs or came out late"
+    );
+    header
 }
 
 /// Encodes `packet` and asserts the exact bytes, then decodes them back.

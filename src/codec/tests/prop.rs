@@ -8,7 +8,7 @@ use proptest::sample::select;
 use smallvec::SmallVec;
 
 use super::*;
-use crate::codec::properties::allowed_in;
+use crate::codec::properties::{allowed_in, properties_wire_len};
 
 fn utf8() -> impl Strategy<Value = Utf8Bytes> {
     "[a-z/ü$+#🦀 -]{0,12}".prop_map(Utf8Bytes::from)
@@ -399,6 +399,79 @@ fn arb_packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
     proptest::strategy::Union::new(all).boxed()
 }
 
+/// Remaining lengths on either side of each Variable Byte Integer size change (1/2, 2/3, 3/4 bytes).
+const REMAINING_LENGTH_BOUNDARIES: [usize; 6] = [127, 128, 16_383, 16_384, 2_097_151, 2_097_152];
+
+/// A short topic name, or one of 65,400 to 65,535 bytes (the largest a length prefix allows).
+fn short_or_long_topic() -> impl Strategy<Value = Utf8Bytes> {
+    prop_oneof![
+        3 => topic_name(),
+        1 => (topic_name(), 65_400usize..=65_535).prop_map(|(t, n)| {
+            let mut t = t.replace(['+', '#'], "x");
+            t.extend(std::iter::repeat('a').take(n - t.len()));
+            Utf8Bytes::from(t)
+        }),
+    ]
+}
+
+/// A payload length: small, or making the remaining length land within 2 bytes of a boundary of
+/// [`REMAINING_LENGTH_BOUNDARIES`] when the variable header (`vh_len`) leaves room for it.
+fn payload_len(vh_len: usize, pick: (bool, usize, i64, usize)) -> usize {
+    let (at_boundary, boundary, delta, small) = pick;
+    let target = REMAINING_LENGTH_BOUNDARIES[boundary] as i64 + delta;
+    if at_boundary && target >= vh_len as i64 {
+        target as usize - vh_len
+    } else {
+        small
+    }
+}
+
+/// Random PUBLISH parts in `v`: every QoS, DUP and RETAIN, short and near-65,535-byte topics, for 5.0 any
+/// properties a PUBLISH may carry (an empty topic with a topic alias), payloads of 0..300 bytes or
+/// around the remaining-length boundaries.
+fn arb_publish_parts(v: ProtocolVersion) -> impl Strategy<Value = Publish> {
+    (
+        (any::<bool>(), qos(), any::<bool>(), 1u16..),
+        short_or_long_topic(),
+        props(v, PropertyContext::Publish),
+        (
+            any::<bool>(),
+            0..REMAINING_LENGTH_BOUNDARIES.len(),
+            -2i64..=2,
+            0usize..300,
+        ),
+        any::<u8>(),
+    )
+        .prop_map(
+            move |((dup, qos, retain, pid), topic, properties, pick, seed)| {
+                let qos0 = qos == QoS::AtMostOnce;
+                let topic = if v == V5 && properties.topic_alias.is_some() && retain {
+                    Utf8Bytes::from("")
+                } else {
+                    topic
+                };
+                let mut vh_len = 2 + topic.len() + if qos0 { 0 } else { 2 };
+                if v == V5 {
+                    vh_len += properties_wire_len(&properties);
+                }
+                let len = payload_len(vh_len, pick);
+                let payload: Vec<u8> = (0..len)
+                    .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                    .collect();
+                Publish {
+                    // [MQTT-3.3.1-2]: no DUP on QoS 0 (3.1.1 and 5.0).
+                    dup: dup && !qos0,
+                    qos,
+                    retain,
+                    topic,
+                    packet_id: if qos0 { 0 } else { pid },
+                    properties,
+                    payload: Bytes::from(payload),
+                }
+            },
+        )
+}
+
 fn version() -> impl Strategy<Value = ProtocolVersion> {
     select(ALL_VERSIONS.to_vec())
 }
@@ -474,5 +547,18 @@ proptest! {
             encode(packet, v, &mut out).expect("encodable");
         }
         assert_decodes(&out, v, &packets);
+    }
+}
+
+proptest! {
+    // Fewer cases: a quarter of the topics are 64 KiB and some payloads 2 MiB.
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// What the broker sends for a delivery (the header from [`encode_publish_parts`], then the payload)
+    /// is what [`encode`] writes for the same PUBLISH, and decodes back to it, whole and split.
+    #[test]
+    fn publish_parts_and_payload_roundtrip(p in version().prop_flat_map(|v| (Just(v), arb_publish_parts(v)))) {
+        let (v, publish) = p;
+        assert_parts_roundtrip(&publish, v);
     }
 }
