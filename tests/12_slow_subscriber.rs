@@ -45,6 +45,42 @@ const SLOW_ACK: Duration = Duration::from_millis(20);
 /// to drain, which takes well over this.
 const FAST_DEADLINE: Duration = Duration::from_millis(1500);
 
+/// `count` publisher threads, publisher `p` sending `each` QoS 1 messages to `<prefix>/<p>` (payload:
+/// the sequence number) in one write, then checking every PUBACK in order.
+fn spawn_burst_publishers(
+    addr: std::net::SocketAddr,
+    proto: Proto,
+    id: &'static str,
+    prefix: &'static str,
+    count: usize,
+    each: usize,
+) -> Vec<JoinHandle<()>> {
+    (0..count)
+        .map(|p| {
+            std::thread::spawn(move || {
+                let mut c = RawClient::connect_clean(addr, proto, &unique_id(id));
+                let mut burst = Vec::new();
+                for i in 0..each {
+                    let payload = format!("{i:08}");
+                    burst.extend(raw::publish(
+                        proto,
+                        &format!("{prefix}/{p}"),
+                        1,
+                        false,
+                        false,
+                        (i + 1) as u16,
+                        payload.as_bytes(),
+                    ));
+                }
+                c.send(&burst);
+                for i in 0..each {
+                    assert_eq!(c.expect(kind::PUBACK).ack_pkid(), (i + 1) as u16);
+                }
+            })
+        })
+        .collect()
+}
+
 /// Sequence number of a payload written as `{i:08}`.
 fn seq(payload: &[u8]) -> usize {
     std::str::from_utf8(payload)
@@ -237,31 +273,8 @@ fn fan_in_to_a_subscriber_that_acknowledges_in_bursts_loses_nothing() {
         const BURST: usize = 10;
         let mut sub = RawClient::connect_clean(case.addr, case.proto, &unique_id("fanin"));
         assert_eq!(sub.subscribe(&[("fanin/#", 1)]), vec![1]);
-        let publishers: Vec<_> = (0..PUBLISHERS)
-            .map(|p| {
-                let (addr, proto) = (case.addr, case.proto);
-                std::thread::spawn(move || {
-                    let mut c = RawClient::connect_clean(addr, proto, &unique_id("fp"));
-                    let mut burst = Vec::new();
-                    for i in 0..EACH {
-                        let payload = format!("{i:08}");
-                        burst.extend(raw::publish(
-                            proto,
-                            &format!("fanin/{p}"),
-                            1,
-                            false,
-                            false,
-                            (i + 1) as u16,
-                            payload.as_bytes(),
-                        ));
-                    }
-                    c.send(&burst);
-                    for i in 0..EACH {
-                        assert_eq!(c.expect(kind::PUBACK).ack_pkid(), (i + 1) as u16);
-                    }
-                })
-            })
-            .collect();
+        let publishers =
+            spawn_burst_publishers(case.addr, case.proto, "fp", "fanin", PUBLISHERS, EACH);
         let mut next = [0usize; PUBLISHERS];
         let mut got = 0;
         while got < PUBLISHERS * EACH {
@@ -322,31 +335,8 @@ fn under_hold_fan_in_to_two_subscribers_that_both_fall_behind_loses_nothing() {
                     sub
                 })
                 .collect();
-            let publishers: Vec<_> = (0..PUBLISHERS)
-                .map(|p| {
-                    let (addr, proto) = (case.addr, case.proto);
-                    std::thread::spawn(move || {
-                        let mut c = RawClient::connect_clean(addr, proto, &unique_id("f2p"));
-                        let mut burst = Vec::new();
-                        for i in 0..EACH {
-                            let payload = format!("{i:08}");
-                            burst.extend(raw::publish(
-                                proto,
-                                &format!("fan2/{p}"),
-                                1,
-                                false,
-                                false,
-                                (i + 1) as u16,
-                                payload.as_bytes(),
-                            ));
-                        }
-                        c.send(&burst);
-                        for i in 0..EACH {
-                            assert_eq!(c.expect(kind::PUBACK).ack_pkid(), (i + 1) as u16);
-                        }
-                    })
-                })
-                .collect();
+            let publishers =
+                spawn_burst_publishers(case.addr, case.proto, "f2p", "fan2", PUBLISHERS, EACH);
             let readers: Vec<_> = subscribers
                 .into_iter()
                 .enumerate()
