@@ -321,13 +321,9 @@ impl Shard {
         if !self.overloaded() {
             return std::task::Poll::Ready(());
         }
-        if !self
-            .overload_waiters
-            .iter()
-            .any(|w| w.will_wake(cx.waker()))
-        {
-            self.overload_waiters.push(cx.waker().clone());
-        }
+        // No search for a waker already listed: a paused reader is polled again only when woken
+        // (the list is drained then), and a scan per pause would be quadratic with thousands paused.
+        self.overload_waiters.push(cx.waker().clone());
         std::task::Poll::Pending
     }
 
