@@ -100,15 +100,14 @@ fn message_pool() -> Vec<Arc<Message>> {
     );
     (0..POOL_MESSAGES)
         .map(|i| {
-            Arc::new(Message {
-                topic: format!("site/{}/dev/{i}/temp", i % 64).into(),
-                payload: read_buffer.slice(i * PAYLOAD_BYTES..(i + 1) * PAYLOAD_BYTES),
-                qos: QoS::AtMostOnce,
-                retain: false,
-                properties: Properties::default(),
-                origin: Some((SENDER, i as u32)),
-                hold_stamp: Default::default(),
-            })
+            Arc::new(Message::new(
+                format!("site/{}/dev/{i}/temp", i % 64).into(),
+                read_buffer.slice(i * PAYLOAD_BYTES..(i + 1) * PAYLOAD_BYTES),
+                QoS::AtMostOnce,
+                false,
+                Properties::default(),
+                Some((SENDER, i as u32)),
+            ))
         })
         .collect()
 }
@@ -155,7 +154,7 @@ fn spin_until(what: &str, mut done: impl FnMut() -> bool) {
 fn consume(batch: &mut Vec<Mail>, progress: &Progress) {
     let n = batch.len() as u64;
     for mail in batch.drain(..) {
-        if let Mail::Publish(message) = mail {
+        if let Mail::Publish(message, _) = mail {
             black_box(message.payload.len());
         }
     }
@@ -279,7 +278,7 @@ impl Link {
     fn send_one(&mut self) {
         let message = self.pool[self.next % POOL_MESSAGES].clone();
         self.next = self.next.wrapping_add(1);
-        let mut mail = Mail::Publish(message);
+        let mut mail = Mail::Publish(message, Default::default());
         loop {
             match self.mail_out.try_send(RECEIVER, mail) {
                 Ok(()) => return,

@@ -1,13 +1,19 @@
 //! An application message as it travels through the broker: decoded once on the publisher's shard,
 //! shared by reference count from then on (docs/ARCHITECTURE.md, invariant 3).
 //!
-//! Crossing shards it is an `Arc<Message>` (one atomic increment per destination shard); on a shard,
-//! session queues hold `Rc<Message>` clones, so per-subscriber work costs no atomic operations.
+//! Crossing shards it is an `Arc<Message>` (one atomic increment per destination shard). On a shard it is
+//! wrapped once in a [`crate::session::Framed`], which session queues share by `Rc` (no atomic operation
+//! per subscriber) and which caches the PUBLISH frames encoded for them, so a fan-out encodes each
+//! distinct frame once. The message itself is never deep-copied after it was decoded.
+
+use std::sync::LazyLock;
 
 use bytes::Bytes;
 
 use crate::codec::{Properties, QoS, Utf8Bytes};
-use crate::session::HoldStamp;
+
+/// The empty property set that messages without properties lend out (see [`Message::properties`]).
+static NO_PROPERTIES: LazyLock<Properties> = LazyLock::new(Properties::default);
 
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -19,20 +25,80 @@ pub struct Message {
     pub qos: QoS,
     /// Retain flag as published (kept for `retain_as_published` and retained storage).
     pub retain: bool,
-    /// v5 properties to forward (empty for 3.x publishers).
-    pub properties: Properties,
+    /// v5 properties to forward, boxed and only when there are any: the whole property set is ~400
+    /// bytes, which a 16-byte QoS 0 message from a 3.x client should not carry around.
+    properties: Option<Box<Properties>>,
     /// Publishing session (shard and slot), for v5 No Local and back-pressure holds; None for wills and
     /// `$SYS`.
     pub origin: Option<(u16, u32)>,
-    /// `hold_if_all_behind`: where, when it was routed, the shards stood on holding its publisher; a
-    /// congested subscriber gets room beyond its queue limits only when no other shard objects (see
-    /// `session::hold`). Default (nothing known) until routed.
-    pub hold_stamp: HoldStamp,
 }
 
 impl Message {
+    /// A message with `properties` (stored only when not empty).
+    pub fn new(
+        topic: Utf8Bytes,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        properties: Properties,
+        origin: Option<(u16, u32)>,
+    ) -> Message {
+        let properties = (!properties.is_empty()).then(|| Box::new(properties));
+        Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            origin,
+        }
+    }
+
+    /// The v5 properties to forward (an empty set when there are none).
+    pub fn properties(&self) -> &Properties {
+        self.properties.as_deref().unwrap_or(&NO_PROPERTIES)
+    }
+
     /// Bytes counted against `max_queued_bytes`: the payload, as Mosquitto counts it.
     pub fn queued_size(&self) -> usize {
         self.payload.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_without_properties_stays_small() {
+        // Topic and payload (two `Bytes`-sized handles), the boxed properties, origin, flags.
+        assert!(
+            std::mem::size_of::<Message>() <= 104,
+            "{}",
+            std::mem::size_of::<Message>()
+        );
+        let m = Message::new(
+            Utf8Bytes::from_static("t"),
+            Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            false,
+            Properties::default(),
+            None,
+        );
+        assert!(m.properties.is_none());
+        assert!(m.properties().is_empty());
+        let with = Properties {
+            content_type: Some(Utf8Bytes::from_static("text/plain")),
+            ..Properties::default()
+        };
+        let m = Message::new(
+            m.topic,
+            m.payload,
+            QoS::AtLeastOnce,
+            false,
+            with.clone(),
+            None,
+        );
+        assert_eq!(m.properties(), &with);
     }
 }

@@ -47,7 +47,7 @@ pub use error::{DecodeError, EncodeError};
 pub use fixed_header::{PacketType, MAX_VAR_INT};
 pub use packet::*;
 pub use properties::PropertyContext;
-pub use publish::PublishParts;
+pub use publish::{PublishFrame, PublishParts};
 pub use pubresp::PubResponseKind;
 
 use fixed_header::{parse_fixed_header, var_int_len, write_var_int};

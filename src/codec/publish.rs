@@ -192,3 +192,80 @@ pub(super) fn write_header(
     }
     Ok(())
 }
+
+/// A PUBLISH encoded once for every subscriber of a fan-out that gets the same frame: one per protocol
+/// family (3.x or 5.0) and with or without a packet id (QoS 0, or QoS 1/2). What differs per subscriber
+/// is patched into a copy ([`PublishFrame::write`]): the first byte (DUP, QoS 1 or 2, RETAIN) and the
+/// packet id, which sit at fixed offsets. Topic, v5 properties and, below `include_payload`'s threshold,
+/// the payload are encoded once instead of once per subscriber.
+#[derive(Debug, Clone)]
+pub struct PublishFrame {
+    /// The header (first byte to be patched) and, if `with_payload`, the payload after it.
+    bytes: bytes::Bytes,
+    /// Offset of the packet id; 0 when the frame has none (QoS 0).
+    packet_id_at: usize,
+    with_payload: bool,
+}
+
+impl PublishFrame {
+    /// Encode the frame of `parts` (its `dup`, `retain` and `packet_id` are ignored; its `qos` decides
+    /// only whether there is a packet id), followed by `payload` when `include_payload` (which must then
+    /// be `parts.payload_len` bytes long). Fails as [`super::encode_publish_parts`] does.
+    pub fn encode(
+        parts: &PublishParts<'_>,
+        payload: Option<&[u8]>,
+        version: ProtocolVersion,
+    ) -> Result<PublishFrame, EncodeError> {
+        debug_assert!(payload.map_or(true, |p| p.len() == parts.payload_len));
+        let mut out =
+            BytesMut::with_capacity(8 + parts.topic.len() + payload.map_or(0, <[u8]>::len) + 16);
+        write_header(parts, version, &mut out)?;
+        let packet_id_at = if parts.qos == QoS::AtMostOnce {
+            0
+        } else {
+            // First byte, remaining length, topic length, topic.
+            1 + var_int_len_of_prefix(&out) + 2 + parts.topic.len()
+        };
+        if let Some(p) = payload {
+            out.put_slice(p);
+        }
+        Ok(PublishFrame {
+            bytes: out.freeze(),
+            packet_id_at,
+            with_payload: payload.is_some(),
+        })
+    }
+
+    /// Whether the payload is part of the frame (else the caller writes it after [`Self::write`]).
+    pub fn includes_payload(&self) -> bool {
+        self.with_payload
+    }
+
+    /// Bytes [`Self::write`] appends.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Never true: a frame holds at least a fixed header.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Append the frame with this delivery's flags and packet id. `qos` must have a packet id exactly
+    /// when the frame was encoded with one.
+    pub fn write(&self, dup: bool, qos: QoS, retain: bool, packet_id: u16, out: &mut BytesMut) {
+        debug_assert_eq!(qos == QoS::AtMostOnce, self.packet_id_at == 0);
+        let start = out.len();
+        out.put_slice(&self.bytes);
+        out[start] = 0x30 | (u8::from(dup) << 3) | ((qos as u8) << 1) | u8::from(retain);
+        if self.packet_id_at != 0 {
+            let at = start + self.packet_id_at;
+            out[at..at + 2].copy_from_slice(&packet_id.to_be_bytes());
+        }
+    }
+}
+
+/// Bytes of the remaining-length field of an encoded fixed header at the start of `out`.
+fn var_int_len_of_prefix(out: &[u8]) -> usize {
+    out[1..].iter().take_while(|&&b| b & 0x80 != 0).count() + 1
+}

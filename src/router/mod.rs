@@ -29,7 +29,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::auth::Security;
 use crate::codec::{Connect, Utf8Bytes};
 use crate::message::Message;
-use crate::session::HoldSignal;
+use crate::session::{HoldSignal, HoldStamp};
 use crate::stats::ShardStats;
 
 /// Index of a shard, 0..N. Assigned by the server, not glommio's executor id (which has gaps).
@@ -44,7 +44,9 @@ pub const MAILBOX_CAPACITY: usize = 512;
 pub enum Mail {
     /// A publish that matched the receiving shard's interest: match the local trie and queue to sessions.
     /// One per (message, interested shard), never one per subscriber (docs/ARCHITECTURE.md, invariant 2).
-    Publish(Arc<Message>),
+    /// The stamp says where, when it was routed, the shards stood on holding its publisher (see
+    /// `session::hold`): routing state, not part of the message.
+    Publish(Arc<Message>, HoldStamp),
     /// Store (or clear, when the payload is empty) a retained message. Every shard keeps the whole
     /// retained set (the messages themselves are shared `Arc`s; only index nodes are per shard), so a
     /// SUBSCRIBE is answered from the subscriber's own shard without a round trip.

@@ -6,8 +6,11 @@
 //! touched only by that shard's thread. Its outbox is shared (`Rc`) with the connection's writer task on
 //! the same thread.
 
+mod frame;
 mod hold;
 mod outbox;
+
+pub use frame::Framed;
 
 pub use hold::{
     HoldSignal, HoldStamp, Holding, Origin, PublisherHold, SlowSubscriberPolicy, HOLD_LEASE,
@@ -23,8 +26,8 @@ use bytes::Bytes;
 
 use crate::auth::acl::{self, Access, ClientAcl};
 use crate::codec::{
-    self, LastWill, ProtocolVersion, PubResponseKind, PublishParts, QoS, ReasonCode,
-    SubscriptionOptions, Utf8Bytes,
+    self, LastWill, ProtocolVersion, PubResponseKind, QoS, ReasonCode, SubscriptionOptions,
+    Utf8Bytes,
 };
 use crate::message::Message;
 
@@ -89,7 +92,7 @@ pub enum Delivery {
 #[derive(Debug)]
 struct Inflight {
     packet_id: u16,
-    msg: Rc<Message>,
+    msg: Rc<Framed>,
     qos: QoS,
     retain: bool,
     /// QoS 2 only: PUBREC received, PUBREL sent, awaiting PUBCOMP.
@@ -99,7 +102,7 @@ struct Inflight {
 /// A message waiting for room in the window (or for the client to come back).
 #[derive(Debug)]
 struct Queued {
-    msg: Rc<Message>,
+    msg: Rc<Framed>,
     qos: QoS,
     retain: bool,
 }
@@ -293,7 +296,7 @@ impl Session {
     /// may exceed the limits by what arrives before the hold takes effect (see `enqueue`).
     pub fn deliver(
         &mut self,
-        msg: &Rc<Message>,
+        msg: &Rc<Framed>,
         qos: QoS,
         retain: bool,
         limits: &Limits,
@@ -312,7 +315,7 @@ impl Session {
             if conn.pending_bytes() >= limits.outbox_soft_limit {
                 return Delivery::Dropped;
             }
-            write_publish(&conn, self.protocol, msg, qos, 0, false, retain);
+            msg.write(&conn, self.protocol, qos, 0, false, retain);
             return Delivery::Sent;
         }
         if self.inflight.len() < self.window(limits) && self.queue.is_empty() {
@@ -330,7 +333,7 @@ impl Session {
                 self.protocol,
                 msg.topic.len(),
                 qos,
-                &msg.properties,
+                msg.properties(),
                 msg.payload.len(),
             );
             len > max
@@ -339,7 +342,7 @@ impl Session {
 
     fn enqueue(
         &mut self,
-        msg: &Rc<Message>,
+        msg: &Rc<Framed>,
         qos: QoS,
         retain: bool,
         limits: &Limits,
@@ -374,13 +377,13 @@ impl Session {
         Delivery::Queued
     }
 
-    fn send_inflight(&mut self, conn: &Outbox, msg: Rc<Message>, qos: QoS, retain: bool) {
+    fn send_inflight(&mut self, conn: &Outbox, msg: Rc<Framed>, qos: QoS, retain: bool) {
         if self.inflight.is_empty() {
             // The client owed nothing until now: its time to acknowledge starts here.
             self.last_progress = Some(Instant::now());
         }
         let packet_id = self.alloc_packet_id();
-        write_publish(conn, self.protocol, &msg, qos, packet_id, false, retain);
+        msg.write(conn, self.protocol, qos, packet_id, false, retain);
         self.inflight.push_back(Inflight {
             packet_id,
             msg,
@@ -409,7 +412,7 @@ impl Session {
                 continue;
             }
             if q.qos == QoS::AtMostOnce {
-                write_publish(&conn, self.protocol, &q.msg, q.qos, 0, false, q.retain);
+                q.msg.write(&conn, self.protocol, q.qos, 0, false, q.retain);
             } else {
                 self.send_inflight(&conn, q.msg, q.qos, q.retain);
             }
@@ -480,15 +483,8 @@ impl Session {
                     )
                 });
             } else {
-                write_publish(
-                    &conn,
-                    self.protocol,
-                    &i.msg,
-                    i.qos,
-                    i.packet_id,
-                    true,
-                    i.retain,
-                );
+                i.msg
+                    .write(&conn, self.protocol, i.qos, i.packet_id, true, i.retain);
             }
         }
         let resent = self.inflight.len();
@@ -582,54 +578,21 @@ impl Session {
     }
 }
 
-/// Queue a PUBLISH of `msg` to one subscriber: its header (flags, topic, packet id, v5 properties),
-/// written by the codec into the connection's coalescing buffer, then the shared payload, queued by
-/// reference when large (never copied per subscriber). No `Publish` is built and the message's properties
-/// are not cloned: [`codec::encode_publish_parts`] writes them straight from the message.
-pub fn write_publish(
-    conn: &Outbox,
-    version: ProtocolVersion,
-    msg: &Message,
-    qos: QoS,
-    packet_id: u16,
-    dup: bool,
-    retain: bool,
-) {
-    let parts = PublishParts {
-        dup,
-        qos,
-        retain,
-        topic: msg.topic.as_bytes(),
-        packet_id,
-        properties: &msg.properties,
-        payload_len: msg.payload.len(),
-    };
-    let mut written = false;
-    conn.write(|out| {
-        // Only a message at the edge of the size limit can fail (a 3.x PUBLISH of the largest remaining
-        // length gains the v5 property length byte): then nothing is written, not even the payload.
-        written = codec::encode_publish_parts(&parts, version, out).is_ok();
-    });
-    if written {
-        conn.write_payload(&msg.payload);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
 
-    fn msg() -> Rc<Message> {
-        Rc::new(Message {
-            topic: Utf8Bytes::from("t"),
-            payload: Bytes::from_static(b"p"),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: Default::default(),
-            origin: None,
-            hold_stamp: Default::default(),
-        })
+    fn msg() -> Rc<Framed> {
+        let m = Message::new(
+            Utf8Bytes::from("t"),
+            Bytes::from_static(b"p"),
+            QoS::AtLeastOnce,
+            false,
+            Default::default(),
+            None,
+        );
+        Rc::new(Framed::new(std::sync::Arc::new(m), false))
     }
 
     fn limits() -> Limits {
@@ -765,10 +728,11 @@ mod tests {
         assert!(s.note_dropped());
     }
 
-    /// `write_publish` queues the codec's header, then the shared payload by reference when large, with
-    /// and without v5 properties; what the client reads decodes to the message.
+    /// A PUBLISH is queued as the codec's header, then the shared payload by reference when large, with
+    /// and without v5 properties, encoded per subscriber or once for a fan-out (then copied with each
+    /// subscriber's flags and packet id); what each client reads decodes to the message.
     #[test]
-    fn write_publish_writes_the_header_then_shares_the_payload() {
+    fn a_publish_is_queued_as_its_header_then_the_shared_payload() {
         let properties = codec::Properties {
             user_properties: vec![("k".into(), "v".into())],
             message_expiry_interval: Some(60),
@@ -780,66 +744,82 @@ mod tests {
             (ProtocolVersion::V5, properties),
         ] {
             for len in [1, outbox::SHARE_MIN] {
-                let m = Message {
-                    topic: Utf8Bytes::from("a/b"),
-                    payload: Bytes::from(vec![7; len]),
-                    qos: QoS::ExactlyOnce,
-                    retain: true,
-                    properties: properties.clone(),
-                    origin: None,
-                    hold_stamp: Default::default(),
-                };
-                let conn = Outbox::new();
-                write_publish(&conn, version, &m, QoS::AtLeastOnce, 9, true, false);
-                let mut chunks = VecDeque::new();
-                conn.take(&mut chunks);
-                let mut wire = BytesMut::new();
-                for c in &chunks {
-                    wire.extend_from_slice(c.as_slice());
+                let m = std::sync::Arc::new(Message::new(
+                    Utf8Bytes::from("a/b"),
+                    Bytes::from(vec![7; len]),
+                    QoS::ExactlyOnce,
+                    true,
+                    properties.clone(),
+                    None,
+                ));
+                for fan_out in [false, true] {
+                    let framed = Framed::new(m.clone(), fan_out);
+                    // Several subscribers of one message: other flags and packet ids each time.
+                    let deliveries = [
+                        (QoS::AtLeastOnce, 9, true, false),
+                        (QoS::ExactlyOnce, 0x1234, false, true),
+                        (QoS::AtMostOnce, 0, false, true),
+                        (QoS::AtLeastOnce, 10, false, false),
+                    ];
+                    for (qos, packet_id, dup, retain) in deliveries {
+                        let conn = Outbox::new();
+                        framed.write(&conn, version, qos, packet_id, dup, retain);
+                        let mut chunks = VecDeque::new();
+                        conn.take(&mut chunks);
+                        let mut wire = BytesMut::new();
+                        for c in &chunks {
+                            wire.extend_from_slice(c.as_slice());
+                        }
+                        if len >= outbox::SHARE_MIN {
+                            // Header, then the message's own payload buffer (not a copy).
+                            assert_eq!(chunks.len(), 2, "{version:?}");
+                            assert!(
+                                matches!(&chunks[1], Chunk::Shared(p) if p.as_ptr() == m.payload.as_ptr())
+                            );
+                        } else {
+                            assert_eq!(chunks.len(), 1, "{version:?}");
+                        }
+                        let expected = codec::Packet::Publish(codec::Publish {
+                            dup,
+                            qos,
+                            retain,
+                            topic: m.topic.clone(),
+                            packet_id: if qos == QoS::AtMostOnce { 0 } else { packet_id },
+                            properties: if version == ProtocolVersion::V5 {
+                                m.properties().clone()
+                            } else {
+                                Default::default()
+                            },
+                            payload: m.payload.clone(),
+                        });
+                        let decoded = codec::decode(&mut wire, version, usize::MAX);
+                        assert_eq!(
+                            decoded,
+                            Ok(Some(expected)),
+                            "{version:?} {len} {fan_out} {qos:?}"
+                        );
+                        assert!(wire.is_empty());
+                    }
+                    // One frame per kind: with and without a packet id.
+                    assert_eq!(framed.frames_cached(), if fan_out { 2 } else { 0 });
                 }
-                if len >= outbox::SHARE_MIN {
-                    // Header, then the message's own payload buffer (not a copy).
-                    assert_eq!(chunks.len(), 2, "{version:?}");
-                    assert!(
-                        matches!(&chunks[1], Chunk::Shared(p) if p.as_ptr() == m.payload.as_ptr())
-                    );
-                } else {
-                    assert_eq!(chunks.len(), 1, "{version:?}");
-                }
-                let expected = codec::Packet::Publish(codec::Publish {
-                    dup: true,
-                    qos: QoS::AtLeastOnce,
-                    retain: false,
-                    topic: m.topic.clone(),
-                    packet_id: 9,
-                    properties: m.properties.clone(),
-                    payload: m.payload.clone(),
-                });
-                let decoded = codec::decode(&mut wire, version, usize::MAX);
-                assert_eq!(decoded, Ok(Some(expected)), "{version:?} {len}");
-                assert!(wire.is_empty());
             }
         }
         // A PUBLISH the codec refuses is not written at all (no payload without its header).
-        let m = Message {
-            topic: Utf8Bytes::from("t"),
-            payload: Bytes::from(vec![0; codec::MAX_VAR_INT as usize - 3]),
-            qos: QoS::AtMostOnce,
-            retain: false,
-            properties: Default::default(),
-            origin: None,
-            hold_stamp: Default::default(),
-        };
-        let conn = Outbox::new();
-        write_publish(
-            &conn,
-            ProtocolVersion::V5,
-            &m,
+        let m = std::sync::Arc::new(Message::new(
+            Utf8Bytes::from("t"),
+            Bytes::from(vec![0; codec::MAX_VAR_INT as usize - 3]),
             QoS::AtMostOnce,
-            0,
             false,
-            false,
-        );
-        assert_eq!(conn.pending_bytes(), 0);
+            Default::default(),
+            None,
+        ));
+        for fan_out in [false, true] {
+            let conn = Outbox::new();
+            let framed = Framed::new(m.clone(), fan_out);
+            framed.write(&conn, ProtocolVersion::V5, QoS::AtMostOnce, 0, false, false);
+            framed.write(&conn, ProtocolVersion::V5, QoS::AtMostOnce, 0, false, false);
+            assert_eq!(conn.pending_bytes(), 0);
+        }
     }
 }

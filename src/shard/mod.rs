@@ -337,8 +337,8 @@ impl Shard {
     /// Handle one piece of mail; a hand-off comes back for the caller to spawn.
     fn handle_mail(&mut self, mail: Mail) -> Option<Box<crate::router::Handoff>> {
         match mail {
-            Mail::Publish(msg) => {
-                self.deliver_local(&msg);
+            Mail::Publish(msg, stamp) => {
+                self.deliver_local(&msg, &stamp);
             }
             Mail::Retain(msg) => self.store_retained(msg),
             Mail::Handoff(h) => return Some(h),
@@ -554,15 +554,14 @@ mod tests {
     use crate::router::MailboxMatrix;
 
     fn message(topic: &'static str) -> Message {
-        Message {
-            topic: Utf8Bytes::from_static(topic),
-            payload: Bytes::from_static(b"x"),
-            qos: QoS::AtMostOnce,
-            retain: false,
-            properties: Properties::default(),
-            origin: None,
-            hold_stamp: Default::default(),
-        }
+        Message::new(
+            Utf8Bytes::from_static(topic),
+            Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            false,
+            Properties::default(),
+            None,
+        )
     }
 
     /// Everything queued for a shard, as its mail loop would take it.
@@ -614,7 +613,7 @@ mod tests {
         let published: Vec<&str> = mail
             .iter()
             .filter_map(|m| match m {
-                Mail::Publish(msg) => Some(&*msg.topic),
+                Mail::Publish(msg, _) => Some(&*msg.topic),
                 _ => None,
             })
             .collect();

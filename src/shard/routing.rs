@@ -21,7 +21,7 @@ use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
 use crate::session::{
-    CloseReason, Delivery, HoldSignal, Limits, Login, Origin, Outbox, Session,
+    CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Limits, Login, Origin, Outbox, Session,
     SlowSubscriberPolicy, HOLD_LEASE,
 };
 use crate::topic;
@@ -120,15 +120,14 @@ fn will_message(will: Box<LastWill>) -> Message {
     let will = *will;
     let mut properties = will.properties;
     properties.will_delay_interval = None;
-    Message {
-        topic: will.topic,
-        payload: will.payload,
-        qos: will.qos,
-        retain: will.retain,
+    Message::new(
+        will.topic,
+        will.payload,
+        will.qos,
+        will.retain,
         properties,
-        origin: None,
-        hold_stamp: Default::default(),
-    }
+        None,
+    )
 }
 
 impl Shard {
@@ -538,15 +537,14 @@ impl Shard {
         if deliver {
             let mut properties = p.properties;
             properties.topic_alias = None;
-            self.route(Message {
-                topic: p.topic,
-                payload: p.payload,
-                qos: p.qos,
-                retain: p.retain,
+            self.route(Message::new(
+                p.topic,
+                p.payload,
+                p.qos,
+                p.retain,
                 properties,
-                origin: Some((self.id, a.slot)),
-                hold_stamp: Default::default(),
-            });
+                Some((self.id, a.slot)),
+            ));
         }
         match p.qos {
             QoS::AtMostOnce => {}
@@ -562,7 +560,7 @@ impl Shard {
 
     /// Route a message: store it if retained, deliver to this shard's subscribers and send it once to
     /// every other shard with a matching subscription.
-    pub(crate) fn route(&mut self, mut msg: Message) {
+    pub(crate) fn route(&mut self, msg: Message) {
         if self.shards > 1 {
             // Subscriptions other shards have taken by now count, even if this shard's mail loop has
             // not run since (see `router`, interest FIFOs).
@@ -573,6 +571,7 @@ impl Shard {
         // stand on holding its publisher; this shard's own stance comes from delivering it here, first.
         let all_behind =
             self.settings.limits.slow_subscriber_policy == SlowSubscriberPolicy::HoldIfAllBehind;
+        let mut stamp = HoldStamp::default();
         let publisher = msg
             .origin
             .filter(|o| all_behind && o.0 == self.id)
@@ -583,11 +582,12 @@ impl Shard {
             .map(|s| &s.hold)
             .filter(|h| !h.is_idle())
         {
-            msg.hold_stamp = hold.stamp(self.id, Instant::now());
+            stamp = hold.stamp(self.id, Instant::now());
         }
+        let msg = Arc::new(msg);
         let local = shards.contains(self.id);
         let verdict = if local {
-            self.deliver_local(&msg)
+            self.deliver_local(&msg, &stamp)
         } else {
             Verdict::Neutral
         };
@@ -607,18 +607,17 @@ impl Shard {
                     }
                 }
                 Verdict::Object => {
-                    msg.hold_stamp.add_objection(id);
+                    stamp.add_objection(id);
                     if !publisher.hold.is_idle() {
                         publisher.hold.object(id, Instant::now());
                     }
                 }
-                Verdict::Neutral if local => msg.hold_stamp.add_objection(id),
+                Verdict::Neutral if local => stamp.add_objection(id),
                 Verdict::Neutral => {}
             }
             publisher.hold.reached(&objecting);
-            msg.hold_stamp.pending |= publisher.hold.pending();
+            stamp.pending |= publisher.hold.pending();
         }
-        let msg = Arc::new(msg);
         if msg.retain {
             self.store_retained(msg.clone());
             if self.shards > 1 {
@@ -627,7 +626,7 @@ impl Shard {
         }
         for to in shards.iter() {
             if to != self.id {
-                self.send(to, Mail::Publish(msg.clone()));
+                self.send(to, Mail::Publish(msg.clone(), stamp));
             }
         }
     }
@@ -645,7 +644,7 @@ impl Shard {
     /// Deliver a message to this shard's matching sessions: one copy per session at the highest QoS of its
     /// matching subscriptions, at min(publish QoS, subscription QoS). Returns what, under
     /// `hold_if_all_behind`, this shard says about its publisher being held.
-    pub(crate) fn deliver_local(&mut self, msg: &Message) -> Verdict {
+    pub(crate) fn deliver_local(&mut self, msg: &Arc<Message>, stamp: &HoldStamp) -> Verdict {
         let mut matches = std::mem::take(&mut self.scratch);
         matches.clear();
         self.trie
@@ -668,8 +667,9 @@ impl Shard {
                 true
             });
         }
-        // One shard-local copy of the message header per shard; the payload stays shared.
-        let local = Rc::new(msg.clone());
+        // One shard-local handle on the message (not a copy of it), which caches the frames encoded
+        // for its subscribers here when there are several.
+        let local = Rc::new(Framed::new(msg.clone(), matches.len() > 1));
         let limits = self.settings.limits;
         let verbose = tracing::enabled!(target: log_type::DEBUG, tracing::Level::DEBUG);
         // Asked once per message: without an ACL file no session's ACL field is read (a cache line
@@ -699,7 +699,7 @@ impl Shard {
             SlowSubscriberPolicy::HoldIfAllBehind => {
                 let agree = verdict == Verdict::Agree;
                 // The extra room only while the hold may take effect: no other shard objects.
-                (agree, agree && !msg.hold_stamp.others_object(self.id))
+                (agree, agree && !stamp.others_object(self.id))
             }
         };
         let mut holds: SmallVec<[(Origin, HoldSignal); 2]> = SmallVec::new();
@@ -778,10 +778,7 @@ impl Shard {
         }
         // Another shard's publisher that some shard holds or agrees to hold: tell its shard where this
         // one stands (its own shard learns that from `deliver_local` directly).
-        if let Some(origin) = msg
-            .origin
-            .filter(|o| o.0 != self.id && msg.hold_stamp.pending)
-        {
+        if let Some(origin) = msg.origin.filter(|o| o.0 != self.id && stamp.pending) {
             match verdict {
                 Verdict::Agree if !agreed => self.tell_stance(origin, true, now),
                 Verdict::Object => self.tell_stance(origin, false, now),
@@ -1072,7 +1069,7 @@ impl Shard {
             if !session.may_read(&msg.topic) {
                 continue;
             }
-            let local = Rc::new((*msg).clone());
+            let local = Rc::new(Framed::new(msg.clone(), false));
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             // Retained messages hold nobody; only `hold` keeps its old room beyond the limits for them.
             let slack = limits.slow_subscriber_policy == SlowSubscriberPolicy::Hold;
@@ -1501,37 +1498,53 @@ mod tests {
         subscribe(&mut f.shard, &mut sub, "#", QoS::AtLeastOnce);
         // A publisher on shard 1, slot 7.
         let message = |pending: bool| {
-            Arc::new(Message {
-                topic: Utf8Bytes::from_static("data/x"),
-                payload: bytes::Bytes::from_static(b"m"),
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                properties: Properties::default(),
-                origin: Some((1, 7)),
-                hold_stamp: HoldStamp {
-                    pending,
-                    objecting: 0,
-                },
-            })
+            let msg = Message::new(
+                Utf8Bytes::from_static("data/x"),
+                bytes::Bytes::from_static(b"m"),
+                QoS::AtLeastOnce,
+                false,
+                Properties::default(),
+                Some((1, 7)),
+            );
+            let stamp = HoldStamp {
+                pending,
+                objecting: 0,
+            };
+            (Arc::new(msg), stamp)
         };
         let _ = stances_sent(&f._matrix, 1);
         // Nobody holds the publisher: nothing to say.
-        f.shard.handle_mail(Mail::Publish(message(false)));
+        f.shard.handle_mail({
+            let (msg, stamp) = message(false);
+            Mail::Publish(msg, stamp)
+        });
         assert_eq!(pending(&f.shard, &sub), (1, 0));
         assert_eq!(stances_sent(&f._matrix, 1), vec![]);
         // Some shard holds it, and the subscriber here keeps up (its window has room): shard 0 objects.
-        f.shard.handle_mail(Mail::Publish(message(true)));
+        f.shard.handle_mail({
+            let (msg, stamp) = message(true);
+            Mail::Publish(msg, stamp)
+        });
         assert_eq!(pending(&f.shard, &sub), (2, 0));
         assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "object")]);
         // Its window is full now: it is behind, nobody else here keeps up, so shard 0 agrees at once (a
         // changed stance is told at once), then not again within half a lease.
-        f.shard.handle_mail(Mail::Publish(message(true)));
-        f.shard.handle_mail(Mail::Publish(message(true)));
+        f.shard.handle_mail({
+            let (msg, stamp) = message(true);
+            Mail::Publish(msg, stamp)
+        });
+        f.shard.handle_mail({
+            let (msg, stamp) = message(true);
+            Mail::Publish(msg, stamp)
+        });
         assert_eq!(pending(&f.shard, &sub), (2, 2));
         assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "consent")]);
         // Congested (half its queue): it holds the publisher itself, which says the same.
         for _ in 0..3 {
-            f.shard.handle_mail(Mail::Publish(message(true)));
+            f.shard.handle_mail({
+                let (msg, stamp) = message(true);
+                Mail::Publish(msg, stamp)
+            });
         }
         assert_eq!(pending(&f.shard, &sub), (2, QUEUE / 2));
         assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "hold")]);
@@ -1540,7 +1553,10 @@ mod tests {
             ack_all(&mut f.shard, &mut sub);
         }
         f.shard.release_holds(sub.slot, sub.generation, false);
-        f.shard.handle_mail(Mail::Publish(message(true)));
+        f.shard.handle_mail({
+            let (msg, stamp) = message(true);
+            Mail::Publish(msg, stamp)
+        });
         assert_eq!(
             stances_sent(&f._matrix, 1),
             vec![(7, "release"), (7, "object")]
@@ -1552,7 +1568,10 @@ mod tests {
             subscribe(&mut f.shard, &mut sub, "#", QoS::AtLeastOnce);
             let _ = stances_sent(&f._matrix, 1);
             for _ in 0..4 {
-                f.shard.handle_mail(Mail::Publish(message(true)));
+                f.shard.handle_mail({
+                    let (msg, stamp) = message(true);
+                    Mail::Publish(msg, stamp)
+                });
             }
             assert_eq!(stances_sent(&f._matrix, 1), vec![], "{policy:?}");
         }

@@ -199,15 +199,14 @@ impl Shard {
             .map(|(topic, value)| (Utf8Bytes::from_static(topic), value))
             .chain(load.into_iter().map(|(t, v)| (Utf8Bytes::from(t), v)));
         for (topic, value) in topics {
-            self.route(Message {
+            self.route(Message::new(
                 topic,
-                payload: Bytes::from(value),
-                qos: QoS::AtMostOnce,
-                retain: true,
-                properties: Properties::default(),
-                origin: None,
-                hold_stamp: Default::default(),
-            });
+                Bytes::from(value),
+                QoS::AtMostOnce,
+                true,
+                Properties::default(),
+                None,
+            ));
         }
     }
 }

@@ -205,6 +205,24 @@ pub(super) fn assert_parts_roundtrip(p: &Publish, version: ProtocolVersion) -> V
     let mut out = BytesMut::new();
     encode_publish_parts(&parts_of(p), version, &mut out).expect("encodable");
     let header = out.to_vec();
+    // A fan-out's frame, encoded once from parts with other flags and another packet id, then written
+    // with this delivery's: the same header, with or without the payload inline.
+    let mut other = parts_of(p);
+    other.dup = !p.dup;
+    other.retain = !p.retain;
+    other.packet_id = p.packet_id.wrapping_add(1);
+    for inline in [false, true] {
+        let frame = PublishFrame::encode(&other, inline.then_some(&p.payload[..]), version)
+            .expect("encodable frame");
+        assert_eq!(frame.includes_payload(), inline);
+        let mut written = BytesMut::new();
+        frame.write(p.dup, p.qos, p.retain, p.packet_id, &mut written);
+        assert_eq!(written.len(), frame.len());
+        let (frame_header, rest) = written.split_at(header.len());
+        assert!(frame_header == &header[..], "frame header differs");
+        assert_eq!(rest.len(), if inline { p.payload.len() } else { 0 });
+        assert!(rest == &p.payload[..rest.len()], "inline payload differs");
+    }
     out.extend_from_slice(&p.payload);
     let len = publish_len(
         version,

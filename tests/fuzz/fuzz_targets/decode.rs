@@ -13,7 +13,10 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../../src/codec/mod.rs"]
 mod codec;
 
-use codec::{decode, encode, encode_publish_header, encoded_len, DecodeError, Packet, ProtocolVersion};
+use codec::{
+    decode, encode, encode_publish_header, encoded_len, DecodeError, Packet, ProtocolVersion, PublishFrame,
+    PublishParts,
+};
 
 const VERSIONS: [ProtocolVersion; 3] = [ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5];
 const MAX_SIZES: [usize; 4] = [usize::MAX, 268_435_460, 1024, 16];
@@ -61,6 +64,15 @@ fn check_roundtrip(packet: &Packet, version: ProtocolVersion) {
         encode_publish_header(p, version, &mut header).expect("encodable header");
         header.extend_from_slice(&p.payload);
         assert_eq!(header, out, "encode_publish_header + payload != encode");
+        // A fan-out's shared frame, encoded once with other flags and packet id, then patched.
+        let mut other = PublishParts::of(p);
+        other.dup = !p.dup;
+        other.retain = !p.retain;
+        other.packet_id = p.packet_id.wrapping_add(1);
+        let frame = PublishFrame::encode(&other, Some(&p.payload[..]), version).expect("encodable frame");
+        let mut patched = BytesMut::new();
+        frame.write(p.dup, p.qos, p.retain, p.packet_id, &mut patched);
+        assert_eq!(patched, out, "PublishFrame::write != encode");
     }
     let wire = out.clone();
     let again = decode(&mut out, version, usize::MAX);
