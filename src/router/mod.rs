@@ -68,6 +68,9 @@ pub enum Mail {
         slot: u32,
         from: ShardId,
         signal: HoldSignal,
+        /// `hold_if_all_behind`: the holder's congestion is young, so the hold counts even where
+        /// another subscriber keeps up (`session::hold`, step 5).
+        insist: bool,
     },
     /// A session on shard `from` caught up: it no longer holds publisher `slot` of the receiving shard.
     Release { slot: u32, from: ShardId },

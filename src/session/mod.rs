@@ -13,7 +13,8 @@ mod outbox;
 pub use frame::Framed;
 
 pub use hold::{
-    HoldSignal, HoldStamp, Holding, Origin, PublisherHold, SlowSubscriberPolicy, HOLD_LEASE,
+    HoldSignal, HoldStamp, Holding, Origin, PublisherHold, SlowSubscriberPolicy, HOLD_GRACE,
+    HOLD_LEASE,
 };
 pub use outbox::{Chunk, CloseReason, Outbox};
 
@@ -148,6 +149,10 @@ pub struct Session {
     /// Messages are being dropped for this session: the drop that started it was logged, and the next
     /// one is logged only after the queue drained (see [`Session::note_dropped`]).
     dropping: bool,
+    /// `hold_if_all_behind`: when the current congestion episode began (first found congested; it ends
+    /// when the queue is empty again, not at a quarter: a slow subscriber whose holds let it drain to a
+    /// quarter is still in the same episode): its holds insist for [`HOLD_GRACE`] (see [`hold`]).
+    congested_since: Option<Instant>,
     /// As a publisher: subscribers falling behind on this client's messages hold its reading (see
     /// [`hold`]).
     pub hold: PublisherHold,
@@ -193,6 +198,7 @@ impl Session {
             max_packet_size: None,
             last_progress: None,
             dropping: false,
+            congested_since: None,
             hold: PublisherHold::default(),
             holding: Holding::default(),
             acl: None,
@@ -227,12 +233,12 @@ impl Session {
             || self.queued_bytes.saturating_mul(2) >= limits.max_queued_bytes
     }
 
-    /// Whether this session keeps up with `msg`, offered to it at `qos`, so that holding its publisher
-    /// would slow it down at once (`hold_if_all_behind`): connected, and the message would go out now
-    /// (for QoS 1/2 its window has room and nothing is queued; for QoS 0 its outbox is below its soft
-    /// limit). A subscriber with a backlog takes messages at its own pace, which a hold does not change
-    /// while the backlog lasts: it is behind. None when it does not count either way: away, or `msg`
-    /// is too large for it (it would be discarded).
+    /// Whether this session keeps up with `msg`, offered to it at `qos` (`hold_if_all_behind`):
+    /// connected and not behind (for QoS 1/2 its queue is below half its limits, where it would hold
+    /// its publishers; for QoS 0 its outbox is below its soft limit). A short backlog, such as the
+    /// burst a publisher sends when a hold ends, is not falling behind: counted as behind, it would
+    /// let a slow sibling's holds throttle the publisher in turn. None when it does not count either
+    /// way: away, or `msg` is too large for it (it would be discarded).
     pub fn keeps_up(&self, msg: &Message, qos: QoS, limits: &Limits) -> Option<bool> {
         let conn = self.conn.as_ref()?;
         if self.too_large(msg, qos) {
@@ -241,7 +247,7 @@ impl Session {
         Some(if qos == QoS::AtMostOnce {
             conn.pending_bytes() < limits.outbox_soft_limit
         } else {
-            self.queue.is_empty() && self.inflight.len() < self.window(limits)
+            !self.behind(limits)
         })
     }
 
@@ -251,6 +257,25 @@ impl Session {
     /// when a new connection takes the session, as in Mosquitto.
     pub fn note_dropped(&mut self) -> bool {
         !std::mem::replace(&mut self.dropping, true)
+    }
+
+    /// `hold_if_all_behind`: the session was found congested at `now`; starts an episode if none runs.
+    pub fn note_congested(&mut self, now: Instant) {
+        self.congested_since.get_or_insert(now);
+    }
+
+    /// `hold_if_all_behind`: whether its holds insist at `now`: a congestion episode began less than
+    /// [`HOLD_GRACE`] ago (see [`hold`], step 5).
+    pub fn insists(&self, now: Instant) -> bool {
+        self.congested_since
+            .is_some_and(|t| now.saturating_duration_since(t) < HOLD_GRACE)
+    }
+
+    /// Tests: let the current congestion episode (or, if none runs, the next) count as begun
+    /// [`HOLD_GRACE`] ago, so its holds no longer insist.
+    #[cfg(test)]
+    pub(crate) fn outgrow_grace(&mut self) {
+        self.congested_since = Some(Instant::now() - HOLD_GRACE);
     }
 
     /// Whether the queue is down to a quarter of its limits: the publishers this session holds can go on.
@@ -421,6 +446,9 @@ impl Session {
         if self.dropping && self.drained(limits) {
             self.dropping = false;
         }
+        if self.queue.is_empty() {
+            self.congested_since = None;
+        }
         sent
     }
 
@@ -490,6 +518,7 @@ impl Session {
         let resent = self.inflight.len();
         self.conn = Some(conn);
         self.dropping = false;
+        self.congested_since = None;
         self.progressed();
         resent + self.pump(limits)
     }
@@ -664,7 +693,7 @@ mod tests {
     }
 
     #[test]
-    fn keeps_up_while_a_message_would_go_out_at_once() {
+    fn keeps_up_until_its_queue_is_half_full() {
         let m = msg();
         let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
         assert_eq!(
@@ -674,27 +703,18 @@ mod tests {
         );
         s.resume(Rc::new(Outbox::new()), &limits());
         assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
-        offer(&mut s, 1);
+        // A full window and a short queue (a burst) is not falling behind.
+        offer(&mut s, 2 + 4);
+        assert_eq!(s.pending_len(), (2, 4));
         assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
+        // Half of `max_queued_messages` queued: behind.
         offer(&mut s, 1);
-        assert_eq!(
-            s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
-            Some(false),
-            "the window is full: it would wait"
-        );
-        offer(&mut s, 1);
-        assert_eq!(s.pending_len(), (2, 1));
+        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(false));
         assert!(s.on_puback(1, &limits()));
-        assert_eq!(
-            s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
-            Some(false),
-            "the window is full again"
-        );
-        assert!(s.on_puback(2, &limits()));
-        assert_eq!(s.pending_len(), (1, 0));
+        assert_eq!(s.pending_len(), (2, 4));
         assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
-        // QoS 0 goes by the outbox, not the window.
-        offer(&mut s, 2);
+        // QoS 0 goes by the outbox, not the queue.
+        offer(&mut s, 1);
         assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(false));
         assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &limits()), Some(true));
         let tiny = Limits {

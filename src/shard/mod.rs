@@ -350,7 +350,12 @@ impl Shard {
                 self.interest.remove(&filter, from);
             }
             Mail::InterestAck { filter } => self.interest_acked(&filter),
-            Mail::Hold { slot, from, signal } => self.hold_publisher(slot, from, signal),
+            Mail::Hold {
+                slot,
+                from,
+                signal,
+                insist,
+            } => self.hold_publisher(slot, from, signal, insist),
             Mail::Release { slot, from } => self.release_publisher(slot, from),
             Mail::Object { slot, from } => self.object_to_publisher(slot, from),
             Mail::StatsQuery { reply_to } => {

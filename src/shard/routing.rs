@@ -702,7 +702,8 @@ impl Shard {
                 (agree, agree && !stamp.others_object(self.id))
             }
         };
-        let mut holds: SmallVec<[(Origin, HoldSignal); 2]> = SmallVec::new();
+        let all_behind = policy == SlowSubscriberPolicy::HoldIfAllBehind;
+        let mut holds: SmallVec<[(Origin, HoldSignal, bool); 2]> = SmallVec::new();
         for &(slot, opts) in &matches {
             if opts.no_local && msg.origin == Some((self.id, slot)) {
                 continue;
@@ -716,9 +717,12 @@ impl Shard {
             }
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             let retain = opts.retain_as_published && msg.retain;
+            // A young congestion episode insists (`session::hold`, step 5): room beyond the limits and
+            // holds that count whatever the other subscribers do.
+            let insist = all_behind && qos != QoS::AtMostOnce && session.insists(now);
             // Only a QoS 1/2 backlog holds publishers: QoS 0 to a client that falls behind is dropped
             // (at most once), so a slow QoS 0 reader never slows anybody else (docs/ARCHITECTURE.md, invariant 6).
-            let congested = match session.deliver(&local, qos, retain, &limits, slack) {
+            let behind = match session.deliver(&local, qos, retain, &limits, slack || insist) {
                 Delivery::Sent => {
                     self.stats.messages_sent += 1;
                     if verbose {
@@ -728,16 +732,14 @@ impl Shard {
                     }
                     false
                 }
-                Delivery::Queued => {
-                    may_hold && qos != QoS::AtMostOnce && session.congested(&limits, now)
-                }
+                Delivery::Queued => qos != QoS::AtMostOnce && session.congested(&limits, now),
                 Delivery::Dropped => {
                     self.stats.messages_dropped += 1;
                     if session.note_dropped() {
                         log_dropping(&session.client_id);
                     }
                     // A hold whose lease ran out is renewed here.
-                    may_hold && qos != QoS::AtMostOnce && session.congested(&limits, now)
+                    qos != QoS::AtMostOnce && session.congested(&limits, now)
                 }
                 Delivery::TooLarge => {
                     self.stats.messages_dropped += 1;
@@ -750,19 +752,24 @@ impl Shard {
                 }
                 Delivery::Discarded => false,
             };
+            if behind && all_behind && msg.origin.is_some() {
+                session.note_congested(now);
+            }
+            let insist = behind && all_behind && session.insists(now);
+            let congested = behind && (may_hold || insist);
             // Holding oneself would stop reading the very acknowledgements that drain the queue.
             if let Some(origin) = msg.origin.filter(|o| congested && *o != (self.id, slot)) {
                 if let Some(signal) = session.holding.note(origin, now) {
-                    holds.push((origin, signal));
+                    holds.push((origin, signal, insist));
                 }
             }
         }
         self.scratch = matches;
         let from = self.id;
         let mut agreed = false;
-        for (origin, signal) in holds {
+        for (origin, signal, insist) in holds {
             if origin.0 == self.id {
-                self.hold_publisher(origin.1, from, signal);
+                self.hold_publisher(origin.1, from, signal, insist);
             } else {
                 agreed = true;
                 self.stances.insert(origin, (now, true));
@@ -772,6 +779,7 @@ impl Shard {
                         slot: origin.1,
                         from,
                         signal,
+                        insist,
                     },
                 );
             }
@@ -805,6 +813,7 @@ impl Shard {
                 slot,
                 from,
                 signal: HoldSignal::Consent,
+                insist: false,
             }
         } else {
             Mail::Object { slot, from }
@@ -847,9 +856,19 @@ impl Shard {
 
     /// A subscriber on shard `from` holds the publisher in `slot` of this shard (see
     /// [`crate::session::PublisherHold`]).
-    pub(super) fn hold_publisher(&mut self, slot: u32, from: u16, signal: HoldSignal) {
+    pub(super) fn hold_publisher(
+        &mut self,
+        slot: u32,
+        from: u16,
+        signal: HoldSignal,
+        insist: bool,
+    ) {
         if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
-            s.hold.hold(from, signal, Instant::now());
+            let now = Instant::now();
+            s.hold.hold(from, signal, now);
+            if insist {
+                s.hold.insist(from, now);
+            }
         }
     }
 
@@ -1255,13 +1274,24 @@ mod tests {
             .pending_len()
     }
 
+    /// Makes `a`'s congestion episode (this one or the next) older than the grace in which its holds
+    /// insist.
+    fn outgrow_grace(shard: &mut Shard, a: &Attached) {
+        shard
+            .session_mut(a.slot, a.generation)
+            .expect("session")
+            .outgrow_grace();
+    }
+
     /// One publisher on `data/x`, a subscriber on `data/#` at `fast_qos` that acknowledges everything
     /// at once, and one on `#` that never does (but counts as making progress: it just connected).
-    /// Returns after which publish the publisher was first held, if it was.
+    /// With `grace_over`, the slow one's congestion is made older than [`HOLD_GRACE`] as soon as it
+    /// starts. Returns after which publish the publisher was first held, if it was.
     fn slow_beside_fast(
         policy: SlowSubscriberPolicy,
         fast_qos: QoS,
         n: u16,
+        grace_over: bool,
     ) -> (Fixture, Option<u16>) {
         let mut f = fixture(policy, 1);
         let shard = &mut f.shard;
@@ -1272,6 +1302,9 @@ mod tests {
         subscribe(shard, &mut slow, "#", QoS::AtLeastOnce);
         let mut first_held = None;
         let mut fast_got = 0;
+        if grace_over {
+            outgrow_grace(shard, &slow);
+        }
         for i in 1..=n {
             publish(shard, &mut publisher, i);
             fast_got += ack_all(shard, &mut fast);
@@ -1291,10 +1324,14 @@ mod tests {
     }
 
     #[test]
-    fn by_default_a_slow_subscriber_beside_a_fast_one_holds_nobody_and_drops() {
+    fn by_default_a_slow_subscriber_beside_a_fast_one_holds_nobody_after_its_grace_and_drops() {
         let n = 30;
-        let (f, held) =
-            slow_beside_fast(SlowSubscriberPolicy::HoldIfAllBehind, QoS::AtLeastOnce, n);
+        let (f, held) = slow_beside_fast(
+            SlowSubscriberPolicy::HoldIfAllBehind,
+            QoS::AtLeastOnce,
+            n,
+            true,
+        );
         assert_eq!(held, None, "the publisher was never held");
         let slow = f.shard.directory[&Utf8Bytes::from_static("slow")];
         let s = f.shard.sessions[slow as usize].as_ref().expect("slow");
@@ -1311,16 +1348,38 @@ mod tests {
     }
 
     #[test]
+    fn by_default_a_young_backlog_holds_the_publisher_and_loses_nothing() {
+        // Within its grace the congested subscriber holds as under `hold`, with the extra room.
+        let n = (WINDOW + 2 * QUEUE) as u16;
+        let (f, held) = slow_beside_fast(
+            SlowSubscriberPolicy::HoldIfAllBehind,
+            QoS::AtLeastOnce,
+            n,
+            false,
+        );
+        assert_eq!(held, Some((WINDOW + QUEUE / 2) as u16));
+        assert_eq!(f.shard.stats.messages_dropped, 0);
+        let slow = f.shard.directory[&Utf8Bytes::from_static("slow")];
+        let s = f.shard.sessions[slow as usize].as_ref().expect("slow");
+        assert_eq!(s.pending_len(), (WINDOW, 2 * QUEUE));
+        assert!(s.insists(Instant::now()));
+    }
+
+    #[test]
     fn a_fast_qos0_subscriber_counts_as_keeping_up() {
-        let (_, held) =
-            slow_beside_fast(SlowSubscriberPolicy::HoldIfAllBehind, QoS::AtMostOnce, 30);
+        let (_, held) = slow_beside_fast(
+            SlowSubscriberPolicy::HoldIfAllBehind,
+            QoS::AtMostOnce,
+            30,
+            true,
+        );
         assert_eq!(held, None);
     }
 
     #[test]
     fn under_hold_the_slow_subscriber_holds_the_publisher_of_the_fast_one() {
         for fast_qos in [QoS::AtLeastOnce, QoS::AtMostOnce] {
-            let (_, held) = slow_beside_fast(SlowSubscriberPolicy::Hold, fast_qos, 30);
+            let (_, held) = slow_beside_fast(SlowSubscriberPolicy::Hold, fast_qos, 30, false);
             // WINDOW sent, then queued until half of QUEUE waits: congested.
             assert_eq!(held, Some((WINDOW + QUEUE / 2) as u16), "{fast_qos:?}");
         }
@@ -1376,6 +1435,73 @@ mod tests {
     }
 
     #[test]
+    fn a_young_backlog_holds_across_shards_whatever_the_others_say() {
+        let mut f = fixture(SlowSubscriberPolicy::HoldIfAllBehind, 2);
+        let other = f.other.take().expect("shard 1");
+        let shard = &mut f.shard;
+        let mut slow = connect(shard, "slow");
+        let mut publisher = connect(shard, "pub");
+        subscribe(shard, &mut slow, "#", QoS::AtLeastOnce);
+        other.send_interest(
+            0,
+            Mail::InterestAdd {
+                from: 1,
+                filter: Utf8Bytes::from_static("data/#"),
+            },
+        );
+        let p = publisher.slot;
+        // Shard 1's subscriber keeps up: it objects from the start.
+        shard.handle_mail(Mail::Object { slot: p, from: 1 });
+        for i in 1..=(WINDOW + QUEUE / 2) as u16 {
+            publish(shard, &mut publisher, i);
+        }
+        // The subscriber here just became congested: its hold insists.
+        assert!(shard.is_held(&publisher_of(shard, p)));
+        shard.handle_mail(Mail::Object { slot: p, from: 1 });
+        assert!(shard.is_held(&publisher_of(shard, p)));
+        // Draining to a quarter releases the publisher; the episode ends once the queue is empty.
+        while pending(shard, &slow).1 * 4 > QUEUE {
+            ack_all(shard, &mut slow);
+            shard.release_holds(slow.slot, slow.generation, false);
+        }
+        assert!(!shard.is_held(&publisher_of(shard, p)));
+        assert!(shard
+            .session(slow.slot, slow.generation)
+            .expect("slow")
+            .insists(Instant::now()));
+        while pending(shard, &slow).1 > 0 {
+            ack_all(shard, &mut slow);
+        }
+        assert!(!shard
+            .session(slow.slot, slow.generation)
+            .expect("slow")
+            .insists(Instant::now()));
+        // An insisting hold from shard 1 holds the publisher although a subscriber here keeps up.
+        let mut fast = connect(shard, "fast");
+        subscribe(shard, &mut fast, "data/#", QoS::AtLeastOnce);
+        shard.handle_mail(Mail::Hold {
+            slot: p,
+            from: 1,
+            signal: HoldSignal::Hold,
+            insist: true,
+        });
+        publish(shard, &mut publisher, 100);
+        assert!(shard.is_held(&publisher_of(shard, p)));
+        assert!(shard.held_until(&publisher_of(shard, p)).is_some());
+        // Without insisting, the objection of this shard (the fast subscriber keeps up) wins.
+        shard.handle_mail(Mail::Release { slot: p, from: 1 });
+        shard.handle_mail(Mail::Hold {
+            slot: p,
+            from: 1,
+            signal: HoldSignal::Hold,
+            insist: false,
+        });
+        ack_all(shard, &mut fast);
+        publish(shard, &mut publisher, 101);
+        assert!(!shard.is_held(&publisher_of(shard, p)));
+    }
+
+    #[test]
     fn across_shards_the_publisher_is_held_only_when_every_reached_shard_agrees() {
         let mut f = fixture(SlowSubscriberPolicy::HoldIfAllBehind, 2);
         let other = f.other.take().expect("shard 1");
@@ -1393,6 +1519,8 @@ mod tests {
         );
         let p = publisher.slot;
         let mut n = 0;
+        // The subscriber here is past the grace in which its holds would insist (tested below).
+        outgrow_grace(shard, &slow);
         let mut publish_more = |shard: &mut Shard, count: u16| {
             for _ in 0..count {
                 n += 1;
@@ -1423,6 +1551,7 @@ mod tests {
             slot: p,
             from: 1,
             signal: HoldSignal::Consent,
+            insist: false,
         });
         assert!(shard.is_held(&publisher_of(shard, p)));
         // ...until one of them keeps up again.
@@ -1433,6 +1562,7 @@ mod tests {
             slot: p,
             from: 1,
             signal: HoldSignal::Hold,
+            insist: false,
         });
         assert!(shard.is_held(&publisher_of(shard, p)));
         shard.handle_mail(Mail::Release { slot: p, from: 1 });
@@ -1442,6 +1572,7 @@ mod tests {
             slot: p,
             from: 1,
             signal: HoldSignal::Hold,
+            insist: false,
         });
         assert!(shard.is_held(&publisher_of(shard, p)));
         while pending(shard, &slow).1 * 4 > QUEUE {
@@ -1476,6 +1607,7 @@ mod tests {
                     slot,
                     from: 0,
                     signal,
+                    ..
                 } => Some((
                     slot,
                     match signal {
@@ -1520,34 +1652,36 @@ mod tests {
         });
         assert_eq!(pending(&f.shard, &sub), (1, 0));
         assert_eq!(stances_sent(&f._matrix, 1), vec![]);
-        // Some shard holds it, and the subscriber here keeps up (its window has room): shard 0 objects.
-        f.shard.handle_mail({
-            let (msg, stamp) = message(true);
-            Mail::Publish(msg, stamp)
-        });
-        assert_eq!(pending(&f.shard, &sub), (2, 0));
-        assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "object")]);
-        // Its window is full now: it is behind, nobody else here keeps up, so shard 0 agrees at once (a
-        // changed stance is told at once), then not again within half a lease.
-        f.shard.handle_mail({
-            let (msg, stamp) = message(true);
-            Mail::Publish(msg, stamp)
-        });
-        f.shard.handle_mail({
-            let (msg, stamp) = message(true);
-            Mail::Publish(msg, stamp)
-        });
-        assert_eq!(pending(&f.shard, &sub), (2, 2));
-        assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "consent")]);
-        // Congested (half its queue): it holds the publisher itself, which says the same.
-        for _ in 0..3 {
+        // Some shard holds it, and the subscriber here keeps up (its queue is short): shard 0 objects,
+        // once per half lease.
+        for _ in 0..5 {
             f.shard.handle_mail({
                 let (msg, stamp) = message(true);
                 Mail::Publish(msg, stamp)
             });
         }
+        assert_eq!(pending(&f.shard, &sub), (2, QUEUE / 2 - 1));
+        assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "object")]);
+        // The message that makes it congested (half its queue) was judged before it was queued (the
+        // shard still objects), but the new congestion holds the publisher, insisting.
+        f.shard.handle_mail({
+            let (msg, stamp) = message(true);
+            Mail::Publish(msg, stamp)
+        });
         assert_eq!(pending(&f.shard, &sub), (2, QUEUE / 2));
-        assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "hold")]);
+        assert_eq!(
+            stances_sent(&f._matrix, 1),
+            vec![(7, "hold"), (7, "object")]
+        );
+        // Behind now, and nobody else here keeps up: shard 0 agrees at once (a changed stance is told
+        // at once), then not again within half a lease.
+        for _ in 0..2 {
+            f.shard.handle_mail({
+                let (msg, stamp) = message(true);
+                Mail::Publish(msg, stamp)
+            });
+        }
+        assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "consent")]);
         // Caught up (it acknowledged everything): it lets go, and objects to the next message.
         while pending(&f.shard, &sub) != (0, 0) {
             ack_all(&mut f.shard, &mut sub);
