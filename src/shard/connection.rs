@@ -24,8 +24,8 @@ use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
+use super::attached::log_protocol;
 use super::keepalive::KeepAlive;
-use super::routing::log_protocol;
 use super::{home_of, Shard};
 use crate::auth::Security;
 use crate::codec::{self, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
