@@ -202,6 +202,7 @@ async fn run_connection(
         };
         shard
             .borrow_mut()
+            .mail
             .send(home, Mail::Handoff(Box::new(handoff)));
         return;
     }
@@ -511,9 +512,9 @@ async fn serve(start: Box<ServeStart>) {
         let mut paused = None;
         // Back-pressure: while other shards cannot take this shard's output, stop reading publishers.
         // Woken when the shard's held-back mail has all gone out (an event, not a timer).
-        if shard.borrow().overloaded() {
+        if shard.borrow().mail.overloaded() {
             paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
-            poll_fn(|cx| shard.borrow_mut().poll_unpaused(cx)).await;
+            poll_fn(|cx| shard.borrow_mut().mail.poll_unpaused(cx)).await;
         }
         // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
         shard

@@ -35,16 +35,16 @@ impl Shard {
     /// Apply the interest changes other shards have sent so far.
     pub(super) fn apply_interest_mail(&mut self) {
         // Called for every publish: the common case is one atomic load and nothing else.
-        if !self.interest_inbox.has_mail() {
+        if !self.mail.has_interest_mail() {
             return;
         }
         // Taken out for the drain so mail can be handled meanwhile (rare: the placeholder allocates).
-        let inbox = std::mem::take(&mut self.interest_inbox);
+        let inbox = self.mail.take_interest_inbox();
         inbox.drain(|m| {
             let handoff = self.handle_mail(m);
             debug_assert!(handoff.is_none());
         });
-        self.interest_inbox = inbox;
+        self.mail.restore_interest_inbox(inbox);
     }
 
     /// Handle one piece of mail; a hand-off comes back for the caller to spawn.
@@ -57,7 +57,7 @@ impl Shard {
             Mail::Handoff(h) => return Some(h),
             Mail::InterestAdd { from, filter } => {
                 self.interest.add(&filter, from);
-                self.send(from, Mail::InterestAck { filter });
+                self.mail.send(from, Mail::InterestAck { filter });
             }
             Mail::InterestRemove { from, filter } => {
                 self.interest.remove(&filter, from);
@@ -68,7 +68,7 @@ impl Shard {
             Mail::Object { slot, from } => self.object_to_publisher(slot, from),
             Mail::StatsQuery { reply_to } => {
                 let stats = self.snapshot_stats();
-                self.send(reply_to, Mail::StatsReply(stats));
+                self.mail.send(reply_to, Mail::StatsReply(stats));
             }
             Mail::StatsReply(stats) => self.sys_reply(&stats),
         }
@@ -172,7 +172,7 @@ impl Shard {
     /// The ticker's beat: close silent connections, publish `$SYS` when due.
     fn tick(&mut self, now: Instant) {
         self.keepalive.check(now);
-        self.forget_stances(now);
+        self.mail.forget_stances(now);
         self.expire_sessions(now);
         self.sys_tick(now);
     }
@@ -223,8 +223,8 @@ async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
                     handoffs.push(h);
                 }
             }
-            if s.overflow_len > 0 {
-                s.flush_overflow();
+            if s.mail.overloaded() {
+                s.mail.flush_overflow();
             }
         }
         for h in handoffs {
@@ -239,18 +239,9 @@ async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
 /// Re-sends held-back mail while there is some; parks otherwise.
 async fn overflow_task(shard: Rc<RefCell<Shard>>) {
     loop {
-        std::future::poll_fn(|cx| {
-            let mut s = shard.borrow_mut();
-            if s.overflow_len > 0 {
-                std::task::Poll::Ready(())
-            } else {
-                s.overflow_waker = Some(cx.waker().clone());
-                std::task::Poll::Pending
-            }
-        })
-        .await;
+        std::future::poll_fn(|cx| shard.borrow_mut().mail.poll_overflow(cx)).await;
         // Receivers wake this task when they take mail from a mailbox it found full (an event, not a
         // timer): retry then, until everything went out.
-        std::future::poll_fn(|cx| shard.borrow_mut().poll_overflow_sent(cx)).await;
+        std::future::poll_fn(|cx| shard.borrow_mut().mail.poll_overflow_sent(cx)).await;
     }
 }

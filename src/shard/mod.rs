@@ -17,18 +17,17 @@ mod connection;
 mod executor;
 mod expiry;
 mod keepalive;
+mod mailroom;
 mod packets;
 mod sys;
 
 pub use executor::{run, ShardStart};
 pub use keepalive::TICK;
 
-use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::Instant;
 
 use ahash::AHashMap;
@@ -37,10 +36,11 @@ use crate::auth::Security;
 use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
 use crate::index::{InterestMap, RetainedStore, SubscriptionTrie};
 use crate::message::Message;
-use crate::router::{InterestInbox, Mail, MailSenders, ShardId};
+use crate::router::{InterestInbox, MailSenders, ShardId};
 use crate::session::{Outbox, Session};
 use crate::settings::Settings;
 use crate::stats::ShardStats;
+use mailroom::Mailroom;
 
 /// The fixed-key hash that places a client id on its home shard (docs/ARCHITECTURE.md, invariant 1). Fixed keys make
 /// it stable across shards and restarts.
@@ -135,16 +135,8 @@ pub(crate) struct Shard {
     pending_subs: AHashMap<SubToken, PendingSub>,
     /// The whole retained set (see `Mail::Retain`).
     retained: RetainedStore<Arc<Message>>,
-    mail_out: MailSenders,
-    /// Interest changes from other shards, drained before each publish is routed.
-    interest_inbox: InterestInbox,
-    /// Mail that did not fit its mailbox, per destination, in order.
-    overflow: Vec<VecDeque<Mail>>,
-    overflow_len: usize,
-    overflow_waker: Option<Waker>,
-    /// Connection readers paused while mail is held back (see `overloaded`), woken when the last of it
-    /// went out: an event, so thousands of paused readers cost nothing while they wait.
-    overload_waiters: Vec<Waker>,
+    /// Mail to other shards, held back while their mailboxes are full, and the interest inbox.
+    mail: Mailroom,
     pub stats: ShardStats,
     live: AHashMap<u64, LiveConn>,
     next_conn: u64,
@@ -161,10 +153,6 @@ pub(crate) struct Shard {
     keepalive: keepalive::Watch,
     /// Deadlines of disconnected persistent sessions (see `expiry`).
     expiries: expiry::Expiries,
-    /// `hold_if_all_behind`: publishers of other shards whose shard this one told where it stands on
-    /// holding them (agrees: a hold or a consent, or objects), and when; so it tells each at most once
-    /// per half lease (see `session::hold`).
-    stances: AHashMap<crate::session::Origin, (Instant, bool)>,
     shutting_down: bool,
 }
 
@@ -192,12 +180,7 @@ impl Shard {
             interest_pending: AHashMap::new(),
             pending_subs: AHashMap::new(),
             retained: RetainedStore::new(),
-            mail_out,
-            interest_inbox,
-            overflow: (0..shards).map(|_| VecDeque::new()).collect(),
-            overflow_len: 0,
-            overflow_waker: None,
-            overload_waiters: Vec::new(),
+            mail: Mailroom::new(id, shards, mail_out, interest_inbox),
             stats: ShardStats::default(),
             live: AHashMap::new(),
             next_conn: 0,
@@ -209,95 +192,8 @@ impl Shard {
             sys_next: None,
             keepalive: keepalive::Watch::default(),
             expiries: expiry::Expiries::default(),
-            stances: AHashMap::new(),
             shutting_down: false,
         }
-    }
-
-    /// Send mail to another shard, keeping order behind anything already held back for it. Interest
-    /// changes take the interest FIFO instead, ahead of held-back mail (see `router`).
-    fn send(&mut self, to: ShardId, mail: Mail) {
-        if mail.is_interest_change() {
-            self.mail_out.send_interest(to, mail);
-            return;
-        }
-        let q = &mut self.overflow[to as usize];
-        if q.is_empty() {
-            match self.mail_out.try_send(to, mail) {
-                Ok(()) => return,
-                Err(mail) => q.push_back(mail),
-            }
-        } else {
-            q.push_back(mail);
-        }
-        self.overflow_len += 1;
-        if let Some(w) = self.overflow_waker.take() {
-            w.wake();
-        }
-    }
-
-    /// Send a copy of some mail to every other shard.
-    fn broadcast(&mut self, mut make: impl FnMut() -> Mail) {
-        for to in 0..self.shards as ShardId {
-            if to != self.id {
-                let m = make();
-                self.send(to, m);
-            }
-        }
-    }
-
-    /// Retry held-back mail; returns whether some is still waiting. When none is left, the readers
-    /// paused by [`Self::overloaded`] are woken.
-    fn flush_overflow(&mut self) -> bool {
-        for to in 0..self.shards {
-            while let Some(mail) = self.overflow[to].pop_front() {
-                match self.mail_out.try_send(to as ShardId, mail) {
-                    Ok(()) => self.overflow_len -= 1,
-                    Err(mail) => {
-                        self.overflow[to].push_front(mail);
-                        break;
-                    }
-                }
-            }
-        }
-        if self.overflow_len == 0 {
-            for w in self.overload_waiters.drain(..) {
-                w.wake();
-            }
-        }
-        self.overflow_len > 0
-    }
-
-    /// Whether readers should pause because other shards are not keeping up with this one's output:
-    /// any mail held back for a full mailbox (bounded mailboxes, back-pressure to the publishers).
-    fn overloaded(&self) -> bool {
-        self.overflow_len > 0
-    }
-
-    /// Ready once every piece of held-back mail went out; otherwise Pending until a receiving shard
-    /// took mail from one of this shard's mailboxes (see `MailSenders::prepare_space_wait`).
-    fn poll_overflow_sent(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if !self.flush_overflow() {
-            return std::task::Poll::Ready(());
-        }
-        self.mail_out.prepare_space_wait(cx);
-        // The re-check after the park mark: a receiver that drained before it is seen here.
-        if !self.flush_overflow() {
-            self.mail_out.cancel_space_wait();
-            return std::task::Poll::Ready(());
-        }
-        std::task::Poll::Pending
-    }
-
-    /// Ready once nothing is held back; otherwise the reader's waker waits in `overload_waiters`.
-    fn poll_unpaused(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if !self.overloaded() {
-            return std::task::Poll::Ready(());
-        }
-        // No search for a waker already listed: a paused reader is polled again only when woken
-        // (the list is drained then), and a scan per pause would be quadratic with thousands paused.
-        self.overload_waiters.push(cx.waker().clone());
-        std::task::Poll::Pending
     }
 
     fn register_conn(&mut self, fd: RawFd) -> u64 {

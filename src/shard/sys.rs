@@ -129,7 +129,7 @@ impl Shard {
             return;
         }
         let reply_to = self.id;
-        self.broadcast(|| Mail::StatsQuery { reply_to });
+        self.mail.broadcast(|| Mail::StatsQuery { reply_to });
     }
 
     pub(super) fn sys_reply(&mut self, s: &ShardStats) {

@@ -19,9 +19,7 @@ use crate::codec::{
 use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
-use crate::session::{
-    CloseReason, Delivery, HoldSignal, Limits, Origin, SlowSubscriberPolicy, HOLD_LEASE,
-};
+use crate::session::{CloseReason, Delivery, HoldSignal, Limits, Origin, SlowSubscriberPolicy};
 use crate::shard::attached::Attached;
 use crate::shard::Shard;
 use crate::topic;
@@ -228,12 +226,12 @@ impl Shard {
         if msg.retain {
             self.store_retained(msg.clone());
             if self.shards > 1 {
-                self.broadcast(|| Mail::Retain(msg.clone()));
+                self.mail.broadcast(|| Mail::Retain(msg.clone()));
             }
         }
         for to in shards.iter() {
             if to != self.id {
-                self.send(to, Mail::Publish(msg.clone()));
+                self.mail.send(to, Mail::Publish(msg.clone()));
             }
         }
     }
@@ -371,15 +369,7 @@ impl Shard {
                 self.hold_publisher(origin.1, from, signal);
             } else {
                 agreed = true;
-                self.stances.insert(origin, (now, true));
-                self.send(
-                    origin.0,
-                    Mail::Hold {
-                        slot: origin.1,
-                        from,
-                        signal,
-                    },
-                );
+                self.mail.send_hold(origin, signal, now);
             }
         }
         // Another shard's publisher that some shard holds or agrees to hold: tell its shard where this
@@ -389,44 +379,12 @@ impl Shard {
             .filter(|o| o.0 != self.id && msg.hold_stamp.pending)
         {
             match verdict {
-                Verdict::Agree if !agreed => self.tell_stance(origin, true, now),
-                Verdict::Object => self.tell_stance(origin, false, now),
+                Verdict::Agree if !agreed => self.mail.tell_stance(origin, true, now),
+                Verdict::Object => self.mail.tell_stance(origin, false, now),
                 _ => {}
             }
         }
         verdict
-    }
-
-    /// Tell the shard of publisher `origin` that this shard agrees to it being held (nobody here keeps
-    /// up: [`HoldSignal::Consent`]) or objects (`Mail::Object`), unless it was told so within half a
-    /// lease.
-    fn tell_stance(&mut self, origin: Origin, agree: bool, now: Instant) {
-        let told = self.stances.get(&origin).is_some_and(|&(sent, agreed)| {
-            agreed == agree && now.saturating_duration_since(sent) < HOLD_LEASE / 2
-        });
-        if told {
-            return;
-        }
-        self.stances.insert(origin, (now, agree));
-        let (slot, from) = (origin.1, self.id);
-        let mail = if agree {
-            Mail::Hold {
-                slot,
-                from,
-                signal: HoldSignal::Consent,
-            }
-        } else {
-            Mail::Object { slot, from }
-        };
-        self.send(origin.0, mail);
-    }
-
-    /// Forget the stances told whose lease ran out (on every tick).
-    pub(in crate::shard) fn forget_stances(&mut self, now: Instant) {
-        if !self.stances.is_empty() {
-            self.stances
-                .retain(|_, (sent, _)| now.saturating_duration_since(*sent) < HOLD_LEASE);
-        }
     }
 
     /// `hold_if_all_behind`, before `msg` is delivered: whether one of its recipients here keeps up
@@ -497,7 +455,7 @@ impl Shard {
             if origin.0 == self.id {
                 self.release_publisher(origin.1, from);
             } else {
-                self.send(
+                self.mail.send(
                     origin.0,
                     Mail::Release {
                         slot: origin.1,

@@ -25,7 +25,7 @@ impl Shard {
             self.stats.subscriptions -= 1;
             if self.interest.remove(filter, self.id) && self.shards > 1 {
                 let from = self.id;
-                self.broadcast(|| Mail::InterestRemove {
+                self.mail.broadcast(|| Mail::InterestRemove {
                     from,
                     filter: filter.clone(),
                 });
@@ -92,7 +92,7 @@ impl Shard {
                 if self.interest.add(&f.filter, self.id) && self.shards > 1 {
                     let from = self.id;
                     let filter = f.filter.clone();
-                    self.broadcast(|| Mail::InterestAdd {
+                    self.mail.broadcast(|| Mail::InterestAdd {
                         from,
                         filter: filter.clone(),
                     });
