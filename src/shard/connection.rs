@@ -304,7 +304,10 @@ async fn read_connect(
     }
     let assigned_id = connect.client_id.is_empty();
     if assigned_id {
-        connect.client_id = shard.borrow_mut().assign_client_id();
+        let s = &mut *shard.borrow_mut();
+        connect.client_id = s
+            .sessions
+            .assign_client_id(&s.settings.auto_id_prefix, s.id, s.shards);
     }
     if let Some(prefix) = &settings.clientid_prefixes {
         // After assignment, as in Mosquitto: an assigned id must match the prefix too.

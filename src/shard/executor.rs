@@ -63,9 +63,12 @@ impl Shard {
                 self.interest.remove(&filter, from);
             }
             Mail::InterestAck { filter } => self.interest_acked(&filter),
-            Mail::Hold { slot, from, signal } => self.hold_publisher(slot, from, signal),
-            Mail::Release { slot, from } => self.release_publisher(slot, from),
-            Mail::Object { slot, from } => self.object_to_publisher(slot, from),
+            Mail::Hold { slot, from, signal } => self.sessions.hold_publisher(slot, from, signal),
+            Mail::Release { slot, from } => {
+                let policy = self.settings.limits.slow_subscriber_policy;
+                self.sessions.release_publisher(slot, from, policy);
+            }
+            Mail::Object { slot, from } => self.sessions.object_to_publisher(slot, from),
             Mail::StatsQuery { reply_to } => {
                 let stats = self.snapshot_stats();
                 self.mail.send(reply_to, Mail::StatsReply(stats));
@@ -77,7 +80,7 @@ impl Shard {
 
     pub(super) fn snapshot_stats(&self) -> ShardStats {
         let mut s = self.stats;
-        s.sessions = self.directory.len() as u64;
+        s.sessions = self.sessions.len() as u64;
         s.retained_messages = self.retained.len() as u64;
         s
     }
@@ -93,7 +96,7 @@ impl Shard {
         for (fd, outbox) in live {
             match outbox {
                 Some(o) => {
-                    if let Some(v5) = self.protocol_of(&o) {
+                    if let Some(v5) = self.sessions.protocol_of(&o) {
                         if v5 {
                             o.write(|out| {
                                 crate::codec::encode_disconnect(
@@ -114,16 +117,6 @@ impl Shard {
                 },
             }
         }
-    }
-
-    /// Whether the session behind `outbox` speaks MQTT 5.0 (None if no session uses it).
-    fn protocol_of(&self, outbox: &Rc<Outbox>) -> Option<bool> {
-        self.sessions.iter().flatten().find_map(|s| {
-            s.conn
-                .as_ref()
-                .filter(|c| Rc::ptr_eq(c, outbox))
-                .map(|_| s.protocol == crate::codec::ProtocolVersion::V5)
-        })
     }
 }
 
@@ -182,7 +175,7 @@ impl Shard {
     /// its ACL again for its client id and username.
     fn apply_security(&mut self, security: Arc<Security>) {
         self.security = security;
-        for session in self.sessions.iter_mut().flatten() {
+        for session in self.sessions.iter_mut() {
             let login = session.login.as_deref();
             let username = login.map(|l| l.username.as_str());
             let password = login.and_then(|l| l.password.as_deref());

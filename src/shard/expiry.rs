@@ -49,7 +49,7 @@ pub(super) fn expiry_after(interval: u32, global: Option<Duration>) -> Option<Du
 impl Shard {
     /// The session in `slot` (at `generation`) was just left by its client: note when it expires.
     pub(super) fn schedule_expiry(&mut self, slot: u32, generation: u32) {
-        let Some(Some(session)) = self.sessions.get(slot as usize) else {
+        let Some(session) = self.sessions.at(slot) else {
             return;
         };
         if let Some(after) = expiry_after(
@@ -63,7 +63,7 @@ impl Shard {
     /// On the tick: end the sessions whose deadline passed and whose client has not come back.
     pub(super) fn expire_sessions(&mut self, now: Instant) {
         while let Some((slot, generation)) = self.expiries.pop_due(now) {
-            let Some(Some(session)) = self.sessions.get(slot as usize) else {
+            let Some(session) = self.sessions.at(slot) else {
                 continue;
             };
             if session.generation != generation || session.is_connected() {

@@ -19,10 +19,12 @@ mod expiry;
 mod keepalive;
 mod mailroom;
 mod packets;
+mod sessions;
 mod sys;
 
 pub use executor::{run, ShardStart};
 pub use keepalive::TICK;
+pub use sessions::home_of;
 
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -37,22 +39,11 @@ use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
 use crate::index::{InterestMap, RetainedStore, SubscriptionTrie};
 use crate::message::Message;
 use crate::router::{InterestInbox, MailSenders, ShardId};
-use crate::session::{Outbox, Session};
+use crate::session::Outbox;
 use crate::settings::Settings;
 use crate::stats::ShardStats;
 use mailroom::Mailroom;
-
-/// The fixed-key hash that places a client id on its home shard (docs/ARCHITECTURE.md, invariant 1). Fixed keys make
-/// it stable across shards and restarts.
-pub fn home_of(client_id: &[u8], shards: usize) -> ShardId {
-    let state = ahash::RandomState::with_seeds(
-        0x243f_6a88_85a3_08d3,
-        0x1319_8a2e_0370_7344,
-        0xa409_3822_299f_31d0,
-        0x082e_fa98_ec4e_6c89,
-    );
-    (state.hash_one(client_id) % shards as u64) as ShardId
-}
+use sessions::SessionTable;
 
 /// Connections open per listener, across all shards (`max_connections` is a per-listener total, as in
 /// Mosquitto). Atomic counters touched once per connect and disconnect, never per message.
@@ -119,14 +110,8 @@ pub(crate) struct Shard {
     pub settings: Arc<Settings>,
     /// `password_file` / `acl_file` in force: the start-up ones until a reload (SIGHUP) replaces them.
     pub security: Arc<Security>,
-    /// Session slab: slot → session. Slots are reused; `generations` tells reuses apart. Boxed: a
-    /// session is close to 1 KB, and an inline slab (doubling as it grows) would hold up to twice that
-    /// per client, plus the old copies a reallocation leaves behind.
-    sessions: Vec<Option<Box<Session>>>,
-    generations: Vec<u32>,
-    free_slots: Vec<u32>,
-    /// Client id → slot, for the sessions whose home is this shard.
-    directory: AHashMap<Utf8Bytes, u32>,
+    /// The sessions whose home is this shard, and the client-id directory.
+    sessions: SessionTable,
     /// This shard's sessions' subscriptions: filter → (slot → options).
     trie: SubscriptionTrie<u32, SubscriptionOptions>,
     /// Which shards (this one included) have subscriptions on which filters.
@@ -142,8 +127,6 @@ pub(crate) struct Shard {
     next_conn: u64,
     /// Reused buffer for trie matches.
     scratch: Vec<(u32, SubscriptionOptions)>,
-    /// Counter mixed into assigned client ids.
-    assigned_ids: u64,
     counts: Arc<ConnectionCounts>,
     started: Instant,
     sys: sys::SysRound,
@@ -171,10 +154,7 @@ impl Shard {
             shards,
             security: settings.security.clone(),
             settings,
-            sessions: Vec::new(),
-            generations: Vec::new(),
-            free_slots: Vec::new(),
-            directory: AHashMap::new(),
+            sessions: SessionTable::default(),
             trie: SubscriptionTrie::new(),
             interest: InterestMap::new(),
             interest_pending: AHashMap::new(),
@@ -185,7 +165,6 @@ impl Shard {
             live: AHashMap::new(),
             next_conn: 0,
             scratch: Vec::new(),
-            assigned_ids: 0,
             counts,
             started,
             sys: sys::SysRound::default(),

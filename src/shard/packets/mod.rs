@@ -35,7 +35,7 @@ impl Shard {
         a: &mut Attached,
         packet: Packet,
     ) -> Result<(), CloseReason> {
-        if self.session(a.slot, a.generation).is_none() {
+        if self.sessions.get(a.slot, a.generation).is_none() {
             return Err(CloseReason::Takeover);
         }
         match packet {
@@ -45,7 +45,8 @@ impl Shard {
                     a.client_id, r.packet_id, r.reason as u8);
                 let limits = self.settings.limits;
                 let s = self
-                    .session_mut(a.slot, a.generation)
+                    .sessions
+                    .get_mut(a.slot, a.generation)
                     .expect("checked above");
                 let before = s.pending_len().1;
                 s.on_puback(r.packet_id, &limits);
@@ -57,7 +58,8 @@ impl Shard {
                 tracing::debug!(target: log_type::DEBUG, "Received PUBREC from {} (Mid: {})", a.client_id, r.packet_id);
                 let limits = self.settings.limits;
                 let s = self
-                    .session_mut(a.slot, a.generation)
+                    .sessions
+                    .get_mut(a.slot, a.generation)
                     .expect("checked above");
                 if r.reason.is_error() {
                     // v5: the receiver refused the message; the flow ends here ([MQTT-4.3.3]).
@@ -71,7 +73,8 @@ impl Shard {
                 tracing::debug!(target: log_type::DEBUG, "Received PUBCOMP from {} (Mid: {})", a.client_id, r.packet_id);
                 let limits = self.settings.limits;
                 let s = self
-                    .session_mut(a.slot, a.generation)
+                    .sessions
+                    .get_mut(a.slot, a.generation)
                     .expect("checked above");
                 let before = s.pending_len().1;
                 s.on_pubcomp(r.packet_id, &limits);
@@ -82,7 +85,8 @@ impl Shard {
             Packet::PubRel(r) => {
                 tracing::debug!(target: log_type::DEBUG, "Received PUBREL from {} (Mid: {})", a.client_id, r.packet_id);
                 let s = self
-                    .session_mut(a.slot, a.generation)
+                    .sessions
+                    .get_mut(a.slot, a.generation)
                     .expect("checked above");
                 let known = s.inbound_qos2.remove(&r.packet_id);
                 let reason = if known || a.protocol != ProtocolVersion::V5 {
@@ -124,7 +128,8 @@ impl Shard {
                     // [MQTT-3.14.2-2]: a session expiry of 0 at CONNECT cannot become non-zero now.
                     if let Some(expiry) = d.properties.session_expiry_interval {
                         let s = self
-                            .session_mut(a.slot, a.generation)
+                            .sessions
+                            .get_mut(a.slot, a.generation)
                             .expect("checked above");
                         if s.clean && expiry > 0 {
                             return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));

@@ -111,7 +111,8 @@ impl Shard {
         let denied = acl::reserved_for_write(&p.topic)
             || (self.security.has_acl_file()
                 && !self
-                    .session(a.slot, a.generation)
+                    .sessions
+                    .get(a.slot, a.generation)
                     .expect("checked by caller")
                     .may_write(&p.topic));
         if denied {
@@ -123,7 +124,8 @@ impl Shard {
             QoS::ExactlyOnce => {
                 let quota = self.settings.limits.max_inflight;
                 let s = self
-                    .session_mut(a.slot, a.generation)
+                    .sessions
+                    .get_mut(a.slot, a.generation)
                     .expect("checked by caller");
                 // A v5 client may have at most the Receive Maximum of our CONNACK awaiting PUBREL
                 // [MQTT-3.3.4-9]; a re-sent PUBLISH of an id it already holds does not count.
@@ -182,8 +184,7 @@ impl Shard {
             .filter(|o| all_behind && o.0 == self.id)
             .map(|o| o.1);
         if let Some(hold) = publisher
-            .and_then(|slot| self.sessions.get(slot as usize))
-            .and_then(|s| s.as_deref())
+            .and_then(|slot| self.sessions.at(slot))
             .map(|s| &s.hold)
             .filter(|h| !h.is_idle())
         {
@@ -196,9 +197,7 @@ impl Shard {
             Verdict::Neutral
         };
         let id = self.id;
-        if let Some(Some(publisher)) =
-            publisher.and_then(|slot| self.sessions.get_mut(slot as usize))
-        {
+        if let Some(publisher) = publisher.and_then(|slot| self.sessions.at_mut(slot)) {
             // The shards whose agreement a hold needs: every other shard reached, this one only if a
             // recipient here kept up (it then objects, whoever holds here).
             let mut objecting = shards;
@@ -311,7 +310,7 @@ impl Shard {
             if opts.no_local && msg.origin == Some((self.id, slot)) {
                 continue;
             }
-            let Some(Some(session)) = self.sessions.get_mut(slot as usize) else {
+            let Some(session) = self.sessions.at_mut(slot) else {
                 continue;
             };
             // `acl_file` read rules apply to each message, not to the SUBSCRIBE (as in Mosquitto 2.0).
@@ -366,7 +365,7 @@ impl Shard {
         let mut agreed = false;
         for (origin, signal) in holds {
             if origin.0 == self.id {
-                self.hold_publisher(origin.1, from, signal);
+                self.sessions.hold_publisher(origin.1, from, signal);
             } else {
                 agreed = true;
                 self.mail.send_hold(origin, signal, now);
@@ -401,7 +400,7 @@ impl Shard {
             if opts.no_local && msg.origin == Some((self.id, slot)) {
                 return false;
             }
-            let Some(Some(session)) = self.sessions.get(slot as usize) else {
+            let Some(session) = self.sessions.at(slot) else {
                 return false;
             };
             if check_acl && !session.may_read(&msg.topic) {
@@ -412,34 +411,11 @@ impl Shard {
         })
     }
 
-    /// A subscriber on shard `from` holds the publisher in `slot` of this shard (see
-    /// [`crate::session::PublisherHold`]).
-    pub(in crate::shard) fn hold_publisher(&mut self, slot: u32, from: u16, signal: HoldSignal) {
-        if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
-            s.hold.hold(from, signal, Instant::now());
-        }
-    }
-
-    /// A subscriber on shard `from` let the publisher in `slot` of this shard go.
-    pub(in crate::shard) fn release_publisher(&mut self, slot: u32, from: u16) {
-        let policy = self.settings.limits.slow_subscriber_policy;
-        if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
-            s.hold.release(from, policy);
-        }
-    }
-
-    /// A subscriber on shard `from` keeps up with the publisher in `slot` of this shard.
-    pub(in crate::shard) fn object_to_publisher(&mut self, slot: u32, from: u16) {
-        if let Some(Some(s)) = self.sessions.get_mut(slot as usize) {
-            s.hold.object(from, Instant::now());
-        }
-    }
-
     /// Let go of the publishers a session holds once its queue drained to a quarter (or at
     /// once, with `all`, when the session leaves).
     pub(crate) fn release_holds(&mut self, slot: u32, generation: u32, all: bool) {
         let limits = self.settings.limits;
-        let Some(s) = self.session_mut(slot, generation) else {
+        let Some(s) = self.sessions.get_mut(slot, generation) else {
             return;
         };
         if s.holding.is_empty() || !(all || s.drained(&limits)) {
@@ -453,7 +429,8 @@ impl Shard {
         let from = self.id;
         for origin in origins {
             if origin.0 == self.id {
-                self.release_publisher(origin.1, from);
+                let policy = self.settings.limits.slow_subscriber_policy;
+                self.sessions.release_publisher(origin.1, from, policy);
             } else {
                 self.mail.send(
                     origin.0,
@@ -469,14 +446,16 @@ impl Shard {
     /// Whether subscribers hold `a` (cheap enough to ask after every packet).
     pub(crate) fn is_held(&self, a: &Attached) -> bool {
         let policy = self.settings.limits.slow_subscriber_policy;
-        self.session(a.slot, a.generation)
+        self.sessions
+            .get(a.slot, a.generation)
             .is_some_and(|s| s.hold.held(policy))
     }
 
     /// Until when the reader of `a` must pause because subscribers it feeds are falling behind.
     pub(crate) fn held_until(&mut self, a: &Attached) -> Option<Instant> {
         let policy = self.settings.limits.slow_subscriber_policy;
-        self.session_mut(a.slot, a.generation)?
+        self.sessions
+            .get_mut(a.slot, a.generation)?
             .hold
             .held_until(Instant::now(), policy)
     }
@@ -484,7 +463,7 @@ impl Shard {
     /// Ready once `a` is no longer held; otherwise wakes `cx` at the release that ends the hold.
     pub(crate) fn poll_released(&mut self, a: &Attached, cx: &mut Context<'_>) -> Poll<()> {
         let policy = self.settings.limits.slow_subscriber_policy;
-        let Some(s) = self.session_mut(a.slot, a.generation) else {
+        let Some(s) = self.sessions.get_mut(a.slot, a.generation) else {
             return Poll::Ready(());
         };
         if s.hold.held_until(Instant::now(), policy).is_none() {

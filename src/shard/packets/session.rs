@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::encode_into;
 use crate::codec::{
-    self, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, ReasonCode, Utf8Bytes,
+    self, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 use crate::logging::log_type;
 use crate::message::Message;
@@ -31,50 +31,6 @@ fn will_message(will: Box<LastWill>) -> Message {
 }
 
 impl Shard {
-    pub(super) fn session(&self, slot: u32, generation: u32) -> Option<&Session> {
-        self.sessions
-            .get(slot as usize)?
-            .as_deref()
-            .filter(|s| s.generation == generation)
-    }
-
-    pub(super) fn session_mut(&mut self, slot: u32, generation: u32) -> Option<&mut Session> {
-        self.sessions
-            .get_mut(slot as usize)?
-            .as_deref_mut()
-            .filter(|s| s.generation == generation)
-    }
-
-    fn next_generation(&mut self, slot: u32) -> u32 {
-        let g = &mut self.generations[slot as usize];
-        *g = g.wrapping_add(1);
-        *g
-    }
-
-    /// A client id for a client that sent none, chosen so that its home is this shard (docs/ARCHITECTURE.md
-    /// invariant 1) and unlikely to collide with anything a client would pick.
-    pub(crate) fn assign_client_id(&mut self) -> Utf8Bytes {
-        loop {
-            self.assigned_ids += 1;
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            let id = format!(
-                "{}{:08X}-{:04X}-{:012X}",
-                self.settings.auto_id_prefix,
-                nanos as u32,
-                self.id,
-                self.assigned_ids ^ (nanos >> 32) << 24
-            );
-            if crate::shard::home_of(id.as_bytes(), self.shards) == self.id
-                && !self.directory.contains_key(&Utf8Bytes::from(id.as_str()))
-            {
-                return Utf8Bytes::from(id);
-            }
-        }
-    }
-
     /// Attach a connection whose CONNECT was accepted to its session (new, resumed or taken over), queue
     /// the CONNACK and then whatever the session still owes the client.
     pub(crate) fn attach(
@@ -88,9 +44,10 @@ impl Shard {
             _ => !connect.clean_start,
         };
         let mut resumed = None;
-        if let Some(&slot) = self.directory.get(&connect.client_id) {
-            let session = self.sessions[slot as usize]
-                .as_mut()
+        if let Some(slot) = self.sessions.slot_of(&connect.client_id) {
+            let session = self
+                .sessions
+                .at_mut(slot)
                 .expect("directory points at a session");
             if let Some(old) = session.conn.take() {
                 // Session takeover [MQTT-3.1.4-2]: close the old connection, then its will goes out as for
@@ -117,7 +74,7 @@ impl Shard {
                     self.remove_session(slot);
                 }
             }
-            if self.directory.contains_key(&connect.client_id) {
+            if self.sessions.contains(&connect.client_id) {
                 if connect.clean_start {
                     self.remove_session(slot);
                 } else {
@@ -128,30 +85,16 @@ impl Shard {
         let session_present = resumed.is_some();
         let slot = match resumed {
             Some(slot) => slot,
-            None => {
-                let slot = match self.free_slots.pop() {
-                    Some(s) => s,
-                    None => {
-                        self.sessions.push(None);
-                        self.generations.push(0);
-                        (self.sessions.len() - 1) as u32
-                    }
-                };
-                self.sessions[slot as usize] = Some(Box::new(Session::new(
-                    connect.client_id.clone(),
-                    connect.protocol,
-                    !persistent,
-                    0,
-                )));
-                self.directory.insert(connect.client_id.clone(), slot);
-                slot
-            }
+            None => self.sessions.insert(Session::new(
+                connect.client_id.clone(),
+                connect.protocol,
+                !persistent,
+                0,
+            )),
         };
-        let generation = self.next_generation(slot);
+        let generation = self.sessions.next_generation(slot);
         let limits = self.settings.limits;
-        let session = self.sessions[slot as usize]
-            .as_mut()
-            .expect("slot just filled");
+        let session = self.sessions.at_mut(slot).expect("slot just filled");
         session.generation = generation;
         session.protocol = connect.protocol;
         session.clean = !persistent;
@@ -206,7 +149,7 @@ impl Shard {
     /// The connection of `a` ended for `reason`: publish its will unless it disconnected normally, and
     /// end the session if it was not persistent. A connection already taken over does nothing here.
     pub(crate) fn detach(&mut self, a: &Attached, reason: CloseReason) {
-        let Some(session) = self.session_mut(a.slot, a.generation) else {
+        let Some(session) = self.sessions.get_mut(a.slot, a.generation) else {
             return;
         };
         if !session
@@ -243,15 +186,13 @@ impl Shard {
     /// End a session: its subscriptions leave the trie (and the interest map, telling the other shards when
     /// this shard loses its last subscription to a filter), its id leaves the directory.
     pub(in crate::shard) fn remove_session(&mut self, slot: u32) {
-        let Some(mut session) = self.sessions[slot as usize].take() else {
+        let Some(mut session) = self.sessions.take(slot) else {
             return;
         };
         self.send_releases(session.holding.take());
         for filter in session.subscriptions.keys() {
             self.unsubscribe_filter(slot, filter);
         }
-        self.directory.remove(&session.client_id);
-        self.free_slots.push(slot);
-        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
+        self.sessions.free(slot, &session.client_id);
     }
 }

@@ -78,9 +78,7 @@ impl Shard {
                 continue;
             }
             let opts = f.options;
-            let session = self.sessions[a.slot as usize]
-                .as_mut()
-                .expect("checked by caller");
+            let session = self.sessions.at_mut(a.slot).expect("checked by caller");
             let existed = session
                 .subscriptions
                 .insert(f.filter.clone(), opts)
@@ -160,7 +158,7 @@ impl Shard {
             self.retained
                 .for_each_match(filter, |_, m| found.push((m.clone(), *opts)));
         }
-        let Some(session) = self.session_mut(slot, generation) else {
+        let Some(session) = self.sessions.get_mut(slot, generation) else {
             return;
         };
         let Some(conn) = session.conn.clone() else {
@@ -222,9 +220,7 @@ impl Shard {
         tracing::debug!(target: log_type::DEBUG, "Received UNSUBSCRIBE from {}", a.client_id);
         let mut codes = Vec::with_capacity(u.filters.len());
         for filter in &u.filters {
-            let session = self.sessions[a.slot as usize]
-                .as_mut()
-                .expect("checked by caller");
+            let session = self.sessions.at_mut(a.slot).expect("checked by caller");
             let existed = session.subscriptions.remove(filter).is_some();
             if existed {
                 self.unsubscribe_filter(a.slot, filter);

@@ -105,7 +105,8 @@ fn publish(shard: &mut Shard, p: &mut Attached, n: u16) {
 /// Acknowledges everything in `a`'s window (a subscriber that keeps up); returns how many.
 fn ack_all(shard: &mut Shard, a: &mut Attached) -> usize {
     let ids = shard
-        .session(a.slot, a.generation)
+        .sessions
+        .get(a.slot, a.generation)
         .expect("session")
         .inflight_ids();
     for &id in &ids {
@@ -118,7 +119,8 @@ fn ack_all(shard: &mut Shard, a: &mut Attached) -> usize {
 
 fn pending(shard: &Shard, a: &Attached) -> (usize, usize) {
     shard
-        .session(a.slot, a.generation)
+        .sessions
+        .get(a.slot, a.generation)
         .expect("session")
         .pending_len()
 }
@@ -159,8 +161,8 @@ fn by_default_a_slow_subscriber_beside_a_fast_one_holds_nobody_and_drops() {
     let n = 30;
     let (f, held) = slow_beside_fast(SlowSubscriberPolicy::HoldIfAllBehind, QoS::AtLeastOnce, n);
     assert_eq!(held, None, "the publisher was never held");
-    let slow = f.shard.directory[&Utf8Bytes::from_static("slow")];
-    let s = f.shard.sessions[slow as usize].as_ref().expect("slow");
+    let slow = f.shard.sessions.slot_of(&Utf8Bytes::from_static("slow"));
+    let s = f.shard.sessions.at(slow.expect("slow")).expect("slow");
     assert_eq!(
         s.pending_len(),
         (WINDOW, QUEUE),
@@ -315,7 +317,7 @@ fn across_shards_the_publisher_is_held_only_when_every_reached_shard_agrees() {
 
 /// The publisher's attachment, looked up again (the closure above holds the original).
 fn publisher_of(shard: &Shard, slot: u32) -> Attached {
-    let s = shard.sessions[slot as usize].as_ref().expect("publisher");
+    let s = shard.sessions.at(slot).expect("publisher");
     Attached {
         slot,
         generation: s.generation,
