@@ -53,14 +53,14 @@ impl Shard {
             Mail::Publish(msg) => {
                 self.deliver_local(&msg);
             }
-            Mail::Retain(msg) => self.store_retained(msg),
+            Mail::Retain(msg) => self.retained.store(msg),
             Mail::Handoff(h) => return Some(h),
             Mail::InterestAdd { from, filter } => {
-                self.interest.add(&filter, from);
+                self.subs.add_remote_interest(&filter, from);
                 self.mail.send(from, Mail::InterestAck { filter });
             }
             Mail::InterestRemove { from, filter } => {
-                self.interest.remove(&filter, from);
+                self.subs.remove_remote_interest(&filter, from);
             }
             Mail::InterestAck { filter } => self.interest_acked(&filter),
             Mail::Hold { slot, from, signal } => self.sessions.hold_publisher(slot, from, signal),

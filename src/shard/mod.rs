@@ -19,7 +19,9 @@ mod expiry;
 mod keepalive;
 mod mailroom;
 mod packets;
+mod retained;
 mod sessions;
+mod subscriptions;
 mod sys;
 
 pub use executor::{run, ShardStart};
@@ -35,15 +37,14 @@ use std::time::Instant;
 use ahash::AHashMap;
 
 use crate::auth::Security;
-use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
-use crate::index::{InterestMap, RetainedStore, SubscriptionTrie};
-use crate::message::Message;
 use crate::router::{InterestInbox, MailSenders, ShardId};
 use crate::session::Outbox;
 use crate::settings::Settings;
 use crate::stats::ShardStats;
 use mailroom::Mailroom;
+use retained::Retained;
 use sessions::SessionTable;
+use subscriptions::Subscriptions;
 
 /// Connections open per listener, across all shards (`max_connections` is a per-listener total, as in
 /// Mosquitto). Atomic counters touched once per connect and disconnect, never per message.
@@ -71,32 +72,6 @@ impl ConnectionCounts {
     }
 }
 
-/// A subscription request waiting for the other shards to acknowledge new interest before its SUBACK.
-struct PendingSub {
-    /// Interest acknowledgements still missing (one per filter that had to be broadcast).
-    waits: usize,
-    suback: SubAck,
-    /// Filters whose retained messages go out after the SUBACK.
-    retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
-}
-
-/// Identifies a pending SUBSCRIBE: session slot, its generation and the packet id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct SubToken {
-    slot: u32,
-    generation: u32,
-    packet_id: u16,
-}
-
-/// A filter whose interest this shard broadcast and not every shard acknowledged yet.
-#[derive(Default)]
-struct PendingInterest {
-    /// Acknowledgements still to come.
-    remaining: usize,
-    /// Subscriptions whose SUBACK waits for them.
-    waiters: Vec<SubToken>,
-}
-
 /// A connection known to the shard, for shutdown.
 struct LiveConn {
     fd: RawFd,
@@ -112,21 +87,15 @@ pub(crate) struct Shard {
     pub security: Arc<Security>,
     /// The sessions whose home is this shard, and the client-id directory.
     sessions: SessionTable,
-    /// This shard's sessions' subscriptions: filter → (slot → options).
-    trie: SubscriptionTrie<u32, SubscriptionOptions>,
-    /// Which shards (this one included) have subscriptions on which filters.
-    interest: InterestMap,
-    interest_pending: AHashMap<Utf8Bytes, PendingInterest>,
-    pending_subs: AHashMap<SubToken, PendingSub>,
+    /// This shard's subscriptions, the broker's interest summary, SUBACKs waiting for it.
+    subs: Subscriptions,
     /// The whole retained set (see `Mail::Retain`).
-    retained: RetainedStore<Arc<Message>>,
+    retained: Retained,
     /// Mail to other shards, held back while their mailboxes are full, and the interest inbox.
     mail: Mailroom,
     pub stats: ShardStats,
     live: AHashMap<u64, LiveConn>,
     next_conn: u64,
-    /// Reused buffer for trie matches.
-    scratch: Vec<(u32, SubscriptionOptions)>,
     counts: Arc<ConnectionCounts>,
     started: Instant,
     sys: sys::SysRound,
@@ -155,16 +124,12 @@ impl Shard {
             security: settings.security.clone(),
             settings,
             sessions: SessionTable::default(),
-            trie: SubscriptionTrie::new(),
-            interest: InterestMap::new(),
-            interest_pending: AHashMap::new(),
-            pending_subs: AHashMap::new(),
-            retained: RetainedStore::new(),
+            subs: Subscriptions::new(id, shards),
+            retained: Retained::new(),
             mail: Mailroom::new(id, shards, mail_out, interest_inbox),
             stats: ShardStats::default(),
             live: AHashMap::new(),
             next_conn: 0,
-            scratch: Vec::new(),
             counts,
             started,
             sys: sys::SysRound::default(),

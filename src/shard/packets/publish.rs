@@ -174,7 +174,7 @@ impl Shard {
             // not run since (see `router`, interest FIFOs).
             self.apply_interest_mail();
         }
-        let shards = self.interest.shards_for(&msg.topic);
+        let shards = self.subs.shards_for(&msg.topic);
         // `hold_if_all_behind` (see `session::hold`): a client's publish carries where the other shards
         // stand on holding its publisher; this shard's own stance comes from delivering it here, first.
         let all_behind =
@@ -223,7 +223,7 @@ impl Shard {
         }
         let msg = Arc::new(msg);
         if msg.retain {
-            self.store_retained(msg.clone());
+            self.retained.store(msg.clone());
             if self.shards > 1 {
                 self.mail.broadcast(|| Mail::Retain(msg.clone()));
             }
@@ -235,41 +235,14 @@ impl Shard {
         }
     }
 
-    /// Store, replace or (empty payload) clear a retained message in this shard's copy.
-    pub(crate) fn store_retained(&mut self, msg: Arc<Message>) {
-        if msg.payload.is_empty() {
-            self.retained.remove(&msg.topic);
-        } else {
-            let topic = msg.topic.clone();
-            self.retained.set(&topic, msg);
-        }
-    }
-
     /// Deliver a message to this shard's matching sessions: one copy per session at the highest QoS of its
     /// matching subscriptions, at min(publish QoS, subscription QoS). Returns what, under
     /// `hold_if_all_behind`, this shard says about its publisher being held.
     pub(crate) fn deliver_local(&mut self, msg: &Message) -> Verdict {
-        let mut matches = std::mem::take(&mut self.scratch);
-        matches.clear();
-        self.trie
-            .for_each_match(&msg.topic, |slot, opts| matches.push((slot, *opts)));
+        let matches = self.subs.matches(&msg.topic);
         if matches.is_empty() {
-            self.scratch = matches;
+            self.subs.recycle(matches);
             return Verdict::Neutral;
-        }
-        if matches.len() > 1 {
-            matches.sort_unstable_by_key(|m| m.0);
-            matches.dedup_by(|later, kept| {
-                if later.0 != kept.0 {
-                    return false;
-                }
-                if later.1.qos > kept.1.qos {
-                    kept.1.qos = later.1.qos;
-                }
-                kept.1.retain_as_published |= later.1.retain_as_published;
-                kept.1.no_local &= later.1.no_local;
-                true
-            });
         }
         // One shard-local copy of the message header per shard; the payload stays shared.
         let local = Rc::new(msg.clone());
@@ -360,7 +333,7 @@ impl Shard {
                 }
             }
         }
-        self.scratch = matches;
+        self.subs.recycle(matches);
         let from = self.id;
         let mut agreed = false;
         for (origin, signal) in holds {

@@ -16,14 +16,15 @@ use crate::message::Message;
 use crate::router::Mail;
 use crate::session::{Delivery, SlowSubscriberPolicy};
 use crate::shard::attached::Attached;
-use crate::shard::{PendingInterest, PendingSub, Shard, SubToken};
+use crate::shard::subscriptions::{PendingSub, SubToken};
+use crate::shard::Shard;
 use crate::topic;
 
 impl Shard {
     pub(super) fn unsubscribe_filter(&mut self, slot: u32, filter: &Utf8Bytes) {
-        if self.trie.remove(filter, slot).is_some() {
+        if let Some(lost) = self.subs.remove(filter, slot) {
             self.stats.subscriptions -= 1;
-            if self.interest.remove(filter, self.id) && self.shards > 1 {
+            if lost {
                 let from = self.id;
                 self.mail.broadcast(|| Mail::InterestRemove {
                     from,
@@ -83,25 +84,22 @@ impl Shard {
                 .subscriptions
                 .insert(f.filter.clone(), opts)
                 .is_some();
-            self.trie.insert(&f.filter, a.slot, opts);
+            self.subs.insert(&f.filter, a.slot, opts);
             tracing::info!(target: log_type::SUBSCRIBE, "{} {} {}", a.client_id, opts.qos as u8, f.filter);
             if !existed {
                 self.stats.subscriptions += 1;
-                if self.interest.add(&f.filter, self.id) && self.shards > 1 {
+                if self.subs.add_interest(&f.filter) {
                     let from = self.id;
                     let filter = f.filter.clone();
                     self.mail.broadcast(|| Mail::InterestAdd {
                         from,
                         filter: filter.clone(),
                     });
-                    let pending = self.interest_pending.entry(f.filter.clone()).or_default();
-                    pending.remaining += self.shards - 1;
                 }
             }
             // Interest not yet acknowledged everywhere (this subscription's or an earlier one's): the
             // SUBACK waits, so a publish sent after it is received cannot miss this subscriber.
-            if let Some(pending) = self.interest_pending.get_mut(&f.filter) {
-                pending.waiters.push(token);
+            if self.subs.wait_for_interest(&f.filter, token) {
                 waits += 1;
             }
             let send_retained = match opts.retain_handling {
@@ -126,7 +124,7 @@ impl Shard {
         if waits == 0 {
             self.complete_subscribe(a.slot, a.generation, suback, retained);
         } else {
-            self.pending_subs.insert(
+            self.subs.park(
                 token,
                 PendingSub {
                     waits,
@@ -156,7 +154,7 @@ impl Shard {
         let mut found: Vec<(Arc<Message>, SubscriptionOptions)> = Vec::new();
         for (filter, opts) in &retained {
             self.retained
-                .for_each_match(filter, |_, m| found.push((m.clone(), *opts)));
+                .for_each_match(filter, |m| found.push((m.clone(), *opts)));
         }
         let Some(session) = self.sessions.get_mut(slot, generation) else {
             return;
@@ -195,24 +193,8 @@ impl Shard {
 
     /// Another shard acknowledged interest in `filter`: release the SUBACKs that waited only for that.
     pub(in crate::shard) fn interest_acked(&mut self, filter: &Utf8Bytes) {
-        let Some(pending) = self.interest_pending.get_mut(filter) else {
-            return;
-        };
-        pending.remaining = pending.remaining.saturating_sub(1);
-        if pending.remaining > 0 {
-            return;
-        }
-        let PendingInterest { waiters, .. } =
-            self.interest_pending.remove(filter).unwrap_or_default();
-        for token in waiters {
-            let Some(p) = self.pending_subs.get_mut(&token) else {
-                continue;
-            };
-            p.waits -= 1;
-            if p.waits == 0 {
-                let p = self.pending_subs.remove(&token).expect("just seen");
-                self.complete_subscribe(token.slot, token.generation, p.suback, p.retained);
-            }
+        for (token, p) in self.subs.interest_acked(filter) {
+            self.complete_subscribe(token.slot, token.generation, p.suback, p.retained);
         }
     }
 
