@@ -57,9 +57,9 @@ struct ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         if let Ok(mut s) = self.shard.try_borrow_mut() {
-            s.live.remove(&self.id);
+            s.conns.unregister(self.id);
             if self.owns_slot.get() {
-                s.counts.release(self.listener);
+                s.conns.release(self.listener);
             }
         }
     }
@@ -87,7 +87,7 @@ pub(super) async fn accept_loop(shard: Rc<RefCell<Shard>>, fd: OwnedFd, index: u
         let peer = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        if !shard.borrow().counts.try_acquire(index, max) {
+        if !shard.borrow().conns.try_acquire(index, max) {
             tracing::info!(target: log_type::NOTICE,
                 "Client connection from {} denied: max_connections exceeded.", peer.ip());
             continue;
@@ -146,7 +146,7 @@ async fn run_connection(
     pre: Option<Accepted>,
 ) {
     let fd = stream.as_raw_fd();
-    let id = shard.borrow_mut().register_conn(fd);
+    let id = shard.borrow_mut().conns.register(fd);
     let guard = Rc::new(ConnGuard {
         shard: shard.clone(),
         id,
@@ -438,7 +438,7 @@ async fn serve(start: Box<ServeStart>) {
         assigned_id,
         leftover: mut buf,
     } = accepted;
-    if shard.borrow().shutting_down {
+    if shard.borrow().conns.shutting_down() {
         return;
     }
     let (properties, keep_alive) = connack_properties(&settings, &connect, assigned_id);
@@ -446,9 +446,7 @@ async fn serve(start: Box<ServeStart>) {
     let mut attached = {
         let mut s = shard.borrow_mut();
         let a = s.attach(&connect, properties, outbox.clone());
-        if let Some(live) = s.live.get_mut(&guard.id) {
-            live.outbox = Some(outbox.clone());
-        }
+        s.conns.set_outbox(guard.id, &outbox);
         a
     };
     if settings.connection_messages {

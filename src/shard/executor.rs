@@ -3,7 +3,7 @@
 //! connection tasks (`connection.rs`) and calls into packet handling (`packets/`) and the parts.
 
 use std::cell::RefCell;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use super::{connection, ConnectionCounts, Shard};
 use crate::auth::Security;
 use crate::router::{Control, Inbox, Mail, MailSenders, ShardId};
-use crate::session::Outbox;
 use crate::settings::Settings;
 use crate::stats::ShardStats;
 
@@ -78,7 +77,7 @@ impl Shard {
         None
     }
 
-    pub(super) fn snapshot_stats(&self) -> ShardStats {
+    fn snapshot_stats(&self) -> ShardStats {
         let mut s = self.stats;
         s.sessions = self.sessions.len() as u64;
         s.retained_messages = self.retained.len() as u64;
@@ -87,13 +86,7 @@ impl Shard {
 
     /// Close every connection (v5 clients get DISCONNECT 0x8B) and stop accepting.
     fn begin_shutdown(&mut self) {
-        self.shutting_down = true;
-        let live: Vec<(RawFd, Option<Rc<Outbox>>)> = self
-            .live
-            .values()
-            .map(|c| (c.fd, c.outbox.clone()))
-            .collect();
-        for (fd, outbox) in live {
+        for (fd, outbox) in self.conns.begin_shutdown() {
             match outbox {
                 Some(o) => {
                     if let Some(v5) = self.sessions.protocol_of(&o) {
@@ -156,7 +149,7 @@ pub async fn run(start: ShardStart) {
     shard.borrow_mut().begin_shutdown();
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     // Shutdown only: poll until every connection task finished or the grace period ends.
-    while !shard.borrow().live.is_empty() && Instant::now() < deadline {
+    while !shard.borrow().conns.is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -236,5 +229,50 @@ async fn overflow_task(shard: Rc<RefCell<Shard>>) {
         // Receivers wake this task when they take mail from a mailbox it found full (an event, not a
         // timer): retry then, until everything went out.
         std::future::poll_fn(|cx| shard.borrow_mut().mail.poll_overflow_sent(cx)).await;
+    }
+}
+
+/// `$SYS` rounds on shard 0: the counters of every shard gathered by mail, then published through
+/// `route` (see `sys.rs`).
+impl Shard {
+    /// First `$SYS` round at start-up, then one every `sys_interval` (on the tick that follows it).
+    fn start_sys(&mut self) {
+        if let Some(interval) = self.settings.sys_interval {
+            self.start_sys_round();
+            self.sys.schedule(Instant::now() + interval);
+        }
+    }
+
+    /// Called on every tick: publish `$SYS` when due.
+    fn sys_tick(&mut self, now: Instant) {
+        let Some(interval) = self.settings.sys_interval else {
+            return;
+        };
+        if self.sys.due(now) {
+            self.start_sys_round();
+            // From now, not from `next`: a shard that was too busy to tick does not publish in a burst.
+            self.sys.schedule(now + interval);
+        }
+    }
+
+    fn start_sys_round(&mut self) {
+        if self.sys.begin_round(self.snapshot_stats(), self.shards - 1) {
+            self.publish_sys();
+            return;
+        }
+        let reply_to = self.id;
+        self.mail.broadcast(|| Mail::StatsQuery { reply_to });
+    }
+
+    fn sys_reply(&mut self, s: &ShardStats) {
+        if self.sys.reply(s) {
+            self.publish_sys();
+        }
+    }
+
+    fn publish_sys(&mut self) {
+        for msg in self.sys.messages(self.shards) {
+            self.route(msg);
+        }
     }
 }

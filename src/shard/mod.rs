@@ -17,6 +17,7 @@ mod connection;
 mod executor;
 mod expiry;
 mod keepalive;
+mod live;
 mod mailroom;
 mod packets;
 mod retained;
@@ -26,58 +27,22 @@ mod sys;
 
 pub use executor::{run, ShardStart};
 pub use keepalive::TICK;
+pub use live::ConnectionCounts;
 pub use sessions::home_of;
 
-use std::os::fd::RawFd;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ahash::AHashMap;
-
 use crate::auth::Security;
 use crate::router::{InterestInbox, MailSenders, ShardId};
-use crate::session::Outbox;
 use crate::settings::Settings;
 use crate::stats::ShardStats;
+use live::LiveConns;
 use mailroom::Mailroom;
 use retained::Retained;
 use sessions::SessionTable;
 use subscriptions::Subscriptions;
-
-/// Connections open per listener, across all shards (`max_connections` is a per-listener total, as in
-/// Mosquitto). Atomic counters touched once per connect and disconnect, never per message.
-#[derive(Debug, Default)]
-pub struct ConnectionCounts {
-    counts: Vec<AtomicUsize>,
-}
-
-impl ConnectionCounts {
-    pub fn new(listeners: usize) -> ConnectionCounts {
-        ConnectionCounts {
-            counts: (0..listeners).map(|_| AtomicUsize::new(0)).collect(),
-        }
-    }
-    fn try_acquire(&self, listener: usize, max: Option<usize>) -> bool {
-        let prev = self.counts[listener].fetch_add(1, Ordering::Relaxed);
-        if max.is_some_and(|m| prev >= m) {
-            self.counts[listener].fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        true
-    }
-    fn release(&self, listener: usize) {
-        self.counts[listener].fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A connection known to the shard, for shutdown.
-struct LiveConn {
-    fd: RawFd,
-    /// Set once the connection has a session and a writer task.
-    outbox: Option<Rc<Outbox>>,
-}
+use sys::Sys;
 
 pub(crate) struct Shard {
     pub id: ShardId,
@@ -93,19 +58,16 @@ pub(crate) struct Shard {
     retained: Retained,
     /// Mail to other shards, held back while their mailboxes are full, and the interest inbox.
     mail: Mailroom,
+    /// This shard's counters (merged by mail for `$SYS`: `sys.rs`).
     pub stats: ShardStats,
-    live: AHashMap<u64, LiveConn>,
-    next_conn: u64,
-    counts: Arc<ConnectionCounts>,
-    started: Instant,
-    sys: sys::SysRound,
-    /// When shard 0 next publishes `$SYS` (None: `sys_interval 0`, or not shard 0).
-    sys_next: Option<Instant>,
+    /// Shard 0's `$SYS` rounds.
+    sys: Sys,
+    /// The connections of this shard, for shutdown and `max_connections`.
+    conns: LiveConns,
     /// Connections with a keep-alive, checked on every tick.
     keepalive: keepalive::Watch,
     /// Deadlines of disconnected persistent sessions (see `expiry`).
     expiries: expiry::Expiries,
-    shutting_down: bool,
 }
 
 impl Shard {
@@ -128,22 +90,10 @@ impl Shard {
             retained: Retained::new(),
             mail: Mailroom::new(id, shards, mail_out, interest_inbox),
             stats: ShardStats::default(),
-            live: AHashMap::new(),
-            next_conn: 0,
-            counts,
-            started,
-            sys: sys::SysRound::default(),
-            sys_next: None,
+            sys: Sys::new(started),
+            conns: LiveConns::new(counts),
             keepalive: keepalive::Watch::default(),
             expiries: expiry::Expiries::default(),
-            shutting_down: false,
         }
-    }
-
-    fn register_conn(&mut self, fd: RawFd) -> u64 {
-        let id = self.next_conn;
-        self.next_conn += 1;
-        self.live.insert(id, LiveConn { fd, outbox: None });
-        id
     }
 }

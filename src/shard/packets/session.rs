@@ -2,6 +2,7 @@
 //! detach (the will, then the end of a clean session or its expiry deadline), removal.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use super::encode_into;
 use crate::codec::{
@@ -11,6 +12,7 @@ use crate::logging::log_type;
 use crate::message::Message;
 use crate::session::{CloseReason, Login, Outbox, Session};
 use crate::shard::attached::Attached;
+use crate::shard::expiry::expiry_after;
 use crate::shard::Shard;
 
 /// The message a will becomes when published: will properties that describe the message are kept,
@@ -194,5 +196,33 @@ impl Shard {
             self.unsubscribe_filter(slot, filter);
         }
         self.sessions.free(slot, &session.client_id);
+    }
+
+    /// The session in `slot` (at `generation`) was just left by its client: note when it expires.
+    fn schedule_expiry(&mut self, slot: u32, generation: u32) {
+        let Some(session) = self.sessions.at(slot) else {
+            return;
+        };
+        if let Some(after) = expiry_after(
+            session.expiry_interval,
+            self.settings.persistent_client_expiration,
+        ) {
+            self.expiries.push(Instant::now() + after, slot, generation);
+        }
+    }
+
+    /// On the tick: end the sessions whose deadline passed and whose client has not come back.
+    pub(in crate::shard) fn expire_sessions(&mut self, now: Instant) {
+        while let Some((slot, generation)) = self.expiries.pop_due(now) {
+            let Some(session) = self.sessions.at(slot) else {
+                continue;
+            };
+            if session.generation != generation || session.is_connected() {
+                continue;
+            }
+            tracing::info!(target: log_type::NOTICE,
+                "Expiring client {} due to timeout.", session.client_id);
+            self.remove_session(slot);
+        }
     }
 }
