@@ -18,7 +18,7 @@ use bytes::BytesMut;
 
 use super::attached::Attached;
 use super::Shard;
-use crate::codec::{self, Packet, ProtocolVersion, PubResponseKind, ReasonCode};
+use crate::codec::{self, Packet, ProtocolVersion, ReasonCode};
 use crate::logging::log_type;
 use crate::session::CloseReason;
 
@@ -40,71 +40,10 @@ impl Shard {
         }
         match packet {
             Packet::Publish(p) => self.client_publish(a, p),
-            Packet::PubAck(r) => {
-                tracing::debug!(target: log_type::DEBUG, "Received PUBACK from {} (Mid: {}, RC:{})",
-                    a.client_id, r.packet_id, r.reason as u8);
-                let limits = self.settings.limits;
-                let s = self
-                    .sessions
-                    .get_mut(a.slot, a.generation)
-                    .expect("checked above");
-                let before = s.pending_len().1;
-                s.on_puback(r.packet_id, &limits);
-                let sent = before.saturating_sub(s.pending_len().1);
-                self.stats.messages_sent += sent as u64;
-                Ok(())
-            }
-            Packet::PubRec(r) => {
-                tracing::debug!(target: log_type::DEBUG, "Received PUBREC from {} (Mid: {})", a.client_id, r.packet_id);
-                let limits = self.settings.limits;
-                let s = self
-                    .sessions
-                    .get_mut(a.slot, a.generation)
-                    .expect("checked above");
-                if r.reason.is_error() {
-                    // v5: the receiver refused the message; the flow ends here ([MQTT-4.3.3]).
-                    s.on_pubrec_error(r.packet_id, &limits);
-                } else {
-                    s.on_pubrec(r.packet_id);
-                }
-                Ok(())
-            }
-            Packet::PubComp(r) => {
-                tracing::debug!(target: log_type::DEBUG, "Received PUBCOMP from {} (Mid: {})", a.client_id, r.packet_id);
-                let limits = self.settings.limits;
-                let s = self
-                    .sessions
-                    .get_mut(a.slot, a.generation)
-                    .expect("checked above");
-                let before = s.pending_len().1;
-                s.on_pubcomp(r.packet_id, &limits);
-                let sent = before.saturating_sub(s.pending_len().1);
-                self.stats.messages_sent += sent as u64;
-                Ok(())
-            }
-            Packet::PubRel(r) => {
-                tracing::debug!(target: log_type::DEBUG, "Received PUBREL from {} (Mid: {})", a.client_id, r.packet_id);
-                let s = self
-                    .sessions
-                    .get_mut(a.slot, a.generation)
-                    .expect("checked above");
-                let known = s.inbound_qos2.remove(&r.packet_id);
-                let reason = if known || a.protocol != ProtocolVersion::V5 {
-                    ReasonCode::Success
-                } else {
-                    ReasonCode::PacketIdentifierNotFound
-                };
-                a.outbox.write(|out| {
-                    codec::encode_pub_response(
-                        PubResponseKind::PubComp,
-                        r.packet_id,
-                        reason,
-                        a.protocol,
-                        out,
-                    )
-                });
-                Ok(())
-            }
+            Packet::PubAck(r) => self.client_puback(a, r),
+            Packet::PubRec(r) => self.client_pubrec(a, r),
+            Packet::PubComp(r) => self.client_pubcomp(a, r),
+            Packet::PubRel(r) => self.client_pubrel(a, r),
             Packet::Subscribe(s) => {
                 self.client_subscribe(a, s);
                 Ok(())
@@ -119,29 +58,7 @@ impl Shard {
                     .write(|out| encode_into(out, &Packet::PingResp, a.protocol));
                 Ok(())
             }
-            Packet::Disconnect(d) => {
-                tracing::debug!(target: log_type::DEBUG, "Received DISCONNECT from {}", a.client_id);
-                if a.protocol == ProtocolVersion::V5 {
-                    if d.reason == ReasonCode::DisconnectWithWillMessage {
-                        a.will_on_disconnect = true;
-                    }
-                    // [MQTT-3.14.2-2]: a session expiry of 0 at CONNECT cannot become non-zero now.
-                    if let Some(expiry) = d.properties.session_expiry_interval {
-                        let s = self
-                            .sessions
-                            .get_mut(a.slot, a.generation)
-                            .expect("checked above");
-                        if s.clean && expiry > 0 {
-                            return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
-                        }
-                        if expiry == 0 {
-                            s.clean = true;
-                        }
-                        s.expiry_interval = expiry;
-                    }
-                }
-                Err(CloseReason::ClientDisconnect)
-            }
+            Packet::Disconnect(d) => self.client_disconnect(a, d),
             // A second CONNECT [MQTT-3.1.0-2], AUTH without an authentication method at CONNECT, or a
             // packet only a server may send.
             _ => Err(CloseReason::ProtocolError(ReasonCode::ProtocolError)),

@@ -14,7 +14,8 @@ use smallvec::SmallVec;
 
 use crate::auth::acl;
 use crate::codec::{
-    self, ProtocolVersion, PubResponseKind, Publish, QoS, ReasonCode, SubscriptionOptions,
+    self, ProtocolVersion, PubResponse, PubResponseKind, Publish, QoS, ReasonCode,
+    SubscriptionOptions,
 };
 use crate::logging::log_type;
 use crate::message::Message;
@@ -163,6 +164,95 @@ impl Shard {
                 .outbox
                 .write(|out| ack(PubResponseKind::PubRec, p.packet_id, a.protocol, out)),
         }
+        Ok(())
+    }
+
+    /// A PUBACK: the QoS 1 delivery it acknowledges leaves the window, and the queue moves up.
+    pub(super) fn client_puback(
+        &mut self,
+        a: &Attached,
+        r: PubResponse,
+    ) -> Result<(), CloseReason> {
+        tracing::debug!(target: log_type::DEBUG, "Received PUBACK from {} (Mid: {}, RC:{})",
+                a.client_id, r.packet_id, r.reason as u8);
+        let limits = self.settings.limits;
+        let s = self
+            .sessions
+            .get_mut(a.slot, a.generation)
+            .expect("checked by caller");
+        let before = s.pending_len().1;
+        s.on_puback(r.packet_id, &limits);
+        let sent = before.saturating_sub(s.pending_len().1);
+        self.stats.messages_sent += sent as u64;
+        Ok(())
+    }
+
+    /// A PUBREC: a QoS 2 delivery waits for its PUBCOMP now, or ends if the client refused it.
+    pub(super) fn client_pubrec(
+        &mut self,
+        a: &Attached,
+        r: PubResponse,
+    ) -> Result<(), CloseReason> {
+        tracing::debug!(target: log_type::DEBUG, "Received PUBREC from {} (Mid: {})", a.client_id, r.packet_id);
+        let limits = self.settings.limits;
+        let s = self
+            .sessions
+            .get_mut(a.slot, a.generation)
+            .expect("checked by caller");
+        if r.reason.is_error() {
+            // v5: the receiver refused the message; the flow ends here ([MQTT-4.3.3]).
+            s.on_pubrec_error(r.packet_id, &limits);
+        } else {
+            s.on_pubrec(r.packet_id);
+        }
+        Ok(())
+    }
+
+    /// A PUBCOMP: the QoS 2 delivery it completes leaves the window, and the queue moves up.
+    pub(super) fn client_pubcomp(
+        &mut self,
+        a: &Attached,
+        r: PubResponse,
+    ) -> Result<(), CloseReason> {
+        tracing::debug!(target: log_type::DEBUG, "Received PUBCOMP from {} (Mid: {})", a.client_id, r.packet_id);
+        let limits = self.settings.limits;
+        let s = self
+            .sessions
+            .get_mut(a.slot, a.generation)
+            .expect("checked by caller");
+        let before = s.pending_len().1;
+        s.on_pubcomp(r.packet_id, &limits);
+        let sent = before.saturating_sub(s.pending_len().1);
+        self.stats.messages_sent += sent as u64;
+        Ok(())
+    }
+
+    /// A PUBREL for a QoS 2 PUBLISH of the client: released, answered with PUBCOMP.
+    pub(super) fn client_pubrel(
+        &mut self,
+        a: &Attached,
+        r: PubResponse,
+    ) -> Result<(), CloseReason> {
+        tracing::debug!(target: log_type::DEBUG, "Received PUBREL from {} (Mid: {})", a.client_id, r.packet_id);
+        let s = self
+            .sessions
+            .get_mut(a.slot, a.generation)
+            .expect("checked by caller");
+        let known = s.inbound_qos2.remove(&r.packet_id);
+        let reason = if known || a.protocol != ProtocolVersion::V5 {
+            ReasonCode::Success
+        } else {
+            ReasonCode::PacketIdentifierNotFound
+        };
+        a.outbox.write(|out| {
+            codec::encode_pub_response(
+                PubResponseKind::PubComp,
+                r.packet_id,
+                reason,
+                a.protocol,
+                out,
+            )
+        });
         Ok(())
     }
 

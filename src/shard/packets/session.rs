@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::encode_into;
 use crate::codec::{
-    self, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, ReasonCode,
+    self, ConnAck, Connect, Disconnect, LastWill, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 use crate::logging::log_type;
 use crate::message::Message;
@@ -183,6 +183,36 @@ impl Shard {
         } else {
             self.schedule_expiry(a.slot, a.generation);
         }
+    }
+
+    /// A DISCONNECT: `Err` with the reason the connection ends for (a v5 client may ask for its will,
+    /// or change its session expiry within what [MQTT-3.14.2-2] allows).
+    pub(super) fn client_disconnect(
+        &mut self,
+        a: &mut Attached,
+        d: Disconnect,
+    ) -> Result<(), CloseReason> {
+        tracing::debug!(target: log_type::DEBUG, "Received DISCONNECT from {}", a.client_id);
+        if a.protocol == ProtocolVersion::V5 {
+            if d.reason == ReasonCode::DisconnectWithWillMessage {
+                a.will_on_disconnect = true;
+            }
+            // [MQTT-3.14.2-2]: a session expiry of 0 at CONNECT cannot become non-zero now.
+            if let Some(expiry) = d.properties.session_expiry_interval {
+                let s = self
+                    .sessions
+                    .get_mut(a.slot, a.generation)
+                    .expect("checked by caller");
+                if s.clean && expiry > 0 {
+                    return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
+                }
+                if expiry == 0 {
+                    s.clean = true;
+                }
+                s.expiry_interval = expiry;
+            }
+        }
+        Err(CloseReason::ClientDisconnect)
     }
 
     /// End a session: its subscriptions leave the trie (and the interest map, telling the other shards when
