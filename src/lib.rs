@@ -21,7 +21,9 @@
 //! - [`logging`]: Mosquitto-style log lines and the writer thread shards hand them to.
 //! - [`stats`]: a shard's counters, merged by message for `$SYS`.
 //! - [`router`]: the cross-shard mailboxes, the `Mail` they carry and the park handshake.
-//! - [`shard`]: one shard: connections, packet handling, keep-alive, session expiry, `$SYS`.
+//! - [`shard`]: one shard: its parts (sessions, subscriptions, retained copy, mail out, live
+//!   connections, keep-alive, expiry, `$SYS`), packet handling by family (`shard/packets/`), the
+//!   connection tasks and the executor's loop.
 //! - [`server`]: starts one executor per shard, the ticker, shutdown.
 //! - [`cli`]: Mosquitto's command line.
 pub mod auth;

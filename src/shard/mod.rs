@@ -6,11 +6,17 @@
 //! it only between `.await`s, so no borrow is ever held across a suspension point. Other shards are
 //! reached only through [`crate::router`] mail.
 //!
-//! Layout: this file holds the state; `executor.rs` the executor's main future, mail handling, the tick
-//! and shutdown; `connection.rs` the per-connection tasks (CONNECT, reading, writing, hand-off to the
-//! home shard); `packets/` what a packet does to the shard's state, one file per family (sessions,
-//! publishes, subscriptions), with `attached.rs` the connection-to-session handle both sides share;
-//! `sys.rs` the `$SYS` topics.
+//! Rooms. [`Shard`] is a composition of parts, each a struct in its own file that owns one kind of
+//! state and says who calls it: the session table and client-id directory (`sessions.rs`), the
+//! subscriptions and interest summary (`subscriptions.rs`), the retained copy (`retained.rs`), mail to
+//! other shards (`mailroom.rs`), the live connections (`live.rs`), keep-alive (`keepalive.rs`),
+//! session expiry deadlines (`expiry.rs`), `$SYS` rounds (`sys.rs`), and the counters
+//! ([`crate::stats`]). What uses several parts is an `impl Shard` elsewhere:
+//! - `packets/`: what a packet does, one file per family (`session.rs`, `publish.rs`,
+//!   `subscribe.rs`); `packets/mod.rs` dispatches.
+//! - `connection.rs`: the per-connection tasks (CONNECT, reading, writing, hand-off to the home shard).
+//!   It calls into packet handling, never the reverse; `attached.rs` holds what both sides need.
+//! - `executor.rs`: the executor's main future, mail handling, the tick, `$SYS` rounds and shutdown.
 
 mod attached;
 mod connection;
@@ -44,6 +50,7 @@ use sessions::SessionTable;
 use subscriptions::Subscriptions;
 use sys::Sys;
 
+/// One shard's state: identity and configuration, then its parts (see the module comment).
 pub(crate) struct Shard {
     pub id: ShardId,
     pub shards: usize,
