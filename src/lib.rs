@@ -14,14 +14,16 @@
 //! - [`topic`]: topic names and filters, their validation and the `matches` oracle.
 //! - [`index`]: a shard's `SubscriptionTrie`, the `InterestMap` (filter → shards) and the retained store.
 //! - [`message`]: an application message as routed between shards (topic, payload, properties).
-//! - [`session`]: one client's delivery state (in-flight window, queue, holds, write queue); no I/O.
+//! - [`session`]: one client's delivery state (in-flight window, queue, holds, encoded frames, write queue); no I/O.
 //! - [`auth`]: `password_file` and `acl_file` as Mosquitto reads them.
 //! - [`config`]: the mosquitto.conf parser, its key table and errors, CPU placement.
 //! - [`settings`]: the resolved, immutable configuration every shard reads.
 //! - [`logging`]: Mosquitto-style log lines and the writer thread shards hand them to.
 //! - [`stats`]: a shard's counters, merged by message for `$SYS`.
 //! - [`router`]: the cross-shard mailboxes, the `Mail` they carry and the park handshake.
-//! - [`shard`]: one shard: connections, packet handling, keep-alive, session expiry, `$SYS`.
+//! - [`shard`]: one shard: its parts (sessions, subscriptions, retained copy, mail out, live
+//!   connections, keep-alive, expiry, `$SYS`), packet handling by family (`shard/packets/`), the
+//!   connection tasks and the executor's loop.
 //! - [`server`]: starts one executor per shard, the ticker, shutdown.
 //! - [`cli`]: Mosquitto's command line.
 pub mod auth;

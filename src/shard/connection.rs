@@ -24,8 +24,8 @@ use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
+use super::attached::log_protocol;
 use super::keepalive::KeepAlive;
-use super::routing::log_protocol;
 use super::{home_of, Shard};
 use crate::auth::Security;
 use crate::codec::{self, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
@@ -57,9 +57,9 @@ struct ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         if let Ok(mut s) = self.shard.try_borrow_mut() {
-            s.live.remove(&self.id);
+            s.conns.unregister(self.id);
             if self.owns_slot.get() {
-                s.counts.release(self.listener);
+                s.conns.release(self.listener);
             }
         }
     }
@@ -87,7 +87,7 @@ pub(super) async fn accept_loop(shard: Rc<RefCell<Shard>>, fd: OwnedFd, index: u
         let peer = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        if !shard.borrow().counts.try_acquire(index, max) {
+        if !shard.borrow().conns.try_acquire(index, max) {
             tracing::info!(target: log_type::NOTICE,
                 "Client connection from {} denied: max_connections exceeded.", peer.ip());
             continue;
@@ -146,7 +146,7 @@ async fn run_connection(
     pre: Option<Accepted>,
 ) {
     let fd = stream.as_raw_fd();
-    let id = shard.borrow_mut().register_conn(fd);
+    let id = shard.borrow_mut().conns.register(fd);
     let guard = Rc::new(ConnGuard {
         shard: shard.clone(),
         id,
@@ -202,6 +202,7 @@ async fn run_connection(
         };
         shard
             .borrow_mut()
+            .mail
             .send(home, Mail::Handoff(Box::new(handoff)));
         return;
     }
@@ -303,7 +304,10 @@ async fn read_connect(
     }
     let assigned_id = connect.client_id.is_empty();
     if assigned_id {
-        connect.client_id = shard.borrow_mut().assign_client_id();
+        let s = &mut *shard.borrow_mut();
+        connect.client_id = s
+            .sessions
+            .assign_client_id(&s.settings.auto_id_prefix, s.id, s.shards);
     }
     if let Some(prefix) = &settings.clientid_prefixes {
         // After assignment, as in Mosquitto: an assigned id must match the prefix too.
@@ -434,7 +438,7 @@ async fn serve(start: Box<ServeStart>) {
         assigned_id,
         leftover: mut buf,
     } = accepted;
-    if shard.borrow().shutting_down {
+    if shard.borrow().conns.shutting_down() {
         return;
     }
     let (properties, keep_alive) = connack_properties(&settings, &connect, assigned_id);
@@ -442,9 +446,7 @@ async fn serve(start: Box<ServeStart>) {
     let mut attached = {
         let mut s = shard.borrow_mut();
         let a = s.attach(&connect, properties, outbox.clone());
-        if let Some(live) = s.live.get_mut(&guard.id) {
-            live.outbox = Some(outbox.clone());
-        }
+        s.conns.set_outbox(guard.id, &outbox);
         a
     };
     if settings.connection_messages {
@@ -511,9 +513,9 @@ async fn serve(start: Box<ServeStart>) {
         let mut paused = None;
         // Back-pressure: while other shards cannot take this shard's output, stop reading publishers.
         // Woken when the shard's held-back mail has all gone out (an event, not a timer).
-        if shard.borrow().overloaded() {
+        if shard.borrow().mail.overloaded() {
             paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
-            poll_fn(|cx| shard.borrow_mut().poll_unpaused(cx)).await;
+            poll_fn(|cx| shard.borrow_mut().mail.poll_unpaused(cx)).await;
         }
         // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
         shard

@@ -12,20 +12,17 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use super::Shard;
-use crate::logging::log_type;
-
 /// Pending deadlines: (when, slot, generation), earliest first.
 #[derive(Debug, Default)]
 pub(super) struct Expiries(BinaryHeap<Reverse<(Instant, u32, u32)>>);
 
 impl Expiries {
-    fn push(&mut self, at: Instant, slot: u32, generation: u32) {
+    pub(super) fn push(&mut self, at: Instant, slot: u32, generation: u32) {
         self.0.push(Reverse((at, slot, generation)));
     }
 
     /// The next deadline not later than `now`, taken off the heap.
-    fn pop_due(&mut self, now: Instant) -> Option<(u32, u32)> {
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(u32, u32)> {
         match self.0.peek() {
             Some(Reverse((at, _, _))) if *at <= now => self
                 .0
@@ -43,36 +40,6 @@ pub(super) fn expiry_after(interval: u32, global: Option<Duration>) -> Option<Du
     match (own, global) {
         (Some(own), Some(global)) => Some(own.min(global)),
         (own, global) => own.or(global),
-    }
-}
-
-impl Shard {
-    /// The session in `slot` (at `generation`) was just left by its client: note when it expires.
-    pub(super) fn schedule_expiry(&mut self, slot: u32, generation: u32) {
-        let Some(Some(session)) = self.sessions.get(slot as usize) else {
-            return;
-        };
-        if let Some(after) = expiry_after(
-            session.expiry_interval,
-            self.settings.persistent_client_expiration,
-        ) {
-            self.expiries.push(Instant::now() + after, slot, generation);
-        }
-    }
-
-    /// On the tick: end the sessions whose deadline passed and whose client has not come back.
-    pub(super) fn expire_sessions(&mut self, now: Instant) {
-        while let Some((slot, generation)) = self.expiries.pop_due(now) {
-            let Some(Some(session)) = self.sessions.get(slot as usize) else {
-                continue;
-            };
-            if session.generation != generation || session.is_connected() {
-                continue;
-            }
-            tracing::info!(target: log_type::NOTICE,
-                "Expiring client {} due to timeout.", session.client_id);
-            self.remove_session(slot);
-        }
     }
 }
 

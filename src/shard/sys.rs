@@ -1,14 +1,14 @@
 //! `$SYS/broker/...` topics, published by shard 0 every `sys_interval` as retained QoS 0 messages with
-//! Mosquitto's names. Totals are gathered by mail (`StatsQuery`/`StatsReply`), never by shared memory.
+//! Mosquitto's names. Totals are gathered by mail (`StatsQuery`/`StatsReply`), never by shared memory:
+//! [`Sys`] keeps the round and makes the messages; the executor (`executor.rs`) sends the queries and
+//! routes the messages.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::Shard;
 use crate::codec::{Properties, QoS, Utf8Bytes};
 use crate::message::Message;
-use crate::router::Mail;
 use crate::stats::ShardStats;
 
 /// The version string, as `mosquitto --version` words it.
@@ -16,7 +16,7 @@ pub const VERSION_TEXT: &str = concat!("shardmq version ", env!("CARGO_PKG_VERSI
 
 /// One round of gathering counters from every shard.
 #[derive(Debug, Default)]
-pub(super) struct SysRound {
+struct SysRound {
     /// Replies still expected.
     waiting: usize,
     total: ShardStats,
@@ -99,55 +99,62 @@ impl Load {
     }
 }
 
-impl Shard {
-    /// First `$SYS` round at start-up, then one every `sys_interval` (on the tick that follows it).
-    pub(super) fn start_sys(&mut self) {
-        if let Some(interval) = self.settings.sys_interval {
-            self.start_sys_round();
-            self.sys_next = Some(Instant::now() + interval);
+/// Shard 0's `$SYS` state: when the broker started, when the next round is due, and the round being
+/// gathered. One per shard (used on shard 0 only), owned by its [`Shard`](super::Shard) and touched on
+/// that shard's thread only: the executor (`executor.rs`) starts rounds on its tick, hands it the other
+/// shards' `StatsReply` mail, and routes the messages a finished round makes.
+pub(super) struct Sys {
+    /// When the broker started (for `$SYS/broker/uptime`).
+    started: Instant,
+    round: SysRound,
+    /// When shard 0 next publishes `$SYS` (None: `sys_interval 0`, or not shard 0).
+    next: Option<Instant>,
+}
+
+impl Sys {
+    pub(super) fn new(started: Instant) -> Sys {
+        Sys {
+            started,
+            round: SysRound::default(),
+            next: None,
         }
     }
 
-    /// Called on every tick: publish `$SYS` when due.
-    pub(super) fn sys_tick(&mut self, now: Instant) {
-        let (Some(next), Some(interval)) = (self.sys_next, self.settings.sys_interval) else {
-            return;
-        };
-        if now >= next {
-            self.start_sys_round();
-            // From now, not from `next`: a shard that was too busy to tick does not publish in a burst.
-            self.sys_next = Some(now + interval);
-        }
+    /// The next round is due at `at`.
+    pub(super) fn schedule(&mut self, at: Instant) {
+        self.next = Some(at);
     }
 
-    fn start_sys_round(&mut self) {
+    /// Whether a round is due at `now` (never before the first was scheduled).
+    pub(super) fn due(&self, now: Instant) -> bool {
+        self.next.is_some_and(|next| now >= next)
+    }
+
+    /// Start a round from this shard's counters, `others` shards still to answer. Returns whether it is
+    /// complete already (one shard).
+    pub(super) fn begin_round(&mut self, total: ShardStats, others: usize) -> bool {
         // A round still waiting (a shard too busy to answer within an interval) is replaced by this one.
-        self.sys.total = self.snapshot_stats();
-        self.sys.waiting = self.shards - 1;
-        if self.sys.waiting == 0 {
-            self.publish_sys();
-            return;
-        }
-        let reply_to = self.id;
-        self.broadcast(|| Mail::StatsQuery { reply_to });
+        self.round.total = total;
+        self.round.waiting = others;
+        self.round.waiting == 0
     }
 
-    pub(super) fn sys_reply(&mut self, s: &ShardStats) {
-        if self.sys.waiting == 0 {
-            return;
+    /// Another shard's counters for the round; returns whether the round is complete with them.
+    pub(super) fn reply(&mut self, s: &ShardStats) -> bool {
+        if self.round.waiting == 0 {
+            return false;
         }
         // Every shard holds the whole retained set: count it once.
-        let retained = self.sys.total.retained_messages;
-        self.sys.total.add(s);
-        self.sys.total.retained_messages = retained;
-        self.sys.waiting -= 1;
-        if self.sys.waiting == 0 {
-            self.publish_sys();
-        }
+        let retained = self.round.total.retained_messages;
+        self.round.total.add(s);
+        self.round.total.retained_messages = retained;
+        self.round.waiting -= 1;
+        self.round.waiting == 0
     }
 
-    fn publish_sys(&mut self) {
-        let t = self.sys.total;
+    /// The retained QoS 0 messages of a complete round, in publishing order.
+    pub(super) fn messages(&mut self, shards: usize) -> Vec<Message> {
+        let t = self.round.total;
         let uptime = self.started.elapsed().as_secs();
         let disconnected = t.sessions.saturating_sub(t.clients_connected);
         let topics: [(&'static str, String); 17] = [
@@ -191,23 +198,25 @@ impl Shard {
                 "$SYS/broker/subscriptions/count",
                 t.subscriptions.to_string(),
             ),
-            ("$SYS/broker/shards", self.shards.to_string()),
+            ("$SYS/broker/shards", shards.to_string()),
         ];
-        let load = self.sys.load.update(Instant::now(), load_counters(&t));
+        let load = self.round.load.update(Instant::now(), load_counters(&t));
         let topics = topics
             .into_iter()
             .map(|(topic, value)| (Utf8Bytes::from_static(topic), value))
             .chain(load.into_iter().map(|(t, v)| (Utf8Bytes::from(t), v)));
-        for (topic, value) in topics {
-            self.route(Message::new(
-                topic,
-                Bytes::from(value),
-                QoS::AtMostOnce,
-                true,
-                Properties::default(),
-                None,
-            ));
-        }
+        topics
+            .map(|(topic, value)| {
+                Message::new(
+                    topic,
+                    Bytes::from(value),
+                    QoS::AtMostOnce,
+                    true,
+                    Properties::default(),
+                    None,
+                )
+            })
+            .collect()
     }
 }
 

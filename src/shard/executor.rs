@@ -1,0 +1,283 @@
+//! The executor's side of a shard: its main future ([`run`]), the mail loop and what a piece of mail
+//! does, the ticker's beat, a security reload, and shutdown. Runs on the shard's thread; it spawns the
+//! connection tasks (`connection.rs`) and calls into packet handling (`packets/`) and the parts.
+
+use std::cell::RefCell;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{connection, ConnectionCounts, Shard};
+use crate::auth::Security;
+use crate::router::{Control, Inbox, Mail, MailSenders, ShardId};
+use crate::settings::Settings;
+use crate::stats::ShardStats;
+
+/// How long shutdown waits for connections to flush and close before the executor ends anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything a shard thread is started with.
+pub struct ShardStart {
+    pub id: ShardId,
+    pub settings: Arc<Settings>,
+    /// One bound, listening socket per configured listener (SO_REUSEPORT, same ports on every shard).
+    pub listeners: Vec<OwnedFd>,
+    pub mail_out: MailSenders,
+    pub inbox: Inbox,
+    pub counts: Arc<ConnectionCounts>,
+    /// When the broker started (for `$SYS/broker/uptime`).
+    pub started: Instant,
+}
+
+impl Shard {
+    /// Apply the interest changes other shards have sent so far.
+    pub(super) fn apply_interest_mail(&mut self) {
+        // Called for every publish: the common case is one atomic load and nothing else.
+        if !self.mail.has_interest_mail() {
+            return;
+        }
+        // Taken out for the drain so mail can be handled meanwhile (rare: the placeholder allocates).
+        let inbox = self.mail.take_interest_inbox();
+        inbox.drain(|m| {
+            let handoff = self.handle_mail(m);
+            debug_assert!(handoff.is_none());
+        });
+        self.mail.restore_interest_inbox(inbox);
+    }
+
+    /// Handle one piece of mail; a hand-off comes back for the caller to spawn.
+    pub(super) fn handle_mail(&mut self, mail: Mail) -> Option<Box<crate::router::Handoff>> {
+        match mail {
+            Mail::Publish(msg, stamp) => {
+                self.deliver_local(&msg, &stamp);
+            }
+            Mail::Retain(msg) => self.retained.store(msg),
+            Mail::Handoff(h) => return Some(h),
+            Mail::InterestAdd { from, filter } => {
+                self.subs.add_remote_interest(&filter, from);
+                self.mail.send(from, Mail::InterestAck { filter });
+            }
+            Mail::InterestRemove { from, filter } => {
+                self.subs.remove_remote_interest(&filter, from);
+            }
+            Mail::InterestAck { filter } => self.interest_acked(&filter),
+            Mail::Hold {
+                slot,
+                from,
+                signal,
+                insist,
+            } => self.sessions.hold_publisher(slot, from, signal, insist),
+            Mail::Release { slot, from } => {
+                let policy = self.settings.limits.slow_subscriber_policy;
+                self.sessions.release_publisher(slot, from, policy);
+            }
+            Mail::Object { slot, from } => self.sessions.object_to_publisher(slot, from),
+            Mail::StatsQuery { reply_to } => {
+                let stats = self.snapshot_stats();
+                self.mail.send(reply_to, Mail::StatsReply(stats));
+            }
+            Mail::StatsReply(stats) => self.sys_reply(&stats),
+        }
+        None
+    }
+
+    fn snapshot_stats(&self) -> ShardStats {
+        let mut s = self.stats;
+        s.sessions = self.sessions.len() as u64;
+        s.retained_messages = self.retained.len() as u64;
+        s
+    }
+
+    /// Close every connection (v5 clients get DISCONNECT 0x8B) and stop accepting.
+    fn begin_shutdown(&mut self) {
+        for (fd, outbox) in self.conns.begin_shutdown() {
+            match outbox {
+                Some(o) => {
+                    if let Some(v5) = self.sessions.protocol_of(&o) {
+                        if v5 {
+                            o.write(|out| {
+                                crate::codec::encode_disconnect(
+                                    crate::codec::ReasonCode::ServerShuttingDown,
+                                    crate::codec::ProtocolVersion::V5,
+                                    out,
+                                )
+                            });
+                        }
+                    }
+                    o.close(crate::session::CloseReason::Shutdown);
+                }
+                // Not attached yet (waiting for CONNECT): wake its read with EOF.
+                // SAFETY: `fd` belongs to a live connection task of this shard (it unregisters before
+                // its stream is dropped), and shutdown(2) does not invalidate it.
+                None => unsafe {
+                    libc::shutdown(fd, libc::SHUT_RDWR);
+                },
+            }
+        }
+    }
+}
+
+/// The executor's main future: serve until told to shut down, then close everything.
+pub async fn run(start: ShardStart) {
+    let ShardStart {
+        id,
+        settings,
+        listeners,
+        mail_out,
+        inbox,
+        counts,
+        started,
+    } = start;
+    let shard = Rc::new(RefCell::new(Shard::new(
+        id,
+        settings,
+        mail_out,
+        inbox.interest(),
+        counts,
+        started,
+    )));
+    let mut tasks = Vec::new();
+    for (index, fd) in listeners.into_iter().enumerate() {
+        tasks
+            .push(glommio::spawn_local(connection::accept_loop(shard.clone(), fd, index)).detach());
+    }
+    tasks.push(glommio::spawn_local(overflow_task(shard.clone())).detach());
+    if id == 0 {
+        shard.borrow_mut().start_sys();
+    }
+    mail_loop(&shard, &inbox).await;
+    for t in &tasks {
+        t.cancel();
+    }
+    drop(tasks);
+    shard.borrow_mut().begin_shutdown();
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    // Shutdown only: poll until every connection task finished or the grace period ends.
+    while !shard.borrow().conns.is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+impl Shard {
+    /// The ticker's beat: close silent connections, publish `$SYS` when due.
+    fn tick(&mut self, now: Instant) {
+        self.keepalive.check(now);
+        self.mail.forget_stances(now);
+        self.expire_sessions(now);
+        self.sys_tick(now);
+    }
+
+    /// Reloaded security files, applied as Mosquitto applies them after SIGHUP: a connected client whose
+    /// credentials no longer pass is disconnected (no will), and every session, connected or not, gets
+    /// its ACL again for its client id and username.
+    fn apply_security(&mut self, security: Arc<Security>) {
+        self.security = security;
+        for session in self.sessions.iter_mut() {
+            let login = session.login.as_deref();
+            let username = login.map(|l| l.username.as_str());
+            let password = login.and_then(|l| l.password.as_deref());
+            let acl = self
+                .security
+                .client_acl(session.client_id.as_str(), username);
+            let authorised =
+                self.security
+                    .authenticate(self.settings.allow_anonymous, username, password);
+            session.acl = acl;
+            session.drop_unreadable();
+            if let (false, Some(conn)) = (authorised, &session.conn) {
+                conn.close(crate::session::CloseReason::NotAuthorised);
+            }
+        }
+    }
+}
+
+/// Receive and handle mail until a shutdown command.
+async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        let control = std::future::poll_fn(|cx| inbox.poll_recv(cx, &mut batch)).await;
+        match control {
+            Some(Control::Shutdown) => return,
+            Some(Control::Tick) => shard.borrow_mut().tick(Instant::now()),
+            Some(Control::Security(security, done)) => {
+                shard.borrow_mut().apply_security(security);
+                let _ = done.send(());
+            }
+            None => {}
+        }
+        let mut handoffs = Vec::new();
+        {
+            let mut s = shard.borrow_mut();
+            for mail in batch.drain(..) {
+                if let Some(h) = s.handle_mail(mail) {
+                    handoffs.push(h);
+                }
+            }
+            if s.mail.overloaded() {
+                s.mail.flush_overflow();
+            }
+        }
+        for h in handoffs {
+            glommio::spawn_local(connection::run_handoff(shard.clone(), h)).detach();
+        }
+        // Let connection tasks run between batches: a mail flood must not starve the sockets, above all
+        // the subscribers' acknowledgements that open their windows (else their queues overflow).
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// Re-sends held-back mail while there is some; parks otherwise.
+async fn overflow_task(shard: Rc<RefCell<Shard>>) {
+    loop {
+        std::future::poll_fn(|cx| shard.borrow_mut().mail.poll_overflow(cx)).await;
+        // Receivers wake this task when they take mail from a mailbox it found full (an event, not a
+        // timer): retry then, until everything went out.
+        std::future::poll_fn(|cx| shard.borrow_mut().mail.poll_overflow_sent(cx)).await;
+    }
+}
+
+/// `$SYS` rounds on shard 0: the counters of every shard gathered by mail, then published through
+/// `route` (see `sys.rs`).
+impl Shard {
+    /// First `$SYS` round at start-up, then one every `sys_interval` (on the tick that follows it).
+    fn start_sys(&mut self) {
+        if let Some(interval) = self.settings.sys_interval {
+            self.start_sys_round();
+            self.sys.schedule(Instant::now() + interval);
+        }
+    }
+
+    /// Called on every tick: publish `$SYS` when due.
+    fn sys_tick(&mut self, now: Instant) {
+        let Some(interval) = self.settings.sys_interval else {
+            return;
+        };
+        if self.sys.due(now) {
+            self.start_sys_round();
+            // From now, not from `next`: a shard that was too busy to tick does not publish in a burst.
+            self.sys.schedule(now + interval);
+        }
+    }
+
+    fn start_sys_round(&mut self) {
+        if self.sys.begin_round(self.snapshot_stats(), self.shards - 1) {
+            self.publish_sys();
+            return;
+        }
+        let reply_to = self.id;
+        self.mail.broadcast(|| Mail::StatsQuery { reply_to });
+    }
+
+    fn sys_reply(&mut self, s: &ShardStats) {
+        if self.sys.reply(s) {
+            self.publish_sys();
+        }
+    }
+
+    fn publish_sys(&mut self) {
+        for msg in self.sys.messages(self.shards) {
+            self.route(msg);
+        }
+    }
+}

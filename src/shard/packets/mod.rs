@@ -1,0 +1,67 @@
+//! What packets do to a shard's state, one file per family of packets; each is an `impl Shard` block
+//! that calls into the shard's parts (see `shard/mod.rs`). Synchronous code only: the connection tasks
+//! (`connection.rs`) call in with the shard borrowed, between their awaits; nothing here calls back
+//! into connection I/O.
+//!
+//! - `session.rs`: CONNECT and the session's life: attach, takeover, detach, wills, expiry, removal.
+//! - `publish.rs`: PUBLISH and its acknowledgements, routing to this shard's sessions and to the
+//!   other shards, the retained store, and the slow-subscriber holds (`session::hold`).
+//! - `subscribe.rs`: SUBSCRIBE (with its wait for interest acknowledgements) and UNSUBSCRIBE.
+//!
+//! This file dispatches a packet to its family.
+
+mod publish;
+mod session;
+mod subscribe;
+
+use bytes::BytesMut;
+
+use super::attached::Attached;
+use super::Shard;
+use crate::codec::{self, Packet, ProtocolVersion, ReasonCode};
+use crate::logging::log_type;
+use crate::session::CloseReason;
+
+/// Append a packet the broker built (CONNACK, SUBACK, UNSUBACK, PINGRESP): only [`codec::encode`].
+pub(super) fn encode_into(out: &mut BytesMut, packet: &Packet, protocol: ProtocolVersion) {
+    // Broker-built packets are always within the protocol's limits.
+    let _ = codec::encode(packet, protocol, out);
+}
+
+impl Shard {
+    /// Handle one packet from an attached client. `Err` closes the connection.
+    pub(crate) fn handle_packet(
+        &mut self,
+        a: &mut Attached,
+        packet: Packet,
+    ) -> Result<(), CloseReason> {
+        if self.sessions.get(a.slot, a.generation).is_none() {
+            return Err(CloseReason::Takeover);
+        }
+        match packet {
+            Packet::Publish(p) => self.client_publish(a, p),
+            Packet::PubAck(r) => self.client_puback(a, r),
+            Packet::PubRec(r) => self.client_pubrec(a, r),
+            Packet::PubComp(r) => self.client_pubcomp(a, r),
+            Packet::PubRel(r) => self.client_pubrel(a, r),
+            Packet::Subscribe(s) => {
+                self.client_subscribe(a, s);
+                Ok(())
+            }
+            Packet::Unsubscribe(u) => {
+                self.client_unsubscribe(a, u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                tracing::debug!(target: log_type::DEBUG, "Received PINGREQ from {}", a.client_id);
+                a.outbox
+                    .write(|out| encode_into(out, &Packet::PingResp, a.protocol));
+                Ok(())
+            }
+            Packet::Disconnect(d) => self.client_disconnect(a, d),
+            // A second CONNECT [MQTT-3.1.0-2], AUTH without an authentication method at CONNECT, or a
+            // packet only a server may send.
+            _ => Err(CloseReason::ProtocolError(ReasonCode::ProtocolError)),
+        }
+    }
+}

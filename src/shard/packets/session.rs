@@ -1,0 +1,257 @@
+//! CONNECT and the life of a session: attach (new, resumed, or taken over from another connection),
+//! detach (the will, then the end of a clean session or its expiry deadline), removal.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::encode_into;
+use crate::codec::{
+    self, ConnAck, Connect, Disconnect, LastWill, Packet, Properties, ProtocolVersion, ReasonCode,
+};
+use crate::logging::log_type;
+use crate::message::Message;
+use crate::session::{CloseReason, Login, Outbox, Session};
+use crate::shard::attached::Attached;
+use crate::shard::expiry::expiry_after;
+use crate::shard::Shard;
+
+/// The message a will becomes when published: will properties that describe the message are kept,
+/// the will delay (about the will, not the message) is not.
+fn will_message(will: Box<LastWill>) -> Message {
+    let will = *will;
+    let mut properties = will.properties;
+    properties.will_delay_interval = None;
+    Message::new(
+        will.topic,
+        will.payload,
+        will.qos,
+        will.retain,
+        properties,
+        None,
+    )
+}
+
+impl Shard {
+    /// Attach a connection whose CONNECT was accepted to its session (new, resumed or taken over), queue
+    /// the CONNACK and then whatever the session still owes the client.
+    pub(crate) fn attach(
+        &mut self,
+        connect: &Connect,
+        connack_properties: Properties,
+        outbox: Rc<Outbox>,
+    ) -> Attached {
+        let persistent = match connect.protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0) > 0,
+            _ => !connect.clean_start,
+        };
+        let mut resumed = None;
+        if let Some(slot) = self.sessions.slot_of(&connect.client_id) {
+            let session = self
+                .sessions
+                .at_mut(slot)
+                .expect("directory points at a session");
+            if let Some(old) = session.conn.take() {
+                // Session takeover [MQTT-3.1.4-2]: close the old connection, then its will goes out as for
+                // any close without DISCONNECT.
+                tracing::info!(target: log_type::NOTICE,
+                    "Client {} already connected, closing old connection.", connect.client_id);
+                if session.protocol == ProtocolVersion::V5 {
+                    old.write(|out| {
+                        codec::encode_disconnect(
+                            ReasonCode::SessionTakenOver,
+                            ProtocolVersion::V5,
+                            out,
+                        )
+                    });
+                }
+                old.close(CloseReason::Takeover);
+                self.stats.clients_connected -= 1;
+                let will = session.will.take().filter(|w| session.may_write(&w.topic));
+                let was_clean = session.clean;
+                if let Some(will) = will {
+                    self.route(will_message(will));
+                }
+                if was_clean {
+                    self.remove_session(slot);
+                }
+            }
+            if self.sessions.contains(&connect.client_id) {
+                if connect.clean_start {
+                    self.remove_session(slot);
+                } else {
+                    resumed = Some(slot);
+                }
+            }
+        }
+        let session_present = resumed.is_some();
+        let slot = match resumed {
+            Some(slot) => slot,
+            None => self.sessions.insert(Session::new(
+                connect.client_id.clone(),
+                connect.protocol,
+                !persistent,
+                0,
+            )),
+        };
+        let generation = self.sessions.next_generation(slot);
+        let limits = self.settings.limits;
+        let session = self.sessions.at_mut(slot).expect("slot just filled");
+        session.generation = generation;
+        session.protocol = connect.protocol;
+        session.clean = !persistent;
+        session.expiry_interval = match connect.protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            _ if persistent => u32::MAX,
+            _ => 0,
+        };
+        session.will = connect.will.clone();
+        session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
+        session.max_packet_size = connect
+            .properties
+            .maximum_packet_size
+            .map(|m| m as usize)
+            .filter(|_| connect.protocol == ProtocolVersion::V5);
+        session.inbound_qos2.clear();
+        // (A zero-length username arrives as None: `connection::read_connect`.)
+        let username = connect.username.as_ref();
+        session.login = username.map(|username| {
+            Box::new(Login {
+                username: username.clone(),
+                password: connect.password.clone(),
+            })
+        });
+        session.acl = self
+            .security
+            .client_acl(connect.client_id.as_str(), username.map(|u| u.as_str()));
+        if session_present {
+            // The client may have come back under another username.
+            session.drop_unreadable();
+        }
+        let connack = Packet::ConnAck(ConnAck {
+            session_present,
+            code: ReasonCode::Success,
+            properties: connack_properties,
+        });
+        outbox.write(|out| encode_into(out, &connack, connect.protocol));
+        let sent = session.resume(outbox.clone(), &limits);
+        self.stats.messages_sent += sent as u64;
+        self.stats.clients_connected += 1;
+        self.stats.connections_total += 1;
+        Attached {
+            slot,
+            generation,
+            protocol: connect.protocol,
+            client_id: connect.client_id.clone(),
+            outbox,
+            will_on_disconnect: false,
+        }
+    }
+
+    /// The connection of `a` ended for `reason`: publish its will unless it disconnected normally, and
+    /// end the session if it was not persistent. A connection already taken over does nothing here.
+    pub(crate) fn detach(&mut self, a: &Attached, reason: CloseReason) {
+        let Some(session) = self.sessions.get_mut(a.slot, a.generation) else {
+            return;
+        };
+        if !session
+            .conn
+            .as_ref()
+            .is_some_and(|c| Rc::ptr_eq(c, &a.outbox))
+        {
+            return;
+        }
+        session.conn = None;
+        // A will goes out only where its client could have published it (`$SYS`, `acl_file`).
+        let will = session.will.take().filter(|w| session.may_write(&w.topic));
+        let clean = session.clean;
+        // Publishers it holds would otherwise wait out their lease for a client that is gone.
+        self.release_holds(a.slot, a.generation, true);
+        self.stats.clients_connected -= 1;
+        let publish_will = match reason {
+            CloseReason::ClientDisconnect => a.will_on_disconnect,
+            // Mosquitto drops the will of a client it disconnects as no longer authorised.
+            CloseReason::NotAuthorised => false,
+            // Shutdown is the broker's own doing; Mosquitto publishes wills then too.
+            _ => true,
+        };
+        if let (true, Some(will)) = (publish_will, will) {
+            self.route(will_message(will));
+        }
+        if clean {
+            self.remove_session(a.slot);
+        } else {
+            self.schedule_expiry(a.slot, a.generation);
+        }
+    }
+
+    /// A DISCONNECT: `Err` with the reason the connection ends for (a v5 client may ask for its will,
+    /// or change its session expiry within what [MQTT-3.14.2-2] allows).
+    pub(super) fn client_disconnect(
+        &mut self,
+        a: &mut Attached,
+        d: Disconnect,
+    ) -> Result<(), CloseReason> {
+        tracing::debug!(target: log_type::DEBUG, "Received DISCONNECT from {}", a.client_id);
+        if a.protocol == ProtocolVersion::V5 {
+            if d.reason == ReasonCode::DisconnectWithWillMessage {
+                a.will_on_disconnect = true;
+            }
+            // [MQTT-3.14.2-2]: a session expiry of 0 at CONNECT cannot become non-zero now.
+            if let Some(expiry) = d.properties.session_expiry_interval {
+                let s = self
+                    .sessions
+                    .get_mut(a.slot, a.generation)
+                    .expect("checked by caller");
+                if s.clean && expiry > 0 {
+                    return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
+                }
+                if expiry == 0 {
+                    s.clean = true;
+                }
+                s.expiry_interval = expiry;
+            }
+        }
+        Err(CloseReason::ClientDisconnect)
+    }
+
+    /// End a session: its subscriptions leave the trie (and the interest map, telling the other shards when
+    /// this shard loses its last subscription to a filter), its id leaves the directory.
+    pub(in crate::shard) fn remove_session(&mut self, slot: u32) {
+        let Some(mut session) = self.sessions.take(slot) else {
+            return;
+        };
+        self.send_releases(session.holding.take());
+        for filter in session.subscriptions.keys() {
+            self.unsubscribe_filter(slot, filter);
+        }
+        self.sessions.free(slot, &session.client_id);
+    }
+
+    /// The session in `slot` (at `generation`) was just left by its client: note when it expires.
+    fn schedule_expiry(&mut self, slot: u32, generation: u32) {
+        let Some(session) = self.sessions.at(slot) else {
+            return;
+        };
+        if let Some(after) = expiry_after(
+            session.expiry_interval,
+            self.settings.persistent_client_expiration,
+        ) {
+            self.expiries.push(Instant::now() + after, slot, generation);
+        }
+    }
+
+    /// On the tick: end the sessions whose deadline passed and whose client has not come back.
+    pub(in crate::shard) fn expire_sessions(&mut self, now: Instant) {
+        while let Some((slot, generation)) = self.expiries.pop_due(now) {
+            let Some(session) = self.sessions.at(slot) else {
+                continue;
+            };
+            if session.generation != generation || session.is_connected() {
+                continue;
+            }
+            tracing::info!(target: log_type::NOTICE,
+                "Expiring client {} due to timeout.", session.client_id);
+            self.remove_session(slot);
+        }
+    }
+}

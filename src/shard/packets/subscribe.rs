@@ -1,0 +1,226 @@
+//! SUBSCRIBE and UNSUBSCRIBE: filters enter and leave this shard's trie and the interest map (telling
+//! the other shards, whose acknowledgements a SUBACK waits for), and the retained messages a new
+//! subscription asks for follow its SUBACK.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::encode_into;
+use super::publish::{delivery_qos, log_dropping};
+use crate::codec::{
+    Packet, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    SubscriptionOptions, UnsubAck, Unsubscribe, Utf8Bytes,
+};
+use crate::logging::log_type;
+use crate::message::Message;
+use crate::router::Mail;
+use crate::session::{Delivery, Framed, SlowSubscriberPolicy};
+use crate::shard::attached::Attached;
+use crate::shard::subscriptions::{PendingSub, SubToken};
+use crate::shard::Shard;
+use crate::topic;
+
+impl Shard {
+    pub(super) fn unsubscribe_filter(&mut self, slot: u32, filter: &Utf8Bytes) {
+        if let Some(lost) = self.subs.remove(filter, slot) {
+            self.stats.subscriptions -= 1;
+            if lost {
+                let from = self.id;
+                self.mail.broadcast(|| Mail::InterestRemove {
+                    from,
+                    filter: filter.clone(),
+                });
+            }
+        }
+    }
+
+    pub(super) fn client_subscribe(&mut self, a: &Attached, sub: Subscribe) {
+        tracing::debug!(target: log_type::DEBUG, "Received SUBSCRIBE from {}", a.client_id);
+        let token = SubToken {
+            slot: a.slot,
+            generation: a.generation,
+            packet_id: sub.packet_id,
+        };
+        let mut codes = Vec::with_capacity(sub.filters.len());
+        let mut retained = Vec::new();
+        let mut waits = 0;
+        let v5 = a.protocol == ProtocolVersion::V5;
+        if v5 && !sub.properties.subscription_identifiers.is_empty() {
+            // Not offered in the CONNACK (Subscription Identifiers Available = 0).
+            for _ in &sub.filters {
+                codes.push(ReasonCode::SubscriptionIdentifiersNotSupported);
+            }
+            self.write_suback(
+                a,
+                SubAck {
+                    packet_id: sub.packet_id,
+                    codes,
+                    properties: Properties::default(),
+                },
+            );
+            return;
+        }
+        for f in sub.filters {
+            tracing::debug!(target: log_type::DEBUG, "\t{} (QoS {})", f.filter, f.options.qos as u8);
+            if topic::parse_shared(&f.filter).is_some() || f.filter.starts_with("$share/") {
+                codes.push(if v5 {
+                    ReasonCode::SharedSubscriptionsNotSupported
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            if topic::validate_topic_filter(&f.filter).is_err() {
+                codes.push(if v5 {
+                    ReasonCode::TopicFilterInvalid
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            let opts = f.options;
+            let session = self.sessions.at_mut(a.slot).expect("checked by caller");
+            let existed = session
+                .subscriptions
+                .insert(f.filter.clone(), opts)
+                .is_some();
+            self.subs.insert(&f.filter, a.slot, opts);
+            tracing::info!(target: log_type::SUBSCRIBE, "{} {} {}", a.client_id, opts.qos as u8, f.filter);
+            if !existed {
+                self.stats.subscriptions += 1;
+                if self.subs.add_interest(&f.filter) {
+                    let from = self.id;
+                    let filter = f.filter.clone();
+                    self.mail.broadcast(|| Mail::InterestAdd {
+                        from,
+                        filter: filter.clone(),
+                    });
+                }
+            }
+            // Interest not yet acknowledged everywhere (this subscription's or an earlier one's): the
+            // SUBACK waits, so a publish sent after it is received cannot miss this subscriber.
+            if self.subs.wait_for_interest(&f.filter, token) {
+                waits += 1;
+            }
+            let send_retained = match opts.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendAtSubscribeIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if send_retained {
+                retained.push((f.filter, opts));
+            }
+            codes.push(match opts.qos {
+                QoS::AtMostOnce => ReasonCode::Success,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            });
+        }
+        let suback = SubAck {
+            packet_id: sub.packet_id,
+            codes,
+            properties: Properties::default(),
+        };
+        if waits == 0 {
+            self.complete_subscribe(a.slot, a.generation, suback, retained);
+        } else {
+            self.subs.park(
+                token,
+                PendingSub {
+                    waits,
+                    suback,
+                    retained,
+                },
+            );
+        }
+    }
+
+    fn write_suback(&mut self, a: &Attached, suback: SubAck) {
+        tracing::debug!(target: log_type::DEBUG, "Sending SUBACK to {}", a.client_id);
+        a.outbox
+            .write(|out| encode_into(out, &Packet::SubAck(suback), a.protocol));
+    }
+
+    /// Send the SUBACK, then the retained messages matching the new subscriptions (retain flag set).
+    fn complete_subscribe(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        suback: SubAck,
+        retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
+    ) {
+        let limits = self.settings.limits;
+        let upgrade_qos = self.settings.upgrade_outgoing_qos;
+        let mut found: Vec<(Arc<Message>, SubscriptionOptions)> = Vec::new();
+        for (filter, opts) in &retained {
+            self.retained
+                .for_each_match(filter, |m| found.push((m.clone(), *opts)));
+        }
+        let Some(session) = self.sessions.get_mut(slot, generation) else {
+            return;
+        };
+        let Some(conn) = session.conn.clone() else {
+            return;
+        };
+        tracing::debug!(target: log_type::DEBUG, "Sending SUBACK to {}", session.client_id);
+        let protocol = session.protocol;
+        conn.write(|out| encode_into(out, &Packet::SubAck(suback), protocol));
+        let mut sent = 0;
+        let mut dropped = 0;
+        for (msg, opts) in found {
+            if !session.may_read(&msg.topic) {
+                continue;
+            }
+            let local = Rc::new(Framed::new(msg.clone(), false));
+            let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
+            // Retained messages hold nobody; only `hold` keeps its old room beyond the limits for them.
+            let slack = limits.slow_subscriber_policy == SlowSubscriberPolicy::Hold;
+            match session.deliver(&local, qos, true, &limits, slack) {
+                Delivery::Sent => sent += 1,
+                Delivery::Dropped => {
+                    dropped += 1;
+                    if session.note_dropped() {
+                        log_dropping(&session.client_id);
+                    }
+                }
+                Delivery::TooLarge => dropped += 1,
+                _ => {}
+            }
+        }
+        self.stats.messages_sent += sent;
+        self.stats.messages_dropped += dropped;
+    }
+
+    /// Another shard acknowledged interest in `filter`: release the SUBACKs that waited only for that.
+    pub(in crate::shard) fn interest_acked(&mut self, filter: &Utf8Bytes) {
+        for (token, p) in self.subs.interest_acked(filter) {
+            self.complete_subscribe(token.slot, token.generation, p.suback, p.retained);
+        }
+    }
+
+    pub(super) fn client_unsubscribe(&mut self, a: &Attached, u: Unsubscribe) {
+        tracing::debug!(target: log_type::DEBUG, "Received UNSUBSCRIBE from {}", a.client_id);
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            let session = self.sessions.at_mut(a.slot).expect("checked by caller");
+            let existed = session.subscriptions.remove(filter).is_some();
+            if existed {
+                self.unsubscribe_filter(a.slot, filter);
+            }
+            tracing::info!(target: log_type::UNSUBSCRIBE, "{} {}", a.client_id, filter);
+            codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        let unsuback = UnsubAck {
+            packet_id: u.packet_id,
+            codes,
+            properties: Properties::default(),
+        };
+        tracing::debug!(target: log_type::DEBUG, "Sending UNSUBACK to {}", a.client_id);
+        a.outbox
+            .write(|out| encode_into(out, &Packet::UnsubAck(unsuback), a.protocol));
+    }
+}

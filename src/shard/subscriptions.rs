@@ -1,0 +1,178 @@
+//! The subscriptions of this shard's sessions and the interest summary of the whole broker: the
+//! `SubscriptionTrie` (filter → slot → options), the `InterestMap` (filter → the shards with a matching
+//! subscription, this one included), and the SUBSCRIBEs whose SUBACK waits for other shards to
+//! acknowledge new interest (docs/ARCHITECTURE.md, invariant 5). One per shard, owned by its
+//! [`Shard`](super::Shard) and touched on that shard's thread only: by subscribe handling
+//! (`packets/subscribe.rs`), by routing and delivery (`packets/publish.rs`), and by the interest mail
+//! of other shards (`executor.rs`).
+
+use ahash::AHashMap;
+
+use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
+use crate::index::{InterestMap, ShardSet, SubscriptionTrie};
+use crate::router::ShardId;
+
+/// A subscription request waiting for the other shards to acknowledge new interest before its SUBACK.
+pub(super) struct PendingSub {
+    /// Interest acknowledgements still missing (one per filter that had to be broadcast).
+    pub(super) waits: usize,
+    pub(super) suback: SubAck,
+    /// Filters whose retained messages go out after the SUBACK.
+    pub(super) retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
+}
+
+/// Identifies a pending SUBSCRIBE: session slot, its generation and the packet id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct SubToken {
+    pub(super) slot: u32,
+    pub(super) generation: u32,
+    pub(super) packet_id: u16,
+}
+
+/// A filter whose interest this shard broadcast and not every shard acknowledged yet.
+#[derive(Default)]
+struct PendingInterest {
+    /// Acknowledgements still to come.
+    remaining: usize,
+    /// Subscriptions whose SUBACK waits for them.
+    waiters: Vec<SubToken>,
+}
+
+pub(super) struct Subscriptions {
+    /// This shard.
+    me: ShardId,
+    shards: usize,
+    /// This shard's sessions' subscriptions: filter → (slot → options).
+    trie: SubscriptionTrie<u32, SubscriptionOptions>,
+    /// Which shards (this one included) have subscriptions on which filters.
+    interest: InterestMap,
+    interest_pending: AHashMap<Utf8Bytes, PendingInterest>,
+    pending_subs: AHashMap<SubToken, PendingSub>,
+    /// Reused buffer for trie matches.
+    scratch: Vec<(u32, SubscriptionOptions)>,
+}
+
+impl Subscriptions {
+    pub(super) fn new(me: ShardId, shards: usize) -> Subscriptions {
+        Subscriptions {
+            me,
+            shards,
+            trie: SubscriptionTrie::new(),
+            interest: InterestMap::new(),
+            interest_pending: AHashMap::new(),
+            pending_subs: AHashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Enter (or replace) the subscription of the session in `slot` to `filter`.
+    pub(super) fn insert(&mut self, filter: &Utf8Bytes, slot: u32, opts: SubscriptionOptions) {
+        self.trie.insert(filter, slot, opts);
+    }
+
+    /// A new subscription to `filter` here. Returns true when this shard had none before and there are
+    /// other shards: the caller tells them, and SUBACKs on `filter` wait for their acknowledgements.
+    pub(super) fn add_interest(&mut self, filter: &Utf8Bytes) -> bool {
+        if self.interest.add(filter, self.me) && self.shards > 1 {
+            let pending = self.interest_pending.entry(filter.clone()).or_default();
+            pending.remaining += self.shards - 1;
+            return true;
+        }
+        false
+    }
+
+    /// If interest in `filter` is not yet acknowledged everywhere, the SUBSCRIBE `token` waits for it:
+    /// returns whether it does.
+    pub(super) fn wait_for_interest(&mut self, filter: &Utf8Bytes, token: SubToken) -> bool {
+        match self.interest_pending.get_mut(filter) {
+            Some(pending) => {
+                pending.waiters.push(token);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keep a SUBSCRIBE whose SUBACK waits for interest acknowledgements.
+    pub(super) fn park(&mut self, token: SubToken, pending: PendingSub) {
+        self.pending_subs.insert(token, pending);
+    }
+
+    /// Another shard acknowledged interest in `filter`: the SUBSCRIBEs that waited only for that, in the
+    /// order they were made.
+    pub(super) fn interest_acked(&mut self, filter: &Utf8Bytes) -> Vec<(SubToken, PendingSub)> {
+        let mut done = Vec::new();
+        let Some(pending) = self.interest_pending.get_mut(filter) else {
+            return done;
+        };
+        pending.remaining = pending.remaining.saturating_sub(1);
+        if pending.remaining > 0 {
+            return done;
+        }
+        let PendingInterest { waiters, .. } =
+            self.interest_pending.remove(filter).unwrap_or_default();
+        for token in waiters {
+            let Some(p) = self.pending_subs.get_mut(&token) else {
+                continue;
+            };
+            p.waits -= 1;
+            if p.waits == 0 {
+                let p = self.pending_subs.remove(&token).expect("just seen");
+                done.push((token, p));
+            }
+        }
+        done
+    }
+
+    /// Remove the subscription of the session in `slot` to `filter`. None if it had none; otherwise
+    /// whether this shard lost its last subscription to `filter` and other shards must be told.
+    pub(super) fn remove(&mut self, filter: &Utf8Bytes, slot: u32) -> Option<bool> {
+        self.trie.remove(filter, slot)?;
+        Some(self.interest.remove(filter, self.me) && self.shards > 1)
+    }
+
+    /// Shard `from` has a subscription to `filter` now.
+    pub(super) fn add_remote_interest(&mut self, filter: &Utf8Bytes, from: ShardId) {
+        self.interest.add(filter, from);
+    }
+
+    /// Shard `from` lost its last subscription to `filter`.
+    pub(super) fn remove_remote_interest(&mut self, filter: &Utf8Bytes, from: ShardId) {
+        self.interest.remove(filter, from);
+    }
+
+    /// The shards (this one included) with a subscription matching `topic`.
+    pub(super) fn shards_for(&self, topic: &str) -> ShardSet {
+        self.interest.shards_for(topic)
+    }
+
+    /// The sessions here with a subscription matching `topic`, one entry per session, sorted by slot,
+    /// with its matching subscriptions merged (the highest QoS, retain-as-published if any asks for it,
+    /// no-local only if all do). Give the buffer back with [`Self::recycle`].
+    pub(super) fn matches(&mut self, topic: &str) -> Vec<(u32, SubscriptionOptions)> {
+        let mut matches = std::mem::take(&mut self.scratch);
+        matches.clear();
+        self.trie
+            .for_each_match(topic, |slot, opts| matches.push((slot, *opts)));
+        if matches.len() > 1 {
+            matches.sort_unstable_by_key(|m| m.0);
+            matches.dedup_by(|later, kept| {
+                if later.0 != kept.0 {
+                    return false;
+                }
+                if later.1.qos > kept.1.qos {
+                    kept.1.qos = later.1.qos;
+                }
+                kept.1.retain_as_published |= later.1.retain_as_published;
+                kept.1.no_local &= later.1.no_local;
+                true
+            });
+        }
+        matches
+    }
+
+    /// The buffer [`Self::matches`] lent, for the next delivery.
+    pub(super) fn recycle(&mut self, matches: Vec<(u32, SubscriptionOptions)>) {
+        self.scratch = matches;
+    }
+}
