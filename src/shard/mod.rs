@@ -14,6 +14,7 @@ mod connection;
 mod expiry;
 mod keepalive;
 mod routing;
+mod shutdown;
 mod sys;
 
 pub use keepalive::TICK;
@@ -443,6 +444,7 @@ pub async fn run(start: ShardStart) {
         shard.borrow_mut().start_sys();
     }
     mail_loop(&shard, &inbox).await;
+    shutdown::drain_mail(&shard, &inbox).await;
     for t in &tasks {
         t.cancel();
     }
@@ -495,6 +497,10 @@ async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
         let control = std::future::poll_fn(|cx| inbox.poll_recv(cx, &mut batch)).await;
         match control {
             Some(Control::Shutdown) => return,
+            Some(Control::Wills(done)) => {
+                shard.borrow_mut().publish_wills_for_shutdown();
+                let _ = done.send(());
+            }
             Some(Control::Tick) => shard.borrow_mut().tick(Instant::now()),
             Some(Control::Security(security, done)) => {
                 shard.borrow_mut().apply_security(security);

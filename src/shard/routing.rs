@@ -116,7 +116,7 @@ fn log_dropping(client_id: &str) {
         "Outgoing messages are being dropped for client {client_id}.");
 }
 
-fn will_message(will: Box<LastWill>) -> Message {
+pub(super) fn will_message(will: Box<LastWill>) -> Message {
     let will = *will;
     let mut properties = will.properties;
     properties.will_delay_interval = None;
