@@ -24,6 +24,7 @@
 //! - [`shard`]: one shard: connections, packet handling, keep-alive, session expiry, `$SYS`.
 //! - [`server`]: starts one executor per shard, the ticker, shutdown.
 //! - [`cli`]: Mosquitto's command line.
+//! - [`process`]: the `pid_file` and dropping root privileges (`user`).
 pub mod auth;
 pub mod cli;
 pub mod codec;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod index;
 pub mod logging;
 pub mod message;
+pub mod process;
 pub mod router;
 pub mod server;
 pub mod session;
