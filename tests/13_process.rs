@@ -13,6 +13,8 @@
 //!   connected (as in Mosquitto 2.0, which publishes every will when it stops), then the connections
 //!   close, the process exits 0 and removes its pid file.
 //!
+//! These tests always run shardmq's binary, also under `SHARDMQ_TEST_BROKER=mosquitto`.
+//!
 //! Every wait is for an event (a log line, a file appearing, a packet, the exit) with a deadline.
 //! Started as root (CI), the scratch directories that the broker writes after dropping privileges are
 //! given to the user it drops to, as Debian's systemd unit does for /run/mosquitto and /var/log/mosquitto.
@@ -490,4 +492,30 @@ fn sigint_publishes_the_wills_then_exits_0() {
     common::with_timeout("sigint", CASE_TIMEOUT, || {
         wills_are_published_on(libc::SIGINT)
     });
+}
+
+/// The configurations shipped in packaging/ load (their include_dir moved to an empty scratch
+/// directory), and the unit and the image start the broker on them.
+#[test]
+fn packaged_configs_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |file: &str| std::fs::read_to_string(root.join(file)).unwrap();
+    let dir = Scratch::new("packaging");
+    let conf_d = dir.0.join("conf.d");
+    std::fs::create_dir_all(&conf_d).unwrap();
+    for (file, include) in [
+        ("packaging/systemd/shardmq.conf", "/etc/shardmq/conf.d"),
+        ("packaging/docker/shardmq.conf", "/shardmq/config/conf.d"),
+    ] {
+        let text = read(file);
+        assert!(text.contains(&format!("include_dir {include}\n")), "{file}");
+        let text = text.replace(include, &conf_d.display().to_string());
+        if let Err(e) = shardmq::config::Config::parse_str(&text, &root.join(file)) {
+            panic!("{file}: {e}");
+        }
+    }
+    assert!(read("packaging/systemd/shardmq.service")
+        .contains("\nExecStart=/usr/local/sbin/shardmq -c /etc/shardmq/shardmq.conf\n"));
+    assert!(read("packaging/docker/Dockerfile")
+        .contains("\nCOPY packaging/docker/shardmq.conf /shardmq/config/shardmq.conf\n"));
 }
