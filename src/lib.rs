@@ -26,6 +26,7 @@
 //!   connection tasks and the executor's loop.
 //! - [`server`]: starts one executor per shard, the ticker, shutdown.
 //! - [`cli`]: Mosquitto's command line.
+//! - [`process`]: the `pid_file` and dropping root privileges (`user`).
 pub mod auth;
 pub mod cli;
 pub mod codec;
@@ -33,6 +34,7 @@ pub mod config;
 pub mod index;
 pub mod logging;
 pub mod message;
+pub mod process;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -4,13 +4,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use shardmq::cli::{self, Args, CONFIG_OK_MESSAGE};
 use shardmq::config::DEFAULT_CONFIG_TEXT;
-use shardmq::logging::{self, log_type};
-use shardmq::server;
+use shardmq::logging::{self, log_type, LogDest};
+use shardmq::{process, server};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -54,6 +55,16 @@ fn main() -> ExitCode {
     // SAFETY: a valid, initialised sigset; blocking signals for the calling thread.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
 
+    // Log files that do not exist yet are created (as root, when started as root) by logging::init;
+    // they are handed to the `user` account with the pid file.
+    let new_log_files: Vec<PathBuf> = config
+        .log_dest
+        .iter()
+        .filter_map(|d| match d {
+            LogDest::File(path) if !path.exists() => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
     let log = match logging::init(&config) {
         Ok(g) => g,
         Err(e) => {
@@ -69,9 +80,27 @@ fn main() -> ExitCode {
         None => tracing::info!(target: log_type::NOTICE, "Using default config."),
     }
     logging::log_config_notices(&config);
+    // Decided before binding: an unknown `user` stops the broker before it serves anyone.
+    let user_plan = match process::plan_user(config.user.as_deref()) {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::error!(target: log_type::ERROR, "{e}");
+            log.flush();
+            return ExitCode::FAILURE;
+        }
+    };
     // Re-read on SIGHUP, as Mosquitto does.
     let password_file = config.password_file.clone();
     let acl_file = config.acl_file.clone();
+    let log_files: Vec<PathBuf> = config
+        .log_dest
+        .iter()
+        .filter_map(|d| match d {
+            LogDest::File(path) => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    let pid_path = config.pid_file.clone();
     let broker = match server::start(config) {
         Ok(b) => b,
         Err(e) => {
@@ -83,6 +112,58 @@ fn main() -> ExitCode {
     for addr in broker.local_addrs() {
         let family = if addr.is_ipv6() { "ipv6" } else { "ipv4" };
         tracing::info!(target: log_type::NOTICE, "Opening {family} listen socket on port {} ({}).", addr.port(), addr.ip());
+    }
+    // Created as the starting user (root: a root-owned /run works); the pid goes in once the broker is
+    // up and runs as its final user (after -d forked, so the daemon's pid).
+    let mut pid_file = match pid_path
+        .as_deref()
+        .map(process::PidFile::create)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(target: log_type::ERROR, "{e}");
+            broker.shutdown();
+            log.flush();
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut hand_over: Vec<&Path> = new_log_files.iter().map(PathBuf::as_path).collect();
+    hand_over.extend(pid_file.iter().filter(|p| p.created()).map(|p| p.path()));
+    match process::drop_privileges(&user_plan, &hand_over) {
+        Ok(Some(account)) => {
+            let mut later = process::LaterAccess {
+                log_files: log_files.iter().map(PathBuf::as_path).collect(),
+                pid_file: pid_file.as_ref().map(|p| p.path()),
+                ..Default::default()
+            };
+            later
+                .reread
+                .extend(password_file.as_deref().map(|p| ("password_file", p)));
+            later
+                .reread
+                .extend(acl_file.as_deref().map(|p| ("acl_file", p)));
+            process::check_access_after_drop(&account, &later);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(target: log_type::ERROR, "{e}");
+            broker.shutdown();
+            if let Some(p) = pid_file {
+                p.remove();
+            }
+            log.flush();
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(Err(e)) = pid_file.as_mut().map(process::PidFile::write_pid) {
+        tracing::error!(target: log_type::ERROR, "{e}");
+        broker.shutdown();
+        if let Some(p) = pid_file {
+            p.remove();
+        }
+        log.flush();
+        return ExitCode::FAILURE;
     }
     tracing::info!(target: log_type::NOTICE, "shardmq version {VERSION} running");
     loop {
@@ -113,8 +194,12 @@ fn main() -> ExitCode {
         }
         break;
     }
+    // SIGINT or SIGTERM: as Mosquitto, publish the wills of the connected clients, then close.
     tracing::info!(target: log_type::NOTICE, "shardmq version {VERSION} terminating");
     broker.shutdown();
+    if let Some(p) = pid_file {
+        p.remove();
+    }
     log.flush();
     ExitCode::SUCCESS
 }

@@ -156,11 +156,14 @@ pub struct Config {
     pub connection_messages: bool,
     /// Mosquitto's per-listener security; only `false` is supported, kept for completeness.
     pub per_listener_settings: bool,
-    /// Mosquitto's on-disk persistence; only `false` is supported, kept for completeness.
+    /// Mosquitto's on-disk persistence (`persistence`, `retained_persistence`). `true` is accepted with
+    /// a start-up warning ([`ConfigNotice::NotDurable`]): nothing is saved to disk yet.
     pub persistence: bool,
-    /// User to switch to when started as root. `None` = Mosquitto's default (`mosquitto`, else `nobody`).
+    /// User to switch to when started as root, once the listeners are bound (`crate::process`).
+    /// `None` = Mosquitto's default (`mosquitto`, else `nobody`).
     pub user: Option<String>,
-    /// File to write the process id to; `None` writes none (default).
+    /// File the process id is written to once the broker serves, removed at exit (`crate::process`);
+    /// `None` writes none (default).
     pub pid_file: Option<PathBuf>,
     /// Mosquitto `password_file` (hashes made by `mosquitto_passwd`): clients with a username must match
     /// it. `None` (default): `allow_anonymous` alone decides.

@@ -395,10 +395,28 @@ impl Parser {
                 } else {
                     "retained_persistence"
                 };
-                if line.bool(name, rest)? {
-                    return Err(line.unsupported(key, Some("true")));
+                // Accepted (Debian's stock mosquitto.conf sets it) but not durable yet: said at start-up.
+                c.persistence = line.bool(name, rest)?;
+                if c.persistence {
+                    c.notices.push(ConfigNotice::NotDurable {
+                        file: line.file.to_owned(),
+                        line: line.number,
+                        key: name,
+                    });
                 }
-                c.persistence = false;
+            }
+            "persistence_location" | "persistence_file" => {
+                let name = if key == "persistence_location" {
+                    "persistence_location"
+                } else {
+                    "persistence_file"
+                };
+                line.text(name, rest)?;
+                c.notices.push(ConfigNotice::NotDurable {
+                    file: line.file.to_owned(),
+                    line: line.number,
+                    key: name,
+                });
             }
             "protocol" => match line.one("protocol", rest)? {
                 "mqtt" => {}

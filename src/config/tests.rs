@@ -596,8 +596,6 @@ fn persistence_per_listener_settings_protocol_accept_only_what_we_do() {
     let c = ok("persistence false\nretained_persistence false\nper_listener_settings false\nprotocol mqtt\n");
     assert!(!c.persistence && !c.per_listener_settings);
     for (text, key, value) in [
-        ("persistence true\n", "persistence", "true"),
-        ("retained_persistence 1\n", "retained_persistence", "true"),
         (
             "per_listener_settings true\n",
             "per_listener_settings",
@@ -619,8 +617,8 @@ fn persistence_per_listener_settings_protocol_accept_only_what_we_do() {
         }
     }
     assert_eq!(
-        err("persistence true\n").to_string(),
-        "`persistence true` at /etc/x.conf:1 is a Mosquitto option shardmq does not support yet"
+        err("per_listener_settings true\n").to_string(),
+        "`per_listener_settings true` at /etc/x.conf:1 is a Mosquitto option shardmq does not support yet"
     );
     assert!(matches!(
         err("protocol http\n"),
@@ -628,6 +626,44 @@ fn persistence_per_listener_settings_protocol_accept_only_what_we_do() {
             reason: ValueProblem::UnknownProtocol,
             ..
         }
+    ));
+}
+
+#[test]
+fn persistence_is_accepted_with_a_warning_until_it_is_durable() {
+    // Debian's stock mosquitto.conf.
+    let c = ok("persistence true\npersistence_location /var/lib/mosquitto/\n");
+    assert!(c.persistence);
+    let not_durable = |c: &Config| -> Vec<String> {
+        c.notices
+            .iter()
+            .filter(|n| matches!(n, ConfigNotice::NotDurable { .. }))
+            .map(|n| n.to_string())
+            .collect()
+    };
+    assert_eq!(
+        not_durable(&c),
+        [
+            "Warning: persistence true (/etc/x.conf:1) is accepted, but shardmq does not save \
+             sessions, subscriptions or retained messages to disk yet: they are kept in memory and \
+             lost when it stops.",
+            "Warning: persistence_location (/etc/x.conf:2) has no effect: shardmq does not write a \
+             persistence file yet."
+        ]
+    );
+    assert!(c
+        .notices
+        .iter()
+        .all(|n| n.log_type() == crate::logging::LogType::Warning));
+    let c = ok("retained_persistence 1\npersistence_file m.db\n");
+    let n = not_durable(&c);
+    assert_eq!(n.len(), 2);
+    assert!(n[1].contains("persistence_file (/etc/x.conf:2)"), "{n:?}");
+    let c = ok("persistence false\n");
+    assert!(!c.persistence && not_durable(&c).is_empty());
+    assert!(matches!(
+        err("persistence_location\n"),
+        ConfigError::Arity { .. }
     ));
 }
 
@@ -905,7 +941,13 @@ fn every_supported_key_is_handled() {
             "log_dest" => "stdout",
             "log_timestamp_format" => "%s",
             "log_type" => "all",
-            "pid_file" | "user" | "password_file" | "acl_file" | "auto_id_prefix"
+            "pid_file"
+            | "user"
+            | "password_file"
+            | "acl_file"
+            | "auto_id_prefix"
+            | "persistence_location"
+            | "persistence_file"
             | "clientid_prefixes" => "x",
             "protocol" => "mqtt",
             "persistent_client_expiration" => "1d",

@@ -111,6 +111,9 @@ pub struct Handoff {
 pub enum Control {
     /// Close listeners and connections, then let the executor finish.
     Shutdown,
+    /// The first step of shutdown: take no new clients and publish the will of every connected client
+    /// (as Mosquitto does when it stops), then say so on the channel. `Shutdown` follows.
+    Wills(std::sync::mpsc::Sender<()>),
     /// The server's ticker: check keep-alives, publish `$SYS` when due (see `shard::keepalive`).
     Tick,
     /// `password_file` and `acl_file` were read again (SIGHUP): apply them to every session, then say

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{connection, ConnectionCounts, Shard};
+use super::{connection, shutdown, ConnectionCounts, Shard};
 use crate::auth::Security;
 use crate::router::{Control, Inbox, Mail, MailSenders, ShardId};
 use crate::settings::Settings;
@@ -147,6 +147,7 @@ pub async fn run(start: ShardStart) {
         shard.borrow_mut().start_sys();
     }
     mail_loop(&shard, &inbox).await;
+    shutdown::drain_mail(&shard, &inbox).await;
     for t in &tasks {
         t.cancel();
     }
@@ -199,6 +200,10 @@ async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
         let control = std::future::poll_fn(|cx| inbox.poll_recv(cx, &mut batch)).await;
         match control {
             Some(Control::Shutdown) => return,
+            Some(Control::Wills(done)) => {
+                shard.borrow_mut().publish_wills_for_shutdown();
+                let _ = done.send(());
+            }
             Some(Control::Tick) => shard.borrow_mut().tick(Instant::now()),
             Some(Control::Security(security, done)) => {
                 shard.borrow_mut().apply_security(security);

@@ -101,6 +101,11 @@ impl LiveConns {
         self.shutting_down
     }
 
+    /// Stop attaching new connections (shutdown's first step: wills go out while connections stay).
+    pub(super) fn stop_accepting(&mut self) {
+        self.shutting_down = true;
+    }
+
     /// Stop attaching new connections, and list every connection to close: its socket, and its outbox
     /// once it has a session.
     pub(super) fn begin_shutdown(&mut self) -> Vec<(RawFd, Option<Rc<Outbox>>)> {

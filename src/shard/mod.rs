@@ -28,6 +28,7 @@ mod mailroom;
 mod packets;
 mod retained;
 mod sessions;
+mod shutdown;
 mod subscriptions;
 mod sys;
 

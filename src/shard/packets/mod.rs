@@ -14,6 +14,8 @@ mod publish;
 mod session;
 mod subscribe;
 
+pub(super) use session::will_message;
+
 use bytes::BytesMut;
 
 use super::attached::Attached;

@@ -17,7 +17,7 @@ use crate::shard::Shard;
 
 /// The message a will becomes when published: will properties that describe the message are kept,
 /// the will delay (about the will, not the message) is not.
-fn will_message(will: Box<LastWill>) -> Message {
+pub(in crate::shard) fn will_message(will: Box<LastWill>) -> Message {
     let will = *will;
     let mut properties = will.properties;
     properties.will_delay_interval = None;
