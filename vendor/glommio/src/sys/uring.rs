@@ -1859,12 +1859,19 @@ impl Reactor {
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        //
+        // shardmq patch: only when the armed one has fired. Upstream replaced it on every call (a
+        // cancel plus a new linked timeout and eventfd write, 3 SQEs, twice per wake-up). Kept, it
+        // counts completions since it was armed rather than since this call, so it may preempt a
+        // little earlier: one extra loop iteration per `ring_depth` completions at most.
+        if !keep_in_flight(&self.throughput_preemption_timeout_src) {
+            self.throughput_preemption_timeout_src.set(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
