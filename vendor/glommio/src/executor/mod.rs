@@ -1325,7 +1325,17 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // shardmq patch: upstream broke out with `ran`, which is false when the preemption
+                // check fires before any queue ran, and `run` takes false for "nothing to run" and
+                // parks. But a latency-ring completion that wakes no task (a preemption or user
+                // timer firing) can land right here: the `install_eventfd` system call above runs
+                // the kernel's pending task work. Parking then strands the active queues, since
+                // `Reactor::wait(None)` does not look at them and sleeps. A queue is in
+                // `active_executors` exactly while it has a runnable queued (`maybe_activate`
+                // pushes it with its first runnable; `run_one_task_queue` re-pushes it only while
+                // its queue is non-empty), so reporting it makes `run` go round once more: its
+                // `poll_io` consumes the completion, clearing `need_preempt`, and the queue runs.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1333,7 +1343,6 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {

@@ -224,6 +224,14 @@ impl Source {
         })
     }
 
+    /// Whether the source is queued for or inside the kernel: its completion has not been consumed
+    /// yet. (shardmq patch: lets the reactor keep a timer or a ring link armed across its loop
+    /// iterations instead of cancelling and re-adding it; unlike [`Self::result`] this also works
+    /// for sources whose completion sets no result, such as the ring link.)
+    pub(crate) fn is_in_flight(&self) -> bool {
+        self.inner.borrow().enqueued.is_some()
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

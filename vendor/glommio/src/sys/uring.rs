@@ -1044,12 +1044,25 @@ impl SleepableRing {
         }
     }
 
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
+    /// shardmq patch: `armed` says that `link` is already in the kernel from an earlier sleep; then
+    /// only the wait is needed. Submitting the link and waiting are one `io_uring_enter`
+    /// (`submit_sqes_and_wait`) instead of two.
+    fn sleep(&mut self, link: &Source, armed: bool) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
             0,
             "sleeping with pending SQEs"
         );
+        if armed {
+            return self
+                .ring
+                .cq()
+                .wait(1)
+                .map(|_| 1)
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok);
+        }
         if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
             let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
             let op = UringDescriptor {
@@ -1070,15 +1083,17 @@ impl SleepableRing {
             );
 
             // We have now prepared the SQE that links the two rings. We now need to submit
-            // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
+            // it successfully to be able to safely sleep. The kernel waits for a completion only
+            // when it took every SQE it was given, so a failed submission does not sleep.
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
+                .map(|x| x as usize)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+                .or_else(Reactor::intr_ok)?;
+            self.in_kernel += submitted;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1086,14 +1101,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings are linked and we slept. Goodnight!
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1222,9 +1231,18 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// shardmq patch: when the armed latency timer fires, and whether it is a preemption timer (armed
+    /// while tasks run) rather than a user timer (armed to end a sleep).
+    latency_timer_deadline: Cell<Option<Instant>>,
+    latency_timer_is_preempt: Cell<bool>,
+    /// shardmq patch: the last sleep was ended by nothing but a kept preemption timer.
+    latency_timer_idle_fired: Cell<bool>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
+    /// shardmq patch: the `POLL_ADD` on the latency ring's fd that lets a sleep on the main ring wake
+    /// for latency-ring completions; kept armed across sleeps (see `link_rings_and_sleep`).
+    link_rings_src: Cell<Option<Source>>,
 
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
@@ -1277,6 +1295,18 @@ macro_rules! flush_rings {
         )*
         io::Result::Ok(ret)
     }}
+}
+
+/// shardmq patch: leaves `slot` as it is and returns true when it holds a source still in flight;
+/// otherwise empties it (a completed source drops without a cancellation) and returns false.
+fn keep_in_flight(slot: &Cell<Option<Source>>) -> bool {
+    match slot.take() {
+        Some(src) if src.is_in_flight() => {
+            slot.set(Some(src));
+            true
+        }
+        _ => false,
+    }
 }
 
 fn align_up(v: usize, align: usize) -> usize {
@@ -1353,9 +1383,13 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_timer_deadline: Cell::new(None),
+            latency_timer_is_preempt: Cell::new(false),
+            latency_timer_idle_fired: Cell::new(false),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
+            link_rings_src: Cell::new(None),
             notifier,
             eventfd_src,
             source_map,
@@ -1725,15 +1759,27 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
+    ///
+    /// shardmq patch: the `POLL_ADD` source is kept between sleeps and only re-added once its
+    /// completion was consumed. Upstream made a new one per sleep and dropped it on waking, before
+    /// its completion was seen: a cancellation (one more `io_uring_enter`) per wake-up, and a new
+    /// `POLL_ADD` per sleep although the old one was usually still armed (a wake-up by the main
+    /// ring's own completions leaves it pending).
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        let link_rings = Source::new(
-            IoRequirements::default(),
-            self.link_fd,
-            SourceType::LinkRings,
-            None,
-            None,
-        );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        let armed = keep_in_flight(&self.link_rings_src);
+        let link_rings = match self.link_rings_src.take() {
+            Some(src) => src,
+            None => Source::new(
+                IoRequirements::default(),
+                self.link_fd,
+                SourceType::LinkRings,
+                None,
+                None,
+            ),
+        };
+        let slept = ring.sleep(&link_rings, armed).or_else(Self::busy_ok).map(|_| {});
+        self.link_rings_src.set(Some(link_rings));
+        slept
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1814,22 +1860,43 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // shardmq patch: the latency-ring timer (the preemption timer while tasks run, the next user
+        // timer while asleep) is set here, for both cases, and kept while it is armed for no later
+        // than needed. Upstream cancelled it on every call and re-armed it at the end: a cancel
+        // and a new timeout, two latency-ring `io_uring_enter`s, per call, two calls per wake-up.
+        // Kept, a timer may fire earlier than the current need (a preemption sooner than a full
+        // slice, a spurious wake-up from sleep): both are harmless, the loop re-evaluates.
+        let now = Instant::now();
+        match preempt_timer() {
+            Some(preempt) => {
+                // After a sleep that only our own kept preemption timer ended, arm none: the
+                // executor is idle, and re-arming would wake it again every `preempt` forever.
+                if !self.latency_timer_idle_fired.replace(false) {
+                    self.arm_latency_timer(&mut lat_ring, now + preempt, preempt, true);
+                }
+            }
+            None => {
+                if let Some(dur) = user_timer {
+                    self.arm_latency_timer(&mut lat_ring, now + dur, dur, false);
+                }
+            }
+        }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        //
+        // shardmq patch: only when the armed one has fired. Upstream replaced it on every call (a
+        // cancel plus a new linked timeout and eventfd write, 3 SQEs, twice per wake-up). Kept, it
+        // counts completions since it was armed rather than since this call, so it may preempt a
+        // little earlier: one extra loop iteration per `ring_depth` completions at most.
+        if !keep_in_flight(&self.throughput_preemption_timeout_src) {
+            self.throughput_preemption_timeout_src.set(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1845,16 +1912,19 @@ impl Reactor {
             && (woke == 0)
             && poll_ring.can_sleep()
             && main_ring.can_sleep()
-            && lat_ring.can_sleep();
+            && lat_ring.can_sleep()
+            // shardmq patch: the timer this sleep relies on for the next user timer was armed (or
+            // kept) above, before the flush; a short one (tens of microseconds) can fire and have
+            // its completion consumed by the `consume_rings!` right after the flush. That
+            // completion wakes no task (the timer's waker is only woken by `process_timers`), so
+            // `woke` stays 0, and sleeping now would sleep past the expired user timer with none
+            // armed. Go round once more instead: the next `react` processes the timer.
+            && (user_timer.is_none() || keep_in_flight(&self.latency_preemption_timeout_src));
 
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
-            }
+            // (shardmq patch: the user timer, if any, was armed and flushed above.)
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
@@ -1867,20 +1937,20 @@ impl Reactor {
                 self.link_rings_and_sleep(&mut main_ring)
                     .expect("some error");
                 // May have new cancellations related to the link ring fd.
-                flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
+                let mut woke_after = 0;
+                flush_cancellations!(into &mut woke_after; lat_ring, poll_ring, main_ring);
                 flush_rings!(lat_ring, poll_ring, main_ring)?;
-                consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                consume_rings!(into &mut woke_after; lat_ring, poll_ring, main_ring);
+                // shardmq patch: woken by nothing but a preemption timer kept from before the sleep.
+                let timer_only = woke_after == 0
+                    && self.latency_timer_is_preempt.get()
+                    && !keep_in_flight(&self.latency_preemption_timeout_src);
+                self.latency_timer_idle_fired.set(timer_only);
             }
             // Woke up, or did not sleep after all: no need to notify us anymore. shardmq patch:
             // upstream left the flag set when the re-check found work, so every foreign wake until
             // the next sleep wrote the eventfd for nothing.
             self.notifier.wake_up();
-        }
-
-        if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
         }
 
         // A Note about `need_preempt`:
@@ -1891,6 +1961,30 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// shardmq patch: make sure the latency ring's timer fires no later than `deadline`, keeping the
+    /// armed one when it already does (see `wait`).
+    fn arm_latency_timer(
+        &self,
+        lat_ring: &mut SleepableRing,
+        deadline: Instant,
+        dur: Duration,
+        is_preempt: bool,
+    ) {
+        let soon_enough = self
+            .latency_timer_deadline
+            .get()
+            .is_some_and(|armed| armed <= deadline);
+        if soon_enough && keep_in_flight(&self.latency_preemption_timeout_src) {
+            return;
+        }
+        // Dropping an armed source cancels it.
+        drop(self.latency_preemption_timeout_src.take());
+        self.latency_preemption_timeout_src
+            .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+        self.latency_timer_deadline.set(Some(deadline));
+        self.latency_timer_is_preempt.set(is_preempt);
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
