@@ -34,6 +34,7 @@ pub mod config;
 pub mod index;
 pub mod logging;
 pub mod message;
+pub mod passwd;
 pub mod process;
 pub mod router;
 pub mod server;

@@ -1,4 +1,5 @@
 //! `shardmq [-c FILE] [-p PORT] [-v] [-d]`: the broker binary, with Mosquitto's command line.
+//! `shardmq passwd ...` (or the binary run as `shardmq-passwd`) is `mosquitto_passwd`.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,30 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
+    // `shardmq passwd ARGS` and a `shardmq-passwd` link manage password files instead of serving.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let called_as_passwd = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|name| name == "shardmq-passwd");
+    let passwd_args = if called_as_passwd {
+        Some(&argv[1..])
+    } else if argv.get(1).is_some_and(|a| a == "passwd") {
+        Some(&argv[2..])
+    } else {
+        None
+    };
+    if let Some(rest) = passwd_args {
+        let Some(rest) = rest
+            .iter()
+            .map(|a| a.clone().into_string().ok())
+            .collect::<Option<Vec<String>>>()
+        else {
+            eprintln!("Error: arguments must be valid UTF-8.");
+            return ExitCode::FAILURE;
+        };
+        return ExitCode::from(shardmq::passwd::run(&rest));
+    }
     let args = Args::parse();
     if args.print_default_config {
         print!("{DEFAULT_CONFIG_TEXT}");

@@ -448,11 +448,42 @@ pub enum HashPasswordError {
 pub fn hash_password_pbkdf2(password: &[u8], iterations: u32) -> Result<String, HashPasswordError> {
     // Validate before touching /dev/urandom so that bad input is reported as such.
     validate_new_password(password, iterations)?;
+    hash_password_pbkdf2_with_salt(password, iterations, &random_salt()?)
+}
+
+/// Makes a `$6$<salt>$<hash>` password field (one SHA-512 over password then salt), as
+/// `mosquitto_passwd -H sha512` writes for Mosquitto 1.6 and earlier, with a fresh 12-byte salt.
+pub fn hash_password_sha512(password: &[u8]) -> Result<String, HashPasswordError> {
+    validate_new_password(password, 1)?;
+    hash_password_sha512_with_salt(password, &random_salt()?)
+}
+
+/// [`hash_password_sha512`] with a caller-chosen salt, for tests. Do not reuse salts for real entries.
+pub fn hash_password_sha512_with_salt(
+    password: &[u8],
+    salt: &[u8; SALT_LEN],
+) -> Result<String, HashPasswordError> {
+    validate_new_password(password, 1)?;
+    let hash = HashAlgorithm::Sha512.digest(password, salt);
+    Ok(format!(
+        "$6${}${}",
+        BASE64.encode(salt),
+        BASE64.encode(hash)
+    ))
+}
+
+/// Whether `field` is a password hash this module can check (`$6$` or `$7$`, well formed), e.g. so
+/// that converting a plain-text file does not hash a hash.
+pub fn is_password_hash(field: &[u8]) -> bool {
+    field.starts_with(b"$") && decode_hash(field).is_ok()
+}
+
+fn random_salt() -> Result<[u8; SALT_LEN], HashPasswordError> {
     let mut salt = [0u8; SALT_LEN];
     File::open("/dev/urandom")
         .and_then(|mut urandom| urandom.read_exact(&mut salt))
         .map_err(HashPasswordError::Random)?;
-    hash_password_pbkdf2_with_salt(password, iterations, &salt)
+    Ok(salt)
 }
 
 /// [`hash_password_pbkdf2`] with a caller-chosen salt, so that tests can reproduce known output. Do not
@@ -1053,6 +1084,24 @@ mod tests {
             decode_exact(ALICE_SALT.as_bytes()).expect("ALICE's salt decodes");
         let field = hash_password_pbkdf2_with_salt(b"secret", 101, &salt).expect("valid input");
         assert_eq!(format!("alice:{field}"), ALICE);
+    }
+
+    #[test]
+    fn sha512_with_fixed_salt_reproduces_mosquitto_passwd_output() {
+        // CAROL was written by Debian's `mosquitto_passwd -H sha512`.
+        let (_, rest) = CAROL.split_once(":$6$").expect("CAROL is a $6$ entry");
+        let (salt, _) = rest.split_once('$').expect("salt then hash");
+        let salt: [u8; SALT_LEN] = decode_exact(salt.as_bytes()).expect("CAROL's salt decodes");
+        let field = hash_password_sha512_with_salt(b"hunter2", &salt).expect("valid input");
+        assert_eq!(format!("carol:{field}"), CAROL);
+        let fresh = hash_password_sha512(b"hunter2").expect("valid input");
+        let (file, warnings) = PasswordFile::parse(&format!("carol:{fresh}\n"));
+        assert_eq!(warnings, vec![]);
+        assert!(file.check("carol", Some(b"hunter2")));
+        assert!(is_password_hash(fresh.as_bytes()));
+        assert!(is_password_hash(BOB_FIELD.as_bytes()));
+        assert!(!is_password_hash(b"hunter2"));
+        assert!(!is_password_hash(b"$7$101$short$hash"));
     }
 
     #[test]
