@@ -4,8 +4,8 @@
 //! Command line, messages and exit codes follow `apps/mosquitto_passwd/mosquitto_passwd.c` (2.0):
 //!
 //! ```text
-//! shardmq passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] [-c | -D] passwordfile username
-//! shardmq passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] [-c] -b passwordfile username password
+//! shardmq passwd [-H sha512 | -H sha512-pbkdf2 | -H argon2id] [-I iterations] [-c | -D] passwordfile username
+//! shardmq passwd [-H sha512 | -H sha512-pbkdf2 | -H argon2id] [-I iterations] [-c] -b passwordfile username password
 //! shardmq passwd [-H ...] [-I iterations] -U passwordfile
 //! ```
 //!
@@ -17,6 +17,7 @@
 //! * Comment (`#`) and blank lines are kept as they are; Mosquitto calls them a corrupt file.
 //! * `-U` leaves entries that already hold a `$6$` / `$7$` hash alone (Mosquitto would hash the hash,
 //!   locking the user out), and uses `-I` (Mosquitto 2.0 ignores it there).
+//! * `-H argon2id` (Mosquitto 2.1's `$argon2id$` entries) is accepted; Mosquitto 2.0 has no such hash.
 //! * An empty username is refused; a last line without a newline gets one before a user is appended.
 //!
 //! Concurrency: a short-lived single-threaded command; nothing else runs in the process.
@@ -27,8 +28,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::auth::password::{
-    hash_password_pbkdf2, hash_password_sha512, is_password_hash, HashPasswordError,
-    DEFAULT_PBKDF2_ITERATIONS,
+    hash_password_argon2id, hash_password_pbkdf2, hash_password_sha512, is_password_hash,
+    HashPasswordError, DEFAULT_PBKDF2_ITERATIONS,
 };
 
 /// Mosquitto refuses usernames and passwords this long or longer (65536).
@@ -41,6 +42,8 @@ pub enum HashType {
     Sha512,
     /// `-H sha512-pbkdf2` (the default): `$7$`.
     Sha512Pbkdf2,
+    /// `-H argon2id`: `$argon2id$` PHC strings, as Mosquitto 2.1 writes (Mosquitto 2.0 cannot read them).
+    Argon2id,
 }
 
 /// What the command line asks for.
@@ -85,14 +88,14 @@ impl Failure {
 /// The usage text, Mosquitto's with this command's name.
 pub fn usage() -> String {
     "shardmq passwd is a tool for managing password files for shardmq (and mosquitto).\n\n\
-     Usage: shardmq passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] [-c | -D] passwordfile username\n       \
-     shardmq passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] [-c] -b passwordfile username password\n       \
+     Usage: shardmq passwd [-H sha512 | -H sha512-pbkdf2 | -H argon2id] [-I iterations] [-c | -D] passwordfile username\n       \
+     shardmq passwd [-H sha512 | -H sha512-pbkdf2 | -H argon2id] [-I iterations] [-c] -b passwordfile username password\n       \
      shardmq passwd [-I iterations] -U passwordfile\n \
      -b : run in batch mode to allow passing passwords on the command line.\n \
      -c : create a new password file. This will overwrite existing files.\n \
      -D : delete the username rather than adding/updating its password.\n \
      -H : specify the hashing algorithm. Defaults to sha512-pbkdf2, which is recommended.\n      \
-     Mosquitto 1.6 and earlier defaulted to sha512.\n \
+     Mosquitto 1.6 and earlier defaulted to sha512; argon2id needs Mosquitto 2.1 or shardmq.\n \
      -I : specify the number of hash iterations for sha512-pbkdf2 (default 101).\n \
      -U : update a plain text password file to use hashed passwords.\n\n"
         .to_string()
@@ -121,6 +124,7 @@ pub fn parse_args(args: &[String]) -> Result<Request, Failure> {
                 hash = match name.as_str() {
                     "sha512" => HashType::Sha512,
                     "sha512-pbkdf2" => HashType::Sha512Pbkdf2,
+                    "argon2id" => HashType::Argon2id,
                     other => {
                         return Err(Failure::msg(format!("Error: Unknown hash type '{other}'")))
                     }
@@ -257,6 +261,8 @@ pub fn hash_field(
     match hash {
         HashType::Sha512 => hash_password_sha512(password),
         HashType::Sha512Pbkdf2 => hash_password_pbkdf2(password, iterations),
+        // Mosquitto 2.1 uses fixed Argon2id parameters and ignores -I for them.
+        HashType::Argon2id => hash_password_argon2id(password),
     }
 }
 

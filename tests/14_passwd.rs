@@ -111,6 +111,7 @@ fn a_file_made_by_shardmq_passwd_admits_its_users_only() {
     passwd(&["-b", "FILE", "bob", "b0b"], &file);
     passwd(&["-H", "sha512", "-b", "FILE", "carol", "hunter2"], &file);
     passwd(&["-I", "1000", "-b", "FILE", "dave", "d4ve"], &file);
+    passwd(&["-H", "argon2id", "-b", "FILE", "frank", "fr4nk"], &file);
     // Interactive: the password twice on stdin (not a terminal).
     let out = passwd_with_input(&["FILE", "erin"], &file, "er1n\ner1n\n");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -122,10 +123,17 @@ fn a_file_made_by_shardmq_passwd_admits_its_users_only() {
     passwd(&["-b", "FILE", "bob", "new-b0b"], &file);
     passwd(&["-b", "FILE", "mallory", "m"], &file);
     passwd(&["-D", "FILE", "mallory"], &file);
-    assert_eq!(users(&file), ["alice", "bob", "carol", "dave", "erin"]);
+    assert_eq!(
+        users(&file),
+        ["alice", "bob", "carol", "dave", "frank", "erin"]
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("\ncarol:$6$"), "{text}");
     assert!(text.contains("\ndave:$7$1000$"), "{text}");
+    assert!(
+        text.contains("\nfrank:$argon2id$v=19$m=47104,t=1,p=1$"),
+        "{text}"
+    );
 
     let config = format!("password_file {}\nallow_anonymous false\n", file.display());
     for_each_case(BOTH, &config, |case| {
@@ -136,6 +144,7 @@ fn a_file_made_by_shardmq_passwd_admits_its_users_only() {
             ("carol", "hunter2"),
             ("dave", "d4ve"),
             ("erin", "er1n"),
+            ("frank", "fr4nk"),
         ] {
             assert_eq!(
                 connack_code(case.addr, case.proto, user, password),

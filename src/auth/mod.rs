@@ -101,17 +101,21 @@ impl Security {
 
     /// Whether checking `username`'s password costs more than a shard should spend inline: a `$7$`
     /// entry with more than [`INLINE_PBKDF2_ITERATIONS`] rounds (`mosquitto_passwd` writes 101, 47 µs
-    /// here; a file written with `-I 100000` would take ~45 ms). The caller then runs
+    /// here; a file written with `-I 100000` would take ~45 ms), or any `$argon2id$` entry. The caller then runs
     /// [`Security::authenticate`] on the blocking thread pool, so a login cannot stall the other clients
     /// of the shard (docs/ARCHITECTURE.md, invariant 7).
     pub fn costly_check(&self, username: Option<&str>) -> bool {
         let (Some(file), Some(user)) = (&self.passwords, username.filter(|u| !u.is_empty())) else {
             return false;
         };
-        matches!(
-            file.hash_algorithm(user),
-            Some(HashAlgorithm::Pbkdf2Sha512 { iterations }) if iterations > INLINE_PBKDF2_ITERATIONS
-        )
+        match file.hash_algorithm(user) {
+            Some(HashAlgorithm::Pbkdf2Sha512 { iterations }) => {
+                iterations > INLINE_PBKDF2_ITERATIONS
+            }
+            // Memory-hard by design: Mosquitto 2.1's parameters take 46 MiB and tens of milliseconds.
+            Some(HashAlgorithm::Argon2id { .. }) => true,
+            Some(HashAlgorithm::Sha512) | None => false,
+        }
     }
 
     /// Whether an `acl_file` is in force (else only [`acl::reserved_for_write`] limits publishing).
@@ -190,11 +194,13 @@ mod tests {
     }
 
     #[test]
-    fn only_high_iteration_pbkdf2_entries_are_costly() {
+    fn only_high_iteration_pbkdf2_and_argon2id_entries_are_costly() {
         let slow = password::hash_password_pbkdf2(b"pw", INLINE_PBKDF2_ITERATIONS + 1).unwrap();
-        let text = format!("{ALICE}bob:{slow}\ncarol:$6$M5j26XeULRClwY32$hjhlptCdB6XYtJ7uNdc1pcidJuPXHw2SXVRu4ff5kLrrHrpWHNtOYpWcsaD7w8YTQ6yR34XG7qa7KcdwVWAWJg==\n");
+        let text = format!("{ALICE}bob:{slow}\ncarol:$6$M5j26XeULRClwY32$hjhlptCdB6XYtJ7uNdc1pcidJuPXHw2SXVRu4ff5kLrrHrpWHNtOYpWcsaD7w8YTQ6yR34XG7qa7KcdwVWAWJg==\n\
+            dave:$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc\n");
         let s = Security::new(Some(PasswordFile::parse(&text).0), None);
         assert!(s.costly_check(Some("bob")));
+        assert!(s.costly_check(Some("dave")), "argon2id");
         assert!(s.authenticate(false, Some("bob"), Some(b"pw")));
         assert!(!s.costly_check(Some("alice")), "101 rounds: inline");
         assert!(!s.costly_check(Some("carol")), "$6$: inline");

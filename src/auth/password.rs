@@ -11,7 +11,8 @@
 //!   each trimmed of C `isspace` blanks (which removes the `\n`/`\r\n`).
 //! * The hash is `$6$<salt>$<hash>` (SHA-512 over password then salt) or `$7$<iterations>$<salt>$<hash>`
 //!   (PBKDF2-HMAC-SHA512), split with `strtok("$")`; salt and hash are base64 of exactly 12 and 64
-//!   bytes. An entry that fails is removed and reported; the rest of the file still loads. A file that
+//!   bytes. `$argon2id$v=19$m=M,t=T,p=P$salt$hash` (Mosquitto 2.1, libargon2's unpadded PHC string) is
+//!   read as well. An entry that fails is removed and reported; the rest of the file still loads. A file that
 //!   cannot be opened is an error, which stops the broker from starting.
 //! * A zero-length MQTT password reaches Mosquitto as "no password", and the password is hashed as a C
 //!   string, so it ends at its first NUL byte. Digests are compared without an early exit.
@@ -56,6 +57,14 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
         .with_encode_padding(true)
         .with_decode_allow_trailing_bits(true)
         .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+/// Base64 as libargon2 writes it in PHC strings: standard alphabet, no padding.
+const BASE64_NO_PAD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
 );
 
 /// Why a password file could not be loaded at all (Mosquitto refuses to start in these cases).
@@ -233,11 +242,31 @@ pub enum HashAlgorithm {
         /// PBKDF2 rounds.
         iterations: u32,
     },
+    /// `$argon2id$v=19$m=M,t=T,p=P$salt$hash` (PHC string, as libargon2 and Mosquitto 2.1 write it):
+    /// Argon2id version 0x13 with M KiB of memory, T passes and P lanes.
+    Argon2id {
+        /// Memory in KiB.
+        m_cost: u32,
+        /// Passes.
+        t_cost: u32,
+        /// Lanes.
+        p_cost: u32,
+    },
 }
 
 impl HashAlgorithm {
-    fn digest(self, password: &[u8], salt: &[u8; SALT_LEN]) -> [u8; HASH_LEN] {
-        let mut out = [0u8; HASH_LEN];
+    /// The digest of `password` with `salt`, `len` bytes long (64 but for Argon2id, whose output
+    /// length is that of the stored hash). Argon2id can fail (memory); the result is then empty, which
+    /// matches no stored hash.
+    fn digest(self, password: &[u8], salt: &[u8], len: usize) -> Vec<u8> {
+        let mut out = vec![
+            0u8;
+            if matches!(self, HashAlgorithm::Argon2id { .. }) {
+                len
+            } else {
+                HASH_LEN
+            }
+        ];
         match self {
             HashAlgorithm::Sha512 => {
                 let digest = Sha512::new()
@@ -248,6 +277,24 @@ impl HashAlgorithm {
             }
             HashAlgorithm::Pbkdf2Sha512 { iterations } => {
                 pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out);
+            }
+            HashAlgorithm::Argon2id {
+                m_cost,
+                t_cost,
+                p_cost,
+            } => {
+                let hashed =
+                    argon2::Params::new(m_cost, t_cost, p_cost, Some(len)).and_then(|params| {
+                        argon2::Argon2::new(
+                            argon2::Algorithm::Argon2id,
+                            argon2::Version::V0x13,
+                            params,
+                        )
+                        .hash_password_into(password, salt, &mut out)
+                    });
+                if hashed.is_err() {
+                    out.clear();
+                }
             }
         }
         out
@@ -260,8 +307,10 @@ struct Entry {
     /// Line it came from, for duplicate reports.
     line: usize,
     algorithm: HashAlgorithm,
-    salt: [u8; SALT_LEN],
-    hash: [u8; HASH_LEN],
+    /// 12 bytes for `$6$` / `$7$`; Argon2id salts vary (Mosquitto 2.1 writes 64 bytes).
+    salt: Vec<u8>,
+    /// 64 bytes for `$6$` / `$7$`; Argon2id's is as long as written.
+    hash: Vec<u8>,
 }
 
 /// A loaded password file: usernames and their decoded hashes. Plain data, cheap to share read-only.
@@ -402,7 +451,9 @@ impl PasswordFile {
             Some(end) => &password[..end],
             None => password,
         };
-        let digest = entry.algorithm.digest(password, &entry.salt);
+        let digest = entry
+            .algorithm
+            .digest(password, &entry.salt, entry.hash.len());
         constant_time_eq(&digest, &entry.hash)
     }
 
@@ -439,6 +490,9 @@ pub enum HashPasswordError {
     /// The salt comes from the kernel; without it there is no safe entry to write.
     #[error("unable to read a random salt from /dev/urandom")]
     Random(#[source] io::Error),
+    /// Argon2id could not run (it needs 46 MiB of memory).
+    #[error("Argon2id hashing failed")]
+    Argon2,
 }
 
 /// Makes a `$7$<iterations>$<salt>$<hash>` password field, as `mosquitto_passwd` 2.0 writes by default
@@ -448,14 +502,14 @@ pub enum HashPasswordError {
 pub fn hash_password_pbkdf2(password: &[u8], iterations: u32) -> Result<String, HashPasswordError> {
     // Validate before touching /dev/urandom so that bad input is reported as such.
     validate_new_password(password, iterations)?;
-    hash_password_pbkdf2_with_salt(password, iterations, &random_salt()?)
+    hash_password_pbkdf2_with_salt(password, iterations, &random_salt::<SALT_LEN>()?)
 }
 
 /// Makes a `$6$<salt>$<hash>` password field (one SHA-512 over password then salt), as
 /// `mosquitto_passwd -H sha512` writes for Mosquitto 1.6 and earlier, with a fresh 12-byte salt.
 pub fn hash_password_sha512(password: &[u8]) -> Result<String, HashPasswordError> {
     validate_new_password(password, 1)?;
-    hash_password_sha512_with_salt(password, &random_salt()?)
+    hash_password_sha512_with_salt(password, &random_salt::<SALT_LEN>()?)
 }
 
 /// [`hash_password_sha512`] with a caller-chosen salt, for tests. Do not reuse salts for real entries.
@@ -464,7 +518,7 @@ pub fn hash_password_sha512_with_salt(
     salt: &[u8; SALT_LEN],
 ) -> Result<String, HashPasswordError> {
     validate_new_password(password, 1)?;
-    let hash = HashAlgorithm::Sha512.digest(password, salt);
+    let hash = HashAlgorithm::Sha512.digest(password, salt, HASH_LEN);
     Ok(format!(
         "$6${}${}",
         BASE64.encode(salt),
@@ -478,8 +532,47 @@ pub fn is_password_hash(field: &[u8]) -> bool {
     field.starts_with(b"$") && decode_hash(field).is_ok()
 }
 
-fn random_salt() -> Result<[u8; SALT_LEN], HashPasswordError> {
-    let mut salt = [0u8; SALT_LEN];
+/// Mosquitto 2.1's Argon2id parameters (`MOSQ_ARGON2_T`, `_M`, `_P`; salt and hash of 64 bytes).
+pub const ARGON2ID_T_COST: u32 = 1;
+/// Memory in KiB; see [`ARGON2ID_T_COST`].
+pub const ARGON2ID_M_COST: u32 = 47104;
+/// Lanes; see [`ARGON2ID_T_COST`].
+pub const ARGON2ID_P_COST: u32 = 1;
+
+/// The most memory (KiB, so 1 GiB) an `$argon2id$` entry may ask for; Mosquitto 2.1 writes 47104.
+const MAX_ARGON2_M_COST: u32 = 1 << 20;
+
+/// Makes a `$argon2id$v=19$m=47104,t=1,p=1$<salt>$<hash>` field with a fresh 64-byte salt, as
+/// Mosquitto 2.1's `mosquitto_passwd -H argon2id` writes. Mosquitto 2.0 cannot read it.
+pub fn hash_password_argon2id(password: &[u8]) -> Result<String, HashPasswordError> {
+    validate_new_password(password, 1)?;
+    hash_password_argon2id_with_salt(password, &random_salt::<HASH_LEN>()?)
+}
+
+/// [`hash_password_argon2id`] with a caller-chosen salt, for tests. Do not reuse salts for real entries.
+pub fn hash_password_argon2id_with_salt(
+    password: &[u8],
+    salt: &[u8],
+) -> Result<String, HashPasswordError> {
+    validate_new_password(password, 1)?;
+    let algorithm = HashAlgorithm::Argon2id {
+        m_cost: ARGON2ID_M_COST,
+        t_cost: ARGON2ID_T_COST,
+        p_cost: ARGON2ID_P_COST,
+    };
+    let hash = algorithm.digest(password, salt, HASH_LEN);
+    if hash.is_empty() {
+        return Err(HashPasswordError::Argon2);
+    }
+    Ok(format!(
+        "$argon2id$v=19$m={ARGON2ID_M_COST},t={ARGON2ID_T_COST},p={ARGON2ID_P_COST}${}${}",
+        BASE64_NO_PAD.encode(salt),
+        BASE64_NO_PAD.encode(hash)
+    ))
+}
+
+fn random_salt<const N: usize>() -> Result<[u8; N], HashPasswordError> {
+    let mut salt = [0u8; N];
     File::open("/dev/urandom")
         .and_then(|mut urandom| urandom.read_exact(&mut salt))
         .map_err(HashPasswordError::Random)?;
@@ -494,7 +587,7 @@ pub fn hash_password_pbkdf2_with_salt(
     salt: &[u8; SALT_LEN],
 ) -> Result<String, HashPasswordError> {
     validate_new_password(password, iterations)?;
-    let hash = HashAlgorithm::Pbkdf2Sha512 { iterations }.digest(password, salt);
+    let hash = HashAlgorithm::Pbkdf2Sha512 { iterations }.digest(password, salt, HASH_LEN);
     Ok(format!(
         "$7${iterations}${}${}",
         BASE64.encode(salt),
@@ -515,14 +608,17 @@ fn validate_new_password(password: &[u8], iterations: u32) -> Result<(), HashPas
 /// A hash field that decoded.
 struct DecodedHash {
     algorithm: HashAlgorithm,
-    salt: [u8; SALT_LEN],
-    hash: [u8; HASH_LEN],
+    salt: Vec<u8>,
+    hash: Vec<u8>,
     /// The iteration field as written, when it overflowed a C `int` and was wrapped.
     wrapped_iterations: Option<String>,
 }
 
 /// `unpwd__decode_passwords` for one entry, failing with the reason Mosquitto would log.
 fn decode_hash(field: &[u8]) -> Result<DecodedHash, EntryError> {
+    if field.starts_with(b"$argon2id$") {
+        return decode_argon2id(field);
+    }
     let mut tokens = c_tokens(field, b'$');
     let algorithm_token = tokens.next().ok_or(EntryError::InvalidHash)?;
     let mut wrapped_iterations = None;
@@ -548,9 +644,51 @@ fn decode_hash(field: &[u8]) -> Result<DecodedHash, EntryError> {
     let hash = decode_exact::<HASH_LEN>(hash_token).ok_or(EntryError::InvalidDigest)?;
     Ok(DecodedHash {
         algorithm,
+        salt: salt.to_vec(),
+        hash: hash.to_vec(),
+        wrapped_iterations,
+    })
+}
+
+/// A `$argon2id$v=19$m=M,t=T,p=P$salt$hash` PHC string as libargon2 writes it (parameters in that
+/// order, unpadded base64). Parameters Argon2 refuses make the entry invalid, as in Mosquitto 2.1.
+fn decode_argon2id(field: &[u8]) -> Result<DecodedHash, EntryError> {
+    let text = std::str::from_utf8(field).map_err(|_| EntryError::InvalidHash)?;
+    let parts: Vec<&str> = text.split('$').collect();
+    let ["", "argon2id", "v=19", params, salt, hash] = parts[..] else {
+        return Err(EntryError::InvalidHash);
+    };
+    let mut values = params.split(',').map(|p| p.split_once('='));
+    let mut param = |name: &str| match values.next() {
+        Some(Some((key, value))) if key == name => value.parse::<u32>().ok(),
+        _ => None,
+    };
+    let (Some(m_cost), Some(t_cost), Some(p_cost)) = (param("m"), param("t"), param("p")) else {
+        return Err(EntryError::InvalidHash);
+    };
+    let salt = BASE64_NO_PAD
+        .decode(salt)
+        .map_err(|_| EntryError::InvalidSalt)?;
+    let hash = BASE64_NO_PAD
+        .decode(hash)
+        .map_err(|_| EntryError::InvalidDigest)?;
+    // The memory is allocated per check and an allocation failure aborts the process, so an entry
+    // asking for more than MAX_ARGON2_M_COST is refused when the file loads instead.
+    if m_cost > MAX_ARGON2_M_COST
+        || argon2::Params::new(m_cost, t_cost, p_cost, Some(hash.len())).is_err()
+        || salt.len() < argon2::MIN_SALT_LEN
+    {
+        return Err(EntryError::InvalidHash);
+    }
+    Ok(DecodedHash {
+        algorithm: HashAlgorithm::Argon2id {
+            m_cost,
+            t_cost,
+            p_cost,
+        },
         salt,
         hash,
-        wrapped_iterations,
+        wrapped_iterations: None,
     })
 }
 
@@ -613,8 +751,12 @@ fn trim_start_blanks(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// Compares two digests in time independent of where they differ (`mosquitto__memcmp_const`).
-fn constant_time_eq(a: &[u8; HASH_LEN], b: &[u8; HASH_LEN]) -> bool {
+/// Compares two digests in time independent of where they differ (`mosquitto__memcmp_const`), so a
+/// client timing its refusals cannot learn the stored hash byte by byte. Lengths are not secret.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
     let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     // black_box keeps the optimiser from turning the fold back into an early-exit comparison.
     std::hint::black_box(difference) == 0
@@ -1102,6 +1244,50 @@ mod tests {
         assert!(is_password_hash(BOB_FIELD.as_bytes()));
         assert!(!is_password_hash(b"hunter2"));
         assert!(!is_password_hash(b"$7$101$short$hash"));
+    }
+
+    #[test]
+    fn argon2id_phc_strings_check_like_libargon2() {
+        // phc-winner-argon2's src/test.c vector: password "password", salt "somesalt".
+        let reference = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        let (file, warnings) = PasswordFile::parse(&format!("ref:{reference}\n"));
+        assert_eq!(warnings, vec![]);
+        assert!(file.check("ref", Some(b"password")));
+        assert!(!file.check("ref", Some(b"passwore")));
+        assert_eq!(
+            file.hash_algorithm("ref"),
+            Some(HashAlgorithm::Argon2id {
+                m_cost: 65536,
+                t_cost: 2,
+                p_cost: 1
+            })
+        );
+        // What `mosquitto_passwd -H argon2id` (2.1) writes: its parameters, 64-byte salt and hash.
+        let salt = [7u8; HASH_LEN];
+        let field = hash_password_argon2id_with_salt(b"s3cret", &salt).expect("valid input");
+        assert!(
+            field.starts_with("$argon2id$v=19$m=47104,t=1,p=1$"),
+            "{field}"
+        );
+        let fresh = hash_password_argon2id(b"s3cret").expect("valid input");
+        let (file, warnings) = PasswordFile::parse(&format!("a:{field}\nb:{fresh}\n"));
+        assert_eq!(warnings, vec![]);
+        assert!(file.check("a", Some(b"s3cret")));
+        assert!(file.check("b", Some(b"s3cret")));
+        assert!(!file.check("b", Some(b"s3cre")));
+        assert!(is_password_hash(fresh.as_bytes()));
+        // Malformed: wrong version, parameter order, salt too short, unknown variant, 4 GiB of memory.
+        for bad in [
+            "$argon2id$v=16$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc",
+            "$argon2id$v=19$t=2,m=65536,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc",
+            "$argon2id$v=19$m=65536,t=2,p=1$c29t$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc",
+            "$argon2i$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc",
+            "$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc",
+        ] {
+            let (file, warnings) = PasswordFile::parse(&format!("x:{bad}\n"));
+            assert!(file.is_empty(), "{bad}");
+            assert_eq!(warnings.len(), 1, "{bad}");
+        }
     }
 
     #[test]
