@@ -592,8 +592,8 @@ impl EchoOff {
             libc::signal(libc::SIGINT, handler as libc::sighandler_t);
             libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
             let mut quiet = saved;
-            quiet.c_lflag &= !libc::ECHO;
-            quiet.c_lflag |= libc::ECHONL;
+            // The newline is not echoed either; read_secret prints it, as get_password does.
+            quiet.c_lflag &= !(libc::ECHO | libc::ECHONL);
             if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &quiet) != 0 {
                 return EchoOff(None);
             }
