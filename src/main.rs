@@ -171,24 +171,10 @@ fn main() -> ExitCode {
             process::check_access_after_drop(&account, &later);
         }
         Ok(None) => {}
-        Err(e) => {
-            tracing::error!(target: log_type::ERROR, "{e}");
-            broker.shutdown();
-            if let Some(p) = pid_file {
-                p.remove();
-            }
-            log.flush();
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return abort_start(&e, broker, pid_file, &log),
     }
     if let Some(Err(e)) = pid_file.as_mut().map(process::PidFile::write_pid) {
-        tracing::error!(target: log_type::ERROR, "{e}");
-        broker.shutdown();
-        if let Some(p) = pid_file {
-            p.remove();
-        }
-        log.flush();
-        return ExitCode::FAILURE;
+        return abort_start(&e, broker, pid_file, &log);
     }
     tracing::info!(target: log_type::NOTICE, "shardmq version {VERSION} running");
     loop {
@@ -265,4 +251,21 @@ fn daemonise() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A start-up step after the listeners opened failed: log why, stop the shards, take the pid file
+/// back, and exit with failure.
+fn abort_start(
+    e: &dyn std::fmt::Display,
+    broker: server::BrokerHandle,
+    pid_file: Option<process::PidFile>,
+    log: &logging::LogGuard,
+) -> ExitCode {
+    tracing::error!(target: log_type::ERROR, "{e}");
+    broker.shutdown();
+    if let Some(p) = pid_file {
+        p.remove();
+    }
+    log.flush();
+    ExitCode::FAILURE
 }
