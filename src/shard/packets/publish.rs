@@ -21,7 +21,8 @@ use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
 use crate::session::{
-    CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Limits, Origin, SlowSubscriberPolicy,
+    CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Limits, Origin, Session,
+    SlowSubscriberPolicy,
 };
 use crate::shard::attached::Attached;
 use crate::shard::Shard;
@@ -176,16 +177,24 @@ impl Shard {
     ) -> Result<(), CloseReason> {
         tracing::debug!(target: log_type::DEBUG, "Received PUBACK from {} (Mid: {}, RC:{})",
                 a.client_id, r.packet_id, r.reason as u8);
+        self.window_freed(a, |s, limits| {
+            s.on_puback(r.packet_id, limits);
+        });
+        Ok(())
+    }
+
+    /// An acknowledgement that ends a delivery (`ack`): the queued messages it let into the window
+    /// count as sent.
+    fn window_freed(&mut self, a: &Attached, ack: impl FnOnce(&mut Session, &Limits)) {
         let limits = self.settings.limits;
         let s = self
             .sessions
             .get_mut(a.slot, a.generation)
             .expect("checked by caller");
         let before = s.pending_len().1;
-        s.on_puback(r.packet_id, &limits);
+        ack(s, &limits);
         let sent = before.saturating_sub(s.pending_len().1);
         self.stats.messages_sent += sent as u64;
-        Ok(())
     }
 
     /// A PUBREC: a QoS 2 delivery waits for its PUBCOMP now, or ends if the client refused it.
@@ -216,15 +225,9 @@ impl Shard {
         r: PubResponse,
     ) -> Result<(), CloseReason> {
         tracing::debug!(target: log_type::DEBUG, "Received PUBCOMP from {} (Mid: {})", a.client_id, r.packet_id);
-        let limits = self.settings.limits;
-        let s = self
-            .sessions
-            .get_mut(a.slot, a.generation)
-            .expect("checked by caller");
-        let before = s.pending_len().1;
-        s.on_pubcomp(r.packet_id, &limits);
-        let sent = before.saturating_sub(s.pending_len().1);
-        self.stats.messages_sent += sent as u64;
+        self.window_freed(a, |s, limits| {
+            s.on_pubcomp(r.packet_id, limits);
+        });
         Ok(())
     }
 

@@ -483,7 +483,8 @@ fn a_shard_tells_where_it_stands_only_while_the_publisher_is_held_somewhere() {
     let mut sub = connect(&mut f.shard, "sub");
     subscribe(&mut f.shard, &mut sub, "#", QoS::AtLeastOnce);
     // A publisher on shard 1, slot 7.
-    let message = |pending: bool| {
+    // A publish of that publisher, as shard 1 would mail it.
+    let publish = |pending: bool| {
         let msg = Message::new(
             Utf8Bytes::from_static("data/x"),
             bytes::Bytes::from_static(b"m"),
@@ -496,32 +497,23 @@ fn a_shard_tells_where_it_stands_only_while_the_publisher_is_held_somewhere() {
             pending,
             objecting: 0,
         };
-        (Arc::new(msg), stamp)
+        Mail::Publish(Arc::new(msg), stamp)
     };
     let _ = stances_sent(&f._matrix, 1);
     // Nobody holds the publisher: nothing to say.
-    f.shard.handle_mail({
-        let (msg, stamp) = message(false);
-        Mail::Publish(msg, stamp)
-    });
+    f.shard.handle_mail(publish(false));
     assert_eq!(pending(&f.shard, &sub), (1, 0));
     assert_eq!(stances_sent(&f._matrix, 1), vec![]);
     // Some shard holds it, and the subscriber here keeps up (its queue is short): shard 0 objects,
     // once per half lease.
     for _ in 0..5 {
-        f.shard.handle_mail({
-            let (msg, stamp) = message(true);
-            Mail::Publish(msg, stamp)
-        });
+        f.shard.handle_mail(publish(true));
     }
     assert_eq!(pending(&f.shard, &sub), (2, QUEUE / 2 - 1));
     assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "object")]);
     // The message that makes it congested (half its queue) was judged before it was queued (the
     // shard still objects), but the new congestion holds the publisher, insisting.
-    f.shard.handle_mail({
-        let (msg, stamp) = message(true);
-        Mail::Publish(msg, stamp)
-    });
+    f.shard.handle_mail(publish(true));
     assert_eq!(pending(&f.shard, &sub), (2, QUEUE / 2));
     assert_eq!(
         stances_sent(&f._matrix, 1),
@@ -530,10 +522,7 @@ fn a_shard_tells_where_it_stands_only_while_the_publisher_is_held_somewhere() {
     // Behind now, and nobody else here keeps up: shard 0 agrees at once (a changed stance is told
     // at once), then not again within half a lease.
     for _ in 0..2 {
-        f.shard.handle_mail({
-            let (msg, stamp) = message(true);
-            Mail::Publish(msg, stamp)
-        });
+        f.shard.handle_mail(publish(true));
     }
     assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "consent")]);
     // Caught up (it acknowledged everything): it lets go, and objects to the next message.
@@ -541,10 +530,7 @@ fn a_shard_tells_where_it_stands_only_while_the_publisher_is_held_somewhere() {
         ack_all(&mut f.shard, &mut sub);
     }
     f.shard.release_holds(sub.slot, sub.generation, false);
-    f.shard.handle_mail({
-        let (msg, stamp) = message(true);
-        Mail::Publish(msg, stamp)
-    });
+    f.shard.handle_mail(publish(true));
     assert_eq!(
         stances_sent(&f._matrix, 1),
         vec![(7, "release"), (7, "object")]
@@ -556,10 +542,7 @@ fn a_shard_tells_where_it_stands_only_while_the_publisher_is_held_somewhere() {
         subscribe(&mut f.shard, &mut sub, "#", QoS::AtLeastOnce);
         let _ = stances_sent(&f._matrix, 1);
         for _ in 0..4 {
-            f.shard.handle_mail({
-                let (msg, stamp) = message(true);
-                Mail::Publish(msg, stamp)
-            });
+            f.shard.handle_mail(publish(true));
         }
         assert_eq!(stances_sent(&f._matrix, 1), vec![], "{policy:?}");
     }
