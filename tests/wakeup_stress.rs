@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
 use shardmq::router::{Inbox, Mail, MailSenders, MailboxMatrix};
+use shardmq::stats::ShardStats;
 
 /// No progress for this long is a hang (a healthy round trip takes well under a millisecond).
 const STALL_LIMIT: Duration = Duration::from_secs(10);
@@ -64,14 +65,18 @@ async fn send(out: &MailSenders, to: u16, mut mail: Mail) {
 
 fn seq(m: &Mail) -> u32 {
     match m {
-        Mail::Release { slot, .. } => *slot,
+        Mail::StatsReply(s) => u32::try_from(s.messages_sent).expect("a message number"),
         _ => panic!("unexpected mail"),
     }
 }
 
-/// Message number `n` (any small mail would do; this one carries a number and allocates nothing).
+/// Message number `n` (any mail of the bounded mailboxes would do; this one carries a number and
+/// allocates nothing).
 fn numbered(n: u32) -> Mail {
-    Mail::Release { slot: n, from: 0 }
+    Mail::StatsReply(ShardStats {
+        messages_sent: u64::from(n),
+        ..ShardStats::default()
+    })
 }
 
 /// Shard 0: sends numbered messages and checks the echoes; `progress` counts echoes received.

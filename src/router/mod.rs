@@ -9,13 +9,20 @@
 //! has the handshake and why it cannot lose a wake-up).
 //! A control channel per shard carries commands from outside the shard threads (shutdown).
 //!
-//! Interest changes (`InterestAdd`/`InterestRemove`) travel on a second, unbounded FIFO per pair, which
-//! the receiving shard drains before it routes each publish as well as in its mail loop ([`InterestInbox`]).
-//! So once the subscriber's shard has taken a SUBSCRIBE, a publish that another shard routes afterwards
-//! sees it, even if that shard's mail loop has not run yet, as in a single-threaded broker where packets
-//! are handled in the order they arrive; without it a publish sent before the subscriber's SUBACK could
-//! miss a subscription the broker had already taken. Unbounded because interest mail is bounded by the
-//! number of distinct filters, and it must never wait behind publishes.
+//! Urgent mail ([`Mail::is_urgent`]) travels on a second, unbounded FIFO per pair, which the receiving
+//! shard drains before it routes each publish as well as in its mail loop ([`UrgentInbox`]): mail that
+//! must take effect on a busy shard before its next publish, not when its mail loop next runs (a
+//! connection reader may route thousands of PUBLISHes from one read before it yields).
+//! - Interest changes (`InterestAdd`/`InterestRemove`). Once the subscriber's shard has taken a
+//!   SUBSCRIBE, a publish that another shard routes afterwards sees it, as in a single-threaded broker
+//!   where packets are handled in the order they arrive; without it a publish sent before the
+//!   subscriber's SUBACK could miss a subscription the broker had already taken.
+//! - Holds on publishers (`Hold`, `Release`, `Object`, see `session::hold`). A hold stops its publisher
+//!   after the packet during which it arrived; on the bounded mailbox it would wait for the rest of the
+//!   publisher's read, whose messages the congested subscriber then has no room for.
+//!
+//! Unbounded because urgent mail is bounded by the number of distinct filters, and by one hold mail per
+//! (publisher, shard) per half lease; and it must never wait behind publishes.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,9 +91,19 @@ pub enum Mail {
 }
 
 impl Mail {
-    /// `InterestAdd` or `InterestRemove`: mail that travels on the interest FIFOs (module comment).
-    pub fn is_interest_change(&self) -> bool {
-        matches!(self, Mail::InterestAdd { .. } | Mail::InterestRemove { .. })
+    /// Interest changes and holds: mail that travels on the urgent FIFO (module comment). It may
+    /// overtake publishes sent before it, which nothing here depends on: a hold is about the publisher's
+    /// next read, and an interest change is answered (`InterestAck`) on the ordinary mailbox, behind the
+    /// publishes it must follow.
+    pub fn is_urgent(&self) -> bool {
+        matches!(
+            self,
+            Mail::InterestAdd { .. }
+                | Mail::InterestRemove { .. }
+                | Mail::Hold { .. }
+                | Mail::Release { .. }
+                | Mail::Object { .. }
+        )
     }
 }
 
@@ -206,7 +223,7 @@ impl MailboxMatrix {
             .collect();
         let (senders, receivers) =
             channel_grid(shards, || crossbeam_channel::bounded(MAILBOX_CAPACITY));
-        let (interest_tx, interest_rx) = channel_grid(shards, crossbeam_channel::unbounded);
+        let (urgent_tx, urgent_rx) = channel_grid(shards, crossbeam_channel::unbounded);
         let queued: Vec<Arc<AtomicUsize>> = (0..shards).map(|_| Arc::default()).collect();
         // One per shard: wakes its overflow task when a receiver takes mail from a mailbox it found
         // full.
@@ -225,26 +242,26 @@ impl MailboxMatrix {
         }
         let mail_out = senders
             .into_iter()
-            .zip(interest_tx)
+            .zip(urgent_tx)
             .enumerate()
-            .map(|(from, (to, interest))| MailSenders {
+            .map(|(from, (to, urgent))| MailSenders {
                 from: from as ShardId,
                 to,
-                interest,
-                interest_queued: queued.clone(),
+                urgent,
+                urgent_queued: queued.clone(),
                 wakers: wakers.clone(),
                 space: space[from].clone(),
             })
             .collect();
         let inboxes = receivers
             .into_iter()
-            .zip(interest_rx)
+            .zip(urgent_rx)
             .zip(control_rx)
             .enumerate()
-            .map(|(me, ((from, interest), control))| Inbox {
+            .map(|(me, ((from, urgent), control))| Inbox {
                 from,
-                interest: InterestInbox {
-                    from: interest,
+                urgent: UrgentInbox {
+                    from: urgent,
                     queued: queued[me].clone(),
                 },
                 control,
@@ -265,11 +282,11 @@ impl MailboxMatrix {
 pub struct MailSenders {
     from: ShardId,
     to: Vec<Sender<Mail>>,
-    /// The interest FIFOs (see the module comment), one per destination.
-    interest: Vec<Sender<Mail>>,
-    /// Per destination: interest mail queued and not yet taken, so that routing a publish costs one
+    /// The urgent FIFO (see the module comment), one per destination.
+    urgent: Vec<Sender<Mail>>,
+    /// Per destination: urgent mail queued and not yet taken, so that routing a publish costs one
     /// atomic load, not a look at every FIFO, when there is none (almost always).
-    interest_queued: Vec<Arc<AtomicUsize>>,
+    urgent_queued: Vec<Arc<AtomicUsize>>,
     wakers: Vec<Arc<MailWaker>>,
     /// This shard's own "space available" waker: receivers wake it after taking mail from its
     /// mailboxes, so mail held back for a full mailbox is retried on that event, not on a timer.
@@ -284,8 +301,8 @@ impl MailSenders {
     pub fn try_send(&self, to: ShardId, mail: Mail) -> Result<(), Mail> {
         debug_assert_ne!(to, self.from, "local work never goes through a mailbox");
         debug_assert!(
-            !mail.is_interest_change(),
-            "interest changes keep their order on the interest FIFO (send_interest)"
+            !mail.is_urgent(),
+            "urgent mail keeps its order on the urgent FIFO (send_urgent)"
         );
         match self.to[to as usize].try_send(mail) {
             Ok(()) => {
@@ -309,15 +326,15 @@ impl MailSenders {
         self.space.unpark();
     }
 
-    /// Queue an interest change (`InterestAdd`/`InterestRemove`) for `to`; never full.
-    pub fn send_interest(&self, to: ShardId, mail: Mail) {
+    /// Queue urgent mail ([`Mail::is_urgent`]) for `to`; never full.
+    pub fn send_urgent(&self, to: ShardId, mail: Mail) {
         debug_assert_ne!(to, self.from, "local work never goes through a mailbox");
-        debug_assert!(mail.is_interest_change());
+        debug_assert!(mail.is_urgent());
         // Counted before the send, so the receiver never takes more than the count (no wrap-around).
-        let queued = &self.interest_queued[to as usize];
+        let queued = &self.urgent_queued[to as usize];
         queued.fetch_add(1, Ordering::Release);
         // Disconnected only when the receiving shard has ended (shutdown): nothing left to tell.
-        if self.interest[to as usize].send(mail).is_ok() {
+        if self.urgent[to as usize].send(mail).is_ok() {
             self.wakers[to as usize].notify();
         } else {
             queued.fetch_sub(1, Ordering::Release);
@@ -325,23 +342,23 @@ impl MailSenders {
     }
 }
 
-/// A shard's receiving ends of the interest FIFOs. The mail loop's [`Inbox`] holds them too (the same
-/// channels, on the same thread), so that a parked shard wakes for interest mail.
+/// A shard's receiving ends of the urgent FIFO. The mail loop's [`Inbox`] holds them too (the same
+/// channels, on the same thread), so that a parked shard wakes for urgent mail.
 #[derive(Clone, Default)]
-pub struct InterestInbox {
+pub struct UrgentInbox {
     from: Vec<Receiver<Mail>>,
-    /// Incremented by senders before each send; see `MailSenders::interest_queued`.
+    /// Incremented by senders before each send; see `MailSenders::urgent_queued`.
     queued: Arc<AtomicUsize>,
 }
 
-impl InterestInbox {
-    /// Whether interest changes may be waiting: one atomic load. False means none was sent since the
+impl UrgentInbox {
+    /// Whether urgent mail may be waiting: one atomic load. False means none was sent since the
     /// last drain (senders count before they send).
     pub fn has_mail(&self) -> bool {
         self.queued.load(Ordering::Acquire) != 0
     }
 
-    /// Take every interest change queued so far, in order per sending shard.
+    /// Take all urgent mail queued so far, in order per sending shard.
     pub fn drain(&self, mut f: impl FnMut(Mail)) {
         if self.has_mail() {
             self.drain_all(&mut f);
@@ -365,7 +382,7 @@ impl InterestInbox {
 /// The receiving ends of one shard's column.
 pub struct Inbox {
     from: Vec<Receiver<Mail>>,
-    interest: InterestInbox,
+    urgent: UrgentInbox,
     control: Receiver<Control>,
     waker: Arc<MailWaker>,
     /// Every shard's "space available" waker, by sending shard: told after mail was taken from it.
@@ -376,13 +393,13 @@ pub struct Inbox {
 const DRAIN_BATCH: usize = 256;
 
 impl Inbox {
-    /// The interest FIFOs, for the shard to drain before routing (see the module comment).
-    pub fn interest(&self) -> InterestInbox {
-        self.interest.clone()
+    /// The urgent FIFO, for the shard to drain before routing (see the module comment).
+    pub fn urgent(&self) -> UrgentInbox {
+        self.urgent.clone()
     }
 
     fn drain(&self, out: &mut Vec<Mail>) {
-        self.interest.drain_all(&mut |m| out.push(m));
+        self.urgent.drain_all(&mut |m| out.push(m));
         for (rx, space) in self.from.iter().zip(&self.space) {
             let before = out.len();
             for _ in 0..DRAIN_BATCH {

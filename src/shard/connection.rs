@@ -490,9 +490,13 @@ async fn serve(start: Box<ServeStart>) {
                     if let Err(reason) = s.handle_packet(&mut attached, packet) {
                         break 'conn reason;
                     }
-                    // A hold takes effect at once, not after the rest of this read: a read can carry
-                    // hundreds of small PUBLISHes, more than a congested subscriber has room for.
-                    if s.is_held(&attached) {
+                    // A hold, or mail held back for a full mailbox, takes effect at once, not after
+                    // the rest of this read: a read can carry thousands of small PUBLISHes, more than a
+                    // congested subscriber has room for. Routed on, they would pile up in the overflow
+                    // queue unbounded, and the other shards' holds (mail this shard only reads between
+                    // reads) would come too late: the room a held subscriber gets beyond its limits
+                    // (`Limits::in_transit`) counts the mailboxes, not whole reads.
+                    if s.is_held(&attached) || s.mail.overloaded() {
                         buffered = !buf.is_empty();
                         break;
                     }

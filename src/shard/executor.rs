@@ -31,19 +31,19 @@ pub struct ShardStart {
 }
 
 impl Shard {
-    /// Apply the interest changes other shards have sent so far.
-    pub(super) fn apply_interest_mail(&mut self) {
+    /// Apply the urgent mail (interest changes, holds) other shards have sent so far.
+    pub(super) fn apply_urgent_mail(&mut self) {
         // Called for every publish: the common case is one atomic load and nothing else.
-        if !self.mail.has_interest_mail() {
+        if !self.mail.has_urgent_mail() {
             return;
         }
         // Taken out for the drain so mail can be handled meanwhile (rare: the placeholder allocates).
-        let inbox = self.mail.take_interest_inbox();
+        let inbox = self.mail.take_urgent_inbox();
         inbox.drain(|m| {
             let handoff = self.handle_mail(m);
             debug_assert!(handoff.is_none());
         });
-        self.mail.restore_interest_inbox(inbox);
+        self.mail.restore_urgent_inbox(inbox);
     }
 
     /// Handle one piece of mail; a hand-off comes back for the caller to spawn.
@@ -133,7 +133,7 @@ pub async fn run(start: ShardStart) {
         id,
         settings,
         mail_out,
-        inbox.interest(),
+        inbox.urgent(),
         counts,
         started,
     )));

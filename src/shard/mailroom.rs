@@ -1,7 +1,7 @@
-//! The shard's mailroom: its mail to the other shards and the interest mail it takes outside the mail
+//! The shard's mailroom: its mail to the other shards and the urgent mail it takes outside the mail
 //! loop. One per shard, owned by its [`Shard`](super::Shard) and touched on that shard's thread only:
 //! packet handling (`packets/`) sends through it, the executor (`executor.rs`) re-sends what was held
-//! back and drains the interest inbox, and connection readers (`connection.rs`) pause on it while mail
+//! back and drains the urgent inbox, and connection readers (`connection.rs`) pause on it while mail
 //! is held back.
 //!
 //! Mail that does not fit its destination's bounded mailbox waits here, per destination and in order,
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use ahash::AHashMap;
 
-use crate::router::{InterestInbox, Mail, MailSenders, ShardId};
+use crate::router::{Mail, MailSenders, ShardId, UrgentInbox};
 use crate::session::{HoldSignal, Origin, HOLD_LEASE};
 
 pub(super) struct Mailroom {
@@ -23,8 +23,8 @@ pub(super) struct Mailroom {
     me: ShardId,
     shards: usize,
     mail_out: MailSenders,
-    /// Interest changes from other shards, drained before each publish is routed.
-    interest_inbox: InterestInbox,
+    /// Urgent mail from other shards (interest changes, holds), drained before each publish is routed.
+    urgent_inbox: UrgentInbox,
     /// Mail that did not fit its mailbox, per destination, in order.
     overflow: Vec<VecDeque<Mail>>,
     overflow_len: usize,
@@ -43,13 +43,13 @@ impl Mailroom {
         me: ShardId,
         shards: usize,
         mail_out: MailSenders,
-        interest_inbox: InterestInbox,
+        urgent_inbox: UrgentInbox,
     ) -> Mailroom {
         Mailroom {
             me,
             shards,
             mail_out,
-            interest_inbox,
+            urgent_inbox,
             overflow: (0..shards).map(|_| VecDeque::new()).collect(),
             overflow_len: 0,
             overflow_waker: None,
@@ -58,11 +58,11 @@ impl Mailroom {
         }
     }
 
-    /// Send mail to another shard, keeping order behind anything already held back for it. Interest
-    /// changes take the interest FIFO instead, ahead of held-back mail (see `router`).
+    /// Send mail to another shard, keeping order behind anything already held back for it. Urgent
+    /// mail (interest changes, holds) takes the urgent FIFO instead, ahead of held-back mail (see `router`).
     pub(super) fn send(&mut self, to: ShardId, mail: Mail) {
-        if mail.is_interest_change() {
-            self.mail_out.send_interest(to, mail);
+        if mail.is_urgent() {
+            self.mail_out.send_urgent(to, mail);
             return;
         }
         let q = &mut self.overflow[to as usize];
@@ -90,19 +90,20 @@ impl Mailroom {
         }
     }
 
-    /// Whether interest changes from other shards wait to be applied (one atomic load).
-    pub(super) fn has_interest_mail(&self) -> bool {
-        self.interest_inbox.has_mail()
+    /// Whether urgent mail (interest changes, holds) from other shards waits to be applied (one atomic
+    /// load).
+    pub(super) fn has_urgent_mail(&self) -> bool {
+        self.urgent_inbox.has_mail()
     }
 
-    /// The interest inbox, taken out so that its mail can be handled while it drains; given back with
-    /// [`Self::restore_interest_inbox`].
-    pub(super) fn take_interest_inbox(&mut self) -> InterestInbox {
-        std::mem::take(&mut self.interest_inbox)
+    /// The urgent inbox, taken out so that its mail can be handled while it drains; given back with
+    /// [`Self::restore_urgent_inbox`].
+    pub(super) fn take_urgent_inbox(&mut self) -> UrgentInbox {
+        std::mem::take(&mut self.urgent_inbox)
     }
 
-    pub(super) fn restore_interest_inbox(&mut self, inbox: InterestInbox) {
-        self.interest_inbox = inbox;
+    pub(super) fn restore_urgent_inbox(&mut self, inbox: UrgentInbox) {
+        self.urgent_inbox = inbox;
     }
 
     /// Retry held-back mail; returns whether some is still waiting. When none is left, the readers

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::Security;
-use crate::router::{InterestInbox, MailSenders, ShardId};
+use crate::router::{MailSenders, ShardId, UrgentInbox};
 use crate::settings::Settings;
 use crate::stats::ShardStats;
 use live::LiveConns;
@@ -64,7 +64,7 @@ pub(crate) struct Shard {
     subs: Subscriptions,
     /// The whole retained set (see `Mail::Retain`).
     retained: Retained,
-    /// Mail to other shards, held back while their mailboxes are full, and the interest inbox.
+    /// Mail to other shards, held back while their mailboxes are full, and the urgent inbox.
     mail: Mailroom,
     /// This shard's counters (merged by mail for `$SYS`: `sys.rs`).
     pub stats: ShardStats,
@@ -83,7 +83,7 @@ impl Shard {
         id: ShardId,
         settings: Arc<Settings>,
         mail_out: MailSenders,
-        interest_inbox: InterestInbox,
+        urgent_inbox: UrgentInbox,
         counts: Arc<ConnectionCounts>,
         started: Instant,
     ) -> Shard {
@@ -96,7 +96,7 @@ impl Shard {
             sessions: SessionTable::default(),
             subs: Subscriptions::new(id, shards),
             retained: Retained::new(),
-            mail: Mailroom::new(id, shards, mail_out, interest_inbox),
+            mail: Mailroom::new(id, shards, mail_out, urgent_inbox),
             stats: ShardStats::default(),
             sys: Sys::new(started),
             conns: LiveConns::new(counts),

@@ -264,9 +264,10 @@ impl Shard {
     /// every other shard with a matching subscription.
     pub(crate) fn route(&mut self, msg: Message) {
         if self.shards > 1 {
-            // Subscriptions other shards have taken by now count, even if this shard's mail loop has
-            // not run since (see `router`, interest FIFOs).
-            self.apply_interest_mail();
+            // Subscriptions other shards have taken by now count, and holds they sent stop the
+            // publisher after this packet, even if this shard's mail loop has not run since (see
+            // `router`, urgent FIFO).
+            self.apply_urgent_mail();
         }
         let shards = self.subs.shards_for(&msg.topic);
         // `hold_if_all_behind` (see `session::hold`): a client's publish carries where the other shards

@@ -1,7 +1,7 @@
 //! What `slow_subscriber_policy` makes of a slow subscriber, one shard at a time and without sockets:
 //! sessions attached to a [`Shard`] directly, packets handed to [`Shard::handle_packet`], and the
 //! publisher's hold read with [`Shard::is_held`] as its reader would after each packet. Also how
-//! `route` sees interest other shards announced before this shard's mail loop ran.
+//! `route` sees interest and holds other shards mailed before this shard's mail loop ran.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,10 +15,11 @@ use crate::codec::{
     SubscribeFilter, SubscriptionOptions, Utf8Bytes,
 };
 use crate::message::Message;
-use crate::router::{Inbox, Mail, MailboxMatrix};
+use crate::router::{Inbox, Mail, MailboxMatrix, UrgentInbox};
 use crate::session::{HoldSignal, HoldStamp, Outbox, SlowSubscriberPolicy};
 use crate::settings::Settings;
 use crate::shard::attached::Attached;
+use crate::shard::mailroom::Mailroom;
 use crate::shard::{ConnectionCounts, Shard};
 
 /// The slow subscriber's queue limit and window (small, so the cases stay short).
@@ -45,7 +46,7 @@ fn fixture(policy: SlowSubscriberPolicy, shards: usize) -> Fixture {
         0,
         Arc::new(settings),
         own,
-        matrix.inboxes[0].interest(),
+        matrix.inboxes[0].urgent(),
         Arc::new(ConnectionCounts::new(1)),
         Instant::now(),
     );
@@ -294,7 +295,7 @@ fn a_young_backlog_holds_across_shards_whatever_the_others_say() {
     let mut slow = connect(shard, "slow");
     let mut publisher = connect(shard, "pub");
     subscribe(shard, &mut slow, "#", QoS::AtLeastOnce);
-    other.send_interest(
+    other.send_urgent(
         0,
         Mail::InterestAdd {
             from: 1,
@@ -364,7 +365,7 @@ fn across_shards_the_publisher_is_held_only_when_every_reached_shard_agrees() {
     let mut publisher = connect(shard, "pub");
     subscribe(shard, &mut slow, "#", QoS::AtLeastOnce);
     // Shard 1 has a subscriber to the publisher's topic.
-    other.send_interest(
+    other.send_urgent(
         0,
         Mail::InterestAdd {
             from: 1,
@@ -623,6 +624,39 @@ fn message(topic: &'static str) -> Message {
     )
 }
 
+/// A hold that a subscriber's shard mails takes the urgent FIFO, which `route` drains: the publisher's
+/// shard holds it after the packet during which the hold arrived, before its mail loop runs. Behind
+/// the publishes on the ordinary mailbox, it would wait for the rest of the publisher's read (thousands
+/// of small PUBLISHes), more than the congested subscriber has room for.
+#[test]
+fn a_hold_from_another_shard_stops_the_publisher_before_its_next_packet() {
+    let mut f = fixture(SlowSubscriberPolicy::HoldIfAllBehind, 2);
+    let other = f.other.take().expect("shard 1");
+    let mut shard1 = Mailroom::new(1, 2, other, UrgentInbox::default());
+    let shard = &mut f.shard;
+    let mut publisher = connect(shard, "pub");
+    let p = publisher.slot;
+    shard1.send(
+        0,
+        Mail::InterestAdd {
+            from: 1,
+            filter: Utf8Bytes::from_static("data/#"),
+        },
+    );
+    publish(shard, &mut publisher, 1);
+    assert!(!shard.is_held(&publisher));
+    // Shard 1's only subscriber fell behind on that publish.
+    shard1.send_hold((0, p), HoldSignal::Hold, false, Instant::now());
+    publish(shard, &mut publisher, 2);
+    assert!(shard.is_held(&publisher), "held after the next packet");
+    assert!(shard.held_until(&publisher).is_some());
+    // Its release, likewise, frees the publisher before the mail loop runs.
+    shard1.send(0, Mail::Release { slot: p, from: 1 });
+    publish(shard, &mut publisher, 3);
+    assert!(!shard.is_held(&publisher));
+    assert_eq!(shard.held_until(&publisher), None);
+}
+
 /// Everything queued for a shard, as its mail loop would take it.
 fn take_mail(inbox: &Inbox) -> Vec<Mail> {
     let mut batch = Vec::new();
@@ -632,7 +666,7 @@ fn take_mail(inbox: &Inbox) -> Vec<Mail> {
 }
 
 /// A subscription shard 1 has taken reaches shard 0's routing before shard 0's mail loop runs: the
-/// interest FIFO is drained by `route` itself, so a publish routed on shard 0 after shard 1 took the
+/// urgent FIFO is drained by `route` itself, so a publish routed on shard 0 after shard 1 took the
 /// SUBSCRIBE is not missed (as in a broker that handles packets in arrival order).
 #[test]
 fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
@@ -646,7 +680,7 @@ fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
         0,
         settings,
         out0,
-        inboxes[0].interest(),
+        inboxes[0].urgent(),
         Arc::new(ConnectionCounts::new(1)),
         Instant::now(),
     );
@@ -655,7 +689,7 @@ fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
     shard0.route(message("a/b"));
     assert!(take_mail(&inboxes[1]).is_empty());
 
-    out1.send_interest(
+    out1.send_urgent(
         0,
         Mail::InterestAdd {
             from: 1,
