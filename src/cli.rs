@@ -80,7 +80,9 @@ pub enum CheckError {
 pub fn check_config(args: &Args) -> Result<Config, CheckError> {
     let config = load_config(args)?;
     config.shard_placement()?;
-    Security::load(config.password_file.as_deref(), config.acl_file.as_deref())?;
+    Security::load(config.password_file.as_deref(), config.acl_file.as_deref())?
+        .0
+        .with_tls(config.listeners.iter().map(|l| (l.port, &l.tls)))?;
     Ok(config)
 }
 

@@ -114,9 +114,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Re-read on SIGHUP, as Mosquitto does.
-    let password_file = config.password_file.clone();
-    let acl_file = config.acl_file.clone();
+    // Re-read on SIGHUP, as Mosquitto does: the password, ACL and TLS files it names.
+    let reload = config.clone();
     let log_files: Vec<PathBuf> = config
         .log_dest
         .iter()
@@ -162,12 +161,25 @@ fn main() -> ExitCode {
                 pid_file: pid_file.as_ref().map(|p| p.path()),
                 ..Default::default()
             };
+            later.reread.extend(
+                reload
+                    .password_file
+                    .as_deref()
+                    .map(|p| ("password_file", p)),
+            );
             later
                 .reread
-                .extend(password_file.as_deref().map(|p| ("password_file", p)));
-            later
-                .reread
-                .extend(acl_file.as_deref().map(|p| ("acl_file", p)));
+                .extend(reload.acl_file.as_deref().map(|p| ("acl_file", p)));
+            for tls in reload.listeners.iter().map(|l| &l.tls) {
+                for (key, path) in [
+                    ("certfile", &tls.certfile),
+                    ("keyfile", &tls.keyfile),
+                    ("cafile", &tls.cafile),
+                    ("crlfile", &tls.crlfile),
+                ] {
+                    later.reread.extend(path.as_deref().map(|p| (key, p)));
+                }
+            }
             process::check_access_after_drop(&account, &later);
         }
         Ok(None) => {}
@@ -188,18 +200,18 @@ fn main() -> ExitCode {
             // again. The rest of the configuration is not reloaded yet.
             tracing::info!(target: log_type::NOTICE, "Reloading config.");
             log.reopen_files();
-            match server::load_security(password_file.as_deref(), acl_file.as_deref()) {
+            match server::load_security(&reload) {
                 Ok(security) => {
                     if broker.reload_security(Arc::new(security), Duration::from_secs(10)) {
-                        tracing::info!(target: log_type::NOTICE, "Password and ACL files reloaded.");
+                        tracing::info!(target: log_type::NOTICE, "Password, ACL and TLS files reloaded.");
                     } else {
                         tracing::warn!(target: log_type::WARNING,
-                            "Warning: a shard did not apply the reloaded password and ACL files within 10 s.");
+                            "Warning: a shard did not apply the reloaded password, ACL and TLS files within 10 s.");
                     }
                 }
                 // Keep serving with the files as they were; Mosquitto also keeps running.
                 Err(e) => tracing::error!(target: log_type::ERROR,
-                    "Error: {e}; keeping the password and ACL files loaded before."),
+                    "Error: {e}; keeping the password, ACL and TLS files loaded before."),
             }
             continue;
         }

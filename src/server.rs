@@ -54,15 +54,13 @@ pub enum ServerError {
 }
 
 /// Read `password_file` and `acl_file` (at start-up and on SIGHUP), logging what was skipped in them.
-pub fn load_security(
-    password_file: Option<&std::path::Path>,
-    acl_file: Option<&std::path::Path>,
-) -> Result<Security, crate::auth::SecurityError> {
-    let (security, warnings) = Security::load(password_file, acl_file)?;
+pub fn load_security(config: &Config) -> Result<Security, crate::auth::SecurityError> {
+    let (security, warnings) =
+        Security::load(config.password_file.as_deref(), config.acl_file.as_deref())?;
     for w in warnings {
         tracing::warn!(target: crate::logging::log_type::WARNING, "Warning: {w}");
     }
-    Ok(security)
+    security.with_tls(config.listeners.iter().map(|l| (l.port, &l.tls)))
 }
 
 /// Turn a configuration into the settings the shards run with.
@@ -98,7 +96,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
         } else {
             config.max_packet_size as usize
         };
-    let security = load_security(config.password_file.as_deref(), config.acl_file.as_deref())?;
+    let security = load_security(config)?;
     Ok(Settings {
         shards: placement.shards,
         cpus: placement.cpus,

@@ -631,7 +631,7 @@ fn sighup_reloads_the_password_and_acl_files() {
             "user writer\ntopic write #\nuser carol\ntopic read b/#\n",
         );
         broker.signal(libc::SIGHUP);
-        broker.wait_for_log("Password and ACL files reloaded.");
+        broker.wait_for_log("Password, ACL and TLS files reloaded.");
 
         // alice, connected, is disconnected as no longer authorised; a new login is refused.
         alice.expect_closed();

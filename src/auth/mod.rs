@@ -5,12 +5,17 @@
 //! - [`acl`]: the `acl_file`, checked for each PUBLISH (write), each delivery and retained message
 //!   (read) and each will (write).
 //!
-//! Both files are read once at start-up into a [`Security`] that every shard shares read-only.
+//! Both files, and the TLS listeners' certificates, are read at start-up (and again on SIGHUP) into a
+//! [`Security`] that every shard shares read-only.
 
 pub mod acl;
 pub mod password;
 
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::TlsOptions;
+use crate::transport::tls::ServerTls;
 
 use acl::{AclError, AclFile, ClientAcl};
 use password::{HashAlgorithm, PasswordFile, PasswordFileError};
@@ -25,13 +30,24 @@ pub enum SecurityError {
     PasswordFile(#[from] PasswordFileError),
     #[error(transparent)]
     AclFile(#[from] AclError),
+    /// A TLS listener's certificate, key, CA or CRL file (or its options) could not be loaded.
+    #[error("listener on port {port}: {source}")]
+    Tls {
+        /// The listener's port.
+        port: u16,
+        /// Why.
+        source: crate::transport::tls::TlsError,
+    },
 }
 
-/// The loaded `password_file` and `acl_file`, if configured.
+/// What a SIGHUP reads again: the loaded `password_file` and `acl_file`, if configured, and each TLS
+/// listener's certificates (`crate::transport::tls`).
 #[derive(Default)]
 pub struct Security {
     passwords: Option<PasswordFile>,
     acl: Option<AclFile>,
+    /// By listener index (config order); `None` for a plain listener.
+    tls: Vec<Option<Arc<ServerTls>>>,
 }
 
 impl std::fmt::Debug for Security {
@@ -40,6 +56,7 @@ impl std::fmt::Debug for Security {
         f.debug_struct("Security")
             .field("password_file", &self.passwords.is_some())
             .field("acl_file", &self.acl.is_some())
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -75,12 +92,46 @@ impl Security {
             }
             None => None,
         };
-        Ok((Security { passwords, acl }, warnings))
+        Ok((
+            Security {
+                passwords,
+                acl,
+                tls: Vec::new(),
+            },
+            warnings,
+        ))
     }
 
     /// Built from already parsed files (tests, embedding).
     pub fn new(passwords: Option<PasswordFile>, acl: Option<AclFile>) -> Security {
-        Security { passwords, acl }
+        Security {
+            passwords,
+            acl,
+            tls: Vec::new(),
+        }
+    }
+
+    /// Load the TLS configuration of each listener given as (port, options) in config order.
+    pub fn with_tls<'a>(
+        mut self,
+        listeners: impl IntoIterator<Item = (u16, &'a TlsOptions)>,
+    ) -> Result<Security, SecurityError> {
+        self.tls = listeners
+            .into_iter()
+            .map(|(port, options)| {
+                options
+                    .enabled()
+                    .then(|| ServerTls::load(options).map(Arc::new))
+                    .transpose()
+                    .map_err(|source| SecurityError::Tls { port, source })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
+    /// The TLS configuration of listener `index`, if it is a TLS listener.
+    pub fn tls(&self, index: usize) -> Option<&Arc<ServerTls>> {
+        self.tls.get(index).and_then(Option::as_ref)
     }
 
     /// Whether a CONNECT with these credentials may go on. Without a password file `allow_anonymous`

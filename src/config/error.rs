@@ -179,6 +179,9 @@ pub enum ValueProblem {
     /// A `protocol` nobody knows.
     #[error("expected mqtt")]
     UnknownProtocol,
+    /// A `tls_version` rustls does not offer.
+    #[error("expected tlsv1.2 or tlsv1.3 (TLS 1.1 and older are not offered)")]
+    UnknownTlsVersion,
     /// A `slow_subscriber_policy` nobody knows.
     #[error("expected hold_if_all_behind, hold or drop")]
     UnknownSlowSubscriberPolicy,
@@ -355,6 +358,14 @@ pub enum ConfigError {
         port: u16,
         /// The bind address, `None` for all interfaces.
         bind_address: Option<String>,
+    },
+    /// A listener's TLS options do not fit together.
+    #[error("listener on port {port}: {problem}")]
+    ListenerTls {
+        /// The listener's port.
+        port: u16,
+        /// What is wrong.
+        problem: super::TlsOptionsProblem,
     },
     /// More `-p` options than Mosquitto allows.
     #[error("only {MAX_COMMAND_LINE_PORTS} ports can be given on the command line, got {count}")]

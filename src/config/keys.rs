@@ -17,6 +17,9 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "retry_interval", "set_tcp_nodelay", "shards", "slow_subscriber_policy", "sys_interval",
     "upgrade_outgoing_qos",
     "use_username_as_clientid", "user",
+    // TLS, per listener (config/tls.rs).
+    "cafile", "capath", "certfile", "ciphers", "ciphers_tls1.3", "crlfile", "keyfile",
+    "require_certificate", "tls_version", "use_identity_as_username", "use_subject_as_username",
 ];
 
 /// Every other option Mosquitto 2.0 reads (mosquitto.conf(5) and src/conf.c); refused as unsupported.
@@ -27,18 +30,17 @@ pub(super) const UNSUPPORTED_KEYS: &[&str] = &[
     "autosave_on_changes", "bind_interface", "bridge_alpn", "bridge_attempt_unsubscribe",
     "bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile", "bridge_identity",
     "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size", "bridge_outgoing_retain",
-    "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp", "bridge_tls_version", "cafile",
-    "capath", "certfile", "check_retain_source", "ciphers", "ciphers_tls1.3", "cleansession",
-    "clientid", "connection", "crlfile", "dhparamfile", "http_dir", "idle_timeout",
-    "keepalive_interval", "keyfile", "local_cleansession", "local_clientid", "local_password",
+    "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp", "bridge_tls_version",
+    "check_retain_source", "cleansession",
+    "clientid", "connection", "dhparamfile", "http_dir", "idle_timeout",
+    "keepalive_interval", "local_cleansession", "local_clientid", "local_password",
     "local_username", "log_facility", "max_inflight_bytes", "max_qos", "max_topic_alias", "maximum_qos",
     "memory_limit", "message_size_limit", "mount_point", "notification_topic", "notifications",
     "notifications_local_only", "password",
     "plugin", "psk_file", "psk_hint", "remote_clientid",
-    "remote_password", "remote_username", "require_certificate", "restart_timeout", "round_robin",
+    "remote_password", "remote_username", "restart_timeout", "round_robin",
     "socket_domain", "start_type", "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
-    "tls_version", "topic", "try_private", "use_identity_as_username",
-    "use_subject_as_username", "username", "websockets_headers_size",
+    "topic", "try_private", "username", "websockets_headers_size",
     "websockets_log_level",
 ];
 

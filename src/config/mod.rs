@@ -12,7 +12,8 @@
 //! then the command line's `-p` and `-v`), once at start-up; tests build one with [`Config::parse_str`].
 //! `crate::server::start` then resolves it into the `crate::settings::Settings` the shards run with, so
 //! no shard reads a [`Config`], least of all on its hot path. A SIGHUP does not re-read this file: only
-//! the password and ACL files are read again (`crate::server::load_security`).
+//! the password and ACL files, and the TLS certificates, keys, CAs and CRLs, are read again
+//! (`crate::server::load_security`).
 //!
 //! Where things are:
 //! - this file: [`Config`], its defaults and methods, [`ListenerConfig`] and the public constants;
@@ -20,7 +21,8 @@
 //!   for a misspelt one;
 //! - `parser.rs`: the line parser (Mosquitto's syntax, `include_dir`, listeners and their options);
 //! - `error.rs`: [`ConfigError`], [`ValueProblem`], [`Arity`] and [`ConfigNotice`];
-//! - `placement.rs`: how shards map onto CPUs ([`ShardPlacement`], [`available_cpus`], `cpu_set`).
+//! - `placement.rs`: how shards map onto CPUs ([`ShardPlacement`], [`available_cpus`], `cpu_set`);
+//! - `tls.rs`: a listener's TLS options ([`TlsOptions`]) and how they must fit together.
 //!
 //! The log settings' types ([`LogDest`], [`LogTypes`], [`TimestampFormat`]) belong to `crate::logging`.
 //!
@@ -40,9 +42,11 @@ mod parser;
 mod placement;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use error::{Arity, ConfigError, ConfigNotice, ValueProblem};
 pub use placement::{available_cpus, ShardPlacement};
+pub use tls::{TlsOptions, TlsOptionsProblem, TlsVersion};
 
 use parser::Parser;
 
@@ -81,6 +85,8 @@ pub struct ListenerConfig {
     pub max_connections: Option<u32>,
     /// `use_username_as_clientid`: a client's username replaces its client id (no username: refused).
     pub use_username_as_clientid: bool,
+    /// TLS (`certfile`, `keyfile`, ...); a plain TCP listener when they are not set.
+    pub tls: TlsOptions,
 }
 
 impl ListenerConfig {
@@ -91,6 +97,7 @@ impl ListenerConfig {
             bind_address: None,
             max_connections: None,
             use_username_as_clientid: false,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -101,6 +108,7 @@ impl ListenerConfig {
             bind_address: Some(LOCAL_ONLY_BIND_ADDRESS.to_owned()),
             max_connections: None,
             use_username_as_clientid: false,
+            tls: TlsOptions::default(),
         }
     }
 }

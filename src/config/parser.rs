@@ -12,8 +12,8 @@ use std::time::Duration;
 use super::keys::{suggest, UNSUPPORTED_KEYS, UNSUPPORTED_PREFIXES};
 use super::placement::parse_cpu_list;
 use super::{
-    Arity, Config, ConfigError, ConfigNotice, ListenerConfig, ValueProblem, DEFAULT_AUTO_ID_PREFIX,
-    DEFAULT_PORT, MIN_MAX_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
+    Arity, Config, ConfigError, ConfigNotice, ListenerConfig, TlsVersion, ValueProblem,
+    DEFAULT_AUTO_ID_PREFIX, DEFAULT_PORT, MIN_MAX_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
 };
 use crate::logging::{LogDest, LogType, LogTypes, TimestampFormat};
 use crate::session::SlowSubscriberPolicy;
@@ -179,8 +179,11 @@ pub(super) struct Parser {
     current: CurrentListener,
     default_port: Option<u16>,
     default_bind_address: Option<String>,
-    default_max_connections: Option<Option<u32>>,
-    default_use_username_as_clientid: Option<bool>,
+    /// The options given to Mosquitto's implicit default listener (before any `listener` line); its port
+    /// and address are `default_port` and `default_bind_address`.
+    default_listener: ListenerConfig,
+    /// Whether a listener option was given to the default listener (which then exists).
+    default_listener_used: bool,
     local_only: bool,
     allow_anonymous: Option<bool>,
     log_dest_set: bool,
@@ -201,8 +204,8 @@ impl Parser {
             current: CurrentListener::Default,
             default_port: None,
             default_bind_address: None,
-            default_max_connections: None,
-            default_use_username_as_clientid: None,
+            default_listener: ListenerConfig::any_interface(DEFAULT_PORT),
+            default_listener_used: false,
             local_only: true,
             allow_anonymous: None,
             log_dest_set: false,
@@ -245,6 +248,17 @@ impl Parser {
         let c = &mut self.config;
         match key {
             "listener" => self.listener(line, rest)?,
+            "certfile"
+            | "keyfile"
+            | "cafile"
+            | "capath"
+            | "crlfile"
+            | "require_certificate"
+            | "use_identity_as_username"
+            | "use_subject_as_username"
+            | "tls_version"
+            | "ciphers"
+            | "ciphers_tls1.3" => self.tls_option(line, key, rest)?,
             "port" => {
                 let port = line.int_in("port", rest, 1, 65535)? as u16;
                 self.local_only = false;
@@ -290,14 +304,7 @@ impl Parser {
                         )
                     })?)
                 };
-                match self.current {
-                    CurrentListener::Default => self.default_max_connections = Some(limit),
-                    CurrentListener::Explicit(i) => {
-                        if let Some(l) = self.listeners.get_mut(i) {
-                            l.max_connections = limit;
-                        }
-                    }
-                }
+                self.current_listener().max_connections = limit;
             }
             "allow_anonymous" => self.allow_anonymous = Some(line.bool("allow_anonymous", rest)?),
             "max_inflight_messages" => {
@@ -461,14 +468,7 @@ impl Parser {
             }
             "use_username_as_clientid" => {
                 let v = line.bool("use_username_as_clientid", rest)?;
-                match self.current {
-                    CurrentListener::Default => self.default_use_username_as_clientid = Some(v),
-                    CurrentListener::Explicit(i) => {
-                        if let Some(l) = self.listeners.get_mut(i) {
-                            l.use_username_as_clientid = v;
-                        }
-                    }
-                }
+                self.current_listener().use_username_as_clientid = v;
             }
             "password_file" => {
                 let path = line.text("password_file", rest)?;
@@ -521,6 +521,55 @@ impl Parser {
         Ok(())
     }
 
+    /// The listener that per-listener options apply to now. Giving one to the implicit default listener
+    /// makes it exist (as in Mosquitto).
+    fn current_listener(&mut self) -> &mut ListenerConfig {
+        match self.current {
+            CurrentListener::Explicit(i) => &mut self.listeners[i],
+            CurrentListener::Default => {
+                self.default_listener_used = true;
+                &mut self.default_listener
+            }
+        }
+    }
+
+    /// A listener's TLS option (`config/tls.rs`).
+    fn tls_option(&mut self, line: &Line<'_>, key: &str, rest: &str) -> Result<(), ConfigError> {
+        let path = |name: &'static str| -> Result<Option<PathBuf>, ConfigError> {
+            Ok(Some(PathBuf::from(line.text(name, rest)?)))
+        };
+        let text = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            Ok(Some(line.text(name, rest)?.to_owned()))
+        };
+        let tls = &mut self.current_listener().tls;
+        match key {
+            "certfile" => tls.certfile = path("certfile")?,
+            "keyfile" => tls.keyfile = path("keyfile")?,
+            "cafile" => tls.cafile = path("cafile")?,
+            "capath" => tls.capath = path("capath")?,
+            "crlfile" => tls.crlfile = path("crlfile")?,
+            "require_certificate" => {
+                tls.require_certificate = line.bool("require_certificate", rest)?
+            }
+            "use_identity_as_username" => {
+                tls.use_identity_as_username = line.bool("use_identity_as_username", rest)?
+            }
+            "use_subject_as_username" => {
+                tls.use_subject_as_username = line.bool("use_subject_as_username", rest)?
+            }
+            "tls_version" => {
+                let v = line.one("tls_version", rest)?;
+                tls.tls_version = Some(TlsVersion::from_name(v).ok_or_else(|| {
+                    line.invalid("tls_version", v, ValueProblem::UnknownTlsVersion)
+                })?);
+            }
+            "ciphers" => tls.ciphers = text("ciphers")?,
+            "ciphers_tls1.3" => tls.ciphers_tls13 = text("ciphers_tls1.3")?,
+            _ => unreachable!("not a TLS option: {key}"),
+        }
+        Ok(())
+    }
+
     fn listener(&mut self, line: &Line<'_>, rest: &str) -> Result<(), ConfigError> {
         let words = line.words(rest);
         let (port, bind) = match words.as_slice() {
@@ -545,12 +594,9 @@ impl Parser {
             ));
         }
         self.local_only = false;
-        self.listeners.push(ListenerConfig {
-            port: port as u16,
-            bind_address: bind.map(str::to_owned),
-            max_connections: None,
-            use_username_as_clientid: false,
-        });
+        let mut listener = ListenerConfig::any_interface(port as u16);
+        listener.bind_address = bind.map(str::to_owned);
+        self.listeners.push(listener);
         self.current = CurrentListener::Explicit(self.listeners.len() - 1);
         Ok(())
     }
@@ -658,13 +704,12 @@ impl Parser {
         let mut listeners = std::mem::take(&mut self.listeners);
         let default_used = self.default_port.is_some()
             || self.default_bind_address.is_some()
-            || self.default_max_connections.is_some()
-            || self.default_use_username_as_clientid.is_some();
+            || self.default_listener_used;
         if self.local_only {
             // Mosquitto 2.0 "local only mode": loopback listener, anonymous clients allowed regardless.
-            let mut l = ListenerConfig::local_only(DEFAULT_PORT);
-            l.max_connections = self.default_max_connections.flatten();
-            l.use_username_as_clientid = self.default_use_username_as_clientid.unwrap_or(false);
+            let mut l =
+                std::mem::replace(&mut self.default_listener, ListenerConfig::any_interface(0));
+            l.bind_address = ListenerConfig::local_only(DEFAULT_PORT).bind_address;
             listeners = vec![l];
             self.config.notices.push(ConfigNotice::LocalOnlyMode);
             if self.allow_anonymous == Some(false) {
@@ -675,18 +720,19 @@ impl Parser {
             self.config.allow_anonymous = true;
         } else {
             if default_used {
-                listeners.push(ListenerConfig {
-                    port: self.default_port.unwrap_or(DEFAULT_PORT),
-                    bind_address: self.default_bind_address.take(),
-                    max_connections: self.default_max_connections.flatten(),
-                    use_username_as_clientid: self
-                        .default_use_username_as_clientid
-                        .unwrap_or(false),
-                });
+                let mut l =
+                    std::mem::replace(&mut self.default_listener, ListenerConfig::any_interface(0));
+                l.port = self.default_port.unwrap_or(DEFAULT_PORT);
+                l.bind_address = self.default_bind_address.take();
+                listeners.push(l);
             }
             self.config.allow_anonymous = self.allow_anonymous.unwrap_or(false);
         }
         for (i, l) in listeners.iter().enumerate() {
+            l.tls.check().map_err(|problem| ConfigError::ListenerTls {
+                port: l.port,
+                problem,
+            })?;
             if listeners[..i]
                 .iter()
                 .any(|o| o.port == l.port && o.bind_address == l.bind_address)

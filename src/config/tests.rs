@@ -131,12 +131,14 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 bind_address: Some("0.0.0.0".into()),
                 max_connections: Some(10),
                 use_username_as_clientid: false,
+                tls: TlsOptions::default(),
             },
             ListenerConfig {
                 port: 8883,
                 bind_address: Some("::1".into()),
                 max_connections: None,
                 use_username_as_clientid: false,
+                tls: TlsOptions::default(),
             },
             ListenerConfig::any_interface(1884),
         ]
@@ -218,6 +220,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
             bind_address: Some("10.0.0.1".into()),
             max_connections: None,
             use_username_as_clientid: false,
+            tls: TlsOptions::default(),
         }]
     );
 
@@ -232,12 +235,14 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 bind_address: None,
                 max_connections: Some(7),
                 use_username_as_clientid: false,
+                tls: TlsOptions::default(),
             },
             ListenerConfig {
                 port: 1884,
                 bind_address: None,
                 max_connections: Some(5),
                 use_username_as_clientid: false,
+                tls: TlsOptions::default(),
             },
         ]
     );
@@ -952,12 +957,105 @@ fn every_supported_key_is_handled() {
             "protocol" => "mqtt",
             "persistent_client_expiration" => "1d",
             "slow_subscriber_policy" => "hold",
+            "certfile" | "keyfile" | "cafile" | "capath" | "crlfile" => "x",
+            "require_certificate" | "use_identity_as_username" | "use_subject_as_username" => {
+                "true"
+            }
+            "tls_version" => "tlsv1.2",
+            "ciphers" => "ECDHE-RSA-AES128-GCM-SHA256",
+            "ciphers_tls1.3" => "TLS_AES_128_GCM_SHA256",
             _ => "1883",
         };
-        if let Err(e) = parse(&format!("{key} {value}\n")) {
+        // TLS options need a TLS listener with a CA (config/tls.rs).
+        let context = if TLS_KEYS.contains(key) {
+            "listener 8883\ncertfile c\nkeyfile k\ncafile a\n"
+        } else {
+            ""
+        };
+        if let Err(e) = parse(&format!("{context}{key} {value}\n")) {
             panic!("{key} {value}: {e}");
         }
     }
+}
+
+/// The per-listener TLS keys.
+const TLS_KEYS: [&str; 11] = [
+    "certfile",
+    "keyfile",
+    "cafile",
+    "capath",
+    "crlfile",
+    "require_certificate",
+    "use_identity_as_username",
+    "use_subject_as_username",
+    "tls_version",
+    "ciphers",
+    "ciphers_tls1.3",
+];
+
+#[test]
+fn tls_options_apply_to_their_listener_and_must_fit_together() {
+    let c = ok(
+        "listener 1883\nlistener 8883\ncertfile /c.pem\nkeyfile /k.pem\ncafile /ca.pem\n\
+                require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.3\n",
+    );
+    assert!(!c.listeners[0].tls.enabled());
+    let tls = &c.listeners[1].tls;
+    assert!(tls.enabled() && tls.require_certificate && tls.use_identity_as_username);
+    assert_eq!(tls.certfile.as_deref(), Some(Path::new("/c.pem")));
+    assert_eq!(tls.tls_version, Some(TlsVersion::Tls13));
+    // Before any `listener`: the default listener, which then exists.
+    let c = ok("port 8883\ncertfile /c.pem\nkeyfile /k.pem\n");
+    assert_eq!(c.listeners.len(), 1);
+    assert!(c.listeners[0].tls.enabled());
+    for (text, problem) in [
+        (
+            "listener 8883\ncertfile /c.pem\n",
+            TlsOptionsProblem::HalfACertificate {
+                present: "certfile",
+                missing: "keyfile",
+            },
+        ),
+        (
+            "listener 8883\nkeyfile /k.pem\n",
+            TlsOptionsProblem::HalfACertificate {
+                present: "keyfile",
+                missing: "certfile",
+            },
+        ),
+        (
+            "listener 1883\ncafile /ca.pem\n",
+            TlsOptionsProblem::WithoutCertificate("cafile"),
+        ),
+        (
+            "listener 8883\ncertfile c\nkeyfile k\nrequire_certificate true\n",
+            TlsOptionsProblem::WithoutCa("require_certificate"),
+        ),
+        (
+            "listener 8883\ncertfile c\nkeyfile k\ncafile a\nuse_identity_as_username true\n\
+             use_subject_as_username true\n",
+            TlsOptionsProblem::TwoIdentities,
+        ),
+    ] {
+        match parse(text) {
+            Err(ConfigError::ListenerTls { port, problem: p }) => {
+                assert_eq!(
+                    (port, p),
+                    (if port == 1883 { 1883 } else { 8883 }, problem),
+                    "{text}"
+                )
+            }
+            other => panic!("{text}: expected a TLS problem, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        parse("listener 8883\ntls_version tlsv1.1\n"),
+        Err(ConfigError::InvalidValue {
+            key: "tls_version",
+            reason: ValueProblem::UnknownTlsVersion,
+            ..
+        })
+    ));
 }
 
 #[test]

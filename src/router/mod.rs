@@ -121,6 +121,8 @@ pub struct Handoff {
     pub peer: std::net::SocketAddr,
     /// Index of the listener (config order) that accepted it.
     pub listener: usize,
+    /// The TLS session, handshaken on the accepting shard, on a TLS listener.
+    pub tls: Option<Box<rustls::ServerConnection>>,
 }
 
 /// Commands from outside the shard threads.

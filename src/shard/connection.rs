@@ -5,8 +5,9 @@
 //! to the client id's home shard (`dup` of the fd through the mailbox, with the bytes already read) or,
 //! on the home shard, spawns [`serve`], which attaches the session and is the connection's reader from
 //! then on (a task of its own so that the setup's state is freed). A writer task flushes the
-//! session's [`Outbox`] to the socket. The stream is shared as `Rc<RefCell<TcpStream>>`: glommio streams
-//! keep separate read and write wakers, and each borrow lasts one `poll_*` call, never an `.await`.
+//! session's [`Outbox`] to the socket. Reader and writer share the [`Socket`] (`socket.rs`), with its TLS
+//! session on a TLS listener: the handshake runs first, on the accepting shard, and the session travels
+//! with a hand-off.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -14,18 +15,16 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
 use super::attached::log_protocol;
 use super::keepalive::KeepAlive;
+use super::socket::Socket;
 use super::{home_of, Shard};
 use crate::auth::Security;
 use crate::codec::{self, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
@@ -34,12 +33,7 @@ use crate::router::{Handoff, Mail};
 use crate::session::{Chunk, CloseReason, Outbox};
 use crate::settings::Settings;
 use crate::topic;
-
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 8 * 1024;
-
-/// How long a closing connection waits for the client to close its side before the socket is dropped.
-const LINGER: Duration = Duration::from_secs(2);
+use crate::transport::tls::ServerTls;
 
 /// The largest packet size MQTT can express (a 4-byte remaining length plus the fixed header).
 const PROTOCOL_MAX_PACKET: usize = 268_435_460;
@@ -99,7 +93,21 @@ pub(super) async fn accept_loop(shard: Rc<RefCell<Shard>>, fd: OwnedFd, index: u
             let port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
             tracing::info!(target: log_type::NOTICE, "New connection from {}:{} on port {}.", peer.ip(), peer.port(), port);
         }
-        glommio::spawn_local(run_connection(shard.clone(), stream, peer, index, None)).detach();
+        // A TLS listener's configuration in force now (a SIGHUP may replace it for later connections).
+        let tls = shard.borrow().security.tls(index).cloned();
+        let start = match tls {
+            None => Start::Plain,
+            Some(tls) => match tls.accept() {
+                Ok(conn) => Start::Tls(tls, Box::new(conn)),
+                Err(e) => {
+                    tracing::warn!(target: log_type::WARNING,
+                        "Warning: cannot start a TLS session for {}: {e}", peer.ip());
+                    shard.borrow_mut().conns.release(index);
+                    continue;
+                }
+            },
+        };
+        glommio::spawn_local(run_connection(shard.clone(), stream, peer, index, start)).detach();
     }
 }
 
@@ -112,6 +120,7 @@ pub(super) async fn run_handoff(shard: Rc<RefCell<Shard>>, h: Box<Handoff>) {
         leftover,
         peer,
         listener,
+        tls,
     } = *h;
     // SAFETY: `fd` is a connected TCP socket duplicated by the accepting shard; ownership moves here.
     let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
@@ -120,7 +129,17 @@ pub(super) async fn run_handoff(shard: Rc<RefCell<Shard>>, h: Box<Handoff>) {
         assigned_id,
         leftover,
     };
-    run_connection(shard, stream, peer, listener, Some(pre)).await;
+    run_connection(shard, stream, peer, listener, Start::HandedOff(pre, tls)).await;
+}
+
+/// How a connection task starts.
+enum Start {
+    /// Accepted here on a plain listener: read the CONNECT.
+    Plain,
+    /// Accepted here on a TLS listener: handshake, then read the CONNECT.
+    Tls(Arc<ServerTls>, Box<rustls::ServerConnection>),
+    /// Handed over by the accepting shard, CONNECT read and checked (and TLS handshaken).
+    HandedOff(Accepted, Option<Box<rustls::ServerConnection>>),
 }
 
 /// A CONNECT that passed its checks.
@@ -136,6 +155,8 @@ enum Refusal {
     Connack(ReasonCode, ProtocolVersion),
     /// Close without a word (not MQTT, malformed, timed out, or no CONNACK code fits).
     Close(&'static str),
+    /// The TLS handshake failed (rustls has sent its alert).
+    Tls(io::Error),
 }
 
 async fn run_connection(
@@ -143,7 +164,7 @@ async fn run_connection(
     stream: TcpStream,
     peer: SocketAddr,
     listener: usize,
-    pre: Option<Accepted>,
+    start: Start,
 ) {
     let fd = stream.as_raw_fd();
     let id = shard.borrow_mut().conns.register(fd);
@@ -153,36 +174,50 @@ async fn run_connection(
         listener,
         owns_slot: std::cell::Cell::new(true),
     });
-    let stream = Rc::new(RefCell::new(stream));
     let settings = shard.borrow().settings.clone();
+    let (socket, pre, server_tls) = match start {
+        Start::Plain => (Socket::new(stream, None), None, None),
+        Start::Tls(server_tls, conn) => (Socket::new(stream, Some(conn)), None, Some(server_tls)),
+        Start::HandedOff(pre, conn) => (Socket::new(stream, conn), Some(pre), None),
+    };
+    let socket = Rc::new(socket);
     let accepted = match pre {
         Some(a) => a,
-        None => match read_connect(&shard, &stream, &settings, listener).await {
-            Ok(a) => a,
-            Err(Refusal::Connack(code, protocol)) => {
-                // A refused login is logged where the client id is known (`check_connect`).
-                if code != ReasonCode::NotAuthorized {
-                    tracing::info!(target: log_type::NOTICE,
+        None => {
+            match read_connect(&shard, &socket, &settings, listener, server_tls.as_deref()).await {
+                Ok(a) => a,
+                Err(Refusal::Connack(code, protocol)) => {
+                    // A refused login is logged where the client id is known (`check_connect`).
+                    if code != ReasonCode::NotAuthorized {
+                        tracing::info!(target: log_type::NOTICE,
                         "Client connection from {} refused: {:?}.", peer, code);
+                    }
+                    let out = encode_refusal(code, protocol);
+                    if socket.write_all(&out).await.is_ok() {
+                        socket.linger_close().await;
+                    }
+                    return;
                 }
-                let out = encode_refusal(code, protocol);
-                if write_all(&stream, &out).await.is_ok() {
-                    linger_close(&stream).await;
+                Err(Refusal::Close(why)) => {
+                    tracing::info!(target: log_type::NOTICE, "Client {} disconnected: {}.", peer, why);
+                    return;
                 }
-                return;
+                Err(Refusal::Tls(e)) => {
+                    // Mosquitto's words for a failed handshake, with rustls's reason.
+                    tracing::info!(target: log_type::NOTICE,
+                    "Client connection from {} failed: TLS: {}.", peer.ip(), e);
+                    socket.shutdown().await;
+                    return;
+                }
             }
-            Err(Refusal::Close(why)) => {
-                tracing::info!(target: log_type::NOTICE, "Client {} disconnected: {}.", peer, why);
-                return;
-            }
-        },
+        }
     };
     let home = home_of(accepted.connect.client_id.as_bytes(), settings.shards);
     let me = shard.borrow().id;
     if home != me {
         // docs/ARCHITECTURE.md, invariant 1: the session lives on its home shard; move the socket there. The dup keeps
         // the socket open after this shard's stream is dropped.
-        // SAFETY: `fd` is the open socket owned by `stream`, alive for this call.
+        // SAFETY: `fd` is the open socket owned by `socket`, alive for this call.
         let dup = unsafe { libc::dup(fd) };
         if dup < 0 {
             tracing::warn!(target: log_type::WARNING,
@@ -192,6 +227,8 @@ async fn run_connection(
         // SAFETY: `dup` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(dup) };
         guard.owns_slot.set(false);
+        // Nothing else holds the socket before `serve`: its TLS session moves with the hand-off.
+        let tls = Rc::try_unwrap(socket).ok().and_then(Socket::into_tls);
         let handoff = Handoff {
             fd,
             connect: accepted.connect,
@@ -199,6 +236,7 @@ async fn run_connection(
             leftover: accepted.leftover,
             peer,
             listener,
+            tls,
         };
         shard
             .borrow_mut()
@@ -211,7 +249,7 @@ async fn run_connection(
     // connected: an idle client then costs serve's ~270 bytes (memory per idle client, docs/PERFORMANCE.md).
     let start = Box::new(ServeStart {
         shard,
-        stream,
+        socket,
         peer,
         guard,
         settings,
@@ -224,7 +262,7 @@ async fn run_connection(
 /// its whole life beside the locals they are moved into, ~110 bytes per connection otherwise.
 struct ServeStart {
     shard: Rc<RefCell<Shard>>,
-    stream: Rc<RefCell<TcpStream>>,
+    socket: Rc<Socket>,
     peer: SocketAddr,
     guard: Rc<ConnGuard>,
     settings: std::sync::Arc<Settings>,
@@ -247,14 +285,14 @@ fn encode_refusal(code: ReasonCode, protocol: ProtocolVersion) -> BytesMut {
 /// Read until the first packet, which must be a CONNECT that passes every check.
 async fn read_connect(
     shard: &Rc<RefCell<Shard>>,
-    stream: &RefCell<TcpStream>,
+    socket: &Socket,
     settings: &Settings,
     listener: usize,
+    server_tls: Option<&ServerTls>,
 ) -> Result<Accepted, Refusal> {
-    let _ = stream
-        .borrow()
-        .set_read_timeout(Some(settings.connect_timeout));
-    let mut buf = BytesMut::new();
+    // The handshake and the CONNECT together within the connect timeout.
+    socket.set_read_timeout(Some(settings.connect_timeout));
+    let mut buf = socket.handshake().await.map_err(Refusal::Tls)?;
     let mut connect = loop {
         match codec::decode(&mut buf, ProtocolVersion::V311, settings.max_packet_size) {
             Ok(Some(Packet::Connect(c))) => break c,
@@ -268,7 +306,7 @@ async fn read_connect(
                 });
             }
         }
-        match read_some(stream, &mut buf).await {
+        match socket.read_some(&mut buf).await {
             Ok(0) => return Err(Refusal::Close("closed before CONNECT")),
             Ok(n) => shard.borrow_mut().stats.bytes_received += n as u64,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -291,6 +329,26 @@ async fn read_connect(
             connect.protocol,
         ))
     };
+    // use_identity_as_username / use_subject_as_username: the certificate is the credential. As in
+    // Mosquitto, whatever username and password the client sent are replaced, no password is
+    // checked, and a client without a (usable) certificate is refused as a bad username or password.
+    let identity = server_tls.and_then(|t| socket.with_tls(|conn| t.identity(conn)).flatten());
+    let certified = identity.is_some();
+    if let Some(identity) = identity {
+        connect.password = None;
+        match identity {
+            Some(name) => connect.username = Some(name.into()),
+            None => {
+                tracing::info!(target: log_type::NOTICE,
+                    "Client {} disconnected: no client certificate to take the username from.",
+                    if connect.client_id.is_empty() { "<unknown>" } else { connect.client_id.as_str() });
+                return Err(Refusal::Connack(
+                    ReasonCode::BadUserNameOrPassword,
+                    connect.protocol,
+                ));
+            }
+        }
+    }
     if settings.listeners[listener].use_username_as_clientid {
         // The listener identifies clients by username; without one a client cannot be identified.
         match connect.username.clone() {
@@ -299,7 +357,7 @@ async fn read_connect(
         }
     }
     let security = shard.borrow().security.clone();
-    if !authorise(settings, security, &connect).await {
+    if !certified && !authorise(settings, security, &connect).await {
         return not_authorised(&connect);
     }
     let assigned_id = connect.client_id.is_empty();
@@ -427,7 +485,7 @@ fn connack_properties(settings: &Settings, c: &Connect, assigned_id: bool) -> (P
 async fn serve(start: Box<ServeStart>) {
     let ServeStart {
         shard,
-        stream,
+        socket,
         peer,
         guard,
         settings,
@@ -463,7 +521,7 @@ async fn serve(start: Box<ServeStart>) {
     drop(connect);
     glommio::spawn_local(write_loop(
         shard.clone(),
-        stream.clone(),
+        socket.clone(),
         outbox.clone(),
         guard,
     ))
@@ -471,7 +529,7 @@ async fn serve(start: Box<ServeStart>) {
 
     // Keep-alive: close after 1.5 x the interval without a packet [MQTT-3.1.2-24], watched by the shard
     // (see `keepalive` for why not a read timeout). The CONNECT timeout ends here.
-    let _ = stream.borrow().set_read_timeout(None);
+    socket.set_read_timeout(None);
     let keepalive = (keep_alive > 0).then(|| {
         let limit = Duration::from_millis(u64::from(keep_alive) * 1500);
         let k = KeepAlive::new(limit, Instant::now());
@@ -547,7 +605,7 @@ async fn serve(start: Box<ServeStart>) {
         // until glommio's time slice ends, starving the acknowledgements and writes of the clients it
         // publishes to (whose queues would then overflow).
         futures_lite::future::yield_now().await;
-        let read = read_some(&stream, &mut buf);
+        let read = socket.read_some(&mut buf);
         let read = match &keepalive {
             Some(k) => {
                 let expired = async {
@@ -619,7 +677,7 @@ async fn serve(start: Box<ServeStart>) {
 /// Flush the outbox to the socket until the connection closes, then close the socket.
 async fn write_loop(
     shard: Rc<RefCell<Shard>>,
-    stream: Rc<RefCell<TcpStream>>,
+    socket: Rc<Socket>,
     outbox: Rc<Outbox>,
     _guard: Rc<ConnGuard>,
 ) {
@@ -632,17 +690,14 @@ async fn write_loop(
             // Close requested and everything before it written.
             break;
         }
+        // Written in place, popped after: a chunk held by value across the write would sit in this
+        // (per-connection) future for its whole life.
+        if socket.write_chunks(&chunks).await.is_err() {
+            failed = true;
+            break 'write;
+        }
         let mut spare = None;
-        // Written from the front in place, popped after: a chunk held by value across the write would
-        // sit in this (per-connection) future for its whole life.
-        while let Some(chunk) = chunks.front() {
-            if write_all(&stream, chunk.as_slice()).await.is_err() {
-                failed = true;
-                break 'write;
-            }
-            let Some(chunk) = chunks.pop_front() else {
-                break;
-            };
+        for chunk in chunks.drain(..) {
             let n = chunk.as_slice().len();
             outbox.written(n);
             shard.borrow_mut().stats.bytes_sent += n as u64;
@@ -659,7 +714,6 @@ async fn write_loop(
             chunks = VecDeque::new();
         }
     }
-    let fd = stream.borrow().as_raw_fd();
     match (failed, outbox.close_reason()) {
         // The reader is done: close our side after the data, and wait briefly for the client to close
         // its side so unread input does not turn our FIN into a reset that could discard the data.
@@ -671,73 +725,14 @@ async fn write_loop(
                 | CloseReason::KeepAlive,
             ),
         ) => {
-            linger_close(&stream).await;
+            socket.linger_close().await;
         }
         _ => {
             if failed {
                 outbox.close(CloseReason::SocketError);
             }
             // Wakes the reader (if still reading) with end-of-file.
-            // SAFETY: `fd` is the open socket owned by `stream`, which is alive here.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            socket.shutdown().await;
         }
     }
-}
-
-/// Half-close, then read and discard until the client closes or [`LINGER`] passes.
-async fn linger_close(stream: &RefCell<TcpStream>) {
-    let fd = stream.borrow().as_raw_fd();
-    // SAFETY: `fd` is the open socket owned by `stream`.
-    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
-    let _ = stream.borrow().set_read_timeout(Some(LINGER));
-    let mut sink = BytesMut::new();
-    let deadline = std::time::Instant::now() + LINGER;
-    while std::time::Instant::now() < deadline {
-        sink.clear();
-        match read_some(stream, &mut sink).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-}
-
-thread_local! {
-    /// The shard's read buffer (a shard is one thread). A read lands here and only the bytes that arrived
-    /// are copied into the connection's own buffer, so an idle connection holds no read buffer: 10,000
-    /// idle clients would otherwise pin 80 MiB of 8 KiB buffers.
-    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
-}
-
-/// Read what the socket has and append it to `buf`.
-async fn read_some(stream: &RefCell<TcpStream>, buf: &mut BytesMut) -> io::Result<usize> {
-    poll_fn(|cx| {
-        READ_SCRATCH.with(|scratch| {
-            // Borrowed only within this poll: glommio fills the slice synchronously when data is ready.
-            let mut scratch = scratch.borrow_mut();
-            match Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut scratch[..]) {
-                Poll::Ready(Ok(n)) => {
-                    if buf.is_empty() {
-                        // Fresh storage sized to what arrived; the old one lives on only as long as the
-                        // payloads decoded from it.
-                        *buf = BytesMut::with_capacity(n);
-                    }
-                    buf.extend_from_slice(&scratch[..n]);
-                    Poll::Ready(Ok(n))
-                }
-                other => other,
-            }
-        })
-    })
-    .await
-}
-
-async fn write_all(stream: &RefCell<TcpStream>, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let n = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, bytes)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        bytes = &bytes[n..];
-    }
-    Ok(())
 }

@@ -29,6 +29,7 @@ mod packets;
 mod retained;
 mod sessions;
 mod shutdown;
+mod socket;
 mod subscriptions;
 mod sys;
 

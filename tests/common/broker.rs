@@ -21,6 +21,8 @@ pub struct TestBroker {
     shards: usize,
     /// The embedded broker; dropping it shuts it down.
     handle: Option<shardmq::server::BrokerHandle>,
+    /// Its configuration, for [`TestBroker::reload`].
+    config: Option<shardmq::config::Config>,
     /// The external Mosquitto process and its scratch directory, when `SHARDMQ_TEST_BROKER=mosquitto`.
     mosquitto: Option<(Child, PathBuf)>,
 }
@@ -45,7 +47,7 @@ impl TestBroker {
         for listener in &mut config.listeners {
             listener.port = 0;
         }
-        let handle = shardmq::server::start(config).expect("broker failed to start");
+        let handle = shardmq::server::start(config.clone()).expect("broker failed to start");
         let addr = *handle
             .local_addrs()
             .first()
@@ -59,8 +61,22 @@ impl TestBroker {
             addr,
             shards,
             handle: Some(handle),
+            config: Some(config),
             mosquitto: None,
         }
+    }
+
+    /// What a SIGHUP does to the embedded broker: read the password, ACL and TLS files again and hand
+    /// them to every shard. Panics if they do not load or a shard does not take them within 10 s.
+    pub fn reload(&self) {
+        let (Some(handle), Some(config)) = (&self.handle, &self.config) else {
+            panic!("reload needs the embedded broker");
+        };
+        let security = shardmq::server::load_security(config).expect("files reload");
+        assert!(
+            handle.reload_security(std::sync::Arc::new(security), Duration::from_secs(10)),
+            "every shard took the reloaded files"
+        );
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -135,6 +151,7 @@ impl TestBroker {
             addr,
             shards: 1,
             handle: None,
+            config: None,
             mosquitto: Some((child, dir)),
         }
     }

@@ -1,0 +1,5 @@
+//! What a connection's bytes pass through between the socket and the MQTT codec: TLS (`tls`, the
+//! listener's rustls configuration and the identity a client certificate gives). Like the codec, no
+//! sockets here; the connection tasks (`shard/socket.rs`) do the I/O.
+
+pub mod tls;
