@@ -16,7 +16,7 @@
 //! - [`message`]: an application message as routed between shards (topic, payload, properties).
 //! - [`session`]: one client's delivery state (in-flight window, queue, holds, encoded frames, write queue); no I/O.
 //! - [`auth`]: `password_file` and `acl_file` as Mosquitto reads them.
-//! - [`transport`]: what bytes pass through between socket and codec: TLS (rustls); no I/O.
+//! - [`transport`]: what bytes pass through between socket and codec: TLS (rustls), WebSocket framing; no I/O.
 //! - [`config`]: the mosquitto.conf parser, its key table and errors, CPU placement.
 //! - [`settings`]: the resolved, immutable configuration every shard reads.
 //! - [`logging`]: Mosquitto-style log lines and the writer thread shards hand them to.
