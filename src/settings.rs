@@ -17,6 +17,8 @@ pub struct ListenerSettings {
     pub max_connections: Option<usize>,
     /// The client's username becomes its client id (Mosquitto's `use_username_as_clientid`).
     pub use_username_as_clientid: bool,
+    /// MQTT over WebSockets (`protocol websockets`): an HTTP upgrade, then binary frames.
+    pub websockets: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +74,7 @@ impl Settings {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 max_connections: None,
                 use_username_as_clientid: false,
+                websockets: false,
             }],
             listen_backlog: 1024,
             allow_anonymous: true,

@@ -59,7 +59,10 @@ use_rustup_path() {
 # Debian packages the build and the tests need. libc6-dev: the C library headers and startup files
 # gcc links with (a Recommends of gcc, so listed explicitly for --no-install-recommends).
 # mosquitto: for mosquitto_passwd, which writes the password files the auth tests load (tests/09_auth.rs).
-PACKAGES=(git gcc libc6-dev make pkg-config curl ca-certificates coreutils mosquitto-clients mosquitto python3)
+# chromium, nodejs, npm: the browser test (tests/17_browser.rs: MQTT.js in headless Chromium through
+# Playwright, whose npm packages `npm ci` installs into tests/browser/node_modules).
+PACKAGES=(git gcc libc6-dev make pkg-config curl ca-certificates coreutils mosquitto-clients mosquitto python3
+          chromium)
 
 install_deps() {
     local missing=()
@@ -124,8 +127,20 @@ install_deps() {
         fi
     fi
 
+    if ! have node || ! have npm; then
+        if is_root && have apt-get; then
+            log "apt-get install nodejs npm"
+            apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+        fi
+    fi
+    if have npm && [ ! -d tests/browser/node_modules/playwright-core ]; then
+        log "npm ci --prefix tests/browser (MQTT.js, playwright-core)"
+        npm ci --prefix tests/browser --no-audit --no-fund >/dev/null \
+            || log "could not install the browser test's npm packages" >&2
+    fi
+
     local ok=1
-    for tool in cargo gcc mosquitto_pub mosquitto_sub python3; do
+    for tool in cargo gcc mosquitto_pub mosquitto_sub python3 node chromium; do
         if ! have "$tool"; then
             log "still missing: $tool" >&2
             ok=0

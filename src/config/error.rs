@@ -177,7 +177,7 @@ pub enum ValueProblem {
     #[error("expected one of stderr, stdout, file PATH, none")]
     UnknownLogDest,
     /// A `protocol` nobody knows.
-    #[error("expected mqtt")]
+    #[error("expected mqtt or websockets")]
     UnknownProtocol,
     /// A `tls_version` rustls does not offer.
     #[error("expected tlsv1.2 or tlsv1.3 (TLS 1.1 and older are not offered)")]

@@ -87,6 +87,8 @@ pub struct ListenerConfig {
     pub use_username_as_clientid: bool,
     /// TLS (`certfile`, `keyfile`, ...); a plain TCP listener when they are not set.
     pub tls: TlsOptions,
+    /// `protocol websockets`: MQTT over WebSockets (ws, or wss with TLS) instead of plain MQTT.
+    pub websockets: bool,
 }
 
 impl ListenerConfig {
@@ -98,6 +100,7 @@ impl ListenerConfig {
             max_connections: None,
             use_username_as_clientid: false,
             tls: TlsOptions::default(),
+            websockets: false,
         }
     }
 
@@ -109,6 +112,7 @@ impl ListenerConfig {
             max_connections: None,
             use_username_as_clientid: false,
             tls: TlsOptions::default(),
+            websockets: false,
         }
     }
 }

@@ -426,8 +426,9 @@ impl Parser {
                 });
             }
             "protocol" => match line.one("protocol", rest)? {
-                "mqtt" => {}
-                v @ ("websockets" | "mqttsn") => return Err(line.unsupported(key, Some(v))),
+                "mqtt" => self.current_listener().websockets = false,
+                "websockets" => self.current_listener().websockets = true,
+                v @ "mqttsn" => return Err(line.unsupported(key, Some(v))),
                 other => {
                     return Err(line.invalid("protocol", other, ValueProblem::UnknownProtocol))
                 }

@@ -132,6 +132,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 max_connections: Some(10),
                 use_username_as_clientid: false,
                 tls: TlsOptions::default(),
+                websockets: false,
             },
             ListenerConfig {
                 port: 8883,
@@ -139,6 +140,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 max_connections: None,
                 use_username_as_clientid: false,
                 tls: TlsOptions::default(),
+                websockets: false,
             },
             ListenerConfig::any_interface(1884),
         ]
@@ -221,6 +223,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
             max_connections: None,
             use_username_as_clientid: false,
             tls: TlsOptions::default(),
+            websockets: false,
         }]
     );
 
@@ -236,6 +239,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 max_connections: Some(7),
                 use_username_as_clientid: false,
                 tls: TlsOptions::default(),
+                websockets: false,
             },
             ListenerConfig {
                 port: 1884,
@@ -243,6 +247,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 max_connections: Some(5),
                 use_username_as_clientid: false,
                 tls: TlsOptions::default(),
+                websockets: false,
             },
         ]
     );
@@ -597,6 +602,21 @@ fn strings() {
 }
 
 #[test]
+fn protocol_websockets_applies_to_its_listener() {
+    let c = ok("listener 1883\nlistener 9001\nprotocol websockets\nlistener 9002\nprotocol mqtt\n");
+    let ws: Vec<bool> = c.listeners.iter().map(|l| l.websockets).collect();
+    assert_eq!(ws, [false, true, false]);
+    assert!(matches!(
+        err("listener 9001\nprotocol http\n"),
+        ConfigError::InvalidValue {
+            key: "protocol",
+            reason: ValueProblem::UnknownProtocol,
+            ..
+        }
+    ));
+}
+
+#[test]
 fn persistence_per_listener_settings_protocol_accept_only_what_we_do() {
     let c = ok("persistence false\nretained_persistence false\nper_listener_settings false\nprotocol mqtt\n");
     assert!(!c.persistence && !c.per_listener_settings);
@@ -606,11 +626,7 @@ fn persistence_per_listener_settings_protocol_accept_only_what_we_do() {
             "per_listener_settings",
             "true",
         ),
-        (
-            "listener 9001\nprotocol websockets\n",
-            "protocol",
-            "websockets",
-        ),
+        ("listener 1884\nprotocol mqttsn\n", "protocol", "mqttsn"),
     ] {
         match err(text) {
             ConfigError::Unsupported {

@@ -121,8 +121,8 @@ pub struct Handoff {
     pub peer: std::net::SocketAddr,
     /// Index of the listener (config order) that accepted it.
     pub listener: usize,
-    /// The TLS session, handshaken on the accepting shard, on a TLS listener.
-    pub tls: Option<Box<rustls::ServerConnection>>,
+    /// TLS session and WebSocket state, handshaken on the accepting shard (plain TCP: none).
+    pub layers: Option<Box<crate::transport::Layers>>,
 }
 
 /// Commands from outside the shard threads.

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -24,7 +25,7 @@ use glommio::net::{TcpListener, TcpStream};
 
 use super::attached::log_protocol;
 use super::keepalive::KeepAlive;
-use super::socket::Socket;
+use super::socket::{HandshakeFailure, Socket};
 use super::{home_of, Shard};
 use crate::auth::Security;
 use crate::codec::{self, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
@@ -34,6 +35,8 @@ use crate::session::{Chunk, CloseReason, Outbox};
 use crate::settings::Settings;
 use crate::topic;
 use crate::transport::tls::ServerTls;
+use crate::transport::websocket::WsConnection;
+use crate::transport::Layers;
 
 /// The largest packet size MQTT can express (a 4-byte remaining length plus the fixed header).
 const PROTOCOL_MAX_PACKET: usize = 268_435_460;
@@ -94,19 +97,21 @@ pub(super) async fn accept_loop(shard: Rc<RefCell<Shard>>, fd: OwnedFd, index: u
             tracing::info!(target: log_type::NOTICE, "New connection from {}:{} on port {}.", peer.ip(), peer.port(), port);
         }
         // A TLS listener's configuration in force now (a SIGHUP may replace it for later connections).
-        let tls = shard.borrow().security.tls(index).cloned();
-        let start = match tls {
-            None => Start::Plain,
-            Some(tls) => match tls.accept() {
-                Ok(conn) => Start::Tls(tls, Box::new(conn)),
-                Err(e) => {
-                    tracing::warn!(target: log_type::WARNING,
-                        "Warning: cannot start a TLS session for {}: {e}", peer.ip());
-                    shard.borrow_mut().conns.release(index);
-                    continue;
-                }
-            },
+        let server_tls = shard.borrow().security.tls(index).cloned();
+        let tls = match server_tls.as_ref().map(|t| t.accept()).transpose() {
+            Ok(tls) => tls.map(Box::new),
+            Err(e) => {
+                tracing::warn!(target: log_type::WARNING,
+                    "Warning: cannot start a TLS session for {}: {e}", peer.ip());
+                shard.borrow_mut().conns.release(index);
+                continue;
+            }
         };
+        let websockets = settings.listeners[index].websockets;
+        // MQTT's own limit bounds packets; data frames are streamed, so they need none of their own.
+        let ws = websockets.then(|| Box::new(WsConnection::new(usize::MAX)));
+        let layers = (tls.is_some() || ws.is_some()).then(|| Box::new(Layers { tls, ws }));
+        let start = Start::Accepted { layers, server_tls };
         glommio::spawn_local(run_connection(shard.clone(), stream, peer, index, start)).detach();
     }
 }
@@ -120,7 +125,7 @@ pub(super) async fn run_handoff(shard: Rc<RefCell<Shard>>, h: Box<Handoff>) {
         leftover,
         peer,
         listener,
-        tls,
+        layers,
     } = *h;
     // SAFETY: `fd` is a connected TCP socket duplicated by the accepting shard; ownership moves here.
     let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
@@ -129,17 +134,19 @@ pub(super) async fn run_handoff(shard: Rc<RefCell<Shard>>, h: Box<Handoff>) {
         assigned_id,
         leftover,
     };
-    run_connection(shard, stream, peer, listener, Start::HandedOff(pre, tls)).await;
+    run_connection(shard, stream, peer, listener, Start::HandedOff(pre, layers)).await;
 }
 
 /// How a connection task starts.
 enum Start {
-    /// Accepted here on a plain listener: read the CONNECT.
-    Plain,
-    /// Accepted here on a TLS listener: handshake, then read the CONNECT.
-    Tls(Arc<ServerTls>, Box<rustls::ServerConnection>),
-    /// Handed over by the accepting shard, CONNECT read and checked (and TLS handshaken).
-    HandedOff(Accepted, Option<Box<rustls::ServerConnection>>),
+    /// Accepted here: the listener's handshakes (TLS, then the WebSocket upgrade), then the CONNECT.
+    Accepted {
+        layers: Option<Box<Layers>>,
+        /// The TLS listener's configuration, for the identity a client certificate gives.
+        server_tls: Option<Arc<ServerTls>>,
+    },
+    /// Handed over by the accepting shard: handshakes done, CONNECT read and checked.
+    HandedOff(Accepted, Option<Box<Layers>>),
 }
 
 /// A CONNECT that passed its checks.
@@ -155,8 +162,8 @@ enum Refusal {
     Connack(ReasonCode, ProtocolVersion),
     /// Close without a word (not MQTT, malformed, timed out, or no CONNACK code fits).
     Close(&'static str),
-    /// The TLS handshake failed (rustls has sent its alert).
-    Tls(io::Error),
+    /// The TLS handshake or the WebSocket upgrade failed (the client was told where it can be).
+    Handshake(HandshakeFailure),
 }
 
 async fn run_connection(
@@ -176,9 +183,11 @@ async fn run_connection(
     });
     let settings = shard.borrow().settings.clone();
     let (socket, pre, server_tls) = match start {
-        Start::Plain => (Socket::new(stream, None), None, None),
-        Start::Tls(server_tls, conn) => (Socket::new(stream, Some(conn)), None, Some(server_tls)),
-        Start::HandedOff(pre, conn) => (Socket::new(stream, conn), Some(pre), None),
+        Start::Accepted { layers, server_tls } => {
+            let upgrading = layers.as_ref().is_some_and(|l| l.ws.is_some());
+            (Socket::new(stream, layers, upgrading), None, server_tls)
+        }
+        Start::HandedOff(pre, layers) => (Socket::new(stream, layers, false), Some(pre), None),
     };
     let socket = Rc::new(socket);
     let accepted = match pre {
@@ -200,12 +209,14 @@ async fn run_connection(
                 }
                 Err(Refusal::Close(why)) => {
                     tracing::info!(target: log_type::NOTICE, "Client {} disconnected: {}.", peer, why);
+                    // What the layers owe the client goes first (a WebSocket close frame saying why).
+                    socket.shutdown().await;
                     return;
                 }
-                Err(Refusal::Tls(e)) => {
-                    // Mosquitto's words for a failed handshake, with rustls's reason.
+                Err(Refusal::Handshake(e)) => {
+                    // Mosquitto's words for a failed handshake, with the reason.
                     tracing::info!(target: log_type::NOTICE,
-                    "Client connection from {} failed: TLS: {}.", peer.ip(), e);
+                    "Client connection from {} failed: {}.", peer.ip(), e);
                     socket.shutdown().await;
                     return;
                 }
@@ -228,7 +239,7 @@ async fn run_connection(
         let fd = unsafe { OwnedFd::from_raw_fd(dup) };
         guard.owns_slot.set(false);
         // Nothing else holds the socket before `serve`: its TLS session moves with the hand-off.
-        let tls = Rc::try_unwrap(socket).ok().and_then(Socket::into_tls);
+        let layers = Rc::try_unwrap(socket).ok().and_then(Socket::into_layers);
         let handoff = Handoff {
             fd,
             connect: accepted.connect,
@@ -236,7 +247,7 @@ async fn run_connection(
             leftover: accepted.leftover,
             peer,
             listener,
-            tls,
+            layers,
         };
         shard
             .borrow_mut()
@@ -292,7 +303,7 @@ async fn read_connect(
 ) -> Result<Accepted, Refusal> {
     // The handshake and the CONNECT together within the connect timeout.
     socket.set_read_timeout(Some(settings.connect_timeout));
-    let mut buf = socket.handshake().await.map_err(Refusal::Tls)?;
+    let mut buf = socket.handshake().await.map_err(Refusal::Handshake)?;
     let mut connect = loop {
         match codec::decode(&mut buf, ProtocolVersion::V311, settings.max_packet_size) {
             Ok(Some(Packet::Connect(c))) => break c,
@@ -311,6 +322,11 @@ async fn read_connect(
             Ok(n) => shard.borrow_mut().stats.bytes_received += n as u64,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 return Err(Refusal::Close("no CONNECT in time"))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Refusal::Close(
+                    "invalid TLS or WebSocket data before CONNECT",
+                ))
             }
             Err(_) => return Err(Refusal::Close("socket error before CONNECT")),
         }
@@ -628,6 +644,12 @@ async fn serve(start: Box<ServeStart>) {
                 shard.borrow_mut().stats.bytes_received += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => break CloseReason::KeepAlive,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // A TLS record or WebSocket frame that breaks its protocol: said once, here.
+                tracing::info!(target: log_type::NOTICE,
+                    "Client {} sent invalid data ({e}), disconnecting.", attached.client_id);
+                break CloseReason::SocketError;
+            }
             Err(_) => break CloseReason::SocketError,
         }
     };
@@ -684,7 +706,19 @@ async fn write_loop(
     let mut chunks = VecDeque::new();
     let mut failed = false;
     'write: loop {
-        poll_fn(|cx| outbox.poll_ready(cx)).await;
+        // Outbox data, or what the layers owe the client (a pong, a close frame, a TLS alert).
+        let data = poll_fn(|cx| match outbox.poll_ready(cx) {
+            Poll::Ready(()) => Poll::Ready(true),
+            Poll::Pending => socket.poll_owed(cx).map(|()| false),
+        })
+        .await;
+        if !data {
+            if socket.flush_owed().await.is_err() {
+                failed = true;
+                break;
+            }
+            continue;
+        }
         outbox.take(&mut chunks);
         if chunks.is_empty() {
             // Close requested and everything before it written.

@@ -1,22 +1,24 @@
-//! A client connection's socket, with TLS when its listener has it: what the connection tasks
+//! A client connection's socket, with its listener's layers: TLS (`transport::tls`, rustls) and/or
+//! WebSocket framing (`transport::websocket`), TCP ← TLS ← WebSocket ← MQTT. What the connection tasks
 //! (`connection.rs`) read MQTT bytes from and write them to. Runs on the connection's shard only.
 //!
-//! Shared by the reader and the writer task as `Rc<Socket>`; the TCP stream and the rustls state are in
-//! `RefCell`s, each borrow lasting one `poll_*` call or one rustls call, never an `.await` (glommio
+//! Shared by the reader and the writer task as `Rc<Socket>`; the TCP stream and the layers' state are
+//! in `RefCell`s, each borrow lasting one `poll_*` call or one sans-IO call, never an `.await` (glommio
 //! streams keep separate read and write wakers). Only the writer task writes to the socket once the
-//! connection is served: TLS records must not interleave. What rustls has to send on its own after the
-//! handshake (an alert, a key update) goes out with the next write, or when the connection closes.
+//! connection is served: TLS records and WebSocket frames must not interleave. What the reader finds
+//! it owes the client (a pong, the closing handshake, a TLS alert or key update) it leaves in the
+//! layers and wakes the writer ([`Socket::poll_owed`]), which sends it ahead of its next data.
 //!
-//! Write coalescing is kept under TLS: everything the writer takes from the outbox at once becomes one
-//! plaintext write, so one TLS record per flush (up to 16 KiB each), not one per packet.
+//! Write coalescing is kept: everything the writer takes from the outbox at once becomes one WebSocket
+//! frame and one plaintext write under TLS (one record per 16 KiB), not one per packet.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -25,6 +27,8 @@ use glommio::net::TcpStream;
 use rustls::ServerConnection;
 
 use crate::session::Chunk;
+use crate::transport::websocket::{self, WsConnection};
+use crate::transport::Layers;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -42,21 +46,42 @@ thread_local! {
 /// One connection's socket (see the module doc).
 pub(super) struct Socket {
     tcp: RefCell<TcpStream>,
-    /// The server side of the TLS session, on a TLS listener. Boxed: ~1 KiB that plain connections
-    /// do not carry.
+    /// TLS and/or WebSocket state; `None` for plain MQTT over TCP (8 bytes per such connection).
+    layers: Option<Box<Layered>>,
+}
+
+/// The layers of a TLS or WebSocket connection, and the writer's waker for what they owe the client.
+struct Layered {
     tls: Option<RefCell<Box<ServerConnection>>>,
+    ws: Option<RefCell<Box<WsConnection>>>,
+    /// Set until the WebSocket upgrade is done (the HTTP request is read by [`Socket::handshake`]).
+    upgrading: Cell<bool>,
+    /// The writer task, waiting for outbox data: woken when the reader leaves frames or TLS records
+    /// owed to the client (a pong, a close, an alert).
+    writer: Cell<Option<Waker>>,
 }
 
 impl Socket {
-    pub(super) fn new(tcp: TcpStream, tls: Option<Box<ServerConnection>>) -> Socket {
-        let tls = tls.map(|mut t| {
-            // Nothing is ever written faster than the writer flushes it: the outbox bounds what is queued.
-            t.set_buffer_limit(None);
-            RefCell::new(t)
+    /// A socket with the `layers` it comes with: fresh ones for a new connection (`upgrading` when its
+    /// listener speaks WebSocket), or those a hand-off brought.
+    pub(super) fn new(tcp: TcpStream, layers: Option<Box<Layers>>, upgrading: bool) -> Socket {
+        let layers = layers.map(|l| {
+            let Layers { tls, ws } = *l;
+            let tls = tls.map(|mut t| {
+                // Nothing is written faster than the writer flushes it: the outbox bounds what waits.
+                t.set_buffer_limit(None);
+                RefCell::new(t)
+            });
+            Box::new(Layered {
+                tls,
+                ws: ws.map(RefCell::new),
+                upgrading: Cell::new(upgrading),
+                writer: Cell::new(None),
+            })
         });
         Socket {
             tcp: RefCell::new(tcp),
-            tls,
+            layers,
         }
     }
 
@@ -68,49 +93,120 @@ impl Socket {
         let _ = self.tcp.borrow().set_read_timeout(timeout);
     }
 
-    /// The TLS session, given up to travel with a hand-off (the socket is not used afterwards).
-    pub(super) fn into_tls(self) -> Option<Box<ServerConnection>> {
-        self.tls.map(RefCell::into_inner)
+    fn tls(&self) -> Option<&RefCell<Box<ServerConnection>>> {
+        self.layers.as_ref().and_then(|l| l.tls.as_ref())
+    }
+
+    fn ws(&self) -> Option<&RefCell<Box<WsConnection>>> {
+        self.layers.as_ref().and_then(|l| l.ws.as_ref())
+    }
+
+    /// The layers, given up to travel with a hand-off (the socket is not used afterwards).
+    pub(super) fn into_layers(self) -> Option<Box<Layers>> {
+        self.layers.map(|l| {
+            Box::new(Layers {
+                tls: l.tls.map(RefCell::into_inner),
+                ws: l.ws.map(RefCell::into_inner),
+            })
+        })
     }
 
     /// Run `f` on the TLS session, if there is one.
     pub(super) fn with_tls<R>(&self, f: impl FnOnce(&ServerConnection) -> R) -> Option<R> {
-        self.tls.as_ref().map(|t| f(&t.borrow()))
+        self.tls().map(|t| f(&t.borrow()))
     }
 
-    /// Complete the TLS handshake (a plain socket has none). Returns what the client sent right behind
-    /// its last handshake flight (the CONNECT, often), decrypted. On failure, rustls's alert is sent
-    /// before the error comes back, so the client learns why too.
-    pub(super) async fn handshake(&self) -> io::Result<BytesMut> {
+    /// Complete the TLS handshake, then the WebSocket upgrade, whichever the listener has. Returns
+    /// the MQTT bytes the client sent right behind them (the CONNECT, often). On failure the client is
+    /// told why first where its protocol can say it: rustls's alert, an HTTP error response.
+    pub(super) async fn handshake(&self) -> Result<BytesMut, HandshakeFailure> {
         let mut early = BytesMut::new();
-        let Some(tls) = &self.tls else {
+        if let Some(tls) = self.tls() {
+            loop {
+                self.flush_tls().await.map_err(HandshakeFailure::Tls)?;
+                if !tls.borrow().is_handshaking() {
+                    break;
+                }
+                match self.read_tls(tls, &mut early).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        return Err(HandshakeFailure::Tls(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the client closed the connection during the TLS handshake",
+                        )))
+                    }
+                    Err(e) => {
+                        let _ = self.flush_tls().await;
+                        return Err(HandshakeFailure::Tls(e));
+                    }
+                }
+            }
+        }
+        let Some(layers) = self.layers.as_ref().filter(|l| l.upgrading.get()) else {
             return Ok(early);
         };
-        loop {
-            self.flush_tls().await?;
-            if !tls.borrow().is_handshaking() {
-                return Ok(early);
-            }
-            match self.read_tls(tls, &mut early).await {
-                Ok(None) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the client closed the connection during the TLS handshake",
-                    ))
-                }
-                Ok(Some(_)) => {}
+        // The HTTP upgrade request, read through TLS when there is TLS.
+        let mut request = early;
+        let (upgrade, used) = loop {
+            match websocket::parse_upgrade(&request) {
+                Ok(Some(done)) => break done,
+                Ok(None) => {}
                 Err(e) => {
-                    let _ = self.flush_tls().await;
-                    return Err(e);
+                    let mut out = BytesMut::new();
+                    websocket::encode_refusal(&e, &mut out);
+                    let _ = self.write_transport(&out).await;
+                    return Err(HandshakeFailure::WebSocket(e));
                 }
+            }
+            match self.read_transport(&mut request).await {
+                Ok(0) => return Err(HandshakeFailure::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(HandshakeFailure::Tls(e)),
+            }
+        };
+        let mut out = BytesMut::new();
+        websocket::encode_accept(&upgrade, &mut out);
+        self.write_transport(&out)
+            .await
+            .map_err(HandshakeFailure::Tls)?;
+        layers.upgrading.set(false);
+        if let Some(ws) = &layers.ws {
+            // Frames the client sent right behind its request.
+            ws.borrow_mut().input.extend_from_slice(&request[used..]);
+        }
+        Ok(BytesMut::new())
+    }
+
+    /// Read what the client sent and append the MQTT bytes (decrypted, deframed) to `buf`. Ok(0) at the
+    /// end of the stream (a WebSocket close included).
+    pub(super) async fn read_some(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let Some(ws) = self.ws() else {
+            return self.read_transport(buf).await;
+        };
+        loop {
+            let deframed = ws.borrow_mut().deframe(buf);
+            if ws.borrow().owes() {
+                self.wake_writer();
+            }
+            match deframed {
+                Ok(None) => return Ok(0),
+                Ok(Some(0)) => {}
+                Ok(Some(n)) => return Ok(n),
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+            // Read into the connection's frame buffer, taken out so no borrow spans the await.
+            let mut input = std::mem::take(&mut ws.borrow_mut().input);
+            let read = self.read_transport(&mut input).await;
+            ws.borrow_mut().input = input;
+            if read? == 0 {
+                return Ok(0);
             }
         }
     }
 
-    /// Read what the client sent and append it (decrypted, under TLS) to `buf`. Ok(0) at the end of
-    /// the stream.
-    pub(super) async fn read_some(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        let Some(tls) = &self.tls else {
+    /// The bytes under the WebSocket layer: decrypted under TLS, else as read.
+    async fn read_transport(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let Some(tls) = self.tls() else {
             return read_raw(&self.tcp, buf).await;
         };
         loop {
@@ -121,14 +217,18 @@ impl Socket {
                 Plaintext::Closed => return Ok(0),
                 Plaintext::None => {}
             }
-            match self.read_tls(tls, buf).await? {
+            let read = self.read_tls(tls, buf).await;
+            if tls.borrow().wants_write() {
+                // An alert or a key update to answer: the writer sends it.
+                self.wake_writer();
+            }
+            match read? {
                 None => return Ok(0),
                 Some(0) => {}
                 Some(n) => return Ok(n),
             }
         }
     }
-
     /// One socket read fed to rustls: how many plaintext bytes it appended to `buf` (0 when a record is
     /// not complete yet), None at the end of the stream.
     async fn read_tls(
@@ -166,10 +266,20 @@ impl Socket {
         .await
     }
 
-    /// Write everything the writer took from the outbox: under TLS as one plaintext write (one record
-    /// per 16 KiB, not one per chunk), else chunk by chunk as they are (shared payloads not copied).
+    /// Write everything the writer took from the outbox, after what the layers owe the client: under
+    /// WebSocket as one binary frame, under TLS as one plaintext write (one record per 16 KiB, not one
+    /// per chunk); plain TCP chunk by chunk as they are (shared payloads not copied).
     pub(super) async fn write_chunks(&self, chunks: &VecDeque<Chunk>) -> io::Result<()> {
-        let Some(tls) = &self.tls else {
+        self.flush_owed().await?;
+        let total: usize = chunks.iter().map(|c| c.as_slice().len()).sum();
+        let mut header = BytesMut::new();
+        if self.ws().is_some() {
+            websocket::encode_binary_header(total, &mut header);
+        }
+        let Some(tls) = self.tls() else {
+            if !header.is_empty() {
+                write_raw(&self.tcp, &header).await?;
+            }
             for chunk in chunks {
                 write_raw(&self.tcp, chunk.as_slice()).await?;
             }
@@ -178,11 +288,11 @@ impl Socket {
         {
             let mut tls = tls.borrow_mut();
             let mut writer = tls.writer();
-            if chunks.len() == 1 {
+            if chunks.len() == 1 && header.is_empty() {
                 writer.write_all(chunks[0].as_slice())?;
             } else {
-                let total = chunks.iter().map(|c| c.as_slice().len()).sum();
-                let mut joined = Vec::with_capacity(total);
+                let mut joined = Vec::with_capacity(header.len() + total);
+                joined.extend_from_slice(&header);
                 for chunk in chunks {
                     joined.extend_from_slice(chunk.as_slice());
                 }
@@ -192,9 +302,19 @@ impl Socket {
         self.flush_tls().await
     }
 
-    /// Write bytes that are already what the client must receive (a refusal CONNACK).
+    /// Write MQTT bytes that are already what the client must receive (a refusal CONNACK).
     pub(super) async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
-        match &self.tls {
+        if self.ws().is_some() {
+            let mut frame = BytesMut::with_capacity(bytes.len() + 10);
+            websocket::encode_binary(bytes, &mut frame);
+            return self.write_transport(&frame).await;
+        }
+        self.write_transport(bytes).await
+    }
+
+    /// Write bytes under the WebSocket layer: through TLS when there is TLS.
+    async fn write_transport(&self, bytes: &[u8]) -> io::Result<()> {
+        match self.tls() {
             None => write_raw(&self.tcp, bytes).await,
             Some(tls) => {
                 tls.borrow_mut().writer().write_all(bytes)?;
@@ -203,9 +323,46 @@ impl Socket {
         }
     }
 
+    /// The writer, with no outbox data: ready when the layers owe the client something (see
+    /// [`Self::flush_owed`]); otherwise woken when they come to.
+    pub(super) fn poll_owed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(layers) = &self.layers else {
+            return Poll::Pending;
+        };
+        if self.owes() {
+            return Poll::Ready(());
+        }
+        layers.writer.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+
+    fn owes(&self) -> bool {
+        self.ws().is_some_and(|ws| ws.borrow().owes())
+            || self.tls().is_some_and(|tls| tls.borrow().wants_write())
+    }
+
+    fn wake_writer(&self) {
+        if let Some(w) = self.layers.as_ref().and_then(|l| l.writer.take()) {
+            w.wake();
+        }
+    }
+
+    /// Send what the layers owe the client apart from MQTT data: WebSocket control frames (pongs, the
+    /// closing handshake) and TLS records rustls produced while reading. The writer's job only, so
+    /// they never land inside another write.
+    pub(super) async fn flush_owed(&self) -> io::Result<()> {
+        if let Some(ws) = self.ws() {
+            let owed = ws.borrow_mut().take_owed();
+            if !owed.is_empty() {
+                self.write_transport(&owed).await?;
+            }
+        }
+        self.flush_tls().await
+    }
+
     /// Send what rustls has queued (handshake messages, records, alerts).
     async fn flush_tls(&self) -> io::Result<()> {
-        let Some(tls) = &self.tls else {
+        let Some(tls) = self.tls() else {
             return Ok(());
         };
         loop {
@@ -224,10 +381,11 @@ impl Socket {
         }
     }
 
-    /// Close our side after the data (a TLS close_notify first), and wait briefly for the client to
-    /// close its side so unread input does not turn our FIN into a reset that could discard the data.
+    /// Close our side after the data (a WebSocket close frame and a TLS close_notify first), and wait
+    /// briefly for the client to close its side so unread input does not turn our FIN into a reset
+    /// that could discard the data.
     pub(super) async fn linger_close(&self) {
-        self.close_notify().await;
+        self.say_goodbye().await;
         let fd = self.fd();
         // SAFETY: `fd` is the open socket owned by `self.tcp`.
         unsafe { libc::shutdown(fd, libc::SHUT_WR) };
@@ -243,18 +401,47 @@ impl Socket {
         }
     }
 
-    /// Close at once, both ways (wakes a reader still waiting with end-of-file); under TLS whatever
-    /// rustls still has to say (an alert, close_notify) goes first, best effort.
+    /// Close at once, both ways (wakes a reader still waiting with end-of-file); whatever the layers
+    /// still have to say (a close frame, an alert, close_notify) goes first, best effort.
     pub(super) async fn shutdown(&self) {
-        self.close_notify().await;
+        self.say_goodbye().await;
         // SAFETY: `fd` is the open socket owned by `self.tcp`, which is alive here.
         unsafe { libc::shutdown(self.fd(), libc::SHUT_RDWR) };
     }
 
-    async fn close_notify(&self) {
-        if let Some(tls) = &self.tls {
+    async fn say_goodbye(&self) {
+        let Some(layers) = &self.layers else {
+            return;
+        };
+        if let Some(ws) = self.ws().filter(|_| !layers.upgrading.get()) {
+            // 1000: normal closure (already sent if the client closed first, or after a frame error).
+            ws.borrow_mut().close(1000);
+        }
+        if let Some(tls) = self.tls() {
+            let _ = self.flush_owed().await;
             tls.borrow_mut().send_close_notify();
-            let _ = self.flush_tls().await;
+        }
+        let _ = self.flush_owed().await;
+    }
+}
+
+/// Why a connection's handshakes failed.
+#[derive(Debug)]
+pub(super) enum HandshakeFailure {
+    /// TLS (rustls's reason), or a socket error during a handshake.
+    Tls(io::Error),
+    /// The WebSocket upgrade request was refused (answered with an HTTP error).
+    WebSocket(websocket::HandshakeError),
+    /// The client closed the connection before the upgrade request was complete.
+    Closed,
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeFailure::Tls(e) => write!(f, "TLS: {e}"),
+            HandshakeFailure::WebSocket(e) => write!(f, "WebSocket upgrade refused: {e}"),
+            HandshakeFailure::Closed => f.write_str("closed during the WebSocket upgrade"),
         }
     }
 }

@@ -5,3 +5,14 @@
 
 pub mod tls;
 pub mod websocket;
+
+/// A connection's transport state past its handshakes, as it travels with a hand-off to the client's
+/// home shard (`router::Handoff`): the TLS session and the WebSocket framing state, whichever the
+/// listener has.
+#[derive(Default)]
+pub struct Layers {
+    /// The server side of the TLS session (a TLS listener).
+    pub tls: Option<Box<rustls::ServerConnection>>,
+    /// The WebSocket state (a `protocol websockets` listener).
+    pub ws: Option<Box<websocket::WsConnection>>,
+}

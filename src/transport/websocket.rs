@@ -667,3 +667,73 @@ pub fn encode_close(code: u16, out: &mut BytesMut) {
     write_header(opcode::CLOSE, 2, out);
     out.put_u16(code);
 }
+
+/// One connection's WebSocket state once the upgrade is done: the frames read but not yet deframed, and
+/// the control frames owed to the client (pongs, the closing handshake), which its writer sends ahead
+/// of its next data frame. Sans-IO like the rest; it travels with a hand-off to the client's home shard.
+#[derive(Debug)]
+pub struct WsConnection {
+    deframer: Deframer,
+    /// Bytes read from the transport, not yet deframed: at most a partial header or control frame.
+    pub input: BytesMut,
+    owed: BytesMut,
+    /// A close frame went either way: nothing more is read.
+    closed: bool,
+}
+
+impl WsConnection {
+    /// The state after the upgrade; data frames above `max_frame` bytes are refused (see [`Deframer`]).
+    pub fn new(max_frame: usize) -> WsConnection {
+        WsConnection {
+            deframer: Deframer::new(max_frame),
+            input: BytesMut::new(),
+            owed: BytesMut::new(),
+            closed: false,
+        }
+    }
+
+    /// Deframe what [`Self::input`] holds into the MQTT stream `mqtt`. Pings are answered (owed pongs);
+    /// the client's close is answered with the same code and ends the stream. Returns how many MQTT
+    /// bytes were appended, or `None` once the stream ended. On a frame error the close frame with its
+    /// code is owed, and the connection must end.
+    pub fn deframe(&mut self, mqtt: &mut BytesMut) -> Result<Option<usize>, FrameError> {
+        if self.closed {
+            return Ok(None);
+        }
+        let before = mqtt.len();
+        let events = match self.deframer.decode(&mut self.input, mqtt) {
+            Ok(events) => events,
+            Err(e) => {
+                self.close(e.close_code());
+                return Err(e);
+            }
+        };
+        for event in events {
+            match event {
+                Event::Ping(payload) => encode_pong(&payload, &mut self.owed),
+                Event::Pong => {}
+                Event::Close(code) => self.close(code.unwrap_or(1000)),
+            }
+        }
+        let n = mqtt.len() - before;
+        Ok(if n == 0 && self.closed { None } else { Some(n) })
+    }
+
+    /// Start (or answer) the closing handshake with `code`, once.
+    pub fn close(&mut self, code: u16) {
+        if !self.closed {
+            self.closed = true;
+            encode_close(code, &mut self.owed);
+        }
+    }
+
+    /// Whether control frames wait to be sent.
+    pub fn owes(&self) -> bool {
+        !self.owed.is_empty()
+    }
+
+    /// The control frames to send now.
+    pub fn take_owed(&mut self) -> BytesMut {
+        self.owed.split()
+    }
+}

@@ -83,6 +83,14 @@ impl TestBroker {
         self.addr
     }
 
+    /// Every listener's address, in config order (the test's `extra_config` may add listeners).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        match &self.handle {
+            Some(h) => h.local_addrs().to_vec(),
+            None => vec![self.addr],
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
