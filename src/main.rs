@@ -133,7 +133,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for addr in broker.local_addrs() {
+    for addr in broker.bound_addrs() {
         let family = if addr.is_ipv6() { "ipv6" } else { "ipv4" };
         tracing::info!(target: log_type::NOTICE, "Opening {family} listen socket on port {} ({}).", addr.port(), addr.ip());
     }

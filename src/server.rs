@@ -68,22 +68,41 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
     let placement = config.shard_placement()?;
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
-        let addr = match &l.bind_address {
+        // As Mosquitto: no bind address listens on every IPv4 and IPv6 interface; a host name on
+        // every address it resolves to; `socket_domain` keeps one family.
+        let mut addrs: Vec<SocketAddr> = match &l.bind_address {
             Some(host) => (host.as_str(), l.port)
                 .to_socket_addrs()
-                .and_then(|mut a| {
-                    a.next().ok_or_else(|| {
-                        std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
-                    })
-                })
                 .map_err(|source| ServerError::Resolve {
                     address: host.clone(),
                     source,
-                })?,
-            None => SocketAddr::from(([0, 0, 0, 0], l.port)),
+                })?
+                .collect(),
+            None => vec![
+                SocketAddr::from(([0, 0, 0, 0], l.port)),
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, l.port)),
+            ],
         };
+        if let Some(domain) = l.socket_domain {
+            addrs.retain(|a| domain.admits(a));
+        }
+        let mut seen = Vec::new();
+        addrs.retain(|a| {
+            let new = !seen.contains(a);
+            seen.push(*a);
+            new
+        });
+        if addrs.is_empty() {
+            return Err(ServerError::Resolve {
+                address: l.bind_address.clone().unwrap_or_default(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no address of the family socket_domain asks for",
+                ),
+            });
+        }
         listeners.push(ListenerSettings {
-            addr,
+            addrs,
             max_connections: l.max_connections.map(|m| m as usize),
             use_username_as_clientid: l.use_username_as_clientid,
             websockets: l.websockets,
@@ -136,6 +155,8 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
 /// A running broker. Dropping it shuts the broker down.
 pub struct BrokerHandle {
     addrs: Vec<SocketAddr>,
+    /// Every bound address (see [`BrokerHandle::bound_addrs`]).
+    bound: Vec<SocketAddr>,
     control: Vec<ControlSender>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
     ticker: Option<Ticker>,
@@ -175,6 +196,12 @@ impl BrokerHandle {
     /// The address of each listener, in config order, with the real port when the config said 0.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.clone()
+    }
+
+    /// Every address listened on, listener by listener (IPv4 and IPv6 for a listener without a bind
+    /// address): what the start-up log names.
+    pub fn bound_addrs(&self) -> Vec<SocketAddr> {
+        self.bound.clone()
     }
 
     /// Apply re-read `password_file` / `acl_file` contents on every shard (SIGHUP): connected clients
@@ -247,29 +274,59 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
     raise_memlock_limit();
     raise_nofile_limit();
     let shards = settings.shards;
-    // sockets[shard][listener]
-    let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
+    // sockets[shard]: (listener index, socket), one per address of each listener.
+    let mut sockets: Vec<Vec<(usize, OwnedFd)>> = (0..shards).map(|_| Vec::new()).collect();
     let mut addrs = Vec::with_capacity(settings.listeners.len());
-    for l in &settings.listeners {
-        let mut addr = l.addr;
-        for per_shard in sockets.iter_mut() {
-            let socket = listen_socket(addr, settings.listen_backlog)
-                .map_err(|source| ServerError::Listen { addr, source })?;
+    let mut bound = Vec::new();
+    for (index, l) in settings.listeners.iter().enumerate() {
+        // Port 0: the first socket picks the port, every other address and shard shares it.
+        let mut port = 0;
+        let mut first = None;
+        for (n, &configured) in l.addrs.iter().enumerate() {
+            let mut addr = configured;
             if addr.port() == 0 {
-                // The first shard's socket chose the port; the others share it through SO_REUSEPORT.
-                if let Some(bound) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
-                    addr = bound;
+                addr.set_port(port);
+            }
+            let mut opened = Vec::with_capacity(shards);
+            for _ in 0..shards {
+                match listen_socket(addr, settings.listen_backlog) {
+                    Ok(socket) => {
+                        if addr.port() == 0 {
+                            if let Some(a) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
+                                addr = a;
+                                port = a.port();
+                            }
+                        }
+                        opened.push(OwnedFd::from(socket));
+                    }
+                    // No IPv6 on this host: the implicit "::" of a listener without a bind address
+                    // is left out, as getaddrinfo would not have offered it to Mosquitto.
+                    Err(e) if n > 0 && configured.ip().is_unspecified() && configured.is_ipv6() => {
+                        tracing::warn!(target: crate::logging::log_type::WARNING,
+                            "Warning: no IPv6 listen socket on port {}: {e}", addr.port());
+                        opened.clear();
+                        break;
+                    }
+                    Err(source) => return Err(ServerError::Listen { addr, source }),
                 }
             }
-            per_shard.push(OwnedFd::from(socket));
+            if opened.is_empty() {
+                continue;
+            }
+            for (per_shard, fd) in sockets.iter_mut().zip(opened) {
+                per_shard.push((index, fd));
+            }
+            first.get_or_insert(addr);
+            bound.push(addr);
         }
-        addrs.push(addr);
+        addrs.push(first.expect("a listener binds at least its first address"));
     }
     let matrix = MailboxMatrix::new(shards);
     // Built before the first shard starts, so that every early return below stops (on drop) what
     // already runs.
     let mut handle = BrokerHandle {
         addrs,
+        bound,
         control: matrix.control.clone(),
         threads: Vec::with_capacity(shards),
         ticker: None,

@@ -11,8 +11,10 @@ use crate::session::Limits;
 
 #[derive(Debug, Clone)]
 pub struct ListenerSettings {
-    /// Address to bind; port 0 picks a free port (the same one on every shard).
-    pub addr: SocketAddr,
+    /// Addresses to bind, one socket each: both IPv4 and IPv6 for a listener without a bind address
+    /// (as Mosquitto), every address a host name resolves to otherwise, less what `socket_domain`
+    /// leaves out. Port 0 picks a free port (the same one on every shard and address).
+    pub addrs: Vec<SocketAddr>,
     /// Connections this listener accepts at once across all shards (None = unlimited).
     pub max_connections: Option<usize>,
     /// The client's username becomes its client id (Mosquitto's `use_username_as_clientid`).
@@ -71,7 +73,7 @@ impl Settings {
             shards,
             cpus: vec![None; shards],
             listeners: vec![ListenerSettings {
-                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
                 max_connections: None,
                 use_username_as_clientid: false,
                 websockets: false,

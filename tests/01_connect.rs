@@ -437,3 +437,43 @@ fn use_username_as_clientid_identifies_clients_by_username() {
         );
     });
 }
+
+/// A listener without a bind address listens on IPv4 and IPv6 (as Mosquitto); `socket_domain`
+/// keeps one family; an IPv6 bind address works as written.
+#[test]
+fn listeners_bind_ipv4_and_ipv6_as_configured() {
+    if external_mosquitto() {
+        // The embedded broker's addresses are needed.
+        return;
+    }
+    let v6_loopback = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !v6_loopback {
+        eprintln!("skipped: this host has no IPv6 loopback");
+        return;
+    }
+    let extra = "listener 1884\nlistener 1885\nsocket_domain ipv4\nlistener 1886 ::1\n";
+    let broker = common::broker::TestBroker::start(1, extra);
+    let addrs = broker.addrs();
+    let port = |i: usize| addrs[i].port();
+    let reaches = |ip: &str, port: u16| {
+        let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok()
+    };
+    // Both families, and MQTT over each.
+    for ip in ["127.0.0.1", "[::1]"] {
+        let addr = format!("{ip}:{}", port(1)).parse().unwrap();
+        let mut c = RawClient::connect_clean(addr, Proto::V311, &unique_id("dual"));
+        c.send(&raw::pingreq());
+        c.expect(kind::PINGRESP);
+    }
+    assert!(reaches("127.0.0.1", port(2)));
+    assert!(
+        !reaches("[::1]", port(2)),
+        "socket_domain ipv4 listened on IPv6"
+    );
+    assert!(reaches("[::1]", port(3)));
+    assert!(
+        !reaches("127.0.0.1", port(3)),
+        "listener ::1 listened on IPv4"
+    );
+}

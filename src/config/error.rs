@@ -179,6 +179,9 @@ pub enum ValueProblem {
     /// A `protocol` nobody knows.
     #[error("expected mqtt or websockets")]
     UnknownProtocol,
+    /// A `socket_domain` that is neither family.
+    #[error("expected ipv4 or ipv6")]
+    UnknownSocketDomain,
     /// A `tls_version` rustls does not offer.
     #[error("expected tlsv1.2 or tlsv1.3 (TLS 1.1 and older are not offered)")]
     UnknownTlsVersion,

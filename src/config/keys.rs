@@ -16,7 +16,7 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
     "retry_interval", "set_tcp_nodelay", "shards", "slow_subscriber_policy", "sys_interval",
     "upgrade_outgoing_qos",
-    "use_username_as_clientid", "user",
+    "use_username_as_clientid", "user", "socket_domain",
     // TLS, per listener (config/tls.rs).
     "cafile", "capath", "certfile", "ciphers", "ciphers_tls1.3", "crlfile", "keyfile",
     "require_certificate", "tls_version", "use_identity_as_username", "use_subject_as_username",
@@ -39,7 +39,7 @@ pub(super) const UNSUPPORTED_KEYS: &[&str] = &[
     "notifications_local_only", "password",
     "plugin", "psk_file", "psk_hint", "remote_clientid",
     "remote_password", "remote_username", "restart_timeout", "round_robin",
-    "socket_domain", "start_type", "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
+    "start_type", "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
     "topic", "try_private", "username", "websockets_headers_size",
     "websockets_log_level",
 ];

@@ -89,6 +89,24 @@ pub struct ListenerConfig {
     pub tls: TlsOptions,
     /// `protocol websockets`: MQTT over WebSockets (ws, or wss with TLS) instead of plain MQTT.
     pub websockets: bool,
+    /// `socket_domain`: only IPv4 or only IPv6 addresses; `None` binds both families.
+    pub socket_domain: Option<SocketDomain>,
+}
+
+/// `socket_domain`: the address family a listener is limited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketDomain {
+    /// `ipv4`.
+    Ipv4,
+    /// `ipv6`.
+    Ipv6,
+}
+
+impl SocketDomain {
+    /// Whether `addr` is of this family.
+    pub fn admits(self, addr: &std::net::SocketAddr) -> bool {
+        addr.is_ipv6() == (self == SocketDomain::Ipv6)
+    }
 }
 
 impl ListenerConfig {
@@ -101,6 +119,7 @@ impl ListenerConfig {
             use_username_as_clientid: false,
             tls: TlsOptions::default(),
             websockets: false,
+            socket_domain: None,
         }
     }
 
@@ -113,6 +132,7 @@ impl ListenerConfig {
             use_username_as_clientid: false,
             tls: TlsOptions::default(),
             websockets: false,
+            socket_domain: None,
         }
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use super::keys::{suggest, UNSUPPORTED_KEYS, UNSUPPORTED_PREFIXES};
 use super::placement::parse_cpu_list;
 use super::{
-    Arity, Config, ConfigError, ConfigNotice, ListenerConfig, TlsVersion, ValueProblem,
-    DEFAULT_AUTO_ID_PREFIX, DEFAULT_PORT, MIN_MAX_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
+    Arity, Config, ConfigError, ConfigNotice, ListenerConfig, SocketDomain, TlsVersion,
+    ValueProblem, DEFAULT_AUTO_ID_PREFIX, DEFAULT_PORT, MIN_MAX_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
 };
 use crate::logging::{LogDest, LogType, LogTypes, TimestampFormat};
 use crate::session::SlowSubscriberPolicy;
@@ -466,6 +466,20 @@ impl Parser {
             }
             "upgrade_outgoing_qos" => {
                 c.upgrade_outgoing_qos = line.bool("upgrade_outgoing_qos", rest)?
+            }
+            "socket_domain" => {
+                let v = line.one("socket_domain", rest)?;
+                self.current_listener().socket_domain = Some(match v {
+                    "ipv4" => SocketDomain::Ipv4,
+                    "ipv6" => SocketDomain::Ipv6,
+                    other => {
+                        return Err(line.invalid(
+                            "socket_domain",
+                            other,
+                            ValueProblem::UnknownSocketDomain,
+                        ))
+                    }
+                });
             }
             "use_username_as_clientid" => {
                 let v = line.bool("use_username_as_clientid", rest)?;

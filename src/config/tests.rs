@@ -133,6 +133,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 use_username_as_clientid: false,
                 tls: TlsOptions::default(),
                 websockets: false,
+                socket_domain: None,
             },
             ListenerConfig {
                 port: 8883,
@@ -141,6 +142,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 use_username_as_clientid: false,
                 tls: TlsOptions::default(),
                 websockets: false,
+                socket_domain: None,
             },
             ListenerConfig::any_interface(1884),
         ]
@@ -224,6 +226,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
             use_username_as_clientid: false,
             tls: TlsOptions::default(),
             websockets: false,
+            socket_domain: None,
         }]
     );
 
@@ -240,6 +243,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 use_username_as_clientid: false,
                 tls: TlsOptions::default(),
                 websockets: false,
+                socket_domain: None,
             },
             ListenerConfig {
                 port: 1884,
@@ -248,6 +252,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 use_username_as_clientid: false,
                 tls: TlsOptions::default(),
                 websockets: false,
+                socket_domain: None,
             },
         ]
     );
@@ -598,6 +603,22 @@ fn strings() {
     assert!(matches!(
         err("user\n"),
         ConfigError::Arity { key: "user", .. }
+    ));
+}
+
+#[test]
+fn socket_domain_applies_to_its_listener() {
+    let c = ok("listener 1883\nsocket_domain ipv6\nlistener 1884 ::1\n");
+    assert_eq!(c.listeners[0].socket_domain, Some(SocketDomain::Ipv6));
+    assert_eq!(c.listeners[1].socket_domain, None);
+    assert_eq!(c.listeners[1].bind_address.as_deref(), Some("::1"));
+    assert!(matches!(
+        err("listener 1883\nsocket_domain ipx\n"),
+        ConfigError::InvalidValue {
+            key: "socket_domain",
+            reason: ValueProblem::UnknownSocketDomain,
+            ..
+        }
     ));
 }
 
@@ -978,6 +999,7 @@ fn every_supported_key_is_handled() {
                 "true"
             }
             "tls_version" => "tlsv1.2",
+            "socket_domain" => "ipv4",
             "ciphers" => "ECDHE-RSA-AES128-GCM-SHA256",
             "ciphers_tls1.3" => "TLS_AES_128_GCM_SHA256",
             _ => "1883",

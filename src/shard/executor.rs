@@ -21,8 +21,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct ShardStart {
     pub id: ShardId,
     pub settings: Arc<Settings>,
-    /// One bound, listening socket per configured listener (SO_REUSEPORT, same ports on every shard).
-    pub listeners: Vec<OwnedFd>,
+    /// Bound, listening sockets (SO_REUSEPORT, the same on every shard), each with the index of its
+    /// listener: one per address of each listener (IPv4 and IPv6 when it has no bind address).
+    pub listeners: Vec<(usize, OwnedFd)>,
     pub mail_out: MailSenders,
     pub inbox: Inbox,
     pub counts: Arc<ConnectionCounts>,
@@ -138,7 +139,7 @@ pub async fn run(start: ShardStart) {
         started,
     )));
     let mut tasks = Vec::new();
-    for (index, fd) in listeners.into_iter().enumerate() {
+    for (index, fd) in listeners {
         tasks
             .push(glommio::spawn_local(connection::accept_loop(shard.clone(), fd, index)).detach());
     }
