@@ -106,6 +106,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
             max_connections: l.max_connections.map(|m| m as usize),
             use_username_as_clientid: l.use_username_as_clientid,
             websockets: l.websockets,
+            mount_point: l.mount_point.clone(),
         });
     }
     let unlimited = |v: u64| if v == 0 { usize::MAX } else { v as usize };

@@ -21,6 +21,8 @@ pub struct ListenerSettings {
     pub use_username_as_clientid: bool,
     /// MQTT over WebSockets (`protocol websockets`): an HTTP upgrade, then binary frames.
     pub websockets: bool,
+    /// `mount_point`: prefixed to this listener's clients' topics (see `shard::attached`).
+    pub mount_point: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +79,7 @@ impl Settings {
                 max_connections: None,
                 use_username_as_clientid: false,
                 websockets: false,
+                mount_point: None,
             }],
             listen_backlog: 1024,
             allow_anonymous: true,

@@ -468,3 +468,70 @@ fn upgrade_outgoing_qos_delivers_at_the_subscription_qos() {
         sub.send(&raw::ack(kind::PUBACK, p.pkid));
     });
 }
+
+/// `mount_point` (Mosquitto's per-listener topic prefix): a client of a mounted listener publishes and
+/// subscribes under the prefix without knowing it, its will included, and gets topics with the prefix
+/// removed; it never sees topics outside the prefix; a client of a plain listener sees the full topics.
+#[test]
+fn a_mount_point_confines_its_listeners_clients_to_a_subtree() {
+    if external_mosquitto() {
+        // Needs a second listener of the embedded broker.
+        return;
+    }
+    for shards in [1, 4] {
+        let broker = common::broker::TestBroker::start(
+            shards,
+            "listener 1884 127.0.0.1\nmount_point site/a/\n",
+        );
+        let (plain_addr, mounted_addr) = (broker.addr(), broker.addrs()[1]);
+        let proto = common::Proto::V311;
+        let mut outside = RawClient::connect_clean(plain_addr, proto, &unique_id("outside"));
+        assert_eq!(outside.subscribe(&[("site/#", 1)]), vec![1]);
+        let mut inside = RawClient::connect_clean(mounted_addr, proto, &unique_id("inside"));
+        assert_eq!(inside.subscribe(&[("#", 1)]), vec![1]);
+        let mut connect = raw::Connect::new(proto, &unique_id("willer"));
+        connect.will = Some(raw::Will {
+            topic: "status".into(),
+            payload: b"gone".to_vec(),
+            qos: 1,
+            retain: false,
+        });
+        let (willer, _) = RawClient::connect(mounted_addr, &connect);
+
+        // From inside: the outside sees the full topic, the inside its own view.
+        inside.send(&raw::publish(proto, "t/1", 1, false, false, 1, b"in"));
+        assert_eq!(outside.recv_publish().topic, "site/a/t/1");
+        // Its own subscription's copy and the PUBACK, in either order.
+        let mut own = None;
+        for _ in 0..2 {
+            let p = inside.read_packet();
+            if p.kind() == kind::PUBLISH {
+                own = Some(p.publish(proto).topic);
+            } else {
+                assert_eq!(p.kind(), kind::PUBACK);
+            }
+        }
+        assert_eq!(own.as_deref(), Some("t/1"));
+        // From outside: under the mount point it reaches the inside without the prefix; elsewhere not.
+        let mut publisher = RawClient::connect_clean(plain_addr, proto, &unique_id("pub"));
+        publisher.send(&raw::publish(
+            proto,
+            "elsewhere/x",
+            1,
+            false,
+            false,
+            2,
+            b"no",
+        ));
+        publisher.expect(kind::PUBACK);
+        publisher.send(&raw::publish(proto, "site/a/u", 1, false, false, 3, b"yes"));
+        publisher.expect(kind::PUBACK);
+        assert_eq!(outside.recv_publish().topic, "site/a/u");
+        let m = inside.recv_publish();
+        assert_eq!((m.topic.as_str(), &m.payload[..]), ("u", &b"yes"[..]));
+        // The will goes out under the mount point too.
+        drop(willer);
+        assert_eq!(outside.recv_publish().topic, "site/a/status");
+        assert_eq!(inside.recv_publish().topic, "status");
+    }
+}

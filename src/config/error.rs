@@ -179,6 +179,9 @@ pub enum ValueProblem {
     /// A `protocol` nobody knows.
     #[error("expected mqtt or websockets")]
     UnknownProtocol,
+    /// A `mount_point` that is not a topic name (wildcards, NUL).
+    #[error("must be a topic name: no + or #")]
+    InvalidMountPoint,
     /// A `socket_domain` that is neither family.
     #[error("expected ipv4 or ipv6")]
     UnknownSocketDomain,

@@ -16,7 +16,7 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
     "retry_interval", "set_tcp_nodelay", "shards", "slow_subscriber_policy", "sys_interval",
     "upgrade_outgoing_qos",
-    "use_username_as_clientid", "user", "socket_domain",
+    "use_username_as_clientid", "user", "socket_domain", "mount_point",
     // TLS, per listener (config/tls.rs).
     "cafile", "capath", "certfile", "ciphers", "ciphers_tls1.3", "crlfile", "keyfile",
     "require_certificate", "tls_version", "use_identity_as_username", "use_subject_as_username",
@@ -35,7 +35,7 @@ pub(super) const UNSUPPORTED_KEYS: &[&str] = &[
     "clientid", "connection", "dhparamfile", "http_dir", "idle_timeout",
     "keepalive_interval", "local_cleansession", "local_clientid", "local_password",
     "local_username", "log_facility", "max_inflight_bytes", "max_qos", "max_topic_alias", "maximum_qos",
-    "memory_limit", "message_size_limit", "mount_point", "notification_topic", "notifications",
+    "memory_limit", "message_size_limit", "notification_topic", "notifications",
     "notifications_local_only", "password",
     "plugin", "psk_file", "psk_hint", "remote_clientid",
     "remote_password", "remote_username", "restart_timeout", "round_robin",

@@ -91,6 +91,8 @@ pub struct ListenerConfig {
     pub websockets: bool,
     /// `socket_domain`: only IPv4 or only IPv6 addresses; `None` binds both families.
     pub socket_domain: Option<SocketDomain>,
+    /// `mount_point`: prefixed to every topic of this listener's clients, removed from what they get.
+    pub mount_point: Option<String>,
 }
 
 /// `socket_domain`: the address family a listener is limited to.
@@ -120,6 +122,7 @@ impl ListenerConfig {
             tls: TlsOptions::default(),
             websockets: false,
             socket_domain: None,
+            mount_point: None,
         }
     }
 
@@ -133,6 +136,7 @@ impl ListenerConfig {
             tls: TlsOptions::default(),
             websockets: false,
             socket_domain: None,
+            mount_point: None,
         }
     }
 }

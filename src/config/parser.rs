@@ -467,6 +467,13 @@ impl Parser {
             "upgrade_outgoing_qos" => {
                 c.upgrade_outgoing_qos = line.bool("upgrade_outgoing_qos", rest)?
             }
+            "mount_point" => {
+                let v = line.text("mount_point", rest)?;
+                if v.contains(['+', '#']) || crate::topic::validate_topic_name(v).is_err() {
+                    return Err(line.invalid("mount_point", v, ValueProblem::InvalidMountPoint));
+                }
+                self.current_listener().mount_point = Some(v.to_owned());
+            }
             "socket_domain" => {
                 let v = line.one("socket_domain", rest)?;
                 self.current_listener().socket_domain = Some(match v {

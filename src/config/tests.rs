@@ -134,6 +134,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 tls: TlsOptions::default(),
                 websockets: false,
                 socket_domain: None,
+                mount_point: None,
             },
             ListenerConfig {
                 port: 8883,
@@ -143,6 +144,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 tls: TlsOptions::default(),
                 websockets: false,
                 socket_domain: None,
+                mount_point: None,
             },
             ListenerConfig::any_interface(1884),
         ]
@@ -227,6 +229,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
             tls: TlsOptions::default(),
             websockets: false,
             socket_domain: None,
+            mount_point: None,
         }]
     );
 
@@ -244,6 +247,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 tls: TlsOptions::default(),
                 websockets: false,
                 socket_domain: None,
+                mount_point: None,
             },
             ListenerConfig {
                 port: 1884,
@@ -253,6 +257,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 tls: TlsOptions::default(),
                 websockets: false,
                 socket_domain: None,
+                mount_point: None,
             },
         ]
     );
@@ -604,6 +609,23 @@ fn strings() {
         err("user\n"),
         ConfigError::Arity { key: "user", .. }
     ));
+}
+
+#[test]
+fn mount_point_applies_to_its_listener_and_has_no_wildcards() {
+    let c = ok("listener 1883\nlistener 1884\nmount_point site/a/\n");
+    assert_eq!(c.listeners[0].mount_point, None);
+    assert_eq!(c.listeners[1].mount_point.as_deref(), Some("site/a/"));
+    for bad in ["site/+/", "site/#"] {
+        assert!(matches!(
+            err(&format!("listener 1883\nmount_point {bad}\n")),
+            ConfigError::InvalidValue {
+                key: "mount_point",
+                reason: ValueProblem::InvalidMountPoint,
+                ..
+            }
+        ));
+    }
 }
 
 #[test]
@@ -1000,6 +1022,7 @@ fn every_supported_key_is_handled() {
             }
             "tls_version" => "tlsv1.2",
             "socket_domain" => "ipv4",
+            "mount_point" => "site/a/",
             "ciphers" => "ECDHE-RSA-AES128-GCM-SHA256",
             "ciphers_tls1.3" => "TLS_AES_128_GCM_SHA256",
             _ => "1883",

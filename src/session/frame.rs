@@ -69,26 +69,31 @@ impl Framed {
     /// Queue a PUBLISH of this message to one connection: its header (flags, topic, packet id, v5
     /// properties) and the payload, which is queued by reference when large, never copied per subscriber
     /// then. With [`Self::new`]'s `fan_out`, the frame is encoded once per distinct kind and copied.
-    /// A message the codec cannot encode (at the edge of the size limit) writes nothing.
+    /// A message the codec cannot encode (at the edge of the size limit) writes nothing. `unmount`: the
+    /// length of the subscriber's mount point, removed from the topic (such a frame is its own, encoded
+    /// straight into its buffer; the caller checked that some topic is left).
+    #[allow(clippy::too_many_arguments)]
     pub fn write(
         &self,
         conn: &Outbox,
         version: ProtocolVersion,
+        unmount: u16,
         qos: QoS,
         packet_id: u16,
         dup: bool,
         retain: bool,
     ) {
+        let topic = self.msg.topic.as_bytes();
         let parts = PublishParts {
             dup,
             qos,
             retain,
-            topic: self.msg.topic.as_bytes(),
+            topic: &topic[usize::from(unmount).min(topic.len())..],
             packet_id,
             properties: self.msg.properties(),
             payload_len: self.msg.payload.len(),
         };
-        if !self.fan_out {
+        if !self.fan_out || unmount > 0 {
             let mut written = false;
             conn.write(|out| {
                 // Only a message at the edge of the size limit can fail (a 3.x PUBLISH of the largest

@@ -149,6 +149,9 @@ pub struct Session {
     /// Messages are being dropped for this session: the drop that started it was logged, and the next
     /// one is logged only after the queue drained (see [`Session::note_dropped`]).
     dropping: bool,
+    /// Length of the `mount_point` of the listener the client came through (0: none): every topic it
+    /// gets is under it and is sent without it (see `shard::attached::mounted`).
+    pub mount_len: u16,
     /// `hold_if_all_behind`: when the current congestion episode began (first found congested; it ends
     /// when the queue is empty again, not at a quarter: a slow subscriber whose holds let it drain to a
     /// quarter is still in the same episode): its holds insist for [`HOLD_GRACE`] (see [`hold`]).
@@ -198,6 +201,7 @@ impl Session {
             max_packet_size: None,
             last_progress: None,
             dropping: false,
+            mount_len: 0,
             congested_since: None,
             hold: PublisherHold::default(),
             holding: Holding::default(),
@@ -330,6 +334,12 @@ impl Session {
         if self.too_large(msg, qos) {
             return Delivery::TooLarge;
         }
+        if usize::from(self.mount_len) >= msg.topic.len() {
+            // Nothing of the topic would be left once the mount point is removed (`m` or `m/` for a
+            // mount point `m/`): Mosquitto swallows it too. (Also true, and skipped, without one for
+            // an empty topic, which never reaches here.)
+            return Delivery::Discarded;
+        }
         let Some(conn) = self.conn.clone() else {
             if qos == QoS::AtMostOnce && !limits.queue_qos0 {
                 return Delivery::Discarded;
@@ -340,7 +350,7 @@ impl Session {
             if conn.pending_bytes() >= limits.outbox_soft_limit {
                 return Delivery::Dropped;
             }
-            msg.write(&conn, self.protocol, qos, 0, false, retain);
+            msg.write(&conn, self.protocol, self.mount_len, qos, 0, false, retain);
             return Delivery::Sent;
         }
         if self.inflight.len() < self.window(limits) && self.queue.is_empty() {
@@ -408,7 +418,15 @@ impl Session {
             self.last_progress = Some(Instant::now());
         }
         let packet_id = self.alloc_packet_id();
-        msg.write(conn, self.protocol, qos, packet_id, false, retain);
+        msg.write(
+            conn,
+            self.protocol,
+            self.mount_len,
+            qos,
+            packet_id,
+            false,
+            retain,
+        );
         self.inflight.push_back(Inflight {
             packet_id,
             msg,
@@ -437,7 +455,15 @@ impl Session {
                 continue;
             }
             if q.qos == QoS::AtMostOnce {
-                q.msg.write(&conn, self.protocol, q.qos, 0, false, q.retain);
+                q.msg.write(
+                    &conn,
+                    self.protocol,
+                    self.mount_len,
+                    q.qos,
+                    0,
+                    false,
+                    q.retain,
+                );
             } else {
                 self.send_inflight(&conn, q.msg, q.qos, q.retain);
             }
@@ -511,8 +537,15 @@ impl Session {
                     )
                 });
             } else {
-                i.msg
-                    .write(&conn, self.protocol, i.qos, i.packet_id, true, i.retain);
+                i.msg.write(
+                    &conn,
+                    self.protocol,
+                    self.mount_len,
+                    i.qos,
+                    i.packet_id,
+                    true,
+                    i.retain,
+                );
             }
         }
         let resent = self.inflight.len();
@@ -783,7 +816,7 @@ mod tests {
                     ];
                     for (qos, packet_id, dup, retain) in deliveries {
                         let conn = Outbox::new();
-                        framed.write(&conn, version, qos, packet_id, dup, retain);
+                        framed.write(&conn, version, 0, qos, packet_id, dup, retain);
                         let mut chunks = VecDeque::new();
                         conn.take(&mut chunks);
                         let mut wire = BytesMut::new();
@@ -837,8 +870,24 @@ mod tests {
         for fan_out in [false, true] {
             let conn = Outbox::new();
             let framed = Framed::new(m.clone(), fan_out);
-            framed.write(&conn, ProtocolVersion::V5, QoS::AtMostOnce, 0, false, false);
-            framed.write(&conn, ProtocolVersion::V5, QoS::AtMostOnce, 0, false, false);
+            framed.write(
+                &conn,
+                ProtocolVersion::V5,
+                0,
+                QoS::AtMostOnce,
+                0,
+                false,
+                false,
+            );
+            framed.write(
+                &conn,
+                ProtocolVersion::V5,
+                0,
+                QoS::AtMostOnce,
+                0,
+                false,
+                false,
+            );
             assert_eq!(conn.pending_bytes(), 0);
         }
     }

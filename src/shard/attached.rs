@@ -16,6 +16,15 @@ pub(crate) struct Attached {
     pub outbox: Rc<Outbox>,
     /// v5 DISCONNECT with reason 0x04: publish the will even though the client disconnected cleanly.
     pub will_on_disconnect: bool,
+    /// Index of the listener the client came through (its `mount_point`, `use_username_as_clientid`).
+    pub listener: u16,
+}
+
+/// `topic` (or filter) as a client of a listener with `mount_point` means it: Mosquitto prefixes every
+/// topic and filter such a client sends, its will's included, and removes the prefix from what it
+/// receives (`session::Session::mount_len`), so clients of that listener only see its subtree.
+pub(crate) fn mounted(mount_point: &str, topic: &str) -> crate::codec::Utf8Bytes {
+    format!("{mount_point}{topic}").into()
 }
 
 /// Protocol number as Mosquitto prints it in its logs (p1 = 3.1, p2 = 3.1.1, p5 = 5.0).

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use glommio::net::{TcpListener, TcpStream};
 
-use super::attached::log_protocol;
+use super::attached::{log_protocol, mounted};
 use super::keepalive::KeepAlive;
 use super::socket::{HandshakeFailure, Socket};
 use super::{home_of, Shard};
@@ -365,6 +365,11 @@ async fn read_connect(
             }
         }
     }
+    if let (Some(mount), Some(will)) =
+        (&settings.listeners[listener].mount_point, &mut connect.will)
+    {
+        will.topic = mounted(mount, &will.topic);
+    }
     if settings.listeners[listener].use_username_as_clientid {
         // The listener identifies clients by username; without one a client cannot be identified.
         match connect.username.clone() {
@@ -519,7 +524,7 @@ async fn serve(start: Box<ServeStart>) {
     let outbox = Rc::new(Outbox::new());
     let mut attached = {
         let mut s = shard.borrow_mut();
-        let a = s.attach(&connect, properties, outbox.clone());
+        let a = s.attach(&connect, properties, outbox.clone(), guard.listener);
         s.conns.set_outbox(guard.id, &outbox);
         a
     };

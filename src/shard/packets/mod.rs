@@ -31,6 +31,15 @@ pub(super) fn encode_into(out: &mut BytesMut, packet: &Packet, protocol: Protoco
 }
 
 impl Shard {
+    /// The `mount_point` of the listener `a` came through, if it has one.
+    pub(super) fn mount_point(&self, a: &Attached) -> Option<&str> {
+        self.settings
+            .listeners
+            .get(usize::from(a.listener))?
+            .mount_point
+            .as_deref()
+    }
+
     /// Handle one packet from an attached client. `Err` closes the connection.
     pub(crate) fn handle_packet(
         &mut self,

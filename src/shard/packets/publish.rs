@@ -24,7 +24,7 @@ use crate::session::{
     CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Limits, Origin, Session,
     SlowSubscriberPolicy,
 };
-use crate::shard::attached::Attached;
+use crate::shard::attached::{mounted, Attached};
 use crate::shard::Shard;
 use crate::topic;
 
@@ -91,7 +91,11 @@ pub(super) fn log_dropping(client_id: &str) {
 }
 
 impl Shard {
-    pub(super) fn client_publish(&mut self, a: &Attached, p: Publish) -> Result<(), CloseReason> {
+    pub(super) fn client_publish(
+        &mut self,
+        a: &Attached,
+        mut p: Publish,
+    ) -> Result<(), CloseReason> {
         self.stats.messages_received += 1;
         tracing::debug!(target: log_type::DEBUG,
             "Received PUBLISH from {} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
@@ -111,8 +115,12 @@ impl Shard {
         if p.retain && !self.settings.retain_available {
             return Err(CloseReason::ProtocolError(ReasonCode::RetainNotSupported));
         }
+        let reserved = acl::reserved_for_write(&p.topic);
+        if let Some(mount) = self.mount_point(a) {
+            p.topic = mounted(mount, &p.topic);
+        }
         // Without an ACL file the publisher's session is not looked at: one cache miss less per publish.
-        let denied = acl::reserved_for_write(&p.topic)
+        let denied = reserved
             || (self.security.has_acl_file()
                 && !self
                     .sessions

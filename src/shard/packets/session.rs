@@ -39,6 +39,7 @@ impl Shard {
         connect: &Connect,
         connack_properties: Properties,
         outbox: Rc<Outbox>,
+        listener: usize,
     ) -> Attached {
         let persistent = match connect.protocol {
             ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0) > 0,
@@ -105,6 +106,12 @@ impl Shard {
             _ => 0,
         };
         session.will = connect.will.clone();
+        session.mount_len = self
+            .settings
+            .listeners
+            .get(listener)
+            .and_then(|l| l.mount_point.as_ref())
+            .map_or(0, |m| u16::try_from(m.len()).unwrap_or(u16::MAX));
         session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
         session.max_packet_size = connect
             .properties
@@ -144,6 +151,7 @@ impl Shard {
             client_id: connect.client_id.clone(),
             outbox,
             will_on_disconnect: false,
+            listener: u16::try_from(listener).unwrap_or(u16::MAX),
         }
     }
 

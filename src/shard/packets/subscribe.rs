@@ -15,7 +15,7 @@ use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
 use crate::session::{Delivery, Framed, SlowSubscriberPolicy};
-use crate::shard::attached::Attached;
+use crate::shard::attached::{mounted, Attached};
 use crate::shard::subscriptions::{PendingSub, SubToken};
 use crate::shard::Shard;
 use crate::topic;
@@ -77,6 +77,10 @@ impl Shard {
                     ReasonCode::UnspecifiedError
                 });
                 continue;
+            }
+            let mut f = f;
+            if let Some(mount) = self.mount_point(a) {
+                f.filter = mounted(mount, &f.filter);
             }
             let opts = f.options;
             let session = self.sessions.at_mut(a.slot).expect("checked by caller");
@@ -201,7 +205,12 @@ impl Shard {
     pub(super) fn client_unsubscribe(&mut self, a: &Attached, u: Unsubscribe) {
         tracing::debug!(target: log_type::DEBUG, "Received UNSUBSCRIBE from {}", a.client_id);
         let mut codes = Vec::with_capacity(u.filters.len());
+        let mount = self.mount_point(a).map(str::to_owned);
         for filter in &u.filters {
+            let filter = &match &mount {
+                Some(mount) => mounted(mount, filter),
+                None => filter.clone(),
+            };
             let session = self.sessions.at_mut(a.slot).expect("checked by caller");
             let existed = session.subscriptions.remove(filter).is_some();
             if existed {

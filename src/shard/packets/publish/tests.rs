@@ -68,7 +68,7 @@ fn connect(shard: &mut Shard, id: &'static str) -> Attached {
         password: None,
         properties: Properties::default(),
     };
-    shard.attach(&connect, Properties::default(), Rc::new(Outbox::new()))
+    shard.attach(&connect, Properties::default(), Rc::new(Outbox::new()), 0)
 }
 
 fn subscribe(shard: &mut Shard, a: &mut Attached, filter: &'static str, qos: QoS) {
@@ -447,6 +447,7 @@ fn publisher_of(shard: &Shard, slot: u32) -> Attached {
         client_id: s.client_id.clone(),
         outbox: s.conn.clone().expect("connected"),
         will_on_disconnect: false,
+        listener: 0,
     }
 }
 
