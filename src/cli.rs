@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::auth::{Security, SecurityError};
+use crate::auth::SecurityError;
 use crate::config::{Config, ConfigError};
 
 /// shardmq's command line arguments.
@@ -80,9 +80,7 @@ pub enum CheckError {
 pub fn check_config(args: &Args) -> Result<Config, CheckError> {
     let config = load_config(args)?;
     config.shard_placement()?;
-    Security::load(config.password_file.as_deref(), config.acl_file.as_deref())?
-        .0
-        .with_tls(config.listeners.iter().map(|l| (l.port, &l.tls)))?;
+    crate::server::load_security(&config)?;
     Ok(config)
 }
 

@@ -170,6 +170,14 @@ fn main() -> ExitCode {
             later
                 .reread
                 .extend(reload.acl_file.as_deref().map(|p| ("acl_file", p)));
+            for own in reload.listeners.iter().filter_map(|l| l.security.as_ref()) {
+                later
+                    .reread
+                    .extend(own.password_file.as_deref().map(|p| ("password_file", p)));
+                later
+                    .reread
+                    .extend(own.acl_file.as_deref().map(|p| ("acl_file", p)));
+            }
             for tls in reload.listeners.iter().map(|l| &l.tls) {
                 for (key, path) in [
                     ("certfile", &tls.certfile),

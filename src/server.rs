@@ -60,6 +60,22 @@ pub fn load_security(config: &Config) -> Result<Security, crate::auth::SecurityE
     for w in warnings {
         tracing::warn!(target: crate::logging::log_type::WARNING, "Warning: {w}");
     }
+    let security = if config.per_listener_settings {
+        let mut scopes = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let own = l.security.clone().unwrap_or_default();
+            let (scope, warnings) =
+                Security::load(own.password_file.as_deref(), own.acl_file.as_deref())?;
+            for w in warnings {
+                tracing::warn!(target: crate::logging::log_type::WARNING,
+                    "Warning: listener on port {}: {w}", l.port);
+            }
+            scopes.push(scope);
+        }
+        security.with_per_listener(scopes)
+    } else {
+        security
+    };
     security.with_tls(config.listeners.iter().map(|l| (l.port, &l.tls)))
 }
 
@@ -107,6 +123,20 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
             use_username_as_clientid: l.use_username_as_clientid,
             websockets: l.websockets,
             mount_point: l.mount_point.clone(),
+            allow_anonymous: l.security.as_ref().map_or(config.allow_anonymous, |s| {
+                s.allow_anonymous.unwrap_or(false)
+            }),
+            allow_zero_length_clientid: l
+                .security
+                .as_ref()
+                .map_or(config.allow_zero_length_clientid, |s| {
+                    s.allow_zero_length_clientid.unwrap_or(true)
+                }),
+            auto_id_prefix: l
+                .security
+                .as_ref()
+                .and_then(|s| s.auto_id_prefix.clone())
+                .unwrap_or_else(|| config.auto_id_prefix.clone()),
         });
     }
     let unlimited = |v: u64| if v == 0 { usize::MAX } else { v as usize };
@@ -123,10 +153,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
         cpus: placement.cpus,
         listeners,
         listen_backlog: config.listen_backlog.min(i32::MAX as u32) as i32,
-        allow_anonymous: config.allow_anonymous,
         security: Arc::new(security),
-        allow_zero_length_clientid: config.allow_zero_length_clientid,
-        auto_id_prefix: config.auto_id_prefix.clone(),
         clientid_prefixes: config.clientid_prefixes.clone(),
         persistent_client_expiration: config.persistent_client_expiration,
         upgrade_outgoing_qos: config.upgrade_outgoing_qos,

@@ -23,6 +23,13 @@ pub struct ListenerSettings {
     pub websockets: bool,
     /// `mount_point`: prefixed to this listener's clients' topics (see `shard::attached`).
     pub mount_point: Option<String>,
+    /// Accept clients without a username (`allow_anonymous`: global, or this listener's own under
+    /// `per_listener_settings true`, as are the two below).
+    pub allow_anonymous: bool,
+    /// Accept an empty client id (and assign one); Mosquitto's `allow_zero_length_clientid`.
+    pub allow_zero_length_clientid: bool,
+    /// Prefix of assigned client ids (`auto_id_prefix`).
+    pub auto_id_prefix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -34,15 +41,9 @@ pub struct Settings {
     pub listeners: Vec<ListenerSettings>,
     /// Listen backlog of every listening socket.
     pub listen_backlog: i32,
-    /// Accept clients without a username.
-    pub allow_anonymous: bool,
     /// `password_file` and `acl_file` as loaded at start-up (see `auth`); each shard holds the ones in
     /// force (`Shard::security`), which a SIGHUP replaces.
     pub security: Arc<Security>,
-    /// Accept an empty client id (and assign one); Mosquitto's `allow_zero_length_clientid`.
-    pub allow_zero_length_clientid: bool,
-    /// Prefix of assigned client ids (`auto_id_prefix`).
-    pub auto_id_prefix: String,
     /// Client ids must start with this (`clientid_prefixes`).
     pub clientid_prefixes: Option<String>,
     /// Longest a disconnected persistent session is kept (`persistent_client_expiration`); None: as
@@ -80,12 +81,12 @@ impl Settings {
                 use_username_as_clientid: false,
                 websockets: false,
                 mount_point: None,
+                allow_anonymous: true,
+                allow_zero_length_clientid: true,
+                auto_id_prefix: crate::config::DEFAULT_AUTO_ID_PREFIX.to_owned(),
             }],
             listen_backlog: 1024,
-            allow_anonymous: true,
             security: Arc::default(),
-            allow_zero_length_clientid: true,
-            auto_id_prefix: crate::config::DEFAULT_AUTO_ID_PREFIX.to_owned(),
             clientid_prefixes: None,
             persistent_client_expiration: None,
             upgrade_outgoing_qos: false,

@@ -684,3 +684,64 @@ fn a_costly_password_hash_is_checked_on_the_blocking_pool() {
         assert_eq!(connack_code(&case, &wrong), 5);
     });
 }
+
+/// `per_listener_settings true`: each listener has its own `allow_anonymous`, `password_file` and
+/// `acl_file` (Mosquitto's defaults where unset: no anonymous clients), none of the other's.
+#[test]
+fn per_listener_settings_give_each_listener_its_own_users_and_rules() {
+    if !have_tool("mosquitto_passwd", "mosquitto") || common::broker::external_mosquitto() {
+        // (External Mosquitto: the test needs the embedded broker's second listener address.)
+        return;
+    }
+    common::with_timeout("per_listener_settings", common::CASE_TIMEOUT, || {
+        let dir = Scratch::new("per-listener");
+        let pw = password_file(&dir);
+        let acl = dir.write(
+            "acl",
+            "user alice\ntopic write only/alice/#\ntopic read #\n",
+        );
+        // The test broker's first listener, then a second one with its own files.
+        let extra = format!(
+            "per_listener_settings true\nallow_anonymous true\n\
+             listener 1884 127.0.0.1\npassword_file {}\nacl_file {}\n",
+            pw.display(),
+            acl.display()
+        );
+        for shards in [1, 4] {
+            let broker = common::broker::TestBroker::start(shards, &extra);
+            let open = Case {
+                addr: broker.addr(),
+                shards,
+                proto: Proto::V311,
+            };
+            let guarded = Case {
+                addr: broker.addrs()[1],
+                ..open
+            };
+            // Anonymous: welcome on the first listener, not on the second (its default).
+            let anonymous = Connect::new(Proto::V311, &unique_id("anon"));
+            assert_eq!(connack_code(&open, &anonymous), 0);
+            assert_eq!(
+                connack_code(&guarded, &anonymous),
+                not_authorised(Proto::V311)
+            );
+            // The second listener's password file and ACL apply there only.
+            let wrong = Connect::new(Proto::V311, &unique_id("a")).login("alice", b"nope");
+            assert_eq!(connack_code(&guarded, &wrong), not_authorised(Proto::V311));
+            let mut watcher = RawClient::connect_clean(open.addr, Proto::V311, &unique_id("w"));
+            assert_eq!(watcher.subscribe(&[("only/#", 0)]), vec![0]);
+            let mut alice = login(&guarded, "alice", "s3cret");
+            alice.publish("only/bob/x", 0, false, b"denied");
+            alice.publish("only/alice/x", 0, false, b"allowed");
+            let m = watcher.recv_publish();
+            assert_eq!(
+                (m.topic.as_str(), &m.payload[..]),
+                ("only/alice/x", &b"allowed"[..])
+            );
+            // On the first listener there is no password file or ACL: alice's publish goes anywhere.
+            let mut free = login(&open, "alice", "whatever");
+            free.publish("only/bob/y", 0, false, b"free");
+            assert_eq!(watcher.recv_publish().topic, "only/bob/y");
+        }
+    });
+}

@@ -48,6 +48,11 @@ pub struct Security {
     acl: Option<AclFile>,
     /// By listener index (config order); `None` for a plain listener.
     tls: Vec<Option<Arc<ServerTls>>>,
+    /// `per_listener_settings true`: each listener's own password and ACL files, by listener index
+    /// (see [`Security::scope`]); empty otherwise.
+    per_listener: Vec<Security>,
+    /// Whether this or any listener's scope has an `acl_file` (asked for every publish).
+    any_acl: bool,
 }
 
 impl std::fmt::Debug for Security {
@@ -94,9 +99,11 @@ impl Security {
         };
         Ok((
             Security {
+                any_acl: acl.is_some(),
                 passwords,
                 acl,
                 tls: Vec::new(),
+                per_listener: Vec::new(),
             },
             warnings,
         ))
@@ -105,9 +112,11 @@ impl Security {
     /// Built from already parsed files (tests, embedding).
     pub fn new(passwords: Option<PasswordFile>, acl: Option<AclFile>) -> Security {
         Security {
+            any_acl: acl.is_some(),
             passwords,
             acl,
             tls: Vec::new(),
+            per_listener: Vec::new(),
         }
     }
 
@@ -127,6 +136,20 @@ impl Security {
             })
             .collect::<Result<_, _>>()?;
         Ok(self)
+    }
+
+    /// `per_listener_settings true`: each listener's own files, in listener order (a listener without
+    /// them has neither: no password file, no ACL).
+    pub fn with_per_listener(mut self, scopes: Vec<Security>) -> Security {
+        self.any_acl = self.acl.is_some() || scopes.iter().any(|s| s.acl.is_some());
+        self.per_listener = scopes;
+        self
+    }
+
+    /// The password and ACL files that apply to clients of listener `index`: its own under
+    /// `per_listener_settings true`, else the global ones (this).
+    pub fn scope(&self, index: usize) -> &Security {
+        self.per_listener.get(index).unwrap_or(self)
     }
 
     /// The TLS configuration of listener `index`, if it is a TLS listener.
@@ -169,9 +192,10 @@ impl Security {
         }
     }
 
-    /// Whether an `acl_file` is in force (else only [`acl::reserved_for_write`] limits publishing).
+    /// Whether an `acl_file` is in force, for any listener (else only [`acl::reserved_for_write`] limits
+    /// publishing, and sessions' ACLs need not be looked at).
     pub fn has_acl_file(&self) -> bool {
-        self.acl.is_some()
+        self.any_acl
     }
 
     /// The ACL of one client, or None when no `acl_file` is configured (then everything is allowed but

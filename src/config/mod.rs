@@ -93,6 +93,25 @@ pub struct ListenerConfig {
     pub socket_domain: Option<SocketDomain>,
     /// `mount_point`: prefixed to every topic of this listener's clients, removed from what they get.
     pub mount_point: Option<String>,
+    /// With `per_listener_settings true`: this listener's own security options (every listener has
+    /// them then, unset ones at Mosquitto's defaults); `None` uses the global ones.
+    pub security: Option<ListenerSecurity>,
+}
+
+/// A listener's own security options under `per_listener_settings true` (Mosquitto's list: those
+/// shardmq implements); each unset one has Mosquitto's default, not the global value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerSecurity {
+    /// `allow_anonymous` (default false, as Mosquitto 2.0).
+    pub allow_anonymous: Option<bool>,
+    /// `password_file`.
+    pub password_file: Option<PathBuf>,
+    /// `acl_file`.
+    pub acl_file: Option<PathBuf>,
+    /// `allow_zero_length_clientid` (default true).
+    pub allow_zero_length_clientid: Option<bool>,
+    /// `auto_id_prefix` (default `auto-`).
+    pub auto_id_prefix: Option<String>,
 }
 
 /// `socket_domain`: the address family a listener is limited to.
@@ -123,6 +142,7 @@ impl ListenerConfig {
             websockets: false,
             socket_domain: None,
             mount_point: None,
+            security: None,
         }
     }
 
@@ -137,6 +157,7 @@ impl ListenerConfig {
             websockets: false,
             socket_domain: None,
             mount_point: None,
+            security: None,
         }
     }
 }

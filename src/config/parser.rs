@@ -12,8 +12,9 @@ use std::time::Duration;
 use super::keys::{suggest, UNSUPPORTED_KEYS, UNSUPPORTED_PREFIXES};
 use super::placement::parse_cpu_list;
 use super::{
-    Arity, Config, ConfigError, ConfigNotice, ListenerConfig, SocketDomain, TlsVersion,
-    ValueProblem, DEFAULT_AUTO_ID_PREFIX, DEFAULT_PORT, MIN_MAX_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
+    Arity, Config, ConfigError, ConfigNotice, ListenerConfig, ListenerSecurity, SocketDomain,
+    TlsVersion, ValueProblem, DEFAULT_AUTO_ID_PREFIX, DEFAULT_PORT, MIN_MAX_PACKET_SIZE,
+    MQTT_MAX_PACKET_SIZE,
 };
 use crate::logging::{LogDest, LogType, LogTypes, TimestampFormat};
 use crate::session::SlowSubscriberPolicy;
@@ -306,6 +307,10 @@ impl Parser {
                 };
                 self.current_listener().max_connections = limit;
             }
+            "allow_anonymous" if c.per_listener_settings => {
+                let v = line.bool("allow_anonymous", rest)?;
+                self.listener_security().allow_anonymous = Some(v);
+            }
             "allow_anonymous" => self.allow_anonymous = Some(line.bool("allow_anonymous", rest)?),
             "max_inflight_messages" => {
                 let v = line.limit("max_inflight_messages", rest, 65535)?;
@@ -391,10 +396,8 @@ impl Parser {
             }
             "include_dir" => self.include_dir(line, rest, level)?,
             "per_listener_settings" => {
-                if line.bool("per_listener_settings", rest)? {
-                    return Err(line.unsupported(key, Some("true")));
-                }
-                c.per_listener_settings = false;
+                // As in Mosquitto, it decides where the security options that follow it go.
+                c.per_listener_settings = line.bool("per_listener_settings", rest)?;
             }
             "persistence" | "retained_persistence" => {
                 let name = if key == "persistence" {
@@ -441,8 +444,20 @@ impl Parser {
                 }
                 c.pid_file = Some(PathBuf::from(path));
             }
+            "allow_zero_length_clientid" if c.per_listener_settings => {
+                let v = line.bool("allow_zero_length_clientid", rest)?;
+                self.listener_security().allow_zero_length_clientid = Some(v);
+            }
             "allow_zero_length_clientid" => {
                 c.allow_zero_length_clientid = line.bool("allow_zero_length_clientid", rest)?
+            }
+            "auto_id_prefix" if c.per_listener_settings => {
+                let prefix = line.text("auto_id_prefix", rest)?.to_owned();
+                let security = self.listener_security();
+                if security.auto_id_prefix.is_some() {
+                    return Err(line.duplicate("auto_id_prefix"));
+                }
+                security.auto_id_prefix = Some(prefix);
             }
             "auto_id_prefix" => {
                 let prefix = line.text("auto_id_prefix", rest)?;
@@ -491,6 +506,24 @@ impl Parser {
             "use_username_as_clientid" => {
                 let v = line.bool("use_username_as_clientid", rest)?;
                 self.current_listener().use_username_as_clientid = v;
+            }
+            "password_file" | "acl_file" if c.per_listener_settings => {
+                let name = if key == "password_file" {
+                    "password_file"
+                } else {
+                    "acl_file"
+                };
+                let path = PathBuf::from(line.text(name, rest)?);
+                let security = self.listener_security();
+                let slot = if name == "password_file" {
+                    &mut security.password_file
+                } else {
+                    &mut security.acl_file
+                };
+                if slot.is_some() {
+                    return Err(line.duplicate(name));
+                }
+                *slot = Some(path);
             }
             "password_file" => {
                 let path = line.text("password_file", rest)?;
@@ -553,6 +586,13 @@ impl Parser {
                 &mut self.default_listener
             }
         }
+    }
+
+    /// The current listener's own security options (`per_listener_settings true`).
+    fn listener_security(&mut self) -> &mut ListenerSecurity {
+        self.current_listener()
+            .security
+            .get_or_insert_with(ListenerSecurity::default)
     }
 
     /// A listener's TLS option (`config/tls.rs`).
@@ -749,6 +789,15 @@ impl Parser {
                 listeners.push(l);
             }
             self.config.allow_anonymous = self.allow_anonymous.unwrap_or(false);
+        }
+        if self.config.per_listener_settings {
+            for l in &mut listeners {
+                let own = l.security.get_or_insert_with(ListenerSecurity::default);
+                if self.local_only {
+                    // Local only mode lets anonymous local clients in, whatever was said.
+                    own.allow_anonymous = Some(true);
+                }
+            }
         }
         for (i, l) in listeners.iter().enumerate() {
             l.tls.check().map_err(|problem| ConfigError::ListenerTls {

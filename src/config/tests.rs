@@ -135,6 +135,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 websockets: false,
                 socket_domain: None,
                 mount_point: None,
+                security: None,
             },
             ListenerConfig {
                 port: 8883,
@@ -145,6 +146,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 websockets: false,
                 socket_domain: None,
                 mount_point: None,
+                security: None,
             },
             ListenerConfig::any_interface(1884),
         ]
@@ -230,6 +232,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
             websockets: false,
             socket_domain: None,
             mount_point: None,
+            security: None,
         }]
     );
 
@@ -248,6 +251,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 websockets: false,
                 socket_domain: None,
                 mount_point: None,
+                security: None,
             },
             ListenerConfig {
                 port: 1884,
@@ -258,6 +262,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 websockets: false,
                 socket_domain: None,
                 mount_point: None,
+                security: None,
             },
         ]
     );
@@ -612,6 +617,45 @@ fn strings() {
 }
 
 #[test]
+fn per_listener_settings_gives_each_listener_its_own_security_options() {
+    let c = ok(
+        "per_listener_settings true\nlistener 1883\nallow_anonymous true\n\
+                listener 1884\npassword_file /p\nacl_file /a\nauto_id_prefix x-\n\
+                allow_zero_length_clientid false\n",
+    );
+    assert!(c.per_listener_settings);
+    let first = c.listeners[0].security.as_ref().expect("its own");
+    assert_eq!(first.allow_anonymous, Some(true));
+    assert_eq!(first.password_file, None);
+    let second = c.listeners[1].security.as_ref().expect("its own");
+    assert_eq!(
+        second.allow_anonymous, None,
+        "Mosquitto's default (false) applies"
+    );
+    assert_eq!(second.password_file.as_deref(), Some(Path::new("/p")));
+    assert_eq!(second.acl_file.as_deref(), Some(Path::new("/a")));
+    assert_eq!(second.auto_id_prefix.as_deref(), Some("x-"));
+    assert_eq!(second.allow_zero_length_clientid, Some(false));
+    // The global options are untouched, and without per_listener_settings nobody has their own.
+    assert_eq!(
+        (c.password_file.as_deref(), c.allow_anonymous),
+        (None, false)
+    );
+    let c = ok("listener 1883\npassword_file /p\n");
+    assert!(c.listeners[0].security.is_none());
+    assert_eq!(c.password_file.as_deref(), Some(Path::new("/p")));
+    // Local only mode still lets anonymous local clients in.
+    let c = ok("per_listener_settings true\n");
+    assert_eq!(
+        c.listeners[0]
+            .security
+            .as_ref()
+            .and_then(|s| s.allow_anonymous),
+        Some(true)
+    );
+}
+
+#[test]
 fn mount_point_applies_to_its_listener_and_has_no_wildcards() {
     let c = ok("listener 1883\nlistener 1884\nmount_point site/a/\n");
     assert_eq!(c.listeners[0].mount_point, None);
@@ -663,14 +707,7 @@ fn protocol_websockets_applies_to_its_listener() {
 fn persistence_per_listener_settings_protocol_accept_only_what_we_do() {
     let c = ok("persistence false\nretained_persistence false\nper_listener_settings false\nprotocol mqtt\n");
     assert!(!c.persistence && !c.per_listener_settings);
-    for (text, key, value) in [
-        (
-            "per_listener_settings true\n",
-            "per_listener_settings",
-            "true",
-        ),
-        ("listener 1884\nprotocol mqttsn\n", "protocol", "mqttsn"),
-    ] {
+    for (text, key, value) in [("listener 1884\nprotocol mqttsn\n", "protocol", "mqttsn")] {
         match err(text) {
             ConfigError::Unsupported {
                 key: k, value: v, ..
@@ -680,10 +717,6 @@ fn persistence_per_listener_settings_protocol_accept_only_what_we_do() {
             other => panic!("{text}: {other}"),
         }
     }
-    assert_eq!(
-        err("per_listener_settings true\n").to_string(),
-        "`per_listener_settings true` at /etc/x.conf:1 is a Mosquitto option shardmq does not support yet"
-    );
     assert!(matches!(
         err("protocol http\n"),
         ConfigError::InvalidValue {

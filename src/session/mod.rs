@@ -152,6 +152,9 @@ pub struct Session {
     /// Length of the `mount_point` of the listener the client came through (0: none): every topic it
     /// gets is under it and is sent without it (see `shard::attached::mounted`).
     pub mount_len: u16,
+    /// Index of the listener of the current (or last) connection: whose files apply to it under
+    /// `per_listener_settings true` (a SIGHUP checks it again against them).
+    pub listener: u16,
     /// `hold_if_all_behind`: when the current congestion episode began (first found congested; it ends
     /// when the queue is empty again, not at a quarter: a slow subscriber whose holds let it drain to a
     /// quarter is still in the same episode): its holds insist for [`HOLD_GRACE`] (see [`hold`]).
@@ -202,6 +205,7 @@ impl Session {
             last_progress: None,
             dropping: false,
             mount_len: 0,
+            listener: 0,
             congested_since: None,
             hold: PublisherHold::default(),
             holding: Holding::default(),

@@ -331,7 +331,7 @@ async fn read_connect(
             Err(_) => return Err(Refusal::Close("socket error before CONNECT")),
         }
     };
-    check_connect(settings, &connect)?;
+    check_connect(settings, listener, &connect)?;
     // A zero-length username is no username, as Mosquitto reads it: decided once, here.
     if connect.username.as_ref().is_some_and(|u| u.is_empty()) {
         connect.username = None;
@@ -378,15 +378,17 @@ async fn read_connect(
         }
     }
     let security = shard.borrow().security.clone();
-    if !certified && !authorise(settings, security, &connect).await {
+    if !certified && !authorise(settings, security, listener, &connect).await {
         return not_authorised(&connect);
     }
     let assigned_id = connect.client_id.is_empty();
     if assigned_id {
         let s = &mut *shard.borrow_mut();
-        connect.client_id = s
-            .sessions
-            .assign_client_id(&s.settings.auto_id_prefix, s.id, s.shards);
+        connect.client_id = s.sessions.assign_client_id(
+            &settings.listeners[listener].auto_id_prefix,
+            s.id,
+            s.shards,
+        );
     }
     if let Some(prefix) = &settings.clientid_prefixes {
         // After assignment, as in Mosquitto: an assigned id must match the prefix too.
@@ -402,7 +404,7 @@ async fn read_connect(
 }
 
 /// The CONNECT checks that do not depend on session state, with each version's refusal.
-fn check_connect(settings: &Settings, c: &Connect) -> Result<(), Refusal> {
+fn check_connect(settings: &Settings, listener: usize, c: &Connect) -> Result<(), Refusal> {
     let v = c.protocol;
     let v5 = v == ProtocolVersion::V5;
     let refuse = |code| Err(Refusal::Connack(code, v));
@@ -411,7 +413,7 @@ fn check_connect(settings: &Settings, c: &Connect) -> Result<(), Refusal> {
         if v == ProtocolVersion::V31 || (v == ProtocolVersion::V311 && !c.clean_start) {
             return refuse(ReasonCode::ClientIdentifierNotValid);
         }
-        if !settings.allow_zero_length_clientid {
+        if !settings.listeners[listener].allow_zero_length_clientid {
             // Mosquitto's answers: "identifier rejected" for 3.1.1, "unspecified error" for 5.0.
             return refuse(if v5 {
                 ReasonCode::UnspecifiedError
@@ -452,11 +454,18 @@ fn check_connect(settings: &Settings, c: &Connect) -> Result<(), Refusal> {
 /// The login check, last as in Mosquitto (after the will is read): a refused login answers "not
 /// authorised" in every version (3.x return code 5, v5 0x87), whether the user is unknown or the password
 /// wrong. A costly hash (see [`Security::costly_check`]) is checked on glommio's blocking thread pool.
-async fn authorise(settings: &Settings, security: Arc<Security>, c: &Connect) -> bool {
+/// The listener's own files and `allow_anonymous` under `per_listener_settings true`.
+async fn authorise(
+    settings: &Settings,
+    security: Arc<Security>,
+    listener: usize,
+    c: &Connect,
+) -> bool {
     let username = c.username.as_ref().map(|u| u.as_str());
-    let allow_anonymous = settings.allow_anonymous;
-    if !security.costly_check(username) {
-        return security.authenticate(allow_anonymous, username, c.password.as_deref());
+    let allow_anonymous = settings.listeners[listener].allow_anonymous;
+    let scope = security.scope(listener);
+    if !scope.costly_check(username) {
+        return scope.authenticate(allow_anonymous, username, c.password.as_deref());
     }
     let username = username.map(str::to_owned);
     let password = c.password.clone();
@@ -464,7 +473,11 @@ async fn authorise(settings: &Settings, security: Arc<Security>, c: &Connect) ->
         "Checking the password of {} on the blocking thread pool.", c.client_id);
     glommio::executor()
         .spawn_blocking(move || {
-            security.authenticate(allow_anonymous, username.as_deref(), password.as_deref())
+            security.scope(listener).authenticate(
+                allow_anonymous,
+                username.as_deref(),
+                password.as_deref(),
+            )
         })
         .await
 }

@@ -179,12 +179,16 @@ impl Shard {
             let login = session.login.as_deref();
             let username = login.map(|l| l.username.as_str());
             let password = login.and_then(|l| l.password.as_deref());
-            let acl = self
-                .security
-                .client_acl(session.client_id.as_str(), username);
-            let authorised =
-                self.security
-                    .authenticate(self.settings.allow_anonymous, username, password);
+            // The files of the listener it came through (`per_listener_settings`).
+            let listener = usize::from(session.listener);
+            let scope = self.security.scope(listener);
+            let acl = scope.client_acl(session.client_id.as_str(), username);
+            let allow_anonymous = self
+                .settings
+                .listeners
+                .get(listener)
+                .is_some_and(|l| l.allow_anonymous);
+            let authorised = scope.authenticate(allow_anonymous, username, password);
             session.acl = acl;
             session.drop_unreadable();
             if let (false, Some(conn)) = (authorised, &session.conn) {

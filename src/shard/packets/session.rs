@@ -106,6 +106,7 @@ impl Shard {
             _ => 0,
         };
         session.will = connect.will.clone();
+        session.listener = u16::try_from(listener).unwrap_or(u16::MAX);
         session.mount_len = self
             .settings
             .listeners
@@ -129,6 +130,7 @@ impl Shard {
         });
         session.acl = self
             .security
+            .scope(listener)
             .client_acl(connect.client_id.as_str(), username.map(|u| u.as_str()));
         if session_present {
             // The client may have come back under another username.
