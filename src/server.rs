@@ -137,6 +137,9 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
                 .as_ref()
                 .and_then(|s| s.auto_id_prefix.clone())
                 .unwrap_or_else(|| config.auto_id_prefix.clone()),
+            protocol_levels: l
+                .accept_protocol_versions
+                .unwrap_or(crate::settings::ALL_PROTOCOL_LEVELS),
         });
     }
     let unlimited = |v: u64| if v == 0 { usize::MAX } else { v as usize };

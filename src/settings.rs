@@ -9,6 +9,9 @@ use std::time::Duration;
 use crate::auth::Security;
 use crate::session::Limits;
 
+/// Every protocol level (bits 3, 4, 5: MQTT 3.1, 3.1.1, 5.0) for [`ListenerSettings::protocol_levels`].
+pub const ALL_PROTOCOL_LEVELS: u8 = 1 << 3 | 1 << 4 | 1 << 5;
+
 #[derive(Debug, Clone)]
 pub struct ListenerSettings {
     /// Addresses to bind, one socket each: both IPv4 and IPv6 for a listener without a bind address
@@ -30,6 +33,8 @@ pub struct ListenerSettings {
     pub allow_zero_length_clientid: bool,
     /// Prefix of assigned client ids (`auto_id_prefix`).
     pub auto_id_prefix: String,
+    /// `accept_protocol_versions`: bit `level` set for each protocol level taken (3, 4, 5).
+    pub protocol_levels: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +89,7 @@ impl Settings {
                 allow_anonymous: true,
                 allow_zero_length_clientid: true,
                 auto_id_prefix: crate::config::DEFAULT_AUTO_ID_PREFIX.to_owned(),
+                protocol_levels: ALL_PROTOCOL_LEVELS,
             }],
             listen_backlog: 1024,
             security: Arc::default(),

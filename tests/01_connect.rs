@@ -477,3 +477,31 @@ fn listeners_bind_ipv4_and_ipv6_as_configured() {
         "listener ::1 listened on IPv4"
     );
 }
+
+/// `accept_protocol_versions` (Mosquitto 2.1): a listener refuses the versions it does not take as an
+/// unsupported protocol version, and serves the others.
+#[test]
+fn a_listener_takes_only_the_protocol_versions_it_accepts() {
+    if external_mosquitto() {
+        // Mosquitto 2.0 has no accept_protocol_versions.
+        return;
+    }
+    for (accept, answers) in [
+        ("5", [(Proto::V31, 1), (Proto::V311, 1), (Proto::V5, 0)]),
+        (
+            "3, 4",
+            [(Proto::V31, 0), (Proto::V311, 0), (Proto::V5, 0x84)],
+        ),
+    ] {
+        let broker =
+            common::broker::TestBroker::start(2, &format!("accept_protocol_versions {accept}\n"));
+        for (proto, code) in answers {
+            let connect = Connect::new(proto, &unique_id("apv"));
+            assert_eq!(
+                connack_code(broker.addr(), &connect).code,
+                code,
+                "{proto:?} on a listener taking {accept}"
+            );
+        }
+    }
+}

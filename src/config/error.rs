@@ -179,6 +179,9 @@ pub enum ValueProblem {
     /// A `protocol` nobody knows.
     #[error("expected mqtt or websockets")]
     UnknownProtocol,
+    /// An `accept_protocol_versions` list with something other than 3, 4 and 5.
+    #[error("expected a comma-separated list of 3 (MQTT 3.1), 4 (3.1.1) and 5 (5.0)")]
+    ProtocolVersions,
     /// A `mount_point` that is not a topic name (wildcards, NUL).
     #[error("must be a topic name: no + or #")]
     InvalidMountPoint,

@@ -16,7 +16,7 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
     "retry_interval", "set_tcp_nodelay", "shards", "slow_subscriber_policy", "sys_interval",
     "upgrade_outgoing_qos",
-    "use_username_as_clientid", "user", "socket_domain", "mount_point",
+    "use_username_as_clientid", "user", "socket_domain", "mount_point", "accept_protocol_versions",
     // TLS, per listener (config/tls.rs).
     "cafile", "capath", "certfile", "ciphers", "ciphers_tls1.3", "crlfile", "keyfile",
     "require_certificate", "tls_version", "use_identity_as_username", "use_subject_as_username",

@@ -93,6 +93,9 @@ pub struct ListenerConfig {
     pub socket_domain: Option<SocketDomain>,
     /// `mount_point`: prefixed to every topic of this listener's clients, removed from what they get.
     pub mount_point: Option<String>,
+    /// `accept_protocol_versions` (Mosquitto 2.1): the protocol levels this listener takes, as a bit
+    /// set (bit 3: MQTT 3.1, bit 4: 3.1.1, bit 5: 5.0); `None` takes all three.
+    pub accept_protocol_versions: Option<u8>,
     /// With `per_listener_settings true`: this listener's own security options (every listener has
     /// them then, unset ones at Mosquitto's defaults); `None` uses the global ones.
     pub security: Option<ListenerSecurity>,
@@ -142,6 +145,7 @@ impl ListenerConfig {
             websockets: false,
             socket_domain: None,
             mount_point: None,
+            accept_protocol_versions: None,
             security: None,
         }
     }
@@ -157,6 +161,7 @@ impl ListenerConfig {
             websockets: false,
             socket_domain: None,
             mount_point: None,
+            accept_protocol_versions: None,
             security: None,
         }
     }

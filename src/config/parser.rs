@@ -482,6 +482,23 @@ impl Parser {
             "upgrade_outgoing_qos" => {
                 c.upgrade_outgoing_qos = line.bool("upgrade_outgoing_qos", rest)?
             }
+            "accept_protocol_versions" => {
+                let v = line.text("accept_protocol_versions", rest)?;
+                let mut set = 0u8;
+                for level in v.split(',').map(str::trim) {
+                    match level {
+                        "3" | "4" | "5" => set |= 1 << level.parse::<u8>().unwrap_or(0),
+                        _ => {
+                            return Err(line.invalid(
+                                "accept_protocol_versions",
+                                v,
+                                ValueProblem::ProtocolVersions,
+                            ))
+                        }
+                    }
+                }
+                self.current_listener().accept_protocol_versions = Some(set);
+            }
             "mount_point" => {
                 let v = line.text("mount_point", rest)?;
                 if v.contains(['+', '#']) || crate::topic::validate_topic_name(v).is_err() {

@@ -135,6 +135,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 websockets: false,
                 socket_domain: None,
                 mount_point: None,
+                accept_protocol_versions: None,
                 security: None,
             },
             ListenerConfig {
@@ -146,6 +147,7 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
                 websockets: false,
                 socket_domain: None,
                 mount_point: None,
+                accept_protocol_versions: None,
                 security: None,
             },
             ListenerConfig::any_interface(1884),
@@ -232,6 +234,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
             websockets: false,
             socket_domain: None,
             mount_point: None,
+            accept_protocol_versions: None,
             security: None,
         }]
     );
@@ -251,6 +254,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 websockets: false,
                 socket_domain: None,
                 mount_point: None,
+                accept_protocol_versions: None,
                 security: None,
             },
             ListenerConfig {
@@ -262,6 +266,7 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
                 websockets: false,
                 socket_domain: None,
                 mount_point: None,
+                accept_protocol_versions: None,
                 security: None,
             },
         ]
@@ -1056,6 +1061,7 @@ fn every_supported_key_is_handled() {
             "tls_version" => "tlsv1.2",
             "socket_domain" => "ipv4",
             "mount_point" => "site/a/",
+            "accept_protocol_versions" => "4,5",
             "ciphers" => "ECDHE-RSA-AES128-GCM-SHA256",
             "ciphers_tls1.3" => "TLS_AES_128_GCM_SHA256",
             _ => "1883",

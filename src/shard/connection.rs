@@ -408,6 +408,15 @@ fn check_connect(settings: &Settings, listener: usize, c: &Connect) -> Result<()
     let v = c.protocol;
     let v5 = v == ProtocolVersion::V5;
     let refuse = |code| Err(Refusal::Connack(code, v));
+    let level = match v {
+        ProtocolVersion::V31 => 3,
+        ProtocolVersion::V311 => 4,
+        ProtocolVersion::V5 => 5,
+    };
+    if settings.listeners[listener].protocol_levels & (1 << level) == 0 {
+        // `accept_protocol_versions`: answered as an unknown level is (3.x return code 1, v5 0x84).
+        return refuse(ReasonCode::UnsupportedProtocolVersion);
+    }
     if c.client_id.is_empty() {
         // 3.1 has no assigned ids; 3.1.1 only with a clean session [MQTT-3.1.3-8].
         if v == ProtocolVersion::V31 || (v == ProtocolVersion::V311 && !c.clean_start) {
