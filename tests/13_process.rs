@@ -607,3 +607,57 @@ fn daemon_mode_writes_the_daemons_pid() {
         assert!(logged.contains(" terminating"), "{logged}");
     });
 }
+
+/// The systemd unit in packaging/ is one systemd accepts (`systemd-analyze verify`, with ExecStart
+/// pointed at this build) and keeps the sandboxing its comment promises (`systemd-analyze security`
+/// exposure at most 2.0, "OK").
+#[test]
+fn the_systemd_unit_verifies_and_is_sandboxed() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        if common::skip_missing_tool("systemd-analyze", "apt-get install systemd") {
+            return;
+        }
+        panic!("systemd-analyze is missing");
+    }
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/shardmq.service"),
+    )
+    .expect("the unit file");
+    let dir = std::env::temp_dir().join(unique_id("unit"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shardmq-test.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/sbin/shardmq", env!("CARGO_BIN_EXE_shardmq")),
+    )
+    .unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze verify");
+    let said = String::from_utf8_lossy(&verify.stderr).into_owned();
+    assert!(
+        verify.status.success() && !said.contains(&*path.to_string_lossy()),
+        "systemd-analyze verify: {said}"
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze security");
+    let text = String::from_utf8_lossy(&security.stdout).into_owned();
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for").nth(1))
+        .and_then(|rest| rest.split(':').nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {text}"));
+    assert!(exposure <= 2.0, "exposure {exposure}: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -59,10 +59,11 @@ use_rustup_path() {
 # Debian packages the build and the tests need. libc6-dev: the C library headers and startup files
 # gcc links with (a Recommends of gcc, so listed explicitly for --no-install-recommends).
 # mosquitto: for mosquitto_passwd, which writes the password files the auth tests load (tests/09_auth.rs).
+# systemd: systemd-analyze, which checks the unit in packaging/ (tests/13_process.rs).
 # chromium, nodejs, npm: the browser test (tests/17_browser.rs: MQTT.js in headless Chromium through
 # Playwright, whose npm packages `npm ci` installs into tests/browser/node_modules).
 PACKAGES=(git gcc libc6-dev make pkg-config curl ca-certificates coreutils mosquitto-clients mosquitto python3
-          chromium)
+          chromium systemd)
 
 install_deps() {
     local missing=()
