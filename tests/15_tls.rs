@@ -21,6 +21,9 @@ use common::broker::TestBroker;
 use common::{skip_missing_tool, unique_id, with_timeout};
 use rcgen::{CertificateParams, DnType, IsCa, KeyPair};
 
+/// The serial number of the client certificate `crl.pem` revokes.
+const REVOKED_SERIAL: u64 = 4242;
+
 /// The files of one test's PKI.
 struct Pki {
     dir: PathBuf,
@@ -38,7 +41,8 @@ impl Pki {
     }
 
     /// ca.crt; server.crt/.key; client.crt/.key (CN tls-client, O Example); stranger.crt/.key (from
-    /// another CA); expired.crt/.key (from the CA, expired in 2020).
+    /// another CA); expired.crt/.key (from the CA, expired in 2020); revoked.crt/.key and crl.pem,
+    /// the CA's revocation list naming it.
     fn new() -> Pki {
         let dir = std::env::temp_dir().join(unique_id("pki"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -70,6 +74,9 @@ impl Pki {
                       expired: bool| {
             let key = KeyPair::generate().unwrap();
             let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            if name == "revoked" {
+                p.serial_number = Some(rcgen::SerialNumber::from(REVOKED_SERIAL));
+            }
             p.distinguished_name
                 .push(DnType::OrganizationName, "Example");
             p.distinguished_name.push(DnType::CommonName, cn);
@@ -86,6 +93,24 @@ impl Pki {
         client("client", "tls-client", &ca, &ca_key, false);
         client("stranger", "tls-client", &other_ca, &other_key, false);
         client("expired", "tls-client", &ca, &ca_key, true);
+        client("revoked", "tls-client", &ca, &ca_key, false);
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2026, 1, 1),
+            next_update: rcgen::date_time_ymd(2036, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(REVOKED_SERIAL),
+                revocation_time: rcgen::date_time_ymd(2026, 1, 1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        write(
+            "crl.pem",
+            crl.signed_by(&ca, &ca_key).unwrap().pem().unwrap(),
+        );
         Pki { dir }
     }
 
@@ -246,13 +271,18 @@ fn bad_certificates_and_plain_clients_are_refused_and_disturb_nobody() {
     with_timeout("TLS refusals", Duration::from_secs(120), || {
         let pki = Pki::new();
         for &shards in common::shard_counts() {
-            let broker = TestBroker::start(shards, &pki.listener("require_certificate true\n"));
+            let crl = format!(
+                "require_certificate true\ncrlfile {}\n",
+                pki.path("crl.pem")
+            );
+            let broker = TestBroker::start(shards, &pki.listener(&crl));
             let port = broker.port();
             let sub = Sub::start(&pki, port, Some("client"), "guard/#", 2);
             for (cert, why) in [
                 (None, "no client certificate"),
                 (Some("stranger"), "a certificate from an unknown CA"),
                 (Some("expired"), "an expired certificate"),
+                (Some("revoked"), "a revoked certificate"),
             ] {
                 let (ok, _) = mosquitto_pub(&pki, port, cert, "guard/x", "must not arrive");
                 assert!(!ok, "{shards} shard(s): a client with {why} was let in");
