@@ -317,29 +317,33 @@ fn bad_certificates_and_plain_clients_are_refused_and_disturb_nobody() {
     });
 }
 
-/// rumqttc (rustls) with a client certificate whose Common Name is the username
-/// (`use_identity_as_username`, with `require_certificate`, as Mosquitto needs it): with a password
-/// file and no anonymous access, it needs no password, and the ACL applies to that name; a client
-/// without a certificate is refused.
+/// rumqttc (rustls) with a client certificate whose Common Name (`use_identity_as_username`) or
+/// subject (`use_subject_as_username`) is the username, with `require_certificate` as Mosquitto needs
+/// it: with a password file and no anonymous access, it needs no password, and the ACL applies to that
+/// name; a client without a certificate is refused.
 #[test]
 fn use_identity_as_username_makes_the_certificate_the_credential() {
     with_timeout("use_identity_as_username", Duration::from_secs(60), || {
         let pki = Pki::new();
         std::fs::write(pki.dir.join("passwd"), "someone:$6$abcd$x\n").unwrap();
+        // The Common Name, or the whole subject as OpenSSL prints it (RFC 2253, last RDN first: rcgen
+        // keeps its default CN first, so the O comes out first).
         std::fs::write(
             pki.dir.join("acl"),
-            "user tls-client\ntopic readwrite cert/#\n",
+            "user tls-client\ntopic readwrite cert/#\nuser O=Example,CN=tls-client\ntopic readwrite cert/#\n",
         )
         .unwrap();
-        let extra = format!(
-            "require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n\
-             password_file {}\nacl_file {}\n",
-            pki.path("passwd"),
-            pki.path("acl")
-        );
-        for &shards in common::shard_counts() {
-            let broker = TestBroker::start(shards, &pki.listener(&extra));
-            common::block_on(rumqttc_checks(&pki, broker.port()));
+        for option in ["use_identity_as_username", "use_subject_as_username"] {
+            let extra = format!(
+                "require_certificate true\n{option} true\nallow_anonymous false\n\
+                 password_file {}\nacl_file {}\n",
+                pki.path("passwd"),
+                pki.path("acl")
+            );
+            for &shards in common::shard_counts() {
+                let broker = TestBroker::start(shards, &pki.listener(&extra));
+                common::block_on(rumqttc_checks(&pki, broker.port()));
+            }
         }
     });
 }
