@@ -475,7 +475,8 @@ fn upgrade_outgoing_qos_delivers_at_the_subscription_qos() {
 #[test]
 fn a_mount_point_confines_its_listeners_clients_to_a_subtree() {
     if external_mosquitto() {
-        // Needs a second listener of the embedded broker.
+        // Debian's Mosquitto 2.0.11 sends mounted clients their topics with the mount point still on
+        // (eclipse-mosquitto/mosquitto#2244, fixed in 2.0.12): what this test checks is 2.0.12's.
         return;
     }
     for shards in [1, 4] {

@@ -689,8 +689,7 @@ fn a_costly_password_hash_is_checked_on_the_blocking_pool() {
 /// `acl_file` (Mosquitto's defaults where unset: no anonymous clients), none of the other's.
 #[test]
 fn per_listener_settings_give_each_listener_its_own_users_and_rules() {
-    if !have_tool("mosquitto_passwd", "mosquitto") || common::broker::external_mosquitto() {
-        // (External Mosquitto: the test needs the embedded broker's second listener address.)
+    if !have_tool("mosquitto_passwd", "mosquitto") {
         return;
     }
     common::with_timeout("per_listener_settings", common::CASE_TIMEOUT, || {
@@ -700,10 +699,10 @@ fn per_listener_settings_give_each_listener_its_own_users_and_rules() {
             "acl",
             "user alice\ntopic write only/alice/#\ntopic read #\n",
         );
-        // The test broker's first listener, then a second one with its own files.
+        // The test broker's first listener (its `allow_anonymous true`), then a second one with its
+        // own files. (TestBroker puts per_listener_settings first, as Mosquitto requires.)
         let extra = format!(
-            "per_listener_settings true\nallow_anonymous true\n\
-             listener 1884 127.0.0.1\npassword_file {}\nacl_file {}\n",
+            "per_listener_settings true\nlistener 1884 127.0.0.1\npassword_file {}\nacl_file {}\n",
             pw.display(),
             acl.display()
         );

@@ -267,6 +267,19 @@ pub enum ConfigError {
         /// The I/O error.
         source: io::Error,
     },
+    /// `per_listener_settings true` after a security option, which then went to the whole broker.
+    #[error(
+        "`per_listener_settings true` at {}:{line} must come before any other security option \
+         (allow_anonymous, password_file, acl_file, allow_zero_length_clientid, auto_id_prefix), \
+         as in Mosquitto",
+        file.display()
+    )]
+    PerListenerSettingsTooLate {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
     /// `include_dir` in an included file: Mosquitto only reads it from the main file.
     #[error("`include_dir` at {}:{line} is only allowed in the main config file", file.display())]
     NestedIncludeDir {

@@ -185,6 +185,8 @@ pub(super) struct Parser {
     default_listener: ListenerConfig,
     /// Whether a listener option was given to the default listener (which then exists).
     default_listener_used: bool,
+    /// A security option went to the whole broker: `per_listener_settings true` may not follow.
+    global_security_set: bool,
     local_only: bool,
     allow_anonymous: Option<bool>,
     log_dest_set: bool,
@@ -207,6 +209,7 @@ impl Parser {
             default_bind_address: None,
             default_listener: ListenerConfig::any_interface(DEFAULT_PORT),
             default_listener_used: false,
+            global_security_set: false,
             local_only: true,
             allow_anonymous: None,
             log_dest_set: false,
@@ -246,6 +249,18 @@ impl Parser {
         rest: &str,
         level: usize,
     ) -> Result<(), ConfigError> {
+        if !self.config.per_listener_settings
+            && matches!(
+                key,
+                "allow_anonymous"
+                    | "password_file"
+                    | "acl_file"
+                    | "allow_zero_length_clientid"
+                    | "auto_id_prefix"
+            )
+        {
+            self.global_security_set = true;
+        }
         let c = &mut self.config;
         match key {
             "listener" => self.listener(line, rest)?,
@@ -396,8 +411,16 @@ impl Parser {
             }
             "include_dir" => self.include_dir(line, rest, level)?,
             "per_listener_settings" => {
-                // As in Mosquitto, it decides where the security options that follow it go.
-                c.per_listener_settings = line.bool("per_listener_settings", rest)?;
+                // As in Mosquitto, it decides where the security options that follow it go, and
+                // must come before the first of them.
+                let on = line.bool("per_listener_settings", rest)?;
+                if on && self.global_security_set {
+                    return Err(ConfigError::PerListenerSettingsTooLate {
+                        file: line.file.to_owned(),
+                        line: line.number,
+                    });
+                }
+                c.per_listener_settings = on;
             }
             "persistence" | "retained_persistence" => {
                 let name = if key == "persistence" {

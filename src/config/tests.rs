@@ -649,6 +649,11 @@ fn per_listener_settings_gives_each_listener_its_own_security_options() {
     let c = ok("listener 1883\npassword_file /p\n");
     assert!(c.listeners[0].security.is_none());
     assert_eq!(c.password_file.as_deref(), Some(Path::new("/p")));
+    // After a security option it is refused, as Mosquitto refuses it.
+    assert!(matches!(
+        err("allow_anonymous true\nper_listener_settings true\n"),
+        ConfigError::PerListenerSettingsTooLate { line: 2, .. }
+    ));
     // Local only mode still lets anonymous local clients in.
     let c = ok("per_listener_settings true\n");
     assert_eq!(

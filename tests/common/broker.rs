@@ -23,6 +23,8 @@ pub struct TestBroker {
     handle: Option<shardmq::server::BrokerHandle>,
     /// Its configuration, for [`TestBroker::reload`].
     config: Option<shardmq::config::Config>,
+    /// An external Mosquitto's other listeners (those the test's `extra_config` adds).
+    mosquitto_addrs: Vec<SocketAddr>,
     /// The external Mosquitto process and its scratch directory, when `SHARDMQ_TEST_BROKER=mosquitto`.
     mosquitto: Option<(Child, PathBuf)>,
 }
@@ -38,8 +40,9 @@ impl TestBroker {
         // Mosquitto's config grammar refuses `listener 0`, so the listener is declared with a placeholder
         // port and switched to 0 (kernel-chosen, unique per test) after parsing. No pinning: parallel
         // tests would stack their shards on the same CPUs.
+        let (first, extra_config) = hoist_per_listener_settings(extra_config);
         let text = format!(
-            "listener 1883 127.0.0.1\nallow_anonymous true\nshards {shards}\ncpu_affinity false\n{extra_config}\n"
+            "{first}listener 1883 127.0.0.1\nallow_anonymous true\nshards {shards}\ncpu_affinity false\n{extra_config}\n"
         );
         let mut config =
             shardmq::config::Config::parse_str(&text, std::path::Path::new("test.conf"))
@@ -62,6 +65,7 @@ impl TestBroker {
             shards,
             handle: Some(handle),
             config: Some(config),
+            mosquitto_addrs: Vec::new(),
             mosquitto: None,
         }
     }
@@ -87,7 +91,9 @@ impl TestBroker {
     pub fn addrs(&self) -> Vec<SocketAddr> {
         match &self.handle {
             Some(h) => h.local_addrs().to_vec(),
-            None => vec![self.addr],
+            None => std::iter::once(self.addr)
+                .chain(self.mosquitto_addrs.iter().copied())
+                .collect(),
         }
     }
 
@@ -102,29 +108,47 @@ impl TestBroker {
     /// Mosquitto cannot listen on port 0 and report the port, so take one the kernel hands out and
     /// release it (a small race, acceptable for this manual validation mode only).
     fn start_mosquitto(extra_config: &str) -> TestBroker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let port = free_port();
+        // Listeners the test adds get free ports too (their placeholder ports are replaced), and
+        // clients reach them on their bind address, 127.0.0.1 when they have none.
+        let mut more_addrs = Vec::new();
         let dir =
             std::env::temp_dir().join(format!("shardmq-test-mosq-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // Started as root, Mosquitto switches to the `mosquitto` user before it opens its log file.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let (first, extra_config) = hoist_per_listener_settings(extra_config);
         let extra: String = extra_config
             .lines()
             .filter(|l| {
                 !l.trim_start().starts_with("shards") && !l.trim_start().starts_with("cpu_affinity")
             })
-            .map(|l| format!("{l}\n"))
+            .map(
+                |l| match l.split_whitespace().collect::<Vec<_>>().as_slice() {
+                    ["listener", _, rest @ ..] => {
+                        let port = free_port();
+                        let host = rest.first().copied().unwrap_or("127.0.0.1");
+                        let ip: std::net::IpAddr = host.parse().expect("a test listener's address");
+                        more_addrs.push(SocketAddr::new(ip, port));
+                        format!("listener {port} {}\n", rest.join(" "))
+                    }
+                    _ => format!("{l}\n"),
+                },
+            )
             .collect();
         let conf = dir.join("mosquitto.conf");
         let log = dir.join("mosquitto.log");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest file {}\nlog_type all\n{extra}",
+                "{first}listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest file {}\nlog_type all\n{extra}",
                 log.display()
             ),
         )
@@ -160,9 +184,21 @@ impl TestBroker {
             shards: 1,
             handle: None,
             config: None,
+            mosquitto_addrs: more_addrs,
             mosquitto: Some((child, dir)),
         }
     }
+}
+
+/// A test's `per_listener_settings` line goes first: it must come before every security option
+/// (Mosquitto refuses it after one), and the broker's own `allow_anonymous true` then applies to the
+/// first listener. Returns (that line, the rest).
+fn hoist_per_listener_settings(extra_config: &str) -> (String, String) {
+    let (first, rest): (Vec<&str>, Vec<&str>) = extra_config
+        .lines()
+        .partition(|l| l.trim_start().starts_with("per_listener_settings"));
+    let lines = |v: Vec<&str>| v.iter().map(|l| format!("{l}\n")).collect::<String>();
+    (lines(first), lines(rest))
 }
 
 impl Drop for TestBroker {
