@@ -2,15 +2,16 @@
 //! ..., or A B C A B C ...), each run started only once every broker answers PINGREQ promptly again, then
 //! a side-by-side table of medians with A/B (A/C, ...) ratios, A being the broker of `--host`/`--port`.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::conn::Target;
 use crate::report::Report;
+use crate::tls::TlsSetup;
 use crate::{resolve_all, run_once, setup_failed, Args, Plan, Workers};
 
 /// A broker is idle when this many PINGREQ round trips in a row take less than [`IDLE_RTT`].
@@ -46,7 +47,7 @@ pub async fn run(args: &Args, plan: &Plan, workers: &Workers, others: &[String])
     for round in 1..=args.rounds {
         for (i, targets) in brokers.iter().enumerate() {
             for t in brokers.iter().flatten() {
-                if !wait_idle(*t).await {
+                if !wait_idle(t, args.tls.as_deref()).await {
                     eprintln!(
                         "shardmq-loadgen: {t} still slow to answer PINGREQ after {IDLE_WAIT:?}; running anyway"
                     );
@@ -208,8 +209,9 @@ fn json_num(v: Option<f64>) -> Value {
 
 fn table(names: &[String], rows: &[Row], first: &Report, rounds: u32) -> String {
     let mut out = format!(
-        "shardmq-loadgen --compare: {} | MQTT {} | QoS {} | {} B | {} publishers, {} subscribers, {} idle | rate {} | {} s per run, {rounds} round(s) each, medians\n",
+        "shardmq-loadgen --compare: {}{} | MQTT {} | QoS {} | {} B | {} publishers, {} subscribers, {} idle | rate {} | {} s per run, {rounds} round(s) each, medians\n",
         first.scenario,
+        if first.tls { " over TLS" } else { "" },
         first.mqtt,
         first.qos,
         first.payload,
@@ -253,7 +255,7 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-fn describe(targets: &[SocketAddr]) -> String {
+fn describe(targets: &[Target]) -> String {
     targets
         .iter()
         .map(|t| t.to_string())
@@ -276,11 +278,25 @@ fn split_host_port(s: &str) -> Result<(String, u16), String> {
 }
 
 /// Waits until `target` answers [`IDLE_PINGS`] PINGREQs in a row within [`IDLE_RTT`] each; false if
-/// that did not happen within [`IDLE_WAIT`] (or the broker could not be reached).
-async fn wait_idle(target: SocketAddr) -> bool {
+/// that did not happen within [`IDLE_WAIT`] (or the broker could not be reached). Over TLS when the run
+/// is.
+async fn wait_idle(target: &Target, tls: Option<&TlsSetup>) -> bool {
     tokio::time::timeout(IDLE_WAIT, async {
         loop {
-            match ping_until_fast(target).await {
+            let result = async {
+                let s = TcpStream::connect(target.addr).await?;
+                s.set_nodelay(true)?;
+                match tls {
+                    None => ping_until_fast(s).await,
+                    Some(tls) => {
+                        let s = crate::tls::connect(tls, &target.host, s)
+                            .await
+                            .map_err(std::io::Error::other)?;
+                        ping_until_fast(s).await
+                    }
+                }
+            };
+            match result.await {
                 Ok(true) => return true,
                 Ok(false) => {}
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -292,9 +308,7 @@ async fn wait_idle(target: SocketAddr) -> bool {
 }
 
 /// One MQTT 3.1.1 connection that pings until the round trips are fast (true) or 50 pings were not.
-async fn ping_until_fast(target: SocketAddr) -> std::io::Result<bool> {
-    let mut s = TcpStream::connect(target).await?;
-    s.set_nodelay(true)?;
+async fn ping_until_fast<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::Result<bool> {
     let id = format!("lg-{}-idle-probe", std::process::id());
     let mut connect = vec![0x10, 0];
     connect.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30]);
@@ -302,6 +316,7 @@ async fn ping_until_fast(target: SocketAddr) -> std::io::Result<bool> {
     connect.extend_from_slice(id.as_bytes());
     connect[1] = (connect.len() - 2) as u8;
     s.write_all(&connect).await?;
+    s.flush().await?;
     let mut connack = [0u8; 4];
     s.read_exact(&mut connack).await?;
     if connack[0] != 0x20 || connack[3] != 0 {
@@ -311,6 +326,7 @@ async fn ping_until_fast(target: SocketAddr) -> std::io::Result<bool> {
     for _ in 0..50 {
         let t = Instant::now();
         s.write_all(&[0xC0, 0]).await?;
+        s.flush().await?;
         let mut resp = [0u8; 2];
         s.read_exact(&mut resp).await?;
         if resp != [0xD0, 0] {
@@ -320,6 +336,7 @@ async fn ping_until_fast(target: SocketAddr) -> std::io::Result<bool> {
             fast += 1;
             if fast >= IDLE_PINGS {
                 let _ = s.write_all(&[0xE0, 0]).await;
+                let _ = s.shutdown().await;
                 return Ok(true);
             }
         } else {
@@ -328,6 +345,7 @@ async fn ping_until_fast(target: SocketAddr) -> std::io::Result<bool> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = s.write_all(&[0xE0, 0]).await;
+    let _ = s.shutdown().await;
     Ok(false)
 }
 

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -16,6 +17,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::pacer::Pacer;
 use crate::shared::{Phase, Shared};
+use crate::tls::TlsIo;
 
 /// Bytes reserved before each read: one read takes whatever the kernel has, up to this.
 const READ_CHUNK: usize = 256 * 1024;
@@ -26,6 +28,9 @@ const MAX_PACKET: usize = 256 * 1024 * 1024;
 
 pub struct Conn {
     pub stream: TcpStream,
+    /// The rustls session over `stream` with `--tls-ca`; `None` (plain TCP) costs one branch per read
+    /// or write system call, nothing per message.
+    tls: Option<Box<TlsIo>>,
     pub rbuf: BytesMut,
     pub wbuf: BytesMut,
     pub version: ProtocolVersion,
@@ -59,10 +64,41 @@ impl Conn {
     pub fn new(stream: TcpStream, version: ProtocolVersion) -> Conn {
         Conn {
             stream,
+            tls: None,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: BytesMut::with_capacity(64 * 1024),
             version,
             last_write_ns: 0,
+        }
+    }
+
+    /// A connection over TLS, once the handshake is done.
+    pub fn new_tls(
+        stream: tokio_rustls::client::TlsStream<TcpStream>,
+        version: ProtocolVersion,
+    ) -> Conn {
+        let (stream, session) = stream.into_inner();
+        let mut conn = Conn::new(stream, version);
+        conn.tls = Some(Box::new(TlsIo::new(session, READ_CHUNK)));
+        conn
+    }
+
+    /// Whether bytes wait to be written: in the write buffer, or encrypted in the TLS session.
+    #[inline]
+    pub fn has_pending_write(&self) -> bool {
+        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// One read of what the kernel has (up to [`READ_CHUNK`]) into the read buffer (decrypted with
+    /// TLS); the bytes read from the socket, 0 when the broker closed the connection.
+    #[inline]
+    fn read_some(&mut self) -> io::Result<usize> {
+        match &mut self.tls {
+            None => {
+                self.rbuf.reserve(READ_CHUNK);
+                self.stream.try_read_buf(&mut self.rbuf)
+            }
+            Some(tls) => tls.read(&self.stream, &mut self.rbuf, READ_CHUNK),
         }
     }
 
@@ -73,6 +109,12 @@ impl Conn {
 
     /// Writes as much of the write buffer as the socket takes without blocking.
     fn try_flush(&mut self, now_ns: u64) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            if tls.flush(&self.stream, &mut self.wbuf)? {
+                self.last_write_ns = now_ns;
+            }
+            return Ok(());
+        }
         while !self.wbuf.is_empty() {
             match self.stream.try_write(&self.wbuf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -89,7 +131,7 @@ impl Conn {
 
     /// Writes the whole write buffer.
     pub async fn flush_all(&mut self) -> io::Result<()> {
-        while !self.wbuf.is_empty() {
+        while self.has_pending_write() {
             self.stream.writable().await?;
             self.try_flush(self.last_write_ns)?;
         }
@@ -108,8 +150,7 @@ impl Conn {
                 .readable()
                 .await
                 .map_err(|e| format!("read: {e}"))?;
-            self.rbuf.reserve(READ_CHUNK);
-            match self.stream.try_read_buf(&mut self.rbuf) {
+            match self.read_some() {
                 Ok(0) => return Err("connection closed by the broker".into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -122,8 +163,7 @@ impl Conn {
     fn read_and_decode<R: Role>(&mut self, role: &mut R, shared: &Shared) -> Result<(), String> {
         let mut result = Ok(());
         for _ in 0..READS_PER_EVENT {
-            self.rbuf.reserve(READ_CHUNK);
-            match self.stream.try_read_buf(&mut self.rbuf) {
+            match self.read_some() {
                 Ok(0) => {
                     result = Err("connection closed by the broker".into());
                     break;
@@ -167,8 +207,30 @@ impl Conn {
             properties: Properties::default(),
         });
         if self.encode(&disconnect).is_ok() {
-            let _ = tokio::time::timeout(within, self.flush_all()).await;
+            let _ = tokio::time::timeout(within, async {
+                self.flush_all().await?;
+                // TLS: close_notify after the DISCONNECT (rustls queues it behind what it holds).
+                if let Some(tls) = &mut self.tls {
+                    tls.session.send_close_notify();
+                    self.flush_all().await?;
+                }
+                Ok::<(), io::Error>(())
+            })
+            .await;
         }
+    }
+}
+
+/// A broker address and the host it was given as (the TLS server name by default).
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: Arc<str>,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
     }
 }
 
@@ -201,24 +263,27 @@ fn bind_no_port(socket: &TcpSocket) {
     }
 }
 
-/// TCP connect, CONNECT/CONNACK and, for subscribers, SUBSCRIBE/SUBACK. `stage` tells the caller where
+/// TCP connect, TLS handshake (with `--tls-ca`), CONNECT/CONNACK and, for subscribers,
+/// SUBSCRIBE/SUBACK. `stage` tells the caller where
 /// a timeout struck.
 pub async fn handshake(
     shared: &Shared,
-    target: SocketAddr,
+    target: &Target,
     spec: &ClientSpec,
     stage: &mut &'static str,
 ) -> Result<(Conn, Session), String> {
     let settings = &shared.settings;
+    let tls = settings.tls.as_deref();
+    let addr = target.addr;
     *stage = "TCP connect";
-    let socket = if target.is_ipv4() {
+    let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
     .map_err(|e| format!("socket: {e}"))?;
     if let Some(ip) = spec.source {
-        if target.is_ipv4() {
+        if addr.is_ipv4() {
             bind_no_port(&socket);
         }
         socket
@@ -226,13 +291,22 @@ pub async fn handshake(
             .map_err(|e| format!("bind {ip}: {e}"))?;
     }
     let stream = socket
-        .connect(target)
+        .connect(addr)
         .await
-        .map_err(|e| format!("connect to {target}: {e}"))?;
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
     stream
         .set_nodelay(true)
         .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-    let mut conn = Conn::new(stream, settings.version);
+    let mut conn = match tls {
+        None => Conn::new(stream, settings.version),
+        Some(tls) => {
+            *stage = "TLS handshake";
+            let stream = crate::tls::connect(tls, &target.host, stream)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
+            Conn::new_tls(stream, settings.version)
+        }
+    };
 
     *stage = "CONNACK";
     conn.encode(&Packet::Connect(Box::new(Connect {
@@ -343,11 +417,11 @@ pub async fn drive<R: Role>(
         }
         let now = shared.now_ns();
         let want = role.produce(&mut conn.wbuf, phase, now);
-        if !conn.wbuf.is_empty() {
+        if conn.has_pending_write() {
             conn.try_flush(now).map_err(|e| format!("write: {e}"))?;
         }
         let mut interest = Interest::READABLE;
-        if !conn.wbuf.is_empty() || want == Want::Now {
+        if conn.has_pending_write() || want == Want::Now {
             interest |= Interest::WRITABLE;
         }
         let at = match want {
@@ -365,7 +439,7 @@ pub async fn drive<R: Role>(
                 if ready.is_readable() || ready.is_read_closed() || !ready.is_writable() {
                     conn.read_and_decode(role, shared)?;
                 }
-                if !conn.wbuf.is_empty() {
+                if conn.has_pending_write() {
                     conn.try_flush(shared.now_ns()).map_err(|e| format!("write: {e}"))?;
                 }
             }

@@ -16,6 +16,7 @@ mod report;
 mod retained;
 mod roles;
 mod shared;
+mod tls;
 mod track;
 
 use std::net::{IpAddr, SocketAddr};
@@ -31,11 +32,12 @@ use shardmq::codec::{ProtocolVersion, QoS};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::conn::{drive, handshake, ClientSpec};
+use crate::conn::{drive, handshake, ClientSpec, Target};
 use crate::pacer::Pacer;
 use crate::report::{LatencySummary, Report};
 use crate::roles::{Idle, Publisher, Subscriber, PAYLOAD_HEADER};
 use crate::shared::{Phase, RunSettings, Shared, Timeline};
+use crate::tls::TlsSetup;
 use crate::track::SubTrack;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -186,6 +188,22 @@ struct Args {
     /// No progress line on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// TLS for every client (also the --compare brokers): trust the CA certificate(s) of this PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) presented to the brokers; needs --tls-key and --tls-ca.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Name the brokers' certificates must be valid for (default: the host given, e.g. the IP address
+    /// 127.0.0.1).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
+    /// Loaded from the --tls-* files at start.
+    #[arg(skip)]
+    tls: Option<Arc<TlsSetup>>,
 }
 
 /// `--source-addrs`: the local addresses to bind.
@@ -414,7 +432,7 @@ fn raise_nofile_limit() -> Option<libc::rlim_t> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
     let plan = match Plan::from_args(&args) {
         Ok(p) => p,
         Err(e) => {
@@ -422,6 +440,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(ca) = &args.tls_ca {
+        let cert_key = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+        match TlsSetup::load(ca, cert_key, args.tls_server_name.as_deref()) {
+            Ok(t) => args.tls = Some(Arc::new(t)),
+            Err(e) => {
+                eprintln!("shardmq-loadgen: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let total = plan.publishers + plan.subscribers + plan.idle;
     if let Some(limit) = raise_nofile_limit() {
         if (total as libc::rlim_t).saturating_add(64) > limit {
@@ -565,14 +593,15 @@ fn setup_failed(json: bool, message: &str) -> ExitCode {
 }
 
 /// Every host × port, resolved.
-pub(crate) async fn resolve_all(
-    hosts: &[String],
-    ports: &[u16],
-) -> Result<Vec<SocketAddr>, String> {
+pub(crate) async fn resolve_all(hosts: &[String], ports: &[u16]) -> Result<Vec<Target>, String> {
     let mut out = Vec::new();
     for h in hosts {
+        let host: Arc<str> = h.as_str().into();
         for &p in ports {
-            out.push(resolve(h, p).await?);
+            out.push(Target {
+                addr: resolve(h, p).await?,
+                host: host.clone(),
+            });
         }
     }
     if out.is_empty() {
@@ -621,7 +650,7 @@ async fn client_task(
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
     ready: mpsc::UnboundedSender<Result<Duration, String>>,
-    target: SocketAddr,
+    target: Target,
     connect_timeout: Duration,
     spec: ClientSpec,
     kind: Kind,
@@ -633,7 +662,7 @@ async fn client_task(
     let mut stage = "TCP connect";
     let result = tokio::time::timeout(
         connect_timeout,
-        handshake(&shared, target, &spec, &mut stage),
+        handshake(&shared, &target, &spec, &mut stage),
     )
     .await;
     drop(permit);
@@ -702,11 +731,14 @@ pub(crate) async fn run_once(
     args: &Args,
     plan: &Plan,
     workers: &Workers,
-    targets: &[SocketAddr],
+    targets: &[Target],
 ) -> Result<Outcome, String> {
     let sources: &[IpAddr] = args.source_addrs.as_ref().map_or(&[], |s| &s.0);
     for target in targets {
-        if let Some(bad) = sources.iter().find(|ip| ip.is_ipv4() != target.is_ipv4()) {
+        if let Some(bad) = sources
+            .iter()
+            .find(|ip| ip.is_ipv4() != target.addr.is_ipv4())
+        {
             return Err(format!(
                 "source address {bad} is not of the same family as {target}"
             ));
@@ -724,6 +756,7 @@ pub(crate) async fn run_once(
         fanout: plan.fanout,
         publishers: plan.publishers as u32,
         keepalive: args.keepalive,
+        tls: args.tls.clone(),
     };
     let shards = plan.subscribers.min(4 * threads).max(1);
     let shared = Arc::new(Shared::new(settings, shards));
@@ -757,7 +790,7 @@ pub(crate) async fn run_once(
     if args.scenario == Scenario::Retained {
         retained::seed(
             &shared,
-            targets[0],
+            &targets[0],
             format!("{prefix}-seed"),
             args.topics as usize,
             args.setup_timeout,
@@ -804,7 +837,7 @@ pub(crate) async fn run_once(
                 shared.clone(),
                 permits.clone(),
                 ready_tx.clone(),
-                targets[i % targets.len()],
+                targets[i % targets.len()].clone(),
                 args.connect_timeout,
                 spec,
                 kind,
@@ -944,6 +977,7 @@ pub(crate) async fn run_once(
         warmup_s: args.warmup.as_secs_f64(),
         duration_s: args.duration.as_secs_f64(),
         threads,
+        tls: args.tls.is_some(),
         sent,
         sent_window: shared.sent_window.load(Ordering::Relaxed),
         acked,

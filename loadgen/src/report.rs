@@ -72,6 +72,8 @@ pub struct Report {
     pub warmup_s: f64,
     pub duration_s: f64,
     pub threads: usize,
+    /// Whether the clients connected over TLS (`--tls-ca`): connects then include the handshake.
+    pub tls: bool,
     pub sent: u64,
     pub sent_window: u64,
     pub acked: u64,
@@ -136,6 +138,7 @@ impl Report {
             "p999_us": pct(self.latency.p999_us),
             "max_us": pct(self.latency.max_us),
             "connect_per_s": r1(self.connect_per_s()),
+            "tls": self.tls,
             "scenario": self.scenario,
             "mqtt": self.mqtt,
             "qos": self.qos,
@@ -185,8 +188,9 @@ impl Report {
             format!("{} msg/s per publisher", self.rate)
         };
         out += &format!(
-            "shardmq-loadgen: {} | MQTT {} | QoS {} | payload {} B | {} publishers, {} subscribers, {} idle | rate {} | warmup {}s, measure {}s | {} threads\n",
+            "shardmq-loadgen: {}{} | MQTT {} | QoS {} | payload {} B | {} publishers, {} subscribers, {} idle | rate {} | warmup {}s, measure {}s | {} threads\n",
             self.scenario,
+            if self.tls { " over TLS" } else { "" },
             self.mqtt,
             self.qos,
             self.payload,
@@ -202,10 +206,15 @@ impl Report {
         row(
             "connect",
             format!(
-                "{} clients in {:.1} ms, {}/s (per client: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs)",
+                "{} clients in {:.1} ms, {}/s{} (per client: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs)",
                 self.connect_clients,
                 self.connect_total_ms,
                 group(self.connect_per_s().round() as u64),
+                if self.tls {
+                    " TLS handshakes + CONNECT"
+                } else {
+                    ""
+                },
                 self.connect.p50_us,
                 self.connect.p99_us,
                 self.connect.max_us

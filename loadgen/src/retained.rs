@@ -30,7 +30,7 @@ pub const FILTER: &str = "lg/retained/#";
 /// for QoS 2, a PINGREQ round trip after QoS 0: a broker handles one client's packets in order).
 pub async fn seed(
     shared: &Shared,
-    target: std::net::SocketAddr,
+    target: &crate::conn::Target,
     client_id: String,
     topics: usize,
     within: Duration,

@@ -512,6 +512,7 @@ mod tests {
             fanout: 2,
             publishers: 1,
             keepalive: 0,
+            tls: None,
         };
         let shared = Arc::new(Shared::new(settings, 1));
         let mut p = Publisher::new(shared.clone(), 0, "t", u16::MAX);

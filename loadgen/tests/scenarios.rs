@@ -5,7 +5,8 @@
 //! keys; nothing is lost, duplicated or reordered at QoS 1 (with `slow_subscriber_policy hold` shardmq
 //! holds publishers rather than drop QoS 1); a fixed rate is met; `--hgrm` writes an HDR percentile
 //! file and an SVG; `--compare` runs both sides and reports ratios; `shared` fails at setup with the
-//! broker's refusal (shardmq has no $share).
+//! broker's refusal (shardmq has no $share); p2p runs over TLS with a client certificate (certificates
+//! made with rcgen) and fails at setup without one.
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -28,14 +29,19 @@ impl Drop for Broker {
 }
 
 fn broker() -> Broker {
+    broker_with("")
+}
+
+/// A broker whose listener also has the `listener_options` lines (TLS).
+fn broker_with(listener_options: &str) -> Broker {
     // The config grammar refuses `listener 0`: parse with a placeholder, then let the kernel pick.
     // `slow_subscriber_policy hold`: the max-rate scenarios drive every subscriber flat out, and with
     // several subscribers the default (`hold_if_all_behind`) drops for one that is behind while
     // another has room for a moment (as Mosquitto drops); zero loss at QoS 1 is then the broker's
     // `hold` behaviour, which is what these checks of the load generator's counting rely on.
-    let text = "listener 1883 127.0.0.1\nallow_anonymous true\nshards 2\ncpu_affinity false\nconnection_messages false\nslow_subscriber_policy hold\n";
+    let text = format!("listener 1883 127.0.0.1\n{listener_options}allow_anonymous true\nshards 2\ncpu_affinity false\nconnection_messages false\nslow_subscriber_policy hold\n");
     let mut config =
-        shardmq::config::Config::parse_str(text, std::path::Path::new("test.conf")).unwrap();
+        shardmq::config::Config::parse_str(&text, std::path::Path::new("test.conf")).unwrap();
     for l in &mut config.listeners {
         l.port = 0;
     }
@@ -254,4 +260,108 @@ fn compare_runs_both_brokers_and_reports_ratios() {
     assert_eq!(j["b"]["runs"].as_array().unwrap().len(), 1);
     let ratio = j["ratio_a_over_b"]["msgs_per_s"].as_f64().unwrap();
     assert!((0.7..1.4).contains(&ratio), "same rate on both: {j}");
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in a fresh
+/// directory (removed on drop).
+struct Pki(std::path::PathBuf);
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(format!(
+            "loadgen-pki-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(DnType::CommonName, "loadgen test CA");
+        let ca = p.self_signed(&ca_key).unwrap();
+        write("ca.crt", ca.pem());
+        for (name, sans) in [
+            ("server", vec!["127.0.0.1".to_string()]),
+            ("client", vec![]),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(sans).unwrap();
+            p.distinguished_name.push(DnType::CommonName, name);
+            write(
+                &format!("{name}.crt"),
+                p.signed_by(&key, &ca, &ca_key).unwrap().pem(),
+            );
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        Pki(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn p2p_over_tls_with_a_client_certificate_loses_nothing() {
+    let pki = Pki::new();
+    let b = broker_with(&format!(
+        "certfile {}\nkeyfile {}\ncafile {}\nrequire_certificate true\n",
+        pki.path("server.crt"),
+        pki.path("server.key"),
+        pki.path("ca.crt")
+    ));
+    let (ca, cert, key) = (
+        pki.path("ca.crt"),
+        pki.path("client.crt"),
+        pki.path("client.key"),
+    );
+    let j = run_json(
+        &b,
+        "p2p",
+        &[
+            "--pairs",
+            "2",
+            "--qos",
+            "1",
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    assert_clean("p2p over TLS", &j);
+    assert_eq!(n(&j, "received"), n(&j, "expected"), "{j}");
+    assert_eq!(j["tls"], Value::Bool(true), "{j}");
+    assert!(n(&j, "connect_per_s") > 0.0, "{j}");
+
+    // The broker requires a client certificate: without one the handshake fails at setup.
+    let port = b.addr.port().to_string();
+    let out = loadgen(&[
+        "p2p",
+        "--port",
+        &port,
+        "--pairs",
+        "1",
+        "--tls-ca",
+        &ca,
+        "--duration",
+        "1s",
+        "--connect-timeout",
+        "3s",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(last_json(&out)["setup_failed"], Value::Bool(true));
 }
