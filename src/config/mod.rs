@@ -19,7 +19,8 @@
 //! - this file: [`Config`], its defaults and methods, [`ListenerConfig`] and the public constants;
 //! - `keys.rs`: the table of known keys (supported, unsupported, plugin prefixes) and the suggestion
 //!   for a misspelt one;
-//! - `parser.rs`: the line parser (Mosquitto's syntax, `include_dir`, listeners and their options);
+//! - `parser.rs`: the line parser (Mosquitto's syntax, `include_dir`), and `parser/listener.rs`, the
+//!   `listener` line and the options that go to the listener above them (TLS, per-listener security);
 //! - `error.rs`: [`ConfigError`], [`ValueProblem`], [`Arity`] and [`ConfigNotice`];
 //! - `placement.rs`: how shards map onto CPUs ([`ShardPlacement`], [`available_cpus`], `cpu_set`);
 //! - `tls.rs`: a listener's TLS options ([`TlsOptions`]) and how they must fit together.
@@ -153,16 +154,8 @@ impl ListenerConfig {
     /// The loopback-only listener Mosquitto 2.0 opens in local only mode.
     pub fn local_only(port: u16) -> Self {
         ListenerConfig {
-            port,
             bind_address: Some(LOCAL_ONLY_BIND_ADDRESS.to_owned()),
-            max_connections: None,
-            use_username_as_clientid: false,
-            tls: TlsOptions::default(),
-            websockets: false,
-            socket_domain: None,
-            mount_point: None,
-            accept_protocol_versions: None,
-            security: None,
+            ..ListenerConfig::any_interface(port)
         }
     }
 }

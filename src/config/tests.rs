@@ -127,28 +127,14 @@ fn several_listeners_with_bind_addresses_and_max_connections() {
         c.listeners,
         vec![
             ListenerConfig {
-                port: 1883,
                 bind_address: Some("0.0.0.0".into()),
                 max_connections: Some(10),
-                use_username_as_clientid: false,
-                tls: TlsOptions::default(),
-                websockets: false,
-                socket_domain: None,
-                mount_point: None,
-                accept_protocol_versions: None,
-                security: None,
+                ..ListenerConfig::any_interface(1883)
             },
             ListenerConfig {
-                port: 8883,
                 bind_address: Some("::1".into()),
                 max_connections: None,
-                use_username_as_clientid: false,
-                tls: TlsOptions::default(),
-                websockets: false,
-                socket_domain: None,
-                mount_point: None,
-                accept_protocol_versions: None,
-                security: None,
+                ..ListenerConfig::any_interface(8883)
             },
             ListenerConfig::any_interface(1884),
         ]
@@ -226,16 +212,9 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
     assert_eq!(
         c.listeners,
         vec![ListenerConfig {
-            port: 1883,
             bind_address: Some("10.0.0.1".into()),
             max_connections: None,
-            use_username_as_clientid: false,
-            tls: TlsOptions::default(),
-            websockets: false,
-            socket_domain: None,
-            mount_point: None,
-            accept_protocol_versions: None,
-            security: None,
+            ..ListenerConfig::any_interface(1883)
         }]
     );
 
@@ -246,28 +225,14 @@ fn deprecated_port_and_bind_address_make_the_default_listener() {
         c.listeners,
         vec![
             ListenerConfig {
-                port: 1885,
                 bind_address: None,
                 max_connections: Some(7),
-                use_username_as_clientid: false,
-                tls: TlsOptions::default(),
-                websockets: false,
-                socket_domain: None,
-                mount_point: None,
-                accept_protocol_versions: None,
-                security: None,
+                ..ListenerConfig::any_interface(1885)
             },
             ListenerConfig {
-                port: 1884,
                 bind_address: None,
                 max_connections: Some(5),
-                use_username_as_clientid: false,
-                tls: TlsOptions::default(),
-                websockets: false,
-                socket_domain: None,
-                mount_point: None,
-                accept_protocol_versions: None,
-                security: None,
+                ..ListenerConfig::any_interface(1884)
             },
         ]
     );
