@@ -204,7 +204,7 @@ fn main() -> ExitCode {
             continue;
         }
         if sig == libc::SIGHUP {
-            // As Mosquitto does on SIGHUP: reopen the log files, read the password and ACL files
+            // As Mosquitto does on SIGHUP: reopen the log files, read the password, ACL and TLS files
             // again. The rest of the configuration is not reloaded yet.
             tracing::info!(target: log_type::NOTICE, "Reloading config.");
             log.reopen_files();
