@@ -16,30 +16,9 @@
 
 mod common;
 
-use common::{for_each_case, skip_missing_tool, ALL};
+use common::{for_each_case, paho_present, ALL};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
-/// Exits 0 when paho-mqtt 1.6 or newer is importable, 3 when it is older, 1 when it is missing.
-const PAHO_CHECK: &str = "import paho.mqtt, paho.mqtt.client, sys; \
-    v = tuple(int(x) for x in paho.mqtt.__version__.split('.')[:2]); sys.exit(0 if v >= (1, 6) else 3)";
-
-fn paho_present() -> bool {
-    let install = "apt-get install python3-paho-mqtt, or python3 -m pip install paho-mqtt";
-    match Command::new("python3")
-        .args(["-c", PAHO_CHECK])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => true,
-        Ok(s) if s.code() == Some(3) => {
-            !skip_missing_tool("paho-mqtt >= 1.6 (python3 has an older one)", install)
-        }
-        Ok(_) => !skip_missing_tool("paho-mqtt for python3", install),
-        Err(_) => !skip_missing_tool("python3", "apt-get install python3 python3-paho-mqtt"),
-    }
-}
+use std::process::Command;
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -409,12 +409,7 @@ async fn rumqttc_checks(pki: &Pki, port: u16) {
 /// paho-mqtt (Python's ssl module, OpenSSL) with a client certificate, host name checked.
 #[test]
 fn paho_publishes_and_subscribes_over_tls() {
-    let check = Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .status();
-    if !matches!(check, Ok(s) if s.success())
-        && skip_missing_tool("paho-mqtt for python3", "python3 -m pip install paho-mqtt")
-    {
+    if !common::paho_present() {
         return;
     }
     with_timeout("paho over TLS", Duration::from_secs(60), || {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::broker::TestBroker;
 use common::raw::{self, kind, Connect, RawClient};
-use common::{skip_missing_tool, unique_id, with_timeout, Proto};
+use common::{unique_id, with_timeout, Proto};
 
 /// The key of RFC 6455 §1.3 and the accept value it must get.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -334,12 +334,7 @@ fn bad_requests_and_frames_are_refused_and_disturb_nobody() {
 /// paho-mqtt's own websocket transport (`transport="websockets"`), ws:// and wss://.
 #[test]
 fn paho_over_ws_and_wss() {
-    let check = Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .status();
-    if !matches!(check, Ok(s) if s.success())
-        && skip_missing_tool("paho-mqtt for python3", "python3 -m pip install paho-mqtt")
-    {
+    if !common::paho_present() {
         return;
     }
     with_timeout("paho over websockets", Duration::from_secs(60), || {
