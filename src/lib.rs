@@ -16,6 +16,7 @@
 //! - [`message`]: an application message as routed between shards (topic, payload, properties).
 //! - [`session`]: one client's delivery state (in-flight window, queue, holds, encoded frames, write queue); no I/O.
 //! - [`auth`]: `password_file` and `acl_file` as Mosquitto reads them.
+//! - [`persist`]: the on-disk record format of a shard's log and snapshot (issue 16); no I/O.
 //! - [`transport`]: what bytes pass through between socket and codec: TLS (rustls), WebSocket framing; no I/O.
 //! - [`config`]: the mosquitto.conf parser, its key table and errors, CPU placement.
 //! - [`settings`]: the resolved, immutable configuration every shard reads.
@@ -36,6 +37,7 @@ pub mod index;
 pub mod logging;
 pub mod message;
 pub mod passwd;
+pub mod persist;
 pub mod process;
 pub mod router;
 pub mod server;

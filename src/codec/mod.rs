@@ -47,6 +47,7 @@ pub use error::{DecodeError, EncodeError};
 pub use fixed_header::{PacketType, MAX_VAR_INT};
 pub use packet::*;
 pub use properties::PropertyContext;
+pub(crate) use properties::{decode_property_block, encode_property_block};
 pub use publish::{PublishFrame, PublishParts};
 pub use pubresp::PubResponseKind;
 

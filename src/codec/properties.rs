@@ -390,6 +390,27 @@ pub(crate) fn properties_wire_len(p: &Properties) -> usize {
     var_int_len(len) + len
 }
 
+/// Appends a whole property block (property length and properties) as a packet carries it: the form
+/// `crate::persist` stores v5 properties in.
+pub(crate) fn encode_property_block(
+    out: &mut impl BufMut,
+    p: &Properties,
+) -> Result<(), EncodeError> {
+    write_properties(out, p, properties_len(p))
+}
+
+/// Decodes a property block from the front of `block`, checked for `ctx` as in a packet; returns the
+/// properties and the bytes the block took.
+pub(crate) fn decode_property_block(
+    block: bytes::Bytes,
+    ctx: PropertyContext,
+) -> Result<(Properties, usize), DecodeError> {
+    let total = block.len();
+    let mut r = BodyReader::new(block);
+    let props = decode_properties(&mut r, ctx)?;
+    Ok((props, total - r.remaining()))
+}
+
 /// Appends the property length and the properties (`len` from [`properties_len`]).
 pub(crate) fn write_properties(
     out: &mut impl BufMut,
