@@ -89,6 +89,12 @@ fn max_inflight_messages_bounds_unacknowledged_deliveries() {
 
 #[test]
 fn v5_receive_maximum_is_announced_and_enforced_on_inbound_qos2() {
+    if external_mosquitto() {
+        // Mosquitto 2.0.11 answers the PUBLISH over the quota with PUBREC 0x97 (Quota exceeded) and
+        // keeps the connection, where [MQTT-3.3.4-9] asks for DISCONNECT 0x93 (observed here).
+        eprintln!("skipped against Mosquitto: it does not disconnect on Receive Maximum exceeded");
+        return;
+    }
     for_each_case(&[Proto::V5], "max_inflight_messages 3\n", |case| {
         let mut w = Witness::new(case.addr, case.proto);
         let (mut p, ack) =
@@ -128,6 +134,13 @@ fn v5_receive_maximum_is_announced_and_enforced_on_inbound_qos2() {
 
 #[test]
 fn v5_deliveries_larger_than_the_clients_maximum_packet_size_are_discarded() {
+    if external_mosquitto() {
+        // Mosquitto 2.0.11 does not send the oversized QoS 1 message but keeps it in the client's
+        // in-flight window, so with Receive Maximum 1 nothing after it arrives (observed here),
+        // where [MQTT-3.1.2-25] says to behave as if it had been sent.
+        eprintln!("skipped against Mosquitto: an oversized QoS 1 delivery blocks its window there");
+        return;
+    }
     for_each_case(&[Proto::V5], "", |case| {
         // [MQTT-3.1.2-24] the Server MUST NOT send packets exceeding the client's Maximum Packet Size;
         // [MQTT-3.1.2-25] it discards such a message and behaves as if it had completed sending it (a

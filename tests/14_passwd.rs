@@ -146,6 +146,10 @@ fn a_file_made_by_shardmq_passwd_admits_its_users_only() {
             ("erin", "er1n"),
             ("frank", "fr4nk"),
         ] {
+            if user == "frank" && common::broker::external_mosquitto() {
+                // An $argon2id$ entry (Mosquitto 2.1's): Mosquitto 2.0 cannot read it.
+                continue;
+            }
             assert_eq!(
                 connack_code(case.addr, case.proto, user, password),
                 0,

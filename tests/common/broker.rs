@@ -122,7 +122,9 @@ impl TestBroker {
         let dir =
             std::env::temp_dir().join(format!("shardmq-test-mosq-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        // Started as root, Mosquitto switches to the `mosquitto` user before it opens its log file.
+        // Started as root, Mosquitto would switch to the `mosquitto` user, which cannot read the files
+        // the tests write (0600, like a password file from `shardmq passwd`): `user root` keeps it root.
+        // (Only when started as root; the directory is opened to everyone in case it is not.)
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let (first, extra_config) = hoist_per_listener_settings(extra_config);
         let extra: String = extra_config
@@ -148,7 +150,7 @@ impl TestBroker {
         std::fs::write(
             &conf,
             format!(
-                "{first}listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest file {}\nlog_type all\n{extra}",
+                "{first}listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest file {}\nlog_type all\n{extra}",
                 log.display()
             ),
         )
