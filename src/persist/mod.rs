@@ -12,8 +12,11 @@
 //! each `length | crc32c | body`, so that replay can tell a torn tail (truncate to the last good
 //! record) from a corrupt file (move it aside). A snapshot is simply a log of upserts only.
 //!
-//! This module is sans-IO, like the codec: [`record`] encodes records into a `BytesMut` and decodes them
-//! from byte slices. The shard's file I/O (appends, group commit, compaction, replay at start-up)
-//! drives it.
+//! [`record`] is sans-IO, like the codec: it encodes records into a `BytesMut` and decodes them from
+//! byte slices. [`log`] is the file side: a shard's log written through glommio with group commit (one
+//! write and one `fdatasync` per batch of appended records). Still to come (issue 16): the shards
+//! appending as their state changes, acknowledgements waiting for durability, compaction into a
+//! snapshot, and replay at start-up.
 
+pub mod log;
 pub mod record;
