@@ -54,28 +54,36 @@ pub enum ServerError {
 }
 
 /// Read `password_file` and `acl_file` (at start-up and on SIGHUP), logging what was skipped in them.
+/// Under `per_listener_settings true` each listener's own files too, and always the TLS files.
 pub fn load_security(config: &Config) -> Result<Security, crate::auth::SecurityError> {
-    let (security, warnings) =
-        Security::load(config.password_file.as_deref(), config.acl_file.as_deref())?;
-    for w in warnings {
-        tracing::warn!(target: crate::logging::log_type::WARNING, "Warning: {w}");
-    }
-    let security = if config.per_listener_settings {
-        let mut scopes = Vec::with_capacity(config.listeners.len());
-        for l in &config.listeners {
-            let own = l.security.clone().unwrap_or_default();
-            let (scope, warnings) =
-                Security::load(own.password_file.as_deref(), own.acl_file.as_deref())?;
-            for w in warnings {
-                tracing::warn!(target: crate::logging::log_type::WARNING,
-                    "Warning: listener on port {}: {w}", l.port);
-            }
-            scopes.push(scope);
+    // One pair of files, what was skipped in them logged with `scope` in front.
+    let load = |password_file: Option<&std::path::Path>, acl_file, scope: &str| {
+        let (security, warnings) = Security::load(password_file, acl_file)?;
+        for w in warnings {
+            tracing::warn!(target: crate::logging::log_type::WARNING, "Warning: {scope}{w}");
         }
-        security.with_per_listener(scopes)
-    } else {
-        security
+        Ok::<_, crate::auth::SecurityError>(security)
     };
+    let mut security = load(
+        config.password_file.as_deref(),
+        config.acl_file.as_deref(),
+        "",
+    )?;
+    if config.per_listener_settings {
+        let scopes = config
+            .listeners
+            .iter()
+            .map(|l| {
+                let own = l.security.as_ref();
+                load(
+                    own.and_then(|s| s.password_file.as_deref()),
+                    own.and_then(|s| s.acl_file.as_deref()),
+                    &format!("listener on port {}: ", l.port),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        security = security.with_per_listener(scopes);
+    }
     security.with_tls(config.listeners.iter().map(|l| (l.port, &l.tls)))
 }
 

@@ -97,16 +97,7 @@ impl Security {
             }
             None => None,
         };
-        Ok((
-            Security {
-                any_acl: acl.is_some(),
-                passwords,
-                acl,
-                tls: Vec::new(),
-                per_listener: Vec::new(),
-            },
-            warnings,
-        ))
+        Ok((Security::new(passwords, acl), warnings))
     }
 
     /// Built from already parsed files (tests, embedding).

@@ -270,6 +270,13 @@ impl Socket {
     /// WebSocket as one binary frame, under TLS as one plaintext write (one record per 16 KiB, not one
     /// per chunk); plain TCP chunk by chunk as they are (shared payloads not copied).
     pub(super) async fn write_chunks(&self, chunks: &VecDeque<Chunk>) -> io::Result<()> {
+        if self.layers.is_none() {
+            // Plain MQTT over TCP, the common case: nothing owed, no framing.
+            for chunk in chunks {
+                write_raw(&self.tcp, chunk.as_slice()).await?;
+            }
+            return Ok(());
+        }
         self.flush_owed().await?;
         let total: usize = chunks.iter().map(|c| c.as_slice().len()).sum();
         let mut header = BytesMut::new();
@@ -277,9 +284,8 @@ impl Socket {
             websocket::encode_binary_header(total, &mut header);
         }
         let Some(tls) = self.tls() else {
-            if !header.is_empty() {
-                write_raw(&self.tcp, &header).await?;
-            }
+            // WebSocket over TCP: the frame header, then the chunks as they are.
+            write_raw(&self.tcp, &header).await?;
             for chunk in chunks {
                 write_raw(&self.tcp, chunk.as_slice()).await?;
             }
