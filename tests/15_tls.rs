@@ -416,21 +416,18 @@ fn paho_publishes_and_subscribes_over_tls() {
         let pki = Pki::new();
         for &shards in common::shard_counts() {
             let broker = TestBroker::start(shards, &pki.listener("require_certificate true\n"));
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tls.py");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/transport.py");
             let out = Command::new("python3")
                 .arg(&script)
-                .args([
-                    "127.0.0.1",
-                    &broker.port().to_string(),
-                    &pki.path("ca.crt"),
-                    &pki.path("client.crt"),
-                    &pki.path("client.key"),
-                ])
+                .args(["127.0.0.1", &broker.port().to_string()])
+                .args(["--cafile", &pki.path("ca.crt")])
+                .args(["--cert", &pki.path("client.crt")])
+                .args(["--key", &pki.path("client.key")])
                 .output()
                 .expect("run python3");
             assert!(
                 out.status.success(),
-                "{shards} shard(s): tls.py failed:\n{}{}",
+                "{shards} shard(s): transport.py over TLS failed:\n{}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );

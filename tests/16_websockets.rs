@@ -347,7 +347,7 @@ fn paho_over_ws_and_wss() {
             .unwrap();
         std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
         std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/websockets.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/transport.py");
         for &shards in common::shard_counts() {
             for tls in [false, true] {
                 let extra = if tls {
@@ -362,14 +362,14 @@ fn paho_over_ws_and_wss() {
                 let broker = TestBroker::start(shards, &extra);
                 let mut cmd = Command::new("python3");
                 cmd.arg(&script)
-                    .args(["127.0.0.1", &broker.port().to_string()]);
+                    .args(["127.0.0.1", &broker.port().to_string(), "--websockets"]);
                 if tls {
-                    cmd.arg(dir.join("server.crt"));
+                    cmd.arg("--cafile").arg(dir.join("server.crt"));
                 }
                 let out = cmd.output().expect("run python3");
                 assert!(
                     out.status.success(),
-                    "{shards} shard(s), tls {tls}: websockets.py failed:\n{}{}",
+                    "{shards} shard(s), tls {tls}: transport.py over websockets failed:\n{}{}",
                     String::from_utf8_lossy(&out.stdout),
                     String::from_utf8_lossy(&out.stderr)
                 );
