@@ -238,7 +238,8 @@ async fn run_connection(
         // SAFETY: `dup` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(dup) };
         guard.owns_slot.set(false);
-        // Nothing else holds the socket before `serve`: its TLS session moves with the hand-off.
+        // Nothing else holds the socket before `serve`: its layers (TLS session, WebSocket state)
+        // move with the hand-off.
         let layers = Rc::try_unwrap(socket).ok().and_then(Socket::into_layers);
         let handoff = Handoff {
             fd,
