@@ -200,6 +200,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
                 config.persistence_file.clone(),
             ),
             sync: config.persistence_sync,
+            compact_min: crate::persist::COMPACT_MIN,
         }),
     })
 }

@@ -29,7 +29,13 @@
 pub struct Persistence {
     pub files: files::Files,
     pub sync: crate::config::PersistenceSync,
+    /// A shard's log is compacted once it is larger than this and four times its last snapshot
+    /// ([`COMPACT_MIN`]; smaller in tests).
+    pub compact_min: u64,
 }
+
+/// A log smaller than this is never compacted: rewriting it would cost more than reading it back.
+pub const COMPACT_MIN: u64 = 64 << 20;
 
 pub mod files;
 pub mod image;

@@ -5,6 +5,12 @@
 //!
 //! Only sessions with [`super::Session::durable`] set call it, and only for QoS 1/2 deliveries: QoS 0
 //! is not kept across a restart.
+//!
+//! Exactly once across a crash (QoS 2) needs more than records: the client must never see a packet
+//! id (or a PUBREL) that a restarted broker would not know. So a durable session's QoS 2 PUBLISH, and
+//! its PUBREL, are written to a staging outbox until the records naming them are durable
+//! ([`Ledger::stage`]), and everything written to the session after them waits behind them, in
+//! order. QoS 1 needs no such wait: a message re-sent after a crash is a duplicate QoS 1 allows.
 
 use std::sync::Arc;
 
@@ -23,6 +29,10 @@ pub trait Ledger {
     fn done(&mut self, client_id: &Utf8Bytes, packet_id: u16);
     /// Queued message `message_id` was dropped unsent.
     fn discarded(&mut self, client_id: &Utf8Bytes, message_id: u64);
+    /// Whether what the session writes next must wait until what it reported so far is durable
+    /// (QoS 2 under `persistence_sync always`): the position to wait for, and the ledger will call
+    /// `Session::release_staged` once it is reached. None: write at once.
+    fn stage(&mut self, client_id: &Utf8Bytes) -> Option<u64>;
 }
 
 /// For sessions that keep nothing (and tests).
@@ -36,4 +46,7 @@ impl Ledger for NoLedger {
     fn released(&mut self, _: &Utf8Bytes, _: u16) {}
     fn done(&mut self, _: &Utf8Bytes, _: u16) {}
     fn discarded(&mut self, _: &Utf8Bytes, _: u64) {}
+    fn stage(&mut self, _: &Utf8Bytes) -> Option<u64> {
+        None
+    }
 }

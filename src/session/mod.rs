@@ -146,6 +146,9 @@ pub struct Session {
     pub inbound_qos2: AHashSet<u16>,
     /// The live connection's outbox; None while the client is away.
     pub conn: Option<Rc<Outbox>>,
+    /// Writes waiting for the journal to reach a position before they go to `conn` (see
+    /// [`Ledger::stage`]); None when writes go straight to `conn`.
+    staged: Option<Box<Staged>>,
     /// v5 Receive Maximum of the current connection: caps the inflight window below `max_inflight`.
     pub receive_maximum: Option<usize>,
     /// Seconds the session outlives a disconnect: the v5 Session Expiry Interval, `u32::MAX` (never) for
@@ -183,6 +186,13 @@ pub struct Session {
     pub login: Option<Box<Login>>,
 }
 
+/// Writes of a durable session waiting for durability (see [`Ledger::stage`]).
+struct Staged {
+    /// The journal position that must be durable first.
+    until: u64,
+    out: Outbox,
+}
+
 /// The credentials a client connected with.
 pub struct Login {
     pub username: Utf8Bytes,
@@ -210,6 +220,7 @@ impl Session {
             queued_bytes: 0,
             inbound_qos2: AHashSet::new(),
             conn: None,
+            staged: None,
             receive_maximum: None,
             expiry_interval: 0,
             max_packet_size: None,
@@ -366,7 +377,15 @@ impl Session {
             if conn.pending_bytes() >= limits.outbox_soft_limit {
                 return Delivery::Dropped;
             }
-            msg.write(&conn, self.protocol, self.mount_len, qos, 0, false, retain);
+            msg.write(
+                self.sink(&conn),
+                self.protocol,
+                self.mount_len,
+                qos,
+                0,
+                false,
+                retain,
+            );
             return Delivery::Sent;
         }
         if self.inflight.len() < self.window(limits) && self.queue.is_empty() {
@@ -457,9 +476,12 @@ impl Session {
         let packet_id = self.alloc_packet_id();
         if message_id != 0 {
             ledger.sent(&self.client_id, message_id, packet_id);
+            if qos == QoS::ExactlyOnce {
+                self.stage(ledger);
+            }
         }
         msg.write(
-            conn,
+            self.sink(conn),
             self.protocol,
             self.mount_len,
             qos,
@@ -500,7 +522,7 @@ impl Session {
             }
             if q.qos == QoS::AtMostOnce {
                 q.msg.write(
-                    &conn,
+                    self.sink(&conn),
                     self.protocol,
                     self.mount_len,
                     q.qos,
@@ -572,6 +594,8 @@ impl Session {
     /// A new connection took this session over (persistent resume): re-send the window in order, PUBLISH
     /// with DUP set, PUBREL for released QoS 2 ([MQTT-4.4.0-1]), then whatever fits from the queue.
     pub fn resume(&mut self, conn: Rc<Outbox>, limits: &Limits, ledger: &mut dyn Ledger) -> usize {
+        // What was staged for an earlier connection is written again below, from the window.
+        self.staged = None;
         // A new connection may allow smaller packets than the one these were sent on [MQTT-3.1.2-25].
         let inflight = std::mem::take(&mut self.inflight);
         self.inflight = inflight
@@ -584,9 +608,14 @@ impl Session {
                 keep
             })
             .collect();
+        if self.durable && self.inflight.iter().any(|i| i.qos == QoS::ExactlyOnce) {
+            // Their packet ids may not be durable yet (sent just before the client went away).
+            self.stage(ledger);
+        }
         for i in &self.inflight {
+            let sink = self.sink(&conn);
             if i.released {
-                conn.write(|out| {
+                sink.write(|out| {
                     codec::encode_pub_response(
                         PubResponseKind::PubRel,
                         i.packet_id,
@@ -597,7 +626,7 @@ impl Session {
                 });
             } else {
                 i.msg.write(
-                    &conn,
+                    sink,
                     self.protocol,
                     self.mount_len,
                     i.qos,
@@ -647,16 +676,21 @@ impl Session {
             .find(|i| i.packet_id == packet_id && i.qos == QoS::ExactlyOnce)
         {
             Some(i) => {
-                if !i.released && i.message_id != 0 {
-                    ledger.released(&self.client_id, packet_id);
-                }
+                let report = !i.released && i.message_id != 0;
                 i.released = true;
                 self.last_progress = Some(Instant::now());
+                if report {
+                    ledger.released(&self.client_id, packet_id);
+                    // Once the client has the PUBREL it may forget the id: the release must be
+                    // durable first.
+                    self.stage(ledger);
+                }
                 true
             }
             None => false,
         };
         if let Some(conn) = &self.conn {
+            let conn = self.sink(conn);
             let reason = if known || self.protocol != ProtocolVersion::V5 {
                 ReasonCode::Success
             } else {
@@ -709,9 +743,49 @@ impl Session {
         true
     }
 
+    /// Where writes go: the staging outbox while one waits for durability, else `conn`.
+    fn sink<'a>(&'a self, conn: &'a Outbox) -> &'a Outbox {
+        match &self.staged {
+            Some(s) => &s.out,
+            None => conn,
+        }
+    }
+
+    /// From now, writes wait until what the ledger has so far is durable (if it says so).
+    fn stage(&mut self, ledger: &mut dyn Ledger) {
+        if let Some(until) = ledger.stage(&self.client_id) {
+            match &mut self.staged {
+                Some(s) => s.until = s.until.max(until),
+                None => {
+                    self.staged = Some(Box::new(Staged {
+                        until,
+                        out: Outbox::new(),
+                    }))
+                }
+            }
+        }
+    }
+
+    /// The journal is durable up to `durable`: staged writes that waited for less go to the
+    /// connection. Returns whether some still wait.
+    pub fn release_staged(&mut self, durable: u64) -> bool {
+        let Some(s) = &self.staged else {
+            return false;
+        };
+        if s.until > durable {
+            return true;
+        }
+        let s = self.staged.take().expect("checked");
+        if let Some(conn) = &self.conn {
+            conn.append_from(&s.out);
+        }
+        false
+    }
+
     /// The session is no longer kept across restarts: what it owes is no longer reported.
     pub fn stop_keeping(&mut self) {
         self.durable = false;
+        self.release_staged(u64::MAX);
         for i in &mut self.inflight {
             i.message_id = 0;
         }

@@ -18,7 +18,7 @@
 //! the log of its topic's home (`home_of(topic)`), whichever shard it was published on (every shard
 //! holds the whole retained set, see `retained.rs`, so the owner sees it).
 //!
-//! When the log has grown past [`COMPACT_MIN`] and four times its last snapshot, the task writes a new
+//! When the log has grown past `Persistence::compact_min` and four times its last snapshot, the task writes a new
 //! snapshot of the shard's state and swaps it in (`persist::log::LogWriter::replace`).
 
 use std::cell::RefCell;
@@ -44,9 +44,6 @@ use crate::persist::record::{self, Record, StoredMessage};
 use crate::persist::Persistence;
 use crate::router::{Mail, ShardId};
 use crate::session::{Ledger, Outbox, Session};
-
-/// A log smaller than this is never compacted.
-pub(super) const COMPACT_MIN: u64 = 64 << 20;
 
 /// Appended and unwritten bytes beyond which the shard stops reading its clients (as for a full
 /// mailbox): the disk is not keeping up, or is full.
@@ -118,6 +115,8 @@ pub(super) struct Journal {
     stopping: bool,
     /// Writes are failing (logged once per episode).
     failing: bool,
+    /// Client ids of sessions whose writes wait for durability (`Session::release_staged`).
+    staged: Vec<Utf8Bytes>,
     /// File I/O may start (`Control::BeginWriting`).
     begun: bool,
     /// Readers paused while the journal is [`Self::backlogged`].
@@ -150,6 +149,7 @@ impl Journal {
             stopping: false,
             failing: false,
             backlog_waiters: Vec::new(),
+            staged: Vec::new(),
             begun: false,
         }
     }
@@ -446,6 +446,16 @@ impl Ledger for Journal {
             message_id,
         });
     }
+
+    fn stage(&mut self, client_id: &Utf8Bytes) -> Option<u64> {
+        if !self.gate || self.appended <= self.durable {
+            return None;
+        }
+        if self.staged.last() != Some(client_id) {
+            self.staged.push(client_id.clone());
+        }
+        Some(self.appended)
+    }
 }
 
 /// The `Session` record of `s`.
@@ -551,12 +561,23 @@ impl Shard {
         w.finish()
     }
 
-    /// A batch was written: acknowledgements go out, other shards learn what is covered.
+    /// A batch was written: acknowledgements and staged writes go out, other shards learn what is
+    /// covered.
     fn journal_written(&mut self, batch: &Batch) {
         let me = self.id;
         for (to, count) in self.journal.written(batch) {
             self.mail.send(to, Mail::Durable { from: me, count });
         }
+        let durable = self.journal.durable;
+        let mut staged = std::mem::take(&mut self.journal.staged);
+        staged.retain(|id| {
+            self.sessions
+                .slot_of(id)
+                .and_then(|slot| self.sessions.at_mut(slot))
+                .is_some_and(|s| s.release_staged(durable))
+        });
+        staged.dedup();
+        self.journal.staged = staged;
     }
 }
 
@@ -632,7 +653,7 @@ pub(super) async fn journal_task(
             unsynced = true;
         }
         shard.borrow_mut().journal_written(&batch);
-        if log.len() > COMPACT_MIN.max(snapshot_len.saturating_mul(4)) && !stopping {
+        if log.len() > persistence.compact_min.max(snapshot_len.saturating_mul(4)) && !stopping {
             // The snapshot is the state with every record appended so far applied: those records
             // are taken with it and not written again (applied twice, a `Queue` would owe its
             // message twice); what is appended from now on goes to the new file.
