@@ -309,15 +309,20 @@ pub async fn handshake(
     };
 
     *stage = "CONNACK";
+    let persistent = settings.persistent && spec.subscribe.is_some();
+    let mut properties = Properties::default();
+    if persistent && settings.version == ProtocolVersion::V5 {
+        properties.session_expiry_interval = Some(300);
+    }
     conn.encode(&Packet::Connect(Box::new(Connect {
         protocol: settings.version,
-        clean_start: true,
+        clean_start: !persistent,
         keep_alive: settings.keepalive,
         client_id: spec.client_id.as_str().into(),
         will: None,
         username: None,
         password: None,
-        properties: Properties::default(),
+        properties,
     })))?;
     conn.flush_all()
         .await

@@ -168,6 +168,10 @@ struct Args {
     /// MQTT keep alive in seconds (PINGREQ after half of it without writing); 0 = off.
     #[arg(long, default_value_t = 60)]
     keepalive: u16,
+    /// Subscribers keep their sessions (3.x clean session 0; 5.0 Session Expiry Interval 300 s): what a
+    /// broker with persistence writes to disk for each message they are owed.
+    #[arg(long)]
+    persistent: bool,
     /// Client id prefix (default: lg-<pid>).
     #[arg(long)]
     client_id_prefix: Option<String>,
@@ -756,6 +760,7 @@ pub(crate) async fn run_once(
         fanout: plan.fanout,
         publishers: plan.publishers as u32,
         keepalive: args.keepalive,
+        persistent: args.persistent,
         tls: args.tls.clone(),
     };
     let shards = plan.subscribers.min(4 * threads).max(1);

@@ -512,6 +512,7 @@ mod tests {
             fanout: 2,
             publishers: 1,
             keepalive: 0,
+            persistent: false,
             tls: None,
         };
         let shared = Arc::new(Shared::new(settings, 1));

@@ -59,6 +59,8 @@ pub struct RunSettings {
     pub publishers: u32,
     /// Seconds; 0 disables PINGREQ.
     pub keepalive: u16,
+    /// Subscribers keep their sessions (`--persistent`).
+    pub persistent: bool,
     /// TLS for every client (`--tls-ca`); plain TCP when `None`.
     pub tls: Option<std::sync::Arc<crate::tls::TlsSetup>>,
 }

@@ -248,6 +248,8 @@ fn read_log(files: &Files, path: PathBuf) -> Result<FileRead, PersistError> {
     };
     match scan.tail {
         Tail::Clean => {}
+        // Zeros written ahead of the records (`log::PREALLOCATE`), left by a stop without a close.
+        Tail::Torn { .. } if bytes[scan.good_len..].iter().all(|&b| b == 0) => {}
         Tail::Torn { dropped, .. } => {
             tracing::warn!(target: log_type::WARNING,
                 "Warning: {}: torn tail, dropped {dropped} bytes after the last good record at \

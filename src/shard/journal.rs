@@ -23,6 +23,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -40,7 +41,7 @@ use crate::config::PersistenceSync;
 use crate::logging::log_type;
 use crate::message::Message;
 use crate::persist::image::{ShardImage, SnapshotWriter};
-use crate::persist::log::LogWriter;
+use crate::persist::log::{LogError, LogWriter, Syncer};
 use crate::persist::record::{self, Record, StoredMessage};
 use crate::persist::Persistence;
 use crate::router::{Mail, ShardId};
@@ -49,6 +50,10 @@ use crate::session::{Ledger, Outbox, Session};
 /// Appended and unwritten bytes beyond which the shard stops reading its clients (as for a full
 /// mailbox): the disk is not keeping up, or is full.
 const BACKLOG_LIMIT: usize = 64 << 20;
+
+/// Syncs in flight at once under `persistence_sync always`: while one runs, the next batch is written
+/// and its sync issued, instead of waiting a whole sync before writing.
+const MAX_SYNCS: usize = 3;
 
 /// How long a snapshot keeps the keys of messages this shard recorded (see `Record::Seen`).
 const KEEP_SEEN: Duration = Duration::from_secs(60);
@@ -130,6 +135,8 @@ pub(super) struct Journal {
     recent_keys: VecDeque<(Instant, u64)>,
     /// Client ids of sessions whose writes wait for durability (`Session::release_staged`).
     staged: Vec<Utf8Bytes>,
+    /// `persistence_sync always`: syncs in flight (at most [`MAX_SYNCS`]).
+    syncing: usize,
     /// File I/O may start (`Control::BeginWriting`).
     begun: bool,
     /// Readers paused while the journal is [`Self::backlogged`].
@@ -163,6 +170,7 @@ impl Journal {
             failing: false,
             backlog_waiters: Vec::new(),
             staged: Vec::new(),
+            syncing: 0,
             begun: false,
             next_key: 1,
             unrouted: AHashMap::new(),
@@ -394,7 +402,17 @@ impl Journal {
     /// end. Otherwise parks the task.
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let unreported = self.received != self.reported;
-        if !self.pending.is_empty() || unreported || self.stopping {
+        let work = !self.pending.is_empty() || unreported;
+        if (work && self.syncing < MAX_SYNCS) || self.stopping {
+            return Poll::Ready(());
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Ready when no sync is in flight.
+    fn poll_synced(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.syncing == 0 {
             return Poll::Ready(());
         }
         self.waker = Some(cx.waker().clone());
@@ -721,32 +739,42 @@ pub(super) async fn journal_task(
             let mut s = shard.borrow_mut();
             (s.journal.take_batch(), s.journal.stopping)
         };
-        let now_sync = match sync {
-            PersistenceSync::Always => true,
-            PersistenceSync::None => false,
-            PersistenceSync::Interval(every) => last_sync.elapsed() >= every || stopping,
-        };
-        while let Err(e) = log.write(&batch.bytes, now_sync).await {
-            {
-                let mut s = shard.borrow_mut();
-                if !s.journal.failing {
-                    s.journal.failing = true;
-                    tracing::error!(target: log_type::ERROR,
-                        "Error: cannot write {}: {e}. QoS 1/2 acknowledgements are held (publishers \
-                         wait) until it can be written; retrying every {} s.",
-                        path.display(), RETRY.as_secs());
+        match sync {
+            PersistenceSync::Always => {
+                write(&shard, &mut log, &batch.bytes, &path).await;
+                if batch.bytes.is_empty() && shard.borrow().journal.syncing == 0 {
+                    // Only receipts to report, and everything before them is synced.
+                    shard.borrow_mut().journal_written(&batch);
+                } else {
+                    // Synced while the next batch is written (see `LogWriter::syncer`).
+                    shard.borrow_mut().journal.syncing += 1;
+                    glommio::spawn_local(sync_batch(
+                        shard.clone(),
+                        log.syncer(),
+                        batch,
+                        path.clone(),
+                    ))
+                    .detach();
                 }
             }
-            glommio::timer::sleep(RETRY).await;
+            PersistenceSync::Interval(every) => {
+                write(&shard, &mut log, &batch.bytes, &path).await;
+                if last_sync.elapsed() >= every || stopping {
+                    sync_retrying(&shard, &log.syncer(), &path).await;
+                    last_sync = Instant::now();
+                    unsynced = false;
+                } else if !batch.bytes.is_empty() {
+                    unsynced = true;
+                }
+                shard.borrow_mut().journal_written(&batch);
+            }
+            PersistenceSync::None => {
+                write(&shard, &mut log, &batch.bytes, &path).await;
+                shard.borrow_mut().journal_written(&batch);
+            }
         }
-        if now_sync {
-            last_sync = Instant::now();
-            unsynced = false;
-        } else if !batch.bytes.is_empty() {
-            unsynced = true;
-        }
-        shard.borrow_mut().journal_written(&batch);
         if log.len() > persistence.compact_min.max(snapshot_len.saturating_mul(4)) && !stopping {
+            std::future::poll_fn(|cx| shard.borrow_mut().journal.poll_synced(cx)).await;
             // The snapshot is the state with every record appended so far applied: those records
             // are taken with it and not written again (applied twice, a `Queue` would owe its
             // message twice); what is appended from now on goes to the new file.
@@ -777,7 +805,46 @@ pub(super) async fn journal_task(
             break;
         }
     }
+    std::future::poll_fn(|cx| shard.borrow_mut().journal.poll_synced(cx)).await;
     if let Err(e) = log.close().await {
         tracing::error!(target: log_type::ERROR, "Error: closing {}: {e}", path.display());
     }
+}
+
+/// Append `bytes` to the log, retrying (acknowledgements held, publishers waiting) while it fails.
+async fn write(shard: &Rc<RefCell<Shard>>, log: &mut LogWriter, bytes: &[u8], path: &Path) {
+    if bytes.is_empty() {
+        return;
+    }
+    while let Err(e) = log.write(bytes, false).await {
+        write_failed(shard, path, &e);
+        glommio::timer::sleep(RETRY).await;
+    }
+}
+
+/// Sync the log, retrying while it fails.
+async fn sync_retrying(shard: &Rc<RefCell<Shard>>, syncer: &Syncer, path: &Path) {
+    while let Err(e) = syncer.sync().await {
+        write_failed(shard, path, &e);
+        glommio::timer::sleep(RETRY).await;
+    }
+}
+
+fn write_failed(shard: &Rc<RefCell<Shard>>, path: &Path, e: &LogError) {
+    let mut s = shard.borrow_mut();
+    if !s.journal.failing {
+        s.journal.failing = true;
+        tracing::error!(target: log_type::ERROR,
+            "Error: cannot write {}: {e}. QoS 1/2 acknowledgements are held (publishers wait) \
+             until it can be written; retrying every {} s.", path.display(), RETRY.as_secs());
+    }
+}
+
+/// `persistence_sync always`: sync what `batch` wrote, then let what waited for it go.
+async fn sync_batch(shard: Rc<RefCell<Shard>>, syncer: Syncer, batch: Batch, path: PathBuf) {
+    sync_retrying(&shard, &syncer, &path).await;
+    let mut s = shard.borrow_mut();
+    s.journal_written(&batch);
+    s.journal.syncing -= 1;
+    s.journal.wake();
 }

@@ -66,8 +66,13 @@ fn written_batches_replay_in_order_and_a_reopened_log_appends_after_them() {
         let batch = encoded(&[subscribe("c1", "a/#"), subscribe("c2", "b/+")]);
         log.write(&batch, true).await.expect("written");
         let first = log.len();
-        assert_eq!(std::fs::read(&p).unwrap().len() as u64, first);
+        // Zeros are written ahead of the records (PREALLOCATE), and cut when the log is closed.
+        let on_disk = std::fs::read(&p).unwrap();
+        assert_eq!(on_disk.len() as u64 % PREALLOCATE, 0);
+        assert!(on_disk.len() as u64 > first);
+        assert!(on_disk[first as usize..].iter().all(|&b| b == 0));
         log.close().await.expect("closed");
+        assert_eq!(std::fs::read(&p).unwrap().len() as u64, first);
         // Opened again where it ended (as after start-up), it appends after what is there.
         let mut log = LogWriter::open(&p, first).await.expect("opened");
         let more = encoded(&[Record::RetainClear {
