@@ -31,9 +31,20 @@ pub struct Message {
     /// Publishing session (shard and slot), for v5 No Local and back-pressure holds; None for wills and
     /// `$SYS`.
     pub origin: Option<(u16, u32)>,
-    /// `persistence true`: the key of a QoS 2 message its durable publisher's shard keeps until every
-    /// shard it went to has it on disk (`shard::journal`, exactly once across a crash); 0 for others.
-    pub durable_key: u64,
+    /// `persistence true`: a QoS 2 message of a durable publisher, as the shards' logs name it
+    /// (`shard::journal`, exactly once across a crash); None for others.
+    pub durable: Option<Box<DurableKey>>,
+}
+
+/// Names an accepted QoS 2 message of a durable publisher in every shard's log: its key (unique in
+/// a generation of logs: the publisher's shard in the top 16 bits, a sequence below), and who
+/// published it with which packet id, so that a restart knows the packet id from any shard that
+/// recorded the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurableKey {
+    pub key: u64,
+    pub publisher: Utf8Bytes,
+    pub packet_id: u16,
 }
 
 impl Message {
@@ -54,7 +65,7 @@ impl Message {
             retain,
             properties,
             origin,
-            durable_key: 0,
+            durable: None,
         }
     }
 

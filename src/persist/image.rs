@@ -16,7 +16,7 @@ use bytes::BytesMut;
 
 use super::record::{self, Record, RecordEncodeError, StoredMessage};
 use crate::codec::{LastWill, ProtocolVersion, QoS, SubscriptionOptions, Utf8Bytes};
-use crate::message::Message;
+use crate::message::{DurableKey, Message};
 
 /// A message owed to a persistent session, in the order it is owed: first those sent and not yet
 /// acknowledged (with their packet id), then those queued.
@@ -78,6 +78,10 @@ pub struct ShardImage {
     pub orphans: usize,
     /// Keys of the messages this file recorded (`Message` with a key, `Seen`).
     pub seen: ahash::AHashSet<u64>,
+    /// The same, with who published them and, from a `Message`, the message.
+    pub keyed: Vec<(DurableKey, Option<Arc<Message>>)>,
+    /// Keys whose exchange ended (`AcceptedDone`).
+    pub done: ahash::AHashSet<u64>,
     /// Keys that every shard they went to had on disk (`Routed`).
     pub routed: ahash::AHashSet<u64>,
 }
@@ -140,12 +144,13 @@ impl ShardImage {
                 key,
                 message,
             } => {
-                if key != 0 {
-                    self.seen.insert(key);
-                }
                 self.next_message_id = self.next_message_id.max(message_id.saturating_add(1));
-                self.messages
-                    .insert(message_id, Arc::new(message.into_message()));
+                let message = Arc::new(message.into_message());
+                if let Some(k) = key {
+                    self.seen.insert(k.key);
+                    self.keyed.push((k, Some(message.clone())));
+                }
+                self.messages.insert(message_id, message);
             }
             Record::Queue {
                 client_id,
@@ -230,14 +235,17 @@ impl ShardImage {
             Record::AcceptedDone {
                 client_id,
                 packet_id,
+                key,
             } => {
+                self.done.insert(key);
                 self.session(&client_id)?.accepted.remove(&packet_id);
             }
             Record::Routed { key } => {
                 self.routed.insert(key);
             }
-            Record::Seen { key } => {
-                self.seen.insert(key);
+            Record::Seen(k) => {
+                self.seen.insert(k.key);
+                self.keyed.push((k, None));
             }
             Record::Retain { message } => {
                 let topic = message.topic.clone();
@@ -326,7 +334,7 @@ impl SnapshotWriter {
         if self.written.insert(message_id) {
             self.put(&Record::Message {
                 message_id,
-                key: message.durable_key,
+                key: message.durable.as_deref().cloned(),
                 message: StoredMessage::from_message(message),
             });
         }
@@ -369,8 +377,8 @@ impl SnapshotWriter {
     }
 
     /// A message key this shard recorded (see [`Record::Seen`]).
-    pub fn seen(&mut self, key: u64) {
-        self.put(&Record::Seen { key });
+    pub fn seen(&mut self, key: &DurableKey) {
+        self.put(&Record::Seen(key.clone()));
     }
 
     /// A retained message this shard owns.

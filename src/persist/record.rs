@@ -24,7 +24,7 @@ use crate::codec::{
     DecodeError, EncodeError, LastWill, Properties, ProtocolVersion, QoS, SubscriptionOptions,
     Utf8Bytes,
 };
-use crate::message::Message;
+use crate::message::{DurableKey, Message};
 
 /// The first bytes of every log and snapshot file.
 pub const MAGIC: [u8; 8] = *b"SHMQLOG\0";
@@ -111,8 +111,8 @@ pub enum Record {
     /// once no session owes it any more.
     Message {
         message_id: u64,
-        /// The message's `durable_key` (0: none): a shard that has it recorded this message.
-        key: u64,
+        /// The message's `Message::durable` key: this shard recorded an accepted QoS 2 message.
+        key: Option<DurableKey>,
         message: StoredMessage,
     },
     /// Message `message_id` (an earlier [`Record::Message`]) is owed to the session at `qos`, with
@@ -156,16 +156,17 @@ pub enum Record {
         key: u64,
         message: Option<StoredMessage>,
     },
-    /// PUBREL for `packet_id`: the exchange of an `Accepted` message ended.
+    /// PUBREL for `packet_id` (accepted as `key`): the exchange ended.
     AcceptedDone {
         client_id: Utf8Bytes,
         packet_id: u16,
+        key: u64,
     },
     /// Every shard that message `key` went to has it on disk.
     Routed { key: u64 },
-    /// This shard recorded message `key` (kept by a snapshot for a while after the message itself is
-    /// gone, until the publisher's shard has surely written `Routed`).
-    Seen { key: u64 },
+    /// This shard recorded accepted message `key` (kept by a snapshot for a while after the message
+    /// itself is gone, until the publisher's shard has surely written `Routed`).
+    Seen(DurableKey),
     /// A retained message was set for its topic (replacing any earlier one).
     Retain { message: StoredMessage },
     /// The retained message of `topic` was cleared.

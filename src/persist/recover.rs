@@ -20,7 +20,7 @@ use super::image::{Owed, SessionImage, ShardImage, SnapshotWriter};
 use super::record::{self, Tail};
 use crate::codec::{SubscriptionOptions, Utf8Bytes};
 use crate::logging::log_type;
-use crate::message::Message;
+use crate::message::{DurableKey, Message};
 use crate::shard::home_of;
 use crate::topic;
 
@@ -71,7 +71,9 @@ pub fn recover(files: &Files, shards: u16) -> Result<Recovered, PersistError> {
     let mut sessions: AHashMap<Utf8Bytes, (usize, SessionImage)> = AHashMap::new();
     let mut retained: AHashMap<Utf8Bytes, Arc<Message>> = AHashMap::new();
     let mut seen = Vec::new();
+    let mut keyed = Vec::new();
     let mut routed = AHashSet::new();
+    let mut done = AHashSet::new();
     let mut orphans = 0;
     let mut records = 0;
     for (file, read) in reads.into_iter().enumerate() {
@@ -85,9 +87,11 @@ pub fn recover(files: &Files, shards: u16) -> Result<Recovered, PersistError> {
         );
         retained.extend(read.image.retained);
         seen.push(read.image.seen);
+        keyed.extend(read.image.keyed);
         routed.extend(read.image.routed);
+        done.extend(read.image.done);
     }
-    let reconciled = reconcile(&mut sessions, &seen, &routed);
+    let reconciled = reconcile(&mut sessions, keyed, &seen, &routed, &done);
     if orphans > 0 {
         tracing::error!(target: log_type::ERROR,
             "Error: {orphans} persistence records named a session or message that their log never \
@@ -149,36 +153,75 @@ pub fn recover(files: &Files, shards: u16) -> Result<Recovered, PersistError> {
     })
 }
 
-/// Exactly once across a crash for QoS 2 (see `Record::Accepted`): a message a durable publisher's
-/// shard accepted, of which it did not learn that every shard it went to had it on disk, is owed now
-/// to each matching session whose file did not record it. Those files lack it only at their end (a
-/// shard's records from one publisher's shard are in order), so it is owed last. The accepted packet
-/// ids stay (the publisher's PUBREL, or a repeat of its PUBLISH, may still come); the messages are
-/// dropped. Returns how many deliveries were added.
+/// Exactly once across a crash for QoS 2 (see `Record::Accepted`). An accepted message reaches several
+/// shards' logs, which a crash may leave in any combination; every log that has it names it by its
+/// key, its publisher and packet id. For each key whose exchange had not ended (`AcceptedDone`):
+/// - the publisher's packet id stays in use, whichever log named it: a repeat of its PUBLISH is
+///   acknowledged, not routed again (the publisher's own `Accepted` may be the record the crash lost);
+/// - unless every shard it went to had it (`Routed`), it is owed now to each matching session whose
+///   log lacks it. Those logs lack it only at their end (a shard's records from one publisher's
+///   shard are in order), so it is owed last, keys in order.
+///
+/// Returns how many deliveries were added.
 fn reconcile(
     sessions: &mut AHashMap<Utf8Bytes, (usize, SessionImage)>,
+    keyed: Vec<(DurableKey, Option<Arc<Message>>)>,
     seen: &[AHashSet<u64>],
     routed: &AHashSet<u64>,
+    done: &AHashSet<u64>,
 ) -> usize {
-    let mut pending: Vec<(Utf8Bytes, u64, Arc<Message>)> = Vec::new();
+    struct Accepted {
+        publisher: Utf8Bytes,
+        packet_id: u16,
+        message: Option<Arc<Message>>,
+    }
+    let mut keys: AHashMap<u64, Accepted> = AHashMap::new();
     for (id, (_, s)) in sessions.iter_mut() {
-        for (key, message) in s.accepted.values_mut() {
-            if let Some(m) = message.take() {
-                if !routed.contains(key) {
-                    pending.push((id.clone(), *key, m));
-                }
+        for (&packet_id, (key, message)) in s.accepted.iter_mut() {
+            let message = message.take();
+            if *key == 0 {
+                continue;
             }
+            let a = keys.entry(*key).or_insert_with(|| Accepted {
+                publisher: id.clone(),
+                packet_id,
+                message: None,
+            });
+            a.message = a.message.take().or(message);
         }
     }
+    for (k, message) in keyed {
+        let a = keys.entry(k.key).or_insert_with(|| Accepted {
+            publisher: k.publisher,
+            packet_id: k.packet_id,
+            message: None,
+        });
+        a.message = a.message.take().or(message);
+    }
+    let mut keys: Vec<(u64, Accepted)> = keys
+        .into_iter()
+        .filter(|(k, _)| !done.contains(k))
+        .collect();
+    keys.sort_unstable_by_key(|(k, _)| *k);
     let mut added = 0;
-    for (publisher, key, message) in pending {
+    for (key, a) in keys {
+        if let Some((_, p)) = sessions.get_mut(&a.publisher) {
+            let slot = p.accepted.entry(a.packet_id).or_insert((key, None));
+            // A later exchange that reused the packet id wins (keys grow on one publisher's shard).
+            if slot.0 < key {
+                *slot = (key, None);
+            }
+        }
+        let Some(message) = a.message.filter(|_| !routed.contains(&key)) else {
+            continue;
+        };
         for (id, (file, s)) in sessions.iter_mut() {
             if seen.get(*file).is_some_and(|keys| keys.contains(&key)) {
                 continue;
             }
             let mut best: Option<SubscriptionOptions> = None;
             for (filter, o) in &s.subscriptions {
-                if (o.no_local && *id == publisher) || !topic::matches(filter, &message.topic) {
+                if (o.no_local && *id == a.publisher) || !topic::matches(filter, &message.topic) {
                     continue;
                 }
                 let b = best.get_or_insert(*o);

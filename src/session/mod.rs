@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashMap;
 use bytes::Bytes;
 
 use crate::auth::acl::{self, Access, ClientAcl};
@@ -143,7 +143,7 @@ pub struct Session {
     queued_bytes: usize,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL: a re-sent PUBLISH
     /// with one of these ids is acknowledged again but not delivered again (exactly once).
-    pub inbound_qos2: AHashSet<u16>,
+    pub inbound_qos2: AHashMap<u16, u64>,
     /// The live connection's outbox; None while the client is away.
     pub conn: Option<Rc<Outbox>>,
     /// Writes waiting for the journal to reach a position before they go to `conn` (see
@@ -218,7 +218,7 @@ impl Session {
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
-            inbound_qos2: AHashSet::new(),
+            inbound_qos2: AHashMap::new(),
             conn: None,
             staged: None,
             receive_maximum: None,

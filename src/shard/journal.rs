@@ -39,7 +39,7 @@ use crate::codec::{
 };
 use crate::config::PersistenceSync;
 use crate::logging::log_type;
-use crate::message::Message;
+use crate::message::{DurableKey, Message};
 use crate::persist::image::{ShardImage, SnapshotWriter};
 use crate::persist::log::{LogError, LogWriter, Syncer};
 use crate::persist::record::{self, Record, StoredMessage};
@@ -132,7 +132,7 @@ pub(super) struct Journal {
     /// message (written with its `Accepted` record again by a snapshot, see `Record::Accepted`).
     unrouted: AHashMap<u64, (Utf8Bytes, u16, StoredMessage)>,
     /// Keys of messages this shard recorded lately, kept by snapshots (`Record::Seen`).
-    recent_keys: VecDeque<(Instant, u64)>,
+    recent_keys: VecDeque<(Instant, DurableKey)>,
     /// Client ids of sessions whose writes wait for durability (`Session::release_staged`).
     staged: Vec<Utf8Bytes>,
     /// `persistence_sync always`: syncs in flight (at most [`MAX_SYNCS`]).
@@ -272,14 +272,20 @@ impl Journal {
         key
     }
 
-    /// PUBREL for an accepted QoS 2 message of a durable session.
-    pub(super) fn accepted_done(&mut self, publisher: &Session, packet_id: u16) {
-        if publisher.durable {
-            self.append(&Record::AcceptedDone {
-                client_id: publisher.client_id.clone(),
-                packet_id,
-            });
+    /// PUBREL for QoS 2 message `packet_id` of a durable session, accepted as `key`: returns
+    /// whether its PUBCOMP must wait (through [`Self::acknowledge`]) for the record to be durable.
+    /// Until then a restart would still count the id as in use, and once the client has the
+    /// PUBCOMP it may send a new message with it.
+    pub(super) fn accepted_done(&mut self, publisher: &Session, packet_id: u16, key: u64) -> bool {
+        if !publisher.durable || key == 0 {
+            return false;
         }
+        self.append(&Record::AcceptedDone {
+            client_id: publisher.client_id.clone(),
+            packet_id,
+            key,
+        });
+        self.gate
     }
 
     /// Every shard accepted message `key` went to has it on disk.
@@ -490,12 +496,11 @@ impl Ledger for Journal {
                 self.next_message_id += 1;
                 self.append(&Record::Message {
                     message_id: id,
-                    key: msg.durable_key,
+                    key: msg.durable.as_deref().cloned(),
                     message: StoredMessage::from_message(msg),
                 });
-                if msg.durable_key != 0 {
-                    self.recent_keys
-                        .push_back((Instant::now(), msg.durable_key));
+                if let Some(k) = &msg.durable {
+                    self.recent_keys.push_back((Instant::now(), (**k).clone()));
                 }
                 self.last_message = Some((msg.clone(), id));
                 id
@@ -609,7 +614,11 @@ impl Shard {
             });
             s.restore_owed(image.owed);
             // QoS 2 PUBLISHes whose PUBREL had not come: a repeat is acknowledged, not delivered.
-            s.inbound_qos2 = image.accepted.keys().copied().collect();
+            s.inbound_qos2 = image
+                .accepted
+                .iter()
+                .map(|(&id, (key, _))| (id, *key))
+                .collect();
             let will = image.will.filter(|w| s.may_write(&w.topic));
             let subscriptions = image.subscriptions;
             let slot = self.sessions.insert(s);
@@ -642,8 +651,8 @@ impl Shard {
                 &session_record(s),
                 s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),
             );
-            for &packet_id in &s.inbound_qos2 {
-                w.accepted(&s.client_id, packet_id, 0, None);
+            for (&packet_id, &key) in &s.inbound_qos2 {
+                w.accepted(&s.client_id, packet_id, key, None);
             }
             s.for_each_owed(|id, m, qos, retain, packet_id, released| {
                 w.owed(&s.client_id, id, m, qos, retain, packet_id, released)
@@ -660,7 +669,7 @@ impl Shard {
                 w.accepted(client_id, *packet_id, key, Some(m.clone()));
             }
         }
-        for &(_, key) in &self.journal.recent_keys {
+        for (_, key) in &self.journal.recent_keys {
             w.seen(key);
         }
         let (me, shards) = (self.id, self.shards);

@@ -9,6 +9,7 @@ use crate::codec::{
     decode_property_block, encode_property_block, EncodeError, LastWill, Properties,
     PropertyContext, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions, Utf8Bytes,
 };
+use crate::message::DurableKey;
 
 pub(super) mod kind {
     pub const SESSION: u8 = 1;
@@ -40,6 +41,13 @@ fn put_payload(out: &mut BytesMut, b: &[u8]) -> Result<(), EncodeError> {
     let len = u32::try_from(b.len()).map_err(|_| EncodeError::PacketTooLarge { size: b.len() })?;
     out.put_u32_le(len);
     out.put_slice(b);
+    Ok(())
+}
+
+fn put_key(out: &mut BytesMut, k: &DurableKey) -> Result<(), EncodeError> {
+    out.put_u64_le(k.key);
+    put_str(out, &k.publisher)?;
+    out.put_u16_le(k.packet_id);
     Ok(())
 }
 
@@ -121,7 +129,13 @@ pub(super) fn write(record: &Record, out: &mut BytesMut) -> Result<(), EncodeErr
         } => {
             out.put_u8(kind::MESSAGE);
             out.put_u64_le(*message_id);
-            out.put_u64_le(*key);
+            match key {
+                None => out.put_u8(0),
+                Some(k) => {
+                    out.put_u8(1);
+                    put_key(out, k)?;
+                }
+            }
             put_message(out, message)?;
         }
         Record::Accepted {
@@ -145,18 +159,20 @@ pub(super) fn write(record: &Record, out: &mut BytesMut) -> Result<(), EncodeErr
         Record::AcceptedDone {
             client_id,
             packet_id,
+            key,
         } => {
             out.put_u8(kind::ACCEPTED_DONE);
             put_str(out, client_id)?;
             out.put_u16_le(*packet_id);
+            out.put_u64_le(*key);
         }
         Record::Routed { key } => {
             out.put_u8(kind::ROUTED);
             out.put_u64_le(*key);
         }
-        Record::Seen { key } => {
+        Record::Seen(k) => {
             out.put_u8(kind::SEEN);
-            out.put_u64_le(*key);
+            put_key(out, k)?;
         }
         Record::Queue {
             client_id,
@@ -307,6 +323,14 @@ impl Reader {
         Ok(props)
     }
 
+    fn key(&mut self) -> Result<DurableKey, RecordError> {
+        Ok(DurableKey {
+            key: self.u64()?,
+            publisher: self.string()?,
+            packet_id: self.packet_id()?,
+        })
+    }
+
     fn message(&mut self) -> Result<StoredMessage, RecordError> {
         let topic = self.string()?;
         let qos = self.qos()?;
@@ -394,7 +418,7 @@ fn read_record(r: &mut Reader) -> Result<Record, RecordError> {
         },
         kind::MESSAGE => Record::Message {
             message_id: r.u64()?,
-            key: r.u64()?,
+            key: if r.bool()? { Some(r.key()?) } else { None },
             message: r.message()?,
         },
         kind::ACCEPTED => Record::Accepted {
@@ -406,9 +430,10 @@ fn read_record(r: &mut Reader) -> Result<Record, RecordError> {
         kind::ACCEPTED_DONE => Record::AcceptedDone {
             client_id: r.string()?,
             packet_id: r.packet_id()?,
+            key: r.u64()?,
         },
         kind::ROUTED => Record::Routed { key: r.u64()? },
-        kind::SEEN => Record::Seen { key: r.u64()? },
+        kind::SEEN => Record::Seen(r.key()?),
         kind::QUEUE => Record::Queue {
             client_id: r.string()?,
             message_id: r.u64()?,

@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 use super::body::{kind, read_options};
 use super::*;
 use crate::codec::{RetainHandling, MAX_VAR_INT};
+use crate::message::DurableKey;
 
 fn s(v: &'static str) -> Utf8Bytes {
     Utf8Bytes::from_static(v)
@@ -102,17 +103,21 @@ fn every_variant() -> Vec<Record> {
         },
         Record::Message {
             message_id: u64::MAX,
-            key: 0,
+            key: None,
             message: message(QoS::AtLeastOnce, Bytes::from_static(b"v3"), None),
         },
         Record::Message {
             message_id: 0,
-            key: 7 << 48 | 9,
+            key: Some(DurableKey {
+                key: 7 << 48 | 9,
+                publisher: s("p"),
+                packet_id: 12,
+            }),
             message: message(QoS::ExactlyOnce, Bytes::new(), Some(publish_props())),
         },
         Record::Message {
             message_id: 2,
-            key: 0,
+            key: None,
             message: message(QoS::AtLeastOnce, Bytes::from(vec![0xA5; 1 << 20]), None),
         },
         Record::Queue {
@@ -170,9 +175,14 @@ fn every_variant() -> Vec<Record> {
         Record::AcceptedDone {
             client_id: s("pub"),
             packet_id: 1,
+            key: 5,
         },
         Record::Routed { key: u64::MAX },
-        Record::Seen { key: 1 },
+        Record::Seen(DurableKey {
+            key: 1,
+            publisher: s(""),
+            packet_id: 65535,
+        }),
     ]
 }
 
@@ -508,6 +518,14 @@ fn props(will: bool) -> impl Strategy<Value = Properties> {
         })
 }
 
+fn durable_key() -> impl Strategy<Value = DurableKey> {
+    (any::<u64>(), utf8(), 1u16..).prop_map(|r| DurableKey {
+        key: r.0,
+        publisher: r.1,
+        packet_id: r.2,
+    })
+}
+
 fn stored_message() -> impl Strategy<Value = StoredMessage> {
     (
         utf8(),
@@ -566,11 +584,18 @@ fn record() -> impl Strategy<Value = Record> {
             client_id: r.0,
             filter: r.1
         }),
-        (any::<u64>(), any::<u64>(), stored_message()).prop_map(|r| Record::Message {
-            message_id: r.0,
-            key: r.1,
-            message: r.2,
-        }),
+        (
+            any::<u64>(),
+            proptest::option::of(durable_key()),
+            stored_message()
+        )
+            .prop_map(|r| {
+                Record::Message {
+                    message_id: r.0,
+                    key: r.1,
+                    message: r.2,
+                }
+            }),
         (
             utf8(),
             1u16..,
@@ -585,12 +610,13 @@ fn record() -> impl Strategy<Value = Record> {
                     message: r.3,
                 }
             }),
-        (utf8(), 1u16..).prop_map(|r| Record::AcceptedDone {
+        (utf8(), 1u16.., any::<u64>()).prop_map(|r| Record::AcceptedDone {
             client_id: r.0,
-            packet_id: r.1
+            packet_id: r.1,
+            key: r.2,
         }),
         any::<u64>().prop_map(|key| Record::Routed { key }),
-        any::<u64>().prop_map(|key| Record::Seen { key }),
+        durable_key().prop_map(Record::Seen),
         (utf8(), any::<u64>(), 0u8..3, any::<bool>()).prop_map(|r| Record::Queue {
             client_id: r.0,
             message_id: r.1,

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::*;
 use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions};
+use crate::message::DurableKey;
 use crate::persist::record::{encode, encode_header, Record, StoredMessage};
 
 struct Scratch(std::path::PathBuf);
@@ -114,7 +115,11 @@ fn qos2_generation(files: &Files) {
             subscribe("a", "t/#"),
             Record::Message {
                 message_id: 1,
-                key: K1,
+                key: Some(DurableKey {
+                    key: K1,
+                    publisher: s("pub"),
+                    packet_id: 7,
+                }),
                 message: stored(b"k1"),
             },
             Record::Queue {
@@ -237,4 +242,92 @@ fn a_torn_tail_and_a_corrupt_log_keep_what_precedes_the_damage() {
         .collect();
     assert_eq!(aside.len(), 1, "the corrupt log is kept aside: {aside:?}");
     assert!(aside[0].starts_with("p.1.1.log.corrupt-"));
+}
+
+/// The crash lost the publisher's own `Accepted` record but shard 1 recorded the message (K3, packet
+/// id 9): the packet id is still known (a repeat is not routed again) and shard 2's subscriber gets
+/// the message from shard 1's copy. An exchange that ended (K4, `AcceptedDone`) leaves nothing.
+#[test]
+fn a_message_recorded_by_a_subscriber_shard_alone_is_known_to_its_publisher() {
+    const K3: u64 = 1 << 48 | 3;
+    const K4: u64 = 1 << 48 | 4;
+    let dir = Scratch::new("lost-accept");
+    let files = Files::new(&dir.0, "db");
+    let key = |key, packet_id| {
+        Some(DurableKey {
+            key,
+            publisher: s("pub"),
+            packet_id,
+        })
+    };
+    write_log(
+        &files,
+        2,
+        0,
+        3,
+        &[
+            session("pub"),
+            Record::Accepted {
+                client_id: s("pub"),
+                packet_id: 4,
+                key: K4,
+                message: Some(stored(b"k4")),
+            },
+            Record::AcceptedDone {
+                client_id: s("pub"),
+                packet_id: 4,
+                key: K4,
+            },
+        ],
+    );
+    write_log(
+        &files,
+        2,
+        1,
+        3,
+        &[
+            session("a"),
+            subscribe("a", "t/#"),
+            Record::Message {
+                message_id: 1,
+                key: key(K4, 4),
+                message: stored(b"k4"),
+            },
+            Record::Message {
+                message_id: 2,
+                key: key(K3, 9),
+                message: stored(b"k3"),
+            },
+            Record::Queue {
+                client_id: s("a"),
+                message_id: 2,
+                qos: QoS::ExactlyOnce,
+                retain: false,
+            },
+        ],
+    );
+    write_log(&files, 2, 2, 3, &[session("b"), subscribe("b", "t/x")]);
+    files
+        .set_current(Generation {
+            number: 2,
+            shards: 3,
+        })
+        .unwrap();
+    let r = recover(&files, 2).expect("recovered");
+    let publisher = r
+        .shards
+        .iter()
+        .find_map(|i| i.sessions.get(&s("pub")))
+        .unwrap();
+    assert_eq!(
+        publisher.accepted.keys().copied().collect::<Vec<_>>(),
+        [9],
+        "K3's packet id is in use; K4's exchange ended"
+    );
+    assert_eq!(owed_payloads(&r, "a"), [b"k3".to_vec()]);
+    assert_eq!(
+        owed_payloads(&r, "b"),
+        [b"k3".to_vec()],
+        "from shard 1's copy"
+    );
 }

@@ -18,7 +18,7 @@ use crate::codec::{
 };
 use crate::index::ShardSet;
 use crate::logging::log_type;
-use crate::message::Message;
+use crate::message::{DurableKey, Message};
 use crate::router::Mail;
 use crate::router::ShardId;
 use crate::session::{
@@ -138,14 +138,14 @@ impl Shard {
                 // [MQTT-3.3.4-9]; a re-sent PUBLISH of an id it already holds does not count.
                 if a.protocol == ProtocolVersion::V5
                     && s.inbound_qos2.len() >= quota
-                    && !s.inbound_qos2.contains(&p.packet_id)
+                    && !s.inbound_qos2.contains_key(&p.packet_id)
                 {
                     return Err(CloseReason::ProtocolError(
                         ReasonCode::ReceiveMaximumExceeded,
                     ));
                 }
                 // Exactly once: a re-sent PUBLISH whose id is still unreleased is acknowledged, not routed.
-                s.inbound_qos2.insert(p.packet_id)
+                s.inbound_qos2.insert(p.packet_id, 0).is_none()
             }
         };
         let mut durable_key = 0;
@@ -161,9 +161,19 @@ impl Shard {
                 Some((self.id, a.slot)),
             );
             if p.qos == QoS::ExactlyOnce {
-                let s = self.sessions.get(a.slot, a.generation).expect("checked");
+                let s = self
+                    .sessions
+                    .get_mut(a.slot, a.generation)
+                    .expect("checked");
                 durable_key = self.journal.accept(s, p.packet_id, &msg);
-                msg.durable_key = durable_key;
+                if durable_key != 0 {
+                    s.inbound_qos2.insert(p.packet_id, durable_key);
+                    msg.durable = Some(Box::new(DurableKey {
+                        key: durable_key,
+                        publisher: s.client_id.clone(),
+                        packet_id: p.packet_id,
+                    }));
+                }
             }
             self.route(msg)
         } else {
@@ -263,9 +273,20 @@ impl Shard {
             .sessions
             .get_mut(a.slot, a.generation)
             .expect("checked by caller");
-        let known = s.inbound_qos2.remove(&r.packet_id);
-        if known {
-            self.journal.accepted_done(s, r.packet_id);
+        let accepted = s.inbound_qos2.remove(&r.packet_id);
+        let known = accepted.is_some();
+        if let Some(key) = accepted {
+            if self.journal.accepted_done(s, r.packet_id, key) {
+                self.journal.acknowledge(
+                    &a.outbox,
+                    a.protocol,
+                    PubResponseKind::PubComp,
+                    r.packet_id,
+                    0,
+                    std::iter::empty(),
+                );
+                return Ok(());
+            }
         }
         let reason = if known || a.protocol != ProtocolVersion::V5 {
             ReasonCode::Success
