@@ -344,7 +344,9 @@ fn thread_receiver(kind: ReceiverMode, inbox: &Inbox, progress: &Arc<Progress>) 
     loop {
         match inbox.poll_recv(&mut cx, &mut batch) {
             Poll::Ready(Some(Control::Shutdown)) => return,
-            Poll::Ready(Some(Control::Tick | Control::Security(..) | Control::Wills(_))) => {}
+            Poll::Ready(Some(
+                Control::Tick | Control::Security(..) | Control::Wills(_) | Control::BeginWriting,
+            )) => {}
             Poll::Ready(None) => consume(&mut batch, progress),
             Poll::Pending => match kind {
                 // A busy shard keeps working; its mail task is polled again when woken, which with a

@@ -125,7 +125,7 @@ fn main() -> ExitCode {
         })
         .collect();
     let pid_path = config.pid_file.clone();
-    let broker = match server::start(config) {
+    let broker = match server::start_held(config) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(target: log_type::ERROR, "Error: {e}");
@@ -154,6 +154,8 @@ fn main() -> ExitCode {
     };
     let mut hand_over: Vec<&Path> = new_log_files.iter().map(PathBuf::as_path).collect();
     hand_over.extend(pid_file.iter().filter(|p| p.created()).map(|p| p.path()));
+    // Created as root, appended to and replaced (compaction) by the user the broker runs as.
+    hand_over.extend(broker.persistence_paths().iter().map(PathBuf::as_path));
     match process::drop_privileges(&user_plan, &hand_over) {
         Ok(Some(account)) => {
             let mut later = process::LaterAccess {
@@ -193,6 +195,7 @@ fn main() -> ExitCode {
         Ok(None) => {}
         Err(e) => return abort_start(&e, broker, pid_file, &log),
     }
+    broker.begin_writing();
     if let Some(Err(e)) = pid_file.as_mut().map(process::PidFile::write_pid) {
         return abort_start(&e, broker, pid_file, &log);
     }

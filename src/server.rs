@@ -45,6 +45,9 @@ pub enum ServerError {
     /// A shard's thread ended before its executor reported it was running.
     #[error("shard {shard} stopped while starting")]
     ShardDidNotStart { shard: usize },
+    /// The persistence directory or a file in it could not be used (`persistence true`).
+    #[error(transparent)]
+    Persist(#[from] crate::persist::recover::PersistError),
     /// `password_file` or `acl_file` could not be read or is malformed.
     #[error(transparent)]
     Security(#[from] crate::auth::SecurityError),
@@ -188,6 +191,17 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
             ..Limits::default()
         },
         connect_timeout: Duration::from_secs(10),
+        persistence: config.persistence.then(|| crate::persist::Persistence {
+            files: crate::persist::files::Files::new(
+                config
+                    .persistence_location
+                    .clone()
+                    .unwrap_or_else(|| std::path::PathBuf::from(".")),
+                config.persistence_file.clone(),
+            ),
+            sync: config.persistence_sync,
+            compact_min: crate::persist::COMPACT_MIN,
+        }),
     })
 }
 
@@ -199,6 +213,8 @@ pub struct BrokerHandle {
     control: Vec<ControlSender>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
     ticker: Option<Ticker>,
+    /// `persistence true`: the directory and the files the broker created in it at start-up.
+    persistence_paths: Vec<std::path::PathBuf>,
 }
 
 /// The thread that sends every shard a [`Control::Tick`] each [`shard::TICK`]: keep-alive checks and
@@ -241,6 +257,21 @@ impl BrokerHandle {
     /// address): what the start-up log names.
     pub fn bound_addrs(&self) -> Vec<SocketAddr> {
         self.bound.clone()
+    }
+
+    /// Let the shards start writing their persistence logs (see [`start_held`]): call once the
+    /// process runs as the user it keeps, as the files' I/O threads take the credentials of the
+    /// thread that starts them.
+    pub fn begin_writing(&self) {
+        for c in &self.control {
+            c.send(Control::BeginWriting);
+        }
+    }
+
+    /// With `persistence true`: the persistence directory and the files written at start-up, which
+    /// the broker must still be able to write once it dropped privileges (`user`).
+    pub fn persistence_paths(&self) -> &[std::path::PathBuf] {
+        &self.persistence_paths
     }
 
     /// Apply re-read `password_file` / `acl_file` contents on every shard (SIGHUP): connected clients
@@ -310,9 +341,56 @@ pub fn start(config: Config) -> Result<BrokerHandle, ServerError> {
 
 /// Start the broker with resolved settings.
 pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
+    let handle = launch(settings)?;
+    handle.begin_writing();
+    Ok(handle)
+}
+
+/// Start the broker, but with its persistence files untouched by the shards until
+/// [`BrokerHandle::begin_writing`]: for a process that switches user first (`crate::process`).
+pub fn start_held(config: Config) -> Result<BrokerHandle, ServerError> {
+    launch(Arc::new(settings_from_config(&config)?))
+}
+
+fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
     raise_memlock_limit();
     raise_nofile_limit();
     let shards = settings.shards;
+    // Read back what was saved (and write the new generation) before any shard runs.
+    let mut restores: Vec<Option<shard::ShardRestore>> = (0..shards).map(|_| None).collect();
+    let mut persistence_paths = Vec::new();
+    if let Some(p) = &settings.persistence {
+        let recovered = crate::persist::recover::recover(&p.files, shards as u16)?;
+        let mut interest = Vec::new();
+        for (i, image) in recovered.shards.iter().enumerate() {
+            let mut filters: Vec<&crate::codec::Utf8Bytes> = image
+                .sessions
+                .values()
+                .flat_map(|s| s.subscriptions.keys())
+                .collect();
+            filters.sort_unstable();
+            filters.dedup();
+            interest.extend(filters.into_iter().map(|f| (f.clone(), i as ShardId)));
+        }
+        let interest = Arc::new(interest);
+        persistence_paths.push(p.files.dir.clone());
+        persistence_paths.push(p.files.dir.join(format!("{}.current", p.files.prefix)));
+        for (i, (image, log_len)) in recovered
+            .shards
+            .into_iter()
+            .zip(recovered.log_lens)
+            .enumerate()
+        {
+            persistence_paths.push(p.files.log(recovered.generation, i as u16));
+            restores[i] = Some(shard::ShardRestore {
+                generation: recovered.generation,
+                log_len,
+                image,
+                retained: recovered.retained.clone(),
+                interest: interest.clone(),
+            });
+        }
+    }
     // sockets[shard]: (listener index, socket), one per address of each listener.
     let mut sockets: Vec<Vec<(usize, OwnedFd)>> = (0..shards).map(|_| Vec::new()).collect();
     let mut addrs = Vec::with_capacity(settings.listeners.len());
@@ -369,6 +447,7 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
         control: matrix.control.clone(),
         threads: Vec::with_capacity(shards),
         ticker: None,
+        persistence_paths,
     };
     let counts = Arc::new(ConnectionCounts::new(settings.listeners.len()));
     let started = Instant::now();
@@ -390,6 +469,7 @@ pub fn start_with(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> 
             inbox,
             counts: counts.clone(),
             started,
+            restore: restores[i].take(),
         };
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))

@@ -72,6 +72,8 @@ pub struct Settings {
     pub limits: Limits,
     /// How long a new connection may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// `persistence true`: where and how state is kept on disk; None keeps nothing.
+    pub persistence: Option<crate::persist::Persistence>,
 }
 
 impl Settings {
@@ -104,6 +106,7 @@ impl Settings {
             connection_messages: true,
             limits: Limits::default(),
             connect_timeout: Duration::from_secs(10),
+            persistence: None,
         }
     }
 }

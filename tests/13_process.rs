@@ -3,9 +3,10 @@
 //! What is checked:
 //! - Debian's stock `/etc/mosquitto/mosquitto.conf` (tests/fixtures/debian, byte for byte) starts
 //!   shardmq unchanged but for its absolute paths, moved into a scratch directory: `pid_file`,
-//!   `persistence true` + `persistence_location` (accepted with a warning), `log_dest file`,
-//!   `include_dir` (where the test's listener is). The pid file appears with the broker's pid once it
-//!   serves, SIGTERM ends it with status 0 and the pid file is gone.
+//!   `persistence true` + `persistence_location`, `log_dest file`, `include_dir` (where the test's
+//!   listener is). The pid file appears with the broker's pid once it serves, the persistence files
+//!   in the Debian directory belong to the user the broker runs as, SIGTERM ends it with status 0 and
+//!   the pid file is gone.
 //! - `user nobody`, started as root: every thread of the broker runs as nobody, with nobody's groups,
 //!   and the log says so; an unknown user stops the broker. Not root (`user root` then): the log says
 //!   the option was not applied and the broker keeps its user. (Without root, a broker of more than
@@ -300,13 +301,26 @@ fn debian_stock_config_starts_writes_its_pid_file_and_stops_cleanly() {
                 account.name
             );
         }
+        // persistence true: the current generation and the shard's log, the broker's to write.
+        for name in ["mosquitto.db.current", "mosquitto.db.1.0.log"] {
+            let meta = std::fs::metadata(lib.join(name))
+                .unwrap_or_else(|e| panic!("{name} in persistence_location: {e}"));
+            if is_root() {
+                use std::os::unix::fs::MetadataExt;
+                assert_eq!(
+                    meta.uid(),
+                    account.uid,
+                    "{name} belongs to {}",
+                    account.name
+                );
+            }
+        }
         broker.signal(libc::SIGTERM);
         assert_eq!(broker.wait_exit().code(), Some(0), "SIGTERM exits 0");
         assert!(!pid_file.exists(), "the pid file is removed at exit");
         let logged = std::fs::read_to_string(&log_file).expect("log_dest file written");
+        assert!(!logged.contains("Warning: persistence"), "{logged}");
         for line in [
-            "Warning: persistence true (",
-            "Warning: persistence_location (",
             &format!(
                 "Loading config file {}",
                 conf_d.join("listener.conf").display()

@@ -36,17 +36,6 @@ pub enum ConfigNotice {
         /// The obsolete key.
         key: &'static str,
     },
-    /// `persistence true` (or `retained_persistence true`), `persistence_location` or
-    /// `persistence_file`: accepted so that existing configs (Debian's) start, but nothing is written
-    /// to disk yet.
-    NotDurable {
-        /// The file it was found in.
-        file: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// The option.
-        key: &'static str,
-    },
     /// `port` given more than once: the last one is used.
     PortRepeated {
         /// The file of the repeated `port`.
@@ -76,7 +65,6 @@ impl ConfigNotice {
         match self {
             ConfigNotice::Deprecated { .. } | ConfigNotice::IncludedFile { .. } => LogType::Notice,
             ConfigNotice::Obsolete { .. }
-            | ConfigNotice::NotDurable { .. }
             | ConfigNotice::PortRepeated { .. }
             | ConfigNotice::LocalOnlyMode
             | ConfigNotice::AnonymousForcedInLocalOnly
@@ -99,21 +87,6 @@ impl fmt::Display for ConfigNotice {
                 "Warning: The {key} option ({}:{line}) is no longer available.",
                 file.display()
             ),
-            ConfigNotice::NotDurable { file, line, key } => match *key {
-                "persistence" | "retained_persistence" => write!(
-                    f,
-                    "Warning: {key} true ({}:{line}) is accepted, but shardmq does not save sessions, \
-                     subscriptions or retained messages to disk yet: they are kept in memory and lost \
-                     when it stops.",
-                    file.display()
-                ),
-                _ => write!(
-                    f,
-                    "Warning: {key} ({}:{line}) has no effect: shardmq does not write a persistence \
-                     file yet.",
-                    file.display()
-                ),
-            },
             ConfigNotice::PortRepeated { file, line } => write!(
                 f,
                 "Warning: Default listener port specified multiple times ({}:{line}). Only the latest will be used.",
@@ -176,6 +149,12 @@ pub enum ValueProblem {
     /// A `log_dest` nobody knows.
     #[error("expected one of stderr, stdout, file PATH, none")]
     UnknownLogDest,
+    /// A `persistence_file` with a directory in it.
+    #[error("must be a file name (the directory is persistence_location)")]
+    PersistenceFileName,
+    /// A `persistence_sync` that is not `always`, `none` or `interval MS`.
+    #[error("expected always, none or interval MS (1 to 3600000 milliseconds)")]
+    PersistenceSync,
     /// A `protocol` nobody knows.
     #[error("expected mqtt or websockets")]
     UnknownProtocol,

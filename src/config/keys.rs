@@ -12,7 +12,8 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "clientid_prefixes", "connection_messages", "cpu_affinity", "cpu_set", "include_dir", "listen_backlog", "listener", "log_dest", "log_timestamp", "log_timestamp_format",
     "log_type", "max_connections", "max_inflight_messages", "max_keepalive", "max_packet_size",
     "max_queued_bytes", "max_queued_messages", "password_file", "per_listener_settings", "persistence",
-    "persistence_file", "persistence_location", "persistent_client_expiration",
+    "persistence_file", "persistence_location", "persistence_sync", "persistent_client_expiration",
+    "autosave_interval", "autosave_on_changes",
     "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
     "retry_interval", "set_tcp_nodelay", "shards", "slow_subscriber_policy", "sys_interval",
     "upgrade_outgoing_qos",
@@ -26,8 +27,7 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
 #[rustfmt::skip]
 pub(super) const UNSUPPORTED_KEYS: &[&str] = &[
     "address", "addresses", "allow_duplicate_messages", "auth_plugin",
-    "auth_plugin_deny_special_chars", "autosave_interval",
-    "autosave_on_changes", "bind_interface", "bridge_alpn", "bridge_attempt_unsubscribe",
+    "auth_plugin_deny_special_chars", "bind_interface", "bridge_alpn", "bridge_attempt_unsubscribe",
     "bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile", "bridge_identity",
     "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size", "bridge_outgoing_retain",
     "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp", "bridge_tls_version",

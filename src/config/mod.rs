@@ -211,9 +211,21 @@ pub struct Config {
     pub connection_messages: bool,
     /// Mosquitto's per-listener security; only `false` is supported, kept for completeness.
     pub per_listener_settings: bool,
-    /// Mosquitto's on-disk persistence (`persistence`, `retained_persistence`). `true` is accepted with
-    /// a start-up warning ([`ConfigNotice::NotDurable`]): nothing is saved to disk yet.
+    /// `persistence` (or `retained_persistence`): persistent sessions, their subscriptions and the
+    /// QoS 1/2 messages owed to them, and retained messages are written to disk as they change
+    /// (`crate::persist`) and restored at start-up. Default false.
     pub persistence: bool,
+    /// `persistence_location`: the directory of the persistence files. Default: the working
+    /// directory, as in Mosquitto.
+    pub persistence_location: Option<PathBuf>,
+    /// `persistence_file`: the prefix of the persistence files' names. Default `mosquitto.db`.
+    pub persistence_file: String,
+    /// `persistence_sync`: when what was written is made durable (shardmq's own option).
+    pub persistence_sync: PersistenceSync,
+    /// `autosave_interval` and `autosave_on_changes`: Mosquitto's snapshot schedule. Accepted and
+    /// checked; every change is written as it happens here, so nothing waits for a snapshot.
+    pub autosave_interval: u32,
+    pub autosave_on_changes: bool,
     /// User to switch to when started as root, once the listeners are bound (`crate::process`).
     /// `None` = Mosquitto's default (`mosquitto`, else `nobody`).
     pub user: Option<String>,
@@ -257,6 +269,23 @@ pub struct Config {
     pub notices: Vec<ConfigNotice>,
 }
 
+/// Mosquitto's default `persistence_file`.
+pub const DEFAULT_PERSISTENCE_FILE: &str = "mosquitto.db";
+
+/// `persistence_sync`: when the records a shard wrote are made durable (`fdatasync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistenceSync {
+    /// `always` (default): after each batch of changes (group commit), and a QoS 1/2 PUBLISH is
+    /// acknowledged only once the records it caused are durable.
+    Always,
+    /// `interval MS`: at most every MS milliseconds; acknowledgements do not wait (a crash loses up to
+    /// that much, as Mosquitto's `autosave_interval` loses up to its interval).
+    Interval(Duration),
+    /// `none`: written at once but never synced (the kernel writes it back): survives the broker's
+    /// crash, not the machine's.
+    None,
+}
+
 impl Default for Config {
     /// Mosquitto 2.0 without a config file: local only mode on 127.0.0.1:1883, anonymous clients allowed.
     fn default() -> Self {
@@ -282,6 +311,11 @@ impl Default for Config {
             connection_messages: true,
             per_listener_settings: false,
             persistence: false,
+            persistence_location: None,
+            persistence_file: DEFAULT_PERSISTENCE_FILE.to_owned(),
+            persistence_sync: PersistenceSync::Always,
+            autosave_interval: 1800,
+            autosave_on_changes: false,
             user: None,
             pid_file: None,
             password_file: None,

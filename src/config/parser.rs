@@ -15,8 +15,9 @@ use super::placement::parse_cpu_list;
 
 mod listener;
 use super::{
-    Arity, Config, ConfigError, ConfigNotice, ListenerConfig, ListenerSecurity, SocketDomain,
-    ValueProblem, DEFAULT_AUTO_ID_PREFIX, DEFAULT_PORT, MIN_MAX_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
+    Arity, Config, ConfigError, ConfigNotice, ListenerConfig, ListenerSecurity, PersistenceSync,
+    SocketDomain, ValueProblem, DEFAULT_AUTO_ID_PREFIX, DEFAULT_PORT, MIN_MAX_PACKET_SIZE,
+    MQTT_MAX_PACKET_SIZE,
 };
 use crate::logging::{LogDest, LogType, LogTypes, TimestampFormat};
 use crate::session::SlowSubscriberPolicy;
@@ -430,28 +431,52 @@ impl Parser {
                 } else {
                     "retained_persistence"
                 };
-                // Accepted (Debian's stock mosquitto.conf sets it) but not durable yet: said at start-up.
                 c.persistence = line.bool(name, rest)?;
-                if c.persistence {
-                    c.notices.push(ConfigNotice::NotDurable {
-                        file: line.file.to_owned(),
-                        line: line.number,
-                        key: name,
-                    });
-                }
             }
-            "persistence_location" | "persistence_file" => {
-                let name = if key == "persistence_location" {
-                    "persistence_location"
-                } else {
-                    "persistence_file"
+            "persistence_location" => {
+                c.persistence_location =
+                    Some(PathBuf::from(line.text("persistence_location", rest)?));
+            }
+            "persistence_file" => {
+                let name = line.text("persistence_file", rest)?;
+                if name.contains('/') {
+                    return Err(line.invalid(
+                        "persistence_file",
+                        name,
+                        ValueProblem::PersistenceFileName,
+                    ));
+                }
+                c.persistence_file = name.to_owned();
+            }
+            "persistence_sync" => {
+                c.persistence_sync = match line.words(rest).as_slice() {
+                    ["always"] => PersistenceSync::Always,
+                    ["none"] => PersistenceSync::None,
+                    ["interval", ms] => {
+                        let ms = ms
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|&ms| (1..=3_600_000).contains(&ms));
+                        let ms = ms.ok_or_else(|| {
+                            line.invalid("persistence_sync", rest, ValueProblem::PersistenceSync)
+                        })?;
+                        PersistenceSync::Interval(Duration::from_millis(ms))
+                    }
+                    _ => {
+                        return Err(line.invalid(
+                            "persistence_sync",
+                            rest,
+                            ValueProblem::PersistenceSync,
+                        ))
+                    }
                 };
-                line.text(name, rest)?;
-                c.notices.push(ConfigNotice::NotDurable {
-                    file: line.file.to_owned(),
-                    line: line.number,
-                    key: name,
-                });
+            }
+            "autosave_interval" => {
+                c.autosave_interval =
+                    line.int_in("autosave_interval", rest, 0, i64::from(u32::MAX))? as u32;
+            }
+            "autosave_on_changes" => {
+                c.autosave_on_changes = line.bool("autosave_on_changes", rest)?;
             }
             "protocol" => match line.one("protocol", rest)? {
                 "mqtt" => self.current_listener().websockets = false,

@@ -439,41 +439,49 @@ fn persistence_per_listener_settings_protocol_accept_only_what_we_do() {
 }
 
 #[test]
-fn persistence_is_accepted_with_a_warning_until_it_is_durable() {
+fn persistence_options_as_mosquitto_reads_them_plus_persistence_sync() {
     // Debian's stock mosquitto.conf.
     let c = ok("persistence true\npersistence_location /var/lib/mosquitto/\n");
     assert!(c.persistence);
-    let not_durable = |c: &Config| -> Vec<String> {
-        c.notices
-            .iter()
-            .filter(|n| matches!(n, ConfigNotice::NotDurable { .. }))
-            .map(|n| n.to_string())
-            .collect()
-    };
     assert_eq!(
-        not_durable(&c),
-        [
-            "Warning: persistence true (/etc/x.conf:1) is accepted, but shardmq does not save \
-             sessions, subscriptions or retained messages to disk yet: they are kept in memory and \
-             lost when it stops.",
-            "Warning: persistence_location (/etc/x.conf:2) has no effect: shardmq does not write a \
-             persistence file yet."
-        ]
+        c.persistence_location.as_deref(),
+        Some(Path::new("/var/lib/mosquitto/"))
     );
+    assert_eq!(c.persistence_file, "mosquitto.db");
+    assert_eq!(c.persistence_sync, PersistenceSync::Always);
     assert!(c
         .notices
         .iter()
-        .all(|n| n.log_type() == crate::logging::LogType::Warning));
-    let c = ok("retained_persistence 1\npersistence_file m.db\n");
-    let n = not_durable(&c);
-    assert_eq!(n.len(), 2);
-    assert!(n[1].contains("persistence_file (/etc/x.conf:2)"), "{n:?}");
-    let c = ok("persistence false\n");
-    assert!(!c.persistence && not_durable(&c).is_empty());
-    assert!(matches!(
-        err("persistence_location\n"),
-        ConfigError::Arity { .. }
-    ));
+        .all(|n| n.log_type() != LogType::Warning || matches!(n, ConfigNotice::LocalOnlyMode)));
+    let c = ok(
+        "retained_persistence 1\npersistence_file m.db\nautosave_interval 60\n\
+                autosave_on_changes true\npersistence_sync interval 250\n",
+    );
+    assert!(c.persistence);
+    assert_eq!(c.persistence_file, "m.db");
+    assert_eq!((c.autosave_interval, c.autosave_on_changes), (60, true));
+    assert_eq!(
+        c.persistence_sync,
+        PersistenceSync::Interval(Duration::from_millis(250))
+    );
+    assert_eq!(
+        ok("persistence_sync none\n").persistence_sync,
+        PersistenceSync::None
+    );
+    for bad in [
+        "persistence_sync sometimes\n",
+        "persistence_sync interval\n",
+        "persistence_sync interval 0\n",
+        "persistence_sync interval x\n",
+        "persistence_file a/b.db\n",
+        "autosave_interval -1\n",
+    ] {
+        assert!(
+            matches!(err(bad), ConfigError::InvalidValue { .. }),
+            "{bad}: {}",
+            err(bad)
+        );
+    }
 }
 
 #[test]

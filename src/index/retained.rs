@@ -172,6 +172,22 @@ impl<V> RetainedStore<V> {
         self.nodes.get(node).value.as_ref()
     }
 
+    /// Calls `f(topic, value)` for every retained value, `$` topics included (snapshots).
+    pub fn for_each(&self, mut f: impl FnMut(&str, &V)) {
+        self.for_each_match("#", &mut f);
+        // `#` does not reach `$` topics [MQTT-4.7.2-1]: each first `$` level is walked on its own.
+        let firsts: Vec<String> = self
+            .nodes
+            .get(self.dollar_root)
+            .children
+            .iter()
+            .map(|(level, _)| format!("{level}/#"))
+            .collect();
+        for filter in firsts {
+            self.for_each_match(&filter, &mut f);
+        }
+    }
+
     /// Calls `f(topic, value)` for each retained value whose topic matches `filter` (a valid, non-shared
     /// topic filter). The order is unspecified.
     ///

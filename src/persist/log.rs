@@ -1,20 +1,19 @@
 //! A shard's append-only log file, written through glommio's file API (io_uring: never a blocking
-//! call on the shard's thread), with group commit: records are appended to a buffer as the shard's
-//! state changes ([`LogWriter::append`], no I/O), and one [`LogWriter::commit`] writes everything
-//! appended since the last one and makes it durable with one `fdatasync`. What waits for durability
-//! (a QoS 1/2 PUBACK under `persistence_sync always`) waits for the commit that covers its record's
-//! offset ([`LogWriter::durable`]); when to commit (after each batch of packets, or every N ms) is
-//! the shard's decision.
+//! call on the shard's thread), with group commit: the shard appends records to a buffer as its state
+//! changes (`shard::journal`, no I/O), and its journal task hands everything appended since the last
+//! write to [`LogWriter::write`]: one write and, when durability is asked for, one `fdatasync` for
+//! however many records. [`LogWriter::replace`] swaps in a compacted file (a snapshot of the shard's
+//! state) when the log has grown.
 //!
 //! Runs on its shard's thread only (glommio files are `!Send`). The format is [`super::record`]'s;
-//! reading a log back is [`super::record::replay`] over the file's bytes.
+//! reading a log back is [`super::record::scan`] over the file's bytes.
 
 use std::path::Path;
 
 use bytes::BytesMut;
 use glommio::io::{BufferedFile, OpenOptions};
 
-use super::record::{self, Record, RecordEncodeError};
+use super::record;
 
 /// Why the log could not be written; the shard must then stop acknowledging what needs durability.
 #[derive(Debug, thiserror::Error)]
@@ -30,15 +29,13 @@ pub enum LogError {
 /// One shard's log, open for appending (see the module doc).
 pub struct LogWriter {
     file: BufferedFile,
-    /// Records appended and not yet written.
-    pending: BytesMut,
-    /// Bytes of the file written and synced: every record below this offset is durable.
-    durable: u64,
+    /// Where the next write goes: the file's length as far as this writer knows.
+    end: u64,
 }
 
 impl LogWriter {
-    /// Create (or truncate) the log at `path` for shard `shard` of `shards`, its header appended and
-    /// committed with the first [`Self::commit`].
+    /// Create (or truncate) the log at `path` for shard `shard` of `shards`, with its header written
+    /// and synced.
     pub async fn create(path: &Path, shard: u16, shards: u16) -> Result<LogWriter, LogError> {
         let file = OpenOptions::new()
             .write(true)
@@ -46,75 +43,87 @@ impl LogWriter {
             .truncate(true)
             .buffered_open(path)
             .await?;
-        let mut pending = BytesMut::new();
-        record::encode_header(shard, shards, &mut pending);
-        Ok(LogWriter {
-            file,
-            pending,
-            durable: 0,
-        })
+        let mut header = BytesMut::new();
+        record::encode_header(shard, shards, &mut header);
+        let mut log = LogWriter { file, end: 0 };
+        log.write(&header, true).await?;
+        Ok(log)
     }
 
-    /// Append one record (no I/O). Returns the offset its end will have in the file: it is durable once
-    /// [`Self::durable`] reaches it. Nothing is appended when the record cannot be encoded.
-    pub fn append(&mut self, record: &Record) -> Result<u64, RecordEncodeError> {
-        record::encode(record, &mut self.pending)?;
-        Ok(self.durable + self.pending.len() as u64)
+    /// Open the existing log at `path` (written at start-up, `super::recover`) to append after its
+    /// first `len` bytes.
+    pub async fn open(path: &Path, len: u64) -> Result<LogWriter, LogError> {
+        let file = OpenOptions::new().write(true).buffered_open(path).await?;
+        Ok(LogWriter { file, end: len })
     }
 
-    /// Bytes appended and not yet committed.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
+    /// Bytes in the file.
+    pub fn len(&self) -> u64 {
+        self.end
     }
 
-    /// Every record ending at or below this offset is on disk.
-    pub fn durable(&self) -> u64 {
-        self.durable
+    pub fn is_empty(&self) -> bool {
+        self.end == 0
     }
 
-    /// Write what was appended since the last commit and `fdatasync` it: one write and one sync for
-    /// however many records (group commit). Returns the new durable offset. On an error nothing of
-    /// this batch counts as durable (the caller stops acknowledging; a retry writes it again).
-    pub async fn commit(&mut self) -> Result<u64, LogError> {
-        if self.pending.is_empty() {
-            return Ok(self.durable);
-        }
-        let batch = self.pending.split().freeze();
+    /// Append `batch` (whole records) and, with `sync`, `fdatasync` it. On an error the file may hold
+    /// part of the batch after its old end; the next write goes to the same offset again, over it.
+    pub async fn write(&mut self, batch: &[u8], sync: bool) -> Result<(), LogError> {
         let mut written = 0usize;
         while written < batch.len() {
-            let at = self.durable + written as u64;
-            let n = match self.file.write_at(batch[written..].to_vec(), at).await {
-                Ok(n) => n,
-                Err(e) => {
-                    self.restore(&batch);
-                    return Err(e.into());
-                }
-            };
+            let at = self.end + written as u64;
+            let n = self.file.write_at(batch[written..].to_vec(), at).await?;
             if n == 0 {
-                self.restore(&batch);
                 return Err(LogError::NoProgress(at));
             }
             written += n;
         }
-        if let Err(e) = self.file.fdatasync().await {
-            self.restore(&batch);
-            return Err(e.into());
+        if sync {
+            self.file.fdatasync().await?;
         }
-        self.durable += batch.len() as u64;
-        Ok(self.durable)
+        self.end += batch.len() as u64;
+        Ok(())
     }
 
-    /// A failed batch goes back in front of what was appended meanwhile, to be written again.
-    fn restore(&mut self, batch: &[u8]) {
-        let mut again = BytesMut::with_capacity(batch.len() + self.pending.len());
-        again.extend_from_slice(batch);
-        again.extend_from_slice(&self.pending);
-        self.pending = again;
+    /// Make what was written durable (`persistence_sync interval`).
+    pub async fn sync(&mut self) -> Result<(), LogError> {
+        self.file.fdatasync().await?;
+        Ok(())
     }
 
-    /// Commit what is pending, then close the file.
-    pub async fn close(mut self) -> Result<(), LogError> {
-        self.commit().await?;
+    /// Compaction: write `snapshot` (a whole file: header and records) to `aside`, sync it, rename
+    /// it over `path` (this log) and sync the directory; the writer then appends to the new file.
+    /// On an error this log is unchanged and stays in use.
+    pub async fn replace(
+        &mut self,
+        snapshot: &[u8],
+        aside: &Path,
+        path: &Path,
+    ) -> Result<(), LogError> {
+        let mut next = LogWriter {
+            file: OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .buffered_open(aside)
+                .await?,
+            end: 0,
+        };
+        next.write(snapshot, true).await?;
+        glommio::io::rename(aside, path).await?;
+        if let Some(dir) = path.parent() {
+            let dir = glommio::io::Directory::open(dir).await?;
+            dir.sync().await?;
+            dir.close().await?;
+        }
+        let old = std::mem::replace(self, next);
+        old.file.close().await?;
+        Ok(())
+    }
+
+    /// Sync and close the file.
+    pub async fn close(self) -> Result<(), LogError> {
+        self.file.fdatasync().await?;
         self.file.close().await?;
         Ok(())
     }

@@ -12,11 +12,33 @@
 //! each `length | crc32c | body`, so that replay can tell a torn tail (truncate to the last good
 //! record) from a corrupt file (move it aside). A snapshot is simply a log of upserts only.
 //!
-//! [`record`] is sans-IO, like the codec: it encodes records into a `BytesMut` and decodes them from
-//! byte slices. [`log`] is the file side: a shard's log written through glommio with group commit (one
-//! write and one `fdatasync` per batch of appended records). Still to come (issue 16): the shards
-//! appending as their state changes, acknowledgements waiting for durability, compaction into a
-//! snapshot, and replay at start-up.
+//! - [`record`] is sans-IO, like the codec: it encodes records into a `BytesMut` and decodes them from
+//!   byte slices.
+//! - [`image`] is what records add up to, and the snapshot writer (sans-IO too).
+//! - [`files`] names the files and keeps track of the current generation; [`recover`] is start-up:
+//!   read, merge, re-home, write a new generation (blocking I/O, before the shards run).
+//! - [`log`] is a shard's log file at run time, written through glommio with group commit (one write
+//!   and one `fdatasync` per batch of appended records), and replaced by a compacted snapshot when it
+//!   has grown.
+//!
+//! The shard side (what is appended when, acknowledgements that wait for durability, the journal
+//! task) is `shard::journal`.
 
+/// The persistence settings the shards share (`persistence true`).
+#[derive(Debug, Clone)]
+pub struct Persistence {
+    pub files: files::Files,
+    pub sync: crate::config::PersistenceSync,
+    /// A shard's log is compacted once it is larger than this and four times its last snapshot
+    /// ([`COMPACT_MIN`]; smaller in tests).
+    pub compact_min: u64,
+}
+
+/// A log smaller than this is never compacted: rewriting it would cost more than reading it back.
+pub const COMPACT_MIN: u64 = 64 << 20;
+
+pub mod files;
+pub mod image;
 pub mod log;
 pub mod record;
+pub mod recover;

@@ -29,7 +29,7 @@ use crate::message::Message;
 /// The first bytes of every log and snapshot file.
 pub const MAGIC: [u8; 8] = *b"SHMQLOG\0";
 /// The format version written by this code (and the only one it reads).
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 18;
 /// Bytes in front of each record body: length and checksum.
@@ -77,7 +77,8 @@ impl StoredMessage {
 }
 
 /// One change to a shard's durable state. Session-scoped records name the session by client id; a
-/// message owed to a session is named by `message_id`, a per-shard sequence number the writer assigns.
+/// message is named by `message_id`, a per-shard sequence number the writer assigns (unique within
+/// the file: a snapshot keeps the ids it copies and the writer continues above them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// A persistent session exists with these settings (upsert; its subscriptions and messages are
@@ -87,6 +88,10 @@ pub enum Record {
         protocol: ProtocolVersion,
         expiry_interval: u32,
         will: Option<Box<LastWill>>,
+        /// The username of the last connection: its `acl_file` rules apply while the client is away.
+        username: Option<Utf8Bytes>,
+        /// The index of the listener it last came through (`per_listener_settings`, `mount_point`).
+        listener: u16,
     },
     /// The session ended (expired, taken over by a clean start, or clean): forget it and all it owned.
     SessionGone { client_id: Utf8Bytes },
@@ -100,11 +105,21 @@ pub enum Record {
         client_id: Utf8Bytes,
         filter: Utf8Bytes,
     },
-    /// A QoS 1/2 message is owed to the session (queued, not yet sent).
+    /// A message that [`Record::Queue`] records refer to, written once however many sessions of the
+    /// shard it is owed to (a fan-out writes its payload once). `message` keeps the QoS and retain
+    /// flag it was published with; each session's delivery flags are in its `Queue` record. Forgotten
+    /// once no session owes it any more.
+    Message {
+        message_id: u64,
+        message: StoredMessage,
+    },
+    /// Message `message_id` (an earlier [`Record::Message`]) is owed to the session at `qos`, with
+    /// `retain` as the flag it is to be sent with (queued, not yet sent).
     Queue {
         client_id: Utf8Bytes,
         message_id: u64,
-        message: StoredMessage,
+        qos: QoS,
+        retain: bool,
     },
     /// The queued message `message_id` was sent with `packet_id`.
     Inflight {
@@ -355,16 +370,38 @@ pub struct Replay {
     pub tail: Tail,
 }
 
-/// Reads a whole log or snapshot file.
+/// How reading a whole file went, without its records (see [`scan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    pub header: Option<Header>,
+    /// Records of the good prefix.
+    pub records: usize,
+    pub good_len: usize,
+    pub tail: Tail,
+}
+
+/// Reads a whole log or snapshot file into memory (tests, the fuzz target): [`scan`], collected.
+pub fn replay(file: &[u8]) -> Replay {
+    let mut records = Vec::new();
+    let s = scan(file, |r| records.push(r));
+    Replay {
+        header: s.header,
+        records,
+        good_len: s.good_len,
+        tail: s.tail,
+    }
+}
+
+/// Reads a whole log or snapshot file, handing each record of its good prefix to `each` in order.
 ///
 /// A bad record is a torn tail, not corruption, when it is the last thing in the file (its length
 /// reaches the end, as when the length was written and the rest was not) or when everything from it to
 /// the end is zero (space allocated but never written): losing the last unsynced writes is what a crash
 /// does, and moving the whole file aside for it would lose everything else.
-pub fn replay(file: &[u8]) -> Replay {
-    let mut out = Replay {
+pub fn scan(file: &[u8], mut each: impl FnMut(Record)) -> Scan {
+    let mut out = Scan {
         header: None,
-        records: Vec::new(),
+        records: 0,
         good_len: 0,
         tail: Tail::Clean,
     };
@@ -390,7 +427,8 @@ pub fn replay(file: &[u8]) -> Replay {
         let rest = &file[pos..];
         match decoder.next(rest) {
             Ok(Some((record, used))) => {
-                out.records.push(record);
+                each(record);
+                out.records += 1;
                 pos += used;
             }
             Ok(None) => {

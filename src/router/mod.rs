@@ -84,6 +84,9 @@ pub enum Mail {
     /// `hold_if_all_behind`: a session on shard `from` keeps up with publisher `slot` of the receiving
     /// shard again, so `from` no longer agrees to that publisher being held, whoever holds it there.
     Object { slot: u32, from: ShardId },
+    /// Shard `from` made durable what it appended for the first `count` counted messages the
+    /// receiving shard sent it (`shard::journal`): acknowledgements waiting for them may go out.
+    Durable { from: ShardId, count: u64 },
     /// Ask for this shard's counters (from the `$SYS` shard).
     StatsQuery { reply_to: ShardId },
     /// Answer to `StatsQuery`.
@@ -138,6 +141,10 @@ pub enum Control {
     /// `password_file` and `acl_file` were read again (SIGHUP): apply them to every session, then say
     /// so on the channel.
     Security(Arc<Security>, std::sync::mpsc::Sender<()>),
+    /// The process runs as the user it keeps (`user` applied): the journal may start its file I/O.
+    /// Not before: io_uring's worker threads keep the credentials of the thread that started them,
+    /// and root's would outlive the switch (`shard::journal`).
+    BeginWriting,
 }
 
 /// The atomics [`park`] uses: std's here, loom's when `tests/park_model.rs` compiles that file.

@@ -8,6 +8,7 @@
 
 mod frame;
 mod hold;
+mod ledger;
 mod outbox;
 
 pub use frame::Framed;
@@ -16,10 +17,12 @@ pub use hold::{
     HoldSignal, HoldStamp, Holding, Origin, PublisherHold, SlowSubscriberPolicy, HOLD_GRACE,
     HOLD_LEASE,
 };
+pub use ledger::{Ledger, NoLedger};
 pub use outbox::{Chunk, CloseReason, Outbox};
 
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ahash::{AHashMap, AHashSet};
@@ -98,6 +101,8 @@ struct Inflight {
     retain: bool,
     /// QoS 2 only: PUBREC received, PUBREL sent, awaiting PUBCOMP.
     released: bool,
+    /// Its id in the shard's journal (0: not kept, see [`Session::durable`]).
+    message_id: u64,
 }
 
 /// A message waiting for room in the window (or for the client to come back).
@@ -106,6 +111,8 @@ struct Queued {
     msg: Rc<Framed>,
     qos: QoS,
     retain: bool,
+    /// As [`Inflight::message_id`].
+    message_id: u64,
 }
 
 pub struct Session {
@@ -115,6 +122,9 @@ pub struct Session {
     pub protocol: ProtocolVersion,
     /// Clean session (3.x) / clean start with zero expiry (5.0): the session ends with the connection.
     pub clean: bool,
+    /// Kept across restarts (`persistence true` and not clean): what it owes at QoS 1/2 goes through
+    /// the [`Ledger`] its shard passes in.
+    pub durable: bool,
     /// Incremented each time the slab slot is reused or a new connection takes the session, so stale
     /// tokens (interest acks, retained replies) from an earlier owner are ignored.
     pub generation: u32,
@@ -136,6 +146,9 @@ pub struct Session {
     pub inbound_qos2: AHashSet<u16>,
     /// The live connection's outbox; None while the client is away.
     pub conn: Option<Rc<Outbox>>,
+    /// Writes waiting for the journal to reach a position before they go to `conn` (see
+    /// [`Ledger::stage`]); None when writes go straight to `conn`.
+    staged: Option<Box<Staged>>,
     /// v5 Receive Maximum of the current connection: caps the inflight window below `max_inflight`.
     pub receive_maximum: Option<usize>,
     /// Seconds the session outlives a disconnect: the v5 Session Expiry Interval, `u32::MAX` (never) for
@@ -173,6 +186,13 @@ pub struct Session {
     pub login: Option<Box<Login>>,
 }
 
+/// Writes of a durable session waiting for durability (see [`Ledger::stage`]).
+struct Staged {
+    /// The journal position that must be durable first.
+    until: u64,
+    out: Outbox,
+}
+
 /// The credentials a client connected with.
 pub struct Login {
     pub username: Utf8Bytes,
@@ -190,6 +210,7 @@ impl Session {
             client_id,
             protocol,
             clean,
+            durable: false,
             generation,
             subscriptions: AHashMap::new(),
             will: None,
@@ -199,6 +220,7 @@ impl Session {
             queued_bytes: 0,
             inbound_qos2: AHashSet::new(),
             conn: None,
+            staged: None,
             receive_maximum: None,
             expiry_interval: 0,
             max_packet_size: None,
@@ -334,6 +356,7 @@ impl Session {
         retain: bool,
         limits: &Limits,
         slack: bool,
+        ledger: &mut dyn Ledger,
     ) -> Delivery {
         if self.too_large(msg, qos) {
             return Delivery::TooLarge;
@@ -348,20 +371,38 @@ impl Session {
             if qos == QoS::AtMostOnce && !limits.queue_qos0 {
                 return Delivery::Discarded;
             }
-            return self.enqueue(msg, qos, retain, limits, false);
+            return self.enqueue(msg, qos, retain, limits, false, ledger);
         };
         if qos == QoS::AtMostOnce {
             if conn.pending_bytes() >= limits.outbox_soft_limit {
                 return Delivery::Dropped;
             }
-            msg.write(&conn, self.protocol, self.mount_len, qos, 0, false, retain);
+            msg.write(
+                self.sink(&conn),
+                self.protocol,
+                self.mount_len,
+                qos,
+                0,
+                false,
+                retain,
+            );
             return Delivery::Sent;
         }
         if self.inflight.len() < self.window(limits) && self.queue.is_empty() {
-            self.send_inflight(&conn, msg.clone(), qos, retain);
+            let message_id = self.owe(msg, qos, retain, ledger);
+            self.send_inflight(&conn, msg.clone(), qos, retain, message_id, ledger);
             Delivery::Sent
         } else {
-            self.enqueue(msg, qos, retain, limits, slack)
+            self.enqueue(msg, qos, retain, limits, slack, ledger)
+        }
+    }
+
+    /// A QoS 1/2 message becomes owed: its journal id (0 when the session keeps nothing).
+    fn owe(&self, msg: &Framed, qos: QoS, retain: bool, ledger: &mut dyn Ledger) -> u64 {
+        if self.durable && qos != QoS::AtMostOnce {
+            ledger.owed(&self.client_id, msg.message(), qos, retain)
+        } else {
+            0
         }
     }
 
@@ -386,6 +427,7 @@ impl Session {
         retain: bool,
         limits: &Limits,
         slack: bool,
+        ledger: &mut dyn Ledger,
     ) -> Delivery {
         let size = msg.queued_size();
         // A connected client that keeps acknowledging, and may hold this message's publisher, gets twice
@@ -408,22 +450,38 @@ impl Session {
             return Delivery::Dropped;
         }
         self.queued_bytes += size;
+        let message_id = self.owe(msg, qos, retain, ledger);
         self.queue.push_back(Queued {
             msg: msg.clone(),
             qos,
             retain,
+            message_id,
         });
         Delivery::Queued
     }
 
-    fn send_inflight(&mut self, conn: &Outbox, msg: Rc<Framed>, qos: QoS, retain: bool) {
+    fn send_inflight(
+        &mut self,
+        conn: &Outbox,
+        msg: Rc<Framed>,
+        qos: QoS,
+        retain: bool,
+        message_id: u64,
+        ledger: &mut dyn Ledger,
+    ) {
         if self.inflight.is_empty() {
             // The client owed nothing until now: its time to acknowledge starts here.
             self.last_progress = Some(Instant::now());
         }
         let packet_id = self.alloc_packet_id();
+        if message_id != 0 {
+            ledger.sent(&self.client_id, message_id, packet_id);
+            if qos == QoS::ExactlyOnce {
+                self.stage(ledger);
+            }
+        }
         msg.write(
-            conn,
+            self.sink(conn),
             self.protocol,
             self.mount_len,
             qos,
@@ -437,11 +495,12 @@ impl Session {
             qos,
             retain,
             released: false,
+            message_id,
         });
     }
 
     /// Move queued messages into the window while it has room. Returns how many were sent.
-    pub fn pump(&mut self, limits: &Limits) -> usize {
+    pub fn pump(&mut self, limits: &Limits, ledger: &mut dyn Ledger) -> usize {
         let Some(conn) = self.conn.clone() else {
             return 0;
         };
@@ -456,11 +515,14 @@ impl Session {
             self.queued_bytes -= q.msg.queued_size();
             if self.too_large(&q.msg, q.qos) {
                 // Queued for an earlier connection that allowed larger packets [MQTT-3.1.2-25].
+                if q.message_id != 0 {
+                    ledger.discarded(&self.client_id, q.message_id);
+                }
                 continue;
             }
             if q.qos == QoS::AtMostOnce {
                 q.msg.write(
-                    &conn,
+                    self.sink(&conn),
                     self.protocol,
                     self.mount_len,
                     q.qos,
@@ -469,7 +531,7 @@ impl Session {
                     q.retain,
                 );
             } else {
-                self.send_inflight(&conn, q.msg, q.qos, q.retain);
+                self.send_inflight(&conn, q.msg, q.qos, q.retain, q.message_id, ledger);
             }
             sent += 1;
         }
@@ -502,18 +564,27 @@ impl Session {
     /// Drop the messages owed to the client that its ACL no longer lets it read (a resumed session whose
     /// client came back under another username), as Mosquitto does on reconnect. QoS 2 messages already
     /// released (PUBREC received) stay: only their PUBCOMP is outstanding.
-    pub fn drop_unreadable(&mut self) {
+    pub fn drop_unreadable(&mut self, ledger: &mut dyn Ledger) {
         let Some(acl) = self.acl.as_deref() else {
             return;
         };
         let readable = |topic: &str| acl.allows(topic, Access::READ);
-        self.inflight
-            .retain(|i| i.released || readable(i.msg.topic.as_str()));
+        let client_id = &self.client_id;
+        self.inflight.retain(|i| {
+            let keep = i.released || readable(i.msg.topic.as_str());
+            if !keep && i.message_id != 0 {
+                ledger.done(client_id, i.packet_id);
+            }
+            keep
+        });
         let mut dropped_bytes = 0;
         self.queue.retain(|q| {
             let keep = readable(q.msg.topic.as_str());
             if !keep {
                 dropped_bytes += q.msg.queued_size();
+                if q.message_id != 0 {
+                    ledger.discarded(client_id, q.message_id);
+                }
             }
             keep
         });
@@ -522,16 +593,29 @@ impl Session {
 
     /// A new connection took this session over (persistent resume): re-send the window in order, PUBLISH
     /// with DUP set, PUBREL for released QoS 2 ([MQTT-4.4.0-1]), then whatever fits from the queue.
-    pub fn resume(&mut self, conn: Rc<Outbox>, limits: &Limits) -> usize {
+    pub fn resume(&mut self, conn: Rc<Outbox>, limits: &Limits, ledger: &mut dyn Ledger) -> usize {
+        // What was staged for an earlier connection is written again below, from the window.
+        self.staged = None;
         // A new connection may allow smaller packets than the one these were sent on [MQTT-3.1.2-25].
         let inflight = std::mem::take(&mut self.inflight);
         self.inflight = inflight
             .into_iter()
-            .filter(|i| i.released || !self.too_large(&i.msg, i.qos))
+            .filter(|i| {
+                let keep = i.released || !self.too_large(&i.msg, i.qos);
+                if !keep && i.message_id != 0 {
+                    ledger.done(&self.client_id, i.packet_id);
+                }
+                keep
+            })
             .collect();
+        if self.durable && self.inflight.iter().any(|i| i.qos == QoS::ExactlyOnce) {
+            // Their packet ids may not be durable yet (sent just before the client went away).
+            self.stage(ledger);
+        }
         for i in &self.inflight {
+            let sink = self.sink(&conn);
             if i.released {
-                conn.write(|out| {
+                sink.write(|out| {
                     codec::encode_pub_response(
                         PubResponseKind::PubRel,
                         i.packet_id,
@@ -542,7 +626,7 @@ impl Session {
                 });
             } else {
                 i.msg.write(
-                    &conn,
+                    sink,
                     self.protocol,
                     self.mount_len,
                     i.qos,
@@ -557,11 +641,11 @@ impl Session {
         self.dropping = false;
         self.congested_since = None;
         self.progressed();
-        resent + self.pump(limits)
+        resent + self.pump(limits, ledger)
     }
 
     /// PUBACK from the client. Returns false if the id was unknown (ignored, as Mosquitto does).
-    pub fn on_puback(&mut self, packet_id: u16, limits: &Limits) -> bool {
+    pub fn on_puback(&mut self, packet_id: u16, limits: &Limits, ledger: &mut dyn Ledger) -> bool {
         let Some(pos) = self
             .inflight
             .iter()
@@ -569,27 +653,44 @@ impl Session {
         else {
             return false;
         };
-        self.inflight.remove(pos);
+        self.finish(pos, ledger);
         self.progressed();
-        self.pump(limits);
+        self.pump(limits, ledger);
         true
     }
 
+    /// The delivery at `pos` of the window ended.
+    fn finish(&mut self, pos: usize, ledger: &mut dyn Ledger) {
+        if let Some(i) = self.inflight.remove(pos) {
+            if i.message_id != 0 {
+                ledger.done(&self.client_id, i.packet_id);
+            }
+        }
+    }
+
     /// PUBREC from the client: answer PUBREL (also for an unknown id, so the client can finish).
-    pub fn on_pubrec(&mut self, packet_id: u16) -> bool {
+    pub fn on_pubrec(&mut self, packet_id: u16, ledger: &mut dyn Ledger) -> bool {
         let known = match self
             .inflight
             .iter_mut()
             .find(|i| i.packet_id == packet_id && i.qos == QoS::ExactlyOnce)
         {
             Some(i) => {
+                let report = !i.released && i.message_id != 0;
                 i.released = true;
                 self.last_progress = Some(Instant::now());
+                if report {
+                    ledger.released(&self.client_id, packet_id);
+                    // Once the client has the PUBREL it may forget the id: the release must be
+                    // durable first.
+                    self.stage(ledger);
+                }
                 true
             }
             None => false,
         };
         if let Some(conn) = &self.conn {
+            let conn = self.sink(conn);
             let reason = if known || self.protocol != ProtocolVersion::V5 {
                 ReasonCode::Success
             } else {
@@ -609,7 +710,12 @@ impl Session {
     }
 
     /// v5 PUBREC with an error reason: the client refused the message and the QoS 2 flow ends there.
-    pub fn on_pubrec_error(&mut self, packet_id: u16, limits: &Limits) -> bool {
+    pub fn on_pubrec_error(
+        &mut self,
+        packet_id: u16,
+        limits: &Limits,
+        ledger: &mut dyn Ledger,
+    ) -> bool {
         let Some(pos) = self
             .inflight
             .iter()
@@ -617,13 +723,13 @@ impl Session {
         else {
             return false;
         };
-        self.inflight.remove(pos);
-        self.pump(limits);
+        self.finish(pos, ledger);
+        self.pump(limits, ledger);
         true
     }
 
     /// PUBCOMP from the client.
-    pub fn on_pubcomp(&mut self, packet_id: u16, limits: &Limits) -> bool {
+    pub fn on_pubcomp(&mut self, packet_id: u16, limits: &Limits, ledger: &mut dyn Ledger) -> bool {
         let Some(pos) = self
             .inflight
             .iter()
@@ -631,10 +737,110 @@ impl Session {
         else {
             return false;
         };
-        self.inflight.remove(pos);
+        self.finish(pos, ledger);
         self.progressed();
-        self.pump(limits);
+        self.pump(limits, ledger);
         true
+    }
+
+    /// Where writes go: the staging outbox while one waits for durability, else `conn`.
+    fn sink<'a>(&'a self, conn: &'a Outbox) -> &'a Outbox {
+        match &self.staged {
+            Some(s) => &s.out,
+            None => conn,
+        }
+    }
+
+    /// From now, writes wait until what the ledger has so far is durable (if it says so).
+    fn stage(&mut self, ledger: &mut dyn Ledger) {
+        if let Some(until) = ledger.stage(&self.client_id) {
+            match &mut self.staged {
+                Some(s) => s.until = s.until.max(until),
+                None => {
+                    self.staged = Some(Box::new(Staged {
+                        until,
+                        out: Outbox::new(),
+                    }))
+                }
+            }
+        }
+    }
+
+    /// The journal is durable up to `durable`: staged writes that waited for less go to the
+    /// connection. Returns whether some still wait.
+    pub fn release_staged(&mut self, durable: u64) -> bool {
+        let Some(s) = &self.staged else {
+            return false;
+        };
+        if s.until > durable {
+            return true;
+        }
+        let s = self.staged.take().expect("checked");
+        if let Some(conn) = &self.conn {
+            conn.append_from(&s.out);
+        }
+        false
+    }
+
+    /// The session is no longer kept across restarts: what it owes is no longer reported.
+    pub fn stop_keeping(&mut self) {
+        self.durable = false;
+        self.release_staged(u64::MAX);
+        for i in &mut self.inflight {
+            i.message_id = 0;
+        }
+        for q in &mut self.queue {
+            q.message_id = 0;
+        }
+    }
+
+    /// A session read back from disk (`crate::persist`) gets what it owed, in order: those with a
+    /// packet id go back in the window (re-sent with it, DUP set, when the client returns), the rest
+    /// in the queue.
+    pub fn restore_owed(&mut self, owed: impl IntoIterator<Item = crate::persist::image::Owed>) {
+        for o in owed {
+            let msg = Rc::new(Framed::new(o.message, false));
+            match o.packet_id {
+                Some(packet_id) => self.inflight.push_back(Inflight {
+                    packet_id,
+                    msg,
+                    qos: o.qos,
+                    retain: o.retain,
+                    released: o.released,
+                    message_id: o.message_id,
+                }),
+                None => {
+                    self.queued_bytes += msg.queued_size();
+                    self.queue.push_back(Queued {
+                        msg,
+                        qos: o.qos,
+                        retain: o.retain,
+                        message_id: o.message_id,
+                    });
+                }
+            }
+        }
+    }
+
+    /// What the session owes that its journal keeps, in order, as a snapshot writes it: message id,
+    /// message, delivery QoS and retain flag, packet id once sent, released.
+    pub fn for_each_owed(
+        &self,
+        mut f: impl FnMut(u64, &Arc<Message>, QoS, bool, Option<u16>, bool),
+    ) {
+        for i in self.inflight.iter().filter(|i| i.message_id != 0) {
+            f(
+                i.message_id,
+                i.msg.message(),
+                i.qos,
+                i.retain,
+                Some(i.packet_id),
+                i.released,
+            );
+        }
+        for q in self.queue.iter().filter(|q| q.message_id != 0) {
+            f(q.message_id, q.msg.message(), q.qos, q.retain, None, false);
+        }
     }
 
     /// Packet ids of the outbound window, in send order (for tests that acknowledge them).
@@ -645,254 +851,4 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::{Bytes, BytesMut};
-
-    fn msg() -> Rc<Framed> {
-        let m = Message::new(
-            Utf8Bytes::from("t"),
-            Bytes::from_static(b"p"),
-            QoS::AtLeastOnce,
-            false,
-            Default::default(),
-            None,
-        );
-        Rc::new(Framed::new(std::sync::Arc::new(m), false))
-    }
-
-    fn limits() -> Limits {
-        Limits {
-            max_inflight: 2,
-            max_queued_messages: 10,
-            ..Limits::default()
-        }
-    }
-
-    fn offer(s: &mut Session, n: usize) -> Vec<Delivery> {
-        offer_with(s, n, true)
-    }
-
-    fn offer_with(s: &mut Session, n: usize, slack: bool) -> Vec<Delivery> {
-        let m = msg();
-        (0..n)
-            .map(|_| s.deliver(&m, QoS::AtLeastOnce, false, &limits(), slack))
-            .collect()
-    }
-
-    #[test]
-    fn an_away_session_queues_exactly_max_queued_messages() {
-        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
-        let d = offer(&mut s, 12);
-        assert!(d[..10].iter().all(|d| *d == Delivery::Queued));
-        assert!(d[10..].iter().all(|d| *d == Delivery::Dropped));
-        assert!(!s.congested(&limits(), Instant::now()));
-    }
-
-    #[test]
-    fn a_progressing_client_is_congested_at_half_and_gets_slack_up_to_twice() {
-        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
-        s.resume(Rc::new(Outbox::new()), &limits());
-        let d = offer(&mut s, 2 + 4);
-        assert!(d[..2].iter().all(|d| *d == Delivery::Sent), "{d:?}");
-        assert!(!s.congested(&limits(), Instant::now()), "4 queued of 10");
-        offer(&mut s, 1);
-        assert!(s.congested(&limits(), Instant::now()), "5 queued of 10");
-        let d = offer(&mut s, 16);
-        assert_eq!(d.iter().filter(|d| **d == Delivery::Queued).count(), 15);
-        assert_eq!(
-            d.last(),
-            Some(&Delivery::Dropped),
-            "20 queued = twice the limit"
-        );
-        // A client that stopped acknowledging is not waited for.
-        let later = Instant::now() + PROGRESS_WINDOW + Duration::from_millis(1);
-        assert!(!s.congested(&limits(), later));
-        // Acknowledging frees the window and sends from the queue, in order.
-        let (inflight, queued) = s.pending_len();
-        assert_eq!((inflight, queued), (2, 20));
-        assert!(s.on_puback(1, &limits()));
-        assert_eq!(s.pending_len(), (2, 19));
-    }
-
-    #[test]
-    fn without_slack_a_progressing_client_gets_exactly_the_limits() {
-        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
-        s.resume(Rc::new(Outbox::new()), &limits());
-        let d = offer_with(&mut s, 2 + 12, false);
-        assert_eq!(d.iter().filter(|d| **d == Delivery::Sent).count(), 2);
-        assert_eq!(d.iter().filter(|d| **d == Delivery::Queued).count(), 10);
-        assert_eq!(d.iter().filter(|d| **d == Delivery::Dropped).count(), 2);
-        assert!(
-            s.congested(&limits(), Instant::now()),
-            "it still counts as congested"
-        );
-    }
-
-    #[test]
-    fn keeps_up_until_its_queue_is_half_full() {
-        let m = msg();
-        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
-        assert_eq!(
-            s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
-            None,
-            "away: does not count"
-        );
-        s.resume(Rc::new(Outbox::new()), &limits());
-        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
-        // A full window and a short queue (a burst) is not falling behind.
-        offer(&mut s, 2 + 4);
-        assert_eq!(s.pending_len(), (2, 4));
-        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
-        // Half of `max_queued_messages` queued: behind.
-        offer(&mut s, 1);
-        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(false));
-        assert!(s.on_puback(1, &limits()));
-        assert_eq!(s.pending_len(), (2, 4));
-        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
-        // QoS 0 goes by the outbox, not the queue.
-        offer(&mut s, 1);
-        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(false));
-        assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &limits()), Some(true));
-        let tiny = Limits {
-            outbox_soft_limit: 1,
-            ..limits()
-        };
-        assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &tiny), Some(false));
-        // A message larger than the client accepts would be discarded: it does not count.
-        s.max_packet_size = Some(4);
-        assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), None);
-    }
-
-    #[test]
-    fn a_drop_episode_is_reported_once_until_the_queue_drained() {
-        let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
-        s.resume(Rc::new(Outbox::new()), &limits());
-        offer_with(&mut s, 2 + 10, false);
-        assert!(s.note_dropped(), "the first drop starts an episode");
-        assert!(!s.note_dropped());
-        // Room for one more: still the same episode.
-        assert!(s.on_puback(1, &limits()));
-        assert!(!s.note_dropped());
-        // Drained to a quarter (2 of 10): the next drop is a new episode.
-        for id in 2..=8 {
-            assert!(s.on_puback(id, &limits()));
-        }
-        assert_eq!(s.pending_len(), (2, 2));
-        assert!(s.note_dropped());
-        // A new connection starts afresh, as in Mosquitto.
-        s.resume(Rc::new(Outbox::new()), &limits());
-        assert!(s.note_dropped());
-    }
-
-    /// A PUBLISH is queued as the codec's header, then the shared payload by reference when large, with
-    /// and without v5 properties, encoded per subscriber or once for a fan-out (then copied with each
-    /// subscriber's flags and packet id); what each client reads decodes to the message.
-    #[test]
-    fn a_publish_is_queued_as_its_header_then_the_shared_payload() {
-        let properties = codec::Properties {
-            user_properties: vec![("k".into(), "v".into())],
-            message_expiry_interval: Some(60),
-            ..Default::default()
-        };
-        for (version, properties) in [
-            (ProtocolVersion::V311, codec::Properties::default()),
-            (ProtocolVersion::V5, codec::Properties::default()),
-            (ProtocolVersion::V5, properties),
-        ] {
-            for len in [1, outbox::SHARE_MIN] {
-                let m = std::sync::Arc::new(Message::new(
-                    Utf8Bytes::from("a/b"),
-                    Bytes::from(vec![7; len]),
-                    QoS::ExactlyOnce,
-                    true,
-                    properties.clone(),
-                    None,
-                ));
-                for fan_out in [false, true] {
-                    let framed = Framed::new(m.clone(), fan_out);
-                    // Several subscribers of one message: other flags and packet ids each time.
-                    let deliveries = [
-                        (QoS::AtLeastOnce, 9, true, false),
-                        (QoS::ExactlyOnce, 0x1234, false, true),
-                        (QoS::AtMostOnce, 0, false, true),
-                        (QoS::AtLeastOnce, 10, false, false),
-                    ];
-                    for (qos, packet_id, dup, retain) in deliveries {
-                        let conn = Outbox::new();
-                        framed.write(&conn, version, 0, qos, packet_id, dup, retain);
-                        let mut chunks = VecDeque::new();
-                        conn.take(&mut chunks);
-                        let mut wire = BytesMut::new();
-                        for c in &chunks {
-                            wire.extend_from_slice(c.as_slice());
-                        }
-                        if len >= outbox::SHARE_MIN {
-                            // Header, then the message's own payload buffer (not a copy).
-                            assert_eq!(chunks.len(), 2, "{version:?}");
-                            assert!(
-                                matches!(&chunks[1], Chunk::Shared(p) if p.as_ptr() == m.payload.as_ptr())
-                            );
-                        } else {
-                            assert_eq!(chunks.len(), 1, "{version:?}");
-                        }
-                        let expected = codec::Packet::Publish(codec::Publish {
-                            dup,
-                            qos,
-                            retain,
-                            topic: m.topic.clone(),
-                            packet_id: if qos == QoS::AtMostOnce { 0 } else { packet_id },
-                            properties: if version == ProtocolVersion::V5 {
-                                m.properties().clone()
-                            } else {
-                                Default::default()
-                            },
-                            payload: m.payload.clone(),
-                        });
-                        let decoded = codec::decode(&mut wire, version, usize::MAX);
-                        assert_eq!(
-                            decoded,
-                            Ok(Some(expected)),
-                            "{version:?} {len} {fan_out} {qos:?}"
-                        );
-                        assert!(wire.is_empty());
-                    }
-                    // One frame per kind: with and without a packet id.
-                    assert_eq!(framed.frames_cached(), if fan_out { 2 } else { 0 });
-                }
-            }
-        }
-        // A PUBLISH the codec refuses is not written at all (no payload without its header).
-        let m = std::sync::Arc::new(Message::new(
-            Utf8Bytes::from("t"),
-            Bytes::from(vec![0; codec::MAX_VAR_INT as usize - 3]),
-            QoS::AtMostOnce,
-            false,
-            Default::default(),
-            None,
-        ));
-        for fan_out in [false, true] {
-            let conn = Outbox::new();
-            let framed = Framed::new(m.clone(), fan_out);
-            framed.write(
-                &conn,
-                ProtocolVersion::V5,
-                0,
-                QoS::AtMostOnce,
-                0,
-                false,
-                false,
-            );
-            framed.write(
-                &conn,
-                ProtocolVersion::V5,
-                0,
-                QoS::AtMostOnce,
-                0,
-                false,
-                false,
-            );
-            assert_eq!(conn.pending_bytes(), 0);
-        }
-    }
-}
+mod tests;

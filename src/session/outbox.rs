@@ -136,6 +136,27 @@ impl Outbox {
         }
     }
 
+    /// Move everything `staged` holds behind what this outbox holds (a session's writes that waited
+    /// for durability, see `Session::release_staged`).
+    pub fn append_from(&self, staged: &Outbox) {
+        let mut moved = VecDeque::new();
+        staged.take(&mut moved);
+        staged.pending.set(0);
+        if moved.is_empty() || self.close.get().is_some() {
+            return;
+        }
+        let added: usize = moved.iter().map(|c| c.as_slice().len()).sum();
+        let mut q = self.queue.borrow_mut();
+        if !q.tail.is_empty() {
+            let head = q.tail.split();
+            q.chunks.push_back(Chunk::Owned(head));
+        }
+        q.chunks.append(&mut moved);
+        drop(q);
+        self.grow(added);
+        self.wake();
+    }
+
     /// The writer wrote `n` bytes.
     pub fn written(&self, n: usize) {
         self.pending.set(self.pending.get().saturating_sub(n));

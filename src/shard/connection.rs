@@ -598,7 +598,7 @@ async fn serve(start: Box<ServeStart>) {
                     // queue unbounded, and the other shards' holds (mail this shard only reads between
                     // reads) would come too late: the room a held subscriber gets beyond its limits
                     // (`Limits::in_transit`) counts the mailboxes, not whole reads.
-                    if s.is_held(&attached) || s.mail.overloaded() {
+                    if s.is_held(&attached) || s.mail.overloaded() || s.journal.backlogged() {
                         buffered = !buf.is_empty();
                         break;
                     }
@@ -622,6 +622,11 @@ async fn serve(start: Box<ServeStart>) {
         if shard.borrow().mail.overloaded() {
             paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
             poll_fn(|cx| shard.borrow_mut().mail.poll_unpaused(cx)).await;
+        }
+        // Back-pressure: the disk does not keep up with what this shard must write (or is full).
+        if shard.borrow().journal.backlogged() {
+            paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
+            poll_fn(|cx| shard.borrow_mut().journal.poll_room(cx)).await;
         }
         // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
         shard

@@ -29,6 +29,8 @@ pub struct ShardStart {
     pub counts: Arc<ConnectionCounts>,
     /// When the broker started (for `$SYS/broker/uptime`).
     pub started: Instant,
+    /// With `persistence true`: the state read back at start-up and the log to append to.
+    pub restore: Option<super::ShardRestore>,
 }
 
 impl Shard {
@@ -52,8 +54,14 @@ impl Shard {
         match mail {
             Mail::Publish(msg, stamp) => {
                 self.deliver_local(&msg, &stamp);
+                self.journal.note_received(&msg, false);
             }
-            Mail::Retain(msg) => self.retained.store(msg),
+            Mail::Retain(msg) => {
+                self.journal.retained(&msg);
+                self.journal.note_received(&msg, true);
+                self.retained.store(msg);
+            }
+            Mail::Durable { from, count } => self.journal.confirmed(from, count),
             Mail::Handoff(h) => return Some(h),
             Mail::InterestAdd { from, filter } => {
                 self.subs.add_remote_interest(&filter, from);
@@ -129,7 +137,10 @@ pub async fn run(start: ShardStart) {
         inbox,
         counts,
         started,
+        restore,
     } = start;
+    let next_message_id = restore.as_ref().map_or(1, |r| r.image.next_message_id);
+    let persistence = settings.persistence.clone();
     let shard = Rc::new(RefCell::new(Shard::new(
         id,
         settings,
@@ -137,7 +148,20 @@ pub async fn run(start: ShardStart) {
         inbox.urgent(),
         counts,
         started,
+        next_message_id,
     )));
+    let mut journal = None;
+    if let (Some(restore), Some(persistence)) = (restore, persistence) {
+        let generation = restore.generation;
+        let log_len = restore.log_len;
+        shard.borrow_mut().restore(restore);
+        journal = Some(glommio::spawn_local(super::journal::journal_task(
+            shard.clone(),
+            persistence,
+            generation,
+            log_len,
+        )));
+    }
     let mut tasks = Vec::new();
     for (index, fd) in listeners {
         tasks
@@ -158,6 +182,11 @@ pub async fn run(start: ShardStart) {
     // Shutdown only: poll until every connection task finished or the grace period ends.
     while !shard.borrow().conns.is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    // Last: what the closing connections changed (wills cleared, sessions detached) is written.
+    if let Some(task) = journal {
+        shard.borrow_mut().journal.stop();
+        task.await;
     }
 }
 
@@ -190,7 +219,7 @@ impl Shard {
                 .is_some_and(|l| l.allow_anonymous);
             let authorised = scope.authenticate(allow_anonymous, username, password);
             session.acl = acl;
-            session.drop_unreadable();
+            session.drop_unreadable(&mut self.journal);
             if let (false, Some(conn)) = (authorised, &session.conn) {
                 conn.close(crate::session::CloseReason::NotAuthorised);
             }
@@ -210,6 +239,7 @@ async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
                 let _ = done.send(());
             }
             Some(Control::Tick) => shard.borrow_mut().tick(Instant::now()),
+            Some(Control::BeginWriting) => shard.borrow_mut().journal.begin(),
             Some(Control::Security(security, done)) => {
                 shard.borrow_mut().apply_security(security);
                 let _ = done.send(());

@@ -22,6 +22,7 @@ mod attached;
 mod connection;
 mod executor;
 mod expiry;
+mod journal;
 mod keepalive;
 mod live;
 mod mailroom;
@@ -34,6 +35,7 @@ mod subscriptions;
 mod sys;
 
 pub use executor::{run, ShardStart};
+pub use journal::ShardRestore;
 pub use keepalive::TICK;
 pub use live::ConnectionCounts;
 pub use sessions::home_of;
@@ -45,6 +47,7 @@ use crate::auth::Security;
 use crate::router::{MailSenders, ShardId, UrgentInbox};
 use crate::settings::Settings;
 use crate::stats::ShardStats;
+use journal::Journal;
 use live::LiveConns;
 use mailroom::Mailroom;
 use retained::Retained;
@@ -77,6 +80,8 @@ pub(crate) struct Shard {
     keepalive: keepalive::Watch,
     /// Deadlines of disconnected persistent sessions (see `expiry`).
     expiries: expiry::Expiries,
+    /// What this shard writes to disk (`persistence true`), and the acknowledgements waiting for it.
+    journal: Journal,
 }
 
 impl Shard {
@@ -87,8 +92,10 @@ impl Shard {
         urgent_inbox: UrgentInbox,
         counts: Arc<ConnectionCounts>,
         started: Instant,
+        next_message_id: u64,
     ) -> Shard {
         let shards = settings.shards;
+        let journal = Journal::new(id, shards, settings.persistence.as_ref(), next_message_id);
         Shard {
             id,
             shards,
@@ -103,6 +110,7 @@ impl Shard {
             conns: LiveConns::new(counts),
             keepalive: keepalive::Watch::default(),
             expiries: expiry::Expiries::default(),
+            journal,
         }
     }
 }

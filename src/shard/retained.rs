@@ -36,6 +36,11 @@ impl Retained {
         self.store.for_each_match(filter, |_, m| f(m));
     }
 
+    /// Every retained message, `$` topics included.
+    pub(super) fn for_each(&self, mut f: impl FnMut(&Arc<Message>)) {
+        self.store.for_each(|_, m| f(m));
+    }
+
     pub(super) fn len(&self) -> usize {
         self.store.len()
     }

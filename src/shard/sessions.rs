@@ -83,6 +83,10 @@ impl SessionTable {
         self.directory.len()
     }
 
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.iter().flatten().map(|s| &**s)
+    }
+
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Session> {
         self.sessions.iter_mut().flatten().map(|s| &mut **s)
     }

@@ -32,8 +32,13 @@ impl Shard {
             if session.conn.is_none() {
                 continue;
             }
+            let had_will = session.will.is_some();
             if let Some(will) = session.will.take().filter(|w| session.may_write(&w.topic)) {
                 wills.push(will);
+            }
+            if had_will {
+                // Sent: not again after the restart.
+                self.journal.session(session);
             }
         }
         let count = wills.len();

@@ -70,6 +70,13 @@ impl Subscriptions {
         self.trie.insert(filter, slot, opts);
     }
 
+    /// A subscription read back at start-up: in the trie and counted in the interest summary, which
+    /// every shard was given whole at start-up (`ShardRestore::interest`), so nobody is told.
+    pub(super) fn restore(&mut self, filter: &Utf8Bytes, slot: u32, opts: SubscriptionOptions) {
+        self.trie.insert(filter, slot, opts);
+        self.interest.add(filter, self.me);
+    }
+
     /// A new subscription to `filter` here. Returns true when this shard had none before and there are
     /// other shards: the caller tells them, and SUBACKs on `filter` wait for their acknowledgements.
     pub(super) fn add_interest(&mut self, filter: &Utf8Bytes) -> bool {

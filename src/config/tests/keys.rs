@@ -87,7 +87,8 @@ fn every_supported_key_is_handled() {
             | "log_timestamp"
             | "queue_qos0_messages"
             | "retain_available"
-            | "set_tcp_nodelay" => "true",
+            | "set_tcp_nodelay"
+            | "autosave_on_changes" => "true",
             "per_listener_settings" | "persistence" | "retained_persistence" => "false",
             "bind_address" => "127.0.0.1",
             "cpu_set" => "0",
@@ -116,6 +117,7 @@ fn every_supported_key_is_handled() {
             "accept_protocol_versions" => "4,5",
             "ciphers" => "ECDHE-RSA-AES128-GCM-SHA256",
             "ciphers_tls1.3" => "TLS_AES_128_GCM_SHA256",
+            "persistence_sync" => "always",
             _ => "1883",
         };
         // TLS options need a TLS listener with a CA (config/tls.rs).

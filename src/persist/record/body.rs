@@ -22,6 +22,7 @@ pub(super) mod kind {
     pub const DISCARD: u8 = 9;
     pub const RETAIN: u8 = 10;
     pub const RETAIN_CLEAR: u8 = 11;
+    pub const MESSAGE: u8 = 12;
 }
 
 fn put_str(out: &mut BytesMut, s: &Utf8Bytes) -> Result<(), EncodeError> {
@@ -63,11 +64,21 @@ pub(super) fn write(record: &Record, out: &mut BytesMut) -> Result<(), EncodeErr
             protocol,
             expiry_interval,
             will,
+            username,
+            listener,
         } => {
             out.put_u8(kind::SESSION);
             put_str(out, client_id)?;
             out.put_u8(*protocol as u8);
             out.put_u32_le(*expiry_interval);
+            match username {
+                None => out.put_u8(0),
+                Some(u) => {
+                    out.put_u8(1);
+                    put_str(out, u)?;
+                }
+            }
+            out.put_u16_le(*listener);
             match will {
                 None => out.put_u8(0),
                 Some(w) => {
@@ -99,15 +110,25 @@ pub(super) fn write(record: &Record, out: &mut BytesMut) -> Result<(), EncodeErr
             put_str(out, client_id)?;
             put_str(out, filter)?;
         }
+        Record::Message {
+            message_id,
+            message,
+        } => {
+            out.put_u8(kind::MESSAGE);
+            out.put_u64_le(*message_id);
+            put_message(out, message)?;
+        }
         Record::Queue {
             client_id,
             message_id,
-            message,
+            qos,
+            retain,
         } => {
             out.put_u8(kind::QUEUE);
             put_str(out, client_id)?;
             out.put_u64_le(*message_id);
-            put_message(out, message)?;
+            out.put_u8(*qos as u8);
+            out.put_u8(u8::from(*retain));
         }
         Record::Inflight {
             client_id,
@@ -292,6 +313,8 @@ fn read_record(r: &mut Reader) -> Result<Record, RecordError> {
                 _ => return Err(malformed("unknown protocol version")),
             };
             let expiry_interval = r.u32()?;
+            let username = if r.bool()? { Some(r.string()?) } else { None };
+            let listener = r.u16()?;
             let will = if r.bool()? {
                 let topic = r.string()?;
                 let qos = r.qos()?;
@@ -313,6 +336,8 @@ fn read_record(r: &mut Reader) -> Result<Record, RecordError> {
                 protocol,
                 expiry_interval,
                 will,
+                username,
+                listener,
             }
         }
         kind::SESSION_GONE => Record::SessionGone {
@@ -327,10 +352,15 @@ fn read_record(r: &mut Reader) -> Result<Record, RecordError> {
             client_id: r.string()?,
             filter: r.string()?,
         },
+        kind::MESSAGE => Record::Message {
+            message_id: r.u64()?,
+            message: r.message()?,
+        },
         kind::QUEUE => Record::Queue {
             client_id: r.string()?,
             message_id: r.u64()?,
-            message: r.message()?,
+            qos: r.qos()?,
+            retain: r.bool()?,
         },
         kind::INFLIGHT => Record::Inflight {
             client_id: r.string()?,

@@ -64,18 +64,24 @@ fn every_variant() -> Vec<Record> {
             protocol: ProtocolVersion::V5,
             expiry_interval: u32::MAX,
             will: Some(Box::new(will)),
+            username: Some(s("user")),
+            listener: 3,
         },
         Record::Session {
             client_id: s("v3"),
             protocol: ProtocolVersion::V311,
             expiry_interval: 0,
             will: None,
+            username: None,
+            listener: 0,
         },
         Record::Session {
             client_id: s(""),
             protocol: ProtocolVersion::V31,
             expiry_interval: 1,
             will: None,
+            username: Some(s("")),
+            listener: u16::MAX,
         },
         Record::SessionGone {
             client_id: c.clone(),
@@ -94,20 +100,29 @@ fn every_variant() -> Vec<Record> {
             client_id: c.clone(),
             filter: s("a/+/#"),
         },
-        Record::Queue {
-            client_id: c.clone(),
+        Record::Message {
             message_id: u64::MAX,
             message: message(QoS::AtLeastOnce, Bytes::from_static(b"v3"), None),
         },
-        Record::Queue {
-            client_id: c.clone(),
+        Record::Message {
             message_id: 0,
             message: message(QoS::ExactlyOnce, Bytes::new(), Some(publish_props())),
+        },
+        Record::Message {
+            message_id: 2,
+            message: message(QoS::AtLeastOnce, Bytes::from(vec![0xA5; 1 << 20]), None),
         },
         Record::Queue {
             client_id: c.clone(),
             message_id: 2,
-            message: message(QoS::AtLeastOnce, Bytes::from(vec![0xA5; 1 << 20]), None),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        },
+        Record::Queue {
+            client_id: c.clone(),
+            message_id: 0,
+            qos: QoS::ExactlyOnce,
+            retain: true,
         },
         Record::Inflight {
             client_id: c.clone(),
@@ -197,7 +212,7 @@ fn stored_message_converts_to_and_from_message() {
 fn small_records() -> Vec<Record> {
     every_variant()
         .into_iter()
-        .filter(|r| !matches!(r, Record::Queue { message, .. } if message.payload.len() > 1000))
+        .filter(|r| !matches!(r, Record::Message { message, .. } if message.payload.len() > 1000))
         .collect()
 }
 
@@ -504,12 +519,22 @@ fn record() -> impl Strategy<Value = Record> {
     ]);
     let options = (0u8..64).prop_filter_map("valid options", |b| read_options(b).ok());
     prop_oneof![
-        (utf8(), version, any::<u32>(), proptest::option::of(will)).prop_map(|r| Record::Session {
-            client_id: r.0,
-            protocol: r.1,
-            expiry_interval: r.2,
-            will: r.3.map(Box::new),
-        }),
+        (
+            utf8(),
+            version,
+            any::<u32>(),
+            proptest::option::of(will),
+            proptest::option::of(utf8()),
+            any::<u16>()
+        )
+            .prop_map(|r| Record::Session {
+                client_id: r.0,
+                protocol: r.1,
+                expiry_interval: r.2,
+                will: r.3.map(Box::new),
+                username: r.4,
+                listener: r.5,
+            }),
         utf8().prop_map(|client_id| Record::SessionGone { client_id }),
         (utf8(), utf8(), options).prop_map(|r| Record::Subscribe {
             client_id: r.0,
@@ -520,10 +545,15 @@ fn record() -> impl Strategy<Value = Record> {
             client_id: r.0,
             filter: r.1
         }),
-        (utf8(), any::<u64>(), stored_message()).prop_map(|r| Record::Queue {
+        (any::<u64>(), stored_message()).prop_map(|r| Record::Message {
+            message_id: r.0,
+            message: r.1,
+        }),
+        (utf8(), any::<u64>(), 0u8..3, any::<bool>()).prop_map(|r| Record::Queue {
             client_id: r.0,
             message_id: r.1,
-            message: r.2,
+            qos: QoS::from_u8(r.2).unwrap(),
+            retain: r.3,
         }),
         (utf8(), any::<u64>(), 1u16..).prop_map(|r| Record::Inflight {
             client_id: r.0,

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::BytesMut;
 use smallvec::SmallVec;
 
 use crate::auth::acl;
@@ -17,22 +16,18 @@ use crate::codec::{
     self, ProtocolVersion, PubResponse, PubResponseKind, Publish, QoS, ReasonCode,
     SubscriptionOptions,
 };
+use crate::index::ShardSet;
 use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
+use crate::router::ShardId;
 use crate::session::{
-    CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Limits, Origin, Session,
+    CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Ledger, Limits, Origin, Session,
     SlowSubscriberPolicy,
 };
 use crate::shard::attached::{mounted, Attached};
 use crate::shard::Shard;
 use crate::topic;
-
-/// Append a PUBACK or PUBREC with reason Success for an accepted PUBLISH (the codec's short form).
-#[inline]
-fn ack(kind: PubResponseKind, packet_id: u16, protocol: ProtocolVersion, out: &mut BytesMut) {
-    codec::encode_pub_response(kind, packet_id, ReasonCode::Success, protocol, out)
-}
 
 /// Answer a PUBLISH the client may not make (`$SYS`, `acl_file`) as Mosquitto does: dropped but
 /// acknowledged, so the client does not resend it, and a v5 client learns why (0x87). Nothing is kept
@@ -153,7 +148,7 @@ impl Shard {
                 s.inbound_qos2.insert(p.packet_id)
             }
         };
-        if deliver {
+        let reached = if deliver {
             let mut properties = p.properties;
             properties.topic_alias = None;
             self.route(Message::new(
@@ -163,17 +158,18 @@ impl Shard {
                 p.retain,
                 properties,
                 Some((self.id, a.slot)),
-            ));
-        }
-        match p.qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => a
-                .outbox
-                .write(|out| ack(PubResponseKind::PubAck, p.packet_id, a.protocol, out)),
-            QoS::ExactlyOnce => a
-                .outbox
-                .write(|out| ack(PubResponseKind::PubRec, p.packet_id, a.protocol, out)),
-        }
+            ))
+        } else {
+            ShardSet::default()
+        };
+        let kind = match p.qos {
+            QoS::AtMostOnce => return Ok(()),
+            QoS::AtLeastOnce => PubResponseKind::PubAck,
+            QoS::ExactlyOnce => PubResponseKind::PubRec,
+        };
+        // At once, or (`persistence_sync always`) once what routing it wrote is durable.
+        self.journal
+            .acknowledge(&a.outbox, a.protocol, kind, p.packet_id, reached.iter());
         Ok(())
     }
 
@@ -185,22 +181,26 @@ impl Shard {
     ) -> Result<(), CloseReason> {
         tracing::debug!(target: log_type::DEBUG, "Received PUBACK from {} (Mid: {}, RC:{})",
                 a.client_id, r.packet_id, r.reason as u8);
-        self.window_freed(a, |s, limits| {
-            s.on_puback(r.packet_id, limits);
+        self.window_freed(a, |s, limits, ledger| {
+            s.on_puback(r.packet_id, limits, ledger);
         });
         Ok(())
     }
 
     /// An acknowledgement that ends a delivery (`ack`): the queued messages it let into the window
     /// count as sent.
-    fn window_freed(&mut self, a: &Attached, ack: impl FnOnce(&mut Session, &Limits)) {
+    fn window_freed(
+        &mut self,
+        a: &Attached,
+        ack: impl FnOnce(&mut Session, &Limits, &mut dyn Ledger),
+    ) {
         let limits = self.settings.limits;
         let s = self
             .sessions
             .get_mut(a.slot, a.generation)
             .expect("checked by caller");
         let before = s.pending_len().1;
-        ack(s, &limits);
+        ack(s, &limits, &mut self.journal);
         let sent = before.saturating_sub(s.pending_len().1);
         self.stats.messages_sent += sent as u64;
     }
@@ -219,9 +219,9 @@ impl Shard {
             .expect("checked by caller");
         if r.reason.is_error() {
             // v5: the receiver refused the message; the flow ends here ([MQTT-4.3.3]).
-            s.on_pubrec_error(r.packet_id, &limits);
+            s.on_pubrec_error(r.packet_id, &limits, &mut self.journal);
         } else {
-            s.on_pubrec(r.packet_id);
+            s.on_pubrec(r.packet_id, &mut self.journal);
         }
         Ok(())
     }
@@ -233,8 +233,8 @@ impl Shard {
         r: PubResponse,
     ) -> Result<(), CloseReason> {
         tracing::debug!(target: log_type::DEBUG, "Received PUBCOMP from {} (Mid: {})", a.client_id, r.packet_id);
-        self.window_freed(a, |s, limits| {
-            s.on_pubcomp(r.packet_id, limits);
+        self.window_freed(a, |s, limits, ledger| {
+            s.on_pubcomp(r.packet_id, limits, ledger);
         });
         Ok(())
     }
@@ -269,8 +269,9 @@ impl Shard {
     }
 
     /// Route a message: store it if retained, deliver to this shard's subscribers and send it once to
-    /// every other shard with a matching subscription.
-    pub(crate) fn route(&mut self, msg: Message) {
+    /// every other shard with a matching subscription. Returns the shards it went to, this one
+    /// included when it has subscribers here (all shards for a retained message: each keeps it).
+    pub(crate) fn route(&mut self, msg: Message) -> ShardSet {
         if self.shards > 1 {
             // Subscriptions other shards have taken by now count, and holds they sent stop the
             // publisher after this packet, even if this shard's mail loop has not run since (see
@@ -326,17 +327,25 @@ impl Shard {
             publisher.hold.reached(&objecting);
             stamp.pending |= publisher.hold.pending();
         }
+        let mut reached = shards;
         if msg.retain {
+            self.journal.retained(&msg);
             self.retained.store(msg.clone());
             if self.shards > 1 {
+                for to in (0..self.shards as ShardId).filter(|&to| to != self.id) {
+                    self.journal.note_sent(to, &msg, true);
+                    reached.insert(to);
+                }
                 self.mail.broadcast(|| Mail::Retain(msg.clone()));
             }
         }
         for to in shards.iter() {
             if to != self.id {
+                self.journal.note_sent(to, &msg, false);
                 self.mail.send(to, Mail::Publish(msg.clone(), stamp));
             }
         }
+        reached
     }
 
     /// Deliver a message to this shard's matching sessions: one copy per session at the highest QoS of its
@@ -403,7 +412,14 @@ impl Shard {
             let insist = all_behind && qos != QoS::AtMostOnce && session.insists(now);
             // Only a QoS 1/2 backlog holds publishers: QoS 0 to a client that falls behind is dropped
             // (at most once), so a slow QoS 0 reader never slows anybody else (docs/ARCHITECTURE.md, invariant 6).
-            let behind = match session.deliver(&local, qos, retain, &limits, slack || insist) {
+            let behind = match session.deliver(
+                &local,
+                qos,
+                retain,
+                &limits,
+                slack || insist,
+                &mut self.journal,
+            ) {
                 Delivery::Sent => {
                     self.stats.messages_sent += 1;
                     if verbose {

@@ -100,6 +100,13 @@ impl Shard {
         session.generation = generation;
         session.protocol = connect.protocol;
         session.clean = !persistent;
+        let durable = persistent && self.journal.is_on();
+        if session.durable && !durable {
+            // v5: resumed with a Session Expiry Interval of 0: it ends with this connection now.
+            session.stop_keeping();
+            self.journal.session_gone(&session.client_id);
+        }
+        session.durable = durable;
         session.expiry_interval = match connect.protocol {
             ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
             _ if persistent => u32::MAX,
@@ -134,15 +141,16 @@ impl Shard {
             .client_acl(connect.client_id.as_str(), username.map(|u| u.as_str()));
         if session_present {
             // The client may have come back under another username.
-            session.drop_unreadable();
+            session.drop_unreadable(&mut self.journal);
         }
+        self.journal.session(session);
         let connack = Packet::ConnAck(ConnAck {
             session_present,
             code: ReasonCode::Success,
             properties: connack_properties,
         });
         outbox.write(|out| encode_into(out, &connack, connect.protocol));
-        let sent = session.resume(outbox.clone(), &limits);
+        let sent = session.resume(outbox.clone(), &limits, &mut self.journal);
         self.stats.messages_sent += sent as u64;
         self.stats.clients_connected += 1;
         self.stats.connections_total += 1;
@@ -172,7 +180,12 @@ impl Shard {
         }
         session.conn = None;
         // A will goes out only where its client could have published it (`$SYS`, `acl_file`).
+        let had_will = session.will.is_some();
         let will = session.will.take().filter(|w| session.may_write(&w.topic));
+        if had_will && !session.clean {
+            // Not to be sent again after a restart.
+            self.journal.session(session);
+        }
         let clean = session.clean;
         // Publishers it holds would otherwise wait out their lease for a client that is gone.
         self.release_holds(a.slot, a.generation, true);
@@ -219,6 +232,9 @@ impl Shard {
                     s.clean = true;
                 }
                 s.expiry_interval = expiry;
+                if !s.clean {
+                    self.journal.session(s);
+                }
             }
         }
         Err(CloseReason::ClientDisconnect)
@@ -230,6 +246,9 @@ impl Shard {
         let Some(mut session) = self.sessions.take(slot) else {
             return;
         };
+        if session.durable {
+            self.journal.session_gone(&session.client_id);
+        }
         self.send_releases(session.holding.take());
         for filter in session.subscriptions.keys() {
             self.unsubscribe_filter(slot, filter);
@@ -238,7 +257,7 @@ impl Shard {
     }
 
     /// The session in `slot` (at `generation`) was just left by its client: note when it expires.
-    fn schedule_expiry(&mut self, slot: u32, generation: u32) {
+    pub(in crate::shard) fn schedule_expiry(&mut self, slot: u32, generation: u32) {
         let Some(session) = self.sessions.at(slot) else {
             return;
         };

@@ -88,6 +88,7 @@ impl Shard {
                 .subscriptions
                 .insert(f.filter.clone(), opts)
                 .is_some();
+            self.journal.subscribe(session, &f.filter, opts);
             self.subs.insert(&f.filter, a.slot, opts);
             tracing::info!(target: log_type::SUBSCRIBE, "{} {} {}", a.client_id, opts.qos as u8, f.filter);
             if !existed {
@@ -179,7 +180,7 @@ impl Shard {
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             // Retained messages hold nobody; only `hold` keeps its old room beyond the limits for them.
             let slack = limits.slow_subscriber_policy == SlowSubscriberPolicy::Hold;
-            match session.deliver(&local, qos, true, &limits, slack) {
+            match session.deliver(&local, qos, true, &limits, slack, &mut self.journal) {
                 Delivery::Sent => sent += 1,
                 Delivery::Dropped => {
                     dropped += 1;
@@ -214,6 +215,7 @@ impl Shard {
             let session = self.sessions.at_mut(a.slot).expect("checked by caller");
             let existed = session.subscriptions.remove(filter).is_some();
             if existed {
+                self.journal.unsubscribe(session, filter);
                 self.unsubscribe_filter(a.slot, filter);
             }
             tracing::info!(target: log_type::UNSUBSCRIBE, "{} {}", a.client_id, filter);

@@ -49,6 +49,7 @@ fn fixture(policy: SlowSubscriberPolicy, shards: usize) -> Fixture {
         matrix.inboxes[0].urgent(),
         Arc::new(ConnectionCounts::new(1)),
         Instant::now(),
+        1,
     );
     Fixture {
         shard,
@@ -684,6 +685,7 @@ fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
         inboxes[0].urgent(),
         Arc::new(ConnectionCounts::new(1)),
         Instant::now(),
+        1,
     );
 
     // Before any interest: nothing crosses.

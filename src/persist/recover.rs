@@ -1,0 +1,241 @@
+//! Start-up: read the current generation's logs (one thread per file, before the shards' executors
+//! run), merge what they describe, give each session to its home under the shard count of this run
+//! (which may differ from the one that wrote the files), and write a new generation: one compacted
+//! log per shard, made current atomically, the old generation removed after.
+//!
+//! A log that ends in a partial record (a crash while it was written) loses that record and says so;
+//! a log damaged elsewhere keeps the records before the damage and is moved aside with an error line;
+//! a log of the current generation that is missing is an error line too. None of these stops the
+//! broker: it starts with everything that could be read.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ahash::AHashMap;
+
+use super::files::{self, Files, Generation};
+use super::image::{ShardImage, SnapshotWriter};
+use super::record::{self, Tail};
+use crate::codec::Utf8Bytes;
+use crate::logging::log_type;
+use crate::message::Message;
+use crate::shard::home_of;
+
+/// Why the persistence directory could not be used; the broker does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("Error: persistence_location {}: {source}", .path.display())]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("Error: persistence file {}: {source}", .path.display())]
+    File { path: PathBuf, source: io::Error },
+}
+
+/// What the shards start with.
+pub struct Recovered {
+    /// The generation the shards append to.
+    pub generation: u64,
+    /// Per shard: the sessions whose home it is, with their message ids as written in its new log.
+    pub shards: Vec<ShardImage>,
+    /// Every retained message (each shard keeps the whole set, see `shard::retained`).
+    pub retained: Arc<Vec<Arc<Message>>>,
+    /// Per shard: the length of its new log, where its appends start.
+    pub log_lens: Vec<u64>,
+}
+
+/// How one file read went, reported after all were read.
+struct FileRead {
+    image: ShardImage,
+    records: usize,
+}
+
+/// Read, merge, re-home and rewrite (see the module doc) for a broker of `shards` shards.
+pub fn recover(files: &Files, shards: u16) -> Result<Recovered, PersistError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&files.dir).map_err(|source| PersistError::Dir {
+        path: files.dir.clone(),
+        source,
+    })?;
+    let current = files.current().map_err(|source| PersistError::File {
+        path: files.dir.join(format!("{}.current", files.prefix)),
+        source,
+    })?;
+    let reads = match current {
+        Some(g) => read_generation(files, g)?,
+        None => Vec::new(),
+    };
+    // Merge: a client id has one home per generation, so sessions meet at most once; a retained
+    // topic likewise has one owner.
+    let mut sessions = AHashMap::new();
+    let mut retained: AHashMap<Utf8Bytes, Arc<Message>> = AHashMap::new();
+    let mut orphans = 0;
+    let mut records = 0;
+    for read in reads {
+        records += read.records;
+        orphans += read.image.orphans;
+        sessions.extend(read.image.sessions);
+        retained.extend(read.image.retained);
+    }
+    if orphans > 0 {
+        tracing::error!(target: log_type::ERROR,
+            "Error: {orphans} persistence records named a session or message that their log never \
+             created; they were skipped.");
+    }
+    // Re-home, and number each shard's messages afresh (ids are per file).
+    let mut images: Vec<ShardImage> = (0..shards).map(|_| ShardImage::default()).collect();
+    let mut ids: Vec<AHashMap<*const Message, u64>> = vec![AHashMap::new(); usize::from(shards)];
+    for (client_id, mut s) in sessions {
+        let home = usize::from(home_of(client_id.as_bytes(), usize::from(shards)));
+        let image = &mut images[home];
+        for o in &mut s.owed {
+            let next = &mut image.next_message_id;
+            o.message_id = *ids[home].entry(Arc::as_ptr(&o.message)).or_insert_with(|| {
+                *next += 1;
+                *next
+            });
+        }
+        image.sessions.insert(client_id, s);
+    }
+    for image in &mut images {
+        image.next_message_id += 1;
+    }
+    let generation = current.map_or(1, |g| g.number + 1);
+    let log_lens = write_generation(files, generation, &images, &retained)?;
+    files
+        .set_current(Generation {
+            number: generation,
+            shards,
+        })
+        .map_err(|source| PersistError::File {
+            path: files.dir.join(format!("{}.current", files.prefix)),
+            source,
+        })?;
+    files
+        .remove_others(generation)
+        .map_err(|source| PersistError::Dir {
+            path: files.dir.clone(),
+            source,
+        })?;
+    let session_count: usize = images.iter().map(|i| i.sessions.len()).sum();
+    let owed: usize = images.iter().map(|i| i.owed_count()).sum();
+    if current.is_some() {
+        tracing::info!(target: log_type::NOTICE,
+            "Restored {session_count} persistent sessions, {owed} queued messages and {} retained \
+             messages ({records} records) from {} in {} ms.",
+            retained.len(), files.dir.display(), started.elapsed().as_millis());
+    }
+    Ok(Recovered {
+        generation,
+        shards: images,
+        retained: Arc::new(retained.into_values().collect()),
+        log_lens,
+    })
+}
+
+/// Read every log of generation `g`, one thread each.
+fn read_generation(files: &Files, g: Generation) -> Result<Vec<FileRead>, PersistError> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..g.shards)
+            .map(|shard| {
+                let path = files.log(g.number, shard);
+                std::thread::Builder::new()
+                    .name(format!("restore-{shard}"))
+                    .spawn_scoped(scope, move || read_log(files, path))
+                    .expect("spawn a start-up reader thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("start-up reader thread panicked"))
+            .collect()
+    })
+}
+
+fn read_log(files: &Files, path: PathBuf) -> Result<FileRead, PersistError> {
+    let mut image = ShardImage::default();
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tracing::error!(target: log_type::ERROR,
+                "Error: {} is missing: the sessions and retained messages it held are lost.",
+                path.display());
+            return Ok(FileRead { image, records: 0 });
+        }
+        Err(source) => return Err(PersistError::File { path, source }),
+    };
+    let scan = record::scan(&bytes, |r| image.apply(r));
+    image.finish();
+    let damaged = |offset: u64, what: &dyn std::fmt::Display| -> Result<(), PersistError> {
+        let aside = files
+            .move_aside(&path)
+            .map_err(|source| PersistError::File {
+                path: path.clone(),
+                source,
+            })?;
+        tracing::error!(target: log_type::ERROR,
+            "Error: {} is corrupt at offset {offset} ({what}): kept the {} records before it and \
+             moved the file to {}.",
+            path.display(), scan.records, aside.display());
+        Ok(())
+    };
+    match scan.tail {
+        Tail::Clean => {}
+        Tail::Torn { dropped, .. } => {
+            tracing::warn!(target: log_type::WARNING,
+                "Warning: {}: torn tail, dropped {dropped} bytes after the last good record at \
+                 offset {} (a write the crash interrupted; it was never acknowledged).",
+                path.display(), scan.good_len);
+        }
+        Tail::Corrupt(e) => damaged(e.offset(), &e)?,
+        Tail::BadHeader(e) => damaged(0, &e)?,
+    }
+    Ok(FileRead {
+        image,
+        records: scan.records,
+    })
+}
+
+/// Write every shard's snapshot of generation `generation`, one thread each; returns their lengths.
+fn write_generation(
+    files: &Files,
+    generation: u64,
+    images: &[ShardImage],
+    retained: &AHashMap<Utf8Bytes, Arc<Message>>,
+) -> Result<Vec<u64>, PersistError> {
+    let shards = images.len();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = images
+            .iter()
+            .enumerate()
+            .map(|(shard, image)| {
+                std::thread::Builder::new()
+                    .name(format!("snapshot-{shard}"))
+                    .spawn_scoped(scope, move || {
+                        let mut w = SnapshotWriter::new(shard as u16, shards as u16);
+                        w.image(image, |_| false);
+                        for (topic, m) in retained {
+                            if usize::from(home_of(topic.as_bytes(), shards)) == shard {
+                                w.retained(m);
+                            }
+                        }
+                        let bytes = w.finish();
+                        let path = files.log(generation, shard as u16);
+                        files::write_synced(&path, &bytes)
+                            .map(|()| bytes.len() as u64)
+                            .map_err(|source| PersistError::File { path, source })
+                    })
+                    .expect("spawn a start-up writer thread")
+            })
+            .collect();
+        let lens = handles
+            .into_iter()
+            .map(|h| h.join().expect("start-up writer thread panicked"))
+            .collect::<Result<Vec<_>, _>>()?;
+        files::sync_dir(&files.dir).map_err(|source| PersistError::Dir {
+            path: files.dir.clone(),
+            source,
+        })?;
+        Ok(lens)
+    })
+}

@@ -1,0 +1,251 @@
+//! Unit tests of [`Session`]: queue limits, congestion, drops and the frames it writes.
+
+use super::*;
+use bytes::{Bytes, BytesMut};
+
+fn msg() -> Rc<Framed> {
+    let m = Message::new(
+        Utf8Bytes::from("t"),
+        Bytes::from_static(b"p"),
+        QoS::AtLeastOnce,
+        false,
+        Default::default(),
+        None,
+    );
+    Rc::new(Framed::new(std::sync::Arc::new(m), false))
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_inflight: 2,
+        max_queued_messages: 10,
+        ..Limits::default()
+    }
+}
+
+fn offer(s: &mut Session, n: usize) -> Vec<Delivery> {
+    offer_with(s, n, true)
+}
+
+fn offer_with(s: &mut Session, n: usize, slack: bool) -> Vec<Delivery> {
+    let m = msg();
+    (0..n)
+        .map(|_| s.deliver(&m, QoS::AtLeastOnce, false, &limits(), slack, &mut NoLedger))
+        .collect()
+}
+
+#[test]
+fn an_away_session_queues_exactly_max_queued_messages() {
+    let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+    let d = offer(&mut s, 12);
+    assert!(d[..10].iter().all(|d| *d == Delivery::Queued));
+    assert!(d[10..].iter().all(|d| *d == Delivery::Dropped));
+    assert!(!s.congested(&limits(), Instant::now()));
+}
+
+#[test]
+fn a_progressing_client_is_congested_at_half_and_gets_slack_up_to_twice() {
+    let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+    s.resume(Rc::new(Outbox::new()), &limits(), &mut NoLedger);
+    let d = offer(&mut s, 2 + 4);
+    assert!(d[..2].iter().all(|d| *d == Delivery::Sent), "{d:?}");
+    assert!(!s.congested(&limits(), Instant::now()), "4 queued of 10");
+    offer(&mut s, 1);
+    assert!(s.congested(&limits(), Instant::now()), "5 queued of 10");
+    let d = offer(&mut s, 16);
+    assert_eq!(d.iter().filter(|d| **d == Delivery::Queued).count(), 15);
+    assert_eq!(
+        d.last(),
+        Some(&Delivery::Dropped),
+        "20 queued = twice the limit"
+    );
+    // A client that stopped acknowledging is not waited for.
+    let later = Instant::now() + PROGRESS_WINDOW + Duration::from_millis(1);
+    assert!(!s.congested(&limits(), later));
+    // Acknowledging frees the window and sends from the queue, in order.
+    let (inflight, queued) = s.pending_len();
+    assert_eq!((inflight, queued), (2, 20));
+    assert!(s.on_puback(1, &limits(), &mut NoLedger));
+    assert_eq!(s.pending_len(), (2, 19));
+}
+
+#[test]
+fn without_slack_a_progressing_client_gets_exactly_the_limits() {
+    let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+    s.resume(Rc::new(Outbox::new()), &limits(), &mut NoLedger);
+    let d = offer_with(&mut s, 2 + 12, false);
+    assert_eq!(d.iter().filter(|d| **d == Delivery::Sent).count(), 2);
+    assert_eq!(d.iter().filter(|d| **d == Delivery::Queued).count(), 10);
+    assert_eq!(d.iter().filter(|d| **d == Delivery::Dropped).count(), 2);
+    assert!(
+        s.congested(&limits(), Instant::now()),
+        "it still counts as congested"
+    );
+}
+
+#[test]
+fn keeps_up_until_its_queue_is_half_full() {
+    let m = msg();
+    let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+    assert_eq!(
+        s.keeps_up(&m, QoS::AtLeastOnce, &limits()),
+        None,
+        "away: does not count"
+    );
+    s.resume(Rc::new(Outbox::new()), &limits(), &mut NoLedger);
+    assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
+    // A full window and a short queue (a burst) is not falling behind.
+    offer(&mut s, 2 + 4);
+    assert_eq!(s.pending_len(), (2, 4));
+    assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
+    // Half of `max_queued_messages` queued: behind.
+    offer(&mut s, 1);
+    assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(false));
+    assert!(s.on_puback(1, &limits(), &mut NoLedger));
+    assert_eq!(s.pending_len(), (2, 4));
+    assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(true));
+    // QoS 0 goes by the outbox, not the queue.
+    offer(&mut s, 1);
+    assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), Some(false));
+    assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &limits()), Some(true));
+    let tiny = Limits {
+        outbox_soft_limit: 1,
+        ..limits()
+    };
+    assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &tiny), Some(false));
+    // A message larger than the client accepts would be discarded: it does not count.
+    s.max_packet_size = Some(4);
+    assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), None);
+}
+
+#[test]
+fn a_drop_episode_is_reported_once_until_the_queue_drained() {
+    let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+    s.resume(Rc::new(Outbox::new()), &limits(), &mut NoLedger);
+    offer_with(&mut s, 2 + 10, false);
+    assert!(s.note_dropped(), "the first drop starts an episode");
+    assert!(!s.note_dropped());
+    // Room for one more: still the same episode.
+    assert!(s.on_puback(1, &limits(), &mut NoLedger));
+    assert!(!s.note_dropped());
+    // Drained to a quarter (2 of 10): the next drop is a new episode.
+    for id in 2..=8 {
+        assert!(s.on_puback(id, &limits(), &mut NoLedger));
+    }
+    assert_eq!(s.pending_len(), (2, 2));
+    assert!(s.note_dropped());
+    // A new connection starts afresh, as in Mosquitto.
+    s.resume(Rc::new(Outbox::new()), &limits(), &mut NoLedger);
+    assert!(s.note_dropped());
+}
+
+/// A PUBLISH is queued as the codec's header, then the shared payload by reference when large, with
+/// and without v5 properties, encoded per subscriber or once for a fan-out (then copied with each
+/// subscriber's flags and packet id); what each client reads decodes to the message.
+#[test]
+fn a_publish_is_queued_as_its_header_then_the_shared_payload() {
+    let properties = codec::Properties {
+        user_properties: vec![("k".into(), "v".into())],
+        message_expiry_interval: Some(60),
+        ..Default::default()
+    };
+    for (version, properties) in [
+        (ProtocolVersion::V311, codec::Properties::default()),
+        (ProtocolVersion::V5, codec::Properties::default()),
+        (ProtocolVersion::V5, properties),
+    ] {
+        for len in [1, outbox::SHARE_MIN] {
+            let m = std::sync::Arc::new(Message::new(
+                Utf8Bytes::from("a/b"),
+                Bytes::from(vec![7; len]),
+                QoS::ExactlyOnce,
+                true,
+                properties.clone(),
+                None,
+            ));
+            for fan_out in [false, true] {
+                let framed = Framed::new(m.clone(), fan_out);
+                // Several subscribers of one message: other flags and packet ids each time.
+                let deliveries = [
+                    (QoS::AtLeastOnce, 9, true, false),
+                    (QoS::ExactlyOnce, 0x1234, false, true),
+                    (QoS::AtMostOnce, 0, false, true),
+                    (QoS::AtLeastOnce, 10, false, false),
+                ];
+                for (qos, packet_id, dup, retain) in deliveries {
+                    let conn = Outbox::new();
+                    framed.write(&conn, version, 0, qos, packet_id, dup, retain);
+                    let mut chunks = VecDeque::new();
+                    conn.take(&mut chunks);
+                    let mut wire = BytesMut::new();
+                    for c in &chunks {
+                        wire.extend_from_slice(c.as_slice());
+                    }
+                    if len >= outbox::SHARE_MIN {
+                        // Header, then the message's own payload buffer (not a copy).
+                        assert_eq!(chunks.len(), 2, "{version:?}");
+                        assert!(
+                            matches!(&chunks[1], Chunk::Shared(p) if p.as_ptr() == m.payload.as_ptr())
+                        );
+                    } else {
+                        assert_eq!(chunks.len(), 1, "{version:?}");
+                    }
+                    let expected = codec::Packet::Publish(codec::Publish {
+                        dup,
+                        qos,
+                        retain,
+                        topic: m.topic.clone(),
+                        packet_id: if qos == QoS::AtMostOnce { 0 } else { packet_id },
+                        properties: if version == ProtocolVersion::V5 {
+                            m.properties().clone()
+                        } else {
+                            Default::default()
+                        },
+                        payload: m.payload.clone(),
+                    });
+                    let decoded = codec::decode(&mut wire, version, usize::MAX);
+                    assert_eq!(
+                        decoded,
+                        Ok(Some(expected)),
+                        "{version:?} {len} {fan_out} {qos:?}"
+                    );
+                    assert!(wire.is_empty());
+                }
+                // One frame per kind: with and without a packet id.
+                assert_eq!(framed.frames_cached(), if fan_out { 2 } else { 0 });
+            }
+        }
+    }
+    // A PUBLISH the codec refuses is not written at all (no payload without its header).
+    let m = std::sync::Arc::new(Message::new(
+        Utf8Bytes::from("t"),
+        Bytes::from(vec![0; codec::MAX_VAR_INT as usize - 3]),
+        QoS::AtMostOnce,
+        false,
+        Default::default(),
+        None,
+    ));
+    for fan_out in [false, true] {
+        let conn = Outbox::new();
+        let framed = Framed::new(m.clone(), fan_out);
+        framed.write(
+            &conn,
+            ProtocolVersion::V5,
+            0,
+            QoS::AtMostOnce,
+            0,
+            false,
+            false,
+        );
+        framed.write(
+            &conn,
+            ProtocolVersion::V5,
+            0,
+            QoS::AtMostOnce,
+            0,
+            false,
+            false,
+        );
+        assert_eq!(conn.pending_bytes(), 0);
+    }
+}

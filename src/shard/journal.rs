@@ -1,0 +1,689 @@
+//! This shard's journal (`persistence true`): the records its state changes append, the
+//! acknowledgements that wait for them to be durable, and the task that writes them
+//! ([`journal_task`]). One per shard, owned by its [`Shard`](super::Shard) and touched on that shard's
+//! thread only: packet handling appends (sessions, subscriptions, retained messages) and durable
+//! sessions append through it as their [`Ledger`]; the task takes what was appended in batches.
+//!
+//! What a QoS 1/2 PUBLISH's acknowledgement waits for under `persistence_sync always` (the PUBACK or
+//! PUBREC is written only then, in the order the PUBLISHes came):
+//! - on this shard: every record appended up to the moment it was routed (the journal's `appended`
+//!   position then) is durable;
+//! - on every other shard it was sent to: that shard has made durable what it appended while handling
+//!   it. Each shard counts the messages it sends to each other shard that an acknowledgement may wait
+//!   for (`sent`), the receiver counts them as it handles them (`received`) and, after its next write
+//!   and sync, tells the sender how many are covered (`Mail::Durable`). Mailboxes are FIFO, so "the
+//!   first n" is exact. A shard that wrote nothing for them still answers, after any write in progress.
+//!
+//! Which shard writes what: a session's records go to its home shard's log; a retained message's to
+//! the log of its topic's home (`home_of(topic)`), whichever shard it was published on (every shard
+//! holds the whole retained set, see `retained.rs`, so the owner sees it).
+//!
+//! When the log has grown past `Persistence::compact_min` and four times its last snapshot, the task writes a new
+//! snapshot of the shard's state and swaps it in (`persist::log::LogWriter::replace`).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use super::{home_of, Shard};
+use crate::codec::{
+    self, ProtocolVersion, PubResponseKind, QoS, ReasonCode, SubscriptionOptions, Utf8Bytes,
+};
+use crate::config::PersistenceSync;
+use crate::logging::log_type;
+use crate::message::Message;
+use crate::persist::image::{ShardImage, SnapshotWriter};
+use crate::persist::log::LogWriter;
+use crate::persist::record::{self, Record, StoredMessage};
+use crate::persist::Persistence;
+use crate::router::{Mail, ShardId};
+use crate::session::{Ledger, Outbox, Session};
+
+/// Appended and unwritten bytes beyond which the shard stops reading its clients (as for a full
+/// mailbox): the disk is not keeping up, or is full.
+const BACKLOG_LIMIT: usize = 64 << 20;
+
+/// How long the task waits before writing again after a failed write.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What a shard starts with when the broker keeps state on disk (`server` reads it first, see
+/// `persist::recover`).
+pub struct ShardRestore {
+    /// The generation whose log this shard appends to, and that log's length.
+    pub generation: u64,
+    pub log_len: u64,
+    /// The sessions whose home this shard is.
+    pub image: ShardImage,
+    /// Every retained message.
+    pub retained: Arc<Vec<Arc<Message>>>,
+    /// Every restored subscription's filter, once per shard that has it: the interest summary.
+    pub interest: Arc<Vec<(Utf8Bytes, ShardId)>>,
+}
+
+/// An acknowledgement waiting for durability.
+struct HeldAck {
+    outbox: Rc<Outbox>,
+    protocol: ProtocolVersion,
+    kind: PubResponseKind,
+    packet_id: u16,
+    /// This shard's journal position that must be durable.
+    local: u64,
+    /// (shard, count): how many of this shard's counted messages that shard must have made durable.
+    remote: SmallVec<[(ShardId, u64); 2]>,
+}
+
+/// A batch the task takes: bytes to write, the position they end at, and what other shards' counted
+/// messages they cover.
+pub(super) struct Batch {
+    bytes: Bytes,
+    end: u64,
+    received: Vec<u64>,
+}
+
+pub(super) struct Journal {
+    on: bool,
+    /// `persistence_sync always`: acknowledgements wait.
+    gate: bool,
+    me: ShardId,
+    shards: usize,
+    /// Records appended and not yet taken by the task.
+    pending: BytesMut,
+    /// Bytes ever appended (a position in the journal, not a file offset: compaction changes those).
+    appended: u64,
+    /// Bytes written (and synced, under `always`).
+    durable: u64,
+    next_message_id: u64,
+    /// The last message given an id, with it: a fan-out to several sessions of this shard writes the
+    /// message once (`Record::Message`), then one `Queue` record per session.
+    last_message: Option<(Arc<Message>, u64)>,
+    /// Per shard: counted messages sent there / received from there / reported durable to there /
+    /// confirmed durable by there.
+    sent: Vec<u64>,
+    received: Vec<u64>,
+    reported: Vec<u64>,
+    confirmed: Vec<u64>,
+    acks: VecDeque<HeldAck>,
+    /// The journal task, parked for work.
+    waker: Option<Waker>,
+    /// Shutdown: the task writes what is left and ends.
+    stopping: bool,
+    /// Writes are failing (logged once per episode).
+    failing: bool,
+    /// Client ids of sessions whose writes wait for durability (`Session::release_staged`).
+    staged: Vec<Utf8Bytes>,
+    /// File I/O may start (`Control::BeginWriting`).
+    begun: bool,
+    /// Readers paused while the journal is [`Self::backlogged`].
+    backlog_waiters: Vec<Waker>,
+}
+
+impl Journal {
+    pub(super) fn new(
+        me: ShardId,
+        shards: usize,
+        persistence: Option<&Persistence>,
+        next_message_id: u64,
+    ) -> Journal {
+        Journal {
+            on: persistence.is_some(),
+            gate: persistence.is_some_and(|p| p.sync == PersistenceSync::Always),
+            me,
+            shards,
+            pending: BytesMut::new(),
+            appended: 0,
+            durable: 0,
+            next_message_id: next_message_id.max(1),
+            last_message: None,
+            sent: vec![0; shards],
+            received: vec![0; shards],
+            reported: vec![0; shards],
+            confirmed: vec![0; shards],
+            acks: VecDeque::new(),
+            waker: None,
+            stopping: false,
+            failing: false,
+            backlog_waiters: Vec::new(),
+            staged: Vec::new(),
+            begun: false,
+        }
+    }
+
+    /// Whether this broker keeps anything on disk.
+    pub(super) fn is_on(&self) -> bool {
+        self.on
+    }
+
+    fn append(&mut self, r: &Record) {
+        let before = self.pending.len();
+        if let Err(e) = record::encode(r, &mut self.pending) {
+            tracing::error!(target: log_type::ERROR,
+                "Error: a persistence record could not be written: {e}");
+            return;
+        }
+        self.appended += (self.pending.len() - before) as u64;
+        self.wake();
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// A durable session's settings (at CONNECT, and when its will or expiry changes).
+    pub(super) fn session(&mut self, s: &Session) {
+        if s.durable {
+            self.append(&session_record(s));
+        }
+    }
+
+    /// A durable session ended.
+    pub(super) fn session_gone(&mut self, client_id: &Utf8Bytes) {
+        if self.on {
+            self.append(&Record::SessionGone {
+                client_id: client_id.clone(),
+            });
+        }
+    }
+
+    pub(super) fn subscribe(&mut self, s: &Session, filter: &Utf8Bytes, o: SubscriptionOptions) {
+        if s.durable {
+            self.append(&Record::Subscribe {
+                client_id: s.client_id.clone(),
+                filter: filter.clone(),
+                options: o,
+            });
+        }
+    }
+
+    pub(super) fn unsubscribe(&mut self, s: &Session, filter: &Utf8Bytes) {
+        if s.durable {
+            self.append(&Record::Unsubscribe {
+                client_id: s.client_id.clone(),
+                filter: filter.clone(),
+            });
+        }
+    }
+
+    /// A retained message was stored or cleared: recorded by the topic's home shard only (`$SYS`
+    /// topics are the broker's own, published again after a start, and never recorded).
+    pub(super) fn retained(&mut self, msg: &Message) {
+        if !self.on || !owns_retained(&msg.topic, self.me, self.shards) {
+            return;
+        }
+        if msg.payload.is_empty() {
+            self.append(&Record::RetainClear {
+                topic: msg.topic.clone(),
+            });
+        } else {
+            self.append(&Record::Retain {
+                message: StoredMessage::from_message(msg),
+            });
+        }
+    }
+
+    /// Whether `msg`, sent by this shard as `Publish` (or `Retain` when `retain_mail`), is one the
+    /// receiver counts: acknowledgements may wait for it. Both ends decide from the message alone.
+    fn counted(&self, msg: &Message, retain_mail: bool) -> bool {
+        self.gate && msg.origin.is_some() && (retain_mail || msg.qos != QoS::AtMostOnce)
+    }
+
+    /// This shard sends `msg` to `to` (see [`Self::counted`]).
+    pub(super) fn note_sent(&mut self, to: ShardId, msg: &Message, retain_mail: bool) {
+        if self.counted(msg, retain_mail) {
+            self.sent[usize::from(to)] += 1;
+        }
+    }
+
+    /// This shard handled `msg` from another shard (after appending what it caused).
+    pub(super) fn note_received(&mut self, msg: &Message, retain_mail: bool) {
+        if let Some((from, _)) = msg.origin.filter(|_| self.counted(msg, retain_mail)) {
+            self.received[usize::from(from)] += 1;
+            self.wake();
+        }
+    }
+
+    /// Shard `from` made durable the first `count` counted messages this shard sent it.
+    pub(super) fn confirmed(&mut self, from: ShardId, count: u64) {
+        let c = &mut self.confirmed[usize::from(from)];
+        *c = (*c).max(count);
+        self.release_acks();
+    }
+
+    /// Acknowledge a QoS 1/2 PUBLISH routed just now to `reached` (the shards its `Publish` or
+    /// `Retain` mail went to): at once, or once what it caused is durable.
+    pub(super) fn acknowledge(
+        &mut self,
+        outbox: &Rc<Outbox>,
+        protocol: ProtocolVersion,
+        kind: PubResponseKind,
+        packet_id: u16,
+        reached: impl Iterator<Item = ShardId>,
+    ) {
+        if !self.gate {
+            outbox.write(|out| ack(kind, packet_id, protocol, out));
+            return;
+        }
+        let remote = reached
+            .filter(|&s| s != self.me)
+            .map(|s| (s, self.sent[usize::from(s)]))
+            .collect();
+        self.acks.push_back(HeldAck {
+            outbox: outbox.clone(),
+            protocol,
+            kind,
+            packet_id,
+            local: self.appended,
+            remote,
+        });
+        self.release_acks();
+        if !self.acks.is_empty() {
+            self.wake();
+        }
+    }
+
+    /// Write the acknowledgements whose records are durable, in order.
+    fn release_acks(&mut self) {
+        while let Some(a) = self.acks.front() {
+            let ready = a.local <= self.durable
+                && a.remote
+                    .iter()
+                    .all(|&(s, n)| self.confirmed[usize::from(s)] >= n);
+            if !ready {
+                return;
+            }
+            let a = self.acks.pop_front().expect("front exists");
+            a.outbox
+                .write(|out| ack(a.kind, a.packet_id, a.protocol, out));
+        }
+    }
+
+    /// Too much appended and not yet written: the shard's readers pause (back-pressure on publishers
+    /// while the disk is slow or full).
+    pub(super) fn backlogged(&self) -> bool {
+        self.on && self.appended - self.durable > BACKLOG_LIMIT as u64
+    }
+
+    /// The process runs as its final user: the task may open its log (`Control::BeginWriting`).
+    pub(super) fn begin(&mut self) {
+        self.begun = true;
+        self.wake();
+    }
+
+    fn poll_begun(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.begun || self.stopping {
+            return Poll::Ready(());
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Ready once the journal is no longer [`Self::backlogged`].
+    pub(super) fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.backlogged() {
+            return Poll::Ready(());
+        }
+        self.backlog_waiters.push(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Ready when the task has something to do: records to write, counted messages to report, or the
+    /// end. Otherwise parks the task.
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let unreported = self.received != self.reported;
+        if !self.pending.is_empty() || unreported || self.stopping {
+            return Poll::Ready(());
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn take_batch(&mut self) -> Batch {
+        // A message id stays shared only within a batch: compaction keeps only the messages still
+        // owed, so a later `Queue` must not refer to a `Message` record an earlier batch wrote.
+        self.last_message = None;
+        Batch {
+            bytes: self.pending.split().freeze(),
+            end: self.appended,
+            received: self.received.clone(),
+        }
+    }
+
+    /// `batch` is written: what waited for it goes out. Returns the `Durable` mail to send.
+    fn written(&mut self, batch: &Batch) -> SmallVec<[(ShardId, u64); 4]> {
+        self.durable = self.durable.max(batch.end);
+        if self.failing {
+            self.failing = false;
+            tracing::info!(target: log_type::NOTICE,
+                "Persistence writes succeed again: held acknowledgements go out.");
+        }
+        let mut mail = SmallVec::new();
+        for (from, &n) in batch.received.iter().enumerate() {
+            if n > self.reported[from] {
+                self.reported[from] = n;
+                mail.push((from as ShardId, n));
+            }
+        }
+        self.release_acks();
+        if !self.backlogged() {
+            for w in self.backlog_waiters.drain(..) {
+                w.wake();
+            }
+        }
+        mail
+    }
+
+    /// A batch taken for a compaction that failed: its records go in front of what came since.
+    fn put_back(&mut self, batch: Batch) {
+        let mut again = BytesMut::with_capacity(batch.bytes.len() + self.pending.len());
+        again.extend_from_slice(&batch.bytes);
+        again.extend_from_slice(&self.pending);
+        self.pending = again;
+    }
+
+    /// Shutdown: the task writes what is left, then ends.
+    pub(super) fn stop(&mut self) {
+        self.stopping = true;
+        self.wake();
+    }
+}
+
+impl Ledger for Journal {
+    fn owed(&mut self, client_id: &Utf8Bytes, msg: &Arc<Message>, qos: QoS, retain: bool) -> u64 {
+        let message_id = match &self.last_message {
+            Some((m, id)) if Arc::ptr_eq(m, msg) => *id,
+            _ => {
+                let id = self.next_message_id;
+                self.next_message_id += 1;
+                self.append(&Record::Message {
+                    message_id: id,
+                    message: StoredMessage::from_message(msg),
+                });
+                self.last_message = Some((msg.clone(), id));
+                id
+            }
+        };
+        self.append(&Record::Queue {
+            client_id: client_id.clone(),
+            message_id,
+            qos,
+            retain,
+        });
+        message_id
+    }
+
+    fn sent(&mut self, client_id: &Utf8Bytes, message_id: u64, packet_id: u16) {
+        self.append(&Record::Inflight {
+            client_id: client_id.clone(),
+            message_id,
+            packet_id,
+        });
+    }
+
+    fn released(&mut self, client_id: &Utf8Bytes, packet_id: u16) {
+        self.append(&Record::Released {
+            client_id: client_id.clone(),
+            packet_id,
+        });
+    }
+
+    fn done(&mut self, client_id: &Utf8Bytes, packet_id: u16) {
+        self.append(&Record::Done {
+            client_id: client_id.clone(),
+            packet_id,
+        });
+    }
+
+    fn discarded(&mut self, client_id: &Utf8Bytes, message_id: u64) {
+        self.append(&Record::Discard {
+            client_id: client_id.clone(),
+            message_id,
+        });
+    }
+
+    fn stage(&mut self, client_id: &Utf8Bytes) -> Option<u64> {
+        if !self.gate || self.appended <= self.durable {
+            return None;
+        }
+        if self.staged.last() != Some(client_id) {
+            self.staged.push(client_id.clone());
+        }
+        Some(self.appended)
+    }
+}
+
+/// The `Session` record of `s`.
+fn session_record(s: &Session) -> Record {
+    Record::Session {
+        client_id: s.client_id.clone(),
+        protocol: s.protocol,
+        expiry_interval: s.expiry_interval,
+        will: s.will.clone(),
+        username: s.login.as_ref().map(|l| l.username.clone()),
+        listener: s.listener,
+    }
+}
+
+/// Whether shard `me` of `shards` records the retained message of `topic`.
+pub(crate) fn owns_retained(topic: &str, me: ShardId, shards: usize) -> bool {
+    !topic.starts_with("$SYS") && home_of(topic.as_bytes(), shards) == me
+}
+
+/// A PUBACK or PUBREC with reason Success (the codec's short form).
+fn ack(kind: PubResponseKind, packet_id: u16, protocol: ProtocolVersion, out: &mut BytesMut) {
+    codec::encode_pub_response(kind, packet_id, ReasonCode::Success, protocol, out)
+}
+
+impl Shard {
+    /// Start-up: the sessions, subscriptions and retained messages read back from disk. A session's
+    /// client is away (its expiry runs from now); its will, if it had one, goes out now, as its
+    /// connection ended without DISCONNECT (the broker stopped without a chance to publish it).
+    pub(super) fn restore(&mut self, r: ShardRestore) {
+        for m in r.retained.iter() {
+            self.retained.store(m.clone());
+        }
+        for (filter, shard) in r.interest.iter() {
+            if *shard != self.id {
+                self.subs.add_remote_interest(filter, *shard);
+            }
+        }
+        let mut wills = Vec::new();
+        for (_, image) in r.image.sessions {
+            let mut s = Session::new(image.client_id, image.protocol, false, 0);
+            s.durable = true;
+            s.expiry_interval = image.expiry_interval;
+            s.listener = image.listener;
+            s.mount_len = self
+                .settings
+                .listeners
+                .get(usize::from(image.listener))
+                .and_then(|l| l.mount_point.as_ref())
+                .map_or(0, |m| u16::try_from(m.len()).unwrap_or(u16::MAX));
+            s.acl = self.security.scope(usize::from(image.listener)).client_acl(
+                s.client_id.as_str(),
+                image.username.as_ref().map(|u| u.as_str()),
+            );
+            s.login = image.username.map(|username| {
+                Box::new(crate::session::Login {
+                    username,
+                    password: None,
+                })
+            });
+            s.restore_owed(image.owed);
+            let will = image.will.filter(|w| s.may_write(&w.topic));
+            let subscriptions = image.subscriptions;
+            let slot = self.sessions.insert(s);
+            let generation = self.sessions.next_generation(slot);
+            let s = self.sessions.at_mut(slot).expect("just inserted");
+            s.generation = generation;
+            for (filter, options) in &subscriptions {
+                self.subs.restore(filter, slot, *options);
+            }
+            s.subscriptions = subscriptions;
+            self.schedule_expiry(slot, generation);
+            if let Some(will) = will {
+                wills.push((slot, will));
+            }
+        }
+        for (slot, will) in wills {
+            self.route(super::packets::will_message(will));
+            if let Some(s) = self.sessions.at(slot) {
+                // Sent: not again after the next start.
+                self.journal.session(s);
+            }
+        }
+    }
+
+    /// A snapshot of what this shard keeps: its durable sessions and the retained messages it owns.
+    fn snapshot(&self) -> BytesMut {
+        let mut w = SnapshotWriter::new(self.id, self.shards as u16);
+        for s in self.sessions.iter().filter(|s| s.durable) {
+            w.session(
+                &session_record(s),
+                s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),
+            );
+            s.for_each_owed(|id, m, qos, retain, packet_id, released| {
+                w.owed(&s.client_id, id, m, qos, retain, packet_id, released)
+            });
+        }
+        let (me, shards) = (self.id, self.shards);
+        self.retained.for_each(|m| {
+            if owns_retained(&m.topic, me, shards) {
+                w.retained(m);
+            }
+        });
+        w.finish()
+    }
+
+    /// A batch was written: acknowledgements and staged writes go out, other shards learn what is
+    /// covered.
+    fn journal_written(&mut self, batch: &Batch) {
+        let me = self.id;
+        for (to, count) in self.journal.written(batch) {
+            self.mail.send(to, Mail::Durable { from: me, count });
+        }
+        let durable = self.journal.durable;
+        let mut staged = std::mem::take(&mut self.journal.staged);
+        staged.retain(|id| {
+            self.sessions
+                .slot_of(id)
+                .and_then(|slot| self.sessions.at_mut(slot))
+                .is_some_and(|s| s.release_staged(durable))
+        });
+        staged.dedup();
+        self.journal.staged = staged;
+    }
+}
+
+/// Writes what the shard appends, in batches (group commit), until shutdown; compacts the log when it
+/// has grown.
+pub(super) async fn journal_task(
+    shard: Rc<RefCell<Shard>>,
+    persistence: Persistence,
+    generation: u64,
+    log_len: u64,
+) {
+    let (me, sync) = {
+        let s = shard.borrow();
+        (s.id, persistence.sync)
+    };
+    let path = persistence.files.log(generation, me);
+    std::future::poll_fn(|cx| shard.borrow_mut().journal.poll_begun(cx)).await;
+    let mut log = loop {
+        match LogWriter::open(&path, log_len).await {
+            Ok(log) => break log,
+            Err(_) if shard.borrow().journal.stopping => return,
+            Err(e) => {
+                tracing::error!(target: log_type::ERROR,
+                    "Error: cannot open {}: {e}. QoS 1/2 acknowledgements are held until it can \
+                     be opened; retrying every {} s.", path.display(), RETRY.as_secs());
+                glommio::timer::sleep(RETRY).await;
+            }
+        }
+    };
+    let aside = persistence.files.compacting(generation, me);
+    let mut snapshot_len = log.len();
+    let mut last_sync = Instant::now();
+    let mut unsynced = false;
+    loop {
+        let timeout = match sync {
+            PersistenceSync::Interval(every) if unsynced => Some(last_sync + every),
+            _ => None,
+        };
+        let work = std::future::poll_fn(|cx| shard.borrow_mut().journal.poll_work(cx));
+        match timeout {
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                futures_lite::future::or(work, glommio::timer::sleep(wait)).await;
+            }
+            None => work.await,
+        }
+        let (batch, stopping) = {
+            let mut s = shard.borrow_mut();
+            (s.journal.take_batch(), s.journal.stopping)
+        };
+        let now_sync = match sync {
+            PersistenceSync::Always => true,
+            PersistenceSync::None => false,
+            PersistenceSync::Interval(every) => last_sync.elapsed() >= every || stopping,
+        };
+        while let Err(e) = log.write(&batch.bytes, now_sync).await {
+            {
+                let mut s = shard.borrow_mut();
+                if !s.journal.failing {
+                    s.journal.failing = true;
+                    tracing::error!(target: log_type::ERROR,
+                        "Error: cannot write {}: {e}. QoS 1/2 acknowledgements are held (publishers \
+                         wait) until it can be written; retrying every {} s.",
+                        path.display(), RETRY.as_secs());
+                }
+            }
+            glommio::timer::sleep(RETRY).await;
+        }
+        if now_sync {
+            last_sync = Instant::now();
+            unsynced = false;
+        } else if !batch.bytes.is_empty() {
+            unsynced = true;
+        }
+        shard.borrow_mut().journal_written(&batch);
+        if log.len() > persistence.compact_min.max(snapshot_len.saturating_mul(4)) && !stopping {
+            // The snapshot is the state with every record appended so far applied: those records
+            // are taken with it and not written again (applied twice, a `Queue` would owe its
+            // message twice); what is appended from now on goes to the new file.
+            let (snapshot, covered) = {
+                let mut s = shard.borrow_mut();
+                (s.snapshot(), s.journal.take_batch())
+            };
+            match log.replace(&snapshot, &aside, &path).await {
+                Ok(()) => {
+                    snapshot_len = log.len();
+                    shard.borrow_mut().journal_written(&covered);
+                    tracing::info!(target: log_type::INFORMATION,
+                        "Compacted {} to {} bytes.", path.display(), snapshot_len);
+                }
+                Err(e) => {
+                    tracing::error!(target: log_type::ERROR,
+                        "Error: cannot compact {}: {e}; the log keeps growing until it can.",
+                        path.display());
+                    // The records the snapshot would have covered go to the log after all.
+                    shard.borrow_mut().journal.put_back(covered);
+                    // Try again once it has grown as much again.
+                    snapshot_len = log.len() / 4 + 1;
+                }
+            }
+        }
+        if stopping && shard.borrow().journal.pending.is_empty() {
+            break;
+        }
+    }
+    if let Err(e) = log.close().await {
+        tracing::error!(target: log_type::ERROR, "Error: closing {}: {e}", path.display());
+    }
+}
