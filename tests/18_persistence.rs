@@ -1,35 +1,38 @@
-//! Durable persistence (issue 16), checked on the broker binary as a process that is killed and started
-//! again on the same `persistence_location` and the same port.
+//! Durable persistence (issue 16), checked on the broker binary as a process that is killed and
+//! started again on the same `persistence_location` and the same port.
 //!
 //! What is checked:
 //! - Persistent sessions (3.1.1 clean session 0, 5.0 clean start 0 with a session expiry), their
-//!   subscriptions, the QoS 1/2 messages queued for them, and retained messages (one set, one set and
-//!   then cleared by an empty retained publish) survive SIGKILL, and SIGTERM (exit status 0): the
-//!   session is present in the CONNACK, the queued messages arrive in order, the subscription still
-//!   routes, only the retained message not cleared is there.
-//! - Under load, with 1 and 4 shards, QoS 1 and QoS 2, 3.1.1 and 5.0: four publishers publish numbered
-//!   sequences as fast as their window of 16 allows while two persistent subscribers read and one is
-//!   away; SIGKILL comes at a random moment 100-800 ms in (seeded from the clock, the seed in every
-//!   assertion; `SHARDMQ_CRASH_SEED` repeats a run, `SHARDMQ_CRASH_ROUNDS` raises the 3 rounds per
-//!   configuration). After the restart every subscriber gets every message that was acknowledged to its
-//!   publisher (PUBACK, or PUBCOMP for QoS 2), per publisher in increasing order once repeats are
-//!   removed, and with QoS 2 no message twice over the whole run (a PUBLISH sent again with the packet
-//!   id the subscriber still awaits a PUBREL for is the protocol's resend, not a second message). The
-//!   rounds follow each other on the same files, so each restart replays a generation that an earlier
-//!   start compacted.
+//!   subscriptions, the QoS 1/2 messages queued for them, and retained messages (one set, one set
+//!   and then cleared by an empty retained publish) survive SIGKILL, and SIGTERM (exit status 0):
+//!   the session is present in the CONNACK, the queued messages arrive in order, the subscription
+//!   still routes, only the retained message not cleared is there.
+//! - Under load, with 1 and 4 shards, QoS 1 and QoS 2, 3.1.1 and 5.0: four publishers publish
+//!   numbered sequences as fast as their window of 16 allows while two persistent subscribers read
+//!   and one is away; SIGKILL comes at a random moment 100-800 ms in (seeded from the clock, the
+//!   seed in every assertion; `SHARDMQ_CRASH_SEED` repeats the kill moments, `SHARDMQ_CRASH_ROUNDS`
+//!   raises the 3 rounds per configuration). After the restart every subscriber gets every message
+//!   that was acknowledged to its publisher (PUBACK, or PUBCOMP for QoS 2), per publisher in
+//!   increasing order once repeats are removed, and with QoS 2 no message twice over the whole run
+//!   (a PUBLISH sent again with the packet id the subscriber still awaits a PUBREL for is the
+//!   protocol's resend, not a second message). The rounds follow each other on the same files, so
+//!   each restart replays a generation that an earlier start compacted.
 //! - A damaged log: truncated inside its last record (several offsets), it is reported as
-//!   `torn tail, dropped <n> bytes` with n the bytes cut into, and the state of the earlier records is
-//!   there; a flipped byte in a record before the last, or a garbage header, is reported as
-//!   `is corrupt at offset ... moved the file to <path>`, that file holds the damaged bytes, the records
-//!   before the damage are kept (and written into the next generation), and the broker serves.
+//!   `torn tail, dropped <n> bytes` with n the bytes cut into, and the state of the earlier
+//!   records is there; a flipped byte in a record before the last, or a garbage header, is
+//!   reported as `is corrupt at offset ... moved the file to <path>`, that file holds the damaged
+//!   bytes, the records before the damage are kept (and written into the next generation), and
+//!   the broker serves.
 //!
-//! SIGKILL ends the process, not the machine: what the broker wrote but did not fsync survives it in
-//! the page cache. These tests therefore catch acknowledgements sent before the records were written,
-//! and lost or mangled records at replay, not a missing fsync.
+//! SIGKILL ends the process, not the machine: what the broker wrote but did not fsync survives it
+//! in the page cache. These tests therefore catch acknowledgements sent before the records were
+//! written, and lost or mangled records at replay, not a missing fsync.
 //!
-//! The tests in this file run one at a time (a load test sharing two cores with another would make its
-//! kill moments meaningless). Every wait is for an event (the port accepting, a log line, a packet, the
-//! exit) with a deadline; the only sleep is the random moment before a kill.
+//! The tests in this file run one at a time (a load test sharing two cores with another would make
+//! its kill moments meaningless). Every wait is for an event (a CONNACK after a start, a log line,
+//! a packet, the exit) with a deadline; the only sleep is the random moment before a kill. The
+//! broker listens on the same port across its restarts: one below the kernel's ephemeral range, so
+//! that no client connection takes it while the broker is down.
 
 mod common;
 
@@ -82,8 +85,8 @@ fn bounded(what: &str, limit: Duration, f: impl FnOnce() + Send + 'static) {
         common::with_timeout(what, limit, f)
     }));
     for pid in LIVE.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-        // SAFETY: kill(2) of a broker this test binary started and has not reaped (so the pid is still
-        // that process, or its zombie).
+        // SAFETY: kill(2) of a broker this test binary started and has not reaped (so the pid is
+        // still that process, or its zombie).
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
     eprintln!("{what}: {:.1} s", started.elapsed().as_secs_f64());
@@ -307,7 +310,7 @@ impl Broker {
     }
 
     fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) of the child this test started, by its pid; not reaped yet (status is None).
+        // SAFETY: kill(2) of the child this test started, by its pid; not reaped yet (no status).
         assert_eq!(unsafe { libc::kill(self.pid() as i32, sig) }, 0);
     }
 
@@ -431,8 +434,8 @@ struct Sub {
     awaiting_rel: HashMap<u16, String>,
     /// Connections made so far (the current one's number).
     connection: usize,
-    /// Per QoS 2 message, what the subscriber saw of it: `conn N: PUBLISH id X dup D`, `conn N: PUBREL
-    /// id X, PUBCOMP sent`. For the failure message of a duplicate.
+    /// Per QoS 2 message, what the subscriber saw of it (`connection N: PUBLISH id X dup D`,
+    /// `connection N: PUBREL id X, PUBCOMP sent`), for the failure message of a duplicate.
     history: HashMap<String, Vec<String>>,
     /// Protocol oddities seen, not failures by themselves (printed with a failure).
     notes: Vec<String>,
@@ -562,8 +565,8 @@ impl Sub {
         }
     }
 
-    /// [`Self::pump`] until every payload of `want` has arrived (on this connection or an earlier one);
-    /// fails saying what is missing otherwise.
+    /// [`Self::pump`] until every payload of `want` has arrived (on this connection or an earlier
+    /// one); fails saying what is missing otherwise.
     fn receive_all(&mut self, c: &mut RawClient, want: &[String], ctx: &str) {
         let mut left: HashSet<String> = want.iter().cloned().collect();
         for d in &self.got {
@@ -644,7 +647,7 @@ fn state_survives(stop: Stop, shards: usize, proto: Proto) {
     );
     disconnect(c);
 
-    // Queued for the subscriber, QoS 1 and 2 interleaved; then retained messages, one of them cleared.
+    // Queued for the subscriber, QoS 1 and 2 interleaved; then retained messages, one cleared.
     let mut p = publisher(addr, proto);
     let mut expected = Vec::new();
     for i in 0..8 {
@@ -929,7 +932,8 @@ fn crash_under_load(shards: usize, qos: u8, proto: Proto) {
     let mut rng = Rng(seed);
     let rounds = crash_rounds();
     let ctx = format!(
-        "seed {seed} (SHARDMQ_CRASH_SEED={seed} repeats it), {shards} shard(s), QoS {qos}, {proto:?}"
+        "seed {seed} (SHARDMQ_CRASH_SEED={seed} repeats its kill moments), {shards} shard(s), \
+         QoS {qos}, {proto:?}"
     );
     eprintln!("--- load test: {ctx}");
     let dir = Scratch::new(&format!("load-{shards}-{qos}"));
@@ -1264,8 +1268,8 @@ fn damage_cases() {
     );
     let path = data.join(&log);
 
-    // (a) Cut inside the last record: the frame's length, its checksum, just the frame, half the body,
-    // one byte short.
+    // (a) Cut inside the last record: into the frame's length, into its checksum, after the frame,
+    // half-way through the body, one byte short.
     let mut cuts = vec![
         last.start + 2,
         last.start + 6,
