@@ -44,6 +44,12 @@ fn main() -> ExitCode {
         };
         return ExitCode::from(shardmq::passwd::run(&rest));
     }
+    // A write past RLIMIT_FSIZE fails with EFBIG instead of killing the broker: a persistence log
+    // that cannot grow is handled like a full disk (acknowledgements wait, `shard::journal`).
+    // SAFETY: setting a signal's disposition to SIG_IGN before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let args = Args::parse();
     if args.print_default_config {
         print!("{DEFAULT_CONFIG_TEXT}");

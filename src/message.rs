@@ -31,6 +31,9 @@ pub struct Message {
     /// Publishing session (shard and slot), for v5 No Local and back-pressure holds; None for wills and
     /// `$SYS`.
     pub origin: Option<(u16, u32)>,
+    /// `persistence true`: the key of a QoS 2 message its durable publisher's shard keeps until every
+    /// shard it went to has it on disk (`shard::journal`, exactly once across a crash); 0 for others.
+    pub durable_key: u64,
 }
 
 impl Message {
@@ -51,6 +54,7 @@ impl Message {
             retain,
             properties,
             origin,
+            durable_key: 0,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct SessionImage {
     /// Filter → options, as granted.
     pub subscriptions: AHashMap<Utf8Bytes, SubscriptionOptions>,
     pub owed: VecDeque<Owed>,
+    /// As a publisher: QoS 2 packet ids whose PUBREL has not come yet, with the message's key and,
+    /// while not every shard had it on disk, the message (see [`Record::Accepted`]).
+    pub accepted: AHashMap<u16, (u64, Option<Arc<Message>>)>,
 }
 
 /// Why a record could not be applied: it names something the file never created. Such a record is
@@ -73,6 +76,10 @@ pub struct ShardImage {
     pub next_message_id: u64,
     /// Records skipped because they named nothing (see [`Orphan`]).
     pub orphans: usize,
+    /// Keys of the messages this file recorded (`Message` with a key, `Seen`).
+    pub seen: ahash::AHashSet<u64>,
+    /// Keys that every shard they went to had on disk (`Routed`).
+    pub routed: ahash::AHashSet<u64>,
 }
 
 impl ShardImage {
@@ -105,6 +112,7 @@ impl ShardImage {
                         listener: 0,
                         subscriptions: AHashMap::new(),
                         owed: VecDeque::new(),
+                        accepted: AHashMap::new(),
                     });
                 s.protocol = protocol;
                 s.expiry_interval = expiry_interval;
@@ -129,8 +137,12 @@ impl ShardImage {
             }
             Record::Message {
                 message_id,
+                key,
                 message,
             } => {
+                if key != 0 {
+                    self.seen.insert(key);
+                }
                 self.next_message_id = self.next_message_id.max(message_id.saturating_add(1));
                 self.messages
                     .insert(message_id, Arc::new(message.into_message()));
@@ -203,6 +215,29 @@ impl ShardImage {
                     .position(|o| o.message_id == message_id)
                     .ok_or(Orphan::Owed)?;
                 s.owed.remove(at);
+            }
+            Record::Accepted {
+                client_id,
+                packet_id,
+                key,
+                message,
+            } => {
+                let message = message.map(|m| Arc::new(m.into_message()));
+                self.session(&client_id)?
+                    .accepted
+                    .insert(packet_id, (key, message));
+            }
+            Record::AcceptedDone {
+                client_id,
+                packet_id,
+            } => {
+                self.session(&client_id)?.accepted.remove(&packet_id);
+            }
+            Record::Routed { key } => {
+                self.routed.insert(key);
+            }
+            Record::Seen { key } => {
+                self.seen.insert(key);
             }
             Record::Retain { message } => {
                 let topic = message.topic.clone();
@@ -291,6 +326,7 @@ impl SnapshotWriter {
         if self.written.insert(message_id) {
             self.put(&Record::Message {
                 message_id,
+                key: message.durable_key,
                 message: StoredMessage::from_message(message),
             });
         }
@@ -315,6 +351,28 @@ impl SnapshotWriter {
         }
     }
 
+    /// A QoS 2 exchange of the session last given to [`Self::session`] that awaits its PUBREL
+    /// (`message` with its key while not every shard had it on disk).
+    pub fn accepted(
+        &mut self,
+        client_id: &Utf8Bytes,
+        packet_id: u16,
+        key: u64,
+        message: Option<StoredMessage>,
+    ) {
+        self.put(&Record::Accepted {
+            client_id: client_id.clone(),
+            packet_id,
+            key,
+            message,
+        });
+    }
+
+    /// A message key this shard recorded (see [`Record::Seen`]).
+    pub fn seen(&mut self, key: u64) {
+        self.put(&Record::Seen { key });
+    }
+
     /// A retained message this shard owns.
     pub fn retained(&mut self, message: &Message) {
         self.put(&Record::Retain {
@@ -336,6 +394,10 @@ impl SnapshotWriter {
                 },
                 s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),
             );
+            for (&packet_id, (key, message)) in &s.accepted {
+                let message = message.as_deref().map(StoredMessage::from_message);
+                self.accepted(&s.client_id, packet_id, *key, message);
+            }
             for o in &s.owed {
                 self.owed(
                     &s.client_id,

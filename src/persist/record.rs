@@ -111,6 +111,8 @@ pub enum Record {
     /// once no session owes it any more.
     Message {
         message_id: u64,
+        /// The message's `durable_key` (0: none): a shard that has it recorded this message.
+        key: u64,
         message: StoredMessage,
     },
     /// Message `message_id` (an earlier [`Record::Message`]) is owed to the session at `qos`, with
@@ -143,6 +145,27 @@ pub enum Record {
         client_id: Utf8Bytes,
         message_id: u64,
     },
+    /// A durable session published QoS 2 message `packet_id` (PUBREC owed or sent, PUBREL awaited):
+    /// a repeat of the PUBLISH is acknowledged, not routed again. Written before it is routed, with
+    /// the message and its key, so that a restart can give it to the sessions whose shards had not
+    /// recorded it yet (those whose logs lack a `Message` with that key); `message` is None once every
+    /// shard it went to had it on disk.
+    Accepted {
+        client_id: Utf8Bytes,
+        packet_id: u16,
+        key: u64,
+        message: Option<StoredMessage>,
+    },
+    /// PUBREL for `packet_id`: the exchange of an `Accepted` message ended.
+    AcceptedDone {
+        client_id: Utf8Bytes,
+        packet_id: u16,
+    },
+    /// Every shard that message `key` went to has it on disk.
+    Routed { key: u64 },
+    /// This shard recorded message `key` (kept by a snapshot for a while after the message itself is
+    /// gone, until the publisher's shard has surely written `Routed`).
+    Seen { key: u64 },
     /// A retained message was set for its topic (replacing any earlier one).
     Retain { message: StoredMessage },
     /// The retained message of `topic` was cleared.

@@ -13,15 +13,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 
 use super::files::{self, Files, Generation};
-use super::image::{ShardImage, SnapshotWriter};
+use super::image::{Owed, SessionImage, ShardImage, SnapshotWriter};
 use super::record::{self, Tail};
-use crate::codec::Utf8Bytes;
+use crate::codec::{SubscriptionOptions, Utf8Bytes};
 use crate::logging::log_type;
 use crate::message::Message;
 use crate::shard::home_of;
+use crate::topic;
 
 /// Why the persistence directory could not be used; the broker does not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,17 +67,27 @@ pub fn recover(files: &Files, shards: u16) -> Result<Recovered, PersistError> {
         None => Vec::new(),
     };
     // Merge: a client id has one home per generation, so sessions meet at most once; a retained
-    // topic likewise has one owner.
-    let mut sessions = AHashMap::new();
+    // topic likewise has one owner. Each session remembers the file it came from (for `reconcile`).
+    let mut sessions: AHashMap<Utf8Bytes, (usize, SessionImage)> = AHashMap::new();
     let mut retained: AHashMap<Utf8Bytes, Arc<Message>> = AHashMap::new();
+    let mut seen = Vec::new();
+    let mut routed = AHashSet::new();
     let mut orphans = 0;
     let mut records = 0;
-    for read in reads {
+    for (file, read) in reads.into_iter().enumerate() {
         records += read.records;
         orphans += read.image.orphans;
-        sessions.extend(read.image.sessions);
+        sessions.extend(
+            read.image
+                .sessions
+                .into_iter()
+                .map(|(id, s)| (id, (file, s))),
+        );
         retained.extend(read.image.retained);
+        seen.push(read.image.seen);
+        routed.extend(read.image.routed);
     }
+    let reconciled = reconcile(&mut sessions, &seen, &routed);
     if orphans > 0 {
         tracing::error!(target: log_type::ERROR,
             "Error: {orphans} persistence records named a session or message that their log never \
@@ -85,7 +96,7 @@ pub fn recover(files: &Files, shards: u16) -> Result<Recovered, PersistError> {
     // Re-home, and number each shard's messages afresh (ids are per file).
     let mut images: Vec<ShardImage> = (0..shards).map(|_| ShardImage::default()).collect();
     let mut ids: Vec<AHashMap<*const Message, u64>> = vec![AHashMap::new(); usize::from(shards)];
-    for (client_id, mut s) in sessions {
+    for (client_id, (_, mut s)) in sessions {
         let home = usize::from(home_of(client_id.as_bytes(), usize::from(shards)));
         let image = &mut images[home];
         for o in &mut s.owed {
@@ -125,12 +136,68 @@ pub fn recover(files: &Files, shards: u16) -> Result<Recovered, PersistError> {
              messages ({records} records) from {} in {} ms.",
             retained.len(), files.dir.display(), started.elapsed().as_millis());
     }
+    if reconciled > 0 {
+        tracing::info!(target: log_type::NOTICE,
+            "Gave {reconciled} QoS 2 messages accepted before the stop to the sessions whose shards \
+             had not written them yet.");
+    }
     Ok(Recovered {
         generation,
         shards: images,
         retained: Arc::new(retained.into_values().collect()),
         log_lens,
     })
+}
+
+/// Exactly once across a crash for QoS 2 (see `Record::Accepted`): a message a durable publisher's
+/// shard accepted, of which it did not learn that every shard it went to had it on disk, is owed now
+/// to each matching session whose file did not record it. Those files lack it only at their end (a
+/// shard's records from one publisher's shard are in order), so it is owed last. The accepted packet
+/// ids stay (the publisher's PUBREL, or a repeat of its PUBLISH, may still come); the messages are
+/// dropped. Returns how many deliveries were added.
+fn reconcile(
+    sessions: &mut AHashMap<Utf8Bytes, (usize, SessionImage)>,
+    seen: &[AHashSet<u64>],
+    routed: &AHashSet<u64>,
+) -> usize {
+    let mut pending: Vec<(Utf8Bytes, u64, Arc<Message>)> = Vec::new();
+    for (id, (_, s)) in sessions.iter_mut() {
+        for (key, message) in s.accepted.values_mut() {
+            if let Some(m) = message.take() {
+                if !routed.contains(key) {
+                    pending.push((id.clone(), *key, m));
+                }
+            }
+        }
+    }
+    let mut added = 0;
+    for (publisher, key, message) in pending {
+        for (id, (file, s)) in sessions.iter_mut() {
+            if seen.get(*file).is_some_and(|keys| keys.contains(&key)) {
+                continue;
+            }
+            let mut best: Option<SubscriptionOptions> = None;
+            for (filter, o) in &s.subscriptions {
+                if (o.no_local && *id == publisher) || !topic::matches(filter, &message.topic) {
+                    continue;
+                }
+                let b = best.get_or_insert(*o);
+                b.qos = b.qos.max(o.qos);
+                b.retain_as_published |= o.retain_as_published;
+            }
+            let Some(o) = best else { continue };
+            s.owed.push_back(Owed {
+                message: message.clone(),
+                qos: message.qos.min(o.qos),
+                retain: o.retain_as_published && message.retain,
+                packet_id: None,
+                released: false,
+                message_id: 0,
+            });
+            added += 1;
+        }
+    }
+    added
 }
 
 /// Read every log of generation `g`, one thread each.
@@ -239,3 +306,6 @@ fn write_generation(
         Ok(lens)
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
@@ -48,6 +49,9 @@ use crate::session::{Ledger, Outbox, Session};
 /// Appended and unwritten bytes beyond which the shard stops reading its clients (as for a full
 /// mailbox): the disk is not keeping up, or is full.
 const BACKLOG_LIMIT: usize = 64 << 20;
+
+/// How long a snapshot keeps the keys of messages this shard recorded (see `Record::Seen`).
+const KEEP_SEEN: Duration = Duration::from_secs(60);
 
 /// How long the task waits before writing again after a failed write.
 const RETRY: Duration = Duration::from_secs(1);
@@ -72,6 +76,8 @@ struct HeldAck {
     protocol: ProtocolVersion,
     kind: PubResponseKind,
     packet_id: u16,
+    /// An accepted QoS 2 message's key: `Routed` is written when the acknowledgement goes out.
+    durable_key: u64,
     /// This shard's journal position that must be durable.
     local: u64,
     /// (shard, count): how many of this shard's counted messages that shard must have made durable.
@@ -115,6 +121,13 @@ pub(super) struct Journal {
     stopping: bool,
     /// Writes are failing (logged once per episode).
     failing: bool,
+    /// The next `Message::durable_key` (this shard's id in the top 16 bits).
+    next_key: u64,
+    /// Accepted QoS 2 messages not yet on disk everywhere they went: key → publisher, packet id,
+    /// message (written with its `Accepted` record again by a snapshot, see `Record::Accepted`).
+    unrouted: AHashMap<u64, (Utf8Bytes, u16, StoredMessage)>,
+    /// Keys of messages this shard recorded lately, kept by snapshots (`Record::Seen`).
+    recent_keys: VecDeque<(Instant, u64)>,
     /// Client ids of sessions whose writes wait for durability (`Session::release_staged`).
     staged: Vec<Utf8Bytes>,
     /// File I/O may start (`Control::BeginWriting`).
@@ -151,6 +164,9 @@ impl Journal {
             backlog_waiters: Vec::new(),
             staged: Vec::new(),
             begun: false,
+            next_key: 1,
+            unrouted: AHashMap::new(),
+            recent_keys: VecDeque::new(),
         }
     }
 
@@ -228,6 +244,43 @@ impl Journal {
         }
     }
 
+    /// A durable session published QoS 2 message `packet_id` (not a repeat): recorded with the message
+    /// before it is routed. Returns its key for `Message::durable_key` (0: not kept).
+    pub(super) fn accept(&mut self, publisher: &Session, packet_id: u16, msg: &Message) -> u64 {
+        if !publisher.durable {
+            return 0;
+        }
+        let key = u64::from(self.me) << 48 | self.next_key;
+        self.next_key += 1;
+        let stored = StoredMessage::from_message(msg);
+        self.append(&Record::Accepted {
+            client_id: publisher.client_id.clone(),
+            packet_id,
+            key,
+            message: Some(stored.clone()),
+        });
+        self.unrouted
+            .insert(key, (publisher.client_id.clone(), packet_id, stored));
+        key
+    }
+
+    /// PUBREL for an accepted QoS 2 message of a durable session.
+    pub(super) fn accepted_done(&mut self, publisher: &Session, packet_id: u16) {
+        if publisher.durable {
+            self.append(&Record::AcceptedDone {
+                client_id: publisher.client_id.clone(),
+                packet_id,
+            });
+        }
+    }
+
+    /// Every shard accepted message `key` went to has it on disk.
+    fn routed(&mut self, key: u64) {
+        if key != 0 && self.unrouted.remove(&key).is_some() {
+            self.append(&Record::Routed { key });
+        }
+    }
+
     /// Whether `msg`, sent by this shard as `Publish` (or `Retain` when `retain_mail`), is one the
     /// receiver counts: acknowledgements may wait for it. Both ends decide from the message alone.
     fn counted(&self, msg: &Message, retain_mail: bool) -> bool {
@@ -264,9 +317,11 @@ impl Journal {
         protocol: ProtocolVersion,
         kind: PubResponseKind,
         packet_id: u16,
+        durable_key: u64,
         reached: impl Iterator<Item = ShardId>,
     ) {
         if !self.gate {
+            self.routed(durable_key);
             outbox.write(|out| ack(kind, packet_id, protocol, out));
             return;
         }
@@ -279,6 +334,7 @@ impl Journal {
             protocol,
             kind,
             packet_id,
+            durable_key,
             local: self.appended,
             remote,
         });
@@ -299,6 +355,7 @@ impl Journal {
                 return;
             }
             let a = self.acks.pop_front().expect("front exists");
+            self.routed(a.durable_key);
             a.outbox
                 .write(|out| ack(a.kind, a.packet_id, a.protocol, out));
         }
@@ -379,6 +436,18 @@ impl Journal {
         mail
     }
 
+    /// Keys recorded more than [`KEEP_SEEN`] ago are surely `Routed` on their publisher's shard by now
+    /// (that takes a mail and a write): snapshots stop keeping them.
+    fn forget_old_keys(&mut self, now: Instant) {
+        while self
+            .recent_keys
+            .front()
+            .is_some_and(|&(at, _)| now.saturating_duration_since(at) > KEEP_SEEN)
+        {
+            self.recent_keys.pop_front();
+        }
+    }
+
     /// A batch taken for a compaction that failed: its records go in front of what came since.
     fn put_back(&mut self, batch: Batch) {
         let mut again = BytesMut::with_capacity(batch.bytes.len() + self.pending.len());
@@ -403,8 +472,13 @@ impl Ledger for Journal {
                 self.next_message_id += 1;
                 self.append(&Record::Message {
                     message_id: id,
+                    key: msg.durable_key,
                     message: StoredMessage::from_message(msg),
                 });
+                if msg.durable_key != 0 {
+                    self.recent_keys
+                        .push_back((Instant::now(), msg.durable_key));
+                }
                 self.last_message = Some((msg.clone(), id));
                 id
             }
@@ -516,6 +590,8 @@ impl Shard {
                 })
             });
             s.restore_owed(image.owed);
+            // QoS 2 PUBLISHes whose PUBREL had not come: a repeat is acknowledged, not delivered.
+            s.inbound_qos2 = image.accepted.keys().copied().collect();
             let will = image.will.filter(|w| s.may_write(&w.topic));
             let subscriptions = image.subscriptions;
             let slot = self.sessions.insert(s);
@@ -548,9 +624,26 @@ impl Shard {
                 &session_record(s),
                 s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),
             );
+            for &packet_id in &s.inbound_qos2 {
+                w.accepted(&s.client_id, packet_id, 0, None);
+            }
             s.for_each_owed(|id, m, qos, retain, packet_id, released| {
                 w.owed(&s.client_id, id, m, qos, retain, packet_id, released)
             });
+        }
+        // Accepted messages not yet on disk everywhere: with the message, after (over) the above.
+        for (&key, (client_id, packet_id, m)) in &self.journal.unrouted {
+            let durable = self
+                .sessions
+                .slot_of(client_id)
+                .and_then(|slot| self.sessions.at(slot))
+                .is_some_and(|s| s.durable);
+            if durable {
+                w.accepted(client_id, *packet_id, key, Some(m.clone()));
+            }
+        }
+        for &(_, key) in &self.journal.recent_keys {
+            w.seen(key);
         }
         let (me, shards) = (self.id, self.shards);
         self.retained.for_each(|m| {
@@ -659,6 +752,7 @@ pub(super) async fn journal_task(
             // message twice); what is appended from now on goes to the new file.
             let (snapshot, covered) = {
                 let mut s = shard.borrow_mut();
+                s.journal.forget_old_keys(Instant::now());
                 (s.snapshot(), s.journal.take_batch())
             };
             match log.replace(&snapshot, &aside, &path).await {

@@ -53,6 +53,7 @@ fn history() -> Vec<Record> {
         },
         Record::Message {
             message_id: 7,
+            key: 0,
             message: stored("t/1", b"one"),
         },
         queue("a", 7, QoS::ExactlyOnce),
@@ -60,6 +61,7 @@ fn history() -> Vec<Record> {
         queue("gone", 7, QoS::AtLeastOnce),
         Record::Message {
             message_id: 8,
+            key: 0,
             message: stored("t/2", b"two"),
         },
         queue("a", 8, QoS::AtLeastOnce),

@@ -23,6 +23,10 @@ pub(super) mod kind {
     pub const RETAIN: u8 = 10;
     pub const RETAIN_CLEAR: u8 = 11;
     pub const MESSAGE: u8 = 12;
+    pub const ACCEPTED: u8 = 13;
+    pub const ACCEPTED_DONE: u8 = 14;
+    pub const ROUTED: u8 = 15;
+    pub const SEEN: u8 = 16;
 }
 
 fn put_str(out: &mut BytesMut, s: &Utf8Bytes) -> Result<(), EncodeError> {
@@ -112,11 +116,47 @@ pub(super) fn write(record: &Record, out: &mut BytesMut) -> Result<(), EncodeErr
         }
         Record::Message {
             message_id,
+            key,
             message,
         } => {
             out.put_u8(kind::MESSAGE);
             out.put_u64_le(*message_id);
+            out.put_u64_le(*key);
             put_message(out, message)?;
+        }
+        Record::Accepted {
+            client_id,
+            packet_id,
+            key,
+            message,
+        } => {
+            out.put_u8(kind::ACCEPTED);
+            put_str(out, client_id)?;
+            out.put_u16_le(*packet_id);
+            out.put_u64_le(*key);
+            match message {
+                None => out.put_u8(0),
+                Some(m) => {
+                    out.put_u8(1);
+                    put_message(out, m)?;
+                }
+            }
+        }
+        Record::AcceptedDone {
+            client_id,
+            packet_id,
+        } => {
+            out.put_u8(kind::ACCEPTED_DONE);
+            put_str(out, client_id)?;
+            out.put_u16_le(*packet_id);
+        }
+        Record::Routed { key } => {
+            out.put_u8(kind::ROUTED);
+            out.put_u64_le(*key);
+        }
+        Record::Seen { key } => {
+            out.put_u8(kind::SEEN);
+            out.put_u64_le(*key);
         }
         Record::Queue {
             client_id,
@@ -354,8 +394,21 @@ fn read_record(r: &mut Reader) -> Result<Record, RecordError> {
         },
         kind::MESSAGE => Record::Message {
             message_id: r.u64()?,
+            key: r.u64()?,
             message: r.message()?,
         },
+        kind::ACCEPTED => Record::Accepted {
+            client_id: r.string()?,
+            packet_id: r.packet_id()?,
+            key: r.u64()?,
+            message: if r.bool()? { Some(r.message()?) } else { None },
+        },
+        kind::ACCEPTED_DONE => Record::AcceptedDone {
+            client_id: r.string()?,
+            packet_id: r.packet_id()?,
+        },
+        kind::ROUTED => Record::Routed { key: r.u64()? },
+        kind::SEEN => Record::Seen { key: r.u64()? },
         kind::QUEUE => Record::Queue {
             client_id: r.string()?,
             message_id: r.u64()?,

@@ -102,14 +102,17 @@ fn every_variant() -> Vec<Record> {
         },
         Record::Message {
             message_id: u64::MAX,
+            key: 0,
             message: message(QoS::AtLeastOnce, Bytes::from_static(b"v3"), None),
         },
         Record::Message {
             message_id: 0,
+            key: 7 << 48 | 9,
             message: message(QoS::ExactlyOnce, Bytes::new(), Some(publish_props())),
         },
         Record::Message {
             message_id: 2,
+            key: 0,
             message: message(QoS::AtLeastOnce, Bytes::from(vec![0xA5; 1 << 20]), None),
         },
         Record::Queue {
@@ -152,6 +155,24 @@ fn every_variant() -> Vec<Record> {
             },
         },
         Record::RetainClear { topic: s("a/b") },
+        Record::Accepted {
+            client_id: s("pub"),
+            packet_id: 65535,
+            key: 1 << 48 | 3,
+            message: Some(message(QoS::ExactlyOnce, Bytes::from_static(b"q2"), None)),
+        },
+        Record::Accepted {
+            client_id: s("pub"),
+            packet_id: 1,
+            key: 0,
+            message: None,
+        },
+        Record::AcceptedDone {
+            client_id: s("pub"),
+            packet_id: 1,
+        },
+        Record::Routed { key: u64::MAX },
+        Record::Seen { key: 1 },
     ]
 }
 
@@ -545,10 +566,31 @@ fn record() -> impl Strategy<Value = Record> {
             client_id: r.0,
             filter: r.1
         }),
-        (any::<u64>(), stored_message()).prop_map(|r| Record::Message {
+        (any::<u64>(), any::<u64>(), stored_message()).prop_map(|r| Record::Message {
             message_id: r.0,
-            message: r.1,
+            key: r.1,
+            message: r.2,
         }),
+        (
+            utf8(),
+            1u16..,
+            any::<u64>(),
+            proptest::option::of(stored_message())
+        )
+            .prop_map(|r| {
+                Record::Accepted {
+                    client_id: r.0,
+                    packet_id: r.1,
+                    key: r.2,
+                    message: r.3,
+                }
+            }),
+        (utf8(), 1u16..).prop_map(|r| Record::AcceptedDone {
+            client_id: r.0,
+            packet_id: r.1
+        }),
+        any::<u64>().prop_map(|key| Record::Routed { key }),
+        any::<u64>().prop_map(|key| Record::Seen { key }),
         (utf8(), any::<u64>(), 0u8..3, any::<bool>()).prop_map(|r| Record::Queue {
             client_id: r.0,
             message_id: r.1,

@@ -148,17 +148,24 @@ impl Shard {
                 s.inbound_qos2.insert(p.packet_id)
             }
         };
+        let mut durable_key = 0;
         let reached = if deliver {
             let mut properties = p.properties;
             properties.topic_alias = None;
-            self.route(Message::new(
+            let mut msg = Message::new(
                 p.topic,
                 p.payload,
                 p.qos,
                 p.retain,
                 properties,
                 Some((self.id, a.slot)),
-            ))
+            );
+            if p.qos == QoS::ExactlyOnce {
+                let s = self.sessions.get(a.slot, a.generation).expect("checked");
+                durable_key = self.journal.accept(s, p.packet_id, &msg);
+                msg.durable_key = durable_key;
+            }
+            self.route(msg)
         } else {
             ShardSet::default()
         };
@@ -168,8 +175,14 @@ impl Shard {
             QoS::ExactlyOnce => PubResponseKind::PubRec,
         };
         // At once, or (`persistence_sync always`) once what routing it wrote is durable.
-        self.journal
-            .acknowledge(&a.outbox, a.protocol, kind, p.packet_id, reached.iter());
+        self.journal.acknowledge(
+            &a.outbox,
+            a.protocol,
+            kind,
+            p.packet_id,
+            durable_key,
+            reached.iter(),
+        );
         Ok(())
     }
 
@@ -251,6 +264,9 @@ impl Shard {
             .get_mut(a.slot, a.generation)
             .expect("checked by caller");
         let known = s.inbound_qos2.remove(&r.packet_id);
+        if known {
+            self.journal.accepted_done(s, r.packet_id);
+        }
         let reason = if known || a.protocol != ProtocolVersion::V5 {
             ReasonCode::Success
         } else {

@@ -126,7 +126,11 @@ impl Shard {
             .maximum_packet_size
             .map(|m| m as usize)
             .filter(|_| connect.protocol == ProtocolVersion::V5);
-        session.inbound_qos2.clear();
+        if !session_present {
+            session.inbound_qos2.clear();
+        }
+        // Resumed: the QoS 2 PUBLISHes whose PUBREL has not come stay known (session state, as in
+        // Mosquitto): a repeat of one after the reconnect is acknowledged, not delivered again.
         // (A zero-length username arrives as None: `connection::read_connect`.)
         let username = connect.username.as_ref();
         session.login = username.map(|username| {
