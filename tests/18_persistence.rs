@@ -17,6 +17,10 @@
 //!   (a PUBLISH sent again with the packet id the subscriber still awaits a PUBREL for is the
 //!   protocol's resend, not a second message). The rounds follow each other on the same files, so
 //!   each restart replays a generation that an earlier start compacted.
+//! - The same with two of the publishers durable (persistent sessions): after the restart they
+//!   resume and send again what was not acknowledged, as MQTT 4.4 asks (PUBLISH with DUP and the
+//!   same packet id, or PUBREL where the PUBREC had come); then everything they sent is owed to
+//!   every subscriber, and with QoS 2 still nothing arrives twice.
 //! - A damaged log: truncated inside its last record (several offsets), it is reported as
 //!   `torn tail, dropped <n> bytes` with n the bytes cut into, and the state of the earlier
 //!   records is there; a flipped byte in a record before the last, or a garbage header, is
@@ -765,6 +769,7 @@ const WINDOW: usize = 16;
 /// What a publisher of the load test saw before the broker died.
 struct Published {
     id: String,
+    durable: bool,
     /// Numbers sent (1..=sent).
     sent: u64,
     /// Numbers acknowledged: PUBACK (QoS 1) or PUBCOMP (QoS 2). Not PUBREC: a broker may hold an
@@ -775,6 +780,13 @@ struct Published {
     acked_prefix: u64,
     /// QoS 2: the highest n with every PUBREC up to it received.
     received_prefix: u64,
+    /// Sent and not acknowledged: (n, PUBREC received), by n.
+    pending: Vec<(u64, bool)>,
+}
+
+/// A load-test publisher's packet id for its message n: ids are not reused within the window.
+fn pkid_of(n: u64) -> u16 {
+    ((n - 1) % 65535 + 1) as u16
 }
 
 fn prefix(done: &[bool]) -> u64 {
@@ -787,12 +799,19 @@ fn run_publisher(
     addr: SocketAddr,
     proto: Proto,
     qos: u8,
+    durable: bool,
     go: Arc<Barrier>,
     deadline: Instant,
 ) -> Result<Published, String> {
-    let id = unique_id("p");
+    let id = unique_id(if durable { "pd" } else { "p" });
     let topic = format!("load/{id}");
-    let mut c = RawClient::connect_clean(addr, proto, &id);
+    let connect = Connect::new(proto, &id);
+    let connect = if durable {
+        connect.persistent()
+    } else {
+        connect
+    };
+    let (mut c, _) = RawClient::connect(addr, &connect);
     go.wait();
     let mut next = 1u64;
     let mut outstanding: HashMap<u16, u64> = HashMap::new();
@@ -800,7 +819,7 @@ fn run_publisher(
     let mut received = vec![false];
     'run: loop {
         while outstanding.len() < WINDOW {
-            let pkid = c.pkid();
+            let pkid = pkid_of(next);
             let payload = format!("{id}:{next}");
             let packet = raw::publish(proto, &topic, qos, false, false, pkid, payload.as_bytes());
             if !send(&mut c, &packet) {
@@ -852,7 +871,14 @@ fn run_publisher(
             _ => return Err(format!("{id}: unexpected packet for QoS {qos}: {p:?}")),
         }
     }
+    let mut pending: Vec<(u64, bool)> = outstanding
+        .values()
+        .map(|&n| (n, received[n as usize]))
+        .collect();
+    pending.sort_unstable();
     Ok(Published {
+        durable,
+        pending,
         sent: next - 1,
         acked: (1..acked.len() as u64)
             .filter(|&n| acked[n as usize])
@@ -861,6 +887,85 @@ fn run_publisher(
         received_prefix: prefix(&received),
         id,
     })
+}
+
+/// A durable publisher after the restart: its session is present; it sends again what was not
+/// acknowledged, in order (PUBREL where it had the PUBREC, else the PUBLISH with DUP and the same
+/// packet id) and waits until all of it is acknowledged.
+fn resume_publisher(addr: SocketAddr, proto: Proto, qos: u8, r: &Published, ctx: &str) {
+    let (mut c, ack) = RawClient::connect(addr, &Connect::new(proto, &r.id).persistent());
+    assert!(
+        ack.session_present,
+        "{ctx}: durable publisher {}'s session is present after the restart",
+        r.id
+    );
+    let topic = format!("load/{}", r.id);
+    let mut left: HashMap<u16, u64> = HashMap::new();
+    for &(n, received) in &r.pending {
+        let pkid = pkid_of(n);
+        if received {
+            c.send(&raw::ack(kind::PUBREL, pkid));
+        } else {
+            let payload = format!("{}:{n}", r.id);
+            c.send(&raw::publish(
+                proto,
+                &topic,
+                qos,
+                false,
+                true,
+                pkid,
+                payload.as_bytes(),
+            ));
+        }
+        left.insert(pkid, n);
+    }
+    while !left.is_empty() {
+        let p = c.try_read_packet(CATCH_UP_IDLE).unwrap_or_else(|e| {
+            panic!(
+                "{ctx}: durable publisher {} resent {:?}; {} not acknowledged yet, then {e:?}",
+                r.id,
+                r.pending,
+                left.len()
+            )
+        });
+        assert!(
+            p.kind() != kind::DISCONNECT,
+            "{ctx}: durable publisher {} is disconnected (reason {:#04x}) after sending again {} \
+             messages, {} of them PUBREL after a PUBREC (CONNACK receive maximum {:?}): {:?}",
+            r.id,
+            p.disconnect_reason(),
+            r.pending.len(),
+            r.pending.iter().filter(|(_, rec)| *rec).count(),
+            ack.prop(raw::prop::RECEIVE_MAXIMUM),
+            r.pending
+        );
+        let pkid = p.ack_pkid();
+        let n = *left.get(&pkid).unwrap_or_else(|| {
+            panic!(
+                "{ctx}: durable publisher {}: an ack for packet id {pkid}, not resent: {p:?}",
+                r.id
+            )
+        });
+        assert!(
+            !(proto.is_v5() && p.body.len() > 2 && p.body[2] >= 0x80),
+            "{ctx}: durable publisher {}: {}:{n} sent again (PUBREC received before the kill: \
+             {:?}) is refused: {p:?}",
+            r.id,
+            r.id,
+            r.pending.iter().find(|(m, _)| *m == n).map(|(_, rec)| rec)
+        );
+        match (qos, p.kind()) {
+            (1, kind::PUBACK) | (2, kind::PUBCOMP) => {
+                left.remove(&pkid);
+            }
+            (2, kind::PUBREC) => c.send(&raw::ack(kind::PUBREL, pkid)),
+            _ => panic!(
+                "{ctx}: durable publisher {}: unexpected packet for QoS {qos}: {p:?}",
+                r.id
+            ),
+        }
+    }
+    disconnect(c);
 }
 
 /// `(publisher, n)` of a load-test payload `<publisher>:<n>`.
@@ -927,16 +1032,20 @@ fn check_order(sub: &Sub, qos: u8, ctx: &str) {
     );
 }
 
-fn crash_under_load(shards: usize, qos: u8, proto: Proto) {
+/// The load test. The first `durable` publishers have persistent sessions: after the restart they
+/// resume and send again what was not acknowledged (PUBLISH with DUP and the same packet id, or
+/// PUBREL after a PUBREC), so everything they sent is owed to the subscribers, and with QoS 2 still
+/// once. The others are clean: what was not acknowledged before the kill may be lost.
+fn crash_under_load(shards: usize, qos: u8, proto: Proto, durable: usize) {
     let seed = crash_seed();
     let mut rng = Rng(seed);
     let rounds = crash_rounds();
     let ctx = format!(
         "seed {seed} (SHARDMQ_CRASH_SEED={seed} repeats its kill moments), {shards} shard(s), \
-         QoS {qos}, {proto:?}"
+         QoS {qos}, {proto:?}, {durable} durable publisher(s)"
     );
     eprintln!("--- load test: {ctx}");
-    let dir = Scratch::new(&format!("load-{shards}-{qos}"));
+    let dir = Scratch::new(&format!("load-{shards}-{qos}-{durable}"));
     let port = fixed_port(&mut rng);
     // No queue limit: the away subscriber is owed everything.
     let config = dir.config(port, shards, "max_queued_messages 0\n");
@@ -972,9 +1081,10 @@ fn crash_under_load(shards: usize, qos: u8, proto: Proto) {
         }
         let go = Arc::new(Barrier::new(PUBLISHERS + 1));
         let publishers: Vec<_> = (0..PUBLISHERS)
-            .map(|_| {
+            .map(|i| {
                 let go = go.clone();
-                std::thread::spawn(move || run_publisher(addr, proto, qos, go, deadline))
+                let durable = i < durable;
+                std::thread::spawn(move || run_publisher(addr, proto, qos, durable, go, deadline))
             })
             .collect();
         go.wait();
@@ -1005,8 +1115,9 @@ fn crash_under_load(shards: usize, qos: u8, proto: Proto) {
             .iter()
             .map(|r| {
                 format!(
-                    "{}: sent {}, acked {} (all up to {}{})",
+                    "{} ({}): sent {}, acked {} (all up to {}{})",
                     r.id,
+                    if r.durable { "durable" } else { "clean" },
                     r.sent,
                     r.acked.len(),
                     r.acked_prefix,
@@ -1032,6 +1143,10 @@ fn crash_under_load(shards: usize, qos: u8, proto: Proto) {
         broker = Broker::start(&config, port);
         let started = restart.elapsed();
         let ctx = format!("{ctx} [{}]", summary.join("; "));
+        for r in results.iter().filter(|r| r.durable) {
+            resume_publisher(addr, proto, qos, r, &ctx);
+            owed.extend(r.pending.iter().map(|(n, _)| format!("{}:{n}", r.id)));
+        }
         for s in &mut subs {
             let (mut c, present) = s.connect(addr);
             assert!(
@@ -1063,6 +1178,19 @@ fn crash_under_load(shards: usize, qos: u8, proto: Proto) {
 
 #[test]
 fn acknowledged_messages_survive_kill_9_under_load() {
+    load_cases(0);
+}
+
+/// The same with two of the four publishers durable: they resume after the restart and send again
+/// what was not acknowledged; nothing they sent may be lost, and with QoS 2 nothing doubled.
+#[test]
+fn resuming_publishers_lose_nothing_and_double_no_qos_2_message() {
+    load_cases(2);
+}
+
+/// Every configuration runs, and the test fails at the end with what failed in each.
+fn load_cases(durable: usize) {
+    let mut failed = Vec::new();
     for (shards, qos, proto) in [
         (1, 1, Proto::V311),
         (1, 2, Proto::V5),
@@ -1070,12 +1198,30 @@ fn acknowledged_messages_survive_kill_9_under_load() {
         (4, 2, Proto::V311),
     ] {
         let limit = Duration::from_secs(60 + 40 * crash_rounds() as u64);
-        bounded(
-            &format!("kill -9 under load, {shards} shard(s), QoS {qos}, {proto:?}"),
-            limit,
-            move || crash_under_load(shards, qos, proto),
+        let what = format!(
+            "kill -9 under load, {shards} shard(s), QoS {qos}, {proto:?}, {durable} durable \
+             publisher(s)"
         );
+        let run = std::panic::catch_unwind(|| {
+            bounded(&what, limit, move || {
+                crash_under_load(shards, qos, proto, durable)
+            })
+        });
+        if let Err(panic) = run {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push(format!("{what}: {message}"));
+        }
     }
+    assert!(
+        failed.is_empty(),
+        "{} of 4 configurations failed:\n\n{}",
+        failed.len(),
+        failed.join("\n\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
