@@ -49,6 +49,9 @@ pub struct SessionImage {
     /// As a publisher: QoS 2 packet ids whose PUBREL has not come yet, with the message's key and,
     /// while not every shard had it on disk, the message (see [`Record::Accepted`]).
     pub accepted: AHashMap<u16, (u64, Option<Arc<Message>>)>,
+    /// As a publisher: QoS 2 packet ids whose exchange ended here (PUBREL received) and whose
+    /// PUBCOMP the client may not have got: a PUBREL for one is answered with success, not 0x92.
+    pub completed: ahash::AHashSet<u16>,
 }
 
 /// Why a record could not be applied: it names something the file never created. Such a record is
@@ -117,6 +120,7 @@ impl ShardImage {
                         subscriptions: AHashMap::new(),
                         owed: VecDeque::new(),
                         accepted: AHashMap::new(),
+                        completed: ahash::AHashSet::new(),
                     });
                 s.protocol = protocol;
                 s.expiry_interval = expiry_interval;
@@ -228,9 +232,9 @@ impl ShardImage {
                 message,
             } => {
                 let message = message.map(|m| Arc::new(m.into_message()));
-                self.session(&client_id)?
-                    .accepted
-                    .insert(packet_id, (key, message));
+                let s = self.session(&client_id)?;
+                s.completed.remove(&packet_id);
+                s.accepted.insert(packet_id, (key, message));
             }
             Record::AcceptedDone {
                 client_id,
@@ -238,7 +242,9 @@ impl ShardImage {
                 key,
             } => {
                 self.done.insert(key);
-                self.session(&client_id)?.accepted.remove(&packet_id);
+                let s = self.session(&client_id)?;
+                s.accepted.remove(&packet_id);
+                s.completed.insert(packet_id);
             }
             Record::Routed { key } => {
                 self.routed.insert(key);
@@ -376,6 +382,16 @@ impl SnapshotWriter {
         });
     }
 
+    /// A QoS 2 exchange of the session last given to [`Self::session`] that ended here, its PUBCOMP
+    /// perhaps not received (see [`SessionImage::completed`]).
+    pub fn completed(&mut self, client_id: &Utf8Bytes, packet_id: u16) {
+        self.put(&Record::AcceptedDone {
+            client_id: client_id.clone(),
+            packet_id,
+            key: 0,
+        });
+    }
+
     /// A message key this shard recorded (see [`Record::Seen`]).
     pub fn seen(&mut self, key: &DurableKey) {
         self.put(&Record::Seen(key.clone()));
@@ -405,6 +421,9 @@ impl SnapshotWriter {
             for (&packet_id, (key, message)) in &s.accepted {
                 let message = message.as_deref().map(StoredMessage::from_message);
                 self.accepted(&s.client_id, packet_id, *key, message);
+            }
+            for &packet_id in &s.completed {
+                self.completed(&s.client_id, packet_id);
             }
             for o in &s.owed {
                 self.owed(

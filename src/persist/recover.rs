@@ -206,6 +206,7 @@ fn reconcile(
     let mut added = 0;
     for (key, a) in keys {
         if let Some((_, p)) = sessions.get_mut(&a.publisher) {
+            p.completed.remove(&a.packet_id);
             let slot = p.accepted.entry(a.packet_id).or_insert((key, None));
             // A later exchange that reused the packet id wins (keys grow on one publisher's shard).
             if slot.0 < key {

@@ -144,6 +144,10 @@ pub struct Session {
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL: a re-sent PUBLISH
     /// with one of these ids is acknowledged again but not delivered again (exactly once).
     pub inbound_qos2: AHashMap<u16, u64>,
+    /// Restored from disk: QoS 2 packet ids whose exchange ended before the restart, the PUBCOMP
+    /// perhaps lost with the connection. A PUBREL for one gets its PUBCOMP with success; a new
+    /// PUBLISH with one forgets it.
+    pub completed_qos2: Option<Box<ahash::AHashSet<u16>>>,
     /// The live connection's outbox; None while the client is away.
     pub conn: Option<Rc<Outbox>>,
     /// Writes waiting for the journal to reach a position before they go to `conn` (see
@@ -219,6 +223,7 @@ impl Session {
             queue: VecDeque::new(),
             queued_bytes: 0,
             inbound_qos2: AHashMap::new(),
+            completed_qos2: None,
             conn: None,
             staged: None,
             receive_maximum: None,

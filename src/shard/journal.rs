@@ -619,6 +619,7 @@ impl Shard {
                 .iter()
                 .map(|(&id, (key, _))| (id, *key))
                 .collect();
+            s.completed_qos2 = (!image.completed.is_empty()).then(|| Box::new(image.completed));
             let will = image.will.filter(|w| s.may_write(&w.topic));
             let subscriptions = image.subscriptions;
             let slot = self.sessions.insert(s);
@@ -653,6 +654,9 @@ impl Shard {
             );
             for (&packet_id, &key) in &s.inbound_qos2 {
                 w.accepted(&s.client_id, packet_id, key, None);
+            }
+            for &packet_id in s.completed_qos2.iter().flat_map(|c| c.iter()) {
+                w.completed(&s.client_id, packet_id);
             }
             s.for_each_owed(|id, m, qos, retain, packet_id, released| {
                 w.owed(&s.client_id, id, m, qos, retain, packet_id, released)

@@ -144,6 +144,9 @@ impl Shard {
                         ReasonCode::ReceiveMaximumExceeded,
                     ));
                 }
+                if let Some(c) = &mut s.completed_qos2 {
+                    c.remove(&p.packet_id);
+                }
                 // Exactly once: a re-sent PUBLISH whose id is still unreleased is acknowledged, not routed.
                 s.inbound_qos2.insert(p.packet_id, 0).is_none()
             }
@@ -274,7 +277,12 @@ impl Shard {
             .get_mut(a.slot, a.generation)
             .expect("checked by caller");
         let accepted = s.inbound_qos2.remove(&r.packet_id);
-        let known = accepted.is_some();
+        // Completed before a restart, the PUBCOMP lost with the connection: it ends with success.
+        let completed = s
+            .completed_qos2
+            .as_mut()
+            .is_some_and(|c| c.remove(&r.packet_id));
+        let known = accepted.is_some() || completed;
         if let Some(key) = accepted {
             if self.journal.accepted_done(s, r.packet_id, key) {
                 self.journal.acknowledge(
