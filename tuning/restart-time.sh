@@ -2,7 +2,7 @@
 # Restart time with persisted state, shardmq against Mosquitto (docs/PERSISTENCE.md, issue 16).
 #
 # For each broker: start it with `persistence true` in a fresh directory, seed RETAINED retained
-# messages of SIZE bytes and SESSIONS persistent sessions (one subscription each, made 10,000 at a
+# messages of SIZE bytes and SESSIONS persistent sessions (one subscription each, made 5,000 at a
 # time by the bundled loadgen), stop it with SIGTERM (Mosquitto writes its database then; the time is
 # reported), start it again and measure until it answers an MQTT CONNECT, then report its RSS and the
 # size of its files.
@@ -23,8 +23,13 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 PID=
 
 cleanup() {
+    local rc=$?
     [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
-    rm -rf "$WORK"
+    if [ "$rc" = 0 ]; then
+        rm -rf "$WORK"
+    else
+        echo "failed (status $rc): logs kept in $WORK" >&2
+    fi
 }
 trap cleanup EXIT
 
@@ -60,11 +65,13 @@ measure() { # name port dir command...
     shift 3
     start "$name" "$port" "$@"
     wait_serving "$port"
+    echo "$(date +%T) $name: seeding $RETAINED retained messages" >&2
     "$LOADGEN" retained --port "$port" --qos 1 --topics "$RETAINED" --size "$SIZE" --subs 1 \
-        --duration 1s --warmup 0s --drain 120s --setup-timeout 600s >"$WORK/$name.seed" 2>&1
+        --duration 1s --warmup 0s --drain 1s --setup-timeout 600s >"$WORK/$name.seed" 2>&1
+    echo "$(date +%T) $name: making $SESSIONS persistent sessions" >&2
     local made=0
     while [ "$made" -lt "$SESSIONS" ]; do
-        local n=$(( SESSIONS - made < 10000 ? SESSIONS - made : 10000 ))
+        local n=$(( SESSIONS - made < 5000 ? SESSIONS - made : 5000 ))
         "$LOADGEN" p2p --port "$port" --qos 1 --persistent --pairs "$n" --duration 1s \
             --warmup 0s --client-id-prefix "rs$made-" >"$WORK/$name.sessions" 2>&1
         made=$(( made + n ))

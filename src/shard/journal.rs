@@ -21,9 +21,7 @@
 //! When the log has grown past `Persistence::compact_min` and four times its last snapshot, the task writes a new
 //! snapshot of the shard's state and swaps it in (`persist::log::LogWriter::replace`).
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -33,18 +31,16 @@ use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use super::{home_of, Shard};
+use super::home_of;
 use crate::codec::{
     self, ProtocolVersion, PubResponseKind, QoS, ReasonCode, SubscriptionOptions, Utf8Bytes,
 };
 use crate::config::PersistenceSync;
 use crate::logging::log_type;
 use crate::message::{DurableKey, Message};
-use crate::persist::image::{ShardImage, SnapshotWriter};
-use crate::persist::log::{LogError, LogWriter, Syncer};
 use crate::persist::record::{self, Record, StoredMessage};
 use crate::persist::Persistence;
-use crate::router::{Mail, ShardId};
+use crate::router::ShardId;
 use crate::session::{Ledger, Outbox, Session};
 
 /// Appended and unwritten bytes beyond which the shard stops reading its clients (as for a full
@@ -60,20 +56,6 @@ const KEEP_SEEN: Duration = Duration::from_secs(60);
 
 /// How long the task waits before writing again after a failed write.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// What a shard starts with when the broker keeps state on disk (`server` reads it first, see
-/// `persist::recover`).
-pub struct ShardRestore {
-    /// The generation whose log this shard appends to, and that log's length.
-    pub generation: u64,
-    pub log_len: u64,
-    /// The sessions whose home this shard is.
-    pub image: ShardImage,
-    /// Every retained message.
-    pub retained: Arc<Vec<Arc<Message>>>,
-    /// Every restored subscription's filter, once per shard that has it: the interest summary.
-    pub interest: Arc<Vec<(Utf8Bytes, ShardId)>>,
-}
 
 /// An acknowledgement waiting for durability.
 struct HeldAck {
@@ -429,6 +411,7 @@ impl Journal {
         // A message id stays shared only within a batch: compaction keeps only the messages still
         // owed, so a later `Queue` must not refer to a `Message` record an earlier batch wrote.
         self.last_message = None;
+        self.forget_old_keys(Instant::now());
         Batch {
             bytes: self.pending.split().freeze(),
             end: self.appended,
@@ -577,287 +560,8 @@ fn ack(kind: PubResponseKind, packet_id: u16, protocol: ProtocolVersion, out: &m
     codec::encode_pub_response(kind, packet_id, ReasonCode::Success, protocol, out)
 }
 
-impl Shard {
-    /// Start-up: the sessions, subscriptions and retained messages read back from disk. A session's
-    /// client is away (its expiry runs from now); its will, if it had one, goes out now, as its
-    /// connection ended without DISCONNECT (the broker stopped without a chance to publish it).
-    pub(super) fn restore(&mut self, r: ShardRestore) {
-        for m in r.retained.iter() {
-            self.retained.store(m.clone());
-        }
-        for (filter, shard) in r.interest.iter() {
-            if *shard != self.id {
-                self.subs.add_remote_interest(filter, *shard);
-            }
-        }
-        let mut wills = Vec::new();
-        for (_, image) in r.image.sessions {
-            let mut s = Session::new(image.client_id, image.protocol, false, 0);
-            s.durable = true;
-            s.expiry_interval = image.expiry_interval;
-            s.listener = image.listener;
-            s.mount_len = self
-                .settings
-                .listeners
-                .get(usize::from(image.listener))
-                .and_then(|l| l.mount_point.as_ref())
-                .map_or(0, |m| u16::try_from(m.len()).unwrap_or(u16::MAX));
-            s.acl = self.security.scope(usize::from(image.listener)).client_acl(
-                s.client_id.as_str(),
-                image.username.as_ref().map(|u| u.as_str()),
-            );
-            s.login = image.username.map(|username| {
-                Box::new(crate::session::Login {
-                    username,
-                    password: None,
-                })
-            });
-            s.restore_owed(image.owed);
-            // QoS 2 PUBLISHes whose PUBREL had not come: a repeat is acknowledged, not delivered.
-            s.inbound_qos2 = image
-                .accepted
-                .iter()
-                .map(|(&id, (key, _))| (id, *key))
-                .collect();
-            s.completed_qos2 = (!image.completed.is_empty()).then(|| Box::new(image.completed));
-            let will = image.will.filter(|w| s.may_write(&w.topic));
-            let subscriptions = image.subscriptions;
-            let slot = self.sessions.insert(s);
-            let generation = self.sessions.next_generation(slot);
-            let s = self.sessions.at_mut(slot).expect("just inserted");
-            s.generation = generation;
-            for (filter, options) in &subscriptions {
-                self.subs.restore(filter, slot, *options);
-            }
-            s.subscriptions = subscriptions;
-            self.schedule_expiry(slot, generation);
-            if let Some(will) = will {
-                wills.push((slot, will));
-            }
-        }
-        for (slot, will) in wills {
-            self.route(super::packets::will_message(will));
-            if let Some(s) = self.sessions.at(slot) {
-                // Sent: not again after the next start.
-                self.journal.session(s);
-            }
-        }
-    }
+mod restore;
+mod task;
 
-    /// A snapshot of what this shard keeps: its durable sessions and the retained messages it owns.
-    fn snapshot(&self) -> BytesMut {
-        let mut w = SnapshotWriter::new(self.id, self.shards as u16);
-        for s in self.sessions.iter().filter(|s| s.durable) {
-            w.session(
-                &session_record(s),
-                s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),
-            );
-            for (&packet_id, &key) in &s.inbound_qos2 {
-                w.accepted(&s.client_id, packet_id, key, None);
-            }
-            for &packet_id in s.completed_qos2.iter().flat_map(|c| c.iter()) {
-                w.completed(&s.client_id, packet_id);
-            }
-            s.for_each_owed(|id, m, qos, retain, packet_id, released| {
-                w.owed(&s.client_id, id, m, qos, retain, packet_id, released)
-            });
-        }
-        // Accepted messages not yet on disk everywhere: with the message, after (over) the above.
-        for (&key, (client_id, packet_id, m)) in &self.journal.unrouted {
-            let durable = self
-                .sessions
-                .slot_of(client_id)
-                .and_then(|slot| self.sessions.at(slot))
-                .is_some_and(|s| s.durable);
-            if durable {
-                w.accepted(client_id, *packet_id, key, Some(m.clone()));
-            }
-        }
-        for (_, key) in &self.journal.recent_keys {
-            w.seen(key);
-        }
-        let (me, shards) = (self.id, self.shards);
-        self.retained.for_each(|m| {
-            if owns_retained(&m.topic, me, shards) {
-                w.retained(m);
-            }
-        });
-        w.finish()
-    }
-
-    /// A batch was written: acknowledgements and staged writes go out, other shards learn what is
-    /// covered.
-    fn journal_written(&mut self, batch: &Batch) {
-        let me = self.id;
-        for (to, count) in self.journal.written(batch) {
-            self.mail.send(to, Mail::Durable { from: me, count });
-        }
-        let durable = self.journal.durable;
-        let mut staged = std::mem::take(&mut self.journal.staged);
-        staged.retain(|id| {
-            self.sessions
-                .slot_of(id)
-                .and_then(|slot| self.sessions.at_mut(slot))
-                .is_some_and(|s| s.release_staged(durable))
-        });
-        staged.dedup();
-        self.journal.staged = staged;
-    }
-}
-
-/// Writes what the shard appends, in batches (group commit), until shutdown; compacts the log when it
-/// has grown.
-pub(super) async fn journal_task(
-    shard: Rc<RefCell<Shard>>,
-    persistence: Persistence,
-    generation: u64,
-    log_len: u64,
-) {
-    let (me, sync) = {
-        let s = shard.borrow();
-        (s.id, persistence.sync)
-    };
-    let path = persistence.files.log(generation, me);
-    std::future::poll_fn(|cx| shard.borrow_mut().journal.poll_begun(cx)).await;
-    let mut log = loop {
-        match LogWriter::open(&path, log_len).await {
-            Ok(log) => break log,
-            Err(_) if shard.borrow().journal.stopping => return,
-            Err(e) => {
-                tracing::error!(target: log_type::ERROR,
-                    "Error: cannot open {}: {e}. QoS 1/2 acknowledgements are held until it can \
-                     be opened; retrying every {} s.", path.display(), RETRY.as_secs());
-                glommio::timer::sleep(RETRY).await;
-            }
-        }
-    };
-    let aside = persistence.files.compacting(generation, me);
-    let mut snapshot_len = log.len();
-    let mut last_sync = Instant::now();
-    let mut unsynced = false;
-    loop {
-        let timeout = match sync {
-            PersistenceSync::Interval(every) if unsynced => Some(last_sync + every),
-            _ => None,
-        };
-        let work = std::future::poll_fn(|cx| shard.borrow_mut().journal.poll_work(cx));
-        match timeout {
-            Some(at) => {
-                let wait = at.saturating_duration_since(Instant::now());
-                futures_lite::future::or(work, glommio::timer::sleep(wait)).await;
-            }
-            None => work.await,
-        }
-        let (batch, stopping) = {
-            let mut s = shard.borrow_mut();
-            (s.journal.take_batch(), s.journal.stopping)
-        };
-        match sync {
-            PersistenceSync::Always => {
-                write(&shard, &mut log, &batch.bytes, &path).await;
-                if batch.bytes.is_empty() && shard.borrow().journal.syncing == 0 {
-                    // Only receipts to report, and everything before them is synced.
-                    shard.borrow_mut().journal_written(&batch);
-                } else {
-                    // Synced while the next batch is written (see `LogWriter::syncer`).
-                    shard.borrow_mut().journal.syncing += 1;
-                    glommio::spawn_local(sync_batch(
-                        shard.clone(),
-                        log.syncer(),
-                        batch,
-                        path.clone(),
-                    ))
-                    .detach();
-                }
-            }
-            PersistenceSync::Interval(every) => {
-                write(&shard, &mut log, &batch.bytes, &path).await;
-                if last_sync.elapsed() >= every || stopping {
-                    sync_retrying(&shard, &log.syncer(), &path).await;
-                    last_sync = Instant::now();
-                    unsynced = false;
-                } else if !batch.bytes.is_empty() {
-                    unsynced = true;
-                }
-                shard.borrow_mut().journal_written(&batch);
-            }
-            PersistenceSync::None => {
-                write(&shard, &mut log, &batch.bytes, &path).await;
-                shard.borrow_mut().journal_written(&batch);
-            }
-        }
-        if log.len() > persistence.compact_min.max(snapshot_len.saturating_mul(4)) && !stopping {
-            std::future::poll_fn(|cx| shard.borrow_mut().journal.poll_synced(cx)).await;
-            // The snapshot is the state with every record appended so far applied: those records
-            // are taken with it and not written again (applied twice, a `Queue` would owe its
-            // message twice); what is appended from now on goes to the new file.
-            let (snapshot, covered) = {
-                let mut s = shard.borrow_mut();
-                s.journal.forget_old_keys(Instant::now());
-                (s.snapshot(), s.journal.take_batch())
-            };
-            match log.replace(&snapshot, &aside, &path).await {
-                Ok(()) => {
-                    snapshot_len = log.len();
-                    shard.borrow_mut().journal_written(&covered);
-                    tracing::info!(target: log_type::INFORMATION,
-                        "Compacted {} to {} bytes.", path.display(), snapshot_len);
-                }
-                Err(e) => {
-                    tracing::error!(target: log_type::ERROR,
-                        "Error: cannot compact {}: {e}; the log keeps growing until it can.",
-                        path.display());
-                    // The records the snapshot would have covered go to the log after all.
-                    shard.borrow_mut().journal.put_back(covered);
-                    // Try again once it has grown as much again.
-                    snapshot_len = log.len() / 4 + 1;
-                }
-            }
-        }
-        if stopping && shard.borrow().journal.pending.is_empty() {
-            break;
-        }
-    }
-    std::future::poll_fn(|cx| shard.borrow_mut().journal.poll_synced(cx)).await;
-    if let Err(e) = log.close().await {
-        tracing::error!(target: log_type::ERROR, "Error: closing {}: {e}", path.display());
-    }
-}
-
-/// Append `bytes` to the log, retrying (acknowledgements held, publishers waiting) while it fails.
-async fn write(shard: &Rc<RefCell<Shard>>, log: &mut LogWriter, bytes: &[u8], path: &Path) {
-    if bytes.is_empty() {
-        return;
-    }
-    while let Err(e) = log.write(bytes, false).await {
-        write_failed(shard, path, &e);
-        glommio::timer::sleep(RETRY).await;
-    }
-}
-
-/// Sync the log, retrying while it fails.
-async fn sync_retrying(shard: &Rc<RefCell<Shard>>, syncer: &Syncer, path: &Path) {
-    while let Err(e) = syncer.sync().await {
-        write_failed(shard, path, &e);
-        glommio::timer::sleep(RETRY).await;
-    }
-}
-
-fn write_failed(shard: &Rc<RefCell<Shard>>, path: &Path, e: &LogError) {
-    let mut s = shard.borrow_mut();
-    if !s.journal.failing {
-        s.journal.failing = true;
-        tracing::error!(target: log_type::ERROR,
-            "Error: cannot write {}: {e}. QoS 1/2 acknowledgements are held (publishers wait) \
-             until it can be written; retrying every {} s.", path.display(), RETRY.as_secs());
-    }
-}
-
-/// `persistence_sync always`: sync what `batch` wrote, then let what waited for it go.
-async fn sync_batch(shard: Rc<RefCell<Shard>>, syncer: Syncer, batch: Batch, path: PathBuf) {
-    sync_retrying(&shard, &syncer, &path).await;
-    let mut s = shard.borrow_mut();
-    s.journal_written(&batch);
-    s.journal.syncing -= 1;
-    s.journal.wake();
-}
+pub use restore::ShardRestore;
+pub(in crate::shard) use task::journal_task;
