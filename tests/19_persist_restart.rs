@@ -1,7 +1,8 @@
 //! `persistence true` across restarts of an embedded broker (issue 16): what a restart must keep, with
 //! the shard count changing between runs (sessions re-homed), a log compacted while the broker runs,
 //! and every QoS flow completing while acknowledgements and QoS 2 writes wait for durability.
-//! (Killed brokers and damaged files: `tests/18_persistence.rs`, against the binary.)
+//! (Killed brokers and damaged files: `tests/18_persistence.rs`; kill -9 under load:
+//! `tests/20_crash_load.rs`; both against the binary.)
 //!
 //! Each broker is stopped by dropping its handle (a clean shutdown); the next one reads the same
 //! directory. Every wait is for a packet, with the raw client's deadline.

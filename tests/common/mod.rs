@@ -8,6 +8,9 @@
 //!   broker's codec, for tests that must control every byte.
 //! - [`client`]: a small wrapper over rumqttc 0.24 (v4 = MQTT 3.1.1 and v5) that turns its event loop
 //!   into "await the SUBACK", "await the next message" calls.
+//! - [`persist`]: the broker binary as a process killed and restarted on its persistence files, and a
+//!   persistent subscriber kept across the restarts, for `tests/18_persistence.rs` and
+//!   `tests/20_crash_load.rs`.
 //!
 //! No helper sleeps in place of an event: every wait is for a packet, a message or EOF, with a deadline.
 //! The few places that prove something does NOT happen wait a bounded short time and say why.
@@ -21,6 +24,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod persist;
 pub mod raw;
 
 use std::future::Future;
