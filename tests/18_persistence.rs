@@ -14,6 +14,10 @@
 //!   bytes, the records before the damage are kept (and written into the next generation), and
 //!   the broker serves.
 //!
+//! - A full disk (a file size limit the broker's log reaches): QoS 1 acknowledgements wait with an
+//!   error line, QoS 0 keeps flowing, and once space returns the held PUBACKs go out, a notice says
+//!   so, and the offline subscriber gets every message, the held ones included.
+//!
 //! (Acknowledged messages under load across kill -9: `tests/20_crash_load.rs`.)
 //!
 //! SIGKILL ends the process, not the machine: what the broker wrote but did not fsync survives it
@@ -36,8 +40,8 @@ use common::persist::{
     bounded, clock_nanos, disconnect, fixed_port, publisher, retained_of, Broker, Delivery, Rng,
     Scratch, Sub,
 };
-use common::raw::Witness;
-use common::Proto;
+use common::raw::{self, kind, Connect, RawClient, ReadEnd, Witness};
+use common::{unique_id, Proto};
 
 /// The file-name prefix when `persistence_file` is not set.
 const DEFAULT_DB: &str = "mosquitto.db";
@@ -485,4 +489,83 @@ fn damage_cases() {
 #[test]
 fn torn_and_corrupt_files_are_reported_and_the_broker_serves() {
     bounded("damaged logs", Duration::from_secs(120), damage_cases);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full disk
+
+#[test]
+fn a_full_disk_holds_acknowledgements_and_qos0_flows_until_space_returns() {
+    bounded("disk full", Duration::from_secs(90), || {
+        let mut rng = Rng(clock_nanos());
+        let dir = Scratch::new("disk-full");
+        let port = fixed_port(&mut rng);
+        // prlimit(2) on another user's process needs a capability: the broker keeps this test's
+        // user (as root: `user root`, else it would switch to mosquitto or nobody).
+        // SAFETY: geteuid cannot fail.
+        let keep_user = if unsafe { libc::geteuid() } == 0 {
+            "user root\n"
+        } else {
+            ""
+        };
+        let config = dir.config(port, 1, keep_user);
+        // The log grows a mebibyte of zeros at a time (2 MiB at its first write): past 3 MiB it
+        // cannot grow, about 2 MiB of records in.
+        let mut broker = Broker::start_limited(&config, port, Some(3 << 20));
+        let addr = broker.addr;
+        let proto = Proto::V311;
+        let (mut offline, _) =
+            RawClient::connect(addr, &Connect::new(proto, "full-sub").clean(false));
+        offline.subscribe(&[("full/#", 1)]);
+        disconnect(offline);
+        let mut p = publisher(addr, proto);
+        let payload = vec![b'x'; 10_000];
+        let mut acked = 0u16;
+        let held = loop {
+            assert!(
+                acked < 1000,
+                "1000 messages of 10 KB acknowledged under a 3 MiB limit"
+            );
+            let pkid = acked + 1;
+            p.send(&raw::publish(
+                proto, "full/t", 1, false, false, pkid, &payload,
+            ));
+            match p.try_read_packet(Duration::from_secs(2)) {
+                Ok(ack) => {
+                    assert_eq!(ack.kind(), kind::PUBACK);
+                    assert_eq!(ack.ack_pkid(), pkid);
+                    acked = pkid;
+                }
+                Err(ReadEnd::Timeout) => break pkid,
+                Err(ReadEnd::Closed) => panic!("the broker closed the publisher"),
+            }
+        };
+        assert!(
+            acked > 100,
+            "{acked} messages acknowledged before the disk was full"
+        );
+        broker.wait_for_stderr("QoS 1/2 acknowledgements are held");
+        // QoS 0 flows meanwhile, and new clients are served.
+        let mut q0 = RawClient::connect_clean(addr, proto, &unique_id("q0"));
+        q0.subscribe(&[("q0/t", 0)]);
+        let mut p0 = publisher(addr, proto);
+        p0.publish("q0/t", 0, false, b"still here");
+        assert_eq!(q0.recv_publish().payload, b"still here");
+        // Space returns: the held PUBACK goes out, and nothing was lost.
+        broker.set_max_file_size(libc::RLIM_INFINITY);
+        let ack = p
+            .try_read_packet(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("the held PUBACK after space returned: {e:?}"));
+        assert_eq!((ack.kind(), ack.ack_pkid()), (kind::PUBACK, held));
+        broker.wait_for_stderr("Persistence writes succeed again");
+        let (mut back, present) =
+            RawClient::connect(addr, &Connect::new(proto, "full-sub").clean(false));
+        assert!(present.session_present);
+        for n in 1..=held {
+            let m = back.recv_publish();
+            assert_eq!(m.payload.len(), payload.len(), "message {n}");
+            back.send(&raw::ack(kind::PUBACK, m.pkid));
+        }
+        broker.stop();
+    });
 }

@@ -51,13 +51,15 @@ start() { # name port command...
     PID=$!
 }
 
+# Stops the broker (SIGTERM) and waits until it is gone; its duration in ms goes to STOP_MS.
 stop() {
     local t0
     t0=$(now_ms)
     kill -TERM "$PID"
     wait "$PID" || true
+    while kill -0 "$PID" 2>/dev/null; do sleep 0.01; done
     PID=
-    echo "$(( $(now_ms) - t0 ))"
+    STOP_MS=$(( $(now_ms) - t0 ))
 }
 
 measure() { # name port dir command...
@@ -76,8 +78,8 @@ measure() { # name port dir command...
             --warmup 0s --client-id-prefix "rs$made-" >"$WORK/$name.sessions" 2>&1
         made=$(( made + n ))
     done
-    local stop_ms
-    stop_ms=$(stop)
+    stop
+    local stop_ms=$STOP_MS
     local t0
     t0=$(now_ms)
     start "$name" "$port" "$@"
@@ -89,7 +91,7 @@ measure() { # name port dir command...
     bytes=$(du -sb "$dir" | cut -f1)
     printf '%-10s retained %d x %d B, %d sessions: stop %d ms, restart to serving %d ms, RSS %d MiB, files %d MiB\n' \
         "$name" "$RETAINED" "$SIZE" "$SESSIONS" "$stop_ms" "$up_ms" $(( rss / 1024 )) $(( bytes / 1048576 ))
-    stop >/dev/null
+    stop
 }
 
 mkdir -p "$WORK/shardmq" "$WORK/mosquitto"

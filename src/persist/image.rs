@@ -54,6 +54,16 @@ pub struct SessionImage {
     pub completed: ahash::AHashSet<u16>,
 }
 
+impl SessionImage {
+    /// Where the message sent with `packet_id` is in `owed`.
+    fn in_flight(&self, packet_id: u16) -> Result<usize, Orphan> {
+        self.owed
+            .iter()
+            .position(|o| o.packet_id == Some(packet_id))
+            .ok_or(Orphan::Owed)
+    }
+}
+
 /// Why a record could not be applied: it names something the file never created. Such a record is
 /// skipped (and counted): the file was written by this code, in order, so it means damage the
 /// checksums did not catch or a bug, neither of which should cost the rest of the state.
@@ -194,23 +204,15 @@ impl ShardImage {
                 packet_id,
             } => {
                 let s = self.session(&client_id)?;
-                let o = s
-                    .owed
-                    .iter_mut()
-                    .find(|o| o.packet_id == Some(packet_id))
-                    .ok_or(Orphan::Owed)?;
-                o.released = true;
+                let at = s.in_flight(packet_id)?;
+                s.owed[at].released = true;
             }
             Record::Done {
                 client_id,
                 packet_id,
             } => {
                 let s = self.session(&client_id)?;
-                let at = s
-                    .owed
-                    .iter()
-                    .position(|o| o.packet_id == Some(packet_id))
-                    .ok_or(Orphan::Owed)?;
+                let at = s.in_flight(packet_id)?;
                 s.owed.remove(at);
             }
             Record::Discard {

@@ -203,6 +203,12 @@ pub struct Broker {
 impl Broker {
     /// Starts the broker and waits (with a deadline) until it accepts connections on `port`.
     pub fn start(config: &Path, port: u16) -> Broker {
+        Broker::start_limited(config, port, None)
+    }
+
+    /// As [`Broker::start`], with files it may not grow past `max_file_size` bytes (RLIMIT_FSIZE,
+    /// soft: [`Broker::set_max_file_size`] lifts it): a write past it fails as on a full disk.
+    pub fn start_limited(config: &Path, port: u16, max_file_size: Option<u64>) -> Broker {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shardmq"));
         command
             .arg("-c")
@@ -213,8 +219,17 @@ impl Broker {
         // SAFETY: prctl is async-signal-safe. The broker dies with the thread that started it, should
         // this test binary die before it could kill it.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(max) = max_file_size {
+                    let limit = libc::rlimit {
+                        rlim_cur: max,
+                        rlim_max: libc::RLIM_INFINITY,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -242,6 +257,24 @@ impl Broker {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sets the broker's RLIMIT_FSIZE (soft) while it runs: "space returns".
+    pub fn set_max_file_size(&self, max: u64) {
+        let limit = libc::rlimit {
+            rlim_cur: max,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit(2) on the child this test started, by its PID, with a valid rlimit.
+        let rc = unsafe {
+            libc::prlimit(
+                self.pid() as libc::pid_t,
+                libc::RLIMIT_FSIZE,
+                &limit,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
     }
 
     pub fn stderr_text(&self) -> String {

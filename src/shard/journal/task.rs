@@ -80,7 +80,6 @@ impl Shard {
     }
 }
 
-
 /// Writes what the shard appends, in batches (group commit), until shutdown; compacts the log when it
 /// has grown.
 pub(in crate::shard) async fn journal_task(
