@@ -89,9 +89,8 @@ pub struct ShardImage {
     pub next_message_id: u64,
     /// Records skipped because they named nothing (see [`Orphan`]).
     pub orphans: usize,
-    /// Keys of the messages this file recorded (`Message` with a key, `Seen`).
-    pub seen: ahash::AHashSet<u64>,
-    /// The same, with who published them and, from a `Message`, the message.
+    /// The accepted QoS 2 messages this file recorded (`Message` with a key, `Seen`): key, publisher
+    /// and packet id, and from a `Message`, the message.
     pub keyed: Vec<(DurableKey, Option<Arc<Message>>)>,
     /// Keys whose exchange ended (`AcceptedDone`).
     pub done: ahash::AHashSet<u64>,
@@ -161,7 +160,6 @@ impl ShardImage {
                 self.next_message_id = self.next_message_id.max(message_id.saturating_add(1));
                 let message = Arc::new(message.into_message());
                 if let Some(k) = key {
-                    self.seen.insert(k.key);
                     self.keyed.push((k, Some(message.clone())));
                 }
                 self.messages.insert(message_id, message);
@@ -252,7 +250,6 @@ impl ShardImage {
                 self.routed.insert(key);
             }
             Record::Seen(k) => {
-                self.seen.insert(k.key);
                 self.keyed.push((k, None));
             }
             Record::Retain { message } => {

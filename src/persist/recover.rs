@@ -86,7 +86,7 @@ pub fn recover(files: &Files, shards: u16) -> Result<Recovered, PersistError> {
                 .map(|(id, s)| (id, (file, s))),
         );
         retained.extend(read.image.retained);
-        seen.push(read.image.seen);
+        seen.push(read.image.keyed.iter().map(|(k, _)| k.key).collect());
         keyed.extend(read.image.keyed);
         routed.extend(read.image.routed);
         done.extend(read.image.done);

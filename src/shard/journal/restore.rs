@@ -43,12 +43,7 @@ impl Shard {
             s.durable = true;
             s.expiry_interval = image.expiry_interval;
             s.listener = image.listener;
-            s.mount_len = self
-                .settings
-                .listeners
-                .get(usize::from(image.listener))
-                .and_then(|l| l.mount_point.as_ref())
-                .map_or(0, |m| u16::try_from(m.len()).unwrap_or(u16::MAX));
+            s.mount_len = self.mount_len(usize::from(image.listener));
             s.acl = self.security.scope(usize::from(image.listener)).client_acl(
                 s.client_id.as_str(),
                 image.username.as_ref().map(|u| u.as_str()),

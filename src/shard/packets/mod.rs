@@ -33,11 +33,22 @@ pub(super) fn encode_into(out: &mut BytesMut, packet: &Packet, protocol: Protoco
 impl Shard {
     /// The `mount_point` of the listener `a` came through, if it has one.
     pub(super) fn mount_point(&self, a: &Attached) -> Option<&str> {
+        self.listener_mount_point(usize::from(a.listener))
+    }
+
+    /// The `mount_point` of listener `listener`, if it has one.
+    fn listener_mount_point(&self, listener: usize) -> Option<&str> {
         self.settings
             .listeners
-            .get(usize::from(a.listener))?
+            .get(listener)?
             .mount_point
             .as_deref()
+    }
+
+    /// `Session::mount_len` for a client of listener `listener`.
+    pub(in crate::shard) fn mount_len(&self, listener: usize) -> u16 {
+        self.listener_mount_point(listener)
+            .map_or(0, |m| u16::try_from(m.len()).unwrap_or(u16::MAX))
     }
 
     /// Handle one packet from an attached client. `Err` closes the connection.

@@ -19,8 +19,7 @@ use crate::codec::{
 use crate::index::ShardSet;
 use crate::logging::log_type;
 use crate::message::{DurableKey, Message};
-use crate::router::Mail;
-use crate::router::ShardId;
+use crate::router::{Mail, ShardId};
 use crate::session::{
     CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Ledger, Limits, Origin, Session,
     SlowSubscriberPolicy,

@@ -96,6 +96,7 @@ impl Shard {
         };
         let generation = self.sessions.next_generation(slot);
         let limits = self.settings.limits;
+        let mount_len = self.mount_len(listener);
         let session = self.sessions.at_mut(slot).expect("slot just filled");
         session.generation = generation;
         session.protocol = connect.protocol;
@@ -114,12 +115,7 @@ impl Shard {
         };
         session.will = connect.will.clone();
         session.listener = u16::try_from(listener).unwrap_or(u16::MAX);
-        session.mount_len = self
-            .settings
-            .listeners
-            .get(listener)
-            .and_then(|l| l.mount_point.as_ref())
-            .map_or(0, |m| u16::try_from(m.len()).unwrap_or(u16::MAX));
+        session.mount_len = mount_len;
         session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
         session.max_packet_size = connect
             .properties
