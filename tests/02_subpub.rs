@@ -496,6 +496,7 @@ fn a_mount_point_confines_its_listeners_clients_to_a_subtree() {
             payload: b"gone".to_vec(),
             qos: 1,
             retain: false,
+            delay: None,
         });
         let (willer, _) = RawClient::connect(mounted_addr, &connect);
 

@@ -11,7 +11,10 @@
 //! - [MQTT-3.1.2-17] Will Retain 1: the Will Message MUST be published as a retained message.
 //! - The will is published at its Will QoS (capped by each subscription's QoS [MQTT-3.8.4-6]).
 //!
-//! Every test runs for 3.1.1 and 5.0, with 1 and 4 shards.
+//! - 5.0 Will Delay Interval (3.1.3.2.2, [MQTT-3.1.3-9]): the will goes when the delay has passed or the
+//!   session ends (expiry, a clean start), whichever is first, and not if the client came back first.
+//!
+//! Every test runs for 3.1.1 and 5.0 (the will delay: 5.0), with 1 and 4 shards.
 
 mod common;
 
@@ -155,6 +158,105 @@ fn v5_disconnect_with_will_message_publishes_the_will() {
             (m.topic.as_str(), m.text().as_str()),
             (topic.as_str(), "asked for"),
             "[MQTT-3.14.4-3]"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// v5 Will Delay Interval (5.0 section 3.1.3.2.2): the will goes out when its delay has passed or its
+// session ends, whichever comes first, and not at all if a new connection to the session came first
+// [MQTT-3.1.3-9].
+
+/// A v5 client with a persistent session (expiry `expiry` s) and a will delayed `delay` s.
+fn delayed_will(case: &common::Case, id: &str, topic: &str, delay: u32, expiry: u32) -> RawClient {
+    let connect = Connect::new(case.proto, id)
+        .clean(false)
+        .prop_u32(raw::prop::SESSION_EXPIRY_INTERVAL, expiry)
+        .will(topic, b"late", 1, false)
+        .will_delay(delay);
+    RawClient::connect(case.addr, &connect).0
+}
+
+#[test]
+fn v5_a_delayed_will_goes_after_its_delay() {
+    for_each_case_async(&[common::Proto::V5], "", |case| async move {
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        assert_eq!(sub.subscribe("delay/#", 1).await, 1);
+        let id = unique_id("dl");
+        let topic = format!("delay/{id}");
+        let w = delayed_will(&case, &id, &topic, 1, 60);
+        let closed = Instant::now();
+        drop(w); // TCP closed without DISCONNECT
+        let m = sub.recv().await;
+        assert_eq!(
+            (m.topic.as_str(), m.text().as_str()),
+            (topic.as_str(), "late")
+        );
+        // The broker saw the close after `closed`: its deadline is at least a second after it.
+        assert!(
+            closed.elapsed() >= Duration::from_secs(1),
+            "the will waited out its delay: {:?}",
+            closed.elapsed()
+        );
+    });
+}
+
+#[test]
+fn v5_a_reconnect_within_the_delay_cancels_the_will() {
+    for_each_case_async(&[common::Proto::V5], "", |case| async move {
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        assert_eq!(sub.subscribe("cancel/#", 1).await, 1);
+        let id = unique_id("cw");
+        let topic = format!("cancel/{id}");
+        drop(delayed_will(&case, &id, &topic, 1, 60));
+        // Back at once (after the close was seen, or taking the connection over: either way a new
+        // connection to the session within the delay).
+        let connect = Connect::new(case.proto, &id)
+            .clean(false)
+            .prop_u32(raw::prop::SESSION_EXPIRY_INTERVAL, 60);
+        let (_back, ack) = RawClient::connect(case.addr, &connect);
+        assert!(ack.session_present, "the session was resumed");
+        // Nothing to wait for: the will would come a second after the close; watch a bit longer.
+        sub.expect_no_message(Duration::from_millis(1500)).await;
+    });
+}
+
+#[test]
+fn v5_a_delayed_will_goes_when_its_session_expires_first() {
+    for_each_case_async(&[common::Proto::V5], "", |case| async move {
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        assert_eq!(sub.subscribe("expire/#", 1).await, 1);
+        let id = unique_id("ew");
+        let topic = format!("expire/{id}");
+        drop(delayed_will(&case, &id, &topic, 3600, 1));
+        let m = sub.recv().await;
+        assert_eq!(
+            (m.topic.as_str(), m.text().as_str()),
+            (topic.as_str(), "late"),
+            "the session ended (expiry 1 s) long before the delay (an hour)"
+        );
+    });
+}
+
+#[test]
+fn v5_a_delayed_will_goes_when_a_clean_start_ends_its_session() {
+    if common::broker::external_mosquitto() {
+        // Mosquitto 2.0.11 drops the waiting will when a clean start discards the session.
+        return;
+    }
+    for_each_case_async(&[common::Proto::V5], "", |case| async move {
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        assert_eq!(sub.subscribe("clean/#", 1).await, 1);
+        let id = unique_id("sw");
+        let topic = format!("clean/{id}");
+        drop(delayed_will(&case, &id, &topic, 3600, 3600));
+        let (_new, ack) = RawClient::connect(case.addr, &Connect::new(case.proto, &id));
+        assert!(!ack.session_present, "clean start: a new session");
+        let m = sub.recv().await;
+        assert_eq!(
+            (m.topic.as_str(), m.text().as_str()),
+            (topic.as_str(), "late"),
+            "the old session ended with the clean start: its will goes then"
         );
     });
 }

@@ -18,6 +18,10 @@
 //!   error line, QoS 0 keeps flowing, and once space returns the held PUBACKs go out, a notice says
 //!   so, and the offline subscriber gets every message, the held ones included.
 //!
+//! - Session expiry and the Will Delay Interval count the time the broker was down: a session that
+//!   expired meanwhile is gone after the restart and its waiting will is sent then; a will delayed
+//!   on a connection that the stop ended goes out from the restarted broker.
+//!
 //! (Acknowledged messages under load across kill -9: `tests/20_crash_load.rs`.)
 //!
 //! SIGKILL ends the process, not the machine: what the broker wrote but did not fsync survives it
@@ -568,4 +572,103 @@ fn a_full_disk_holds_acknowledgements_and_qos0_flows_until_space_returns() {
         }
         broker.stop();
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session expiry and delayed wills count the time the broker was down
+
+/// Three v5 sessions across a stop and a restart more than a second later: `short` (expiry 1 s, away
+/// with a will delayed an hour) expired while the broker was down, so it is gone and its will goes at
+/// the restart; `long` (expiry an hour, away) is still there; `live` (connected at the stop, will
+/// delayed 1 s) has its will sent by the restarted broker (its connection ended without DISCONNECT).
+fn time_away_counts(stop: Stop, shards: usize) {
+    let mut rng = Rng(clock_nanos());
+    let dir = Scratch::new(&format!("away-{stop:?}-{shards}"));
+    let port = fixed_port(&mut rng);
+    let config = dir.config(port, shards, "");
+    let ctx = format!("{stop:?}, {shards} shard(s)");
+    let proto = Proto::V5;
+    let session = |id: &str, expiry: u32| {
+        Connect::new(proto, id)
+            .clean(false)
+            .prop_u32(raw::prop::SESSION_EXPIRY_INTERVAL, expiry)
+    };
+
+    let mut broker = Broker::start(&config, port);
+    let addr = broker.addr;
+    let mut sub = Sub::new("wills", proto);
+    let (mut c, _) = sub.connect(addr);
+    assert_eq!(c.subscribe(&[("will/#", 1)]), vec![1], "{ctx}");
+    disconnect(c);
+
+    let short = unique_id("short");
+    let (mut c, _) = RawClient::connect(
+        addr,
+        &session(&short, 1)
+            .will("will/short", b"short", 1, false)
+            .will_delay(3600),
+    );
+    // "Disconnect with Will Message": the will waits out its delay; the broker closing shows it
+    // handled the DISCONNECT.
+    c.send(&raw::disconnect_v5(0x04));
+    c.expect_closed();
+    let short_left = std::time::Instant::now();
+    let long = unique_id("long");
+    disconnect(RawClient::connect(addr, &session(&long, 3600)).0);
+    let live_id = unique_id("live");
+    let (mut live, _) = RawClient::connect(
+        addr,
+        &session(&live_id, 3600)
+            .will("will/live", b"live", 1, false)
+            .will_delay(1),
+    );
+    // Its PUBACK waits for its shard's log, the session record written at CONNECT included.
+    live.publish("elsewhere", 1, false, b"x");
+    // With one shard, this PUBACK likewise covers what the disconnects above recorded.
+    publisher(addr, proto).publish("elsewhere", 1, false, b"barrier");
+
+    match stop {
+        Stop::Kill9 => broker.kill_9(),
+        Stop::Term => broker.stop(),
+    }
+    drop(live);
+    // What is tested is wall-clock time passing while the broker is down: wait it out.
+    let down = Duration::from_millis(1500).saturating_sub(short_left.elapsed());
+    std::thread::sleep(down);
+    let _broker = Broker::start(&config, port);
+
+    let (mut c, present) = sub.connect(addr);
+    assert!(present, "{ctx}: the subscriber's session");
+    sub.receive_all(&mut c, &["short".to_string(), "live".to_string()], &ctx);
+    let (_, ack) = RawClient::connect(addr, &session(&short, 1));
+    assert!(
+        !ack.session_present,
+        "{ctx}: the session with a 1 s expiry, away for longer while the broker was down, ended"
+    );
+    let (_, ack) = RawClient::connect(addr, &session(&long, 3600));
+    assert!(
+        ack.session_present,
+        "{ctx}: the session with an hour's expiry is kept"
+    );
+    assert_eq!(
+        sub.got
+            .iter()
+            .filter(|d| d.topic.starts_with("will/"))
+            .count(),
+        2,
+        "{ctx}: each will once: {:?}",
+        sub.got
+    );
+}
+
+#[test]
+fn session_expiry_and_will_delay_count_the_time_the_broker_was_down() {
+    // kill -9 with one shard: the barrier PUBACK covers every record the test depends on.
+    for (stop, shards) in [(Stop::Kill9, 1), (Stop::Term, 4)] {
+        bounded(
+            &format!("time away, {stop:?}, {shards} shard(s)"),
+            Duration::from_secs(60),
+            move || time_away_counts(stop, shards),
+        );
+    }
 }

@@ -43,6 +43,8 @@ pub struct SessionImage {
     pub will: Option<Box<LastWill>>,
     pub username: Option<Utf8Bytes>,
     pub listener: u16,
+    /// As [`Record::Session`]'s: when the client went away (0: it was connected).
+    pub away_since: u64,
     /// Filter → options, as granted.
     pub subscriptions: AHashMap<Utf8Bytes, SubscriptionOptions>,
     pub owed: VecDeque<Owed>,
@@ -115,6 +117,7 @@ impl ShardImage {
                 will,
                 username,
                 listener,
+                away_since,
             } => {
                 let s = self
                     .sessions
@@ -126,6 +129,7 @@ impl ShardImage {
                         will: None,
                         username: None,
                         listener: 0,
+                        away_since: 0,
                         subscriptions: AHashMap::new(),
                         owed: VecDeque::new(),
                         accepted: AHashMap::new(),
@@ -136,6 +140,7 @@ impl ShardImage {
                 s.will = will;
                 s.username = username;
                 s.listener = listener;
+                s.away_since = away_since;
             }
             Record::SessionGone { client_id } => {
                 self.sessions.remove(&client_id);
@@ -414,6 +419,7 @@ impl SnapshotWriter {
                     will: s.will.clone(),
                     username: s.username.clone(),
                     listener: s.listener,
+                    away_since: s.away_since,
                 },
                 s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),
             );

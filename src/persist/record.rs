@@ -92,6 +92,11 @@ pub enum Record {
         username: Option<Utf8Bytes>,
         /// The index of the listener it last came through (`per_listener_settings`, `mount_point`).
         listener: u16,
+        /// When its client went away, in seconds since the Unix epoch; 0 while connected. A restart
+        /// counts the session's expiry and a delayed will's delay from it (time the broker was down
+        /// included, as Mosquitto counts them). Encoded after the will, and absent (0) in records
+        /// written before it existed.
+        away_since: u64,
     },
     /// The session ended (expired, taken over by a clean start, or clean): forget it and all it owned.
     SessionGone { client_id: Utf8Bytes },

@@ -155,6 +155,9 @@ pub struct Session {
     staged: Option<Box<Staged>>,
     /// v5 Receive Maximum of the current connection: caps the inflight window below `max_inflight`.
     pub receive_maximum: Option<usize>,
+    /// When the client went away (seconds since the Unix epoch, see `Record::Session`); 0 while it is
+    /// connected.
+    pub away_since: u64,
     /// Seconds the session outlives a disconnect: the v5 Session Expiry Interval, `u32::MAX` (never) for
     /// a 3.x persistent session; capped by `persistent_client_expiration` (see `shard::expiry`).
     pub expiry_interval: u32,
@@ -227,6 +230,7 @@ impl Session {
             conn: None,
             staged: None,
             receive_maximum: None,
+            away_since: 0,
             expiry_interval: 0,
             max_packet_size: None,
             last_progress: None,

@@ -196,6 +196,7 @@ impl Shard {
         self.keepalive.check(now);
         self.mail.forget_stances(now);
         self.expire_sessions(now);
+        self.send_delayed_wills(now);
         self.sys_tick(now);
     }
 

@@ -12,11 +12,12 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-/// Pending deadlines: (when, slot, generation), earliest first.
+/// Pending deadlines: (when, slot, generation), earliest first. Session expiries use one heap, delayed
+/// wills (`shard::will`) another.
 #[derive(Debug, Default)]
-pub(super) struct Expiries(BinaryHeap<Reverse<(Instant, u32, u32)>>);
+pub(super) struct Deadlines(BinaryHeap<Reverse<(Instant, u32, u32)>>);
 
-impl Expiries {
+impl Deadlines {
     pub(super) fn push(&mut self, at: Instant, slot: u32, generation: u32) {
         self.0.push(Reverse((at, slot, generation)));
     }
@@ -35,6 +36,14 @@ impl Expiries {
 
 /// How long a session outlives a disconnect, if not forever: the client's interval capped by the
 /// global `persistent_client_expiration` (Mosquitto's `set_session_expiry_time`).
+/// Seconds since the Unix epoch, as the journal records when a client went away
+/// (`Record::Session::away_since`): wall-clock time, because it must mean the same after a restart.
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 pub(super) fn expiry_after(interval: u32, global: Option<Duration>) -> Option<Duration> {
     let own = (interval != u32::MAX).then(|| Duration::from_secs(u64::from(interval)));
     match (own, global) {
@@ -60,7 +69,7 @@ mod tests {
 
     #[test]
     fn deadlines_come_out_in_time_order_once_due() {
-        let mut e = Expiries::default();
+        let mut e = Deadlines::default();
         let t0 = Instant::now();
         e.push(t0 + Duration::from_secs(2), 7, 1);
         e.push(t0 + Duration::from_secs(1), 3, 4);

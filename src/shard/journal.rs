@@ -547,6 +547,7 @@ fn session_record(s: &Session) -> Record {
         will: s.will.clone(),
         username: s.login.as_ref().map(|l| l.username.clone()),
         listener: s.listener,
+        away_since: s.away_since,
     }
 }
 

@@ -33,6 +33,7 @@ mod shutdown;
 mod socket;
 mod subscriptions;
 mod sys;
+mod will;
 
 pub use executor::{run, ShardStart};
 pub use journal::ShardRestore;
@@ -79,7 +80,9 @@ pub(crate) struct Shard {
     /// Connections with a keep-alive, checked on every tick.
     keepalive: keepalive::Watch,
     /// Deadlines of disconnected persistent sessions (see `expiry`).
-    expiries: expiry::Expiries,
+    expiries: expiry::Deadlines,
+    /// Deadlines of wills waiting out their Will Delay Interval (see `will`).
+    will_delays: expiry::Deadlines,
     /// What this shard writes to disk (`persistence true`), and the acknowledgements waiting for it.
     journal: Journal,
 }
@@ -109,7 +112,8 @@ impl Shard {
             sys: Sys::new(started),
             conns: LiveConns::new(counts),
             keepalive: keepalive::Watch::default(),
-            expiries: expiry::Expiries::default(),
+            expiries: expiry::Deadlines::default(),
+            will_delays: expiry::Deadlines::default(),
             journal,
         }
     }

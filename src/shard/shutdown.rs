@@ -1,7 +1,8 @@
 //! The broker's own shutdown (SIGTERM, SIGINT), in two steps driven by `crate::server`:
 //!
 //! 1. [`Shard::publish_wills_for_shutdown`] (on `Control::Wills`): stop taking new clients and publish
-//!    the will of every client still connected, as Mosquitto 2.0 does when it stops
+//!    the will of every client still connected (a delayed will of a session kept on disk waits on, see
+//!    `shard::will`), as Mosquitto 2.0 does when it stops
 //!    (`context__send_will` for every context in `mosquitto.c`), while every connection is still open
 //!    to receive them. The server waits for every shard to finish this step before the next one, so
 //!    wills routed to other shards are in their mailboxes by then.
@@ -17,7 +18,9 @@ use std::rc::Rc;
 
 use futures_lite::future::poll_once;
 
+use super::expiry::unix_now;
 use super::packets::will_message;
+use super::will::will_delay;
 use super::Shard;
 use crate::router::Inbox;
 
@@ -28,16 +31,28 @@ impl Shard {
     pub(super) fn publish_wills_for_shutdown(&mut self) -> usize {
         self.conns.stop_accepting();
         let mut wills = Vec::new();
+        let now = unix_now();
         for session in self.sessions.iter_mut() {
             if session.conn.is_none() {
+                // A will waiting out its delay: its session ends with the broker unless it is kept on
+                // disk (then the delay goes on counting, `shard::will`).
+                if !session.durable {
+                    wills.extend(session.will.take());
+                }
                 continue;
             }
             let had_will = session.will.is_some();
-            if let Some(will) = session.will.take().filter(|w| session.may_write(&w.topic)) {
-                wills.push(will);
+            match session.will.take().filter(|w| session.may_write(&w.topic)) {
+                Some(will) if session.durable && !will_delay(&will).is_zero() => {
+                    // Left waiting on a session that outlives the broker: the client is away now.
+                    session.will = Some(will);
+                    session.away_since = now;
+                }
+                Some(will) => wills.push(will),
+                None => {}
             }
             if had_will {
-                // Sent: not again after the restart.
+                // Sent (or left waiting): not again after the restart.
                 self.journal.session(session);
             }
         }

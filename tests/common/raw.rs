@@ -35,6 +35,7 @@ pub mod prop {
     pub const RECEIVE_MAXIMUM: u8 = 0x21;
     pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
     pub const RETAIN_AVAILABLE: u8 = 0x25;
+    pub const WILL_DELAY_INTERVAL: u8 = 0x18;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -110,6 +111,8 @@ pub struct Will {
     pub payload: Vec<u8>,
     pub qos: u8,
     pub retain: bool,
+    /// v5 Will Delay Interval, seconds (a Will Property; ignored for 3.x).
+    pub delay: Option<u32>,
 }
 
 /// A CONNECT packet under construction; `encode()` produces the bytes.
@@ -170,7 +173,13 @@ impl Connect {
             payload: payload.into(),
             qos,
             retain,
+            delay: None,
         });
+        self
+    }
+    /// v5: the will (set before) gets a Will Delay Interval.
+    pub fn will_delay(mut self, secs: u32) -> Self {
+        self.will.as_mut().expect("a will to delay").delay = Some(secs);
         self
     }
     /// A persistent session: clean = 0, and for v5 a Session Expiry Interval so the session outlives
@@ -215,7 +224,14 @@ impl Connect {
         props_block(self.proto, &self.props.0, &mut body);
         put_str(&mut body, &self.client_id);
         if let Some(w) = &self.will {
-            props_block(self.proto, &[], &mut body);
+            let delay = w
+                .delay
+                .map(|d| Props::default().u32(prop::WILL_DELAY_INTERVAL, d));
+            props_block(
+                self.proto,
+                delay.as_ref().map_or(&[][..], |p| &p.0),
+                &mut body,
+            );
             put_str(&mut body, &w.topic);
             put_bin(&mut body, &w.payload);
         }

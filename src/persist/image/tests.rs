@@ -28,6 +28,7 @@ fn session(client: &'static str) -> Record {
         will: None,
         username: None,
         listener: 0,
+        away_since: 0,
     }
 }
 

@@ -78,6 +78,7 @@ pub(super) fn write(record: &Record, out: &mut BytesMut) -> Result<(), EncodeErr
             will,
             username,
             listener,
+            away_since,
         } => {
             out.put_u8(kind::SESSION);
             put_str(out, client_id)?;
@@ -102,6 +103,7 @@ pub(super) fn write(record: &Record, out: &mut BytesMut) -> Result<(), EncodeErr
                     encode_property_block(out, &w.properties)?;
                 }
             }
+            out.put_u64_le(*away_since);
         }
         Record::SessionGone { client_id } => {
             out.put_u8(kind::SESSION_GONE);
@@ -395,6 +397,8 @@ fn read_record(r: &mut Reader) -> Result<Record, RecordError> {
             } else {
                 None
             };
+            // A trailing field: records written before it existed end after the will.
+            let away_since = if r.pos < r.body.len() { r.u64()? } else { 0 };
             Record::Session {
                 client_id,
                 protocol,
@@ -402,6 +406,7 @@ fn read_record(r: &mut Reader) -> Result<Record, RecordError> {
                 will,
                 username,
                 listener,
+                away_since,
             }
         }
         kind::SESSION_GONE => Record::SessionGone {

@@ -67,6 +67,7 @@ fn every_variant() -> Vec<Record> {
             will: Some(Box::new(will)),
             username: Some(s("user")),
             listener: 3,
+            away_since: 1_796_000_000,
         },
         Record::Session {
             client_id: s("v3"),
@@ -75,6 +76,7 @@ fn every_variant() -> Vec<Record> {
             will: None,
             username: None,
             listener: 0,
+            away_since: 0,
         },
         Record::Session {
             client_id: s(""),
@@ -83,6 +85,7 @@ fn every_variant() -> Vec<Record> {
             will: None,
             username: Some(s("")),
             listener: u16::MAX,
+            away_since: u64::MAX,
         },
         Record::SessionGone {
             client_id: c.clone(),
@@ -564,7 +567,8 @@ fn record() -> impl Strategy<Value = Record> {
             any::<u32>(),
             proptest::option::of(will),
             proptest::option::of(utf8()),
-            any::<u16>()
+            any::<u16>(),
+            any::<u64>()
         )
             .prop_map(|r| Record::Session {
                 client_id: r.0,
@@ -573,6 +577,7 @@ fn record() -> impl Strategy<Value = Record> {
                 will: r.3.map(Box::new),
                 username: r.4,
                 listener: r.5,
+                away_since: r.6,
             }),
         utf8().prop_map(|client_id| Record::SessionGone { client_id }),
         (utf8(), utf8(), options).prop_map(|r| Record::Subscribe {
@@ -662,4 +667,34 @@ proptest! {
         let r = replay(&file);
         prop_assert!(r.good_len <= file.len());
     }
+}
+
+/// A session record written before `away_since` existed ends after the will: it still decodes, as
+/// a client that was connected (0).
+#[test]
+fn a_session_record_without_away_since_decodes_as_connected() {
+    let record = Record::Session {
+        client_id: s("old"),
+        protocol: ProtocolVersion::V5,
+        expiry_interval: 60,
+        will: None,
+        username: None,
+        listener: 0,
+        away_since: 7,
+    };
+    let mut out = BytesMut::new();
+    encode(&record, &mut out).unwrap();
+    // The same body without its last 8 bytes, framed again.
+    let body = &out[FRAME_LEN..out.len() - 8];
+    let len = (body.len() as u32).to_le_bytes();
+    let mut old = BytesMut::new();
+    old.extend_from_slice(&len);
+    old.extend_from_slice(&frame_crc(&len, body).to_le_bytes());
+    old.extend_from_slice(body);
+    let (decoded, used) = decode(&old).unwrap().unwrap();
+    assert_eq!(used, old.len());
+    let Record::Session { away_since, .. } = decoded else {
+        panic!("{decoded:?}");
+    };
+    assert_eq!(away_since, 0);
 }

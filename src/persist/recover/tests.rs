@@ -38,6 +38,7 @@ fn session(id: &'static str) -> Record {
         will: None,
         username: None,
         listener: 0,
+        away_since: 0,
     }
 }
 
@@ -212,9 +213,9 @@ fn a_torn_tail_and_a_corrupt_log_keep_what_precedes_the_damage() {
         2,
         &[session("y"), subscribe("y", "c"), session("z")],
     );
-    // A flipped byte in the middle record's body (the subscription: after the 21 bytes of the first
+    // A flipped byte in the middle record's body (the subscription: after the 29 bytes of the first
     // record and its own 8-byte frame), with a good record after it.
-    let at = record::HEADER_LEN + 21 + 8 + 2;
+    let at = record::HEADER_LEN + 29 + 8 + 2;
     corrupt[at] ^= 0x40;
     std::fs::write(files.log(1, 1), &corrupt).unwrap();
     files

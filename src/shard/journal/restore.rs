@@ -2,12 +2,15 @@
 //! the whole retained set, the interest summary of every restored subscription) before it serves.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::codec::Utf8Bytes;
+use crate::logging::log_type;
 use crate::message::Message;
 use crate::persist::image::ShardImage;
 use crate::router::ShardId;
 use crate::session::Session;
+use crate::shard::expiry::{expiry_after, unix_now};
 use crate::shard::Shard;
 
 /// What a shard starts with when the broker keeps state on disk (`server` reads it first, see
@@ -25,9 +28,12 @@ pub struct ShardRestore {
 }
 
 impl Shard {
-    /// Start-up: the sessions, subscriptions and retained messages read back from disk. A session's
-    /// client is away (its expiry runs from now); its will, if it had one, goes out now, as its
-    /// connection ended without DISCONNECT (the broker stopped without a chance to publish it).
+    /// Start-up: the sessions, subscriptions and retained messages read back from disk. Every
+    /// session's client is away. One that was away already counts its expiry, and the delay of the
+    /// will it left waiting, from when it went away (downtime included: a session that expired
+    /// meanwhile ends now, sending that will); one that was connected when the broker stopped without
+    /// a chance to publish its will counts them from now, its connection having ended without
+    /// DISCONNECT: its will goes out now or after its delay (`shard::will`).
     pub(in crate::shard) fn restore(&mut self, r: ShardRestore) {
         for m in r.retained.iter() {
             self.retained.store(m.clone());
@@ -37,11 +43,19 @@ impl Shard {
                 self.subs.add_remote_interest(filter, *shard);
             }
         }
+        let now = unix_now();
         let mut wills = Vec::new();
+        let mut expired = Vec::new();
         for (_, image) in r.image.sessions {
+            let waited = Duration::from_secs(now.saturating_sub(image.away_since));
+            let (away_since, waited) = match image.away_since {
+                0 => (now, Duration::ZERO),
+                since => (since, waited),
+            };
             let mut s = Session::new(image.client_id, image.protocol, false, 0);
             s.durable = true;
             s.expiry_interval = image.expiry_interval;
+            s.away_since = away_since;
             s.listener = image.listener;
             s.mount_len = self.mount_len(usize::from(image.listener));
             s.acl = self.security.scope(usize::from(image.listener)).client_acl(
@@ -72,17 +86,38 @@ impl Shard {
                 self.subs.restore(filter, slot, *options);
             }
             s.subscriptions = subscriptions;
-            self.schedule_expiry(slot, generation);
+            // Recorded as away from now if it was connected (the restart is its disconnect).
+            self.journal.session(s);
+            let limit = expiry_after(
+                s.expiry_interval,
+                self.settings.persistent_client_expiration,
+            );
+            if limit.is_some_and(|limit| waited >= limit) {
+                expired.push((slot, will));
+                continue;
+            }
+            self.schedule_expiry(slot, generation, waited);
             if let Some(will) = will {
-                wills.push((slot, will));
+                wills.push((slot, generation, will, waited));
             }
         }
-        for (slot, will) in wills {
-            self.route(crate::shard::packets::will_message(will));
-            if let Some(s) = self.sessions.at(slot) {
+        for (slot, generation, will, waited) in wills {
+            self.leave_will(slot, generation, will, waited);
+            if let Some(s) = self.sessions.at(slot).filter(|s| s.will.is_none()) {
                 // Sent: not again after the next start.
                 self.journal.session(s);
             }
+        }
+        for (slot, will) in expired {
+            if let Some(s) = self.sessions.at(slot) {
+                tracing::info!(target: log_type::NOTICE,
+                    "Expiring client {} due to timeout (while the broker was down).", s.client_id);
+            }
+            if let Some(s) = self.sessions.at_mut(slot) {
+                // The session ends: `remove_session` sends the will it had left.
+                s.will = will;
+            }
+            self.remove_session(slot);
         }
     }
 }

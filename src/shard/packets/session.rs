@@ -2,7 +2,7 @@
 //! detach (the will, then the end of a clean session or its expiry deadline), removal.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::encode_into;
 use crate::codec::{
@@ -68,9 +68,11 @@ impl Shard {
                 old.close(CloseReason::Takeover);
                 self.stats.clients_connected -= 1;
                 let will = session.will.take().filter(|w| session.may_write(&w.topic));
-                let was_clean = session.clean;
+                let (was_clean, generation) = (session.clean, session.generation);
                 if let Some(will) = will {
-                    self.route(will_message(will));
+                    // A delayed will waits on the session: the new connection resumes it (no will)
+                    // or starts clean (the session ends: `remove_session` sends it).
+                    self.leave_will(slot, generation, will, Duration::ZERO);
                 }
                 if was_clean {
                     self.remove_session(slot);
@@ -113,7 +115,9 @@ impl Shard {
             _ if persistent => u32::MAX,
             _ => 0,
         };
+        // A will left waiting by the last connection is not sent now that one came [MQTT-3.1.3-9].
         session.will = connect.will.clone();
+        session.away_since = 0;
         session.listener = u16::try_from(listener).unwrap_or(u16::MAX);
         session.mount_len = mount_len;
         session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
@@ -180,12 +184,7 @@ impl Shard {
         }
         session.conn = None;
         // A will goes out only where its client could have published it (`$SYS`, `acl_file`).
-        let had_will = session.will.is_some();
         let will = session.will.take().filter(|w| session.may_write(&w.topic));
-        if had_will && !session.clean {
-            // Not to be sent again after a restart.
-            self.journal.session(session);
-        }
         let clean = session.clean;
         // Publishers it holds would otherwise wait out their lease for a client that is gone.
         self.release_holds(a.slot, a.generation, true);
@@ -198,12 +197,14 @@ impl Shard {
             _ => true,
         };
         if let (true, Some(will)) = (publish_will, will) {
-            self.route(will_message(will));
+            self.leave_will(a.slot, a.generation, will, Duration::ZERO);
         }
         if clean {
             self.remove_session(a.slot);
         } else {
-            self.schedule_expiry(a.slot, a.generation);
+            // Recorded with the will left waiting, if any (not sent again after a restart otherwise).
+            self.mark_away(a.slot);
+            self.schedule_expiry(a.slot, a.generation, Duration::ZERO);
         }
     }
 
@@ -254,10 +255,23 @@ impl Shard {
             self.unsubscribe_filter(slot, filter);
         }
         self.sessions.free(slot, &session.client_id);
+        // The session ends: a will still waiting out its delay goes now [MQTT-3.1.3-9]. (A client
+        // away with a will is always one waiting: `detach` takes every other.)
+        if !session.is_connected() {
+            if let Some(will) = session.will.take() {
+                self.route(will_message(will));
+            }
+        }
     }
 
-    /// The session in `slot` (at `generation`) was just left by its client: note when it expires.
-    pub(in crate::shard) fn schedule_expiry(&mut self, slot: u32, generation: u32) {
+    /// The session in `slot` (at `generation`) was left by its client `waited` ago (not zero only at a
+    /// restart): note when it expires.
+    pub(in crate::shard) fn schedule_expiry(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        waited: Duration,
+    ) {
         let Some(session) = self.sessions.at(slot) else {
             return;
         };
@@ -265,7 +279,8 @@ impl Shard {
             session.expiry_interval,
             self.settings.persistent_client_expiration,
         ) {
-            self.expiries.push(Instant::now() + after, slot, generation);
+            let left = after.saturating_sub(waited);
+            self.expiries.push(Instant::now() + left, slot, generation);
         }
     }
 
