@@ -56,6 +56,8 @@ pub struct Settings {
     pub persistent_client_expiration: Option<Duration>,
     /// Deliver at the subscription's QoS, not min(publish, subscription) (`upgrade_outgoing_qos`).
     pub upgrade_outgoing_qos: bool,
+    /// How shared subscription groups pick a member (`shared_subscription_strategy`).
+    pub shared_strategies: crate::index::Strategies,
     /// Largest packet accepted from a client, in bytes (fixed header included).
     pub max_packet_size: usize,
     /// Largest keep-alive a client may ask for, in seconds.
@@ -98,6 +100,7 @@ impl Settings {
             clientid_prefixes: None,
             persistent_client_expiration: None,
             upgrade_outgoing_qos: false,
+            shared_strategies: crate::index::Strategies::default(),
             max_packet_size: 268_435_460,
             max_keepalive_s: u16::MAX,
             retain_available: true,

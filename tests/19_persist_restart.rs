@@ -246,3 +246,46 @@ fn a_compacted_log_keeps_the_state() {
         assert_eq!(receive(&mut c, 5), want);
     });
 }
+
+/// Shared subscription members (persistent sessions) written by 4 shards are members again after a
+/// restart with 2: each message reaches one of them, and UNSUBSCRIBE leaves the group.
+#[test]
+fn shared_subscriptions_survive_a_restart() {
+    with_timeout("shared", CASE_TIMEOUT, || {
+        let dir = Dir::new("shared");
+        let ids: Vec<String> = (0..2).map(|i| unique_id(&format!("sm{i}"))).collect();
+        {
+            let (_broker, addr) = start(settings(&dir.0, 4, ""));
+            for id in &ids {
+                let (mut c, _) = persistent(addr, id);
+                assert_eq!(c.subscribe(&[("$share/g/sh/#", 1)]), vec![1]);
+                c.send(&raw::disconnect());
+                c.expect_closed();
+            }
+        }
+        let (_broker, addr) = start(settings(&dir.0, 2, ""));
+        let mut members: Vec<RawClient> = ids
+            .iter()
+            .map(|id| {
+                let (c, present) = persistent(addr, id);
+                assert!(present, "{id}: session kept");
+                c
+            })
+            .collect();
+        let mut p = RawClient::connect_clean(addr, Proto::V311, &unique_id("pub"));
+        for n in 0..10 {
+            p.publish("sh/x", 1, false, format!("s{n}").as_bytes());
+        }
+        // Round robin over the two online members: five each.
+        let mut got: Vec<String> = members.iter_mut().flat_map(|c| receive(c, 5)).collect();
+        got.sort();
+        let mut want: Vec<String> = (0..10).map(|n| format!("s{n}")).collect();
+        want.sort();
+        assert_eq!(got, want, "each message to one member");
+        members[0].send(&raw::unsubscribe(Proto::V311, 9, &["$share/g/sh/#"]));
+        assert_eq!(members[0].expect(kind::UNSUBACK).ack_pkid(), 9);
+        p.publish("sh/x", 1, false, b"after");
+        assert_eq!(receive(&mut members[1], 1), ["after"]);
+        members[0].expect_silence(Duration::from_millis(200));
+    });
+}

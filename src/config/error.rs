@@ -173,6 +173,9 @@ pub enum ValueProblem {
     /// A `slow_subscriber_policy` nobody knows.
     #[error("expected hold_if_all_behind, hold or drop")]
     UnknownSlowSubscriberPolicy,
+    /// A `shared_subscription_strategy` nobody knows.
+    #[error("expected round_robin, random, hash or least_inflight, then optionally share names")]
+    UnknownSharedStrategy,
     /// Not a positive whole number followed by h, d, w, m or y (or s).
     #[error(
         "expected a positive number and a unit: h (hours), d, w, m (30 days), y, or s (seconds)"

@@ -248,6 +248,9 @@ pub struct Config {
     pub persistent_client_expiration: Option<Duration>,
     /// `upgrade_outgoing_qos`: deliver at the subscription's QoS even above the publish's. Default false.
     pub upgrade_outgoing_qos: bool,
+    /// `shared_subscription_strategy STRATEGY [GROUP...]`: how shared subscription groups pick the
+    /// member for a message (default `round_robin`; see `index::shared`).
+    pub shared_subscription_strategy: crate::index::Strategies,
     /// Number of shards (executor threads); `None` = one per CPU this process may run on (or per
     /// `cpu_set` entry).
     pub shards: Option<NonZeroUsize>,
@@ -325,6 +328,7 @@ impl Default for Config {
             clientid_prefixes: None,
             persistent_client_expiration: None,
             upgrade_outgoing_qos: false,
+            shared_subscription_strategy: crate::index::Strategies::default(),
             shards: None,
             cpu_affinity: None,
             cpu_set: None,

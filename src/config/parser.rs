@@ -19,6 +19,7 @@ use super::{
     SocketDomain, ValueProblem, DEFAULT_AUTO_ID_PREFIX, DEFAULT_PORT, MIN_MAX_PACKET_SIZE,
     MQTT_MAX_PACKET_SIZE,
 };
+use crate::index::Strategy;
 use crate::logging::{LogDest, LogType, LogTypes, TimestampFormat};
 use crate::session::SlowSubscriberPolicy;
 
@@ -344,6 +345,25 @@ impl Parser {
             }
             "queue_qos0_messages" => {
                 c.queue_qos0_messages = line.bool("queue_qos0_messages", rest)?
+            }
+            "shared_subscription_strategy" => {
+                let mut words = rest.split_whitespace();
+                let v = words.next().unwrap_or("");
+                let strategy = Strategy::from_name(v).ok_or_else(|| {
+                    line.invalid(
+                        "shared_subscription_strategy",
+                        v,
+                        ValueProblem::UnknownSharedStrategy,
+                    )
+                })?;
+                let groups: Vec<&str> = words.collect();
+                let table = &mut c.shared_subscription_strategy;
+                if groups.is_empty() {
+                    table.default = strategy;
+                }
+                table
+                    .groups
+                    .extend(groups.into_iter().map(|g| (g.to_owned(), strategy)));
             }
             "slow_subscriber_policy" => {
                 let v = line.one("slow_subscriber_policy", rest)?;

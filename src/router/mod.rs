@@ -13,7 +13,8 @@
 //! shard drains before it routes each publish as well as in its mail loop ([`UrgentInbox`]): mail that
 //! must take effect on a busy shard before its next publish, not when its mail loop next runs (a
 //! connection reader may route thousands of PUBLISHes from one read before it yields).
-//! - Interest changes (`InterestAdd`/`InterestRemove`). Once the subscriber's shard has taken a
+//! - Interest changes (`InterestAdd`/`InterestRemove`, and `ShareJoin`/`ShareLeave` for shared
+//!   subscription groups). Once the subscriber's shard has taken a
 //!   SUBSCRIBE, a publish that another shard routes afterwards sees it, as in a single-threaded broker
 //!   where packets are handled in the order they arrive; without it a publish sent before the
 //!   subscriber's SUBACK could miss a subscription the broker had already taken.
@@ -35,6 +36,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::auth::Security;
 use crate::codec::{Connect, Utf8Bytes};
+use crate::index::MemberState;
 use crate::message::Message;
 use crate::session::{HoldSignal, HoldStamp};
 use crate::stats::ShardStats;
@@ -66,7 +68,35 @@ pub enum Mail {
     /// Shard `from` has no subscription on `filter` any more.
     InterestRemove { from: ShardId, filter: Utf8Bytes },
     /// Answer to `InterestAdd`: the sender will route matching publishes to the shard that asked.
+    /// Also the answer to `ShareJoin`, with the group's `$share/...` as `filter`.
     InterestAck { filter: Utf8Bytes },
+    /// The session in `slot` of shard `from` joined the shared subscription group `full`
+    /// (`$share/{group}/{filter}`, `filter` its inner filter): record the member, then answer with
+    /// `InterestAck { filter: full }` so its SUBACK can go out (`index::shared`).
+    ShareJoin {
+        from: ShardId,
+        slot: u32,
+        full: Utf8Bytes,
+        filter: Utf8Bytes,
+        state: Arc<MemberState>,
+    },
+    /// The session in `slot` of shard `from` left the shared subscription group `full`.
+    ShareLeave {
+        from: ShardId,
+        slot: u32,
+        full: Utf8Bytes,
+    },
+    /// A message for the member in `slot` of the receiving shard of the shared subscription group
+    /// `full`, picked by the sending shard (`shard::shared`). `counted`: sent by the message's own
+    /// shard, so the journal counts it like a `Publish` (`shard::journal`); `hops`: how many members
+    /// already gave it back (a member gone meanwhile passes it on, a bounded number of times).
+    Shared {
+        msg: Arc<Message>,
+        slot: u32,
+        full: Utf8Bytes,
+        counted: bool,
+        hops: u8,
+    },
     /// A session on shard `from` is falling behind on messages published by session `slot` of the
     /// receiving shard: stop reading that publisher for one hold lease (a new hold or the renewal of one),
     /// as far as `from` is concerned (`slow_subscriber_policy` decides whether other shards must agree),
@@ -103,6 +133,8 @@ impl Mail {
             self,
             Mail::InterestAdd { .. }
                 | Mail::InterestRemove { .. }
+                | Mail::ShareJoin { .. }
+                | Mail::ShareLeave { .. }
                 | Mail::Hold { .. }
                 | Mail::Release { .. }
                 | Mail::Object { .. }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::outbox::{Outbox, SHARE_MIN};
-use crate::codec::{self, ProtocolVersion, PublishFrame, PublishParts, QoS};
+use crate::codec::{self, ProtocolVersion, PublishFrame, PublishParts, QoS, Utf8Bytes};
 use crate::message::Message;
 
 /// The frames of one message encoded so far: by [`frame_key`], `None` for one the codec refused.
@@ -29,6 +29,9 @@ pub struct Framed {
     fan_out: bool,
     /// Frames encoded so far, by [`frame_key`]; `None` for a frame that cannot be encoded (too large).
     frames: RefCell<Frames>,
+    /// Delivered for a shared subscription (`$share/...`, as the session names it): a member that
+    /// goes away without acknowledging it gives it back to its group (`shard::shared`).
+    shared: Option<Box<Utf8Bytes>>,
 }
 
 impl Deref for Framed {
@@ -52,7 +55,21 @@ impl Framed {
             msg,
             fan_out,
             frames: RefCell::new(SmallVec::new()),
+            shared: None,
         }
+    }
+
+    /// `msg` for one member of the shared subscription group `group` (`$share/...`).
+    pub fn for_share(msg: Arc<Message>, group: Utf8Bytes) -> Framed {
+        Framed {
+            shared: Some(Box::new(group)),
+            ..Framed::new(msg, false)
+        }
+    }
+
+    /// The shared subscription group it was delivered for, if any.
+    pub fn shared_group(&self) -> Option<&Utf8Bytes> {
+        self.shared.as_deref()
     }
 
     /// The message.

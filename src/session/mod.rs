@@ -33,6 +33,7 @@ use crate::codec::{
     self, LastWill, ProtocolVersion, PubResponseKind, QoS, ReasonCode, SubscriptionOptions,
     Utf8Bytes,
 };
+use crate::index::MemberState;
 use crate::message::Message;
 
 /// A connected client that acknowledged nothing for this long counts as stalled, not slow.
@@ -148,6 +149,9 @@ pub struct Session {
     /// perhaps lost with the connection. A PUBREL for one gets its PUBCOMP with success; a new
     /// PUBLISH with one forgets it.
     pub completed_qos2: Option<Box<ahash::AHashSet<u16>>>,
+    /// Set once it subscribed to a shared subscription group: what the shards picking group members
+    /// need to know of it (online, backlog; `index::shared`).
+    pub shared: Option<Arc<MemberState>>,
     /// The live connection's outbox; None while the client is away.
     pub conn: Option<Rc<Outbox>>,
     /// Writes waiting for the journal to reach a position before they go to `conn` (see
@@ -227,6 +231,7 @@ impl Session {
             queued_bytes: 0,
             inbound_qos2: AHashMap::new(),
             completed_qos2: None,
+            shared: None,
             conn: None,
             staged: None,
             receive_maximum: None,
@@ -598,6 +603,44 @@ impl Session {
             keep
         });
         self.queued_bytes -= dropped_bytes;
+    }
+
+    /// Takes back the QoS 1/2 messages delivered for shared subscriptions (of the groups `give_back`
+    /// accepts) that the client has not acknowledged (queued, or in flight without PUBREC), for their
+    /// groups to give to another member (`shard::shared`): with each, the group it came for.
+    pub fn take_shared(
+        &mut self,
+        ledger: &mut dyn Ledger,
+        mut give_back: impl FnMut(&Utf8Bytes) -> bool,
+    ) -> Vec<(Arc<Message>, Utf8Bytes)> {
+        let mut taken = Vec::new();
+        let client_id = &self.client_id;
+        self.inflight.retain(|i| {
+            let group = i.msg.shared_group();
+            let Some(group) = group.filter(|g| !i.released && give_back(g)) else {
+                return true;
+            };
+            if i.message_id != 0 {
+                ledger.done(client_id, i.packet_id);
+            }
+            taken.push((i.msg.message().clone(), group.clone()));
+            false
+        });
+        let mut dropped_bytes = 0;
+        self.queue.retain(|q| {
+            let group = q.msg.shared_group();
+            let Some(group) = group.filter(|g| q.qos != QoS::AtMostOnce && give_back(g)) else {
+                return true;
+            };
+            dropped_bytes += q.msg.queued_size();
+            if q.message_id != 0 {
+                ledger.discarded(client_id, q.message_id);
+            }
+            taken.push((q.msg.message().clone(), group.clone()));
+            false
+        });
+        self.queued_bytes -= dropped_bytes;
+        taken
     }
 
     /// A new connection took this session over (persistent resume): re-send the window in order, PUBLISH

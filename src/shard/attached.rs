@@ -27,6 +27,19 @@ pub(crate) fn mounted(mount_point: &str, topic: &str) -> crate::codec::Utf8Bytes
     format!("{mount_point}{topic}").into()
 }
 
+/// A subscription filter under `mount_point`: a shared one (`$share/{group}/{filter}`) has its inner
+/// filter mounted, as Mosquitto does.
+pub(crate) fn mounted_filter(mount_point: &str, filter: &str) -> crate::codec::Utf8Bytes {
+    match crate::topic::parse_shared(filter) {
+        Some((group, inner)) => format!(
+            "{}{group}/{mount_point}{inner}",
+            crate::topic::SHARED_PREFIX
+        )
+        .into(),
+        None => mounted(mount_point, filter),
+    }
+}
+
 /// Protocol number as Mosquitto prints it in its logs (p1 = 3.1, p2 = 3.1.1, p5 = 5.0).
 pub(crate) fn log_protocol(p: ProtocolVersion) -> u8 {
     match p {

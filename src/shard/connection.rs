@@ -511,8 +511,6 @@ fn connack_properties(settings: &Settings, c: &Connect, assigned_id: bool) -> (P
     if !settings.retain_available {
         p.retain_available = Some(0);
     }
-    // Not offered yet: say so, so v5 clients do not try.
-    p.shared_subscription_available = Some(0);
     p.subscription_identifier_available = Some(0);
     // What Mosquitto advertises: `max_inflight_messages` bounds the QoS 2 messages a v5 client may have
     // awaiting PUBREL here, as well as what the broker sends it unacknowledged.

@@ -71,6 +71,9 @@ impl Shard {
                 self.subs.remove_remote_interest(&filter, from);
             }
             Mail::InterestAck { filter } => self.interest_acked(&filter),
+            m @ (Mail::ShareJoin { .. } | Mail::ShareLeave { .. } | Mail::Shared { .. }) => {
+                self.shared_mail(m)
+            }
             Mail::Hold {
                 slot,
                 from,

@@ -29,6 +29,7 @@ mod mailroom;
 mod packets;
 mod retained;
 mod sessions;
+mod shared;
 mod shutdown;
 mod socket;
 mod subscriptions;
@@ -79,6 +80,8 @@ pub(crate) struct Shard {
     conns: LiveConns,
     /// Connections with a keep-alive, checked on every tick.
     keepalive: keepalive::Watch,
+    /// The broker's shared subscription groups, as this shard knows them (see `shared`).
+    shared: crate::index::SharedGroups,
     /// Deadlines of disconnected persistent sessions (see `expiry`).
     expiries: expiry::Deadlines,
     /// Deadlines of wills waiting out their Will Delay Interval (see `will`).
@@ -112,6 +115,7 @@ impl Shard {
             sys: Sys::new(started),
             conns: LiveConns::new(counts),
             keepalive: keepalive::Watch::default(),
+            shared: crate::index::SharedGroups::new(u64::from(id) + 1),
             expiries: expiry::Deadlines::default(),
             will_delays: expiry::Deadlines::default(),
             journal,

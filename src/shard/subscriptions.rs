@@ -88,6 +88,13 @@ impl Subscriptions {
         false
     }
 
+    /// A shared subscription group (`$share/...`) joined here and told to the other shards: SUBACKs
+    /// on it wait for their acknowledgements as for new interest.
+    pub(super) fn expect_acks(&mut self, full: &Utf8Bytes) {
+        let pending = self.interest_pending.entry(full.clone()).or_default();
+        pending.remaining += self.shards - 1;
+    }
+
     /// If interest in `filter` is not yet acknowledged everywhere, the SUBSCRIBE `token` waits for it:
     /// returns whether it does.
     pub(super) fn wait_for_interest(&mut self, filter: &Utf8Bytes, token: SubToken) -> bool {

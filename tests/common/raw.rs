@@ -36,6 +36,7 @@ pub mod prop {
     pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
     pub const RETAIN_AVAILABLE: u8 = 0x25;
     pub const WILL_DELAY_INTERVAL: u8 = 0x18;
+    pub const SHARED_SUBSCRIPTION_AVAILABLE: u8 = 0x2A;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ fn every_supported_key_is_handled() {
             "protocol" => "mqtt",
             "persistent_client_expiration" => "1d",
             "slow_subscriber_policy" => "hold",
+            "shared_subscription_strategy" => "hash",
             "certfile" | "keyfile" | "cafile" | "capath" | "crlfile" => "x",
             "require_certificate" | "use_identity_as_username" | "use_subject_as_username" => {
                 "true"
@@ -155,4 +156,32 @@ fn default_config_text_documents_every_key() {
             .any(|l| l.trim_start_matches('#').split_whitespace().next() == Some(key));
         assert!(documented, "docs/shardmq.conf lacks `{key}`");
     }
+}
+
+#[test]
+fn shared_subscription_strategy_sets_the_default_or_named_groups() {
+    use crate::index::Strategy;
+    let c = parse(
+        "shared_subscription_strategy hash\n\
+         shared_subscription_strategy least_inflight workers jobs\n\
+         shared_subscription_strategy random jobs\n",
+    )
+    .expect("accepted");
+    let s = &c.shared_subscription_strategy;
+    assert_eq!(s.default, Strategy::Hash);
+    assert_eq!(s.for_group("workers"), Strategy::LeastInflight);
+    assert_eq!(
+        s.for_group("jobs"),
+        Strategy::Random,
+        "the last line naming it"
+    );
+    assert_eq!(s.for_group("other"), Strategy::Hash);
+    assert_eq!(
+        crate::config::Config::default()
+            .shared_subscription_strategy
+            .for_group("g"),
+        Strategy::RoundRobin
+    );
+    let e = parse("shared_subscription_strategy fastest\n").unwrap_err();
+    assert!(e.to_string().contains("round_robin"), "{e}");
 }

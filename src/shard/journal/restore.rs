@@ -39,13 +39,15 @@ impl Shard {
             self.retained.store(m.clone());
         }
         for (filter, shard) in r.interest.iter() {
-            if *shard != self.id {
+            // Shared subscription groups are told by their members' shards (below), not interest.
+            if *shard != self.id && !filter.starts_with(crate::topic::SHARED_PREFIX) {
                 self.subs.add_remote_interest(filter, *shard);
             }
         }
         let now = unix_now();
         let mut wills = Vec::new();
         let mut expired = Vec::new();
+        let mut shared = Vec::new();
         for (_, image) in r.image.sessions {
             let waited = Duration::from_secs(now.saturating_sub(image.away_since));
             let (away_since, waited) = match image.away_since {
@@ -83,7 +85,15 @@ impl Shard {
             let s = self.sessions.at_mut(slot).expect("just inserted");
             s.generation = generation;
             for (filter, options) in &subscriptions {
-                self.subs.restore(filter, slot, *options);
+                self.stats.subscriptions += 1;
+                match crate::topic::parse_shared(filter) {
+                    Some((_, inner)) => {
+                        let state = s.shared.get_or_insert_with(Default::default).clone();
+                        let inner = Utf8Bytes::from(inner.to_owned());
+                        shared.push((slot, filter.clone(), inner, state));
+                    }
+                    None => self.subs.restore(filter, slot, *options),
+                }
             }
             s.subscriptions = subscriptions;
             // Recorded as away from now if it was connected (the restart is its disconnect).
@@ -100,6 +110,10 @@ impl Shard {
             if let Some(will) = will {
                 wills.push((slot, generation, will, waited));
             }
+        }
+        // Every shard learns the members here (no SUBACK waits for it).
+        for (slot, full, inner, state) in shared {
+            self.join_group(slot, full, inner, state, false);
         }
         for (slot, generation, will, waited) in wills {
             self.leave_will(slot, generation, will, waited);

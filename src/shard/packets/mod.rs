@@ -14,6 +14,7 @@ mod publish;
 mod session;
 mod subscribe;
 
+pub(super) use publish::{delivery_qos, log_dropping};
 pub(super) use session::will_message;
 
 use bytes::BytesMut;
@@ -66,10 +67,7 @@ impl Shard {
             Packet::PubRec(r) => self.client_pubrec(a, r),
             Packet::PubComp(r) => self.client_pubcomp(a, r),
             Packet::PubRel(r) => self.client_pubrel(a, r),
-            Packet::Subscribe(s) => {
-                self.client_subscribe(a, s);
-                Ok(())
-            }
+            Packet::Subscribe(s) => self.client_subscribe(a, s),
             Packet::Unsubscribe(u) => {
                 self.client_unsubscribe(a, u);
                 Ok(())

@@ -56,7 +56,7 @@ fn deny_publish(a: &Attached, p: &Publish) {
 
 /// QoS of one delivery: min(publish, subscription) as MQTT says, or the subscription's with Mosquitto's
 /// `upgrade_outgoing_qos` (non-standard: a QoS 0 publish then reaches a QoS 2 subscriber at QoS 2).
-pub(super) fn delivery_qos(published: QoS, subscribed: QoS, upgrade: bool) -> QoS {
+pub(in crate::shard) fn delivery_qos(published: QoS, subscribed: QoS, upgrade: bool) -> QoS {
     if upgrade {
         subscribed
     } else {
@@ -79,7 +79,7 @@ pub(crate) enum Verdict {
 /// The first drop of an episode for a client (`Session::note_dropped`), in Mosquitto's words.
 #[cold]
 #[inline(never)]
-pub(super) fn log_dropping(client_id: &str) {
+pub(in crate::shard) fn log_dropping(client_id: &str) {
     tracing::info!(target: log_type::NOTICE,
         "Outgoing messages are being dropped for client {client_id}.");
 }
@@ -388,6 +388,9 @@ impl Shard {
                 self.journal.note_sent(to, &msg, false);
                 self.mail.send(to, Mail::Publish(msg.clone(), stamp));
             }
+        }
+        if !self.shared.is_empty() {
+            self.route_shared(&msg, &mut reached);
         }
         reached
     }

@@ -156,6 +156,7 @@ impl Shard {
         outbox.write(|out| encode_into(out, &connack, connect.protocol));
         let sent = session.resume(outbox.clone(), &limits, &mut self.journal);
         self.stats.messages_sent += sent as u64;
+        self.member_presence(slot, true, false);
         self.stats.clients_connected += 1;
         self.stats.connections_total += 1;
         Attached {
@@ -202,6 +203,7 @@ impl Shard {
         if clean {
             self.remove_session(a.slot);
         } else {
+            self.member_presence(a.slot, false, false);
             // Recorded with the will left waiting, if any (not sent again after a restart otherwise).
             self.mark_away(a.slot);
             self.schedule_expiry(a.slot, a.generation, Duration::ZERO);
@@ -244,6 +246,8 @@ impl Shard {
     /// End a session: its subscriptions leave the trie (and the interest map, telling the other shards when
     /// this shard loses its last subscription to a filter), its id leaves the directory.
     pub(in crate::shard) fn remove_session(&mut self, slot: u32) {
+        // What it had not acknowledged for shared subscriptions goes to other members.
+        self.member_presence(slot, false, true);
         let Some(mut session) = self.sessions.take(slot) else {
             return;
         };

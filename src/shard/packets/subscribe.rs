@@ -14,14 +14,27 @@ use crate::codec::{
 use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
-use crate::session::{Delivery, Framed, SlowSubscriberPolicy};
-use crate::shard::attached::{mounted, Attached};
+use crate::session::{CloseReason, Delivery, Framed, SlowSubscriberPolicy};
+use crate::shard::attached::{mounted, mounted_filter, Attached};
 use crate::shard::subscriptions::{PendingSub, SubToken};
 use crate::shard::Shard;
 use crate::topic;
 
+/// The SUBACK code granting `qos`.
+fn granted(qos: QoS) -> ReasonCode {
+    match qos {
+        QoS::AtMostOnce => ReasonCode::Success,
+        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+    }
+}
+
 impl Shard {
     pub(super) fn unsubscribe_filter(&mut self, slot: u32, filter: &Utf8Bytes) {
+        if filter.starts_with(topic::SHARED_PREFIX) {
+            self.leave_group(slot, filter);
+            return;
+        }
         if let Some(lost) = self.subs.remove(filter, slot) {
             self.stats.subscriptions -= 1;
             if lost {
@@ -34,7 +47,11 @@ impl Shard {
         }
     }
 
-    pub(super) fn client_subscribe(&mut self, a: &Attached, sub: Subscribe) {
+    pub(super) fn client_subscribe(
+        &mut self,
+        a: &Attached,
+        sub: Subscribe,
+    ) -> Result<(), CloseReason> {
         tracing::debug!(target: log_type::DEBUG, "Received SUBSCRIBE from {}", a.client_id);
         let token = SubToken {
             slot: a.slot,
@@ -58,16 +75,35 @@ impl Shard {
                     properties: Properties::default(),
                 },
             );
-            return;
+            return Ok(());
         }
         for f in sub.filters {
             tracing::debug!(target: log_type::DEBUG, "\t{} (QoS {})", f.filter, f.options.qos as u8);
-            if topic::parse_shared(&f.filter).is_some() || f.filter.starts_with("$share/") {
-                codes.push(if v5 {
-                    ReasonCode::SharedSubscriptionsNotSupported
-                } else {
-                    ReasonCode::UnspecifiedError
-                });
+            if f.filter.starts_with(topic::SHARED_PREFIX) {
+                let Some((group, inner)) = topic::parse_shared(&f.filter) else {
+                    codes.push(if v5 {
+                        ReasonCode::TopicFilterInvalid
+                    } else {
+                        ReasonCode::UnspecifiedError
+                    });
+                    continue;
+                };
+                if v5 && f.options.no_local {
+                    // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+                    return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
+                }
+                let inner = match self.mount_point(a) {
+                    Some(mount) => mounted(mount, &Utf8Bytes::from(inner.to_owned())),
+                    None => Utf8Bytes::from(inner.to_owned()),
+                };
+                let full = Utf8Bytes::from(format!("{}{group}/{inner}", topic::SHARED_PREFIX));
+                let opts = f.options;
+                tracing::info!(target: log_type::SUBSCRIBE, "{} {} {}", a.client_id, opts.qos as u8, full);
+                // No retained messages for a shared subscription [MQTT-4.8.2].
+                if self.subscribe_shared(token, full, inner, opts) {
+                    waits += 1;
+                }
+                codes.push(granted(opts.qos));
                 continue;
             }
             if topic::validate_topic_filter(&f.filter).is_err() {
@@ -115,11 +151,7 @@ impl Shard {
             if send_retained {
                 retained.push((f.filter, opts));
             }
-            codes.push(match opts.qos {
-                QoS::AtMostOnce => ReasonCode::Success,
-                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
-                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
-            });
+            codes.push(granted(opts.qos));
         }
         let suback = SubAck {
             packet_id: sub.packet_id,
@@ -138,6 +170,7 @@ impl Shard {
                 },
             );
         }
+        Ok(())
     }
 
     fn write_suback(&mut self, a: &Attached, suback: SubAck) {
@@ -209,7 +242,7 @@ impl Shard {
         let mount = self.mount_point(a).map(str::to_owned);
         for filter in &u.filters {
             let filter = &match &mount {
-                Some(mount) => mounted(mount, filter),
+                Some(mount) => mounted_filter(mount, filter),
                 None => filter.clone(),
             };
             let session = self.sessions.at_mut(a.slot).expect("checked by caller");

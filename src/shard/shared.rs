@@ -1,0 +1,328 @@
+//! Shared subscriptions on a shard: joining and leaving groups (every shard keeps the broker's
+//! membership, `index::shared`), picking one member per matching group when this shard routes a
+//! message, delivering to a member here, and giving a message back to its group when its member is
+//! gone or went away without acknowledging it.
+//!
+//! - A member subscribes on its own shard: the session keeps `$share/{group}/{filter}` among its
+//!   subscriptions (so UNSUBSCRIBE, persistence and a repeated SUBSCRIBE treat it like any other), this
+//!   shard's copy of the groups gains the member, and `Mail::ShareJoin` tells the others (urgent
+//!   mail, as interest changes: a publish another shard routes after that sees the member). The
+//!   SUBACK waits for every shard's acknowledgement, as for new interest. No retained messages are
+//!   sent for a shared subscription [MQTT-4.8.2].
+//! - Routing (on the publisher's shard, [`Shard::route`]): one member per matching group, chosen by
+//!   the group's strategy among its online members (all of them when none is online: a persistent
+//!   member queues it), and sent straight to its shard (`Mail::Shared`), which the journal counts as
+//!   it counts `Mail::Publish`, so a durable publisher's acknowledgement waits for the member's log too.
+//! - The member's shard delivers at min(publish QoS, its subscription's QoS), with its own options.
+//!   A member whose session left the group meanwhile passes the message on to another member.
+//! - A member that goes away gives back the QoS 1/2 messages it has not acknowledged (queued, or in
+//!   flight without PUBREC): to another online member when there is one (a persistent member keeps
+//!   them otherwise), and always when its session ends. MQTT 5.0 section 4.8.2 allows this ("MAY
+//!   attempt to send the message to another Client as soon as it loses its connection"); Mosquitto
+//!   keeps them with the member (its issue 2662). A QoS 1 message in flight may so reach two members;
+//!   a QoS 2 message is given back only before its PUBREC.
+//!
+//! Shared deliveries take no part in holding publishers (`session::hold`): a slow member is a reason
+//! to pick another, not to slow the publisher (`least_inflight`).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::packets::{delivery_qos, log_dropping};
+use super::Shard;
+use crate::codec::{SubscriptionOptions, Utf8Bytes};
+use crate::index::{Member, MemberState};
+use crate::logging::log_type;
+use crate::message::Message;
+use crate::router::Mail;
+use crate::session::{Delivery, Framed};
+use crate::shard::subscriptions::SubToken;
+
+/// How many times a message may be passed on by members that left their group meanwhile.
+const MAX_HOPS: u8 = 4;
+
+/// The hasher `hash` strategy keys are made with: fixed seeds, so that every shard agrees.
+fn key_of(bytes: &[u8]) -> u64 {
+    ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(bytes)
+}
+
+impl Shard {
+    /// SUBSCRIBE to the shared subscription `full` (`$share/{group}/{filter}`, mount point applied to
+    /// `filter`) for the session in `token.slot`. Returns whether its SUBACK waits for other shards.
+    pub(super) fn subscribe_shared(
+        &mut self,
+        token: SubToken,
+        full: Utf8Bytes,
+        filter: Utf8Bytes,
+        opts: SubscriptionOptions,
+    ) -> bool {
+        let Some(session) = self.sessions.at_mut(token.slot) else {
+            return false;
+        };
+        let existed = session.subscriptions.insert(full.clone(), opts).is_some();
+        self.journal.subscribe(session, &full, opts);
+        if !existed {
+            let online = session.is_connected();
+            let state = session
+                .shared
+                .get_or_insert_with(|| {
+                    let s = Arc::new(MemberState::default());
+                    s.set_online(online);
+                    s
+                })
+                .clone();
+            self.stats.subscriptions += 1;
+            self.join_group(token.slot, full.clone(), filter, state, true);
+        }
+        self.subs.wait_for_interest(&full, token)
+    }
+
+    /// The session in `slot` joins group `full` here and, by mail, everywhere; with `acked`, SUBACKs
+    /// on `full` wait for the other shards to have it.
+    pub(super) fn join_group(
+        &mut self,
+        slot: u32,
+        full: Utf8Bytes,
+        filter: Utf8Bytes,
+        state: Arc<MemberState>,
+        acked: bool,
+    ) {
+        let group = crate::topic::parse_shared(&full).map_or("", |(g, _)| g);
+        let strategy = self.settings.shared_strategies.for_group(group);
+        let me = self.id;
+        self.shared.join(
+            &full,
+            &filter,
+            strategy,
+            Member {
+                shard: me,
+                slot,
+                state: state.clone(),
+            },
+        );
+        if self.shards > 1 {
+            if acked {
+                self.subs.expect_acks(&full);
+            }
+            self.mail.broadcast(|| Mail::ShareJoin {
+                from: me,
+                slot,
+                full: full.clone(),
+                filter: filter.clone(),
+                state: state.clone(),
+            });
+        }
+    }
+
+    /// The session in `slot` left group `full` (UNSUBSCRIBE, or its session ended).
+    pub(super) fn leave_group(&mut self, slot: u32, full: &Utf8Bytes) {
+        let me = self.id;
+        if self.shared.leave(full, me, slot) {
+            self.stats.subscriptions -= 1;
+            self.mail.broadcast(|| Mail::ShareLeave {
+                from: me,
+                slot,
+                full: full.clone(),
+            });
+        }
+    }
+
+    /// Mail about shared subscriptions from other shards.
+    pub(super) fn shared_mail(&mut self, mail: Mail) {
+        match mail {
+            Mail::ShareJoin {
+                from,
+                slot,
+                full,
+                filter,
+                state,
+            } => {
+                let group = crate::topic::parse_shared(&full).map_or("", |(g, _)| g);
+                let strategy = self.settings.shared_strategies.for_group(group);
+                let member = Member {
+                    shard: from,
+                    slot,
+                    state,
+                };
+                self.shared.join(&full, &filter, strategy, member);
+                self.mail.send(from, Mail::InterestAck { filter: full });
+            }
+            Mail::ShareLeave { from, slot, full } => {
+                self.shared.leave(&full, from, slot);
+            }
+            Mail::Shared {
+                msg,
+                slot,
+                full,
+                counted,
+                hops,
+            } => {
+                self.deliver_shared(&msg, slot, &full, hops);
+                if counted {
+                    self.journal.note_received(&msg, false);
+                }
+            }
+            _ => unreachable!("not shared subscription mail"),
+        }
+    }
+
+    /// Routing `msg` on its publisher's shard: one member of each matching group gets it. Adds the
+    /// shards it was sent to to `reached`.
+    pub(super) fn route_shared(
+        &mut self,
+        msg: &Arc<Message>,
+        reached: &mut crate::index::ShardSet,
+    ) {
+        let key = self.publisher_key(msg);
+        let mut picks: SmallVec<[(Utf8Bytes, u16, u32); 2]> = SmallVec::new();
+        self.shared.pick(&msg.topic, key, None, |full, m| {
+            picks.push((full.clone(), m.shard, m.slot))
+        });
+        for (full, shard, slot) in picks {
+            self.send_to_member(msg, shard, slot, full, 0);
+            reached.insert(shard);
+        }
+    }
+
+    /// `hash` strategy key: the publisher's client id (the topic for wills and `$SYS`).
+    fn publisher_key(&self, msg: &Message) -> u64 {
+        let publisher = msg
+            .origin
+            .filter(|o| o.0 == self.id)
+            .and_then(|o| self.sessions.at(o.1));
+        match publisher {
+            Some(s) => key_of(s.client_id.as_bytes()),
+            None => key_of(msg.topic.as_bytes()),
+        }
+    }
+
+    fn send_to_member(
+        &mut self,
+        msg: &Arc<Message>,
+        shard: u16,
+        slot: u32,
+        full: Utf8Bytes,
+        hops: u8,
+    ) {
+        if shard == self.id {
+            self.deliver_shared(msg, slot, &full, hops);
+            return;
+        }
+        // Counted only when sent by the message's own shard: the journal pairs what a shard sent with
+        // what the receiver got from that shard (`shard::journal`).
+        let counted = msg.origin.is_some_and(|o| o.0 == self.id);
+        if counted {
+            self.journal.note_sent(shard, msg, false);
+        }
+        self.mail.send(
+            shard,
+            Mail::Shared {
+                msg: msg.clone(),
+                slot,
+                full,
+                counted,
+                hops,
+            },
+        );
+    }
+
+    /// Deliver `msg` to the member in `slot` of group `full`, or pass it on if that session is no
+    /// longer in the group.
+    fn deliver_shared(&mut self, msg: &Arc<Message>, slot: u32, full: &Utf8Bytes, hops: u8) {
+        let opts = self
+            .sessions
+            .at(slot)
+            .and_then(|s| s.subscriptions.get(full).copied());
+        let Some(opts) = opts else {
+            self.give_back(msg.clone(), full.clone(), Some((self.id, slot)), hops + 1);
+            return;
+        };
+        let limits = self.settings.limits;
+        let upgrade_qos = self.settings.upgrade_outgoing_qos;
+        let check_acl = self.security.has_acl_file();
+        let session = self.sessions.at_mut(slot).expect("looked up above");
+        if check_acl && !session.may_read(&msg.topic) {
+            return;
+        }
+        let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
+        let retain = opts.retain_as_published && msg.retain;
+        let framed = Rc::new(Framed::for_share(msg.clone(), full.clone()));
+        match session.deliver(&framed, qos, retain, &limits, false, &mut self.journal) {
+            Delivery::Sent => {
+                self.stats.messages_sent += 1;
+                tracing::debug!(target: log_type::DEBUG,
+                    "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes)) for {}",
+                    session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len(), full);
+            }
+            Delivery::Dropped => {
+                self.stats.messages_dropped += 1;
+                if session.note_dropped() {
+                    log_dropping(&session.client_id);
+                }
+            }
+            Delivery::TooLarge => self.stats.messages_dropped += 1,
+            Delivery::Queued | Delivery::Discarded => {}
+        }
+        note_backlog(session);
+    }
+
+    /// A member (`from`) no longer takes `msg` for group `full`: another member of the group gets it,
+    /// if there is one.
+    fn give_back(
+        &mut self,
+        msg: Arc<Message>,
+        full: Utf8Bytes,
+        from: Option<(u16, u32)>,
+        hops: u8,
+    ) {
+        if hops > MAX_HOPS {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        let key = self.publisher_key(&msg);
+        match self.shared.pick_in(&full, key, from) {
+            Some(m) => self.send_to_member(&msg, m.shard, m.slot, full, hops),
+            None => {
+                tracing::debug!(target: log_type::DEBUG,
+                    "No other member of {full} for a message on '{}': dropped.", msg.topic);
+                self.stats.messages_dropped += 1;
+            }
+        }
+    }
+
+    /// The client of `slot` connected (`online`) or went away: the groups it is in learn it, and
+    /// when it went away, what it had not acknowledged goes to another online member (`ended`: its
+    /// session ends, so to any other member).
+    pub(super) fn member_presence(&mut self, slot: u32, online: bool, ended: bool) {
+        let Some(session) = self.sessions.at_mut(slot) else {
+            return;
+        };
+        let Some(state) = session.shared.clone() else {
+            return;
+        };
+        state.set_online(online);
+        if online {
+            return;
+        }
+        let me = self.id;
+        // Kept with a persistent member unless another member is online to take them.
+        let groups = &self.shared;
+        let taken = session.take_shared(&mut self.journal, |full| {
+            ended || groups.has_other_online(full, (me, slot))
+        });
+        note_backlog(session);
+        for (msg, full) in taken {
+            self.give_back(msg, full, Some((me, slot)), 0);
+        }
+    }
+}
+
+/// Publishers' shards see the member's backlog (`least_inflight`).
+fn note_backlog(session: &crate::session::Session) {
+    if let Some(state) = &session.shared {
+        let (inflight, queued) = session.pending_len();
+        state.set_backlog(inflight + queued);
+    }
+}
