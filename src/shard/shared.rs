@@ -22,22 +22,24 @@
 //!   keeps them with the member (its issue 2662). A QoS 1 message in flight may so reach two members;
 //!   a QoS 2 message is given back only before its PUBREC.
 //!
-//! Shared deliveries take no part in holding publishers (`session::hold`): a slow member is a reason
-//! to pick another, not to slow the publisher (`least_inflight`).
+//! A member that falls behind holds the publishers feeding it (`session::hold`) unless the policy is
+//! `drop`, whatever the other members do: taking turns, they are as loaded (`least_inflight` steers
+//! around a slow one instead).
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use smallvec::SmallVec;
 
 use super::packets::{delivery_qos, log_dropping};
 use super::Shard;
-use crate::codec::{SubscriptionOptions, Utf8Bytes};
+use crate::codec::{QoS, SubscriptionOptions, Utf8Bytes};
 use crate::index::{Member, MemberState};
 use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::Mail;
-use crate::session::{Delivery, Framed};
+use crate::session::{Delivery, Framed, SlowSubscriberPolicy};
 use crate::shard::subscriptions::SubToken;
 
 /// How many times a message may be passed on by members that left their group meanwhile.
@@ -249,23 +251,44 @@ impl Shard {
         let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
         let retain = opts.retain_as_published && msg.retain;
         let framed = Rc::new(Framed::for_share(msg.clone(), full.clone()));
-        match session.deliver(&framed, qos, retain, &limits, false, &mut self.journal) {
+        // A member falling behind holds the publisher (`session::hold`) whatever the other members do:
+        // they are as loaded, the group taking turns (`drop` never holds).
+        let may_hold = limits.slow_subscriber_policy != SlowSubscriberPolicy::Drop;
+        let now = Instant::now();
+        let delivery = session.deliver(&framed, qos, retain, &limits, may_hold, &mut self.journal);
+        let behind = match delivery {
             Delivery::Sent => {
                 self.stats.messages_sent += 1;
                 tracing::debug!(target: log_type::DEBUG,
                     "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes)) for {}",
                     session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len(), full);
+                false
             }
             Delivery::Dropped => {
                 self.stats.messages_dropped += 1;
                 if session.note_dropped() {
                     log_dropping(&session.client_id);
                 }
+                qos != QoS::AtMostOnce && session.congested(&limits, now)
             }
-            Delivery::TooLarge => self.stats.messages_dropped += 1,
-            Delivery::Queued | Delivery::Discarded => {}
-        }
+            Delivery::Queued => qos != QoS::AtMostOnce && session.congested(&limits, now),
+            Delivery::TooLarge => {
+                self.stats.messages_dropped += 1;
+                false
+            }
+            Delivery::Discarded => false,
+        };
         note_backlog(session);
+        let origin = msg.origin.filter(|o| may_hold && behind && *o != (self.id, slot));
+        if let Some(origin) = origin {
+            if let Some(signal) = session.holding.note(origin, now) {
+                if origin.0 == self.id {
+                    self.sessions.hold_publisher(origin.1, self.id, signal, true);
+                } else {
+                    self.mail.send_hold(origin, signal, true, now);
+                }
+            }
+        }
     }
 
     /// A member (`from`) no longer takes `msg` for group `full`: another member of the group gets it,
