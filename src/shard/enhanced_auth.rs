@@ -3,7 +3,7 @@
 //! sees the Authentication Data; this file keeps the MQTT rules:
 //!
 //! - Until the CONNACK the client may send only AUTH 0x18 (Continue authentication) naming the same
-//!   method, or DISCONNECT [MQTT-3.1.2-30] [MQTT-4.12.0-5]; anything else is a protocol error,
+//!   method, or DISCONNECT [MQTT-3.1.2-30]; anything else is a protocol error,
 //!   answered with CONNACK 0x82 before the close (the server may send a CONNACK with a reason code
 //!   of 0x80 or more at any point before its CONNACK, §4.13.1).
 //! - The whole exchange must end within the connect timeout (a deadline for all of it, not for each

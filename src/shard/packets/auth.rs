@@ -9,7 +9,7 @@
 //! ACL is its user's, and a re-authentication is not a way to become someone else.
 //!
 //! Protocol errors (DISCONNECT 0x82): AUTH from a client that did not use enhanced authentication at
-//! CONNECT or that names another method [MQTT-4.12.1-1], 0x19 while an exchange is under way, 0x18
+//! CONNECT [MQTT-4.12.0-6] or that names another method [MQTT-4.12.1-1], 0x19 while an exchange is under way, 0x18
 //! without one, 0x00 from the client.
 
 use bytes::Bytes;
