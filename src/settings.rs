@@ -163,3 +163,28 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Redirect, RedirectMode};
+    use crate::codec::ReasonCode;
+
+    #[test]
+    fn each_redirect_mode_gives_its_codes_at_connect_and_at_shutdown() {
+        let code = |mode, at_shutdown| {
+            Redirect {
+                reference: "x".into(),
+                mode,
+            }
+            .code(at_shutdown)
+        };
+        assert_eq!(code(RedirectMode::Shutdown, false), None);
+        assert_eq!(code(RedirectMode::Shutdown, true), Some(ReasonCode::UseAnotherServer));
+        assert_eq!(code(RedirectMode::Redirect, false), Some(ReasonCode::UseAnotherServer));
+        assert_eq!(code(RedirectMode::Redirect, true), Some(ReasonCode::UseAnotherServer));
+        assert_eq!(code(RedirectMode::Moved, false), Some(ReasonCode::ServerMoved));
+        assert_eq!(code(RedirectMode::Moved, true), Some(ReasonCode::ServerMoved));
+        assert_eq!(RedirectMode::from_name("moved"), Some(RedirectMode::Moved));
+        assert_eq!(RedirectMode::from_name("Moved"), None);
+    }
+}
