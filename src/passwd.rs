@@ -285,10 +285,12 @@ pub fn hash_field(
         // Mosquitto 2.1 uses fixed Argon2id parameters and ignores -I for them.
         HashType::Argon2id => hash_password_argon2id(password),
         // The username goes in front, as in a password file: `set_user` writes both files alike.
-        HashType::Scram => crate::auth::scram::make_field(password, iterations).map_err(|e| match e {
-            crate::auth::scram::MakeEntryError::Random(e) => HashPasswordError::Random(e),
-            _ => HashPasswordError::Iterations(iterations),
-        }),
+        HashType::Scram => {
+            crate::auth::scram::make_field(password, iterations).map_err(|e| match e {
+                crate::auth::scram::MakeEntryError::Random(e) => HashPasswordError::Random(e),
+                _ => HashPasswordError::Iterations(iterations),
+            })
+        }
     }
 }
 

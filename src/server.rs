@@ -92,7 +92,9 @@ pub fn load_security(config: &Config) -> Result<Security, crate::auth::SecurityE
         tracing::debug!(target: crate::logging::log_type::DEBUG,
             "scram_file {}: {} users.", path.display(), file.len());
         let mut methods = crate::auth::method::AuthMethods::default();
-        methods.register(std::sync::Arc::new(crate::auth::scram::ScramSha256::new(file)));
+        methods.register(std::sync::Arc::new(crate::auth::scram::ScramSha256::new(
+            file,
+        )));
         security = security.with_methods(methods);
     }
     security.with_tls(config.listeners.iter().map(|l| (l.port, &l.tls)))

@@ -179,11 +179,26 @@ mod tests {
             .code(at_shutdown)
         };
         assert_eq!(code(RedirectMode::Shutdown, false), None);
-        assert_eq!(code(RedirectMode::Shutdown, true), Some(ReasonCode::UseAnotherServer));
-        assert_eq!(code(RedirectMode::Redirect, false), Some(ReasonCode::UseAnotherServer));
-        assert_eq!(code(RedirectMode::Redirect, true), Some(ReasonCode::UseAnotherServer));
-        assert_eq!(code(RedirectMode::Moved, false), Some(ReasonCode::ServerMoved));
-        assert_eq!(code(RedirectMode::Moved, true), Some(ReasonCode::ServerMoved));
+        assert_eq!(
+            code(RedirectMode::Shutdown, true),
+            Some(ReasonCode::UseAnotherServer)
+        );
+        assert_eq!(
+            code(RedirectMode::Redirect, false),
+            Some(ReasonCode::UseAnotherServer)
+        );
+        assert_eq!(
+            code(RedirectMode::Redirect, true),
+            Some(ReasonCode::UseAnotherServer)
+        );
+        assert_eq!(
+            code(RedirectMode::Moved, false),
+            Some(ReasonCode::ServerMoved)
+        );
+        assert_eq!(
+            code(RedirectMode::Moved, true),
+            Some(ReasonCode::ServerMoved)
+        );
         assert_eq!(RedirectMode::from_name("moved"), Some(RedirectMode::Moved));
         assert_eq!(RedirectMode::from_name("Moved"), None);
     }

@@ -30,7 +30,9 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use common::broker::external_mosquitto;
-use common::raw::{self, kind, prop, Connect, ConnAck, Packet, PropValue, Props, RawClient, Witness};
+use common::raw::{
+    self, kind, prop, ConnAck, Connect, Packet, PropValue, Props, RawClient, Witness,
+};
 use common::{for_each_case, unique_id, Case, Proto};
 
 const METHOD: &str = "SCRAM-SHA-256";
@@ -79,7 +81,7 @@ struct ScramClient {
 
 impl ScramClient {
     fn new(user: &str, password: &str) -> ScramClient {
-        let nonce = B64.encode(Sha256::digest(unique_id("nonce"))[..18].to_vec());
+        let nonce = B64.encode(&Sha256::digest(unique_id("nonce"))[..18]);
         ScramClient {
             password: password.to_owned(),
             client_first_bare: format!("n={user},r={nonce}"),
@@ -114,17 +116,21 @@ impl ScramClient {
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(signature).map(|(k, s)| k ^ s).collect();
-        self.server_signature = Some(hmac(
-            &hmac(&salted, b"Server Key"),
-            auth_message.as_bytes(),
-        ));
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        self.server_signature = Some(hmac(&hmac(&salted, b"Server Key"), auth_message.as_bytes()));
         format!("{without_proof},p={}", B64.encode(proof)).into_bytes()
     }
 
     /// Checks server-final against the signature the client expects.
     fn verify(&self, server_final: &[u8]) {
-        let want = format!("v={}", B64.encode(self.server_signature.expect("client-final made")));
+        let want = format!(
+            "v={}",
+            B64.encode(self.server_signature.expect("client-final made"))
+        );
         assert_eq!(
             String::from_utf8_lossy(server_final),
             want,
@@ -171,7 +177,10 @@ fn scram_connect(case: &Case, id: &str, user: &str, password: &str) -> (RawClien
         .prop_bin(prop::AUTHENTICATION_DATA, &scram.client_first());
     c.send(&connect.encode());
     let server_first = expect_continue(&mut c);
-    c.send(&raw::auth(0x18, &auth_props(&scram.client_final(&server_first))));
+    c.send(&raw::auth(
+        0x18,
+        &auth_props(&scram.client_final(&server_first)),
+    ));
     let ack = c.expect(kind::CONNACK).connack(Proto::V5);
     if ack.code == 0 {
         assert_eq!(
@@ -192,7 +201,10 @@ fn scram_reauth(c: &mut RawClient, user: &str, password: &str) -> Packet {
     let mut scram = ScramClient::new(user, password);
     c.send(&raw::auth(0x19, &auth_props(&scram.client_first())));
     let server_first = expect_continue(c);
-    c.send(&raw::auth(0x18, &auth_props(&scram.client_final(&server_first))));
+    c.send(&raw::auth(
+        0x18,
+        &auth_props(&scram.client_final(&server_first)),
+    ));
     let end = c.read_packet();
     if end.kind() == kind::AUTH {
         let (reason, props) = end.auth();
@@ -360,20 +372,38 @@ fn acl_rules_apply_to_the_scram_username() {
         let (mut alice, ack) = scram_connect(&case, &unique_id("acl"), user, password);
         assert_eq!(ack.code, 0);
         // Mosquitto 2.0 grants SUBSCRIBE and checks read access per message.
-        assert_eq!(alice.subscribe(&[("other/#", 1), ("alice/#", 1)]), vec![1, 1]);
+        assert_eq!(
+            alice.subscribe(&[("other/#", 1), ("alice/#", 1)]),
+            vec![1, 1]
+        );
         let mut p = RawClient::connect_clean(case.addr, Proto::V5, &unique_id("apub"));
         // From one publisher, in order: the unreadable one would arrive first.
         p.publish("other/x", 1, false, b"not for alice");
         p.publish("alice/x", 1, false, b"for alice");
         let m = alice.recv_publish();
-        assert_eq!((m.topic.as_str(), &m.payload[..]), ("alice/x", &b"for alice"[..]));
+        assert_eq!(
+            (m.topic.as_str(), &m.payload[..]),
+            ("alice/x", &b"for alice"[..])
+        );
         alice.send(&raw::ack(kind::PUBACK, m.pkid));
         // Writing outside alice/#: acknowledged with 0x87 and dropped.
         let pkid = alice.pkid();
-        alice.send(&raw::publish(Proto::V5, "other/y", 1, false, false, pkid, b"no"));
+        alice.send(&raw::publish(
+            Proto::V5,
+            "other/y",
+            1,
+            false,
+            false,
+            pkid,
+            b"no",
+        ));
         let ack = alice.expect(kind::PUBACK);
         assert_eq!(ack.ack_pkid(), pkid);
-        assert_eq!(ack.body.get(2), Some(&0x87), "PUBACK Not authorized: {ack:?}");
+        assert_eq!(
+            ack.body.get(2),
+            Some(&0x87),
+            "PUBACK Not authorized: {ack:?}"
+        );
     });
 }
 

@@ -76,7 +76,11 @@ fn shutdown_tells_v5_clients_the_server_is_shutting_down() {
         return;
     }
     shutdown_with("", |before| {
-        assert_eq!(before.len(), 1, "one DISCONNECT, then the close: {before:?}");
+        assert_eq!(
+            before.len(),
+            1,
+            "one DISCONNECT, then the close: {before:?}"
+        );
         assert_eq!(before[0].disconnect_reason(), 0x8B, "Server shutting down");
         assert_eq!(reference_of(&before[0]), None);
     });
@@ -88,9 +92,16 @@ fn shutdown_with_a_server_reference_sends_clients_there() {
         return;
     }
     shutdown_with("server_reference standby.example.com:1883\n", |before| {
-        assert_eq!(before.len(), 1, "one DISCONNECT, then the close: {before:?}");
+        assert_eq!(
+            before.len(),
+            1,
+            "one DISCONNECT, then the close: {before:?}"
+        );
         assert_eq!(before[0].disconnect_reason(), 0x9C, "Use another server");
-        assert_eq!(reference_of(&before[0]), Some(PropValue::Str(REFERENCE.into())));
+        assert_eq!(
+            reference_of(&before[0]),
+            Some(PropValue::Str(REFERENCE.into()))
+        );
     });
 }
 

@@ -624,9 +624,14 @@ impl Parser {
             }
             "server_reference_mode" => {
                 let v = line.one("server_reference_mode", rest)?;
-                c.server_reference_mode = crate::settings::RedirectMode::from_name(v).ok_or_else(|| {
-                    line.invalid("server_reference_mode", v, ValueProblem::UnknownRedirectMode)
-                })?;
+                c.server_reference_mode =
+                    crate::settings::RedirectMode::from_name(v).ok_or_else(|| {
+                        line.invalid(
+                            "server_reference_mode",
+                            v,
+                            ValueProblem::UnknownRedirectMode,
+                        )
+                    })?;
             }
             "retry_interval" => c.notices.push(ConfigNotice::Obsolete {
                 file: line.file.to_owned(),

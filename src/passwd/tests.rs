@@ -193,7 +193,10 @@ fn replace_file_keeps_mode_and_leaves_no_temporary() {
 fn scram_entries_are_made_with_dash_s_and_read_by_the_broker() {
     let r = parse_args(&args(&["-S", "-b", "f", "alice", "pw"])).unwrap();
     assert_eq!((r.hash, r.iterations), (HashType::Scram, 4096));
-    let r = parse_args(&args(&["--scram", "-I", "10", "-c", "-b", "f", "bob", "pw"])).unwrap();
+    let r = parse_args(&args(&[
+        "--scram", "-I", "10", "-c", "-b", "f", "bob", "pw",
+    ]))
+    .unwrap();
     assert_eq!((r.hash, r.iterations), (HashType::Scram, 10));
     assert_eq!(
         parse_args(&args(&["-S", "-U", "f"])).unwrap_err(),
@@ -207,5 +210,8 @@ fn scram_entries_are_made_with_dash_s_and_read_by_the_broker() {
     let data = set_user(b"# users\n", "bob", &field).unwrap();
     let file = crate::auth::scram::ScramFile::parse(std::str::from_utf8(&data).unwrap()).unwrap();
     let c = file.get("bob").expect("bob's entry");
-    assert_eq!(*c, crate::auth::scram::Credential::derive(b"pw", &c.salt, 10));
+    assert_eq!(
+        *c,
+        crate::auth::scram::Credential::derive(b"pw", &c.salt, 10)
+    );
 }

@@ -286,7 +286,10 @@ struct ServeStart {
 fn encode_refusal(code: ReasonCode, protocol: ProtocolVersion, settings: &Settings) -> BytesMut {
     let mut properties = Properties::default();
     if matches!(code, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved) {
-        properties.server_reference = settings.redirect.as_ref().map(|r| r.reference.clone().into());
+        properties.server_reference = settings
+            .redirect
+            .as_ref()
+            .map(|r| r.reference.clone().into());
     }
     let connack = Packet::ConnAck(codec::ConnAck {
         session_present: false,
@@ -401,7 +404,8 @@ async fn read_connect(
         }
     }
     let security = shard.borrow().security.clone();
-    if !certified && enhanced.is_none() && !authorise(settings, security, listener, &connect).await {
+    if !certified && enhanced.is_none() && !authorise(settings, security, listener, &connect).await
+    {
         return not_authorised(&connect);
     }
     let assigned_id = connect.client_id.is_empty();

@@ -98,7 +98,10 @@ async fn run(
             Step::Failure(why) => {
                 tracing::info!(target: log_type::NOTICE,
                     "Client {client} disconnected, not authorised ({name}: {why}).");
-                return Err(Refusal::Connack(ReasonCode::NotAuthorized, ProtocolVersion::V5));
+                return Err(Refusal::Connack(
+                    ReasonCode::NotAuthorized,
+                    ProtocolVersion::V5,
+                ));
             }
         }
         data = match next_packet(shard, socket, settings, buf).await? {
@@ -108,11 +111,16 @@ async fn run(
             {
                 a.properties.authentication_data
             }
-            Packet::Disconnect(_) => return Err(Refusal::Close("disconnected during authentication")),
+            Packet::Disconnect(_) => {
+                return Err(Refusal::Close("disconnected during authentication"))
+            }
             other => {
                 tracing::info!(target: log_type::NOTICE,
                     "Client {client} sent {} during authentication, disconnecting.", kind(&other));
-                return Err(Refusal::Connack(ReasonCode::ProtocolError, ProtocolVersion::V5));
+                return Err(Refusal::Connack(
+                    ReasonCode::ProtocolError,
+                    ProtocolVersion::V5,
+                ));
             }
         };
     }

@@ -497,7 +497,11 @@ impl Packet {
             return (0, Vec::new());
         }
         let reason = c.u8();
-        let props = if c.0.is_empty() { Vec::new() } else { c.props() };
+        let props = if c.0.is_empty() {
+            Vec::new()
+        } else {
+            c.props()
+        };
         (reason, props)
     }
 

@@ -94,14 +94,33 @@ fn malformed_or_unsupported_first_messages_fail() {
         ("n,,n=user", AuthFailure::Malformed("r=")),
         ("n,,n=user,r=", AuthFailure::Malformed("r=")),
         ("n,,n=user,r=a\tb", AuthFailure::Malformed("r=")),
-        ("n,,n=us=er,r=abc", AuthFailure::Malformed("username escape")),
-        ("p=tls-unique,,n=user,r=abc", AuthFailure::Unsupported("channel binding")),
-        ("n,a=admin,n=user,r=abc", AuthFailure::Unsupported("authorisation identity")),
-        ("n,,m=x,n=user,r=abc", AuthFailure::Unsupported("mandatory extension")),
-        ("x,,n=user,r=abc", AuthFailure::Malformed("GS2 channel binding flag")),
+        (
+            "n,,n=us=er,r=abc",
+            AuthFailure::Malformed("username escape"),
+        ),
+        (
+            "p=tls-unique,,n=user,r=abc",
+            AuthFailure::Unsupported("channel binding"),
+        ),
+        (
+            "n,a=admin,n=user,r=abc",
+            AuthFailure::Unsupported("authorisation identity"),
+        ),
+        (
+            "n,,m=x,n=user,r=abc",
+            AuthFailure::Unsupported("mandatory extension"),
+        ),
+        (
+            "x,,n=user,r=abc",
+            AuthFailure::Malformed("GS2 channel binding flag"),
+        ),
     ] {
         let mut x = exchange(rfc_file());
-        assert_eq!(x.step(Some(first.as_bytes())), Step::Failure(want), "{first:?}");
+        assert_eq!(
+            x.step(Some(first.as_bytes())),
+            Step::Failure(want),
+            "{first:?}"
+        );
     }
     let mut x = exchange(rfc_file());
     assert!(matches!(x.step(None), Step::Failure(_)), "no data at all");
@@ -132,14 +151,23 @@ fn entries_round_trip_and_bad_lines_are_named() {
         ScramFile::parse(&f.join(":")).unwrap_err().1
     };
     assert_eq!(with(0, ""), EntryError::EmptyUsername);
-    assert_eq!(with(1, "SCRAM-SHA-1"), EntryError::Mechanism("SCRAM-SHA-1".into()));
+    assert_eq!(
+        with(1, "SCRAM-SHA-1"),
+        EntryError::Mechanism("SCRAM-SHA-1".into())
+    );
     assert_eq!(with(2, "!!"), EntryError::Base64("salt"));
     assert_eq!(with(3, "0"), EntryError::Iterations);
     assert_eq!(with(4, "AAAA"), EntryError::KeyLength("stored_key"));
     assert_eq!(with(5, "%"), EntryError::Base64("server_key"));
     assert_eq!(ScramFile::parse("a:b").unwrap_err().1, EntryError::Fields);
-    assert!(matches!(make_entry("a:b", b"x", 1), Err(MakeEntryError::Username)));
-    assert!(matches!(make_entry("a", b"x", 0), Err(MakeEntryError::Iterations(0))));
+    assert!(matches!(
+        make_entry("a:b", b"x", 1),
+        Err(MakeEntryError::Username)
+    ));
+    assert!(matches!(
+        make_entry("a", b"x", 0),
+        Err(MakeEntryError::Iterations(0))
+    ));
 }
 
 #[test]

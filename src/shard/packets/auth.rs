@@ -49,7 +49,11 @@ impl Shard {
             (ReasonCode::ReAuthenticate, false) => {
                 // Present as long as the method's file is configured (it is not reloaded away).
                 let Some(m) = self.security.auth_method(method.as_str()) else {
-                    return self.reauth_failed(a, &method, &AuthFailure::Unsupported("method gone"));
+                    return self.reauth_failed(
+                        a,
+                        &method,
+                        &AuthFailure::Unsupported("method gone"),
+                    );
                 };
                 a.reauth = Some(m.start());
             }
@@ -66,10 +70,17 @@ impl Shard {
                 send_auth(a, ReasonCode::ContinueAuthentication, &method, Some(data));
                 Ok(())
             }
-            Step::Success { username: who, data } => {
+            Step::Success {
+                username: who,
+                data,
+            } => {
                 a.reauth = None;
                 if who != username.as_str() {
-                    return self.reauth_failed(a, &method, &AuthFailure::Unsupported("another user"));
+                    return self.reauth_failed(
+                        a,
+                        &method,
+                        &AuthFailure::Unsupported("another user"),
+                    );
                 }
                 tracing::debug!(target: log_type::DEBUG,
                     "Client {} re-authenticated as {who} with {method}.", a.client_id);
