@@ -16,6 +16,8 @@
 //! - `acl_file` rules apply to the SCRAM username as to a password login.
 //! - A packet other than AUTH in the middle of the exchange is a protocol error that closes only
 //!   that connection; AUTH from a client that did not use enhanced authentication too.
+//! - A SIGHUP re-reads the file (a removed user is disconnected), and the entries the built
+//!   `shardmq passwd -S` writes log in.
 //!
 //! Against Mosquitto (SHARDMQ_TEST_BROKER=mosquitto) only the cases that need no `scram_file` run:
 //! Mosquitto 2.0 has no SCRAM without a plugin.
@@ -485,4 +487,61 @@ fn a_user_removed_from_the_scram_file_is_disconnected_on_reload() {
             assert_eq!(ack.code, 0x87, "alice is gone from the file");
         });
     }
+}
+
+/// Runs the built `shardmq passwd` with `args` (and `stdin`), asserting success.
+fn shardmq_passwd(args: &[&std::ffi::OsStr], stdin: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .arg("passwd")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shardmq passwd");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "shardmq passwd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What `shardmq passwd -S` writes (batch and prompted) is what the broker checks logins against.
+#[test]
+fn entries_made_by_passwd_dash_s_log_in() {
+    if skip_on_mosquitto("a SCRAM login") {
+        return;
+    }
+    let (files, _) = Files::new("cli", None);
+    let path = files.0.join("made");
+    let p = path.as_os_str();
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    shardmq_passwd(
+        &[os("-S"), os("-c"), os("-b"), p, os("carol"), os("pw one")],
+        "",
+    );
+    shardmq_passwd(
+        &[os("--scram"), os("-I"), os("5000"), p, os("dave")],
+        "pw two\npw two\n",
+    );
+    let config = format!("scram_file {}\n", path.display());
+    for_each_case(&[Proto::V5], &config, |case| {
+        for (user, password, code) in [
+            ("carol", "pw one", 0),
+            ("dave", "pw two", 0),
+            ("dave", "pw one", 0x87),
+        ] {
+            let (_, ack) = scram_connect(&case, &unique_id("cli"), user, password);
+            assert_eq!(ack.code, code, "{user} with {password:?}");
+        }
+    });
 }

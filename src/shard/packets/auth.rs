@@ -55,7 +55,7 @@ impl Shard {
                         &AuthFailure::Unsupported("method gone"),
                     );
                 };
-                a.reauth = Some(m.start());
+                a.reauth = Some(Box::new(m.start()));
             }
             (ReasonCode::ContinueAuthentication, true) => {}
             _ => {
