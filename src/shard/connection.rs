@@ -380,22 +380,8 @@ async fn read_connect(
     }
     // Enhanced authentication (MQTT 5.0 AUTH): the method's exchange, whose username replaces the
     // CONNECT's (a certificate's too), is the login; the password file is not asked.
-    let enhanced = connect.properties.authentication_method.clone();
-    if let Some(name) = &enhanced {
-        let method = shard.borrow().security.auth_method(name.as_str()).cloned();
-        let Some(method) = method else {
-            // Mosquitto's answer when no plugin offers the method (or none is configured).
-            tracing::info!(target: log_type::NOTICE,
-                "Client {} disconnected: authentication method {name:?} is not offered.",
-                if connect.client_id.is_empty() { "<unknown>" } else { connect.client_id.as_str() });
-            return Err(Refusal::Connack(
-                ReasonCode::BadAuthenticationMethod,
-                connect.protocol,
-            ));
-        };
-        super::enhanced_auth::exchange(shard, socket, settings, &mut buf, &*method, &mut connect)
-            .await?;
-    }
+    let enhanced =
+        super::enhanced_auth::authenticate(shard, socket, settings, &mut buf, &mut connect).await?;
     if settings.listeners[listener].use_username_as_clientid {
         // The listener identifies clients by username; without one a client cannot be identified.
         match connect.username.clone() {
@@ -404,8 +390,7 @@ async fn read_connect(
         }
     }
     let security = shard.borrow().security.clone();
-    if !certified && enhanced.is_none() && !authorise(settings, security, listener, &connect).await
-    {
+    if !certified && !enhanced && !authorise(settings, security, listener, &connect).await {
         return not_authorised(&connect);
     }
     let assigned_id = connect.client_id.is_empty();

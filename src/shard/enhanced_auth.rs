@@ -30,11 +30,41 @@ use crate::codec::{self, Auth, Connect, Packet, Properties, ProtocolVersion, Rea
 use crate::logging::log_type;
 use crate::settings::Settings;
 
+/// For a CONNECT that names an Authentication Method: the method's exchange. `Ok(true)` when it
+/// succeeded (it is then the login), `Ok(false)` for a CONNECT without a method. A method that is not
+/// offered (none is, without `scram_file`) gets CONNACK 0x8C, as Mosquitto answers when no plugin
+/// takes it.
+pub(super) async fn authenticate(
+    shard: &Rc<RefCell<Shard>>,
+    socket: &Socket,
+    settings: &Settings,
+    buf: &mut BytesMut,
+    connect: &mut Connect,
+) -> Result<bool, Refusal> {
+    let Some(name) = &connect.properties.authentication_method else {
+        return Ok(false);
+    };
+    let method = shard.borrow().security.auth_method(name.as_str()).cloned();
+    let Some(method) = method else {
+        tracing::info!(target: log_type::NOTICE,
+            "Client {} disconnected: authentication method {name:?} is not offered.",
+            if connect.client_id.is_empty() { "<unknown>" } else { connect.client_id.as_str() });
+        return Err(Refusal::Connack(
+            ReasonCode::BadAuthenticationMethod,
+            ProtocolVersion::V5,
+        ));
+    };
+    // Boxed: the exchange's state would otherwise enlarge every connection's setup future, enhanced
+    // authentication or not.
+    Box::pin(exchange(shard, socket, settings, buf, &*method, connect)).await?;
+    Ok(true)
+}
+
 /// Run `method`'s exchange from the CONNECT's Authentication Data until it succeeds (`Ok`) or fails.
 /// On success the CONNECT is rewritten to carry the outcome to `attach`, wherever that runs: the
 /// authenticated username replaces the username field (the password field is cleared: it proved
 /// nothing), and `authentication_data` holds the method's final data for the CONNACK.
-pub(super) async fn exchange(
+async fn exchange(
     shard: &Rc<RefCell<Shard>>,
     socket: &Socket,
     settings: &Settings,
