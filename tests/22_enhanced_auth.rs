@@ -545,3 +545,39 @@ fn entries_made_by_passwd_dash_s_log_in() {
         }
     });
 }
+
+/// On a live connection: AUTH naming another method [MQTT-4.12.1-1], AUTH 0x18 with no
+/// re-authentication under way, and AUTH 0x00 from the client are protocol errors (DISCONNECT 0x82).
+#[test]
+fn reauthentication_out_of_sequence_is_a_protocol_error() {
+    if skip_on_mosquitto("a SCRAM login") {
+        return;
+    }
+    let (_files, config) = Files::new("reseq", None);
+    for_each_case(&[Proto::V5], &config, |case| {
+        let (user, password) = USERS[0];
+        let mut w = Witness::new(case.addr, case.proto);
+        let scram = ScramClient::new(user, password);
+        let bad = [
+            raw::auth(
+                0x19,
+                &Props::default()
+                    .str(prop::AUTHENTICATION_METHOD, "PLAIN")
+                    .bin(prop::AUTHENTICATION_DATA, &scram.client_first()),
+            ),
+            raw::auth(0x18, &auth_props(b"c=biws,r=x,p=AAAA")),
+            raw::auth(0x00, &auth_props(b"")),
+        ];
+        for packet in bad {
+            let (mut c, ack) = scram_connect(&case, &unique_id("seq"), user, password);
+            assert_eq!(ack.code, 0);
+            c.send_lenient(&packet);
+            let before = c.expect_closed();
+            assert!(
+                before.len() == 1 && before[0].disconnect_reason() == 0x82,
+                "DISCONNECT 0x82 (Protocol error), then the close: {before:?}"
+            );
+            w.check();
+        }
+    });
+}
