@@ -46,8 +46,9 @@ pub(super) async fn authenticate(
     };
     let method = shard.borrow().security.auth_method(name.as_str()).cloned();
     let Some(method) = method else {
-        tracing::info!(target: log_type::NOTICE,
-            "Client {} disconnected: authentication method {name:?} is not offered.",
+        // The refusal itself is logged with the other refusals (`connection::run_connection`).
+        tracing::debug!(target: log_type::DEBUG,
+            "Client {}: authentication method {name:?} is not offered.",
             if connect.client_id.is_empty() { "<unknown>" } else { connect.client_id.as_str() });
         return Err(Refusal::Connack(
             ReasonCode::BadAuthenticationMethod,
