@@ -26,7 +26,9 @@ use super::connection::Refusal;
 use super::socket::Socket;
 use super::Shard;
 use crate::auth::method::{AuthMethod, Step};
-use crate::codec::{self, Auth, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
+use crate::codec::{
+    self, Auth, Connect, Packet, Properties, ProtocolVersion, ReasonCode, Utf8Bytes,
+};
 use crate::logging::log_type;
 use crate::settings::Settings;
 
@@ -103,18 +105,9 @@ async fn run(
     loop {
         match exchange.step(data.as_deref()) {
             Step::Continue(challenge) => {
-                let mut out = BytesMut::new();
-                let auth = Packet::Auth(Auth {
-                    reason: ReasonCode::ContinueAuthentication,
-                    properties: Properties {
-                        authentication_method: Some(name.clone()),
-                        authentication_data: Some(Bytes::from(challenge)),
-                        ..Properties::default()
-                    },
-                });
-                if codec::encode(&auth, ProtocolVersion::V5, &mut out).is_err()
-                    || socket.write_all(&out).await.is_err()
-                {
+                let out = encode_continue(&name, challenge)
+                    .ok_or(Refusal::Close("challenge too large for an AUTH packet"))?;
+                if socket.write_all(&out).await.is_err() {
                     return Err(Refusal::Close("socket error during authentication"));
                 }
             }
@@ -155,6 +148,22 @@ async fn run(
             }
         };
     }
+}
+
+/// AUTH 0x18 with a challenge. Not inline in [`run`]: a `Packet` held across its write would stay in
+/// the future.
+fn encode_continue(method: &Utf8Bytes, challenge: Vec<u8>) -> Option<BytesMut> {
+    let auth = Packet::Auth(Auth {
+        reason: ReasonCode::ContinueAuthentication,
+        properties: Properties {
+            authentication_method: Some(method.clone()),
+            authentication_data: Some(Bytes::from(challenge)),
+            ..Properties::default()
+        },
+    });
+    let mut out = BytesMut::new();
+    codec::encode(&auth, ProtocolVersion::V5, &mut out).ok()?;
+    Some(out)
 }
 
 /// What the log calls a packet that has no business in the exchange.
