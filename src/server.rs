@@ -56,8 +56,9 @@ pub enum ServerError {
     Ticker(#[source] std::io::Error),
 }
 
-/// Read `password_file`, `acl_file` and `scram_file` (at start-up and on SIGHUP), logging what was skipped in them.
-/// Under `per_listener_settings true` each listener's own files too, and always the TLS files.
+/// Read `password_file`, `acl_file` and `scram_file` (at start-up and on SIGHUP), logging what was
+/// skipped in them. Under `per_listener_settings true` each listener's own files too (`scram_file` is
+/// global), and always the TLS files.
 pub fn load_security(config: &Config) -> Result<Security, crate::auth::SecurityError> {
     // One pair of files, what was skipped in them logged with `scope` in front.
     let load = |password_file: Option<&std::path::Path>, acl_file, scope: &str| {
