@@ -178,6 +178,9 @@ fn main() -> ExitCode {
             later
                 .reread
                 .extend(reload.acl_file.as_deref().map(|p| ("acl_file", p)));
+            later
+                .reread
+                .extend(reload.scram_file.as_deref().map(|p| ("scram_file", p)));
             for own in reload.listeners.iter().filter_map(|l| l.security.as_ref()) {
                 later
                     .reread

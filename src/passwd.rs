@@ -7,6 +7,7 @@
 //! shardmq passwd [-H sha512 | -H sha512-pbkdf2 | -H argon2id] [-I iterations] [-c | -D] passwordfile username
 //! shardmq passwd [-H sha512 | -H sha512-pbkdf2 | -H argon2id] [-I iterations] [-c] -b passwordfile username password
 //! shardmq passwd [-H ...] [-I iterations] -U passwordfile
+//! shardmq passwd -S [-I iterations] [-c | -D] [-b] scramfile username [password]
 //! ```
 //!
 //! Options are read until the first argument that is not one, as Mosquitto does. Where shardmq
@@ -19,6 +20,8 @@
 //!   locking the user out), and uses `-I` (Mosquitto 2.0 ignores it there).
 //! * `-H argon2id` (Mosquitto 2.1's `$argon2id$` entries) is accepted; Mosquitto 2.0 has no such hash.
 //! * An empty username is refused; a last line without a newline gets one before a user is appended.
+//! * `-S` (`--scram`) edits a `scram_file` instead: SCRAM-SHA-256 entries for MQTT 5.0 enhanced
+//!   authentication (`crate::auth::scram`), `-I` rounds of PBKDF2 (default 4096, RFC 7677's minimum).
 //!
 //! Concurrency: a short-lived single-threaded command; nothing else runs in the process.
 
@@ -44,6 +47,8 @@ pub enum HashType {
     Sha512Pbkdf2,
     /// `-H argon2id`: `$argon2id$` PHC strings, as Mosquitto 2.1 writes (Mosquitto 2.0 cannot read them).
     Argon2id,
+    /// `-S`: a `scram_file` entry (shardmq only).
+    Scram,
 }
 
 /// What the command line asks for.
@@ -97,7 +102,9 @@ pub fn usage() -> String {
      -H : specify the hashing algorithm. Defaults to sha512-pbkdf2, which is recommended.\n      \
      Mosquitto 1.6 and earlier defaulted to sha512; argon2id needs Mosquitto 2.1 or shardmq.\n \
      -I : specify the number of hash iterations for sha512-pbkdf2 (default 101).\n \
-     -U : update a plain text password file to use hashed passwords.\n\n"
+     -U : update a plain text password file to use hashed passwords.\n \
+     -S : (--scram) edit a scram_file: SCRAM-SHA-256 entries for MQTT 5.0 enhanced authentication\n      \
+     (shardmq only; -I defaults to 4096 there).\n\n"
         .to_string()
 }
 
@@ -110,7 +117,8 @@ pub fn parse_args(args: &[String]) -> Result<Request, Failure> {
         return Err(Failure::Usage(0));
     }
     let mut hash = HashType::Sha512Pbkdf2;
-    let mut iterations = DEFAULT_PBKDF2_ITERATIONS;
+    let mut iterations = None;
+    let (mut hash_set, mut scram) = (false, false);
     let (mut batch, mut create, mut delete, mut update) = (false, false, false, false);
     let mut idx = 0;
     while idx < args.len() {
@@ -129,6 +137,7 @@ pub fn parse_args(args: &[String]) -> Result<Request, Failure> {
                         return Err(Failure::msg(format!("Error: Unknown hash type '{other}'")))
                     }
                 };
+                hash_set = true;
                 idx += 1;
             }
             "-b" => batch = true,
@@ -142,12 +151,13 @@ pub fn parse_args(args: &[String]) -> Result<Request, Failure> {
                 };
                 // Mosquitto uses atoi and refuses < 1; a count beyond a C int could not be read back.
                 iterations = match count.trim().parse::<u32>() {
-                    Ok(n) if (1..=i32::MAX as u32).contains(&n) => n,
+                    Ok(n) if (1..=i32::MAX as u32).contains(&n) => Some(n),
                     _ => return Err(Failure::msg("Error: Number of iterations must be > 0.")),
                 };
                 idx += 1;
             }
             "-U" => update = true,
+            "-S" | "--scram" => scram = true,
             _ => break,
         }
         idx += 1;
@@ -157,6 +167,9 @@ pub fn parse_args(args: &[String]) -> Result<Request, Failure> {
         (create && update, "-c and -U"),
         (delete && update, "-D and -U"),
         (delete && batch, "-b and -D"),
+        // A scram_file never holds plain passwords to convert, and has one hash of its own.
+        (scram && update, "-S and -U"),
+        (scram && hash_set, "-H and -S"),
     ];
     if let Some((_, which)) = conflicts.iter().find(|(bad, _)| *bad) {
         return Err(Failure::msg(format!(
@@ -222,6 +235,14 @@ pub fn parse_args(args: &[String]) -> Result<Request, Failure> {
         Action::Delete { username, .. } => check_username(username)?,
         Action::Convert { .. } => {}
     }
+    if scram {
+        hash = HashType::Scram;
+    }
+    let iterations = iterations.unwrap_or(if scram {
+        crate::auth::scram::DEFAULT_ITERATIONS
+    } else {
+        DEFAULT_PBKDF2_ITERATIONS
+    });
     Ok(Request {
         action,
         hash,
@@ -263,6 +284,13 @@ pub fn hash_field(
         HashType::Sha512Pbkdf2 => hash_password_pbkdf2(password, iterations),
         // Mosquitto 2.1 uses fixed Argon2id parameters and ignores -I for them.
         HashType::Argon2id => hash_password_argon2id(password),
+        // The username goes in front, as in a password file: `set_user` writes both files alike.
+        HashType::Scram => {
+            crate::auth::scram::make_field(password, iterations).map_err(|e| match e {
+                crate::auth::scram::MakeEntryError::Random(e) => HashPasswordError::Random(e),
+                _ => HashPasswordError::Iterations(iterations),
+            })
+        }
     }
 }
 
@@ -612,195 +640,4 @@ impl Drop for EchoOff {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::password::PasswordFile;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn msg(text: &str) -> Failure {
-        Failure::msg(text)
-    }
-
-    #[test]
-    fn parses_mosquitto_passwd_command_lines() {
-        let r = parse_args(&args(&["-b", "f", "alice", "pw"])).unwrap();
-        assert_eq!(r.hash, HashType::Sha512Pbkdf2);
-        assert_eq!(r.iterations, DEFAULT_PBKDF2_ITERATIONS);
-        assert_eq!(
-            r.action,
-            Action::Set {
-                file: "f".into(),
-                username: "alice".into(),
-                password: Some("pw".into()),
-                create: false
-            }
-        );
-        let r = parse_args(&args(&["-H", "sha512", "-I", "5000", "-c", "f", "bob"])).unwrap();
-        assert_eq!(r.hash, HashType::Sha512);
-        assert_eq!(r.iterations, 5000);
-        assert_eq!(
-            r.action,
-            Action::Set {
-                file: "f".into(),
-                username: "bob".into(),
-                password: None,
-                create: true
-            }
-        );
-        assert_eq!(
-            parse_args(&args(&["-D", "f", "bob"])).unwrap().action,
-            Action::Delete {
-                file: "f".into(),
-                username: "bob".into()
-            }
-        );
-        assert_eq!(
-            parse_args(&args(&["-U", "f"])).unwrap().action,
-            Action::Convert { file: "f".into() }
-        );
-    }
-
-    #[test]
-    fn refuses_what_mosquitto_passwd_refuses() {
-        let cases: &[(&[&str], Failure)] = &[
-            (&[], Failure::Usage(1)),
-            (&["f"], Failure::Usage(1)),
-            (&["-b", "f", "u"], Failure::Usage(1)),
-            (
-                &["-H"],
-                msg("Error: -H argument given but not enough other arguments."),
-            ),
-            (
-                &["-H", "md5", "f", "u"],
-                msg("Error: Unknown hash type 'md5'"),
-            ),
-            (
-                &["-I", "0", "f", "u"],
-                msg("Error: Number of iterations must be > 0."),
-            ),
-            (
-                &["-I", "x", "f", "u"],
-                msg("Error: Number of iterations must be > 0."),
-            ),
-            (
-                &["-c", "-D", "f", "u"],
-                msg("Error: -c and -D cannot be used together."),
-            ),
-            (
-                &["-c", "-U", "f"],
-                msg("Error: -c and -U cannot be used together."),
-            ),
-            (
-                &["-D", "-U", "f"],
-                msg("Error: -D and -U cannot be used together."),
-            ),
-            (
-                &["-b", "-D", "f", "u"],
-                msg("Error: -b and -D cannot be used together."),
-            ),
-            (
-                &["-c", "-b", "f", "u"],
-                msg("Error: -c argument given but password file, username, or password missing."),
-            ),
-            (
-                &["-D", "f"],
-                msg("Error: -D argument given but password file or username missing."),
-            ),
-            (
-                &["-U"],
-                msg("Error: -U argument given but password file missing."),
-            ),
-            (
-                &["-b", "f", "a:b", "pw"],
-                msg("Error: Username must not contain the ':' character."),
-            ),
-            (
-                &["-b", "f", "a\tb", "pw"],
-                msg("Error: Username must not contain control characters."),
-            ),
-            (
-                &["-b", "f", "", "pw"],
-                msg("Error: Username must not be empty."),
-            ),
-        ];
-        for (list, want) in cases {
-            assert_eq!(parse_args(&args(list)).unwrap_err(), *want, "{list:?}");
-        }
-        assert_eq!(
-            parse_args(&args(&["--help"])).unwrap_err(),
-            Failure::Usage(0)
-        );
-    }
-
-    #[test]
-    fn set_user_replaces_in_place_and_appends_new_users() {
-        let data = b"# users\nalice:old\n\nbob:old2\n";
-        let out = set_user(data, "alice", "NEW").unwrap();
-        assert_eq!(out, b"# users\nalice:NEW\n\nbob:old2\n");
-        let out = set_user(b"bob:x", "carol", "C").unwrap();
-        assert_eq!(out, b"bob:x\ncarol:C\n");
-        // Surrounding blanks do not hide a user, as Mosquitto trims fields.
-        let out = set_user(b" alice : old \n", "alice", "N").unwrap();
-        assert_eq!(out, b"alice:N\n");
-    }
-
-    #[test]
-    fn delete_user_keeps_the_rest_in_order() {
-        let data = b"a:1\nb:2\nc:3\n";
-        assert_eq!(delete_user(data, "b").unwrap(), b"a:1\nc:3\n");
-        assert_eq!(
-            delete_user(data, "z").unwrap_err(),
-            msg("Warning: User z not found in password file.")
-        );
-    }
-
-    #[test]
-    fn corrupt_lines_are_reported_with_their_number() {
-        assert_eq!(
-            set_user(b"a:1\nnocolon\n", "a", "x").unwrap_err(),
-            msg("Error: Corrupt password file at line 2.")
-        );
-        assert_eq!(
-            delete_user(b"a:\n", "a").unwrap_err(),
-            msg("Error: Corrupt password file at line 1.")
-        );
-    }
-
-    #[test]
-    fn convert_hashes_plain_passwords_only() {
-        let hashed = hash_field(b"already", HashType::Sha512Pbkdf2, 101).unwrap();
-        let data = format!("# c\nalice:secret\nbob:{hashed}\ncarol : hunter2 \n");
-        let (out, kept) = convert_plain(data.as_bytes(), |p| {
-            hash_field(p, HashType::Sha512Pbkdf2, 7)
-        })
-        .unwrap();
-        assert_eq!(kept, vec![3]);
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("# c\nalice:$7$7$"), "{text}");
-        assert!(text.contains(&format!("\nbob:{hashed}\n")), "{text}");
-        let (file, warnings) = PasswordFile::parse(&text);
-        assert_eq!(warnings, vec![]);
-        assert!(file.check("alice", Some(b"secret")));
-        assert!(file.check("bob", Some(b"already")));
-        assert!(file.check("carol", Some(b"hunter2")));
-    }
-
-    #[test]
-    fn replace_file_keeps_mode_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("shardmq-passwd-unit-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("pw");
-        replace_file(&path, b"a:1\n").unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        replace_file(&path, b"b:2\n").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"b:2\n");
-        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

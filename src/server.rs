@@ -56,8 +56,9 @@ pub enum ServerError {
     Ticker(#[source] std::io::Error),
 }
 
-/// Read `password_file` and `acl_file` (at start-up and on SIGHUP), logging what was skipped in them.
-/// Under `per_listener_settings true` each listener's own files too, and always the TLS files.
+/// Read `password_file`, `acl_file` and `scram_file` (at start-up and on SIGHUP), logging what was
+/// skipped in them. Under `per_listener_settings true` each listener's own files too (`scram_file` is
+/// global), and always the TLS files.
 pub fn load_security(config: &Config) -> Result<Security, crate::auth::SecurityError> {
     // One pair of files, what was skipped in them logged with `scope` in front.
     let load = |password_file: Option<&std::path::Path>, acl_file, scope: &str| {
@@ -86,6 +87,16 @@ pub fn load_security(config: &Config) -> Result<Security, crate::auth::SecurityE
             })
             .collect::<Result<Vec<_>, _>>()?;
         security = security.with_per_listener(scopes);
+    }
+    if let Some(path) = &config.scram_file {
+        let file = crate::auth::scram::ScramFile::load(path)?;
+        tracing::debug!(target: crate::logging::log_type::DEBUG,
+            "scram_file {}: {} users.", path.display(), file.len());
+        let mut methods = crate::auth::method::AuthMethods::default();
+        methods.register(std::sync::Arc::new(crate::auth::scram::ScramSha256::new(
+            file,
+        )));
+        security = security.with_methods(methods);
     }
     security.with_tls(config.listeners.iter().map(|l| (l.port, &l.tls)))
 }
@@ -203,6 +214,13 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
             sync: config.persistence_sync,
             compact_min: crate::persist::COMPACT_MIN,
         }),
+        redirect: config
+            .server_reference
+            .clone()
+            .map(|reference| crate::settings::Redirect {
+                reference,
+                mode: config.server_reference_mode,
+            }),
     })
 }
 

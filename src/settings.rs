@@ -76,6 +76,58 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// `persistence true`: where and how state is kept on disk; None keeps nothing.
     pub persistence: Option<crate::persist::Persistence>,
+    /// `server_reference`: where v5 clients are sent, and when; None sends nobody anywhere.
+    pub redirect: Option<Redirect>,
+}
+
+/// `server_reference` and `server_reference_mode`: the other server v5 clients are told to use
+/// (MQTT 5.0 §4.11, the Server Reference property). 3.x clients cannot be told and are served as
+/// without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The Server Reference sent, as configured (e.g. `other.example.com:1883`; the spec leaves its
+    /// form to the deployment, and clients read it as a space-separated list of `host[:port]`).
+    pub reference: String,
+    pub mode: RedirectMode,
+}
+
+/// When v5 clients are sent to the [`Redirect`]'s server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedirectMode {
+    /// Only when this broker shuts down: DISCONNECT 0x9C (Use another server) instead of 0x8B, so
+    /// that clients move to the other server during a planned stop rather than retry this one.
+    #[default]
+    Shutdown,
+    /// Temporarily: new v5 clients are refused with CONNACK 0x9C (Use another server), and those still
+    /// connected at shutdown get DISCONNECT 0x9C.
+    Redirect,
+    /// Permanently: as `Redirect` with 0x9D (Server moved), which tells clients to forget this server.
+    Moved,
+}
+
+impl RedirectMode {
+    /// The `server_reference_mode` value.
+    pub fn from_name(name: &str) -> Option<RedirectMode> {
+        match name {
+            "shutdown" => Some(RedirectMode::Shutdown),
+            "redirect" => Some(RedirectMode::Redirect),
+            "moved" => Some(RedirectMode::Moved),
+            _ => None,
+        }
+    }
+}
+
+impl Redirect {
+    /// The reason code a v5 client is given: at CONNECT (None when the mode lets it in) or at
+    /// shutdown.
+    pub fn code(&self, at_shutdown: bool) -> Option<crate::codec::ReasonCode> {
+        use crate::codec::ReasonCode;
+        match self.mode {
+            RedirectMode::Shutdown if !at_shutdown => None,
+            RedirectMode::Shutdown | RedirectMode::Redirect => Some(ReasonCode::UseAnotherServer),
+            RedirectMode::Moved => Some(ReasonCode::ServerMoved),
+        }
+    }
 }
 
 impl Settings {
@@ -110,6 +162,47 @@ impl Settings {
             limits: Limits::default(),
             connect_timeout: Duration::from_secs(10),
             persistence: None,
+            redirect: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Redirect, RedirectMode};
+    use crate::codec::ReasonCode;
+
+    #[test]
+    fn each_redirect_mode_gives_its_codes_at_connect_and_at_shutdown() {
+        let code = |mode, at_shutdown| {
+            Redirect {
+                reference: "x".into(),
+                mode,
+            }
+            .code(at_shutdown)
+        };
+        assert_eq!(code(RedirectMode::Shutdown, false), None);
+        assert_eq!(
+            code(RedirectMode::Shutdown, true),
+            Some(ReasonCode::UseAnotherServer)
+        );
+        assert_eq!(
+            code(RedirectMode::Redirect, false),
+            Some(ReasonCode::UseAnotherServer)
+        );
+        assert_eq!(
+            code(RedirectMode::Redirect, true),
+            Some(ReasonCode::UseAnotherServer)
+        );
+        assert_eq!(
+            code(RedirectMode::Moved, false),
+            Some(ReasonCode::ServerMoved)
+        );
+        assert_eq!(
+            code(RedirectMode::Moved, true),
+            Some(ReasonCode::ServerMoved)
+        );
+        assert_eq!(RedirectMode::from_name("moved"), Some(RedirectMode::Moved));
+        assert_eq!(RedirectMode::from_name("Moved"), None);
     }
 }

@@ -203,6 +203,11 @@ fn max_packet_size_closes_an_oversized_sender_only() {
                     .all(|p| p.kind() == kind::DISCONNECT && p.disconnect_reason() == 0x95),
                 "only DISCONNECT 0x95 (Packet too large) may precede the close: {before:?}"
             );
+            assert_eq!(
+                before.len(),
+                1,
+                "DISCONNECT 0x95 before the close: {before:?}"
+            );
         } else {
             assert!(before.is_empty(), "{before:?}");
         }

@@ -4,12 +4,16 @@
 //! - [`password`]: the `password_file` written by `mosquitto_passwd`, checked at CONNECT.
 //! - [`acl`]: the `acl_file`, checked for each PUBLISH (write), each delivery and retained message
 //!   (read) and each will (write).
+//! - [`method`]: MQTT 5.0 enhanced authentication's extension point, and [`scram`], the method built
+//!   in (SCRAM-SHA-256 against the `scram_file`, shardmq's own option).
 //!
 //! Both files, and the TLS listeners' certificates, are read at start-up (and again on SIGHUP) into a
 //! [`Security`] that every shard shares read-only.
 
 pub mod acl;
+pub mod method;
 pub mod password;
+pub mod scram;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use crate::config::TlsOptions;
 use crate::transport::tls::ServerTls;
 
 use acl::{AclError, AclFile, ClientAcl};
+use method::{AuthMethod, AuthMethods};
 use password::{HashAlgorithm, PasswordFile, PasswordFileError};
 
 /// PBKDF2 rounds checked on the shard's own thread: about 0.5 ms at 47 µs per 101 rounds.
@@ -30,6 +35,8 @@ pub enum SecurityError {
     PasswordFile(#[from] PasswordFileError),
     #[error(transparent)]
     AclFile(#[from] AclError),
+    #[error(transparent)]
+    ScramFile(#[from] scram::ScramFileError),
     /// A TLS listener's certificate, key, CA or CRL file (or its options) could not be loaded.
     #[error("listener on port {port}: {source}")]
     Tls {
@@ -53,6 +60,8 @@ pub struct Security {
     per_listener: Vec<Security>,
     /// Whether this or any listener's scope has an `acl_file` (asked for every publish).
     any_acl: bool,
+    /// Enhanced authentication methods (`scram_file`); global, never per listener.
+    methods: AuthMethods,
 }
 
 impl std::fmt::Debug for Security {
@@ -61,6 +70,7 @@ impl std::fmt::Debug for Security {
         f.debug_struct("Security")
             .field("password_file", &self.passwords.is_some())
             .field("acl_file", &self.acl.is_some())
+            .field("methods", &self.methods)
             .field("tls", &self.tls)
             .finish()
     }
@@ -108,7 +118,26 @@ impl Security {
             acl,
             tls: Vec::new(),
             per_listener: Vec::new(),
+            methods: AuthMethods::default(),
         }
+    }
+
+    /// The enhanced authentication methods offered.
+    pub fn with_methods(mut self, methods: AuthMethods) -> Security {
+        self.methods = methods;
+        self
+    }
+
+    /// The enhanced authentication method a CONNECT names, if offered (the same for every listener:
+    /// call it on the broker's [`Security`], not on a listener's [`Security::scope`]).
+    pub fn auth_method(&self, name: &str) -> Option<&Arc<dyn AuthMethod>> {
+        self.methods.get(name)
+    }
+
+    /// Whether a client that logged in with enhanced authentication as `username` still may (after a
+    /// SIGHUP re-read the method's files).
+    pub fn still_known(&self, method: &str, username: &str) -> bool {
+        self.methods.get(method).is_some_and(|m| m.knows(username))
     }
 
     /// Load the TLS configuration of each listener given as (port, options) in config order.

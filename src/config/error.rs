@@ -170,6 +170,9 @@ pub enum ValueProblem {
     /// A `tls_version` rustls does not offer.
     #[error("expected tlsv1.2 or tlsv1.3 (TLS 1.1 and older are not offered)")]
     UnknownTlsVersion,
+    /// A `server_reference_mode` nobody knows.
+    #[error("expected shutdown, redirect or moved")]
+    UnknownRedirectMode,
     /// A `slow_subscriber_policy` nobody knows.
     #[error("expected hold_if_all_behind, hold or drop")]
     UnknownSlowSubscriberPolicy,

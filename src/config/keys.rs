@@ -15,8 +15,8 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "persistence_file", "persistence_location", "persistence_sync", "persistent_client_expiration",
     "autosave_interval", "autosave_on_changes",
     "pid_file", "port", "protocol", "queue_qos0_messages", "retain_available", "retained_persistence",
-    "retry_interval", "set_tcp_nodelay", "shards", "shared_subscription_strategy",
-    "slow_subscriber_policy", "sys_interval",
+    "retry_interval", "scram_file", "server_reference", "server_reference_mode", "set_tcp_nodelay",
+    "shards", "shared_subscription_strategy", "slow_subscriber_policy", "sys_interval",
     "upgrade_outgoing_qos",
     "use_username_as_clientid", "user", "socket_domain", "mount_point", "accept_protocol_versions",
     // TLS, per listener (config/tls.rs).

@@ -237,6 +237,14 @@ pub struct Config {
     pub password_file: Option<PathBuf>,
     /// Mosquitto `acl_file`: which topics each client may read and write. `None` (default): all topics.
     pub acl_file: Option<PathBuf>,
+    /// `scram_file` (shardmq): SCRAM-SHA-256 credentials made by `shardmq passwd -S`, for MQTT 5.0
+    /// enhanced authentication (`crate::auth::scram`). `None` (default): no method is offered and a
+    /// CONNECT with an Authentication Method is refused with 0x8C, as Mosquitto without plugins does.
+    pub scram_file: Option<PathBuf>,
+    /// `server_reference` (shardmq): the server v5 clients are sent to (`crate::settings::Redirect`).
+    pub server_reference: Option<String>,
+    /// `server_reference_mode` (shardmq): when v5 clients are sent to `server_reference`.
+    pub server_reference_mode: crate::settings::RedirectMode,
     /// Accept an empty client id (3.1.1 with clean session, 5.0) and assign one. Default true.
     pub allow_zero_length_clientid: bool,
     /// Prefix of the client ids the broker assigns. Default `auto-`.
@@ -323,6 +331,9 @@ impl Default for Config {
             pid_file: None,
             password_file: None,
             acl_file: None,
+            scram_file: None,
+            server_reference: None,
+            server_reference_mode: crate::settings::RedirectMode::default(),
             allow_zero_length_clientid: true,
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_owned(),
             clientid_prefixes: None,

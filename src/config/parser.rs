@@ -626,6 +626,33 @@ impl Parser {
                 }
                 c.acl_file = Some(PathBuf::from(path));
             }
+            // Global even under `per_listener_settings`: the methods are looked up by name for every
+            // listener (`crate::auth::Security::auth_method`).
+            "scram_file" => {
+                let path = line.text("scram_file", rest)?;
+                if c.scram_file.is_some() {
+                    return Err(line.duplicate("scram_file"));
+                }
+                c.scram_file = Some(PathBuf::from(path));
+            }
+            "server_reference" => {
+                let text = line.text("server_reference", rest)?;
+                if c.server_reference.is_some() {
+                    return Err(line.duplicate("server_reference"));
+                }
+                c.server_reference = Some(text.to_owned());
+            }
+            "server_reference_mode" => {
+                let v = line.one("server_reference_mode", rest)?;
+                c.server_reference_mode =
+                    crate::settings::RedirectMode::from_name(v).ok_or_else(|| {
+                        line.invalid(
+                            "server_reference_mode",
+                            v,
+                            ValueProblem::UnknownRedirectMode,
+                        )
+                    })?;
+            }
             "retry_interval" => c.notices.push(ConfigNotice::Obsolete {
                 file: line.file.to_owned(),
                 line: line.number,

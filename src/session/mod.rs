@@ -208,6 +208,9 @@ struct Staged {
 pub struct Login {
     pub username: Utf8Bytes,
     pub password: Option<Bytes>,
+    /// The enhanced authentication method (MQTT 5.0 AUTH) that proved `username`, if one did; the
+    /// password is then `None`. Also what a re-authentication must name again [MQTT-4.12.1-1].
+    pub method: Option<Utf8Bytes>,
 }
 
 impl Session {

@@ -4,6 +4,7 @@
 
 use std::rc::Rc;
 
+use crate::auth::method::Exchange;
 use crate::codec::{ProtocolVersion, Utf8Bytes};
 use crate::session::Outbox;
 
@@ -18,6 +19,10 @@ pub(crate) struct Attached {
     pub will_on_disconnect: bool,
     /// Index of the listener the client came through (its `mount_point`, `use_username_as_clientid`).
     pub listener: u16,
+    /// A re-authentication in progress (MQTT 5.0 §4.12.1, `packets::auth`): per connection, not
+    /// per session, as the exchange is with this connection's client. Boxed twice so that every
+    /// connection pays one thin pointer (8 bytes of `serve`'s future) for something rarely used.
+    pub reauth: Option<Box<Box<dyn Exchange>>>,
 }
 
 /// `topic` (or filter) as a client of a listener with `mount_point` means it: Mosquitto prefixes every

@@ -157,7 +157,7 @@ struct Accepted {
 }
 
 /// Why a connection ends before it is attached.
-enum Refusal {
+pub(super) enum Refusal {
     /// Answer with a CONNACK carrying this code (encoded for `ProtocolVersion`), then close.
     Connack(ReasonCode, ProtocolVersion),
     /// Close without a word (not MQTT, malformed, timed out, or no CONNACK code fits).
@@ -201,7 +201,7 @@ async fn run_connection(
                         tracing::info!(target: log_type::NOTICE,
                         "Client connection from {} refused: {:?}.", peer, code);
                     }
-                    let out = encode_refusal(code, protocol);
+                    let out = encode_refusal(code, protocol, &settings);
                     if socket.write_all(&out).await.is_ok() {
                         socket.linger_close().await;
                     }
@@ -283,11 +283,18 @@ struct ServeStart {
 
 /// The CONNACK refusing a connection. Not inline in [`run_connection`]: a `Packet` is 472 bytes, and a
 /// local held across an `.await` would stay in every connection's future for its whole life.
-fn encode_refusal(code: ReasonCode, protocol: ProtocolVersion) -> BytesMut {
+fn encode_refusal(code: ReasonCode, protocol: ProtocolVersion, settings: &Settings) -> BytesMut {
+    let mut properties = Properties::default();
+    if matches!(code, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved) {
+        properties.server_reference = settings
+            .redirect
+            .as_ref()
+            .map(|r| r.reference.clone().into());
+    }
     let connack = Packet::ConnAck(codec::ConnAck {
         session_present: false,
         code,
-        properties: Properties::default(),
+        properties,
     });
     let mut out = BytesMut::new();
     let _ = codec::encode(&connack, protocol, &mut out);
@@ -371,6 +378,10 @@ async fn read_connect(
     {
         will.topic = mounted(mount, &will.topic);
     }
+    // Enhanced authentication (MQTT 5.0 AUTH): the method's exchange, whose username replaces the
+    // CONNECT's (a certificate's too), is the login; the password file is not asked.
+    let enhanced =
+        super::enhanced_auth::authenticate(shard, socket, settings, &mut buf, &mut connect).await?;
     if settings.listeners[listener].use_username_as_clientid {
         // The listener identifies clients by username; without one a client cannot be identified.
         match connect.username.clone() {
@@ -379,7 +390,7 @@ async fn read_connect(
         }
     }
     let security = shard.borrow().security.clone();
-    if !certified && !authorise(settings, security, listener, &connect).await {
+    if !certified && !enhanced && !authorise(settings, security, listener, &connect).await {
         return not_authorised(&connect);
     }
     let assigned_id = connect.client_id.is_empty();
@@ -418,6 +429,13 @@ fn check_connect(settings: &Settings, listener: usize, c: &Connect) -> Result<()
         // `accept_protocol_versions`: answered as an unknown level is (3.x return code 1, v5 0x84).
         return refuse(ReasonCode::UnsupportedProtocolVersion);
     }
+    // `server_reference_mode redirect|moved`: v5 clients are sent elsewhere before anything else is
+    // checked (the reference goes in the CONNACK: `encode_refusal`).
+    if let Some(code) = settings.redirect.as_ref().and_then(|r| r.code(false)) {
+        if v5 {
+            return refuse(code);
+        }
+    }
     if c.client_id.is_empty() {
         // 3.1 has no assigned ids; 3.1.1 only with a clean session [MQTT-3.1.3-8].
         if v == ProtocolVersion::V31 || (v == ProtocolVersion::V311 && !c.clean_start) {
@@ -431,10 +449,6 @@ fn check_connect(settings: &Settings, listener: usize, c: &Connect) -> Result<()
                 ReasonCode::ClientIdentifierNotValid
             });
         }
-    }
-    if v5 && c.properties.authentication_method.is_some() {
-        // Enhanced authentication is not offered.
-        return refuse(ReasonCode::BadAuthenticationMethod);
     }
     if !v5 && c.keep_alive > settings.max_keepalive_s {
         // What Mosquitto answers a 3.x client asking for more than `max_keepalive`.
@@ -507,6 +521,12 @@ fn connack_properties(settings: &Settings, c: &Connect, assigned_id: bool) -> (P
     }
     if assigned_id {
         p.assigned_client_identifier = Some(c.client_id.clone());
+    }
+    // Enhanced authentication succeeded: the CONNACK names the method (§3.2.2.3.17) and carries its
+    // last data (SCRAM's server signature), put there by `enhanced_auth::exchange`.
+    if let Some(method) = &c.properties.authentication_method {
+        p.authentication_method = Some(method.clone());
+        p.authentication_data = c.properties.authentication_data.clone();
     }
     if !settings.retain_available {
         p.retain_available = Some(0);

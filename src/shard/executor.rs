@@ -101,19 +101,17 @@ impl Shard {
         s
     }
 
-    /// Close every connection (v5 clients get DISCONNECT 0x8B) and stop accepting.
+    /// Close every connection and stop accepting. v5 clients get DISCONNECT 0x8B (Server shutting
+    /// down), or with a `server_reference` 0x9C (Use another server) or 0x9D (Server moved) naming it.
     fn begin_shutdown(&mut self) {
+        let disconnect = shutdown_disconnect(self.settings.redirect.as_ref());
         for (fd, outbox) in self.conns.begin_shutdown() {
             match outbox {
                 Some(o) => {
                     if let Some(v5) = self.sessions.protocol_of(&o) {
                         if v5 {
                             o.write(|out| {
-                                crate::codec::encode_disconnect(
-                                    crate::codec::ReasonCode::ServerShuttingDown,
-                                    crate::codec::ProtocolVersion::V5,
-                                    out,
-                                )
+                                out.extend_from_slice(&disconnect);
                             });
                         }
                     }
@@ -128,6 +126,24 @@ impl Shard {
             }
         }
     }
+}
+
+/// The DISCONNECT every v5 client gets at shutdown, encoded once.
+fn shutdown_disconnect(redirect: Option<&crate::settings::Redirect>) -> bytes::BytesMut {
+    use crate::codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
+    let packet = Packet::Disconnect(Disconnect {
+        reason: redirect
+            .and_then(|r| r.code(true))
+            .unwrap_or(ReasonCode::ServerShuttingDown),
+        properties: Properties {
+            server_reference: redirect.map(|r| r.reference.clone().into()),
+            ..Properties::default()
+        },
+    });
+    let mut out = bytes::BytesMut::new();
+    // Only a reference over 65,535 bytes cannot be encoded: the clients are then closed without a word.
+    let _ = crate::codec::encode(&packet, ProtocolVersion::V5, &mut out);
+    out
 }
 
 /// The executor's main future: serve until told to shut down, then close everything.
@@ -221,7 +237,11 @@ impl Shard {
                 .listeners
                 .get(listener)
                 .is_some_and(|l| l.allow_anonymous);
-            let authorised = scope.authenticate(allow_anonymous, username, password);
+            let authorised = match (login.and_then(|l| l.method.as_ref()), username) {
+                // Enhanced authentication: the user must still be in the method's file.
+                (Some(method), Some(user)) => self.security.still_known(method.as_str(), user),
+                _ => scope.authenticate(allow_anonymous, username, password),
+            };
             session.acl = acl;
             session.drop_unreadable(&mut self.journal);
             if let (false, Some(conn)) = (authorised, &session.conn) {

@@ -20,6 +20,7 @@
 
 mod attached;
 mod connection;
+mod enhanced_auth;
 mod executor;
 mod expiry;
 mod journal;

@@ -279,11 +279,14 @@ impl Shard {
             Delivery::Discarded => false,
         };
         note_backlog(session);
-        let origin = msg.origin.filter(|o| may_hold && behind && *o != (self.id, slot));
+        let origin = msg
+            .origin
+            .filter(|o| may_hold && behind && *o != (self.id, slot));
         if let Some(origin) = origin {
             if let Some(signal) = session.holding.note(origin, now) {
                 if origin.0 == self.id {
-                    self.sessions.hold_publisher(origin.1, self.id, signal, true);
+                    self.sessions
+                        .hold_publisher(origin.1, self.id, signal, true);
                 } else {
                     self.mail.send_hold(origin, signal, true, now);
                 }

@@ -37,6 +37,9 @@ pub mod prop {
     pub const RETAIN_AVAILABLE: u8 = 0x25;
     pub const WILL_DELAY_INTERVAL: u8 = 0x18;
     pub const SHARED_SUBSCRIPTION_AVAILABLE: u8 = 0x2A;
+    pub const AUTHENTICATION_METHOD: u8 = 0x15;
+    pub const AUTHENTICATION_DATA: u8 = 0x16;
+    pub const SERVER_REFERENCE: u8 = 0x1C;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -102,6 +105,18 @@ impl Props {
     pub fn u16(mut self, id: u8, v: u16) -> Self {
         self.0.push(id);
         self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    /// A UTF-8 string property (Authentication Method, say).
+    pub fn str(mut self, id: u8, v: &str) -> Self {
+        self.0.push(id);
+        put_str(&mut self.0, v);
+        self
+    }
+    /// A binary data property (Authentication Data, say).
+    pub fn bin(mut self, id: u8, v: &[u8]) -> Self {
+        self.0.push(id);
+        put_bin(&mut self.0, v);
         self
     }
 }
@@ -198,6 +213,14 @@ impl Connect {
     }
     pub fn prop_u32(mut self, id: u8, v: u32) -> Self {
         self.props = self.props.u32(id, v);
+        self
+    }
+    pub fn prop_str(mut self, id: u8, v: &str) -> Self {
+        self.props = self.props.str(id, v);
+        self
+    }
+    pub fn prop_bin(mut self, id: u8, v: &[u8]) -> Self {
+        self.props = self.props.bin(id, v);
         self
     }
     pub fn encode(&self) -> Vec<u8> {
@@ -311,6 +334,13 @@ pub fn disconnect_v5(reason: u8) -> Vec<u8> {
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
+
+/// A v5 AUTH packet (5.0 §3.15) with a reason code and properties (always written in full).
+pub fn auth(reason: u8, props: &Props) -> Vec<u8> {
+    let mut body = vec![reason];
+    props_block(Proto::V5, &props.0, &mut body);
+    frame(0xF0, &body)
+}
 
 /// One packet as received: the first byte and the body after the remaining length.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -473,6 +503,34 @@ impl Packet {
     /// Packet id of a PUBACK/PUBREC/PUBREL/PUBCOMP.
     pub fn ack_pkid(&self) -> u16 {
         Cursor(&self.body).u16()
+    }
+
+    /// Reason code and properties of a v5 AUTH (remaining length 0: Success without properties).
+    pub fn auth(&self) -> (u8, Vec<(u8, PropValue)>) {
+        self.expect_kind(kind::AUTH);
+        assert_eq!(self.first & 0x0F, 0, "AUTH flags must be 0 [MQTT-2.1.3-1]");
+        let mut c = Cursor(&self.body);
+        if c.0.is_empty() {
+            return (0, Vec::new());
+        }
+        let reason = c.u8();
+        let props = if c.0.is_empty() {
+            Vec::new()
+        } else {
+            c.props()
+        };
+        (reason, props)
+    }
+
+    /// Properties of a v5 DISCONNECT (empty when it has none).
+    pub fn disconnect_props(&self) -> Vec<(u8, PropValue)> {
+        self.expect_kind(kind::DISCONNECT);
+        let mut c = Cursor(&self.body);
+        if c.0.len() < 2 {
+            return Vec::new();
+        }
+        c.u8();
+        c.props()
     }
 
     /// Reason code of a v5 DISCONNECT (0x00 when the remaining length is 0).

@@ -119,6 +119,9 @@ fn every_supported_key_is_handled() {
             "ciphers" => "ECDHE-RSA-AES128-GCM-SHA256",
             "ciphers_tls1.3" => "TLS_AES_128_GCM_SHA256",
             "persistence_sync" => "always",
+            "scram_file" => "x",
+            "server_reference" => "other.example.com:1883",
+            "server_reference_mode" => "moved",
             _ => "1883",
         };
         // TLS options need a TLS listener with a CA (config/tls.rs).

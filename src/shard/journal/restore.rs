@@ -68,6 +68,7 @@ impl Shard {
                 Box::new(crate::session::Login {
                     username,
                     password: None,
+                    method: None,
                 })
             });
             s.restore_owed(image.owed);

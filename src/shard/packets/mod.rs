@@ -7,9 +7,11 @@
 //! - `publish.rs`: PUBLISH and its acknowledgements, routing to this shard's sessions and to the
 //!   other shards, the retained store, and the slow-subscriber holds (`session::hold`).
 //! - `subscribe.rs`: SUBSCRIBE (with its wait for interest acknowledgements) and UNSUBSCRIBE.
+//! - `auth.rs`: AUTH on a live connection (MQTT 5.0 re-authentication).
 //!
 //! This file dispatches a packet to its family.
 
+mod auth;
 mod publish;
 mod session;
 mod subscribe;
@@ -79,8 +81,8 @@ impl Shard {
                 Ok(())
             }
             Packet::Disconnect(d) => self.client_disconnect(a, d),
-            // A second CONNECT [MQTT-3.1.0-2], AUTH without an authentication method at CONNECT, or a
-            // packet only a server may send.
+            Packet::Auth(auth) => self.client_auth(a, auth),
+            // A second CONNECT [MQTT-3.1.0-2], or a packet only a server may send.
             _ => Err(CloseReason::ProtocolError(ReasonCode::ProtocolError)),
         }
     }

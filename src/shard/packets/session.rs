@@ -137,6 +137,8 @@ impl Shard {
             Box::new(Login {
                 username: username.clone(),
                 password: connect.password.clone(),
+                // Set by `connection::read_connect` only once the method accepted the client.
+                method: connect.properties.authentication_method.clone(),
             })
         });
         session.acl = self
@@ -167,6 +169,7 @@ impl Shard {
             outbox,
             will_on_disconnect: false,
             listener: u16::try_from(listener).unwrap_or(u16::MAX),
+            reauth: None,
         }
     }
 
