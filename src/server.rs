@@ -182,6 +182,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
         clientid_prefixes: config.clientid_prefixes.clone(),
         persistent_client_expiration: config.persistent_client_expiration,
         upgrade_outgoing_qos: config.upgrade_outgoing_qos,
+        refuse_unreadable_subscriptions: config.refuse_unreadable_subscriptions,
         shared_strategies: config.shared_subscription_strategy.clone(),
         max_packet_size,
         max_keepalive_s: config.max_keepalive_s,

@@ -56,6 +56,9 @@ pub struct Settings {
     pub persistent_client_expiration: Option<Duration>,
     /// Deliver at the subscription's QoS, not min(publish, subscription) (`upgrade_outgoing_qos`).
     pub upgrade_outgoing_qos: bool,
+    /// SUBSCRIBE to a filter the `acl_file` lets the client read nothing of is refused
+    /// (`refuse_unreadable_subscriptions`).
+    pub refuse_unreadable_subscriptions: Option<crate::codec::ReasonCode>,
     /// How shared subscription groups pick a member (`shared_subscription_strategy`).
     pub shared_strategies: crate::index::Strategies,
     /// Largest packet accepted from a client, in bytes (fixed header included).
@@ -152,6 +155,7 @@ impl Settings {
             clientid_prefixes: None,
             persistent_client_expiration: None,
             upgrade_outgoing_qos: false,
+            refuse_unreadable_subscriptions: None,
             shared_strategies: crate::index::Strategies::default(),
             max_packet_size: 268_435_460,
             max_keepalive_s: u16::MAX,

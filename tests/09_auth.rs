@@ -744,3 +744,34 @@ fn per_listener_settings_give_each_listener_its_own_users_and_rules() {
         }
     });
 }
+
+#[test]
+fn refuse_unreadable_subscriptions_answers_a_subscribe_to_nothing_readable_with_0x87() {
+    for_each_auth_case(
+        "aclsub",
+        "allow_anonymous true\nrefuse_unreadable_subscriptions true\n",
+        true,
+        |case| {
+            let mut writer = login(&case, "writer", "w");
+            // SUBACK: 0x87 Not authorized (5.0), 0x80 Failure (3.1.1).
+            let refused = if case.proto.is_v5() { 0x87 } else { 0x80 };
+            assert_eq!(
+                writer.subscribe(&[
+                    ("replies/x", 1),
+                    ("data/secret", 1),
+                    ("replies/+", 1),
+                    ("data/#", 1),
+                    ("$share/g/replies/#", 1),
+                    ("$share/g/data/x", 1),
+                ]),
+                vec![1, refused, 1, refused, 1, refused],
+                "read rules grant, write-only and denied filters are refused"
+            );
+        },
+    );
+    // Off (the default, as in Mosquitto): granted, and each message is checked instead.
+    for_each_auth_case("aclsub-off", "allow_anonymous true\n", true, |case| {
+        let mut writer = login(&case, "writer", "w");
+        assert_eq!(writer.subscribe(&[("data/secret", 1)]), vec![1]);
+    });
+}

@@ -321,6 +321,64 @@ impl ClientAcl {
     }
 }
 
+impl ClientAcl {
+    /// `refuse_unreadable_subscriptions`: whether some topic `filter` matches may be read by this
+    /// client. A filter without wildcards is a topic, checked as one; with wildcards, it may be read
+    /// unless a deny rule covers all of it, if a rule granting read shares a topic with it.
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        if !filter.contains(['+', '#']) {
+            return self.allows(filter, Access::READ);
+        }
+        let own = self.own.as_deref().unwrap_or(&[]);
+        if let Some(allowed) = decide_filter(own, filter) {
+            return allowed;
+        }
+        !self.refused_by_patterns && decide_filter(&self.patterns, filter).unwrap_or(false)
+    }
+}
+
+/// [`decide`] for a wildcard filter: a deny rule covering it refuses, a read rule sharing a topic
+/// with it grants.
+fn decide_filter(rules: &[Rule], filter: &str) -> Option<bool> {
+    if rules
+        .iter()
+        .any(|r| r.access == Access::DENY && covers(&r.filter, filter))
+    {
+        return Some(false);
+    }
+    rules
+        .iter()
+        .any(|r| r.access.grants(Access::READ) && intersects(&r.filter, filter))
+        .then_some(true)
+}
+
+/// Whether some topic matches both filters.
+fn intersects(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('/'), b.split('/'));
+    loop {
+        match (a.next(), b.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y || x == "+" || y == "+" => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Whether every topic `specific` matches also matches `general`.
+fn covers(general: &str, specific: &str) -> bool {
+    let (mut g, mut s) = (general.split('/'), specific.split('/'));
+    loop {
+        match (g.next(), s.next()) {
+            (Some("#"), _) => return true,
+            (None, None) => return true,
+            (Some("+"), Some(y)) if y != "#" => {}
+            (Some(x), Some(y)) if x == y && y != "+" && y != "#" => {}
+            _ => return false,
+        }
+    }
+}
+
 /// First decision of a rule list (denies come first): Some(false) for a matching deny, Some(true) for a
 /// matching grant, None when no rule decides.
 fn decide(rules: &[Rule], topic: &str, access: Access) -> Option<bool> {
@@ -357,6 +415,33 @@ mod tests {
 
     const R: Access = Access::READ;
     const W: Access = Access::WRITE;
+
+    #[test]
+    fn a_subscription_may_be_made_where_some_topic_it_matches_is_readable() {
+        let a = acl("topic read test/#
+topic deny test/nosubscribe
+topic deny test/secret/#
+                     topic write up/#
+pattern read dev/%c/#
+");
+        let c = a.for_client("c7", None);
+        assert!(c.may_subscribe("test/a"));
+        assert!(!c.may_subscribe("test/nosubscribe"), "denied topic");
+        assert!(c.may_subscribe("test/+"), "some test/x is readable");
+        assert!(c.may_subscribe("#"), "shares test/... with the read rule");
+        assert!(!c.may_subscribe("test/secret/+"), "covered by a deny");
+        assert!(!c.may_subscribe("test/secret/#"));
+        assert!(!c.may_subscribe("up/+"), "write only");
+        assert!(!c.may_subscribe("other/#"));
+        assert!(
+            c.may_subscribe("dev/c7/+"),
+            "pattern expanded for the client"
+        );
+        assert!(c.may_subscribe("dev/+/x"));
+        assert!(intersects("a/#", "a") && intersects("+/b", "a/+") && !intersects("a/b", "a/c"));
+        assert!(covers("a/#", "a/+/c") && covers("+/b", "x/b") && !covers("a/+", "a/#"));
+        assert!(!covers("a/b", "a/+") && covers("#", "#"));
+    }
 
     #[test]
     fn anonymous_rules_are_the_lines_before_the_first_user() {

@@ -176,6 +176,9 @@ pub enum ValueProblem {
     /// A `slow_subscriber_policy` nobody knows.
     #[error("expected hold_if_all_behind, hold or drop")]
     UnknownSlowSubscriberPolicy,
+    /// A `refuse_unreadable_subscriptions` value nobody knows.
+    #[error("expected false, true (not_authorized) or unspecified_error")]
+    UnknownRefusal,
     /// A `shared_subscription_strategy` nobody knows.
     #[error("expected round_robin, random, hash or least_inflight, then optionally share names")]
     UnknownSharedStrategy,

@@ -256,6 +256,11 @@ pub struct Config {
     pub persistent_client_expiration: Option<Duration>,
     /// `upgrade_outgoing_qos`: deliver at the subscription's QoS even above the publish's. Default false.
     pub upgrade_outgoing_qos: bool,
+    /// `refuse_unreadable_subscriptions`: with an `acl_file`, answer a SUBSCRIBE to a filter no
+    /// topic of which the client may read with this v5 reason code (`true`: 0x87, or
+    /// `unspecified_error`: 0x80; 0x80 for 3.x) instead of granting it and checking each message
+    /// (Mosquitto's way, the default: None).
+    pub refuse_unreadable_subscriptions: Option<crate::codec::ReasonCode>,
     /// `shared_subscription_strategy STRATEGY [GROUP...]`: how shared subscription groups pick the
     /// member for a message (default `round_robin`; see `index::shared`).
     pub shared_subscription_strategy: crate::index::Strategies,
@@ -339,6 +344,7 @@ impl Default for Config {
             clientid_prefixes: None,
             persistent_client_expiration: None,
             upgrade_outgoing_qos: false,
+            refuse_unreadable_subscriptions: None,
             shared_subscription_strategy: crate::index::Strategies::default(),
             shards: None,
             cpu_affinity: None,

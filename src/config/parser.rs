@@ -19,6 +19,7 @@ use super::{
     SocketDomain, ValueProblem, DEFAULT_AUTO_ID_PREFIX, DEFAULT_PORT, MIN_MAX_PACKET_SIZE,
     MQTT_MAX_PACKET_SIZE,
 };
+use crate::codec::ReasonCode;
 use crate::index::Strategy;
 use crate::logging::{LogDest, LogType, LogTypes, TimestampFormat};
 use crate::session::SlowSubscriberPolicy;
@@ -548,6 +549,15 @@ impl Parser {
                 c.persistent_client_expiration = Some(parse_expiration(v).ok_or_else(|| {
                     line.invalid("persistent_client_expiration", v, ValueProblem::Duration)
                 })?);
+            }
+            "refuse_unreadable_subscriptions" => {
+                let key = "refuse_unreadable_subscriptions";
+                c.refuse_unreadable_subscriptions = match line.one(key, rest)? {
+                    "false" | "0" => None,
+                    "true" | "1" | "not_authorized" => Some(ReasonCode::NotAuthorized),
+                    "unspecified_error" => Some(ReasonCode::UnspecifiedError),
+                    v => return Err(line.invalid(key, v, ValueProblem::UnknownRefusal)),
+                };
             }
             "upgrade_outgoing_qos" => {
                 c.upgrade_outgoing_qos = line.bool("upgrade_outgoing_qos", rest)?

@@ -108,6 +108,7 @@ fn every_supported_key_is_handled() {
             "persistent_client_expiration" => "1d",
             "slow_subscriber_policy" => "hold",
             "shared_subscription_strategy" => "hash",
+            "refuse_unreadable_subscriptions" => "unspecified_error",
             "certfile" | "keyfile" | "cafile" | "capath" | "crlfile" => "x",
             "require_certificate" | "use_identity_as_username" | "use_subject_as_username" => {
                 "true"
@@ -187,4 +188,25 @@ fn shared_subscription_strategy_sets_the_default_or_named_groups() {
     );
     let e = parse("shared_subscription_strategy fastest\n").unwrap_err();
     assert!(e.to_string().contains("round_robin"), "{e}");
+}
+
+#[test]
+fn refuse_unreadable_subscriptions_names_its_reason_code() {
+    use crate::codec::ReasonCode;
+    let value = |v: &str| {
+        parse(&format!("refuse_unreadable_subscriptions {v}\n"))
+            .map(|c| c.refuse_unreadable_subscriptions)
+    };
+    assert_eq!(
+        crate::config::Config::default().refuse_unreadable_subscriptions,
+        None
+    );
+    assert_eq!(value("false").unwrap(), None);
+    assert_eq!(value("true").unwrap(), Some(ReasonCode::NotAuthorized));
+    assert_eq!(
+        value("unspecified_error").unwrap(),
+        Some(ReasonCode::UnspecifiedError)
+    );
+    let e = value("sometimes").unwrap_err();
+    assert!(e.to_string().contains("unspecified_error"), "{e}");
 }

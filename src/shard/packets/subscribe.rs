@@ -30,6 +30,21 @@ fn granted(qos: QoS) -> ReasonCode {
 }
 
 impl Shard {
+    /// `refuse_unreadable_subscriptions`: the SUBACK code refusing `filter` when the `acl_file` lets
+    /// the client of `a` read no topic of it (None: granted; always without the option or an
+    /// `acl_file`). 3.x has one failure code, 0x80.
+    fn refusal(&self, a: &Attached, filter: &str) -> Option<ReasonCode> {
+        let code = self.settings.refuse_unreadable_subscriptions?;
+        let acl = self.sessions.at(a.slot).and_then(|s| s.acl.as_deref())?;
+        if acl.may_subscribe(filter) {
+            return None;
+        }
+        Some(match a.protocol {
+            ProtocolVersion::V5 => code,
+            _ => ReasonCode::UnspecifiedError,
+        })
+    }
+
     pub(super) fn unsubscribe_filter(&mut self, slot: u32, filter: &Utf8Bytes) {
         if filter.starts_with(topic::SHARED_PREFIX) {
             self.leave_group(slot, filter);
@@ -96,6 +111,10 @@ impl Shard {
                     Some(mount) => mounted(mount, &Utf8Bytes::from(inner.to_owned())),
                     None => Utf8Bytes::from(inner.to_owned()),
                 };
+                if let Some(code) = self.refusal(a, &inner) {
+                    codes.push(code);
+                    continue;
+                }
                 let full = Utf8Bytes::from(format!("{}{group}/{inner}", topic::SHARED_PREFIX));
                 let opts = f.options;
                 tracing::info!(target: log_type::SUBSCRIBE, "{} {} {}", a.client_id, opts.qos as u8, full);
@@ -117,6 +136,10 @@ impl Shard {
             let mut f = f;
             if let Some(mount) = self.mount_point(a) {
                 f.filter = mounted(mount, &f.filter);
+            }
+            if let Some(code) = self.refusal(a, &f.filter) {
+                codes.push(code);
+                continue;
             }
             let opts = f.options;
             let session = self.sessions.at_mut(a.slot).expect("checked by caller");
