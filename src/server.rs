@@ -174,6 +174,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
         max_packet_size,
         max_keepalive_s: config.max_keepalive_s,
         retain_available: config.retain_available,
+        max_topic_alias: config.max_topic_alias,
         tcp_nodelay: config.set_tcp_nodelay,
         sys_interval: (config.sys_interval_s > 0)
             .then(|| Duration::from_secs(u64::from(config.sys_interval_s))),

@@ -62,6 +62,8 @@ pub struct Settings {
     pub max_keepalive_s: u16,
     /// Whether retained messages are supported.
     pub retain_available: bool,
+    /// Inbound topic aliases a v5 client may use (`max_topic_alias`; 0: none).
+    pub max_topic_alias: u16,
     /// TCP_NODELAY on client sockets.
     pub tcp_nodelay: bool,
     /// `$SYS` publishing period (None = disabled).
@@ -101,6 +103,7 @@ impl Settings {
             max_packet_size: 268_435_460,
             max_keepalive_s: u16::MAX,
             retain_available: true,
+            max_topic_alias: 10,
             tcp_nodelay: false,
             sys_interval: Some(Duration::from_secs(10)),
             connection_messages: true,

@@ -48,7 +48,7 @@ pub use fixed_header::{PacketType, MAX_VAR_INT};
 pub use packet::*;
 pub use properties::PropertyContext;
 pub(crate) use properties::{decode_property_block, encode_property_block};
-pub use publish::{PublishFrame, PublishParts};
+pub use publish::{DeliveryProperties, PublishFrame, PublishParts};
 pub use pubresp::PubResponseKind;
 
 use fixed_header::{parse_fixed_header, var_int_len, write_var_int};

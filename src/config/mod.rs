@@ -195,6 +195,9 @@ pub struct Config {
     pub max_keepalive_s: u16,
     /// Retained messages are supported; when false a PUBLISH with retain set disconnects the client.
     pub retain_available: bool,
+    /// Topic aliases a v5 client may set up towards the broker (`max_topic_alias`, announced as the
+    /// CONNACK's Topic Alias Maximum); 0 refuses inbound aliases. Default 10, as in Mosquitto.
+    pub max_topic_alias: u16,
     /// Set TCP_NODELAY on client sockets. Default true (Mosquitto: false): the writer coalesces already.
     pub set_tcp_nodelay: bool,
     /// Seconds between `$SYS` updates; 0 disables `$SYS`. Default 10.
@@ -302,6 +305,7 @@ impl Default for Config {
             max_packet_size: MQTT_MAX_PACKET_SIZE,
             max_keepalive_s: 65535,
             retain_available: true,
+            max_topic_alias: 10,
             set_tcp_nodelay: true,
             sys_interval_s: 10,
             log_dest: vec![LogDest::Stderr],

@@ -6,12 +6,14 @@
 //! touched only by that shard's thread. Its outbox is shared (`Rc`) with the connection's writer task on
 //! the same thread.
 
+pub mod alias;
 mod frame;
 mod hold;
 mod ledger;
 mod outbox;
+mod send;
 
-pub use frame::Framed;
+pub use frame::{Framed, PerCopy};
 
 pub use hold::{
     HoldSignal, HoldStamp, Holding, Origin, PublisherHold, SlowSubscriberPolicy, HOLD_GRACE,
@@ -33,7 +35,9 @@ use crate::codec::{
     self, LastWill, ProtocolVersion, PubResponseKind, QoS, ReasonCode, SubscriptionOptions,
     Utf8Bytes,
 };
-use crate::message::Message;
+use crate::message::{Message, Remaining};
+use alias::OutboundAliases;
+use send::{ids_of, keep_ids, remaining_now, SubIds, Unsendable};
 
 /// A connected client that acknowledged nothing for this long counts as stalled, not slow.
 const PROGRESS_WINDOW: Duration = Duration::from_secs(1);
@@ -90,6 +94,9 @@ pub enum Delivery {
     /// Larger than the v5 client's Maximum Packet Size: discarded as if sent [MQTT-3.1.2-25] (counted as a
     /// drop, as Mosquitto does, but no back-pressure: waiting would not make it fit).
     TooLarge,
+    /// Its v5 Message Expiry Interval had passed [MQTT-3.3.2-5] (a retained message, or one that
+    /// waited on another shard): not sent, counted as expired.
+    Expired,
 }
 
 /// An outbound QoS 1/2 message the client has not finished acknowledging.
@@ -103,6 +110,8 @@ struct Inflight {
     released: bool,
     /// Its id in the shard's journal (0: not kept, see [`Session::durable`]).
     message_id: u64,
+    /// The Subscription Identifiers it is sent with (again, when re-sent).
+    ids: SubIds,
 }
 
 /// A message waiting for room in the window (or for the client to come back).
@@ -113,6 +122,8 @@ struct Queued {
     retain: bool,
     /// As [`Inflight::message_id`].
     message_id: u64,
+    /// As [`Inflight::ids`].
+    ids: SubIds,
 }
 
 pub struct Session {
@@ -160,6 +171,11 @@ pub struct Session {
     pub expiry_interval: u32,
     /// v5 Maximum Packet Size of the current (or last) connection: no larger packet may be sent to it.
     pub max_packet_size: Option<usize>,
+    /// The topic aliases assigned towards the current connection, when its CONNECT allowed some (v5
+    /// Topic Alias Maximum > 0); a new connection starts a new table [MQTT-3.3.2-7].
+    pub aliases: Option<Box<OutboundAliases>>,
+    /// Copies dropped as expired since the shard last asked ([`Session::take_expired`]).
+    expired: u64,
     /// Last time the client acknowledged something (or connected): tells a slow consumer, whose
     /// publishers are worth slowing down, from a stalled one, whose messages are dropped instead.
     last_progress: Option<Instant>,
@@ -229,6 +245,8 @@ impl Session {
             receive_maximum: None,
             expiry_interval: 0,
             max_packet_size: None,
+            aliases: None,
+            expired: 0,
             last_progress: None,
             dropping: false,
             mount_len: 0,
@@ -276,7 +294,7 @@ impl Session {
     /// way: away, or `msg` is too large for it (it would be discarded).
     pub fn keeps_up(&self, msg: &Message, qos: QoS, limits: &Limits) -> Option<bool> {
         let conn = self.conn.as_ref()?;
-        if self.too_large(msg, qos) {
+        if self.copy_too_large(msg, qos, &[], None) {
             return None;
         }
         Some(if qos == QoS::AtMostOnce {
@@ -354,16 +372,19 @@ impl Session {
     /// Offer a message at the already-computed delivery QoS (min of publish and subscription QoS).
     /// `slack`: the session may hold this message's publisher, so while it keeps acknowledging its queue
     /// may exceed the limits by what arrives before the hold takes effect (see `enqueue`).
+    /// `ids`: the Subscription Identifiers of the matching subscriptions (v5).
+    #[allow(clippy::too_many_arguments)]
     pub fn deliver(
         &mut self,
         msg: &Rc<Framed>,
         qos: QoS,
         retain: bool,
+        ids: &[u32],
         limits: &Limits,
         slack: bool,
         ledger: &mut dyn Ledger,
     ) -> Delivery {
-        if self.too_large(msg, qos) {
+        if self.copy_too_large(msg, qos, ids, None) {
             return Delivery::TooLarge;
         }
         if usize::from(self.mount_len) >= msg.topic.len() {
@@ -376,30 +397,43 @@ impl Session {
             if qos == QoS::AtMostOnce && !limits.queue_qos0 {
                 return Delivery::Discarded;
             }
-            return self.enqueue(msg, qos, retain, limits, false, ledger);
+            if remaining_now(msg) == Remaining::Expired {
+                return Delivery::Expired;
+            }
+            return self.enqueue(msg, qos, retain, ids, limits, false, ledger);
+        };
+        let sends_now = qos == QoS::AtMostOnce
+            || (self.inflight.len() < self.window(limits) && self.queue.is_empty());
+        if !sends_now {
+            if remaining_now(msg) == Remaining::Expired {
+                return Delivery::Expired;
+            }
+            return self.enqueue(msg, qos, retain, ids, limits, slack, ledger);
+        }
+        if qos == QoS::AtMostOnce && conn.pending_bytes() >= limits.outbox_soft_limit {
+            return Delivery::Dropped;
+        }
+        let cleared = match self.clear(msg, qos, ids) {
+            Ok(c) => c,
+            Err(Unsendable::TooLarge) => return Delivery::TooLarge,
+            Err(Unsendable::Expired) => return Delivery::Expired,
         };
         if qos == QoS::AtMostOnce {
-            if conn.pending_bytes() >= limits.outbox_soft_limit {
-                return Delivery::Dropped;
-            }
-            msg.write(
-                self.sink(&conn),
-                self.protocol,
-                self.mount_len,
-                qos,
-                0,
-                false,
-                retain,
-            );
-            return Delivery::Sent;
-        }
-        if self.inflight.len() < self.window(limits) && self.queue.is_empty() {
-            let message_id = self.owe(msg, qos, retain, ledger);
-            self.send_inflight(&conn, msg.clone(), qos, retain, message_id, ledger);
-            Delivery::Sent
+            self.write_copy(&conn, msg, qos, 0, false, retain, ids, cleared);
         } else {
-            self.enqueue(msg, qos, retain, limits, slack, ledger)
+            let message_id = self.owe(msg, qos, retain, ledger);
+            self.send_inflight(
+                &conn,
+                msg.clone(),
+                qos,
+                retain,
+                message_id,
+                keep_ids(ids),
+                cleared,
+                ledger,
+            );
         }
+        Delivery::Sent
     }
 
     /// A QoS 1/2 message becomes owed: its journal id (0 when the session keeps nothing).
@@ -411,25 +445,13 @@ impl Session {
         }
     }
 
-    /// Whether a PUBLISH of `msg` at `qos` would exceed the client's Maximum Packet Size.
-    fn too_large(&self, msg: &Message, qos: QoS) -> bool {
-        self.max_packet_size.is_some_and(|max| {
-            let len = codec::publish_len(
-                self.protocol,
-                msg.topic.len(),
-                qos,
-                msg.properties(),
-                msg.payload.len(),
-            );
-            len > max
-        })
-    }
-
+    #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &mut self,
         msg: &Rc<Framed>,
         qos: QoS,
         retain: bool,
+        ids: &[u32],
         limits: &Limits,
         slack: bool,
         ledger: &mut dyn Ledger,
@@ -461,10 +483,12 @@ impl Session {
             qos,
             retain,
             message_id,
+            ids: keep_ids(ids),
         });
         Delivery::Queued
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn send_inflight(
         &mut self,
         conn: &Outbox,
@@ -472,6 +496,8 @@ impl Session {
         qos: QoS,
         retain: bool,
         message_id: u64,
+        ids: SubIds,
+        cleared: send::Cleared,
         ledger: &mut dyn Ledger,
     ) {
         if self.inflight.is_empty() {
@@ -485,15 +511,7 @@ impl Session {
                 self.stage(ledger);
             }
         }
-        msg.write(
-            self.sink(conn),
-            self.protocol,
-            self.mount_len,
-            qos,
-            packet_id,
-            false,
-            retain,
-        );
+        self.write_copy(conn, &msg, qos, packet_id, false, retain, ids_of(&ids), cleared);
         self.inflight.push_back(Inflight {
             packet_id,
             msg,
@@ -501,6 +519,7 @@ impl Session {
             retain,
             released: false,
             message_id,
+            ids,
         });
     }
 
@@ -518,25 +537,33 @@ impl Session {
                 break;
             };
             self.queued_bytes -= q.msg.queued_size();
-            if self.too_large(&q.msg, q.qos) {
-                // Queued for an earlier connection that allowed larger packets [MQTT-3.1.2-25].
-                if q.message_id != 0 {
-                    ledger.discarded(&self.client_id, q.message_id);
+            let cleared = match self.clear(&q.msg, q.qos, ids_of(&q.ids)) {
+                Ok(c) => c,
+                Err(why) => {
+                    // Expired while queued [MQTT-3.3.2-5], or queued for an earlier connection
+                    // that allowed larger packets [MQTT-3.1.2-25].
+                    if why == Unsendable::Expired {
+                        self.expired += 1;
+                    }
+                    if q.message_id != 0 {
+                        ledger.discarded(&self.client_id, q.message_id);
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             if q.qos == QoS::AtMostOnce {
-                q.msg.write(
-                    self.sink(&conn),
-                    self.protocol,
-                    self.mount_len,
-                    q.qos,
-                    0,
-                    false,
-                    q.retain,
-                );
+                self.write_copy(&conn, &q.msg, q.qos, 0, false, q.retain, ids_of(&q.ids), cleared);
             } else {
-                self.send_inflight(&conn, q.msg, q.qos, q.retain, q.message_id, ledger);
+                self.send_inflight(
+                    &conn,
+                    q.msg,
+                    q.qos,
+                    q.retain,
+                    q.message_id,
+                    q.ids,
+                    cleared,
+                    ledger,
+                );
             }
             sent += 1;
         }
@@ -601,46 +628,64 @@ impl Session {
     pub fn resume(&mut self, conn: Rc<Outbox>, limits: &Limits, ledger: &mut dyn Ledger) -> usize {
         // What was staged for an earlier connection is written again below, from the window.
         self.staged = None;
-        // A new connection may allow smaller packets than the one these were sent on [MQTT-3.1.2-25].
+        // A new connection may allow smaller packets than the one these were sent on [MQTT-3.1.2-25],
+        // and a PUBLISH not yet received (no PUBREC) whose expiry interval passed is not sent again
+        // (as Mosquitto does); the others carry what is left of it.
         let inflight = std::mem::take(&mut self.inflight);
-        self.inflight = inflight
-            .into_iter()
-            .filter(|i| {
-                let keep = i.released || !self.too_large(&i.msg, i.qos);
-                if !keep && i.message_id != 0 {
-                    ledger.done(&self.client_id, i.packet_id);
+        let mut cleared = Vec::with_capacity(inflight.len());
+        for i in inflight {
+            if i.released {
+                cleared.push(None);
+                self.inflight.push_back(i);
+                continue;
+            }
+            match self.clear(&i.msg, i.qos, ids_of(&i.ids)) {
+                Ok(c) => {
+                    cleared.push(Some(c));
+                    self.inflight.push_back(i);
                 }
-                keep
-            })
-            .collect();
+                Err(why) => {
+                    if why == Unsendable::Expired {
+                        self.expired += 1;
+                    }
+                    if i.message_id != 0 {
+                        ledger.done(&self.client_id, i.packet_id);
+                    }
+                }
+            }
+        }
         if self.durable && self.inflight.iter().any(|i| i.qos == QoS::ExactlyOnce) {
             // Their packet ids may not be durable yet (sent just before the client went away).
             self.stage(ledger);
         }
-        for i in &self.inflight {
-            let sink = self.sink(&conn);
-            if i.released {
-                sink.write(|out| {
-                    codec::encode_pub_response(
-                        PubResponseKind::PubRel,
-                        i.packet_id,
-                        ReasonCode::Success,
-                        self.protocol,
-                        out,
-                    )
-                });
-            } else {
-                i.msg.write(
-                    sink,
-                    self.protocol,
-                    self.mount_len,
+        let inflight = std::mem::take(&mut self.inflight);
+        for (i, cleared) in inflight.iter().zip(cleared) {
+            match cleared {
+                None => {
+                    let protocol = self.protocol;
+                    self.sink(&conn).write(|out| {
+                        codec::encode_pub_response(
+                            PubResponseKind::PubRel,
+                            i.packet_id,
+                            ReasonCode::Success,
+                            protocol,
+                            out,
+                        )
+                    });
+                }
+                Some(c) => self.write_copy(
+                    &conn,
+                    &i.msg,
                     i.qos,
                     i.packet_id,
                     true,
                     i.retain,
-                );
+                    ids_of(&i.ids),
+                    c,
+                ),
             }
         }
+        self.inflight = inflight;
         let resent = self.inflight.len();
         self.conn = Some(conn);
         self.dropping = false;
@@ -813,6 +858,7 @@ impl Session {
                     retain: o.retain,
                     released: o.released,
                     message_id: o.message_id,
+                    ids: None,
                 }),
                 None => {
                     self.queued_bytes += msg.queued_size();
@@ -821,6 +867,7 @@ impl Session {
                         qos: o.qos,
                         retain: o.retain,
                         message_id: o.message_id,
+                        ids: None,
                     });
                 }
             }

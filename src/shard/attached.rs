@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use crate::codec::{ProtocolVersion, Utf8Bytes};
+use crate::session::alias::InboundAliases;
 use crate::session::Outbox;
 
 /// A connection attached to its session: what the reader needs to find it again.
@@ -18,6 +19,8 @@ pub(crate) struct Attached {
     pub will_on_disconnect: bool,
     /// Index of the listener the client came through (its `mount_point`, `use_username_as_clientid`).
     pub listener: u16,
+    /// The topic aliases the client set up on this connection (v5; they end with it).
+    pub aliases: InboundAliases,
 }
 
 /// `topic` (or filter) as a client of a listener with `mount_point` means it: Mosquitto prefixes every

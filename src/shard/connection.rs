@@ -513,7 +513,12 @@ fn connack_properties(settings: &Settings, c: &Connect, assigned_id: bool) -> (P
     }
     // Not offered yet: say so, so v5 clients do not try.
     p.shared_subscription_available = Some(0);
-    p.subscription_identifier_available = Some(0);
+    // Subscription identifiers are available: the property's absence says so (§3.2.2.3.12), as in
+    // Mosquitto's CONNACK.
+    // Inbound topic aliases up to `max_topic_alias`; absent means 0, none.
+    if settings.max_topic_alias > 0 {
+        p.topic_alias_maximum = Some(settings.max_topic_alias);
+    }
     // What Mosquitto advertises: `max_inflight_messages` bounds the QoS 2 messages a v5 client may have
     // awaiting PUBREL here, as well as what the broker sends it unacknowledged.
     if settings.limits.max_inflight < usize::from(u16::MAX) {

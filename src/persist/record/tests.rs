@@ -57,6 +57,7 @@ fn every_variant() -> Vec<Record> {
         no_local: true,
         retain_as_published: true,
         retain_handling: RetainHandling::DoNotSend,
+        identifier: 0,
     };
     let c = s("client-1");
     vec![

@@ -449,6 +449,7 @@ fn publisher_of(shard: &Shard, slot: u32) -> Attached {
         outbox: s.conn.clone().expect("connected"),
         will_on_disconnect: false,
         listener: 0,
+        aliases: Default::default(),
     }
 }
 
