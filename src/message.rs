@@ -6,6 +6,8 @@
 //! per subscriber) and which caches the PUBLISH frames encoded for them, so a fan-out encodes each
 //! distinct frame once. The message itself is never deep-copied after it was decoded.
 
+// Spelled out so that the fuzz targets, which compile this file through `#[path]`, find it too.
+#[path = "message/expiry.rs"]
 mod expiry;
 
 pub use expiry::Remaining;

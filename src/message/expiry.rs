@@ -68,6 +68,13 @@ impl Message {
         }
     }
 
+    /// When the expiry interval passes (None: never).
+    pub fn expires_at(&self) -> Option<Instant> {
+        let e = self.extra.as_ref()?;
+        let interval = e.properties.message_expiry_interval?;
+        Some(e.received? + std::time::Duration::from_secs(u64::from(interval)))
+    }
+
     /// Tests: the message as if received `secs` seconds before now.
     #[cfg(test)]
     pub(crate) fn age_by(&mut self, secs: u64) {

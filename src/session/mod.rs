@@ -176,6 +176,9 @@ pub struct Session {
     pub aliases: Option<Box<OutboundAliases>>,
     /// Copies dropped as expired since the shard last asked ([`Session::take_expired`]).
     expired: u64,
+    /// Copies dropped as over the Maximum Packet Size since the shard last asked
+    /// ([`Session::take_too_large`]).
+    too_large: u64,
     /// Last time the client acknowledged something (or connected): tells a slow consumer, whose
     /// publishers are worth slowing down, from a stalled one, whose messages are dropped instead.
     last_progress: Option<Instant>,
@@ -247,6 +250,7 @@ impl Session {
             max_packet_size: None,
             aliases: None,
             expired: 0,
+            too_large: 0,
             last_progress: None,
             dropping: false,
             mount_len: 0,
@@ -542,9 +546,7 @@ impl Session {
                 Err(why) => {
                     // Expired while queued [MQTT-3.3.2-5], or queued for an earlier connection
                     // that allowed larger packets [MQTT-3.1.2-25].
-                    if why == Unsendable::Expired {
-                        self.expired += 1;
-                    }
+                    self.note_unsendable(why);
                     if q.message_id != 0 {
                         ledger.discarded(&self.client_id, q.message_id);
                     }
@@ -645,9 +647,7 @@ impl Session {
                     self.inflight.push_back(i);
                 }
                 Err(why) => {
-                    if why == Unsendable::Expired {
-                        self.expired += 1;
-                    }
+                    self.note_unsendable(why);
                     if i.message_id != 0 {
                         ledger.done(&self.client_id, i.packet_id);
                     }
@@ -846,9 +846,25 @@ impl Session {
 
     /// A session read back from disk (`crate::persist`) gets what it owed, in order: those with a
     /// packet id go back in the window (re-sent with it, DUP set, when the client returns), the rest
-    /// in the queue.
-    pub fn restore_owed(&mut self, owed: impl IntoIterator<Item = crate::persist::image::Owed>) {
+    /// in the queue. The records do not keep the Subscription Identifiers of a copy: it gets those of
+    /// its session's `subscriptions` matching its topic now.
+    pub fn restore_owed(
+        &mut self,
+        owed: impl IntoIterator<Item = crate::persist::image::Owed>,
+        subscriptions: &AHashMap<Utf8Bytes, SubscriptionOptions>,
+    ) {
+        let with_ids: Vec<(&str, u32)> = subscriptions
+            .iter()
+            .filter(|(_, o)| o.identifier != 0)
+            .map(|(f, o)| (f.as_str(), o.identifier))
+            .collect();
         for o in owed {
+            let ids: Vec<u32> = with_ids
+                .iter()
+                .filter(|(f, _)| crate::topic::matches(f, &o.message.topic))
+                .map(|&(_, id)| id)
+                .collect();
+            let ids = keep_ids(&ids);
             let msg = Rc::new(Framed::new(o.message, false));
             match o.packet_id {
                 Some(packet_id) => self.inflight.push_back(Inflight {
@@ -858,7 +874,7 @@ impl Session {
                     retain: o.retain,
                     released: o.released,
                     message_id: o.message_id,
-                    ids: None,
+                    ids,
                 }),
                 None => {
                     self.queued_bytes += msg.queued_size();
@@ -867,7 +883,7 @@ impl Session {
                         qos: o.qos,
                         retain: o.retain,
                         message_id: o.message_id,
-                        ids: None,
+                        ids,
                     });
                 }
             }

@@ -141,8 +141,23 @@ impl Session {
         );
     }
 
-    /// Copies dropped because their expiry interval passed since the last call (for `$SYS`).
+    /// A queued or in-flight copy was dropped: counted until the shard asks.
+    pub(super) fn note_unsendable(&mut self, why: Unsendable) {
+        match why {
+            Unsendable::Expired => self.expired += 1,
+            Unsendable::TooLarge => self.too_large += 1,
+        }
+    }
+
+    /// Queued or in-flight copies dropped because their expiry interval passed, since the last call
+    /// (for `$SYS`).
     pub fn take_expired(&mut self) -> u64 {
         std::mem::take(&mut self.expired)
+    }
+
+    /// Queued or in-flight copies dropped as over the client's Maximum Packet Size (a new connection
+    /// allowing less), since the last call (for `$SYS`: dropped, as Mosquitto counts them).
+    pub fn take_too_large(&mut self) -> u64 {
+        std::mem::take(&mut self.too_large)
     }
 }

@@ -243,9 +243,10 @@ impl Shard {
         let before = s.pending_len().1;
         ack(s, &limits, &mut self.journal);
         let dequeued = before.saturating_sub(s.pending_len().1) as u64;
-        let expired = s.take_expired();
+        let (expired, too_large) = (s.take_expired(), s.take_too_large());
         self.stats.messages_expired += expired;
-        self.stats.messages_sent += dequeued.saturating_sub(expired);
+        self.stats.messages_dropped += too_large;
+        self.stats.messages_sent += dequeued.saturating_sub(expired + too_large);
     }
 
     /// A PUBREC: a QoS 2 delivery waits for its PUBCOMP now, or ends if the client refused it.

@@ -161,6 +161,7 @@ impl Shard {
         let sent = session.resume(outbox.clone(), &limits, &mut self.journal);
         self.stats.messages_sent += sent as u64;
         self.stats.messages_expired += session.take_expired();
+        self.stats.messages_dropped += session.take_too_large();
         self.stats.clients_connected += 1;
         self.stats.connections_total += 1;
         Attached {
