@@ -26,6 +26,7 @@ mod connack;
 mod connect;
 mod disconnect;
 pub mod error;
+mod fit;
 pub mod fixed_header;
 mod packet;
 mod properties;
@@ -44,6 +45,7 @@ mod tests;
 use bytes::{Buf, BufMut, BytesMut};
 
 pub use error::{DecodeError, EncodeError};
+pub use fit::fit;
 pub use fixed_header::{PacketType, MAX_VAR_INT};
 pub use packet::*;
 pub use properties::PropertyContext;

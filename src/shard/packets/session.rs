@@ -157,7 +157,8 @@ impl Shard {
             code: ReasonCode::Success,
             properties: connack_properties,
         });
-        outbox.write(|out| encode_into(out, &connack, connect.protocol));
+        let max = session.max_packet_size;
+        outbox.write(|out| encode_into(out, connack, connect.protocol, max));
         let sent = session.resume(outbox.clone(), &limits, &mut self.journal);
         self.stats.messages_sent += sent as u64;
         self.stats.messages_expired += session.take_expired();

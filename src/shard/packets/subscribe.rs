@@ -161,7 +161,8 @@ impl Shard {
         };
         tracing::debug!(target: log_type::DEBUG, "Sending SUBACK to {}", session.client_id);
         let protocol = session.protocol;
-        conn.write(|out| encode_into(out, &Packet::SubAck(suback), protocol));
+        let max = session.max_packet_size;
+        conn.write(|out| encode_into(out, Packet::SubAck(suback), protocol, max));
         let mut sent = 0;
         let mut dropped = 0;
         let mut expired = 0;
@@ -232,7 +233,11 @@ impl Shard {
             properties: Properties::default(),
         };
         tracing::debug!(target: log_type::DEBUG, "Sending UNSUBACK to {}", a.client_id);
+        let max = self
+            .sessions
+            .get(a.slot, a.generation)
+            .and_then(|s| s.max_packet_size);
         a.outbox
-            .write(|out| encode_into(out, &Packet::UnsubAck(unsuback), a.protocol));
+            .write(|out| encode_into(out, Packet::UnsubAck(unsuback), a.protocol, max));
     }
 }
