@@ -94,7 +94,9 @@ impl Message {
 
     /// The v5 properties to forward (an empty set when there are none).
     pub fn properties(&self) -> &Properties {
-        self.extra.as_deref().map_or(&NO_PROPERTIES, |e| &e.properties)
+        self.extra
+            .as_deref()
+            .map_or(&NO_PROPERTIES, |e| &e.properties)
     }
 
     /// Bytes counted against `max_queued_bytes`: the payload, as Mosquitto counts it.

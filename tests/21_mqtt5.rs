@@ -72,9 +72,14 @@ fn expiry(secs: u32) -> Props {
 
 #[test]
 fn connack_advertises_topic_aliases_and_subscription_identifiers() {
-    for (config, alias_max) in [("", Some(10)), ("max_topic_alias 3\n", Some(3)), ("max_topic_alias 0\n", None)] {
+    for (config, alias_max) in [
+        ("", Some(10)),
+        ("max_topic_alias 3\n", Some(3)),
+        ("max_topic_alias 0\n", None),
+    ] {
         for_each_case(V5, config, move |case| {
-            let (_c, ack) = RawClient::connect(case.addr, &Connect::new(case.proto, &unique_id("ca")));
+            let (_c, ack) =
+                RawClient::connect(case.addr, &Connect::new(case.proto, &unique_id("ca")));
             assert_eq!(
                 ack.prop(prop::TOPIC_ALIAS_MAXIMUM),
                 alias_max.map(PropValue::Int).as_ref(),
@@ -133,13 +138,22 @@ fn inbound_topic_aliases_define_and_resolve_per_connection() {
         p2.send(&raw::publish_v5("", 1, false, 1, &alias(1), b"x"));
         let before = p2.expect_closed();
         assert_eq!(before.len(), 1, "{before:?}");
-        assert_eq!(before[0].disconnect_reason(), 0x82, "unknown alias: protocol error");
+        assert_eq!(
+            before[0].disconnect_reason(),
+            0x82,
+            "unknown alias: protocol error"
+        );
     });
 }
 
 #[test]
 fn inbound_topic_aliases_out_of_range_disconnect_with_0x94() {
-    for (config, bad) in [("", 11u16), ("", 0), ("max_topic_alias 3\n", 4), ("max_topic_alias 0\n", 1)] {
+    for (config, bad) in [
+        ("", 11u16),
+        ("", 0),
+        ("max_topic_alias 3\n", 4),
+        ("max_topic_alias 0\n", 1),
+    ] {
         for_each_case(V5, config, move |case| {
             let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
             let props = Props::default().u16(prop::TOPIC_ALIAS, bad);
@@ -147,7 +161,11 @@ fn inbound_topic_aliases_out_of_range_disconnect_with_0x94() {
             let before = p.expect_closed();
             assert_eq!(before.len(), 1, "alias {bad} with {config:?}: {before:?}");
             // §3.3.2.3.4 names 0x94 for alias 0 too; Mosquitto 2.0 calls that one malformed (0x81).
-            let want = if bad == 0 && external_mosquitto() { 0x81 } else { 0x94 };
+            let want = if bad == 0 && external_mosquitto() {
+                0x81
+            } else {
+                0x94
+            };
             assert_eq!(
                 before[0].disconnect_reason(),
                 want,
@@ -164,9 +182,8 @@ fn outbound_topic_aliases_follow_the_clients_maximum_least_recently_used_first()
         return;
     }
     for_each_case(V5, "", |case| {
-        let aliased = || {
-            Connect::new(Proto::V5, &unique_id("oa")).prop_u16(prop::TOPIC_ALIAS_MAXIMUM, 2)
-        };
+        let aliased =
+            || Connect::new(Proto::V5, &unique_id("oa")).prop_u16(prop::TOPIC_ALIAS_MAXIMUM, 2);
         let (mut a, _) = RawClient::connect(case.addr, &aliased());
         let (mut b, _) = RawClient::connect(case.addr, &aliased());
         let mut plain = RawClient::connect_clean(case.addr, case.proto, &unique_id("plain"));
@@ -214,7 +231,11 @@ fn outbound_topic_aliases_follow_the_clients_maximum_least_recently_used_first()
         for (i, (topic, payload)) in sends.iter().enumerate() {
             let (m, props) = next_publish(&mut plain);
             plain.send(&raw::ack(kind::PUBACK, m.pkid));
-            assert_eq!((m.topic.as_str(), &m.payload[..]), (*topic, *payload), "copy {i}");
+            assert_eq!(
+                (m.topic.as_str(), &m.payload[..]),
+                (*topic, *payload),
+                "copy {i}"
+            );
             assert!(props.is_empty(), "{props:?}");
         }
 
@@ -225,9 +246,15 @@ fn outbound_topic_aliases_follow_the_clients_maximum_least_recently_used_first()
         p.publish("oa/b", 1, false, b"8");
         p.publish("oa/b", 1, false, b"9");
         let (m, props) = next_publish(&mut a);
-        assert_eq!((m.topic.as_str(), ints(&props, prop::TOPIC_ALIAS)), ("oa/b", vec![1]));
+        assert_eq!(
+            (m.topic.as_str(), ints(&props, prop::TOPIC_ALIAS)),
+            ("oa/b", vec![1])
+        );
         let (m, props) = next_publish(&mut a);
-        assert_eq!((m.topic.as_str(), ints(&props, prop::TOPIC_ALIAS)), ("", vec![1]));
+        assert_eq!(
+            (m.topic.as_str(), ints(&props, prop::TOPIC_ALIAS)),
+            ("", vec![1])
+        );
     });
 }
 
@@ -240,7 +267,10 @@ fn a_message_carries_the_identifiers_of_every_matching_subscription_once() {
     for_each_case(V5, "", |case| {
         let mut s = RawClient::connect_clean(case.addr, case.proto, &unique_id("si"));
         assert_eq!(subscribe_with(&mut s, &sub_id(5), &[("si/+", 1)]), vec![1]);
-        assert_eq!(subscribe_with(&mut s, &sub_id(268_435_455), &[("si/x", 1)]), vec![1]);
+        assert_eq!(
+            subscribe_with(&mut s, &sub_id(268_435_455), &[("si/x", 1)]),
+            vec![1]
+        );
         assert_eq!(s.subscribe(&[("si/#", 0)]), vec![0]);
         let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
         p.publish("si/x", 1, false, b"x");
@@ -273,20 +303,29 @@ fn subscription_identifiers_go_with_live_and_retained_copies_until_replaced() {
     for_each_case(V5, "", |case| {
         let mut s = RawClient::connect_clean(case.addr, case.proto, &unique_id("si"));
         assert_eq!(subscribe_with(&mut s, &sub_id(5), &[("sj/+", 1)]), vec![1]);
-        assert_eq!(subscribe_with(&mut s, &sub_id(268_435_455), &[("sj/a/b", 1)]), vec![1]);
+        assert_eq!(
+            subscribe_with(&mut s, &sub_id(268_435_455), &[("sj/a/b", 1)]),
+            vec![1]
+        );
         let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
         p.publish("sj/x", 1, false, b"x");
         p.publish("sj/a/b", 1, false, b"y");
         for want in [("sj/x", 5), ("sj/a/b", 268_435_455)] {
             let (m, props) = next_publish(&mut s);
             s.send(&raw::ack(kind::PUBACK, m.pkid));
-            let got = (m.topic.as_str(), ints(&props, prop::SUBSCRIPTION_IDENTIFIER));
+            let got = (
+                m.topic.as_str(),
+                ints(&props, prop::SUBSCRIPTION_IDENTIFIER),
+            );
             assert_eq!(got, (want.0, vec![want.1]));
         }
 
         // A retained message on a new subscription carries that subscription's identifier.
         p.publish("sj/r/kept", 1, true, b"r");
-        assert_eq!(subscribe_with(&mut s, &sub_id(9), &[("sj/r/+", 1)]), vec![1]);
+        assert_eq!(
+            subscribe_with(&mut s, &sub_id(9), &[("sj/r/+", 1)]),
+            vec![1]
+        );
         let (m, props) = next_publish(&mut s);
         s.send(&raw::ack(kind::PUBACK, m.pkid));
         assert!(m.retain);
@@ -298,7 +337,10 @@ fn subscription_identifiers_go_with_live_and_retained_copies_until_replaced() {
         let (m, props) = next_publish(&mut s);
         s.send(&raw::ack(kind::PUBACK, m.pkid));
         assert_eq!(m.topic, "sj/y");
-        assert!(ints(&props, prop::SUBSCRIPTION_IDENTIFIER).is_empty(), "{props:?}");
+        assert!(
+            ints(&props, prop::SUBSCRIPTION_IDENTIFIER).is_empty(),
+            "{props:?}"
+        );
         p.publish("sj/r/kept", 1, true, b""); // clear it
     });
 }
@@ -307,7 +349,9 @@ fn subscription_identifiers_go_with_live_and_retained_copies_until_replaced() {
 fn message_expiry_is_decremented_while_waiting_and_expired_messages_are_not_sent() {
     for_each_case(V5, "", |case| {
         let session = |id: &str| {
-            Connect::new(Proto::V5, id).clean(false).prop_u32(prop::SESSION_EXPIRY_INTERVAL, 300)
+            Connect::new(Proto::V5, id)
+                .clean(false)
+                .prop_u32(prop::SESSION_EXPIRY_INTERVAL, 300)
         };
         // Queued: a persistent session away while three messages come.
         let queued_id = unique_id("meq");
@@ -350,7 +394,10 @@ fn message_expiry_is_decremented_while_waiting_and_expired_messages_are_not_sent
             got.push((m.topic, ints(&props, prop::MESSAGE_EXPIRY_INTERVAL)));
         }
         assert_eq!(got[0].0, "meq/long", "the expired one is not sent: {got:?}");
-        assert!((55..=58).contains(&got[0].1[0]), "decremented while queued: {got:?}");
+        assert!(
+            (55..=58).contains(&got[0].1[0]),
+            "decremented while queued: {got:?}"
+        );
         assert_eq!(got[1], ("meq/never".to_string(), vec![]));
 
         let (mut f, ack) = RawClient::connect(case.addr, &session(&flight_id));
@@ -359,15 +406,24 @@ fn message_expiry_is_decremented_while_waiting_and_expired_messages_are_not_sent
         f.send(&raw::ack(kind::PUBACK, m.pkid));
         assert_eq!((m.topic.as_str(), m.dup), ("mef/long", true));
         let left = ints(&props, prop::MESSAGE_EXPIRY_INTERVAL);
-        assert!((55..=58).contains(&left[0]), "decremented in flight: {props:?}");
+        assert!(
+            (55..=58).contains(&left[0]),
+            "decremented in flight: {props:?}"
+        );
 
         let mut r = RawClient::connect_clean(case.addr, case.proto, &unique_id("mer"));
         assert_eq!(r.subscribe(&[("mer/#", 1)]), vec![1]);
         let (m, props) = next_publish(&mut r);
         r.send(&raw::ack(kind::PUBACK, m.pkid));
-        assert_eq!(m.topic, "mer/long", "the expired retained message is not sent");
+        assert_eq!(
+            m.topic, "mer/long",
+            "the expired retained message is not sent"
+        );
         let left = ints(&props, prop::MESSAGE_EXPIRY_INTERVAL);
-        assert!((55..=58).contains(&left[0]), "decremented while retained: {props:?}");
+        assert!(
+            (55..=58).contains(&left[0]),
+            "decremented while retained: {props:?}"
+        );
         // Nothing else is owed to any of them; no later event to wait for.
         q.expect_silence(ABSENCE_WAIT);
         r.expect_silence(ABSENCE_WAIT);
@@ -394,7 +450,10 @@ fn expired_messages_are_counted_in_sys() {
         std::thread::sleep(Duration::from_millis(1100));
         let (mut q, _) = RawClient::connect(case.addr, &session);
         let mut sys = RawClient::connect_clean(case.addr, case.proto, &unique_id("sys"));
-        assert_eq!(sys.subscribe(&[("$SYS/broker/publish/messages/expired", 0)]), vec![0]);
+        assert_eq!(
+            sys.subscribe(&[("$SYS/broker/publish/messages/expired", 0)]),
+            vec![0]
+        );
         // Published every second: wait for the round that counts it.
         loop {
             let (m, _) = next_publish(&mut sys);
@@ -416,9 +475,13 @@ fn the_maximum_packet_size_counts_the_subscription_identifiers() {
         return;
     }
     for_each_case(V5, "", |case| {
-        let connect = Connect::new(case.proto, &unique_id("mps")).prop_u32(prop::MAXIMUM_PACKET_SIZE, 30);
+        let connect =
+            Connect::new(case.proto, &unique_id("mps")).prop_u32(prop::MAXIMUM_PACKET_SIZE, 30);
         let (mut s, _) = RawClient::connect(case.addr, &connect);
-        assert_eq!(subscribe_with(&mut s, &sub_id(100), &[("mp/+", 0)]), vec![0]);
+        assert_eq!(
+            subscribe_with(&mut s, &sub_id(100), &[("mp/+", 0)]),
+            vec![0]
+        );
         let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
         // QoS 0: the 2-byte fixed header, 2 + 4 (topic), 1 (property length), the identifier (1 + 1
         // bytes), the payload. 19 bytes of payload: 30 in all, the largest this client takes.
@@ -427,8 +490,17 @@ fn the_maximum_packet_size_counts_the_subscription_identifiers() {
         p.publish("mp/b", 0, false, &[b'x'; 20]);
         p.publish("mp/c", 0, false, b"m");
         let (m, props) = next_publish(&mut s);
-        assert_eq!((m.topic.as_str(), ints(&props, prop::SUBSCRIPTION_IDENTIFIER)), ("mp/a", vec![100]));
+        assert_eq!(
+            (
+                m.topic.as_str(),
+                ints(&props, prop::SUBSCRIPTION_IDENTIFIER)
+            ),
+            ("mp/a", vec![100])
+        );
         let (m, _) = next_publish(&mut s);
-        assert_eq!(m.topic, "mp/c", "a PUBLISH over the client's Maximum Packet Size is not sent");
+        assert_eq!(
+            m.topic, "mp/c",
+            "a PUBLISH over the client's Maximum Packet Size is not sent"
+        );
     });
 }

@@ -4,8 +4,8 @@
 //! Only packets other than PUBLISH: a PUBLISH too large for its client is discarded whole
 //! [MQTT-3.1.2-25] (`session`), never trimmed, since its properties belong to the message.
 
-use super::packet::{Packet, Properties, ProtocolVersion};
 use super::encoded_len;
+use super::packet::{Packet, Properties, ProtocolVersion};
 
 /// The properties of `packet` that [`fit`] may trim.
 fn properties_mut(packet: &mut Packet) -> Option<&mut Properties> {

@@ -500,7 +500,11 @@ pub(crate) fn write_properties_with(
     strp!(content_type, id::CONTENT_TYPE);
     strp!(response_topic, id::RESPONSE_TOPIC);
     binp!(correlation_data, id::CORRELATION_DATA);
-    for &sid in p.subscription_identifiers.iter().chain(d.subscription_identifiers) {
+    for &sid in p
+        .subscription_identifiers
+        .iter()
+        .chain(d.subscription_identifiers)
+    {
         if sid > MAX_VAR_INT {
             return Err(EncodeError::VarIntTooLarge { value: sid });
         }

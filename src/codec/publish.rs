@@ -156,7 +156,13 @@ impl<'a> PublishParts<'a> {
     /// Packet Size is compared with).
     #[inline]
     pub fn wire_len(&self, version: ProtocolVersion) -> usize {
-        let (vh, _) = variable_header_len(self.topic.len(), self.qos, self.properties, self.delivery, version);
+        let (vh, _) = variable_header_len(
+            self.topic.len(),
+            self.qos,
+            self.properties,
+            self.delivery,
+            version,
+        );
         let remaining = vh + self.payload_len;
         1 + var_int_len(remaining) + remaining
     }

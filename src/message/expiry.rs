@@ -55,9 +55,11 @@ impl Message {
     /// What is left of the expiry interval at `now`: the interval less the whole seconds since the
     /// message was received; expired once none is left.
     pub fn remaining(&self, now: Instant) -> Remaining {
-        let Some((interval, received)) = self.extra.as_ref().and_then(|e| {
-            Some((e.properties.message_expiry_interval?, e.received?))
-        }) else {
+        let Some((interval, received)) = self
+            .extra
+            .as_ref()
+            .and_then(|e| Some((e.properties.message_expiry_interval?, e.received?)))
+        else {
             return Remaining::Never;
         };
         let waited = now.saturating_duration_since(received).as_secs();
@@ -113,25 +115,41 @@ mod tests {
         assert!(m.can_expire());
         let t0 = m.extra.as_ref().unwrap().received.unwrap();
         assert_eq!(m.remaining(t0), Remaining::Unchanged);
-        assert_eq!(m.remaining(t0 + Duration::from_millis(999)), Remaining::Unchanged);
-        assert_eq!(m.remaining(t0 + Duration::from_millis(1000)), Remaining::Left(2));
-        assert_eq!(m.remaining(t0 + Duration::from_millis(2999)), Remaining::Left(1));
+        assert_eq!(
+            m.remaining(t0 + Duration::from_millis(999)),
+            Remaining::Unchanged
+        );
+        assert_eq!(
+            m.remaining(t0 + Duration::from_millis(1000)),
+            Remaining::Left(2)
+        );
+        assert_eq!(
+            m.remaining(t0 + Duration::from_millis(2999)),
+            Remaining::Left(1)
+        );
         assert_eq!(m.remaining(t0 + Duration::from_secs(3)), Remaining::Expired);
-        assert_eq!(m.remaining(t0 + Duration::from_secs(99)), Remaining::Expired);
+        assert_eq!(
+            m.remaining(t0 + Duration::from_secs(99)),
+            Remaining::Expired
+        );
         assert_eq!(Remaining::Left(2).replacement(), Some(2));
         assert_eq!(Remaining::Unchanged.replacement(), None);
     }
 
     #[test]
     fn no_interval_or_zero_never_expires() {
-        for m in [with_expiry(None), with_expiry(Some(0)), Message::new(
-            Utf8Bytes::from_static("t"),
-            Bytes::new(),
-            QoS::AtMostOnce,
-            false,
-            Properties::default(),
-            None,
-        )] {
+        for m in [
+            with_expiry(None),
+            with_expiry(Some(0)),
+            Message::new(
+                Utf8Bytes::from_static("t"),
+                Bytes::new(),
+                QoS::AtMostOnce,
+                false,
+                Properties::default(),
+                None,
+            ),
+        ] {
             assert!(!m.can_expire());
             let later = Instant::now() + Duration::from_secs(1 << 20);
             assert_eq!(m.remaining(later), Remaining::Never);

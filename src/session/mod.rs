@@ -515,7 +515,16 @@ impl Session {
                 self.stage(ledger);
             }
         }
-        self.write_copy(conn, &msg, qos, packet_id, false, retain, ids_of(&ids), cleared);
+        self.write_copy(
+            conn,
+            &msg,
+            qos,
+            packet_id,
+            false,
+            retain,
+            ids_of(&ids),
+            cleared,
+        );
         self.inflight.push_back(Inflight {
             packet_id,
             msg,
@@ -554,7 +563,16 @@ impl Session {
                 }
             };
             if q.qos == QoS::AtMostOnce {
-                self.write_copy(&conn, &q.msg, q.qos, 0, false, q.retain, ids_of(&q.ids), cleared);
+                self.write_copy(
+                    &conn,
+                    &q.msg,
+                    q.qos,
+                    0,
+                    false,
+                    q.retain,
+                    ids_of(&q.ids),
+                    cleared,
+                );
             } else {
                 self.send_inflight(
                     &conn,

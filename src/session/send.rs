@@ -55,7 +55,12 @@ pub(super) fn remaining_now(msg: &Message) -> Remaining {
 
 impl Session {
     /// Whether a copy of `msg` at `qos` with `ids` may go to the connected client now.
-    pub(super) fn clear(&self, msg: &Message, qos: QoS, ids: &[u32]) -> Result<Cleared, Unsendable> {
+    pub(super) fn clear(
+        &self,
+        msg: &Message,
+        qos: QoS,
+        ids: &[u32],
+    ) -> Result<Cleared, Unsendable> {
         let remaining = remaining_now(msg);
         if remaining == Remaining::Expired {
             return Err(Unsendable::Expired);

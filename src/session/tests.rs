@@ -30,7 +30,17 @@ fn offer(s: &mut Session, n: usize) -> Vec<Delivery> {
 fn offer_with(s: &mut Session, n: usize, slack: bool) -> Vec<Delivery> {
     let m = msg();
     (0..n)
-        .map(|_| s.deliver(&m, QoS::AtLeastOnce, false, &[], &limits(), slack, &mut NoLedger))
+        .map(|_| {
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                &[],
+                &limits(),
+                slack,
+                &mut NoLedger,
+            )
+        })
         .collect()
 }
 
@@ -174,7 +184,16 @@ fn a_publish_is_queued_as_its_header_then_the_shared_payload() {
                 ];
                 for (qos, packet_id, dup, retain) in deliveries {
                     let conn = Outbox::new();
-                    framed.write(&conn, version, 0, qos, packet_id, dup, retain, Default::default());
+                    framed.write(
+                        &conn,
+                        version,
+                        0,
+                        qos,
+                        packet_id,
+                        dup,
+                        retain,
+                        Default::default(),
+                    );
                     let mut chunks = VecDeque::new();
                     conn.take(&mut chunks);
                     let mut wire = BytesMut::new();

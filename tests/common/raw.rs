@@ -261,7 +261,14 @@ pub fn publish(
 }
 
 /// A v5 PUBLISH with properties `props` (`pkid` ignored for QoS 0).
-pub fn publish_v5(topic: &str, qos: u8, retain: bool, pkid: u16, props: &Props, payload: &[u8]) -> Vec<u8> {
+pub fn publish_v5(
+    topic: &str,
+    qos: u8,
+    retain: bool,
+    pkid: u16,
+    props: &Props,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut body = Vec::new();
     put_str(&mut body, topic);
     if qos > 0 {

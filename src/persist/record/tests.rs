@@ -695,7 +695,10 @@ fn a_subscription_identifier_follows_bit_6_of_the_options_byte_and_only_then() {
     };
     // Without one, byte for byte what was written before identifiers were stored (so files written
     // before read unchanged).
-    assert_eq!(body(&record(0)), [kind::SUBSCRIBE, 1, 0, b'c', 1, 0, b'f', 0x01]);
+    assert_eq!(
+        body(&record(0)),
+        [kind::SUBSCRIBE, 1, 0, b'c', 1, 0, b'f', 0x01]
+    );
     assert_eq!(
         body(&record(0x0102_0304)),
         [kind::SUBSCRIBE, 1, 0, b'c', 1, 0, b'f', 0x41, 4, 3, 2, 1]

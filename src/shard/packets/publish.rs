@@ -12,9 +12,7 @@ use std::time::Instant;
 use smallvec::SmallVec;
 
 use crate::auth::acl;
-use crate::codec::{
-    self, ProtocolVersion, PubResponse, PubResponseKind, Publish, QoS, ReasonCode,
-};
+use crate::codec::{self, ProtocolVersion, PubResponse, PubResponseKind, Publish, QoS, ReasonCode};
 use crate::index::ShardSet;
 use crate::logging::log_type;
 use crate::message::{DurableKey, Message};
