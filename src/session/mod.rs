@@ -298,7 +298,7 @@ impl Session {
     /// way: away, or `msg` is too large for it (it would be discarded).
     pub fn keeps_up(&self, msg: &Message, qos: QoS, limits: &Limits) -> Option<bool> {
         let conn = self.conn.as_ref()?;
-        if self.copy_too_large(msg, qos, &[], None) {
+        if self.copy_too_large(msg, qos, &[], false) {
             return None;
         }
         Some(if qos == QoS::AtMostOnce {
@@ -388,7 +388,7 @@ impl Session {
         slack: bool,
         ledger: &mut dyn Ledger,
     ) -> Delivery {
-        if self.copy_too_large(msg, qos, ids, None) {
+        if self.copy_too_large(msg, qos, ids, false) {
             return Delivery::TooLarge;
         }
         if usize::from(self.mount_len) >= msg.topic.len() {

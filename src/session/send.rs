@@ -65,8 +65,7 @@ impl Session {
         if remaining == Remaining::Expired {
             return Err(Unsendable::Expired);
         }
-        let alias = self.aliases.as_ref().map(|a| a.peek(&msg.topic));
-        if self.copy_too_large(msg, qos, ids, alias) {
+        if self.copy_too_large(msg, qos, ids, true) {
             return Err(Unsendable::TooLarge);
         }
         Ok(Cleared {
@@ -75,18 +74,24 @@ impl Session {
     }
 
     /// Whether a PUBLISH of `msg` at `qos` with `ids` would exceed the client's Maximum Packet Size.
-    /// `alias`: the connection's alias for the topic (`Some(None)`: it uses aliases and would define
-    /// one; `None`: it uses none).
+    /// `with_alias`: as it would go out now on this connection, with the topic alias it would carry
+    /// (else as without aliases: for a copy to be queued, whose alias is decided when it is sent).
     pub(super) fn copy_too_large(
         &self,
         msg: &Message,
         qos: QoS,
         ids: &[u32],
-        alias: Option<Option<u16>>,
+        with_alias: bool,
     ) -> bool {
         let Some(max) = self.max_packet_size else {
             return false;
         };
+        // `Some(None)`: the connection uses aliases and this copy would define one.
+        let alias = self
+            .aliases
+            .as_ref()
+            .filter(|_| with_alias)
+            .map(|a| a.peek(&msg.topic));
         let topic = msg.topic.as_bytes();
         let topic = match alias {
             Some(Some(_)) => &[][..],
