@@ -151,6 +151,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
             protocol_levels: l
                 .accept_protocol_versions
                 .unwrap_or(crate::settings::ALL_PROTOCOL_LEVELS),
+            max_topic_alias: l.max_topic_alias,
         });
     }
     let unlimited = |v: u64| if v == 0 { usize::MAX } else { v as usize };
@@ -174,7 +175,6 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
         max_packet_size,
         max_keepalive_s: config.max_keepalive_s,
         retain_available: config.retain_available,
-        max_topic_alias: config.max_topic_alias,
         tcp_nodelay: config.set_tcp_nodelay,
         sys_interval: (config.sys_interval_s > 0)
             .then(|| Duration::from_secs(u64::from(config.sys_interval_s))),

@@ -35,6 +35,8 @@ pub struct ListenerSettings {
     pub auto_id_prefix: String,
     /// `accept_protocol_versions`: bit `level` set for each protocol level taken (3, 4, 5).
     pub protocol_levels: u8,
+    /// Inbound topic aliases a v5 client of this listener may set up (`max_topic_alias`; 0: none).
+    pub max_topic_alias: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -62,8 +64,6 @@ pub struct Settings {
     pub max_keepalive_s: u16,
     /// Whether retained messages are supported.
     pub retain_available: bool,
-    /// Inbound topic aliases a v5 client may use (`max_topic_alias`; 0: none).
-    pub max_topic_alias: u16,
     /// TCP_NODELAY on client sockets.
     pub tcp_nodelay: bool,
     /// `$SYS` publishing period (None = disabled).
@@ -94,6 +94,7 @@ impl Settings {
                 allow_zero_length_clientid: true,
                 auto_id_prefix: crate::config::DEFAULT_AUTO_ID_PREFIX.to_owned(),
                 protocol_levels: ALL_PROTOCOL_LEVELS,
+                max_topic_alias: crate::config::DEFAULT_MAX_TOPIC_ALIAS,
             }],
             listen_backlog: 1024,
             security: Arc::default(),
@@ -103,7 +104,6 @@ impl Settings {
             max_packet_size: 268_435_460,
             max_keepalive_s: u16::MAX,
             retain_available: true,
-            max_topic_alias: 10,
             tcp_nodelay: false,
             sys_interval: Some(Duration::from_secs(10)),
             connection_messages: true,

@@ -1,6 +1,6 @@
 //! MQTT 5.0 publish-path features, byte for byte with the raw client (issue 17):
-//! - CONNACK: Topic Alias Maximum from `max_topic_alias` (default 10; 0: absent), subscription
-//!   identifiers available (§3.2.2.3.8, §3.2.2.3.12).
+//! - CONNACK: Topic Alias Maximum from the listener's `max_topic_alias` (default 10; 0: absent),
+//!   subscription identifiers available (§3.2.2.3.8, §3.2.2.3.12).
 //! - Inbound topic aliases (§3.3.2.3.4): a topic with an alias defines it, an empty topic uses it;
 //!   alias 0 or above our maximum is DISCONNECT 0x94 [MQTT-3.3.2-8], [MQTT-3.3.2-9]; an empty topic
 //!   with an alias never defined is a protocol error (0x82).
@@ -9,7 +9,7 @@
 //!   subscribers without aliases on the same message getting the plain frame.
 //! - Subscription identifiers (§3.8.2.1.2, §3.3.4): one copy per client carrying the identifiers of
 //!   every matching subscription [MQTT-3.3.4-3], [MQTT-3.3.4-4]; retained copies carry theirs; a
-//!   subscription replaced without one has none.
+//!   subscription replaced without one has none; one in a client's PUBLISH is not forwarded.
 //! - Message expiry (§3.3.2.3.3): a queued, in-flight or retained message carries its interval less
 //!   the seconds it waited [MQTT-3.3.2-6] and is not sent once it passed [MQTT-3.3.2-5].
 //! - Maximum Packet Size counts the per-copy properties (here the subscription identifier).
@@ -502,5 +502,21 @@ fn the_maximum_packet_size_counts_the_subscription_identifiers() {
             m.topic, "mp/c",
             "a PUBLISH over the client's Maximum Packet Size is not sent"
         );
+    });
+}
+
+#[test]
+fn a_subscription_identifier_a_client_publishes_is_not_forwarded() {
+    // [MQTT-3.3.4-6] forbids it in a client's PUBLISH; like Mosquitto, the broker drops it rather
+    // than the connection, and the subscriber sees only its own subscription's identifier.
+    for_each_case(V5, "", |case| {
+        let mut s = RawClient::connect_clean(case.addr, case.proto, &unique_id("sub"));
+        assert_eq!(subscribe_with(&mut s, &sub_id(3), &[("sx/#", 1)]), vec![1]);
+        let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
+        publish_props(&mut p, "sx/a", false, &sub_id(77), b"x");
+        let (m, props) = next_publish(&mut s);
+        s.send(&raw::ack(kind::PUBACK, m.pkid));
+        assert_eq!(m.topic, "sx/a");
+        assert_eq!(ints(&props, prop::SUBSCRIPTION_IDENTIFIER), vec![3]);
     });
 }

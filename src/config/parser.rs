@@ -374,7 +374,8 @@ impl Parser {
             }
             "retain_available" => c.retain_available = line.bool("retain_available", rest)?,
             "max_topic_alias" => {
-                c.max_topic_alias = line.int_in("max_topic_alias", rest, 0, 65535)? as u16
+                let v = line.int_in("max_topic_alias", rest, 0, 65535)? as u16;
+                self.current_listener().max_topic_alias = v;
             }
             "set_tcp_nodelay" => c.set_tcp_nodelay = line.bool("set_tcp_nodelay", rest)?,
             "sys_interval" => {

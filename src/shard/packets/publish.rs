@@ -94,24 +94,24 @@ impl Shard {
             "Received PUBLISH from {} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
             a.client_id, u8::from(p.dup), p.qos as u8, u8::from(p.retain), p.packet_id, p.topic, p.payload.len());
         if a.protocol == ProtocolVersion::V5 {
-            // [MQTT-3.3.4-6]: a client's PUBLISH has no Subscription Identifier (Mosquitto: protocol
-            // error too).
-            if !p.properties.subscription_identifiers.is_empty() {
-                return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
-            }
+            // [MQTT-3.3.4-6]: a client's PUBLISH has no Subscription Identifier; one that has is
+            // not refused but its identifiers are not forwarded, as Mosquitto does.
+            p.properties.subscription_identifiers.clear();
             match p.properties.topic_alias.take() {
                 // The topic it names, or names from now on, up to our `max_topic_alias`
                 // [MQTT-3.3.2-8], [MQTT-3.3.2-9]; aliases are the connection's, not the message's.
                 Some(alias) => {
-                    p.topic = a
-                        .aliases
-                        .resolve(alias, &p.topic, self.settings.max_topic_alias)
-                        .map_err(|e| {
-                            CloseReason::ProtocolError(match e {
-                                AliasError::Invalid => ReasonCode::TopicAliasInvalid,
-                                AliasError::Unknown => ReasonCode::ProtocolError,
-                            })
-                        })?;
+                    let max = self
+                        .settings
+                        .listeners
+                        .get(usize::from(a.listener))
+                        .map_or(0, |l| l.max_topic_alias);
+                    p.topic = a.aliases.resolve(alias, &p.topic, max).map_err(|e| {
+                        CloseReason::ProtocolError(match e {
+                            AliasError::Invalid => ReasonCode::TopicAliasInvalid,
+                            AliasError::Unknown => ReasonCode::ProtocolError,
+                        })
+                    })?;
                 }
                 None if p.topic.is_empty() => {
                     return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
