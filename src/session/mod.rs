@@ -388,7 +388,7 @@ impl Session {
         slack: bool,
         ledger: &mut dyn Ledger,
     ) -> Delivery {
-        if self.copy_too_large(msg, qos, ids, false) {
+        if self.refuse_too_large(msg, qos, ids, false) {
             return Delivery::TooLarge;
         }
         if usize::from(self.mount_len) >= msg.topic.len() {

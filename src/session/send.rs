@@ -13,6 +13,7 @@ use super::alias::AliasUse;
 use super::frame::PerCopy;
 use super::{Framed, Outbox, Session};
 use crate::codec::{DeliveryProperties, ProtocolVersion, PublishParts, QoS};
+use crate::logging::log_type;
 use crate::message::{Message, Remaining};
 
 /// The Subscription Identifiers a queued or in-flight copy carries: boxed and only when there are
@@ -44,6 +45,14 @@ pub(super) struct Cleared {
     expiry: Option<u32>,
 }
 
+/// A copy over the client's Maximum Packet Size is dropped: logged as Mosquitto 2.0 logs it.
+#[cold]
+#[inline(never)]
+fn log_too_large(client_id: &str, len: usize) {
+    tracing::info!(target: log_type::NOTICE,
+        "Dropping too large outgoing PUBLISH for {client_id} ({len} bytes)");
+}
+
 /// What is left of `msg`'s expiry interval now (no clock read for a message that cannot expire).
 pub(super) fn remaining_now(msg: &Message) -> Remaining {
     if msg.can_expire() {
@@ -65,7 +74,7 @@ impl Session {
         if remaining == Remaining::Expired {
             return Err(Unsendable::Expired);
         }
-        if self.copy_too_large(msg, qos, ids, true) {
+        if self.refuse_too_large(msg, qos, ids, true) {
             return Err(Unsendable::TooLarge);
         }
         Ok(Cleared {
@@ -83,9 +92,29 @@ impl Session {
         ids: &[u32],
         with_alias: bool,
     ) -> bool {
-        let Some(max) = self.max_packet_size else {
-            return false;
-        };
+        self.oversize(msg, qos, ids, with_alias).is_some()
+    }
+
+    /// [`Self::copy_too_large`], logged as Mosquitto logs it when it is.
+    pub(super) fn refuse_too_large(
+        &self,
+        msg: &Message,
+        qos: QoS,
+        ids: &[u32],
+        with_alias: bool,
+    ) -> bool {
+        match self.oversize(msg, qos, ids, with_alias) {
+            Some(len) => {
+                log_too_large(&self.client_id, len);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The size of that PUBLISH when it is over the client's Maximum Packet Size.
+    fn oversize(&self, msg: &Message, qos: QoS, ids: &[u32], with_alias: bool) -> Option<usize> {
+        let max = self.max_packet_size?;
         // `Some(None)`: the connection uses aliases and this copy would define one.
         let alias = self
             .aliases
@@ -112,7 +141,8 @@ impl Session {
                 subscription_identifiers: ids,
             },
         };
-        parts.wire_len(self.protocol) > max
+        let len = parts.wire_len(self.protocol);
+        (len > max).then_some(len)
     }
 
     /// Write a cleared copy of `msg` to `conn` (or the staging outbox).

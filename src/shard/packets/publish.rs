@@ -502,12 +502,8 @@ impl Shard {
                     qos != QoS::AtMostOnce && session.congested(&limits, now)
                 }
                 Delivery::TooLarge => {
+                    // Logged by the session, as Mosquitto logs it.
                     self.stats.messages_dropped += 1;
-                    if verbose {
-                        tracing::debug!(target: log_type::DEBUG,
-                            "Dropping too large outgoing PUBLISH to {} ('{}', ... ({} bytes))",
-                            session.client_id, msg.topic, msg.payload.len());
-                    }
                     false
                 }
                 Delivery::Expired => {
