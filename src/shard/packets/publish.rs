@@ -254,15 +254,17 @@ impl Shard {
         r: PubResponse,
     ) -> Result<(), CloseReason> {
         tracing::debug!(target: log_type::DEBUG, "Received PUBREC from {} (Mid: {})", a.client_id, r.packet_id);
-        let limits = self.settings.limits;
-        let s = self
-            .sessions
-            .get_mut(a.slot, a.generation)
-            .expect("checked by caller");
         if r.reason.is_error() {
-            // v5: the receiver refused the message; the flow ends here ([MQTT-4.3.3]).
-            s.on_pubrec_error(r.packet_id, &limits, &mut self.journal);
+            // v5: the receiver refused the message; the flow ends here ([MQTT-4.3.3]), and the
+            // queue moves up.
+            self.window_freed(a, |s, limits, ledger| {
+                s.on_pubrec_error(r.packet_id, limits, ledger);
+            });
         } else {
+            let s = self
+                .sessions
+                .get_mut(a.slot, a.generation)
+                .expect("checked by caller");
             s.on_pubrec(r.packet_id, &mut self.journal);
         }
         Ok(())
