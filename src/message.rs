@@ -6,7 +6,14 @@
 //! per subscriber) and which caches the PUBLISH frames encoded for them, so a fan-out encodes each
 //! distinct frame once. The message itself is never deep-copied after it was decoded.
 
+// Spelled out so that the fuzz targets, which compile this file through `#[path]`, find it too.
+#[path = "message/expiry.rs"]
+mod expiry;
+
+pub use expiry::Remaining;
+
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -14,6 +21,15 @@ use crate::codec::{Properties, QoS, Utf8Bytes};
 
 /// The empty property set that messages without properties lend out (see [`Message::properties`]).
 static NO_PROPERTIES: LazyLock<Properties> = LazyLock::new(Properties::default);
+
+/// What only messages with v5 properties carry, boxed (see [`Message::properties`]).
+#[derive(Debug, Clone)]
+struct Extra {
+    properties: Properties,
+    /// When the message entered this process, for a message with a Message Expiry Interval (see
+    /// [`expiry`]); None without one.
+    received: Option<Instant>,
+}
 
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -25,9 +41,10 @@ pub struct Message {
     pub qos: QoS,
     /// Retain flag as published (kept for `retain_as_published` and retained storage).
     pub retain: bool,
-    /// v5 properties to forward, boxed and only when there are any: the whole property set is ~400
-    /// bytes, which a 16-byte QoS 0 message from a 3.x client should not carry around.
-    properties: Option<Box<Properties>>,
+    /// v5 properties to forward (and when the message arrived, if it can expire), boxed and only when
+    /// there are any: the whole property set is ~400 bytes, which a 16-byte QoS 0 message from a 3.x
+    /// client should not carry around.
+    extra: Option<Box<Extra>>,
     /// Publishing session (shard and slot), for v5 No Local and back-pressure holds; None for wills and
     /// `$SYS`.
     pub origin: Option<(u16, u32)>,
@@ -57,13 +74,19 @@ impl Message {
         properties: Properties,
         origin: Option<(u16, u32)>,
     ) -> Message {
-        let properties = (!properties.is_empty()).then(|| Box::new(properties));
+        let extra = (!properties.is_empty()).then(|| {
+            let received = expiry::can_expire(&properties).then(Instant::now);
+            Box::new(Extra {
+                properties,
+                received,
+            })
+        });
         Message {
             topic,
             payload,
             qos,
             retain,
-            properties,
+            extra,
             origin,
             durable: None,
         }
@@ -71,7 +94,9 @@ impl Message {
 
     /// The v5 properties to forward (an empty set when there are none).
     pub fn properties(&self) -> &Properties {
-        self.properties.as_deref().unwrap_or(&NO_PROPERTIES)
+        self.extra
+            .as_deref()
+            .map_or(&NO_PROPERTIES, |e| &e.properties)
     }
 
     /// Bytes counted against `max_queued_bytes`: the payload, as Mosquitto counts it.
@@ -100,7 +125,7 @@ mod tests {
             Properties::default(),
             None,
         );
-        assert!(m.properties.is_none());
+        assert!(m.extra.is_none());
         assert!(m.properties().is_empty());
         let with = Properties {
             content_type: Some(Utf8Bytes::from_static("text/plain")),

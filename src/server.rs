@@ -162,6 +162,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
             protocol_levels: l
                 .accept_protocol_versions
                 .unwrap_or(crate::settings::ALL_PROTOCOL_LEVELS),
+            max_topic_alias: l.max_topic_alias,
         });
     }
     let unlimited = |v: u64| if v == 0 { usize::MAX } else { v as usize };

@@ -35,6 +35,8 @@ pub struct ListenerSettings {
     pub auto_id_prefix: String,
     /// `accept_protocol_versions`: bit `level` set for each protocol level taken (3, 4, 5).
     pub protocol_levels: u8,
+    /// Inbound topic aliases a v5 client of this listener may set up (`max_topic_alias`; 0: none).
+    pub max_topic_alias: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +151,7 @@ impl Settings {
                 allow_zero_length_clientid: true,
                 auto_id_prefix: crate::config::DEFAULT_AUTO_ID_PREFIX.to_owned(),
                 protocol_levels: ALL_PROTOCOL_LEVELS,
+                max_topic_alias: crate::config::DEFAULT_MAX_TOPIC_ALIAS,
             }],
             listen_backlog: 1024,
             security: Arc::default(),

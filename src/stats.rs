@@ -21,6 +21,9 @@ pub struct ShardStats {
     /// Messages dropped because a session queue or
     /// window was full (max_queued_messages / max_queued_bytes), or a slow subscriber's socket buffer.
     pub messages_dropped: u64,
+    /// Copies of v5 messages not sent because their Message Expiry Interval had passed (queued for a
+    /// session, in flight before a resend, or retained).
+    pub messages_expired: u64,
     /// Retained messages stored on this shard.
     pub retained_messages: u64,
     /// Subscriptions held by this shard's sessions.
@@ -39,6 +42,7 @@ impl ShardStats {
         self.bytes_received += o.bytes_received;
         self.bytes_sent += o.bytes_sent;
         self.messages_dropped += o.messages_dropped;
+        self.messages_expired += o.messages_expired;
         self.retained_messages += o.retained_messages;
         self.subscriptions += o.subscriptions;
         self.sockets_accepted += o.sockets_accepted;

@@ -289,3 +289,64 @@ fn shared_subscriptions_survive_a_restart() {
         members[0].expect_silence(Duration::from_millis(200));
     });
 }
+
+/// MQTT 5 across a restart (issue 17): a subscription keeps its Subscription Identifier, for new
+/// messages and for a copy that was queued before the restart; a retained message that expired
+/// while the broker ran does not come back. (The expiry clock of what is still owed starts again
+/// at the restart: `message::expiry`.)
+#[test]
+fn v5_subscription_identifiers_survive_a_restart_and_expired_retained_messages_do_not_return() {
+    with_timeout("v5 restart", CASE_TIMEOUT, || {
+        use common::raw::{prop, PropValue, Props};
+        let ids_of = |p: &raw::Packet| -> Vec<u32> {
+            p.publish_props()
+                .into_iter()
+                .filter(|(id, _)| *id == prop::SUBSCRIPTION_IDENTIFIER)
+                .map(|(_, v)| match v {
+                    PropValue::Int(n) => n,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let dir = Dir::new("v5ids");
+        let id = unique_id("v5id");
+        let connect = Connect::new(Proto::V5, &id)
+            .clean(false)
+            .prop_u32(prop::SESSION_EXPIRY_INTERVAL, 3600);
+        {
+            let (_broker, addr) = start(settings(&dir.0, 2, ""));
+            let (mut c, _) = RawClient::connect(addr, &connect);
+            let props = Props::default().varint(prop::SUBSCRIPTION_IDENTIFIER, 4242);
+            c.send(&raw::subscribe_v5(1, &props, &[("v5/+", 1)]));
+            assert_eq!(c.expect(kind::SUBACK).suback(Proto::V5).1, vec![1]);
+            c.send(&raw::disconnect());
+            let mut p = RawClient::connect_clean(addr, Proto::V5, &unique_id("pub"));
+            p.publish("v5/queued", 1, false, b"q");
+            let expiring = Props::default().u32(prop::MESSAGE_EXPIRY_INTERVAL, 1);
+            p.send(&raw::publish_v5("v5r/gone", 1, true, 7, &expiring, b"r"));
+            assert_eq!(p.expect(kind::PUBACK).ack_pkid(), 7);
+            p.publish("v5r/kept", 1, true, b"k");
+            // Long enough for the retained message's interval to pass and a tick to remove it.
+            std::thread::sleep(Duration::from_millis(2500));
+        }
+        let (_broker, addr) = start(settings(&dir.0, 3, ""));
+        let (mut c, ack) = RawClient::connect(addr, &connect);
+        assert!(ack.session_present);
+        let q = c.expect(kind::PUBLISH);
+        assert_eq!(q.publish(Proto::V5).topic, "v5/queued");
+        assert_eq!(ids_of(&q), vec![4242], "queued before the restart");
+        c.send(&raw::ack(kind::PUBACK, q.publish(Proto::V5).pkid));
+        let mut p = RawClient::connect_clean(addr, Proto::V5, &unique_id("pub"));
+        p.publish("v5/new", 1, false, b"n");
+        let n = c.expect(kind::PUBLISH);
+        assert_eq!(n.publish(Proto::V5).topic, "v5/new");
+        assert_eq!(ids_of(&n), vec![4242], "published after the restart");
+        c.send(&raw::ack(kind::PUBACK, n.publish(Proto::V5).pkid));
+
+        let mut r = RawClient::connect_clean(addr, Proto::V5, &unique_id("r"));
+        assert_eq!(r.subscribe(&[("v5r/#", 0)]), vec![0]);
+        assert_eq!(r.recv_publish().topic, "v5r/kept");
+        // Nothing else is retained; no later event to wait for.
+        r.expect_silence(Duration::from_millis(300));
+    });
+}

@@ -26,6 +26,7 @@ mod connack;
 mod connect;
 mod disconnect;
 pub mod error;
+mod fit;
 pub mod fixed_header;
 mod packet;
 mod properties;
@@ -44,11 +45,12 @@ mod tests;
 use bytes::{Buf, BufMut, BytesMut};
 
 pub use error::{DecodeError, EncodeError};
+pub use fit::fit;
 pub use fixed_header::{PacketType, MAX_VAR_INT};
 pub use packet::*;
 pub use properties::PropertyContext;
 pub(crate) use properties::{decode_property_block, encode_property_block};
-pub use publish::{PublishFrame, PublishParts};
+pub use publish::{DeliveryProperties, PublishFrame, PublishParts};
 pub use pubresp::PubResponseKind;
 
 use fixed_header::{parse_fixed_header, var_int_len, write_var_int};

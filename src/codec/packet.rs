@@ -269,6 +269,11 @@ pub struct SubscriptionOptions {
     pub retain_as_published: bool,
     /// v5 only (always SendAtSubscribe for v3).
     pub retain_handling: RetainHandling,
+    /// v5: the Subscription Identifier of the SUBSCRIBE that made the subscription, 0 for none. Not
+    /// part of the options byte (the codec reads and writes it as 0; it is in the SUBSCRIBE's
+    /// properties): the broker sets it, so that it is stored, merged and persisted with the rest of
+    /// what a subscription was granted.
+    pub identifier: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

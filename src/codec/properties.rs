@@ -10,6 +10,7 @@ use bytes::BufMut;
 use super::error::{DecodeError, EncodeError};
 use super::fixed_header::{var_int_len, write_var_int, MAX_VAR_INT};
 use super::packet::Properties;
+use super::publish::DeliveryProperties;
 use super::strings::{prefixed_len, write_binary, write_string, BodyReader};
 
 /// Where a property list sits: a packet type, or the Will Properties of a CONNECT.
@@ -383,6 +384,21 @@ pub(crate) fn properties_len(p: &Properties) -> usize {
     len
 }
 
+/// Bytes that `d` adds to the properties of `p` (see [`write_properties_with`]).
+pub(crate) fn delivery_properties_len(p: &Properties, d: &DeliveryProperties<'_>) -> usize {
+    let mut len = 0;
+    if d.message_expiry_interval.is_some() && p.message_expiry_interval.is_none() {
+        len += 5;
+    }
+    if d.topic_alias.is_some() && p.topic_alias.is_none() {
+        len += 3;
+    }
+    for &sid in d.subscription_identifiers {
+        len += 1 + var_int_len(sid as usize);
+    }
+    len
+}
+
 /// Bytes of the property length prefix plus the properties.
 #[inline]
 pub(crate) fn properties_wire_len(p: &Properties) -> usize {
@@ -412,9 +428,21 @@ pub(crate) fn decode_property_block(
 }
 
 /// Appends the property length and the properties (`len` from [`properties_len`]).
+#[inline]
 pub(crate) fn write_properties(
     out: &mut impl BufMut,
     p: &Properties,
+    len: usize,
+) -> Result<(), EncodeError> {
+    write_properties_with(out, p, &DeliveryProperties::default(), len)
+}
+
+/// Appends the property length and the properties of `p` with those of one delivery, `d`, added or
+/// replacing `p`'s (`len`: [`properties_len`] plus [`delivery_properties_len`]).
+pub(crate) fn write_properties_with(
+    out: &mut impl BufMut,
+    p: &Properties,
+    d: &DeliveryProperties<'_>,
     len: usize,
 ) -> Result<(), EncodeError> {
     if len > MAX_VAR_INT as usize {
@@ -465,11 +493,18 @@ pub(crate) fn write_properties(
         };
     }
     byte!(payload_format_indicator, id::PAYLOAD_FORMAT_INDICATOR);
-    u32p!(message_expiry_interval, id::MESSAGE_EXPIRY_INTERVAL);
+    if let Some(v) = d.message_expiry_interval.or(p.message_expiry_interval) {
+        out.put_u8(id::MESSAGE_EXPIRY_INTERVAL);
+        out.put_u32(v);
+    }
     strp!(content_type, id::CONTENT_TYPE);
     strp!(response_topic, id::RESPONSE_TOPIC);
     binp!(correlation_data, id::CORRELATION_DATA);
-    for &sid in &p.subscription_identifiers {
+    for &sid in p
+        .subscription_identifiers
+        .iter()
+        .chain(d.subscription_identifiers)
+    {
         if sid > MAX_VAR_INT {
             return Err(EncodeError::VarIntTooLarge { value: sid });
         }
@@ -492,7 +527,10 @@ pub(crate) fn write_properties(
     strp!(reason_string, id::REASON_STRING);
     u16p!(receive_maximum, id::RECEIVE_MAXIMUM);
     u16p!(topic_alias_maximum, id::TOPIC_ALIAS_MAXIMUM);
-    u16p!(topic_alias, id::TOPIC_ALIAS);
+    if let Some(v) = d.topic_alias.or(p.topic_alias) {
+        out.put_u8(id::TOPIC_ALIAS);
+        out.put_u16(v);
+    }
     byte!(maximum_qos, id::MAXIMUM_QOS);
     byte!(retain_available, id::RETAIN_AVAILABLE);
     for (k, v) in &p.user_properties {

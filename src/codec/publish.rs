@@ -7,7 +7,10 @@ use bytes::{BufMut, BytesMut};
 use super::error::{DecodeError, EncodeError};
 use super::fixed_header::{var_int_len, write_var_int, PacketType, MAX_VAR_INT};
 use super::packet::{Packet, Properties, ProtocolVersion, Publish, QoS, Utf8Bytes};
-use super::properties::{decode_properties, properties_len, write_properties, PropertyContext};
+use super::properties::{
+    decode_properties, delivery_properties_len, properties_len, write_properties,
+    write_properties_with, PropertyContext,
+};
 use super::strings::BodyReader;
 
 /// [MQTT-3.3.2-2] / [MQTT-4.7.1-1]: a Topic Name has no wildcard; 3.1.1 [MQTT-4.7.3-1]: it is not empty
@@ -105,6 +108,32 @@ pub struct PublishParts<'a> {
     pub properties: &'a Properties,
     /// Bytes of the payload the caller writes after the header: counted in the remaining length.
     pub payload_len: usize,
+    /// v5 properties of this one delivery, written with `properties` (5.0 only).
+    pub delivery: DeliveryProperties<'a>,
+}
+
+/// The v5 PUBLISH properties that differ per delivery of one message, written along with the
+/// message's own: what a subscriber's copy carries that the message does not (a decremented Message
+/// Expiry Interval, the connection's Topic Alias, the matching subscriptions' identifiers). Borrowed
+/// and `Copy`, so that no property set is cloned per delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryProperties<'a> {
+    /// Replaces the message's Message Expiry Interval.
+    pub message_expiry_interval: Option<u32>,
+    /// Replaces the message's Topic Alias (which a routed message never has).
+    pub topic_alias: Option<u16>,
+    /// Written after the message's own Subscription Identifiers (a routed message has none).
+    pub subscription_identifiers: &'a [u32],
+}
+
+impl DeliveryProperties<'_> {
+    /// Whether nothing is added or replaced.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.message_expiry_interval.is_none()
+            && self.topic_alias.is_none()
+            && self.subscription_identifiers.is_empty()
+    }
 }
 
 impl<'a> PublishParts<'a> {
@@ -119,7 +148,23 @@ impl<'a> PublishParts<'a> {
             packet_id: p.packet_id,
             properties: &p.properties,
             payload_len: p.payload.len(),
+            delivery: DeliveryProperties::default(),
         }
+    }
+
+    /// Bytes of the whole PUBLISH these parts make, payload included (what a v5 client's Maximum
+    /// Packet Size is compared with).
+    #[inline]
+    pub fn wire_len(&self, version: ProtocolVersion) -> usize {
+        let (vh, _) = variable_header_len(
+            self.topic.len(),
+            self.qos,
+            self.properties,
+            self.delivery,
+            version,
+        );
+        let remaining = vh + self.payload_len;
+        1 + var_int_len(remaining) + remaining
     }
 
     /// The first byte: type 3 and the DUP/QoS/RETAIN flags.
@@ -136,6 +181,7 @@ fn variable_header_len(
     topic_len: usize,
     qos: QoS,
     properties: &Properties,
+    delivery: DeliveryProperties<'_>,
     version: ProtocolVersion,
 ) -> (usize, usize) {
     let mut len = 2 + topic_len;
@@ -145,13 +191,23 @@ fn variable_header_len(
     let mut props = 0;
     if version == ProtocolVersion::V5 {
         props = properties_len(properties);
+        if !delivery.is_empty() {
+            props += delivery_properties_len(properties, &delivery);
+        }
         len += var_int_len(props) + props;
     }
     (len, props)
 }
 
 pub(super) fn body_len(p: &Publish, version: ProtocolVersion) -> usize {
-    variable_header_len(p.topic.len(), p.qos, &p.properties, version).0 + p.payload.len()
+    variable_header_len(
+        p.topic.len(),
+        p.qos,
+        &p.properties,
+        DeliveryProperties::default(),
+        version,
+    )
+    .0 + p.payload.len()
 }
 
 /// Appends the fixed header and the variable header (topic, packet id for QoS 1/2, v5 property length and
@@ -165,8 +221,13 @@ pub(super) fn write_header(
     version: ProtocolVersion,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let (vh_len, props_len) =
-        variable_header_len(parts.topic.len(), parts.qos, parts.properties, version);
+    let (vh_len, props_len) = variable_header_len(
+        parts.topic.len(),
+        parts.qos,
+        parts.properties,
+        parts.delivery,
+        version,
+    );
     let remaining = vh_len.saturating_add(parts.payload_len);
     if remaining > MAX_VAR_INT as usize {
         return Err(EncodeError::PacketTooLarge { size: remaining });
@@ -186,8 +247,10 @@ pub(super) fn write_header(
         if props_len == 0 {
             // The empty property block, without a call into the property writer.
             out.put_u8(0);
-        } else {
+        } else if parts.delivery.is_empty() {
             write_properties(out, parts.properties, props_len)?;
+        } else {
+            write_properties_with(out, parts.properties, &parts.delivery, props_len)?;
         }
     }
     Ok(())

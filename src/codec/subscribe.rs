@@ -41,6 +41,7 @@ fn decode_options(
         no_local: options & 0b0100 != 0,
         retain_as_published: options & 0b1000 != 0,
         retain_handling,
+        identifier: 0,
     })
 }
 

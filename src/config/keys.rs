@@ -10,7 +10,7 @@
 pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "acl_file", "allow_anonymous", "allow_zero_length_clientid", "auto_id_prefix", "bind_address",
     "clientid_prefixes", "connection_messages", "cpu_affinity", "cpu_set", "include_dir", "listen_backlog", "listener", "log_dest", "log_timestamp", "log_timestamp_format",
-    "log_type", "max_connections", "max_inflight_messages", "max_keepalive", "max_packet_size",
+    "log_type", "max_connections", "max_inflight_messages", "max_keepalive", "max_packet_size", "max_topic_alias",
     "max_queued_bytes", "max_queued_messages", "password_file", "per_listener_settings", "persistence",
     "persistence_file", "persistence_location", "persistence_sync", "persistent_client_expiration",
     "autosave_interval", "autosave_on_changes",
@@ -36,7 +36,7 @@ pub(super) const UNSUPPORTED_KEYS: &[&str] = &[
     "check_retain_source", "cleansession",
     "clientid", "connection", "dhparamfile", "http_dir", "idle_timeout",
     "keepalive_interval", "local_cleansession", "local_clientid", "local_password",
-    "local_username", "log_facility", "max_inflight_bytes", "max_qos", "max_topic_alias", "maximum_qos",
+    "local_username", "log_facility", "max_inflight_bytes", "max_qos", "maximum_qos",
     "memory_limit", "message_size_limit", "notification_topic", "notifications",
     "notifications_local_only", "password",
     "plugin", "psk_file", "psk_hint", "remote_clientid",

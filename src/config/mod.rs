@@ -72,6 +72,9 @@ pub const MIN_MAX_PACKET_SIZE: u32 = 20;
 /// Mosquitto accepts at most this many `-p` options.
 pub const MAX_COMMAND_LINE_PORTS: usize = 10;
 
+/// Mosquitto's default `max_topic_alias`.
+pub const DEFAULT_MAX_TOPIC_ALIAS: u16 = 10;
+
 /// Default `listen(2)` backlog for each listener socket.
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
 
@@ -97,6 +100,9 @@ pub struct ListenerConfig {
     /// `accept_protocol_versions` (Mosquitto 2.1): the protocol levels this listener takes, as a bit
     /// set (bit 3: MQTT 3.1, bit 4: 3.1.1, bit 5: 5.0); `None` takes all three.
     pub accept_protocol_versions: Option<u8>,
+    /// `max_topic_alias`: topic aliases a v5 client of this listener may set up towards the broker
+    /// (announced as the CONNACK's Topic Alias Maximum); 0 refuses them. Default 10, as Mosquitto.
+    pub max_topic_alias: u16,
     /// With `per_listener_settings true`: this listener's own security options (every listener has
     /// them then, unset ones at Mosquitto's defaults); `None` uses the global ones.
     pub security: Option<ListenerSecurity>,
@@ -147,6 +153,7 @@ impl ListenerConfig {
             socket_domain: None,
             mount_point: None,
             accept_protocol_versions: None,
+            max_topic_alias: DEFAULT_MAX_TOPIC_ALIAS,
             security: None,
         }
     }
@@ -386,10 +393,15 @@ impl Config {
         }
         if self.local_only {
             let max_connections = self.listeners.first().and_then(|l| l.max_connections);
+            let max_topic_alias = self
+                .listeners
+                .first()
+                .map_or(DEFAULT_MAX_TOPIC_ALIAS, |l| l.max_topic_alias);
             self.listeners = ports
                 .iter()
                 .map(|&port| ListenerConfig {
                     max_connections,
+                    max_topic_alias,
                     ..ListenerConfig::local_only(port)
                 })
                 .collect();

@@ -394,6 +394,10 @@ impl Parser {
                 c.max_keepalive_s = line.int_in("max_keepalive", rest, 0, 65535)? as u16
             }
             "retain_available" => c.retain_available = line.bool("retain_available", rest)?,
+            "max_topic_alias" => {
+                let v = line.int_in("max_topic_alias", rest, 0, 65535)? as u16;
+                self.current_listener().max_topic_alias = v;
+            }
             "set_tcp_nodelay" => c.set_tcp_nodelay = line.bool("set_tcp_nodelay", rest)?,
             "sys_interval" => {
                 c.sys_interval_s = line.int_in("sys_interval", rest, 0, 65535)? as u32

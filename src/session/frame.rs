@@ -13,9 +13,28 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use super::alias::AliasUse;
 use super::outbox::{Outbox, SHARE_MIN};
-use crate::codec::{self, ProtocolVersion, PublishFrame, PublishParts, QoS, Utf8Bytes};
+use crate::codec::{
+    self, DeliveryProperties, ProtocolVersion, PublishFrame, PublishParts, QoS, Utf8Bytes,
+};
 use crate::message::Message;
+
+/// What one v5 copy of a message carries that the shared frame does not: its topic alias, a
+/// decremented Message Expiry Interval, the identifiers of the subscriptions it matched. A copy with
+/// any of them gets a header of its own; its payload is still the shared one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerCopy<'a> {
+    pub alias: Option<AliasUse>,
+    pub expiry: Option<u32>,
+    pub ids: &'a [u32],
+}
+
+impl PerCopy<'_> {
+    fn is_empty(&self) -> bool {
+        self.alias.is_none() && self.expiry.is_none() && self.ids.is_empty()
+    }
+}
 
 /// The frames of one message encoded so far: by [`frame_key`], `None` for one the codec refused.
 type Frames = SmallVec<[(u8, Option<PublishFrame>); 1]>;
@@ -88,7 +107,9 @@ impl Framed {
     /// then. With [`Self::new`]'s `fan_out`, the frame is encoded once per distinct kind and copied.
     /// A message the codec cannot encode (at the edge of the size limit) writes nothing. `unmount`: the
     /// length of the subscriber's mount point, removed from the topic (such a frame is its own, encoded
-    /// straight into its buffer; the caller checked that some topic is left).
+    /// straight into its buffer; the caller checked that some topic is left). `per`: what this v5 copy
+    /// carries of its own (such a header is encoded straight into the buffer too; the payload after it
+    /// is still the shared one).
     #[allow(clippy::too_many_arguments)]
     pub fn write(
         &self,
@@ -99,18 +120,29 @@ impl Framed {
         packet_id: u16,
         dup: bool,
         retain: bool,
+        per: PerCopy<'_>,
     ) {
         let topic = self.msg.topic.as_bytes();
+        let topic = match per.alias {
+            // The client knows the topic by its alias already.
+            Some(AliasUse::Reuse(_)) => &[][..],
+            _ => &topic[usize::from(unmount).min(topic.len())..],
+        };
         let parts = PublishParts {
             dup,
             qos,
             retain,
-            topic: &topic[usize::from(unmount).min(topic.len())..],
+            topic,
             packet_id,
             properties: self.msg.properties(),
             payload_len: self.msg.payload.len(),
+            delivery: DeliveryProperties {
+                message_expiry_interval: per.expiry,
+                topic_alias: per.alias.map(AliasUse::alias),
+                subscription_identifiers: per.ids,
+            },
         };
-        if !self.fan_out || unmount > 0 {
+        if !self.fan_out || unmount > 0 || !per.is_empty() {
             let mut written = false;
             conn.write(|out| {
                 // Only a message at the edge of the size limit can fail (a 3.x PUBLISH of the largest

@@ -6,12 +6,15 @@
 //! touched only by that shard's thread. Its outbox is shared (`Rc`) with the connection's writer task on
 //! the same thread.
 
+pub mod alias;
 mod frame;
 mod hold;
 mod ledger;
 mod outbox;
+mod persisted;
+mod send;
 
-pub use frame::Framed;
+pub use frame::{Framed, PerCopy};
 
 pub use hold::{
     HoldSignal, HoldStamp, Holding, Origin, PublisherHold, SlowSubscriberPolicy, HOLD_GRACE,
@@ -34,7 +37,9 @@ use crate::codec::{
     Utf8Bytes,
 };
 use crate::index::MemberState;
-use crate::message::Message;
+use crate::message::{Message, Remaining};
+use alias::OutboundAliases;
+use send::{ids_of, keep_ids, remaining_now, SubIds, Unsendable};
 
 /// A connected client that acknowledged nothing for this long counts as stalled, not slow.
 const PROGRESS_WINDOW: Duration = Duration::from_secs(1);
@@ -91,6 +96,9 @@ pub enum Delivery {
     /// Larger than the v5 client's Maximum Packet Size: discarded as if sent [MQTT-3.1.2-25] (counted as a
     /// drop, as Mosquitto does, but no back-pressure: waiting would not make it fit).
     TooLarge,
+    /// Its v5 Message Expiry Interval had passed [MQTT-3.3.2-5] (a retained message, or one that
+    /// waited on another shard): not sent, counted as expired.
+    Expired,
 }
 
 /// An outbound QoS 1/2 message the client has not finished acknowledging.
@@ -104,6 +112,8 @@ struct Inflight {
     released: bool,
     /// Its id in the shard's journal (0: not kept, see [`Session::durable`]).
     message_id: u64,
+    /// The Subscription Identifiers it is sent with (again, when re-sent).
+    ids: SubIds,
 }
 
 /// A message waiting for room in the window (or for the client to come back).
@@ -114,6 +124,8 @@ struct Queued {
     retain: bool,
     /// As [`Inflight::message_id`].
     message_id: u64,
+    /// As [`Inflight::ids`].
+    ids: SubIds,
 }
 
 pub struct Session {
@@ -167,6 +179,14 @@ pub struct Session {
     pub expiry_interval: u32,
     /// v5 Maximum Packet Size of the current (or last) connection: no larger packet may be sent to it.
     pub max_packet_size: Option<usize>,
+    /// The topic aliases assigned towards the current connection, when its CONNECT allowed some (v5
+    /// Topic Alias Maximum > 0); a new connection starts a new table [MQTT-3.3.2-7].
+    pub aliases: Option<Box<OutboundAliases>>,
+    /// Copies dropped as expired since the shard last asked ([`Session::take_expired`]).
+    expired: u64,
+    /// Copies dropped as over the Maximum Packet Size since the shard last asked
+    /// ([`Session::take_too_large`]).
+    too_large: u64,
     /// Last time the client acknowledged something (or connected): tells a slow consumer, whose
     /// publishers are worth slowing down, from a stalled one, whose messages are dropped instead.
     last_progress: Option<Instant>,
@@ -241,6 +261,9 @@ impl Session {
             away_since: 0,
             expiry_interval: 0,
             max_packet_size: None,
+            aliases: None,
+            expired: 0,
+            too_large: 0,
             last_progress: None,
             dropping: false,
             mount_len: 0,
@@ -288,7 +311,7 @@ impl Session {
     /// way: away, or `msg` is too large for it (it would be discarded).
     pub fn keeps_up(&self, msg: &Message, qos: QoS, limits: &Limits) -> Option<bool> {
         let conn = self.conn.as_ref()?;
-        if self.too_large(msg, qos) {
+        if self.copy_too_large(msg, qos, &[], false) {
             return None;
         }
         Some(if qos == QoS::AtMostOnce {
@@ -366,16 +389,19 @@ impl Session {
     /// Offer a message at the already-computed delivery QoS (min of publish and subscription QoS).
     /// `slack`: the session may hold this message's publisher, so while it keeps acknowledging its queue
     /// may exceed the limits by what arrives before the hold takes effect (see `enqueue`).
+    /// `ids`: the Subscription Identifiers of the matching subscriptions (v5).
+    #[allow(clippy::too_many_arguments)]
     pub fn deliver(
         &mut self,
         msg: &Rc<Framed>,
         qos: QoS,
         retain: bool,
+        ids: &[u32],
         limits: &Limits,
         slack: bool,
         ledger: &mut dyn Ledger,
     ) -> Delivery {
-        if self.too_large(msg, qos) {
+        if self.refuse_too_large(msg, qos, ids, false) {
             return Delivery::TooLarge;
         }
         if usize::from(self.mount_len) >= msg.topic.len() {
@@ -388,30 +414,43 @@ impl Session {
             if qos == QoS::AtMostOnce && !limits.queue_qos0 {
                 return Delivery::Discarded;
             }
-            return self.enqueue(msg, qos, retain, limits, false, ledger);
+            if remaining_now(msg) == Remaining::Expired {
+                return Delivery::Expired;
+            }
+            return self.enqueue(msg, qos, retain, ids, limits, false, ledger);
+        };
+        let sends_now = qos == QoS::AtMostOnce
+            || (self.inflight.len() < self.window(limits) && self.queue.is_empty());
+        if !sends_now {
+            if remaining_now(msg) == Remaining::Expired {
+                return Delivery::Expired;
+            }
+            return self.enqueue(msg, qos, retain, ids, limits, slack, ledger);
+        }
+        if qos == QoS::AtMostOnce && conn.pending_bytes() >= limits.outbox_soft_limit {
+            return Delivery::Dropped;
+        }
+        let cleared = match self.clear(msg, qos, ids) {
+            Ok(c) => c,
+            Err(Unsendable::TooLarge) => return Delivery::TooLarge,
+            Err(Unsendable::Expired) => return Delivery::Expired,
         };
         if qos == QoS::AtMostOnce {
-            if conn.pending_bytes() >= limits.outbox_soft_limit {
-                return Delivery::Dropped;
-            }
-            msg.write(
-                self.sink(&conn),
-                self.protocol,
-                self.mount_len,
-                qos,
-                0,
-                false,
-                retain,
-            );
-            return Delivery::Sent;
-        }
-        if self.inflight.len() < self.window(limits) && self.queue.is_empty() {
-            let message_id = self.owe(msg, qos, retain, ledger);
-            self.send_inflight(&conn, msg.clone(), qos, retain, message_id, ledger);
-            Delivery::Sent
+            self.write_copy(&conn, msg, qos, 0, false, retain, ids, cleared);
         } else {
-            self.enqueue(msg, qos, retain, limits, slack, ledger)
+            let message_id = self.owe(msg, qos, retain, ledger);
+            self.send_inflight(
+                &conn,
+                msg.clone(),
+                qos,
+                retain,
+                message_id,
+                keep_ids(ids),
+                cleared,
+                ledger,
+            );
         }
+        Delivery::Sent
     }
 
     /// A QoS 1/2 message becomes owed: its journal id (0 when the session keeps nothing).
@@ -423,25 +462,13 @@ impl Session {
         }
     }
 
-    /// Whether a PUBLISH of `msg` at `qos` would exceed the client's Maximum Packet Size.
-    fn too_large(&self, msg: &Message, qos: QoS) -> bool {
-        self.max_packet_size.is_some_and(|max| {
-            let len = codec::publish_len(
-                self.protocol,
-                msg.topic.len(),
-                qos,
-                msg.properties(),
-                msg.payload.len(),
-            );
-            len > max
-        })
-    }
-
+    #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &mut self,
         msg: &Rc<Framed>,
         qos: QoS,
         retain: bool,
+        ids: &[u32],
         limits: &Limits,
         slack: bool,
         ledger: &mut dyn Ledger,
@@ -473,10 +500,12 @@ impl Session {
             qos,
             retain,
             message_id,
+            ids: keep_ids(ids),
         });
         Delivery::Queued
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn send_inflight(
         &mut self,
         conn: &Outbox,
@@ -484,6 +513,8 @@ impl Session {
         qos: QoS,
         retain: bool,
         message_id: u64,
+        ids: SubIds,
+        cleared: send::Cleared,
         ledger: &mut dyn Ledger,
     ) {
         if self.inflight.is_empty() {
@@ -497,14 +528,15 @@ impl Session {
                 self.stage(ledger);
             }
         }
-        msg.write(
-            self.sink(conn),
-            self.protocol,
-            self.mount_len,
+        self.write_copy(
+            conn,
+            &msg,
             qos,
             packet_id,
             false,
             retain,
+            ids_of(&ids),
+            cleared,
         );
         self.inflight.push_back(Inflight {
             packet_id,
@@ -513,6 +545,7 @@ impl Session {
             retain,
             released: false,
             message_id,
+            ids,
         });
     }
 
@@ -530,25 +563,40 @@ impl Session {
                 break;
             };
             self.queued_bytes -= q.msg.queued_size();
-            if self.too_large(&q.msg, q.qos) {
-                // Queued for an earlier connection that allowed larger packets [MQTT-3.1.2-25].
-                if q.message_id != 0 {
-                    ledger.discarded(&self.client_id, q.message_id);
+            let cleared = match self.clear(&q.msg, q.qos, ids_of(&q.ids)) {
+                Ok(c) => c,
+                Err(why) => {
+                    // Expired while queued [MQTT-3.3.2-5], or queued for an earlier connection
+                    // that allowed larger packets [MQTT-3.1.2-25].
+                    self.note_unsendable(why);
+                    if q.message_id != 0 {
+                        ledger.discarded(&self.client_id, q.message_id);
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             if q.qos == QoS::AtMostOnce {
-                q.msg.write(
-                    self.sink(&conn),
-                    self.protocol,
-                    self.mount_len,
+                self.write_copy(
+                    &conn,
+                    &q.msg,
                     q.qos,
                     0,
                     false,
                     q.retain,
+                    ids_of(&q.ids),
+                    cleared,
                 );
             } else {
-                self.send_inflight(&conn, q.msg, q.qos, q.retain, q.message_id, ledger);
+                self.send_inflight(
+                    &conn,
+                    q.msg,
+                    q.qos,
+                    q.retain,
+                    q.message_id,
+                    q.ids,
+                    cleared,
+                    ledger,
+                );
             }
             sent += 1;
         }
@@ -651,46 +699,62 @@ impl Session {
     pub fn resume(&mut self, conn: Rc<Outbox>, limits: &Limits, ledger: &mut dyn Ledger) -> usize {
         // What was staged for an earlier connection is written again below, from the window.
         self.staged = None;
-        // A new connection may allow smaller packets than the one these were sent on [MQTT-3.1.2-25].
+        // A new connection may allow smaller packets than the one these were sent on [MQTT-3.1.2-25],
+        // and a PUBLISH not yet received (no PUBREC) whose expiry interval passed is not sent again
+        // (as Mosquitto does); the others carry what is left of it.
         let inflight = std::mem::take(&mut self.inflight);
-        self.inflight = inflight
-            .into_iter()
-            .filter(|i| {
-                let keep = i.released || !self.too_large(&i.msg, i.qos);
-                if !keep && i.message_id != 0 {
-                    ledger.done(&self.client_id, i.packet_id);
+        let mut cleared = Vec::with_capacity(inflight.len());
+        for i in inflight {
+            if i.released {
+                cleared.push(None);
+                self.inflight.push_back(i);
+                continue;
+            }
+            match self.clear(&i.msg, i.qos, ids_of(&i.ids)) {
+                Ok(c) => {
+                    cleared.push(Some(c));
+                    self.inflight.push_back(i);
                 }
-                keep
-            })
-            .collect();
+                Err(why) => {
+                    self.note_unsendable(why);
+                    if i.message_id != 0 {
+                        ledger.done(&self.client_id, i.packet_id);
+                    }
+                }
+            }
+        }
         if self.durable && self.inflight.iter().any(|i| i.qos == QoS::ExactlyOnce) {
             // Their packet ids may not be durable yet (sent just before the client went away).
             self.stage(ledger);
         }
-        for i in &self.inflight {
-            let sink = self.sink(&conn);
-            if i.released {
-                sink.write(|out| {
-                    codec::encode_pub_response(
-                        PubResponseKind::PubRel,
-                        i.packet_id,
-                        ReasonCode::Success,
-                        self.protocol,
-                        out,
-                    )
-                });
-            } else {
-                i.msg.write(
-                    sink,
-                    self.protocol,
-                    self.mount_len,
+        let inflight = std::mem::take(&mut self.inflight);
+        for (i, cleared) in inflight.iter().zip(cleared) {
+            match cleared {
+                None => {
+                    let protocol = self.protocol;
+                    self.sink(&conn).write(|out| {
+                        codec::encode_pub_response(
+                            PubResponseKind::PubRel,
+                            i.packet_id,
+                            ReasonCode::Success,
+                            protocol,
+                            out,
+                        )
+                    });
+                }
+                Some(c) => self.write_copy(
+                    &conn,
+                    &i.msg,
                     i.qos,
                     i.packet_id,
                     true,
                     i.retain,
-                );
+                    ids_of(&i.ids),
+                    c,
+                ),
             }
         }
+        self.inflight = inflight;
         let resent = self.inflight.len();
         self.conn = Some(conn);
         self.dropping = false;
@@ -796,106 +860,6 @@ impl Session {
         self.progressed();
         self.pump(limits, ledger);
         true
-    }
-
-    /// Where writes go: the staging outbox while one waits for durability, else `conn`.
-    fn sink<'a>(&'a self, conn: &'a Outbox) -> &'a Outbox {
-        match &self.staged {
-            Some(s) => &s.out,
-            None => conn,
-        }
-    }
-
-    /// From now, writes wait until what the ledger has so far is durable (if it says so).
-    fn stage(&mut self, ledger: &mut dyn Ledger) {
-        if let Some(until) = ledger.stage(&self.client_id) {
-            match &mut self.staged {
-                Some(s) => s.until = s.until.max(until),
-                None => {
-                    self.staged = Some(Box::new(Staged {
-                        until,
-                        out: Outbox::new(),
-                    }))
-                }
-            }
-        }
-    }
-
-    /// The journal is durable up to `durable`: staged writes that waited for less go to the
-    /// connection. Returns whether some still wait.
-    pub fn release_staged(&mut self, durable: u64) -> bool {
-        let Some(s) = &self.staged else {
-            return false;
-        };
-        if s.until > durable {
-            return true;
-        }
-        let s = self.staged.take().expect("checked");
-        if let Some(conn) = &self.conn {
-            conn.append_from(&s.out);
-        }
-        false
-    }
-
-    /// The session is no longer kept across restarts: what it owes is no longer reported.
-    pub fn stop_keeping(&mut self) {
-        self.durable = false;
-        self.release_staged(u64::MAX);
-        for i in &mut self.inflight {
-            i.message_id = 0;
-        }
-        for q in &mut self.queue {
-            q.message_id = 0;
-        }
-    }
-
-    /// A session read back from disk (`crate::persist`) gets what it owed, in order: those with a
-    /// packet id go back in the window (re-sent with it, DUP set, when the client returns), the rest
-    /// in the queue.
-    pub fn restore_owed(&mut self, owed: impl IntoIterator<Item = crate::persist::image::Owed>) {
-        for o in owed {
-            let msg = Rc::new(Framed::new(o.message, false));
-            match o.packet_id {
-                Some(packet_id) => self.inflight.push_back(Inflight {
-                    packet_id,
-                    msg,
-                    qos: o.qos,
-                    retain: o.retain,
-                    released: o.released,
-                    message_id: o.message_id,
-                }),
-                None => {
-                    self.queued_bytes += msg.queued_size();
-                    self.queue.push_back(Queued {
-                        msg,
-                        qos: o.qos,
-                        retain: o.retain,
-                        message_id: o.message_id,
-                    });
-                }
-            }
-        }
-    }
-
-    /// What the session owes that its journal keeps, in order, as a snapshot writes it: message id,
-    /// message, delivery QoS and retain flag, packet id once sent, released.
-    pub fn for_each_owed(
-        &self,
-        mut f: impl FnMut(u64, &Arc<Message>, QoS, bool, Option<u16>, bool),
-    ) {
-        for i in self.inflight.iter().filter(|i| i.message_id != 0) {
-            f(
-                i.message_id,
-                i.msg.message(),
-                i.qos,
-                i.retain,
-                Some(i.packet_id),
-                i.released,
-            );
-        }
-        for q in self.queue.iter().filter(|q| q.message_id != 0) {
-            f(q.message_id, q.msg.message(), q.qos, q.retain, None, false);
-        }
     }
 
     /// Packet ids of the outbound window, in send order (for tests that acknowledge them).

@@ -30,7 +30,17 @@ fn offer(s: &mut Session, n: usize) -> Vec<Delivery> {
 fn offer_with(s: &mut Session, n: usize, slack: bool) -> Vec<Delivery> {
     let m = msg();
     (0..n)
-        .map(|_| s.deliver(&m, QoS::AtLeastOnce, false, &limits(), slack, &mut NoLedger))
+        .map(|_| {
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                &[],
+                &limits(),
+                slack,
+                &mut NoLedger,
+            )
+        })
         .collect()
 }
 
@@ -174,7 +184,16 @@ fn a_publish_is_queued_as_its_header_then_the_shared_payload() {
                 ];
                 for (qos, packet_id, dup, retain) in deliveries {
                     let conn = Outbox::new();
-                    framed.write(&conn, version, 0, qos, packet_id, dup, retain);
+                    framed.write(
+                        &conn,
+                        version,
+                        0,
+                        qos,
+                        packet_id,
+                        dup,
+                        retain,
+                        Default::default(),
+                    );
                     let mut chunks = VecDeque::new();
                     conn.take(&mut chunks);
                     let mut wire = BytesMut::new();
@@ -236,6 +255,7 @@ fn a_publish_is_queued_as_its_header_then_the_shared_payload() {
             0,
             false,
             false,
+            Default::default(),
         );
         framed.write(
             &conn,
@@ -245,7 +265,166 @@ fn a_publish_is_queued_as_its_header_then_the_shared_payload() {
             0,
             false,
             false,
+            Default::default(),
         );
         assert_eq!(conn.pending_bytes(), 0);
     }
+}
+
+/// Everything queued on `conn` so far, decoded as v5 packets, and the chunks it was queued as.
+fn drain_v5(conn: &Outbox) -> (Vec<codec::Packet>, VecDeque<Chunk>) {
+    let mut chunks = VecDeque::new();
+    conn.take(&mut chunks);
+    let mut wire = BytesMut::new();
+    for c in &chunks {
+        wire.extend_from_slice(c.as_slice());
+    }
+    let mut packets = Vec::new();
+    while let Some(p) = codec::decode(&mut wire, ProtocolVersion::V5, usize::MAX).unwrap() {
+        packets.push(p);
+    }
+    assert!(wire.is_empty());
+    (packets, chunks)
+}
+
+fn publish_of(p: &codec::Packet) -> &codec::Publish {
+    match p {
+        codec::Packet::Publish(p) => p,
+        other => panic!("not a PUBLISH: {other:?}"),
+    }
+}
+
+/// A v5 copy with properties of its own (topic alias, expiry left, subscription identifiers) gets a
+/// header of its own; its payload is still the message's buffer, and the frame the fan-out shares
+/// is neither used nor changed for it.
+#[test]
+fn a_copy_with_its_own_properties_keeps_the_payload_and_the_shared_frame() {
+    let m = std::sync::Arc::new(Message::new(
+        Utf8Bytes::from("a/b"),
+        Bytes::from(vec![7; outbox::SHARE_MIN]),
+        QoS::AtLeastOnce,
+        false,
+        codec::Properties {
+            message_expiry_interval: Some(60),
+            ..Default::default()
+        },
+        None,
+    ));
+    let framed = Framed::new(m.clone(), true);
+    let plain = Outbox::new();
+    let own = Outbox::new();
+    let v5 = ProtocolVersion::V5;
+    framed.write(
+        &plain,
+        v5,
+        0,
+        QoS::AtLeastOnce,
+        1,
+        false,
+        false,
+        PerCopy::default(),
+    );
+    let per = PerCopy {
+        alias: Some(alias::AliasUse::Reuse(3)),
+        expiry: Some(41),
+        ids: &[5, 9],
+    };
+    framed.write(&own, v5, 0, QoS::AtLeastOnce, 2, false, false, per);
+    framed.write(
+        &plain,
+        v5,
+        0,
+        QoS::AtLeastOnce,
+        3,
+        false,
+        false,
+        PerCopy::default(),
+    );
+    assert_eq!(framed.frames_cached(), 1, "only the shared kind is cached");
+    let (plain_packets, plain_chunks) = drain_v5(&plain);
+    let (own_packets, own_chunks) = drain_v5(&own);
+    for chunks in [&plain_chunks, &own_chunks] {
+        assert!(chunks
+            .iter()
+            .any(|c| matches!(c, Chunk::Shared(p) if p.as_ptr() == m.payload.as_ptr())));
+    }
+    for p in &plain_packets {
+        let p = publish_of(p);
+        assert_eq!((p.topic.as_str(), &p.properties), ("a/b", m.properties()));
+    }
+    let p = publish_of(&own_packets[0]);
+    assert_eq!(p.topic.as_str(), "", "the alias stands for the topic");
+    assert_eq!(p.properties.topic_alias, Some(3));
+    assert_eq!(p.properties.message_expiry_interval, Some(41));
+    assert_eq!(&p.properties.subscription_identifiers[..], &[5, 9]);
+    assert_eq!(p.payload, m.payload);
+}
+
+/// A v5 session assigns topic aliases as it writes, and a queued message goes out with the expiry
+/// interval it has left, or not at all once it passed.
+#[test]
+fn a_v5_session_aliases_topics_and_sends_what_is_left_of_the_expiry() {
+    let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V5, false, 1);
+    let message = |topic: &str, expiry: u32, aged: u64| {
+        let mut m = Message::new(
+            Utf8Bytes::from(topic.to_owned()),
+            Bytes::from_static(b"p"),
+            QoS::AtLeastOnce,
+            false,
+            codec::Properties {
+                message_expiry_interval: Some(expiry),
+                ..Default::default()
+            },
+            None,
+        );
+        m.age_by(aged);
+        Rc::new(Framed::new(std::sync::Arc::new(m), false))
+    };
+    let offer = |s: &mut Session, m: &Rc<Framed>| {
+        s.deliver(
+            m,
+            QoS::AtLeastOnce,
+            false,
+            &[4],
+            &limits(),
+            false,
+            &mut NoLedger,
+        )
+    };
+    // Away: queued, the first to expire before the client is back.
+    assert_eq!(offer(&mut s, &message("x", 2, 3)), Delivery::Expired);
+    assert_eq!(offer(&mut s, &message("x", 10, 3)), Delivery::Queued);
+    s.aliases = Some(Box::new(alias::OutboundAliases::new(1)));
+    let conn = Rc::new(Outbox::new());
+    assert_eq!(s.resume(conn.clone(), &limits(), &mut NoLedger), 1);
+    assert_eq!(offer(&mut s, &message("x", 100, 0)), Delivery::Sent);
+    // The window (2) is full: queued, then sent as the window frees.
+    assert_eq!(offer(&mut s, &message("y", 100, 0)), Delivery::Queued);
+    assert!(s.on_puback(1, &limits(), &mut NoLedger));
+    let (packets, _) = drain_v5(&conn);
+    let got: Vec<_> = packets
+        .iter()
+        .map(publish_of)
+        .map(|p| {
+            (
+                p.topic.to_string(),
+                p.properties.topic_alias,
+                p.properties.message_expiry_interval,
+                p.properties.subscription_identifiers.to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("x".to_string(), Some(1), Some(7), vec![4]),
+            (String::new(), Some(1), Some(100), vec![4]),
+            ("y".to_string(), Some(1), Some(100), vec![4]),
+        ]
+    );
+    assert_eq!(
+        s.take_expired(),
+        0,
+        "the expired one was refused, not queued"
+    );
 }

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use crate::auth::method::Exchange;
 use crate::codec::{ProtocolVersion, Utf8Bytes};
+use crate::session::alias::InboundAliases;
 use crate::session::Outbox;
 
 /// A connection attached to its session: what the reader needs to find it again.
@@ -23,6 +24,8 @@ pub(crate) struct Attached {
     /// per session, as the exchange is with this connection's client. Boxed twice so that every
     /// connection pays one thin pointer (8 bytes of `serve`'s future) for something rarely used.
     pub reauth: Option<Box<Box<dyn Exchange>>>,
+    /// The topic aliases the client set up on this connection (v5; they end with it).
+    pub aliases: InboundAliases,
 }
 
 /// `topic` (or filter) as a client of a listener with `mount_point` means it: Mosquitto prefixes every

@@ -507,7 +507,12 @@ async fn authorise(
 }
 
 /// The v5 CONNACK properties for an accepted CONNECT, and the keep-alive actually in force.
-fn connack_properties(settings: &Settings, c: &Connect, assigned_id: bool) -> (Properties, u16) {
+fn connack_properties(
+    settings: &Settings,
+    listener: usize,
+    c: &Connect,
+    assigned_id: bool,
+) -> (Properties, u16) {
     let mut keep_alive = c.keep_alive;
     let mut p = Properties::default();
     if c.protocol != ProtocolVersion::V5 {
@@ -531,7 +536,16 @@ fn connack_properties(settings: &Settings, c: &Connect, assigned_id: bool) -> (P
     if !settings.retain_available {
         p.retain_available = Some(0);
     }
-    p.subscription_identifier_available = Some(0);
+    // Subscription identifiers and shared subscriptions are available: the properties' absence says
+    // so (§3.2.2.3.11-12), as in Mosquitto's CONNACK.
+    // Inbound topic aliases up to the listener's `max_topic_alias`; absent means 0, none.
+    let max_topic_alias = settings
+        .listeners
+        .get(listener)
+        .map_or(0, |l| l.max_topic_alias);
+    if max_topic_alias > 0 {
+        p.topic_alias_maximum = Some(max_topic_alias);
+    }
     // What Mosquitto advertises: `max_inflight_messages` bounds the QoS 2 messages a v5 client may have
     // awaiting PUBREL here, as well as what the broker sends it unacknowledged.
     if settings.limits.max_inflight < usize::from(u16::MAX) {
@@ -561,7 +575,8 @@ async fn serve(start: Box<ServeStart>) {
     if shard.borrow().conns.shutting_down() {
         return;
     }
-    let (properties, keep_alive) = connack_properties(&settings, &connect, assigned_id);
+    let (properties, keep_alive) =
+        connack_properties(&settings, guard.listener, &connect, assigned_id);
     let outbox = Rc::new(Outbox::new());
     let mut attached = {
         let mut s = shard.borrow_mut();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{connection, shutdown, ConnectionCounts, Shard};
 use crate::auth::Security;
+use crate::message::Message;
 use crate::router::{Control, Inbox, Mail, MailSenders, ShardId};
 use crate::settings::Settings;
 use crate::stats::ShardStats;
@@ -216,7 +217,25 @@ impl Shard {
         self.mail.forget_stances(now);
         self.expire_sessions(now);
         self.send_delayed_wills(now);
+        self.expire_retained(now);
         self.sys_tick(now);
+    }
+
+    /// Retained messages whose v5 Message Expiry Interval passed leave this shard's copy (each shard
+    /// removes its own at its tick; the shard whose log keeps a topic records the removal, so that
+    /// a restart does not bring it back).
+    fn expire_retained(&mut self, now: Instant) {
+        for topic in self.retained.remove_expired(now) {
+            let clear = Message::new(
+                topic,
+                bytes::Bytes::new(),
+                crate::codec::QoS::AtMostOnce,
+                true,
+                crate::codec::Properties::default(),
+                None,
+            );
+            self.journal.retained(&clear);
+        }
     }
 
     /// Reloaded security files, applied as Mosquitto applies them after SIGHUP: a connected client whose

@@ -255,7 +255,21 @@ impl Shard {
         // they are as loaded, the group taking turns (`drop` never holds).
         let may_hold = limits.slow_subscriber_policy != SlowSubscriberPolicy::Drop;
         let now = Instant::now();
-        let delivery = session.deliver(&framed, qos, retain, &limits, may_hold, &mut self.journal);
+        let ids = [opts.identifier];
+        let ids = if opts.identifier == 0 {
+            &[][..]
+        } else {
+            &ids[..]
+        };
+        let delivery = session.deliver(
+            &framed,
+            qos,
+            retain,
+            ids,
+            &limits,
+            may_hold,
+            &mut self.journal,
+        );
         let behind = match delivery {
             Delivery::Sent => {
                 self.stats.messages_sent += 1;
@@ -274,6 +288,10 @@ impl Shard {
             Delivery::Queued => qos != QoS::AtMostOnce && session.congested(&limits, now),
             Delivery::TooLarge => {
                 self.stats.messages_dropped += 1;
+                false
+            }
+            Delivery::Expired => {
+                self.stats.messages_expired += 1;
                 false
             }
             Delivery::Discarded => false,

@@ -7,10 +7,23 @@
 //! of other shards (`executor.rs`).
 
 use ahash::AHashMap;
+use smallvec::SmallVec;
 
 use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
 use crate::index::{InterestMap, ShardSet, SubscriptionTrie};
 use crate::router::ShardId;
+
+/// One session's subscriptions matching a topic, merged: the highest QoS, retain-as-published if
+/// any asks for it, no-local only if all do, and every Subscription Identifier among them (a message
+/// reaches a session once, carrying all of them, §3.3.4).
+#[derive(Debug, Clone)]
+pub(crate) struct Matched {
+    pub(crate) slot: u32,
+    /// Merged; its `identifier` is one of `ids` and means nothing on its own.
+    pub(crate) opts: SubscriptionOptions,
+    /// The non-zero Subscription Identifiers of the matching subscriptions.
+    pub(crate) ids: SmallVec<[u32; 2]>,
+}
 
 /// A subscription request waiting for the other shards to acknowledge new interest before its SUBACK.
 pub(super) struct PendingSub {
@@ -49,7 +62,7 @@ pub(super) struct Subscriptions {
     interest_pending: AHashMap<Utf8Bytes, PendingInterest>,
     pending_subs: AHashMap<SubToken, PendingSub>,
     /// Reused buffer for trie matches.
-    scratch: Vec<(u32, SubscriptionOptions)>,
+    scratch: Vec<Matched>,
 }
 
 impl Subscriptions {
@@ -161,24 +174,34 @@ impl Subscriptions {
     }
 
     /// The sessions here with a subscription matching `topic`, one entry per session, sorted by slot,
-    /// with its matching subscriptions merged (the highest QoS, retain-as-published if any asks for it,
-    /// no-local only if all do). Give the buffer back with [`Self::recycle`].
-    pub(super) fn matches(&mut self, topic: &str) -> Vec<(u32, SubscriptionOptions)> {
+    /// with its matching subscriptions merged ([`Matched`]). Give the buffer back with
+    /// [`Self::recycle`].
+    pub(super) fn matches(&mut self, topic: &str) -> Vec<Matched> {
         let mut matches = std::mem::take(&mut self.scratch);
         matches.clear();
-        self.trie
-            .for_each_match(topic, |slot, opts| matches.push((slot, *opts)));
+        self.trie.for_each_match(topic, |slot, opts| {
+            let mut ids = SmallVec::new();
+            if opts.identifier != 0 {
+                ids.push(opts.identifier);
+            }
+            matches.push(Matched {
+                slot,
+                opts: *opts,
+                ids,
+            })
+        });
         if matches.len() > 1 {
-            matches.sort_unstable_by_key(|m| m.0);
+            matches.sort_unstable_by_key(|m| m.slot);
             matches.dedup_by(|later, kept| {
-                if later.0 != kept.0 {
+                if later.slot != kept.slot {
                     return false;
                 }
-                if later.1.qos > kept.1.qos {
-                    kept.1.qos = later.1.qos;
+                if later.opts.qos > kept.opts.qos {
+                    kept.opts.qos = later.opts.qos;
                 }
-                kept.1.retain_as_published |= later.1.retain_as_published;
-                kept.1.no_local &= later.1.no_local;
+                kept.opts.retain_as_published |= later.opts.retain_as_published;
+                kept.opts.no_local &= later.opts.no_local;
+                kept.ids.extend(later.ids.drain(..));
                 true
             });
         }
@@ -186,7 +209,7 @@ impl Subscriptions {
     }
 
     /// The buffer [`Self::matches`] lent, for the next delivery.
-    pub(super) fn recycle(&mut self, matches: Vec<(u32, SubscriptionOptions)>) {
+    pub(super) fn recycle(&mut self, matches: Vec<Matched>) {
         self.scratch = matches;
     }
 }

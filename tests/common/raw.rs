@@ -40,6 +40,11 @@ pub mod prop {
     pub const AUTHENTICATION_METHOD: u8 = 0x15;
     pub const AUTHENTICATION_DATA: u8 = 0x16;
     pub const SERVER_REFERENCE: u8 = 0x1C;
+    pub const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
+    pub const SUBSCRIPTION_IDENTIFIER: u8 = 0x0B;
+    pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
+    pub const TOPIC_ALIAS: u8 = 0x23;
+    pub const SUBSCRIPTION_IDENTIFIER_AVAILABLE: u8 = 0x29;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -117,6 +122,11 @@ impl Props {
     pub fn bin(mut self, id: u8, v: &[u8]) -> Self {
         self.0.push(id);
         put_bin(&mut self.0, v);
+        self
+    }
+    pub fn varint(mut self, id: u8, v: usize) -> Self {
+        self.0.push(id);
+        encode_varint(v, &mut self.0);
         self
     }
 }
@@ -288,6 +298,37 @@ pub fn publish(
     body.extend_from_slice(payload);
     let first = 0x30 | (u8::from(dup) << 3) | (qos << 1) | u8::from(retain);
     frame(first, &body)
+}
+
+/// A v5 PUBLISH with properties `props` (`pkid` ignored for QoS 0).
+pub fn publish_v5(
+    topic: &str,
+    qos: u8,
+    retain: bool,
+    pkid: u16,
+    props: &Props,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_str(&mut body, topic);
+    if qos > 0 {
+        put_u16(&mut body, pkid);
+    }
+    props_block(Proto::V5, &props.0, &mut body);
+    body.extend_from_slice(payload);
+    frame(0x30 | (qos << 1) | u8::from(retain), &body)
+}
+
+/// A v5 SUBSCRIBE with properties `props` and raw options bytes.
+pub fn subscribe_v5(pkid: u16, props: &Props, filters: &[(&str, u8)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_u16(&mut body, pkid);
+    props_block(Proto::V5, &props.0, &mut body);
+    for (f, options) in filters {
+        put_str(&mut body, f);
+        body.push(*options);
+    }
+    frame(0x82, &body)
 }
 
 /// A SUBSCRIBE packet; each filter's options byte is just its QoS (v5: no-local 0, RAP 0, handling 0).
@@ -488,6 +529,18 @@ impl Packet {
             pkid,
             payload: c.0.to_vec(),
         }
+    }
+
+    /// The v5 properties of a PUBLISH, in the order sent.
+    pub fn publish_props(&self) -> Vec<(u8, PropValue)> {
+        self.expect_kind(kind::PUBLISH);
+        let qos = (self.first >> 1) & 3;
+        let mut c = Cursor(&self.body);
+        c.string();
+        if qos > 0 {
+            c.u16();
+        }
+        c.props()
     }
 
     /// Packet id and reason codes of a SUBACK (or UNSUBACK).

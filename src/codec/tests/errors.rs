@@ -1134,6 +1134,7 @@ fn encode_publish_parts_rejects_unencodable_parts_and_leaves_out_untouched() {
         packet_id: 1,
         properties: &none,
         payload_len: 0,
+        delivery: Default::default(),
     };
     let mut out = BytesMut::from(&b"keep"[..]);
     let cases: [(PublishParts, ProtocolVersion, EncodeError); 3] = [

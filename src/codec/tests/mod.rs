@@ -194,6 +194,7 @@ pub(super) fn parts_of(p: &Publish) -> PublishParts<'_> {
         packet_id: p.packet_id,
         properties: &p.properties,
         payload_len: p.payload.len(),
+        delivery: Default::default(),
     }
 }
 

@@ -290,6 +290,7 @@ fn arb_packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
                     no_local: nl,
                     retain_as_published: rap,
                     retain_handling,
+                    identifier: 0,
                 }
             } else {
                 SubscriptionOptions {

@@ -387,6 +387,7 @@ fn subscribe_roundtrips() {
                         RetainHandling::SendAtSubscribeIfNew,
                         RetainHandling::DoNotSend,
                     ][i],
+                    identifier: 0,
                 }
             } else {
                 SubscriptionOptions {

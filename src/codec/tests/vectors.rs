@@ -446,6 +446,7 @@ fn subscribe_v5_vector() {
                 no_local: true,
                 retain_as_published: true,
                 retain_handling: RetainHandling::DoNotSend,
+                identifier: 0,
             },
         }],
         properties: Properties {
@@ -807,6 +808,7 @@ fn publish_parts_vectors() {
             packet_id,
             properties,
             payload_len,
+            delivery: Default::default(),
         }
     }
     #[rustfmt::skip]
@@ -858,6 +860,7 @@ fn publish_parts_remaining_length_table() {
             packet_id: 0,
             properties: &none,
             payload_len: value - 3,
+            delivery: Default::default(),
         };
         let mut expected = vec![0x30];
         expected.extend_from_slice(rl);
@@ -889,6 +892,7 @@ fn publish_parts_remaining_length_table() {
         packet_id: 1,
         properties: &none,
         payload_len: 0,
+        delivery: Default::default(),
     };
     let mut out = BytesMut::new();
     encode_publish_parts(&p, V5, &mut out).unwrap();

@@ -333,3 +333,23 @@ fn tls_options_apply_to_their_listener_and_must_fit_together() {
         })
     ));
 }
+
+#[test]
+fn max_topic_alias_goes_to_the_listener_above_it() {
+    let c = ok(
+        "listener 1883\nmax_topic_alias 0\nlistener 1884\nlistener 1885\nmax_topic_alias 65535\n",
+    );
+    let got: Vec<u16> = c.listeners.iter().map(|l| l.max_topic_alias).collect();
+    assert_eq!(got, [0, 10, 65535], "Mosquitto's default is 10");
+    // Local only mode: the implicit listener's.
+    let c = ok("max_topic_alias 3\n");
+    assert_eq!(c.listeners[0].max_topic_alias, 3);
+    assert!(matches!(
+        err("listener 1883\nmax_topic_alias 65536\n"),
+        ConfigError::InvalidValue { .. }
+    ));
+    assert!(matches!(
+        err("listener 1883\nmax_topic_alias -1\n"),
+        ConfigError::InvalidValue { .. }
+    ));
+}

@@ -8,6 +8,7 @@ use super::{Record, RecordError, StoredMessage};
 use crate::codec::{
     decode_property_block, encode_property_block, EncodeError, LastWill, Properties,
     PropertyContext, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions, Utf8Bytes,
+    MAX_VAR_INT,
 };
 use crate::message::DurableKey;
 
@@ -51,11 +52,17 @@ fn put_key(out: &mut BytesMut, k: &DurableKey) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// Bit 6 of a stored options byte (reserved in MQTT's): a `u32` Subscription Identifier follows.
+/// Added without a new format version: records without an identifier are written as before, and
+/// files written before read unchanged (only a broker older than this reads such a record as corrupt).
+const HAS_IDENTIFIER: u8 = 0x40;
+
 fn options_byte(o: &SubscriptionOptions) -> u8 {
     o.qos as u8
         | u8::from(o.no_local) << 2
         | u8::from(o.retain_as_published) << 3
         | (o.retain_handling as u8) << 4
+        | if o.identifier != 0 { HAS_IDENTIFIER } else { 0 }
 }
 
 fn put_message(out: &mut BytesMut, m: &StoredMessage) -> Result<(), EncodeError> {
@@ -118,6 +125,9 @@ pub(super) fn write(record: &Record, out: &mut BytesMut) -> Result<(), EncodeErr
             put_str(out, client_id)?;
             put_str(out, filter)?;
             out.put_u8(options_byte(options));
+            if options.identifier != 0 {
+                out.put_u32_le(options.identifier);
+            }
         }
         Record::Unsubscribe { client_id, filter } => {
             out.put_u8(kind::UNSUBSCRIBE);
@@ -349,6 +359,19 @@ impl Reader {
     }
 }
 
+/// Stored subscription options: the options byte, and the identifier it announces.
+fn read_stored_options(r: &mut Reader) -> Result<SubscriptionOptions, RecordError> {
+    let b = r.u8()?;
+    let mut options = read_options(b & !HAS_IDENTIFIER)?;
+    if b & HAS_IDENTIFIER != 0 {
+        options.identifier = match r.u32()? {
+            id @ 1..=MAX_VAR_INT => id,
+            _ => return Err(malformed("subscription identifier out of range")),
+        };
+    }
+    Ok(options)
+}
+
 pub(super) fn read_options(b: u8) -> Result<SubscriptionOptions, RecordError> {
     if b & 0xC0 != 0 {
         return Err(malformed("reserved subscription option bits set"));
@@ -364,6 +387,7 @@ pub(super) fn read_options(b: u8) -> Result<SubscriptionOptions, RecordError> {
         no_local: b & 4 != 0,
         retain_as_published: b & 8 != 0,
         retain_handling,
+        identifier: 0,
     })
 }
 
@@ -415,7 +439,7 @@ fn read_record(r: &mut Reader) -> Result<Record, RecordError> {
         kind::SUBSCRIBE => Record::Subscribe {
             client_id: r.string()?,
             filter: r.string()?,
-            options: read_options(r.u8()?)?,
+            options: read_stored_options(r)?,
         },
         kind::UNSUBSCRIBE => Record::Unsubscribe {
             client_id: r.string()?,

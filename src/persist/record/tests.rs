@@ -57,6 +57,7 @@ fn every_variant() -> Vec<Record> {
         no_local: true,
         retain_as_published: true,
         retain_handling: RetainHandling::DoNotSend,
+        identifier: 268_435_455,
     };
     let c = s("client-1");
     vec![
@@ -424,15 +425,23 @@ fn a_valid_checksum_over_a_bad_body_is_corrupt() {
         let crc = frame_crc(&len, body);
         [&len[..], &crc.to_le_bytes(), body].concat()
     }
-    let cases: [(&[u8], &str); 6] = [
+    let cases: [(&[u8], &str); 8] = [
         (&[99], "unknown kind"),
         (&[], "empty body"),
         (&[kind::DONE, 1, 0, b'c', 0, 0], "packet id 0"),
         (&[kind::RETAIN_CLEAR, 2, 0, 0xC3, 0x28], "not UTF-8"),
         (&[kind::SESSION_GONE, 1, 0, b'c', 0], "trailing byte"),
         (
-            &[kind::SUBSCRIBE, 1, 0, b'c', 1, 0, b'f', 0x40],
+            &[kind::SUBSCRIBE, 1, 0, b'c', 1, 0, b'f', 0x80],
             "reserved option bit",
+        ),
+        (
+            &[kind::SUBSCRIBE, 1, 0, b'c', 1, 0, b'f', 0x40, 0, 0, 0, 0],
+            "subscription identifier 0",
+        ),
+        (
+            &[kind::SUBSCRIBE, 1, 0, b'c', 1, 0, b'f', 0x41, 7, 0],
+            "subscription identifier cut short",
         ),
     ];
     for (body, what) in cases {
@@ -559,7 +568,11 @@ fn record() -> impl Strategy<Value = Record> {
         ProtocolVersion::V311,
         ProtocolVersion::V5,
     ]);
-    let options = (0u8..64).prop_filter_map("valid options", |b| read_options(b).ok());
+    let options = (
+        (0u8..64).prop_filter_map("valid options", |b| read_options(b).ok()),
+        prop_oneof![Just(0u32), 1u32..=268_435_455],
+    )
+        .prop_map(|(o, identifier)| SubscriptionOptions { identifier, ..o });
     prop_oneof![
         (
             utf8(),
@@ -697,4 +710,37 @@ fn a_session_record_without_away_since_decodes_as_connected() {
         panic!("{decoded:?}");
     };
     assert_eq!(away_since, 0);
+}
+
+#[test]
+fn a_subscription_identifier_follows_bit_6_of_the_options_byte_and_only_then() {
+    let record = |identifier| Record::Subscribe {
+        client_id: s("c"),
+        filter: s("f"),
+        options: SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            identifier,
+            ..SubscriptionOptions::default()
+        },
+    };
+    let body = |r: &Record| {
+        let mut out = BytesMut::new();
+        encode(r, &mut out).unwrap();
+        out[FRAME_LEN..].to_vec()
+    };
+    // Without one, byte for byte what was written before identifiers were stored (so files written
+    // before read unchanged).
+    assert_eq!(
+        body(&record(0)),
+        [kind::SUBSCRIBE, 1, 0, b'c', 1, 0, b'f', 0x01]
+    );
+    assert_eq!(
+        body(&record(0x0102_0304)),
+        [kind::SUBSCRIBE, 1, 0, b'c', 1, 0, b'f', 0x41, 4, 3, 2, 1]
+    );
+    for identifier in [0, 1, 0x0102_0304, 268_435_455] {
+        let mut out = BytesMut::new();
+        encode(&record(identifier), &mut out).unwrap();
+        assert_eq!(decode(&out).unwrap().unwrap().0, record(identifier));
+    }
 }

@@ -71,7 +71,7 @@ impl Shard {
                     method: None,
                 })
             });
-            s.restore_owed(image.owed);
+            s.restore_owed(image.owed, &image.subscriptions);
             // QoS 2 PUBLISHes whose PUBREL had not come: a repeat is acknowledged, not delivered.
             s.inbound_qos2 = image
                 .accepted

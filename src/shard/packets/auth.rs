@@ -27,12 +27,12 @@ impl Shard {
     /// An AUTH from an attached (v5) client.
     pub(super) fn client_auth(&mut self, a: &mut Attached, auth: Auth) -> Result<(), CloseReason> {
         let protocol_error = Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
-        let login = self
+        let session = self
             .sessions
             .get(a.slot, a.generation)
-            .expect("checked by caller")
-            .login
-            .as_deref();
+            .expect("checked by caller");
+        let max = session.max_packet_size;
+        let login = session.login.as_deref();
         let Some((method, username)) =
             login.and_then(|l| Some((l.method.clone()?, l.username.clone())))
         else {
@@ -67,7 +67,13 @@ impl Shard {
         let exchange = a.reauth.as_mut().expect("started above or before");
         match exchange.step(auth.properties.authentication_data.as_deref()) {
             Step::Continue(data) => {
-                send_auth(a, ReasonCode::ContinueAuthentication, &method, Some(data));
+                send_auth(
+                    a,
+                    max,
+                    ReasonCode::ContinueAuthentication,
+                    &method,
+                    Some(data),
+                );
                 Ok(())
             }
             Step::Success {
@@ -84,7 +90,7 @@ impl Shard {
                 }
                 tracing::debug!(target: log_type::DEBUG,
                     "Client {} re-authenticated as {who} with {method}.", a.client_id);
-                send_auth(a, ReasonCode::Success, &method, data);
+                send_auth(a, max, ReasonCode::Success, &method, data);
                 Ok(())
             }
             Step::Failure(why) => {
@@ -110,7 +116,14 @@ impl Shard {
     }
 }
 
-fn send_auth(a: &Attached, reason: ReasonCode, method: &Utf8Bytes, data: Option<Vec<u8>>) {
+/// AUTH to the client of `a`, within its Maximum Packet Size `max`.
+fn send_auth(
+    a: &Attached,
+    max: Option<usize>,
+    reason: ReasonCode,
+    method: &Utf8Bytes,
+    data: Option<Vec<u8>>,
+) {
     let packet = Packet::Auth(Auth {
         reason,
         properties: Properties {
@@ -120,5 +133,5 @@ fn send_auth(a: &Attached, reason: ReasonCode, method: &Utf8Bytes, data: Option<
         },
     });
     a.outbox
-        .write(|out| encode_into(out, &packet, ProtocolVersion::V5));
+        .write(|out| encode_into(out, packet, ProtocolVersion::V5, max));
 }

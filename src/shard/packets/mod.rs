@@ -27,10 +27,23 @@ use crate::codec::{self, Packet, ProtocolVersion, ReasonCode};
 use crate::logging::log_type;
 use crate::session::CloseReason;
 
-/// Append a packet the broker built (CONNACK, SUBACK, UNSUBACK, PINGRESP): only [`codec::encode`].
-pub(super) fn encode_into(out: &mut BytesMut, packet: &Packet, protocol: ProtocolVersion) {
+/// Append a packet the broker built (CONNACK, SUBACK, UNSUBACK, PINGRESP): only [`codec::encode`],
+/// within the v5 client's Maximum Packet Size `max` (its Reason String, then its User Properties left
+/// out if need be, and nothing written if it still does not fit: [`codec::fit`]).
+pub(super) fn encode_into(
+    out: &mut BytesMut,
+    mut packet: Packet,
+    protocol: ProtocolVersion,
+    max: Option<usize>,
+) {
+    if !codec::fit(&mut packet, protocol, max) {
+        tracing::debug!(target: log_type::DEBUG,
+            "Dropping a {}-byte outgoing packet over the client's Maximum Packet Size",
+            codec::encoded_len(&packet, protocol));
+        return;
+    }
     // Broker-built packets are always within the protocol's limits.
-    let _ = codec::encode(packet, protocol, out);
+    let _ = codec::encode(&packet, protocol, out);
 }
 
 impl Shard {
@@ -76,8 +89,12 @@ impl Shard {
             }
             Packet::PingReq => {
                 tracing::debug!(target: log_type::DEBUG, "Received PINGREQ from {}", a.client_id);
+                let max = self
+                    .sessions
+                    .get(a.slot, a.generation)
+                    .and_then(|s| s.max_packet_size);
                 a.outbox
-                    .write(|out| encode_into(out, &Packet::PingResp, a.protocol));
+                    .write(|out| encode_into(out, Packet::PingResp, a.protocol, max));
                 Ok(())
             }
             Packet::Disconnect(d) => self.client_disconnect(a, d),

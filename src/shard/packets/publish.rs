@@ -12,19 +12,18 @@ use std::time::Instant;
 use smallvec::SmallVec;
 
 use crate::auth::acl;
-use crate::codec::{
-    self, ProtocolVersion, PubResponse, PubResponseKind, Publish, QoS, ReasonCode,
-    SubscriptionOptions,
-};
+use crate::codec::{self, ProtocolVersion, PubResponse, PubResponseKind, Publish, QoS, ReasonCode};
 use crate::index::ShardSet;
 use crate::logging::log_type;
 use crate::message::{DurableKey, Message};
 use crate::router::{Mail, ShardId};
+use crate::session::alias::AliasError;
 use crate::session::{
     CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Ledger, Limits, Origin, Session,
     SlowSubscriberPolicy,
 };
 use crate::shard::attached::{mounted, Attached};
+use crate::shard::subscriptions::Matched;
 use crate::shard::Shard;
 use crate::topic;
 
@@ -87,7 +86,7 @@ pub(in crate::shard) fn log_dropping(client_id: &str) {
 impl Shard {
     pub(super) fn client_publish(
         &mut self,
-        a: &Attached,
+        a: &mut Attached,
         mut p: Publish,
     ) -> Result<(), CloseReason> {
         self.stats.messages_received += 1;
@@ -95,12 +94,29 @@ impl Shard {
             "Received PUBLISH from {} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
             a.client_id, u8::from(p.dup), p.qos as u8, u8::from(p.retain), p.packet_id, p.topic, p.payload.len());
         if a.protocol == ProtocolVersion::V5 {
-            // The CONNACK advertised no topic aliases (Topic Alias Maximum absent = 0) [MQTT-3.3.2-9].
-            if p.properties.topic_alias.is_some() {
-                return Err(CloseReason::ProtocolError(ReasonCode::TopicAliasInvalid));
-            }
-            if p.topic.is_empty() {
-                return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
+            // [MQTT-3.3.4-6]: a client's PUBLISH has no Subscription Identifier; one that has is
+            // not refused but its identifiers are not forwarded, as Mosquitto does.
+            p.properties.subscription_identifiers.clear();
+            match p.properties.topic_alias.take() {
+                // The topic it names, or names from now on, up to our `max_topic_alias`
+                // [MQTT-3.3.2-8], [MQTT-3.3.2-9]; aliases are the connection's, not the message's.
+                Some(alias) => {
+                    let max = self
+                        .settings
+                        .listeners
+                        .get(usize::from(a.listener))
+                        .map_or(0, |l| l.max_topic_alias);
+                    p.topic = a.aliases.resolve(alias, &p.topic, max).map_err(|e| {
+                        CloseReason::ProtocolError(match e {
+                            AliasError::Invalid => ReasonCode::TopicAliasInvalid,
+                            AliasError::Unknown => ReasonCode::ProtocolError,
+                        })
+                    })?;
+                }
+                None if p.topic.is_empty() => {
+                    return Err(CloseReason::ProtocolError(ReasonCode::ProtocolError));
+                }
+                None => {}
             }
         }
         if topic::validate_topic_name(&p.topic).is_err() {
@@ -152,14 +168,12 @@ impl Shard {
         };
         let mut durable_key = 0;
         let reached = if deliver {
-            let mut properties = p.properties;
-            properties.topic_alias = None;
             let mut msg = Message::new(
                 p.topic,
                 p.payload,
                 p.qos,
                 p.retain,
-                properties,
+                p.properties,
                 Some((self.id, a.slot)),
             );
             if p.qos == QoS::ExactlyOnce {
@@ -226,8 +240,11 @@ impl Shard {
             .expect("checked by caller");
         let before = s.pending_len().1;
         ack(s, &limits, &mut self.journal);
-        let sent = before.saturating_sub(s.pending_len().1);
-        self.stats.messages_sent += sent as u64;
+        let dequeued = before.saturating_sub(s.pending_len().1) as u64;
+        let (expired, too_large) = (s.take_expired(), s.take_too_large());
+        self.stats.messages_expired += expired;
+        self.stats.messages_dropped += too_large;
+        self.stats.messages_sent += dequeued.saturating_sub(expired + too_large);
     }
 
     /// A PUBREC: a QoS 2 delivery waits for its PUBCOMP now, or ends if the client refused it.
@@ -237,15 +254,17 @@ impl Shard {
         r: PubResponse,
     ) -> Result<(), CloseReason> {
         tracing::debug!(target: log_type::DEBUG, "Received PUBREC from {} (Mid: {})", a.client_id, r.packet_id);
-        let limits = self.settings.limits;
-        let s = self
-            .sessions
-            .get_mut(a.slot, a.generation)
-            .expect("checked by caller");
         if r.reason.is_error() {
-            // v5: the receiver refused the message; the flow ends here ([MQTT-4.3.3]).
-            s.on_pubrec_error(r.packet_id, &limits, &mut self.journal);
+            // v5: the receiver refused the message; the flow ends here ([MQTT-4.3.3]), and the
+            // queue moves up.
+            self.window_freed(a, |s, limits, ledger| {
+                s.on_pubrec_error(r.packet_id, limits, ledger);
+            });
         } else {
+            let s = self
+                .sessions
+                .get_mut(a.slot, a.generation)
+                .expect("checked by caller");
             s.on_pubrec(r.packet_id, &mut self.journal);
         }
         Ok(())
@@ -441,7 +460,8 @@ impl Shard {
         };
         let all_behind = policy == SlowSubscriberPolicy::HoldIfAllBehind;
         let mut holds: SmallVec<[(Origin, HoldSignal, bool); 2]> = SmallVec::new();
-        for &(slot, opts) in &matches {
+        for m in &matches {
+            let (slot, opts) = (m.slot, m.opts);
             if opts.no_local && msg.origin == Some((self.id, slot)) {
                 continue;
             }
@@ -463,6 +483,7 @@ impl Shard {
                 &local,
                 qos,
                 retain,
+                &m.ids,
                 &limits,
                 slack || insist,
                 &mut self.journal,
@@ -486,12 +507,12 @@ impl Shard {
                     qos != QoS::AtMostOnce && session.congested(&limits, now)
                 }
                 Delivery::TooLarge => {
+                    // Logged by the session, as Mosquitto logs it.
                     self.stats.messages_dropped += 1;
-                    if verbose {
-                        tracing::debug!(target: log_type::DEBUG,
-                            "Dropping too large outgoing PUBLISH to {} ('{}', ... ({} bytes))",
-                            session.client_id, msg.topic, msg.payload.len());
-                    }
+                    false
+                }
+                Delivery::Expired => {
+                    self.stats.messages_expired += 1;
                     false
                 }
                 Delivery::Discarded => false,
@@ -536,12 +557,13 @@ impl Shard {
     fn some_recipient_keeps_up(
         &self,
         msg: &Message,
-        matches: &[(u32, SubscriptionOptions)],
+        matches: &[Matched],
         check_acl: bool,
         limits: &Limits,
     ) -> bool {
         let upgrade_qos = self.settings.upgrade_outgoing_qos;
-        matches.iter().any(|&(slot, opts)| {
+        matches.iter().any(|m| {
+            let (slot, opts) = (m.slot, m.opts);
             if opts.no_local && msg.origin == Some((self.id, slot)) {
                 return false;
             }

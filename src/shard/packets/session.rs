@@ -10,6 +10,7 @@ use crate::codec::{
 };
 use crate::logging::log_type;
 use crate::message::Message;
+use crate::session::alias::OutboundAliases;
 use crate::session::{CloseReason, Login, Outbox, Session};
 use crate::shard::attached::Attached;
 use crate::shard::expiry::expiry_after;
@@ -126,6 +127,13 @@ impl Shard {
             .maximum_packet_size
             .map(|m| m as usize)
             .filter(|_| connect.protocol == ProtocolVersion::V5);
+        // Topic aliases towards the client are per connection [MQTT-3.3.2-7]: a fresh table, before
+        // anything (re-sent messages included) goes out on this one.
+        session.aliases = connect
+            .properties
+            .topic_alias_maximum
+            .filter(|&m| m > 0 && connect.protocol == ProtocolVersion::V5)
+            .map(|m| Box::new(OutboundAliases::new(m)));
         if !session_present {
             session.inbound_qos2.clear();
         }
@@ -155,9 +163,12 @@ impl Shard {
             code: ReasonCode::Success,
             properties: connack_properties,
         });
-        outbox.write(|out| encode_into(out, &connack, connect.protocol));
+        let max = session.max_packet_size;
+        outbox.write(|out| encode_into(out, connack, connect.protocol, max));
         let sent = session.resume(outbox.clone(), &limits, &mut self.journal);
         self.stats.messages_sent += sent as u64;
+        self.stats.messages_expired += session.take_expired();
+        self.stats.messages_dropped += session.take_too_large();
         self.member_presence(slot, true, false);
         self.stats.clients_connected += 1;
         self.stats.connections_total += 1;
@@ -170,6 +181,7 @@ impl Shard {
             will_on_disconnect: false,
             listener: u16::try_from(listener).unwrap_or(u16::MAX),
             reauth: None,
+            aliases: Default::default(),
         }
     }
 

@@ -77,21 +77,16 @@ impl Shard {
         let mut retained = Vec::new();
         let mut waits = 0;
         let v5 = a.protocol == ProtocolVersion::V5;
-        if v5 && !sub.properties.subscription_identifiers.is_empty() {
-            // Not offered in the CONNACK (Subscription Identifiers Available = 0).
-            for _ in &sub.filters {
-                codes.push(ReasonCode::SubscriptionIdentifiersNotSupported);
-            }
-            self.write_suback(
-                a,
-                SubAck {
-                    packet_id: sub.packet_id,
-                    codes,
-                    properties: Properties::default(),
-                },
-            );
-            return Ok(());
-        }
+        // v5: the Subscription Identifier (at most one, the codec checked) goes with every
+        // subscription this SUBSCRIBE makes or replaces: a replaced subscription takes the new
+        // options whole [MQTT-3.8.4-3], so one resubscribed without an identifier has none.
+        let identifier = sub
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied()
+            .filter(|_| v5)
+            .unwrap_or(0);
         for f in sub.filters {
             tracing::debug!(target: log_type::DEBUG, "\t{} (QoS {})", f.filter, f.options.qos as u8);
             if f.filter.starts_with(topic::SHARED_PREFIX) {
@@ -141,7 +136,10 @@ impl Shard {
                 codes.push(code);
                 continue;
             }
-            let opts = f.options;
+            let opts = SubscriptionOptions {
+                identifier,
+                ..f.options
+            };
             let session = self.sessions.at_mut(a.slot).expect("checked by caller");
             let existed = session
                 .subscriptions
@@ -196,12 +194,6 @@ impl Shard {
         Ok(())
     }
 
-    fn write_suback(&mut self, a: &Attached, suback: SubAck) {
-        tracing::debug!(target: log_type::DEBUG, "Sending SUBACK to {}", a.client_id);
-        a.outbox
-            .write(|out| encode_into(out, &Packet::SubAck(suback), a.protocol));
-    }
-
     /// Send the SUBACK, then the retained messages matching the new subscriptions (retain flag set).
     fn complete_subscribe(
         &mut self,
@@ -225,9 +217,11 @@ impl Shard {
         };
         tracing::debug!(target: log_type::DEBUG, "Sending SUBACK to {}", session.client_id);
         let protocol = session.protocol;
-        conn.write(|out| encode_into(out, &Packet::SubAck(suback), protocol));
+        let max = session.max_packet_size;
+        conn.write(|out| encode_into(out, Packet::SubAck(suback), protocol, max));
         let mut sent = 0;
         let mut dropped = 0;
+        let mut expired = 0;
         for (msg, opts) in found {
             if !session.may_read(&msg.topic) {
                 continue;
@@ -236,7 +230,12 @@ impl Shard {
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             // Retained messages hold nobody; only `hold` keeps its old room beyond the limits for them.
             let slack = limits.slow_subscriber_policy == SlowSubscriberPolicy::Hold;
-            match session.deliver(&local, qos, true, &limits, slack, &mut self.journal) {
+            let ids: &[u32] = if opts.identifier != 0 {
+                &[opts.identifier]
+            } else {
+                &[]
+            };
+            match session.deliver(&local, qos, true, ids, &limits, slack, &mut self.journal) {
                 Delivery::Sent => sent += 1,
                 Delivery::Dropped => {
                     dropped += 1;
@@ -245,11 +244,14 @@ impl Shard {
                     }
                 }
                 Delivery::TooLarge => dropped += 1,
+                // A retained message whose expiry interval passed [MQTT-3.3.2-5].
+                Delivery::Expired => expired += 1,
                 _ => {}
             }
         }
         self.stats.messages_sent += sent;
         self.stats.messages_dropped += dropped;
+        self.stats.messages_expired += expired;
     }
 
     /// Another shard acknowledged interest in `filter`: release the SUBACKs that waited only for that.
@@ -287,7 +289,11 @@ impl Shard {
             properties: Properties::default(),
         };
         tracing::debug!(target: log_type::DEBUG, "Sending UNSUBACK to {}", a.client_id);
+        let max = self
+            .sessions
+            .get(a.slot, a.generation)
+            .and_then(|s| s.max_packet_size);
         a.outbox
-            .write(|out| encode_into(out, &Packet::UnsubAck(unsuback), a.protocol));
+            .write(|out| encode_into(out, Packet::UnsubAck(unsuback), a.protocol, max));
     }
 }

@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../../src/codec/mod.rs"]
 mod codec;
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../../../src/message.rs"]
 mod message;
 

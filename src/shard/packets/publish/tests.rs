@@ -450,6 +450,7 @@ fn publisher_of(shard: &Shard, slot: u32) -> Attached {
         will_on_disconnect: false,
         listener: 0,
         reauth: None,
+        aliases: Default::default(),
     }
 }
 
