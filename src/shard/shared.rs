@@ -32,9 +32,9 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
-use super::packets::{delivery_qos, log_dropping};
+use super::packets::{delivery_qos, tally};
 use super::Shard;
-use crate::codec::{QoS, SubscriptionOptions, Utf8Bytes};
+use crate::codec::{SubscriptionOptions, Utf8Bytes};
 use crate::index::{Member, MemberState};
 use crate::logging::log_type;
 use crate::message::Message;
@@ -270,32 +270,12 @@ impl Shard {
             may_hold,
             &mut self.journal,
         );
-        let behind = match delivery {
-            Delivery::Sent => {
-                self.stats.messages_sent += 1;
-                tracing::debug!(target: log_type::DEBUG,
-                    "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes)) for {}",
-                    session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len(), full);
-                false
-            }
-            Delivery::Dropped => {
-                self.stats.messages_dropped += 1;
-                if session.note_dropped() {
-                    log_dropping(&session.client_id);
-                }
-                qos != QoS::AtMostOnce && session.congested(&limits, now)
-            }
-            Delivery::Queued => qos != QoS::AtMostOnce && session.congested(&limits, now),
-            Delivery::TooLarge => {
-                self.stats.messages_dropped += 1;
-                false
-            }
-            Delivery::Expired => {
-                self.stats.messages_expired += 1;
-                false
-            }
-            Delivery::Discarded => false,
-        };
+        if delivery == Delivery::Sent {
+            tracing::debug!(target: log_type::DEBUG,
+                "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes)) for {}",
+                session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len(), full);
+        }
+        let behind = tally(&mut self.stats, session, delivery, qos, &limits, now);
         note_backlog(session);
         let origin = msg
             .origin

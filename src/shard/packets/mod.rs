@@ -16,7 +16,7 @@ mod publish;
 mod session;
 mod subscribe;
 
-pub(super) use publish::{delivery_qos, log_dropping};
+pub(super) use publish::{delivery_qos, tally};
 pub(super) use session::will_message;
 
 use bytes::BytesMut;

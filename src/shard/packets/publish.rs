@@ -75,6 +75,44 @@ pub(crate) enum Verdict {
     Agree,
 }
 
+/// Counts what became of a delivery to `session` at `qos` (`$SYS`), logs the first drop of an
+/// episode, and says whether it leaves the session behind: a QoS 1/2 queue congested, which may hold
+/// the message's publisher (`session::hold`).
+pub(in crate::shard) fn tally(
+    stats: &mut crate::stats::ShardStats,
+    session: &mut Session,
+    delivery: Delivery,
+    qos: QoS,
+    limits: &Limits,
+    now: Instant,
+) -> bool {
+    match delivery {
+        Delivery::Sent => {
+            stats.messages_sent += 1;
+            false
+        }
+        Delivery::Queued => qos != QoS::AtMostOnce && session.congested(limits, now),
+        Delivery::Dropped => {
+            stats.messages_dropped += 1;
+            if session.note_dropped() {
+                log_dropping(&session.client_id);
+            }
+            // A hold whose lease ran out is renewed here.
+            qos != QoS::AtMostOnce && session.congested(limits, now)
+        }
+        Delivery::TooLarge => {
+            // Logged by the session, as Mosquitto logs it.
+            stats.messages_dropped += 1;
+            false
+        }
+        Delivery::Expired => {
+            stats.messages_expired += 1;
+            false
+        }
+        Delivery::Discarded => false,
+    }
+}
+
 /// The first drop of an episode for a client (`Session::note_dropped`), in Mosquitto's words.
 #[cold]
 #[inline(never)]
@@ -488,34 +526,13 @@ impl Shard {
                 slack || insist,
                 &mut self.journal,
             ) {
-                Delivery::Sent => {
-                    self.stats.messages_sent += 1;
-                    if verbose {
-                        tracing::debug!(target: log_type::DEBUG,
-                            "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes))",
-                            session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len());
-                    }
-                    false
+                Delivery::Sent if verbose => {
+                    tracing::debug!(target: log_type::DEBUG,
+                        "Sending PUBLISH to {} (d0, q{}, r{}, m?, '{}', ... ({} bytes))",
+                        session.client_id, qos as u8, u8::from(retain), msg.topic, msg.payload.len());
+                    tally(&mut self.stats, session, Delivery::Sent, qos, &limits, now)
                 }
-                Delivery::Queued => qos != QoS::AtMostOnce && session.congested(&limits, now),
-                Delivery::Dropped => {
-                    self.stats.messages_dropped += 1;
-                    if session.note_dropped() {
-                        log_dropping(&session.client_id);
-                    }
-                    // A hold whose lease ran out is renewed here.
-                    qos != QoS::AtMostOnce && session.congested(&limits, now)
-                }
-                Delivery::TooLarge => {
-                    // Logged by the session, as Mosquitto logs it.
-                    self.stats.messages_dropped += 1;
-                    false
-                }
-                Delivery::Expired => {
-                    self.stats.messages_expired += 1;
-                    false
-                }
-                Delivery::Discarded => false,
+                delivery => tally(&mut self.stats, session, delivery, qos, &limits, now),
             };
             if behind && all_behind && msg.origin.is_some() {
                 session.note_congested(now);
