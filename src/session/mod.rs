@@ -626,74 +626,6 @@ impl Session {
                 .map_or(true, |acl| acl.allows(topic, Access::WRITE))
     }
 
-    /// Drop the messages owed to the client that its ACL no longer lets it read (a resumed session whose
-    /// client came back under another username), as Mosquitto does on reconnect. QoS 2 messages already
-    /// released (PUBREC received) stay: only their PUBCOMP is outstanding.
-    pub fn drop_unreadable(&mut self, ledger: &mut dyn Ledger) {
-        let Some(acl) = self.acl.as_deref() else {
-            return;
-        };
-        let readable = |topic: &str| acl.allows(topic, Access::READ);
-        let client_id = &self.client_id;
-        self.inflight.retain(|i| {
-            let keep = i.released || readable(i.msg.topic.as_str());
-            if !keep && i.message_id != 0 {
-                ledger.done(client_id, i.packet_id);
-            }
-            keep
-        });
-        let mut dropped_bytes = 0;
-        self.queue.retain(|q| {
-            let keep = readable(q.msg.topic.as_str());
-            if !keep {
-                dropped_bytes += q.msg.queued_size();
-                if q.message_id != 0 {
-                    ledger.discarded(client_id, q.message_id);
-                }
-            }
-            keep
-        });
-        self.queued_bytes -= dropped_bytes;
-    }
-
-    /// Takes back the QoS 1/2 messages delivered for shared subscriptions (of the groups `give_back`
-    /// accepts) that the client has not acknowledged (queued, or in flight without PUBREC), for their
-    /// groups to give to another member (`shard::shared`): with each, the group it came for.
-    pub fn take_shared(
-        &mut self,
-        ledger: &mut dyn Ledger,
-        mut give_back: impl FnMut(&Utf8Bytes) -> bool,
-    ) -> Vec<(Arc<Message>, Utf8Bytes)> {
-        let mut taken = Vec::new();
-        let client_id = &self.client_id;
-        self.inflight.retain(|i| {
-            let group = i.msg.shared_group();
-            let Some(group) = group.filter(|g| !i.released && give_back(g)) else {
-                return true;
-            };
-            if i.message_id != 0 {
-                ledger.done(client_id, i.packet_id);
-            }
-            taken.push((i.msg.message().clone(), group.clone()));
-            false
-        });
-        let mut dropped_bytes = 0;
-        self.queue.retain(|q| {
-            let group = q.msg.shared_group();
-            let Some(group) = group.filter(|g| q.qos != QoS::AtMostOnce && give_back(g)) else {
-                return true;
-            };
-            dropped_bytes += q.msg.queued_size();
-            if q.message_id != 0 {
-                ledger.discarded(client_id, q.message_id);
-            }
-            taken.push((q.msg.message().clone(), group.clone()));
-            false
-        });
-        self.queued_bytes -= dropped_bytes;
-        taken
-    }
-
     /// A new connection took this session over (persistent resume): re-send the window in order, PUBLISH
     /// with DUP set, PUBREL for released QoS 2 ([MQTT-4.4.0-1]), then whatever fits from the queue.
     pub fn resume(&mut self, conn: Rc<Outbox>, limits: &Limits, ledger: &mut dyn Ledger) -> usize {
@@ -763,111 +695,15 @@ impl Session {
         resent + self.pump(limits, ledger)
     }
 
-    /// PUBACK from the client. Returns false if the id was unknown (ignored, as Mosquitto does).
-    pub fn on_puback(&mut self, packet_id: u16, limits: &Limits, ledger: &mut dyn Ledger) -> bool {
-        let Some(pos) = self
-            .inflight
-            .iter()
-            .position(|i| i.packet_id == packet_id && i.qos == QoS::AtLeastOnce)
-        else {
-            return false;
-        };
-        self.finish(pos, ledger);
-        self.progressed();
-        self.pump(limits, ledger);
-        true
-    }
-
-    /// The delivery at `pos` of the window ended.
-    fn finish(&mut self, pos: usize, ledger: &mut dyn Ledger) {
-        if let Some(i) = self.inflight.remove(pos) {
-            if i.message_id != 0 {
-                ledger.done(&self.client_id, i.packet_id);
-            }
-        }
-    }
-
-    /// PUBREC from the client: answer PUBREL (also for an unknown id, so the client can finish).
-    pub fn on_pubrec(&mut self, packet_id: u16, ledger: &mut dyn Ledger) -> bool {
-        let known = match self
-            .inflight
-            .iter_mut()
-            .find(|i| i.packet_id == packet_id && i.qos == QoS::ExactlyOnce)
-        {
-            Some(i) => {
-                let report = !i.released && i.message_id != 0;
-                i.released = true;
-                self.last_progress = Some(Instant::now());
-                if report {
-                    ledger.released(&self.client_id, packet_id);
-                    // Once the client has the PUBREL it may forget the id: the release must be
-                    // durable first.
-                    self.stage(ledger);
-                }
-                true
-            }
-            None => false,
-        };
-        if let Some(conn) = &self.conn {
-            let conn = self.sink(conn);
-            let reason = if known || self.protocol != ProtocolVersion::V5 {
-                ReasonCode::Success
-            } else {
-                ReasonCode::PacketIdentifierNotFound
-            };
-            conn.write(|out| {
-                codec::encode_pub_response(
-                    PubResponseKind::PubRel,
-                    packet_id,
-                    reason,
-                    self.protocol,
-                    out,
-                )
-            });
-        }
-        known
-    }
-
-    /// v5 PUBREC with an error reason: the client refused the message and the QoS 2 flow ends there.
-    pub fn on_pubrec_error(
-        &mut self,
-        packet_id: u16,
-        limits: &Limits,
-        ledger: &mut dyn Ledger,
-    ) -> bool {
-        let Some(pos) = self
-            .inflight
-            .iter()
-            .position(|i| i.packet_id == packet_id && i.qos == QoS::ExactlyOnce && !i.released)
-        else {
-            return false;
-        };
-        self.finish(pos, ledger);
-        self.pump(limits, ledger);
-        true
-    }
-
-    /// PUBCOMP from the client.
-    pub fn on_pubcomp(&mut self, packet_id: u16, limits: &Limits, ledger: &mut dyn Ledger) -> bool {
-        let Some(pos) = self
-            .inflight
-            .iter()
-            .position(|i| i.packet_id == packet_id && i.released)
-        else {
-            return false;
-        };
-        self.finish(pos, ledger);
-        self.progressed();
-        self.pump(limits, ledger);
-        true
-    }
-
     /// Packet ids of the outbound window, in send order (for tests that acknowledge them).
     #[cfg(test)]
     pub(crate) fn inflight_ids(&self) -> Vec<u16> {
         self.inflight.iter().map(|i| i.packet_id).collect()
     }
 }
+
+mod acks;
+mod takeback;
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@
 //!   It calls into packet handling, never the reverse; `attached.rs` holds what both sides need.
 //! - `executor.rs`: the executor's main future, mail handling, the tick, `$SYS` rounds and shutdown.
 
+mod admission;
 mod attached;
 mod connection;
 mod enhanced_auth;
