@@ -521,3 +521,40 @@ fn a_subscription_identifier_a_client_publishes_is_not_forwarded() {
         assert_eq!(ints(&props, prop::SUBSCRIPTION_IDENTIFIER), vec![3]);
     });
 }
+
+#[test]
+fn a_payload_that_is_not_the_utf8_its_format_indicator_says_is_refused_with_0x99() {
+    // 3.3.2.3.2: the broker may check the payload against a Payload Format Indicator of 1.
+    if external_mosquitto() {
+        // Mosquitto 2.0.11 does not check it.
+        return;
+    }
+    for_each_case(V5, "", |case| {
+        let utf8 = Props::default().byte(prop::PAYLOAD_FORMAT_INDICATOR, 1);
+        let mut s = RawClient::connect_clean(case.addr, case.proto, &unique_id("sub"));
+        assert_eq!(s.subscribe(&[("pf/#", 1)]), vec![1]);
+        let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
+        p.send(&raw::publish_v5("pf/bad", 1, false, 5, &utf8, b"\xff\xfe"));
+        let ack = p.expect(kind::PUBACK);
+        assert_eq!((ack.ack_pkid(), ack.body.get(2).copied()), (5, Some(0x99)));
+        publish_props(&mut p, "pf/good", false, &utf8, "caf\u{e9}".as_bytes());
+        let (m, props) = next_publish(&mut s);
+        s.send(&raw::ack(kind::PUBACK, m.pkid));
+        assert_eq!(m.topic, "pf/good", "the refused message was not delivered");
+        assert!(
+            props
+                .iter()
+                .any(|(id, _)| *id == prop::PAYLOAD_FORMAT_INDICATOR),
+            "the indicator is passed on: {props:?}"
+        );
+        // At QoS 0 there is no acknowledgement to refuse with: DISCONNECT 0x99.
+        p.send(&raw::publish_v5("pf/bad", 0, false, 0, &utf8, b"\xc3"));
+        let before = p.expect_closed();
+        assert!(
+            before
+                .iter()
+                .any(|x| x.kind() == kind::DISCONNECT && x.disconnect_reason() == 0x99),
+            "{before:?}"
+        );
+    });
+}

@@ -40,6 +40,7 @@ pub mod prop {
     pub const AUTHENTICATION_METHOD: u8 = 0x15;
     pub const AUTHENTICATION_DATA: u8 = 0x16;
     pub const SERVER_REFERENCE: u8 = 0x1C;
+    pub const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
     pub const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
     pub const SUBSCRIPTION_IDENTIFIER: u8 = 0x0B;
     pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
@@ -102,6 +103,12 @@ fn props_block(proto: Proto, props: &[u8], out: &mut Vec<u8>) {
 pub struct Props(pub Vec<u8>);
 
 impl Props {
+    /// A one-byte property (Payload Format Indicator, say).
+    pub fn byte(mut self, id: u8, v: u8) -> Self {
+        self.0.push(id);
+        self.0.push(v);
+        self
+    }
     pub fn u32(mut self, id: u8, v: u32) -> Self {
         self.0.push(id);
         self.0.extend_from_slice(&v.to_be_bytes());

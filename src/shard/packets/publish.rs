@@ -31,26 +31,21 @@ use crate::topic;
 /// acknowledged, so the client does not resend it, and a v5 client learns why (0x87). Nothing is kept
 /// for QoS 2: a 3.x client's PUBREL for it gets its PUBCOMP all the same, and a v5 client ends the
 /// exchange at the failed PUBREC. Out of line: rare, and kept off the publish path's code.
+/// `reason` says why (a payload that is not the UTF-8 its Payload Format Indicator announces: 0x99).
 #[cold]
 #[inline(never)]
-fn deny_publish(a: &Attached, p: &Publish) {
+fn deny_publish(a: &Attached, p: &Publish, reason: ReasonCode) {
     tracing::debug!(target: log_type::DEBUG,
-        "Denied PUBLISH from {} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
-        a.client_id, u8::from(p.dup), p.qos as u8, u8::from(p.retain), p.packet_id, p.topic, p.payload.len());
+        "Denied PUBLISH from {} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes)): {:?}",
+        a.client_id, u8::from(p.dup), p.qos as u8, u8::from(p.retain), p.packet_id, p.topic,
+        p.payload.len(), reason);
     let kind = match p.qos {
         QoS::AtMostOnce => return,
         QoS::AtLeastOnce => PubResponseKind::PubAck,
         QoS::ExactlyOnce => PubResponseKind::PubRec,
     };
-    a.outbox.write(|out| {
-        codec::encode_pub_response(
-            kind,
-            p.packet_id,
-            ReasonCode::NotAuthorized,
-            a.protocol,
-            out,
-        )
-    });
+    a.outbox
+        .write(|out| codec::encode_pub_response(kind, p.packet_id, reason, a.protocol, out));
 }
 
 /// QoS of one delivery: min(publish, subscription) as MQTT says, or the subscription's with Mosquitto's
@@ -176,7 +171,19 @@ impl Shard {
                     .expect("checked by caller")
                     .may_write(&p.topic));
         if denied {
-            deny_publish(a, &p);
+            deny_publish(a, &p, ReasonCode::NotAuthorized);
+            return Ok(());
+        }
+        // v5 3.3.2.3.2: the payload claims to be UTF-8 (Payload Format Indicator 1); the broker
+        // checks, as the specification allows: refused with 0x99, by PUBACK/PUBREC or, at QoS 0,
+        // by DISCONNECT.
+        if p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
+            if p.qos == QoS::AtMostOnce {
+                return Err(CloseReason::ProtocolError(ReasonCode::PayloadFormatInvalid));
+            }
+            deny_publish(a, &p, ReasonCode::PayloadFormatInvalid);
             return Ok(());
         }
         let deliver = match p.qos {
