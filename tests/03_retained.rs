@@ -220,3 +220,56 @@ fn retain_available_false_refuses_retained_publishes() {
         w.check();
     });
 }
+
+/// A retained message published while a SUBSCRIBE to its topic is in flight (read by the broker, its
+/// SUBACK not sent yet: with 4 shards the SUBACK waits for the other shards to learn the new
+/// interest) reaches the subscriber once: live or as the retained copy after the SUBACK, never both.
+/// Randomized by the race itself: each round, a publisher on another connection (most often another
+/// shard) publishes the retained message right after the SUBSCRIBE is written, without waiting for
+/// anything.
+#[test]
+fn a_retained_message_published_while_the_subscribe_is_pending_arrives_once() {
+    for_each_case(BOTH, "", |case| {
+        let mut twice = Vec::new();
+        for round in 0..40 {
+            let topic = format!("pend/{}/t", unique_id("r"));
+            let mut s = RawClient::connect_clean(case.addr, case.proto, &unique_id("s"));
+            let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("p"));
+            s.send(&raw::subscribe(case.proto, 1, &[(&topic, 1)]));
+            p.send(&raw::publish(
+                case.proto, &topic, 1, true, false, 1, b"kept",
+            ));
+            assert_eq!(p.expect(kind::PUBACK).ack_pkid(), 1);
+            let mut copies = 0;
+            let mut flags = Vec::new();
+            let mut saw_suback = false;
+            let mut read_until = |s: &mut RawClient, stop: &dyn Fn(&raw::Packet) -> bool| loop {
+                let pk = s.read_packet();
+                if pk.kind() == kind::PUBLISH {
+                    let m = pk.publish(case.proto);
+                    s.send(&raw::ack(kind::PUBACK, m.pkid));
+                    if m.payload == b"kept" {
+                        copies += 1;
+                        flags.push((m.retain, m.dup, saw_suback));
+                    }
+                }
+                if pk.kind() == kind::SUBACK {
+                    saw_suback = true;
+                }
+                if stop(&pk) {
+                    break;
+                }
+            };
+            read_until(&mut s, &|pk| pk.kind() == kind::SUBACK);
+            // The retained copies follow the SUBACK at once; a marker published now comes after them.
+            p.publish(&topic, 1, false, b"marker");
+            read_until(&mut s, &|pk| {
+                pk.kind() == kind::PUBLISH && pk.publish(case.proto).payload == b"marker"
+            });
+            if copies != 1 {
+                twice.push((round, copies, flags));
+            }
+        }
+        assert!(twice.is_empty(), "(round, copies) not once: {twice:?}");
+    });
+}

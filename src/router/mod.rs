@@ -69,7 +69,7 @@ pub enum Mail {
     InterestRemove { from: ShardId, filter: Utf8Bytes },
     /// Answer to `InterestAdd`: the sender will route matching publishes to the shard that asked.
     /// Also the answer to `ShareJoin`, with the group's `$share/...` as `filter`.
-    InterestAck { filter: Utf8Bytes },
+    InterestAck { filter: Utf8Bytes, from: ShardId },
     /// The session in `slot` of shard `from` joined the shared subscription group `full`
     /// (`$share/{group}/{filter}`, `filter` its inner filter): record the member, then answer with
     /// `InterestAck { filter: full }` so its SUBACK can go out (`index::shared`).

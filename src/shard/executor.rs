@@ -60,18 +60,22 @@ impl Shard {
             Mail::Retain(msg) => {
                 self.journal.retained(&msg);
                 self.journal.note_received(&msg, true);
+                if self.subs.has_pending() {
+                    self.subs.retained_arrived(&msg);
+                }
                 self.retained.store(msg);
             }
             Mail::Durable { from, count } => self.journal.confirmed(from, count),
             Mail::Handoff(h) => return Some(h),
             Mail::InterestAdd { from, filter } => {
                 self.subs.add_remote_interest(&filter, from);
-                self.mail.send(from, Mail::InterestAck { filter });
+                let me = self.id;
+                self.mail.send(from, Mail::InterestAck { filter, from: me });
             }
             Mail::InterestRemove { from, filter } => {
                 self.subs.remove_remote_interest(&filter, from);
             }
-            Mail::InterestAck { filter } => self.interest_acked(&filter),
+            Mail::InterestAck { filter, from } => self.interest_acked(&filter, from),
             m @ (Mail::ShareJoin { .. } | Mail::ShareLeave { .. } | Mail::Shared { .. }) => {
                 self.shared_mail(m)
             }

@@ -149,7 +149,14 @@ impl Shard {
                     state,
                 };
                 self.shared.join(&full, &filter, strategy, member);
-                self.mail.send(from, Mail::InterestAck { filter: full });
+                let me = self.id;
+                self.mail.send(
+                    from,
+                    Mail::InterestAck {
+                        filter: full,
+                        from: me,
+                    },
+                );
             }
             Mail::ShareLeave { from, slot, full } => {
                 self.shared.leave(&full, from, slot);

@@ -6,11 +6,14 @@
 //! (`packets/subscribe.rs`), by routing and delivery (`packets/publish.rs`), and by the interest mail
 //! of other shards (`executor.rs`).
 
+use std::sync::Arc;
+
 use ahash::AHashMap;
 use smallvec::SmallVec;
 
 use crate::codec::{SubAck, SubscriptionOptions, Utf8Bytes};
 use crate::index::{InterestMap, ShardSet, SubscriptionTrie};
+use crate::message::Message;
 use crate::router::ShardId;
 
 /// One session's subscriptions matching a topic, merged: the highest QoS, retain-as-published if
@@ -32,6 +35,10 @@ pub(super) struct PendingSub {
     pub(super) suback: SubAck,
     /// Filters whose retained messages go out after the SUBACK.
     pub(super) retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
+    /// Retained messages that came while it waited from a shard that had already acknowledged the
+    /// new interest: that shard routed them here live too (after their `Mail::Retain`, on the same
+    /// mailbox), so they are not sent again as retained copies (see [`Subscriptions::awaits_retained`]).
+    pub(super) live_coming: Vec<Arc<Message>>,
 }
 
 /// Identifies a pending SUBSCRIBE: session slot, its generation and the packet id.
@@ -47,6 +54,8 @@ pub(super) struct SubToken {
 struct PendingInterest {
     /// Acknowledgements still to come.
     remaining: usize,
+    /// The shards that acknowledged (they route matching publishes here from then on).
+    acked: ShardSet,
     /// Subscriptions whose SUBACK waits for them.
     waiters: Vec<SubToken>,
 }
@@ -120,6 +129,48 @@ impl Subscriptions {
         }
     }
 
+    /// Some SUBSCRIBE waits for its SUBACK.
+    pub(super) fn has_pending(&self) -> bool {
+        !self.pending_subs.is_empty()
+    }
+
+    /// Whether the session in `slot` (at `generation`) has a SUBSCRIBE waiting for its SUBACK that will send the
+    /// retained message of `topic` after it (a filter matching `topic` with retained messages asked
+    /// for). A retained message routed meanwhile is not delivered live to it as well: stored before
+    /// it was delivered anywhere (the publisher's shard stores it, and its `Mail::Retain` travels
+    /// ahead of its `Mail::Publish` on each mailbox), the retained copy is sent once the SUBACK goes.
+    pub(super) fn awaits_retained(&self, slot: u32, generation: u32, msg: &Arc<Message>) -> bool {
+        self.pending_subs.iter().any(|(token, p)| {
+            token.slot == slot
+                && token.generation == generation
+                && !p.live_coming.iter().any(|m| Arc::ptr_eq(m, msg))
+                && p.retained
+                    .iter()
+                    .any(|(filter, _)| crate::topic::matches(filter, &msg.topic))
+        })
+    }
+
+    /// A retained message from another shard was stored here while SUBSCRIBEs wait for their
+    /// SUBACK: for each that will send it as a retained copy, whether its shard already acknowledged
+    /// the interest (then it routes the message here live as well: noted in `live_coming`).
+    pub(super) fn retained_arrived(&mut self, msg: &Arc<Message>) {
+        let Some((origin, _)) = msg.origin.filter(|o| o.0 != self.me) else {
+            return;
+        };
+        let interest = &self.interest_pending;
+        for p in self.pending_subs.values_mut() {
+            let live = p.retained.iter().any(|(filter, _)| {
+                crate::topic::matches(filter, &msg.topic)
+                    && interest
+                        .get(filter)
+                        .map_or(true, |i| i.acked.contains(origin))
+            });
+            if live {
+                p.live_coming.push(msg.clone());
+            }
+        }
+    }
+
     /// Keep a SUBSCRIBE whose SUBACK waits for interest acknowledgements.
     pub(super) fn park(&mut self, token: SubToken, pending: PendingSub) {
         self.pending_subs.insert(token, pending);
@@ -127,11 +178,16 @@ impl Subscriptions {
 
     /// Another shard acknowledged interest in `filter`: the SUBSCRIBEs that waited only for that, in the
     /// order they were made.
-    pub(super) fn interest_acked(&mut self, filter: &Utf8Bytes) -> Vec<(SubToken, PendingSub)> {
+    pub(super) fn interest_acked(
+        &mut self,
+        filter: &Utf8Bytes,
+        from: ShardId,
+    ) -> Vec<(SubToken, PendingSub)> {
         let mut done = Vec::new();
         let Some(pending) = self.interest_pending.get_mut(filter) else {
             return done;
         };
+        pending.acked.insert(from);
         pending.remaining = pending.remaining.saturating_sub(1);
         if pending.remaining > 0 {
             return done;

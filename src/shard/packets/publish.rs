@@ -505,6 +505,11 @@ impl Shard {
         };
         let all_behind = policy == SlowSubscriberPolicy::HoldIfAllBehind;
         let mut holds: SmallVec<[(Origin, HoldSignal, bool); 2]> = SmallVec::new();
+        // A retained message for a session whose SUBACK waits: it gets the message as the retained
+        // copy sent after that SUBACK (the store has it, or a newer one, by then: this shard stored
+        // it before it came live), not twice (`Subscriptions::awaits_retained`). Rare: one check of
+        // an empty map otherwise.
+        let pending = msg.retain && self.subs.has_pending();
         for m in &matches {
             let (slot, opts) = (m.slot, m.opts);
             if opts.no_local && msg.origin == Some((self.id, slot)) {
@@ -513,6 +518,9 @@ impl Shard {
             let Some(session) = self.sessions.at_mut(slot) else {
                 continue;
             };
+            if pending && self.subs.awaits_retained(slot, session.generation, msg) {
+                continue;
+            }
             // `acl_file` read rules apply to each message, not to the SUBSCRIBE (as in Mosquitto 2.0).
             if check_acl && !session.may_read(&msg.topic) {
                 continue;

@@ -13,7 +13,7 @@ use crate::codec::{
 };
 use crate::logging::log_type;
 use crate::message::Message;
-use crate::router::Mail;
+use crate::router::{Mail, ShardId};
 use crate::session::{CloseReason, Delivery, Framed, SlowSubscriberPolicy};
 use crate::shard::attached::{mounted, mounted_filter, Attached};
 use crate::shard::subscriptions::{PendingSub, SubToken};
@@ -180,7 +180,7 @@ impl Shard {
             properties: Properties::default(),
         };
         if waits == 0 {
-            self.complete_subscribe(a.slot, a.generation, suback, retained);
+            self.complete_subscribe(a.slot, a.generation, suback, retained, Vec::new());
         } else {
             self.subs.park(
                 token,
@@ -188,6 +188,7 @@ impl Shard {
                     waits,
                     suback,
                     retained,
+                    live_coming: Vec::new(),
                 },
             );
         }
@@ -201,13 +202,18 @@ impl Shard {
         generation: u32,
         suback: SubAck,
         retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
+        live_coming: Vec<Arc<Message>>,
     ) {
         let limits = self.settings.limits;
         let upgrade_qos = self.settings.upgrade_outgoing_qos;
         let mut found: Vec<(Arc<Message>, SubscriptionOptions)> = Vec::new();
         for (filter, opts) in &retained {
-            self.retained
-                .for_each_match(filter, |m| found.push((m.clone(), *opts)));
+            self.retained.for_each_match(filter, |m| {
+                // Routed here live as well (`PendingSub::live_coming`): not twice.
+                if !live_coming.iter().any(|l| Arc::ptr_eq(l, m)) {
+                    found.push((m.clone(), *opts))
+                }
+            });
         }
         let Some(session) = self.sessions.get_mut(slot, generation) else {
             return;
@@ -255,9 +261,15 @@ impl Shard {
     }
 
     /// Another shard acknowledged interest in `filter`: release the SUBACKs that waited only for that.
-    pub(in crate::shard) fn interest_acked(&mut self, filter: &Utf8Bytes) {
-        for (token, p) in self.subs.interest_acked(filter) {
-            self.complete_subscribe(token.slot, token.generation, p.suback, p.retained);
+    pub(in crate::shard) fn interest_acked(&mut self, filter: &Utf8Bytes, from: ShardId) {
+        for (token, p) in self.subs.interest_acked(filter, from) {
+            self.complete_subscribe(
+                token.slot,
+                token.generation,
+                p.suback,
+                p.retained,
+                p.live_coming,
+            );
         }
     }
 

@@ -706,7 +706,7 @@ fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
     let mail = take_mail(&inboxes[1]);
     let acks = mail
         .iter()
-        .filter(|m| matches!(m, Mail::InterestAck { filter } if &**filter == "a/+"))
+        .filter(|m| matches!(m, Mail::InterestAck { filter, .. } if &**filter == "a/+"))
         .count();
     let published: Vec<&str> = mail
         .iter()
