@@ -218,13 +218,13 @@ impl SharedGroups {
     }
 
     /// Picks one member of every group whose filter matches `topic`, skipping `exclude` (a member a
-    /// message is taken back from), and gives (group, member) to `f`. `key` is the publisher's hash
-    /// (`hash` strategy). Offline members are picked only when no member is online: a persistent
+    /// message is taken back from), and gives (group, member) to `f`. `key` gives the publisher's
+    /// hash, asked for only by `hash` groups. Offline members are picked only when no member is online: a persistent
     /// session then queues the message for when it comes back.
     pub fn pick(
         &mut self,
         topic: &str,
-        key: u64,
+        key: impl Fn() -> u64,
         exclude: Option<(u16, u32)>,
         mut f: impl FnMut(&Utf8Bytes, &Member),
     ) {
@@ -235,7 +235,7 @@ impl SharedGroups {
             let Some(group) = self.groups[id as usize].as_mut() else {
                 continue;
             };
-            if let Some(at) = choose(group, key, random, exclude) {
+            if let Some(at) = choose(group, &key, random, exclude) {
                 f(&group.full, &group.members[at]);
             }
         }
@@ -245,13 +245,13 @@ impl SharedGroups {
     pub fn pick_in(
         &mut self,
         full: &Utf8Bytes,
-        key: u64,
+        key: impl Fn() -> u64,
         exclude: Option<(u16, u32)>,
     ) -> Option<Member> {
         let random = self.next_random();
         let id = *self.by_full.get(full)?;
         let group = self.groups[id as usize].as_mut()?;
-        choose(group, key, random, exclude).map(|at| group.members[at].clone())
+        choose(group, &key, random, exclude).map(|at| group.members[at].clone())
     }
 
     fn next_random(&mut self) -> u64 {
@@ -282,7 +282,12 @@ impl SharedGroups {
 }
 
 /// The index of the member of `group` to get the next message (None: no member but `exclude`).
-fn choose(group: &mut Group, key: u64, random: u64, exclude: Option<(u16, u32)>) -> Option<usize> {
+fn choose(
+    group: &mut Group,
+    key: &dyn Fn() -> u64,
+    random: u64,
+    exclude: Option<(u16, u32)>,
+) -> Option<usize> {
     let members = &group.members;
     let n = members.len();
     let allowed = |m: &Member| Some(m.id()) != exclude;
@@ -305,7 +310,7 @@ fn choose(group: &mut Group, key: u64, random: u64, exclude: Option<(u16, u32)>)
             .map(|i| (group.cursor + i) % n)
             .find(|&i| eligible(&members[i])),
         Strategy::Random => nth((random % count as u64) as usize),
-        Strategy::Hash => nth((key % count as u64) as usize),
+        Strategy::Hash => nth((key() % count as u64) as usize),
         Strategy::LeastInflight => (0..n)
             .map(|i| (group.cursor + i) % n)
             .filter(|&i| eligible(&members[i]))
@@ -332,7 +337,7 @@ mod tests {
     fn picks(g: &mut SharedGroups, topic: &str, key: u64, n: usize) -> Vec<(u16, u32)> {
         let mut out = Vec::new();
         for _ in 0..n {
-            g.pick(topic, key, None, |_, m| out.push((m.shard, m.slot)));
+            g.pick(topic, || key, None, |_, m| out.push((m.shard, m.slot)));
         }
         out
     }
@@ -415,17 +420,22 @@ mod tests {
         g.join(&a, &u("t/#"), Strategy::RoundRobin, member(0, 2, true));
         g.join(&b, &u("t/+"), Strategy::RoundRobin, member(1, 1, true));
         let mut got = Vec::new();
-        g.pick("t/x", 0, None, |full, m| got.push((full.clone(), m.shard)));
+        g.pick(
+            "t/x",
+            || 0,
+            None,
+            |full, m| got.push((full.clone(), m.shard)),
+        );
         got.sort();
         assert_eq!(got, vec![(a.clone(), 0), (b.clone(), 1)]);
         assert!(g.leave(&b, 1, 1));
         assert!(!g.leave(&b, 1, 1));
         assert_eq!(g.len(), 1);
         assert_eq!(picks(&mut g, "t/x", 0, 1).len(), 1);
-        assert_eq!(g.pick_in(&a, 0, Some((0, 1))).map(|m| m.slot), Some(2));
-        assert!(g.pick_in(&a, 0, Some((0, 1))).is_some());
+        assert_eq!(g.pick_in(&a, || 0, Some((0, 1))).map(|m| m.slot), Some(2));
+        assert!(g.pick_in(&a, || 0, Some((0, 1))).is_some());
         g.leave(&a, 0, 1);
-        assert!(g.pick_in(&a, 0, Some((0, 2))).is_none(), "nobody else");
+        assert!(g.pick_in(&a, || 0, Some((0, 2))).is_none(), "nobody else");
         g.leave(&a, 0, 2);
         assert!(g.is_empty());
     }

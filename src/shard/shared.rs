@@ -184,7 +184,8 @@ impl Shard {
         msg: &Arc<Message>,
         reached: &mut crate::index::ShardSet,
     ) {
-        let key = self.publisher_key(msg);
+        let (me, sessions) = (self.id, &self.sessions);
+        let key = || publisher_key(me, sessions, msg);
         let mut picks: SmallVec<[(Utf8Bytes, u16, u32); 2]> = SmallVec::new();
         self.shared.pick(&msg.topic, key, None, |full, m| {
             picks.push((full.clone(), m.shard, m.slot))
@@ -192,18 +193,6 @@ impl Shard {
         for (full, shard, slot) in picks {
             self.send_to_member(msg, shard, slot, full, 0);
             reached.insert(shard);
-        }
-    }
-
-    /// `hash` strategy key: the publisher's client id (the topic for wills and `$SYS`).
-    fn publisher_key(&self, msg: &Message) -> u64 {
-        let publisher = msg
-            .origin
-            .filter(|o| o.0 == self.id)
-            .and_then(|o| self.sessions.at(o.1));
-        match publisher {
-            Some(s) => key_of(s.client_id.as_bytes()),
-            None => key_of(msg.topic.as_bytes()),
         }
     }
 
@@ -312,8 +301,11 @@ impl Shard {
             self.stats.messages_dropped += 1;
             return;
         }
-        let key = self.publisher_key(&msg);
-        match self.shared.pick_in(&full, key, from) {
+        let (me, sessions) = (self.id, &self.sessions);
+        let picked = self
+            .shared
+            .pick_in(&full, || publisher_key(me, sessions, &msg), from);
+        match picked {
             Some(m) => self.send_to_member(&msg, m.shard, m.slot, full, hops),
             None => {
                 tracing::debug!(target: log_type::DEBUG,
@@ -347,6 +339,19 @@ impl Shard {
         for (msg, full) in taken {
             self.give_back(msg, full, Some((me, slot)), 0);
         }
+    }
+}
+
+/// `hash` strategy key of `msg` routed on shard `me`: its publisher's client id (the topic for wills,
+/// `$SYS`, and messages from other shards). Computed only for `hash` groups.
+fn publisher_key(me: u16, sessions: &super::sessions::SessionTable, msg: &Message) -> u64 {
+    let publisher = msg
+        .origin
+        .filter(|o| o.0 == me)
+        .and_then(|o| sessions.at(o.1));
+    match publisher {
+        Some(s) => key_of(s.client_id.as_bytes()),
+        None => key_of(msg.topic.as_bytes()),
     }
 }
 
