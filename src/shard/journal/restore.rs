@@ -54,6 +54,7 @@ impl Shard {
                 0 => (now, Duration::ZERO),
                 since => (since, waited),
             };
+            let was_connected = image.away_since == 0;
             let mut s = Session::new(image.client_id, image.protocol, false, 0);
             s.durable = true;
             s.expiry_interval = image.expiry_interval;
@@ -97,8 +98,11 @@ impl Shard {
                 }
             }
             s.subscriptions = subscriptions;
-            // Recorded as away from now if it was connected (the restart is its disconnect).
-            self.journal.session(s);
+            if was_connected {
+                // Recorded as away from now: the restart is its disconnect. A session already
+                // away is on disk as it is; writing it again would only grow the journal.
+                self.journal.session(s);
+            }
             let limit = expiry_after(
                 s.expiry_interval,
                 self.settings.persistent_client_expiration,
