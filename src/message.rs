@@ -51,6 +51,10 @@ pub struct Message {
     /// `persistence true`: a QoS 2 message of a durable publisher, as the shards' logs name it
     /// (`shard::journal`, exactly once across a crash); None for others.
     pub durable: Option<Box<DurableKey>>,
+    /// When the kernel received the read that carried this PUBLISH (ns since the epoch): it orders the
+    /// message against SUBSCRIBEs read after it on any shard (`shard::lookback`). 0 for wills, `$SYS`
+    /// and restored messages.
+    pub read_at: u64,
 }
 
 /// Names an accepted QoS 2 message of a durable publisher in every shard's log: its key (unique in
@@ -89,6 +93,7 @@ impl Message {
             extra,
             origin,
             durable: None,
+            read_at: 0,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct ShardStats {
     /// Copies of v5 messages not sent because their Message Expiry Interval had passed (queued for a
     /// session, in flight before a resend, or retained).
     pub messages_expired: u64,
+    /// Messages given late to a subscription whose SUBSCRIBE the kernel received before them but a
+    /// shard read after them (`shard::replay`), per subscribing session or shard.
+    pub messages_replayed: u64,
     /// Retained messages stored on this shard.
     pub retained_messages: u64,
     /// Subscriptions held by this shard's sessions.
@@ -43,6 +46,7 @@ impl ShardStats {
         self.bytes_sent += o.bytes_sent;
         self.messages_dropped += o.messages_dropped;
         self.messages_expired += o.messages_expired;
+        self.messages_replayed += o.messages_replayed;
         self.retained_messages += o.retained_messages;
         self.subscriptions += o.subscriptions;
         self.sockets_accepted += o.sockets_accepted;

@@ -20,6 +20,10 @@
 //! - DESIGN invariant 5: a message published by anyone after a subscriber received its SUBACK reaches
 //!   it, across shards too: for exact, `+` and `#` filters, with the publisher connected before the
 //!   SUBSCRIBE or only after the SUBACK, and after a subscribe / unsubscribe / subscribe sequence.
+//! - Issue 17, a SUBSCRIBE takes effect when it is read: a PUBLISH sent on another connection right
+//!   behind a SUBSCRIBE, before its SUBACK, reaches the new subscriber (once), and one acknowledged
+//!   before the SUBSCRIBE was sent does not; 48 rounds varying the filter, the QoS, and where the
+//!   topic already has subscribers (docs/ARCHITECTURE.md, "A SUBSCRIBE takes effect when it is read").
 //! - Cross-shard delivery: with 4 shards, eight publisher/subscriber pairs with distinct client ids
 //!   (so most pairs have different home shards) each get their own and a fan-out message.
 //! - [MQTT-3.10.4-1] UNSUBSCRIBE deletes a subscription whose filter matches exactly (character by
@@ -347,6 +351,90 @@ fn subscribe_then_publish_immediately_is_never_lost() {
                  re-subscribed: {resubscribe}"
             );
         }
+    });
+}
+
+#[test]
+fn a_subscribe_sent_before_a_publish_gets_it_without_waiting_for_the_suback() {
+    // Issue 17: a subscription takes effect from when its SUBSCRIBE reached the broker, for every
+    // PUBLISH that reached it later, whichever shards read them and in whatever order (with 4 shards
+    // most rounds put the two clients on different shards; the publisher's shard routes at once while
+    // the subscriber's may still be waking up). paho.mqtt.testing's test_request_response does this.
+    for_each_case(BOTH, "", |case| {
+        let mut wrong = Vec::new();
+        for round in 0..48usize {
+            let id = unique_id("rr");
+            let topic = format!("rr/{id}/t");
+            let filter = match round % 3 {
+                0 => topic.clone(),
+                1 => format!("rr/{id}/+"),
+                _ => format!("rr/{id}/#"),
+            };
+            let qos = ((round / 3) & 1) as u8;
+            // The publisher is itself subscribed (its shard routes the topic locally, as in paho's
+            // test), and/or a watcher already subscribed to the topic (the subscriber's shard may
+            // have interest in it already, so the PUBLISH can be delivered there before the
+            // SUBSCRIBE is read).
+            let publisher_subscribed = round & 8 != 0;
+            let watched = round & 16 != 0;
+            let mut watcher = watched.then(|| {
+                let mut w = RawClient::connect_clean(case.addr, case.proto, &unique_id("rw"));
+                w.subscribe(&[(&topic, 0)]);
+                w
+            });
+            let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("rp"));
+            if publisher_subscribed {
+                p.subscribe(&[(&format!("rr/{id}/x"), 0)]);
+            }
+            let mut s = RawClient::connect_clean(case.addr, case.proto, &unique_id("rs"));
+            // Acknowledged before the SUBSCRIBE is sent: must not reach the new subscription.
+            p.publish(&topic, 1, false, b"before");
+            s.send(&raw::subscribe(case.proto, 1, &[(&filter, 1)]));
+            // Sent right behind the SUBSCRIBE, on another connection, without waiting for the SUBACK.
+            p.send(&raw::publish(
+                case.proto, &topic, qos, false, false, 2, b"after",
+            ));
+            if qos == 1 {
+                assert_eq!(p.expect(kind::PUBACK).ack_pkid(), 2);
+            }
+            // Everything the subscriber gets until a marker published after its SUBACK.
+            let mut got = Vec::new();
+            let mut marker_sent = false;
+            loop {
+                let pk = s.read_packet();
+                match pk.kind() {
+                    kind::SUBACK if !marker_sent => {
+                        marker_sent = true;
+                        p.publish(&topic, 1, false, b"marker");
+                    }
+                    kind::PUBLISH => {
+                        let m = pk.publish(case.proto);
+                        if m.qos == 1 {
+                            s.send(&raw::ack(kind::PUBACK, m.pkid));
+                        }
+                        if m.payload == b"marker" {
+                            break;
+                        }
+                        got.push(String::from_utf8_lossy(&m.payload).into_owned());
+                    }
+                    other => panic!("round {round}: unexpected packet type {other}"),
+                }
+            }
+            if got != ["after"] {
+                wrong.push((round, filter, qos, publisher_subscribed, watched, got));
+            }
+            if let Some(w) = watcher.as_mut() {
+                // The watcher had it all along: before, after, marker, in order.
+                for want in [&b"before"[..], b"after", b"marker"] {
+                    assert_eq!(w.recv_publish().payload, want, "round {round}: watcher");
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "(round, filter, QoS, publisher subscribed, watched, what the subscriber got before \
+             the marker), expected [\"after\"]: {wrong:?}"
+        );
     });
 }
 

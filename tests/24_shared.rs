@@ -11,6 +11,9 @@
 //! - An UNSUBSCRIBE leaves the group; a persistent member that is away gets nothing while another
 //!   member is online.
 //! - A member that goes away without acknowledging QoS 1 messages: another member gets them.
+//! - Issue 17, a SUBSCRIBE takes effect when it is read: the first member of a new group, whose
+//!   SUBSCRIBE was sent right before a matching PUBLISH on another connection (no waiting for the
+//!   SUBACK), gets that PUBLISH, once; one acknowledged before the SUBSCRIBE was sent it does not.
 //! - v5: No Local on a shared subscription is a protocol error [MQTT-3.8.3-4]; the CONNACK does not
 //!   say shared subscriptions are unavailable.
 //!
@@ -245,6 +248,63 @@ fn a_member_gone_without_acknowledging_leaves_its_messages_to_another() {
             got,
             payloads(n).into_iter().collect(),
             "the other member got its own half and the {held:?} the silent one left"
+        );
+    });
+}
+
+#[test]
+fn a_new_groups_first_member_gets_a_publish_sent_right_behind_its_subscribe() {
+    common::for_each_case(BOTH, "", |case| {
+        let mut wrong = Vec::new();
+        for round in 0..24usize {
+            let id = unique_id("sr");
+            let topic = format!("sr/{id}/t");
+            let filter = format!("$share/g{round}/sr/{id}/{}", ["t", "+", "#"][round % 3]);
+            let qos = ((round / 3) & 1) as u8;
+            let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("sp"));
+            if round & 8 != 0 {
+                // The publisher's shard routes the topic to a subscriber of its own as well.
+                p.subscribe(&[(&format!("sr/{id}/x"), 0)]);
+            }
+            let mut m = RawClient::connect_clean(case.addr, case.proto, &unique_id("sm"));
+            p.publish(&topic, 1, false, b"before");
+            m.send(&raw::subscribe(case.proto, 1, &[(&filter, 1)]));
+            p.send(&raw::publish(
+                case.proto, &topic, qos, false, false, 2, b"after",
+            ));
+            if qos == 1 {
+                assert_eq!(p.expect(kind::PUBACK).ack_pkid(), 2);
+            }
+            let mut got = Vec::new();
+            let mut marker_sent = false;
+            loop {
+                let pk = m.read_packet();
+                match pk.kind() {
+                    kind::SUBACK if !marker_sent => {
+                        marker_sent = true;
+                        p.publish(&topic, 1, false, b"marker");
+                    }
+                    kind::PUBLISH => {
+                        let msg = pk.publish(case.proto);
+                        if msg.qos == 1 {
+                            m.send(&raw::ack(kind::PUBACK, msg.pkid));
+                        }
+                        if msg.payload == b"marker" {
+                            break;
+                        }
+                        got.push(String::from_utf8_lossy(&msg.payload).into_owned());
+                    }
+                    other => panic!("round {round}: unexpected packet type {other}"),
+                }
+            }
+            if got != ["after"] {
+                wrong.push((round, filter, qos, got));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "(round, filter, QoS, what the member got before the marker), expected [\"after\"]: \
+             {wrong:?}"
         );
     });
 }

@@ -156,17 +156,19 @@ impl SharedGroups {
 
     /// `member` subscribed to `full` (`$share/{group}/{filter}`, `filter` being its inner filter):
     /// added, or left as it is when already there (a repeated SUBSCRIBE changes only its options,
-    /// which its own shard keeps).
+    /// which its own shard keeps). Returns whether the group is new (it had no member).
     pub fn join(
         &mut self,
         full: &Utf8Bytes,
         filter: &Utf8Bytes,
         strategy: Strategy,
         member: Member,
-    ) {
+    ) -> bool {
+        let mut new = false;
         let id = match self.by_full.get(full) {
             Some(&id) => id,
             None => {
+                new = true;
                 let group = Group {
                     full: full.clone(),
                     filter: filter.clone(),
@@ -193,6 +195,7 @@ impl SharedGroups {
         if let Err(at) = group.members.binary_search_by_key(&member.id(), Member::id) {
             group.members.insert(at, member);
         }
+        new
     }
 
     /// The session in `slot` of `shard` left group `full`. Returns whether it was a member.

@@ -64,7 +64,18 @@ pub enum Mail {
     Handoff(Box<Handoff>),
     /// Shard `from` now has at least one subscription matching `filter`: record it in the interest map,
     /// then answer with `InterestAck` so the subscriber's SUBACK can go out (docs/ARCHITECTURE.md, invariant 5).
-    InterestAdd { from: ShardId, filter: Utf8Bytes },
+    /// `since`: when the kernel received the SUBSCRIBE (0: unknown); messages the receiving shard
+    /// routed that were received after it and did not go to `from` go now, as `Replay`
+    /// (`shard::lookback`).
+    InterestAdd {
+        from: ShardId,
+        filter: Utf8Bytes,
+        since: u64,
+    },
+    /// A message the sending shard routed before it knew of the receiving shard's new interest, though
+    /// the SUBSCRIBE reached the machine first (`InterestAdd::since`): deliver it like a `Publish`,
+    /// unless it was delivered here already.
+    Replay(Arc<Message>),
     /// Shard `from` has no subscription on `filter` any more.
     InterestRemove { from: ShardId, filter: Utf8Bytes },
     /// Answer to `InterestAdd`: the sender will route matching publishes to the shard that asked.
@@ -79,6 +90,9 @@ pub enum Mail {
         full: Utf8Bytes,
         filter: Utf8Bytes,
         state: Arc<MemberState>,
+        /// When the kernel received the SUBSCRIBE (0: restored at start-up): a group this member
+        /// starts on the receiving shard gets what that shard routed since (`shard::shared`).
+        since: u64,
     },
     /// The session in `slot` of shard `from` left the shared subscription group `full`.
     ShareLeave {
@@ -152,6 +166,9 @@ pub struct Handoff {
     pub assigned_id: bool,
     /// Bytes read after the CONNECT (a client may pipeline packets behind it).
     pub leftover: BytesMut,
+    /// When the kernel received the read that brought `leftover` (ns since the epoch,
+    /// `shard::lookback`).
+    pub read_at: u64,
     /// The client's address, for logs.
     pub peer: std::net::SocketAddr,
     /// Index of the listener (config order) that accepted it.

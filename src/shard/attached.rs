@@ -26,6 +26,8 @@ pub(crate) struct Attached {
     pub reauth: Option<Box<Box<dyn Exchange>>>,
     /// The topic aliases the client set up on this connection (v5; they end with it).
     pub aliases: InboundAliases,
+    /// When the kernel received the last read's data (ns since the epoch, `shard::lookback`).
+    pub read_at: u64,
 }
 
 /// `topic` (or filter) as a client of a listener with `mount_point` means it: Mosquitto prefixes every

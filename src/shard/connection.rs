@@ -119,6 +119,7 @@ pub(super) async fn run_handoff(shard: Rc<RefCell<Shard>>, h: Box<Handoff>) {
         connect,
         assigned_id,
         leftover,
+        read_at,
         peer,
         listener,
         layers,
@@ -129,6 +130,7 @@ pub(super) async fn run_handoff(shard: Rc<RefCell<Shard>>, h: Box<Handoff>) {
         connect,
         assigned_id,
         leftover,
+        read_at,
     };
     run_connection(shard, stream, peer, listener, Start::HandedOff(pre, layers)).await;
 }
@@ -150,6 +152,8 @@ struct Accepted {
     connect: Box<Connect>,
     assigned_id: bool,
     leftover: BytesMut,
+    /// When the kernel received the read that brought `leftover` (ns since the epoch, `lookback`).
+    read_at: u64,
 }
 
 /// Why a connection ends before it is attached.
@@ -178,6 +182,13 @@ async fn run_connection(
         owns_slot: std::cell::Cell::new(true),
     });
     let settings = shard.borrow().settings.clone();
+    let mut stream = stream;
+    // Reads carry the kernel's receive time, which orders this client's SUBSCRIBEs against other
+    // clients' PUBLISHes, read by this shard or another in whatever order (`lookback`). Without it
+    // (it does not fail on Linux) a SUBSCRIBE read late only misses what overtook it.
+    if let Err(e) = stream.set_rx_timestamps(true) {
+        tracing::debug!(target: log_type::DEBUG, "SO_TIMESTAMPNS not set: {e}");
+    }
     let (socket, pre, server_tls) = match start {
         Start::Accepted { layers, server_tls } => {
             let upgrading = layers.as_ref().is_some_and(|l| l.ws.is_some());
@@ -242,6 +253,7 @@ async fn run_connection(
             connect: accepted.connect,
             assigned_id: accepted.assigned_id,
             leftover: accepted.leftover,
+            read_at: accepted.read_at,
             peer,
             listener,
             layers,
@@ -408,6 +420,7 @@ async fn read_connect(
         connect,
         assigned_id,
         leftover: buf,
+        read_at: socket.rx_stamp_or_now(),
     })
 }
 
@@ -425,6 +438,7 @@ async fn serve(start: Box<ServeStart>) {
         connect,
         assigned_id,
         leftover: mut buf,
+        read_at,
     } = accepted;
     if shard.borrow().conns.shutting_down() {
         return;
@@ -438,6 +452,8 @@ async fn serve(start: Box<ServeStart>) {
         s.conns.set_outbox(guard.id, &outbox);
         a
     };
+    // The packets that came with the CONNECT (read on another shard, for a hand-off).
+    attached.read_at = read_at;
     if settings.connection_messages {
         let user = connect
             .username
@@ -561,6 +577,7 @@ async fn serve(start: Box<ServeStart>) {
                 if let Some(k) = &keepalive {
                     k.touch(Instant::now());
                 }
+                attached.read_at = socket.rx_stamp_or_now();
                 shard.borrow_mut().stats.bytes_received += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => break CloseReason::KeepAlive,

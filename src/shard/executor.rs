@@ -55,8 +55,10 @@ impl Shard {
         match mail {
             Mail::Publish(msg, stamp) => {
                 self.deliver_local(&msg, &stamp);
+                self.lookback.push(&msg, false);
                 self.journal.note_received(&msg, false);
             }
+            Mail::Replay(msg) => self.replayed(msg),
             Mail::Retain(msg) => {
                 self.journal.retained(&msg);
                 self.journal.note_received(&msg, true);
@@ -67,7 +69,12 @@ impl Shard {
             }
             Mail::Durable { from, count } => self.journal.confirmed(from, count),
             Mail::Handoff(h) => return Some(h),
-            Mail::InterestAdd { from, filter } => {
+            Mail::InterestAdd {
+                from,
+                filter,
+                since,
+            } => {
+                self.replay_to(from, &filter, since);
                 self.subs.add_remote_interest(&filter, from);
                 let me = self.id;
                 self.mail.send(from, Mail::InterestAck { filter, from: me });
@@ -223,6 +230,7 @@ impl Shard {
         self.send_delayed_wills(now);
         self.expire_retained(now);
         self.sys_tick(now);
+        self.lookback.expire(super::lookback::now_ns());
     }
 
     /// Retained messages whose v5 Message Expiry Interval passed leave this shard's copy (each shard

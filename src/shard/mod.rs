@@ -10,7 +10,8 @@
 //! state and says who calls it: the session table and client-id directory (`sessions.rs`), the
 //! subscriptions and interest summary (`subscriptions.rs`), the retained copy (`retained.rs`), mail to
 //! other shards (`mailroom.rs`), the live connections (`live.rs`), keep-alive (`keepalive.rs`),
-//! session expiry deadlines (`expiry.rs`), `$SYS` rounds (`sys.rs`), and the counters
+//! session expiry deadlines (`expiry.rs`), `$SYS` rounds (`sys.rs`), the messages handled lately
+//! (`lookback.rs`), and the counters
 //! ([`crate::stats`]). What uses several parts is an `impl Shard` elsewhere:
 //! - `packets/`: what a packet does, one file per family (`session.rs`, `publish.rs`,
 //!   `subscribe.rs`); `packets/mod.rs` dispatches.
@@ -27,8 +28,10 @@ mod expiry;
 mod journal;
 mod keepalive;
 mod live;
+mod lookback;
 mod mailroom;
 mod packets;
+mod replay;
 mod retained;
 mod sessions;
 mod shared;
@@ -90,6 +93,8 @@ pub(crate) struct Shard {
     will_delays: expiry::Deadlines,
     /// What this shard writes to disk (`persistence true`), and the acknowledgements waiting for it.
     journal: Journal,
+    /// The messages routed or delivered here lately, for SUBSCRIBEs read late (see `lookback`).
+    lookback: lookback::Lookback,
 }
 
 impl Shard {
@@ -121,6 +126,7 @@ impl Shard {
             expiries: expiry::Deadlines::default(),
             will_delays: expiry::Deadlines::default(),
             journal,
+            lookback: lookback::Lookback::default(),
         }
     }
 }

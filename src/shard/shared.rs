@@ -53,12 +53,14 @@ fn key_of(bytes: &[u8]) -> u64 {
 impl Shard {
     /// SUBSCRIBE to the shared subscription `full` (`$share/{group}/{filter}`, mount point applied to
     /// `filter`) for the session in `token.slot`. Returns whether its SUBACK waits for other shards.
+    /// `since`: when the kernel received the SUBSCRIBE (`lookback`).
     pub(super) fn subscribe_shared(
         &mut self,
         token: SubToken,
         full: Utf8Bytes,
         filter: Utf8Bytes,
         opts: SubscriptionOptions,
+        since: u64,
     ) -> bool {
         let Some(session) = self.sessions.at_mut(token.slot) else {
             return false;
@@ -76,25 +78,26 @@ impl Shard {
                 })
                 .clone();
             self.stats.subscriptions += 1;
-            self.join_group(token.slot, full.clone(), filter, state, true);
+            self.join_group(token.slot, full.clone(), filter, state, since);
         }
         self.subs.wait_for_interest(&full, token)
     }
 
-    /// The session in `slot` joins group `full` here and, by mail, everywhere; with `acked`, SUBACKs
-    /// on `full` wait for the other shards to have it.
+    /// The session in `slot` joins group `full` here and, by mail, everywhere. From a SUBSCRIBE the
+    /// kernel received at `since` (not 0): SUBACKs on `full` wait for the other shards to have it,
+    /// and a group it starts gets what was routed since (`replay_shared`). 0: restored at start-up.
     pub(super) fn join_group(
         &mut self,
         slot: u32,
         full: Utf8Bytes,
         filter: Utf8Bytes,
         state: Arc<MemberState>,
-        acked: bool,
+        since: u64,
     ) {
         let group = crate::topic::parse_shared(&full).map_or("", |(g, _)| g);
         let strategy = self.settings.shared_strategies.for_group(group);
         let me = self.id;
-        self.shared.join(
+        let new = self.shared.join(
             &full,
             &filter,
             strategy,
@@ -105,7 +108,7 @@ impl Shard {
             },
         );
         if self.shards > 1 {
-            if acked {
+            if since != 0 {
                 self.subs.expect_acks(&full);
             }
             self.mail.broadcast(|| Mail::ShareJoin {
@@ -114,7 +117,32 @@ impl Shard {
                 full: full.clone(),
                 filter: filter.clone(),
                 state: state.clone(),
+                since,
             });
+        }
+        if new {
+            self.replay_shared(me, slot, &full, &filter, since);
+        }
+    }
+
+    /// Member `slot` of shard `shard` started group `full` (no member had it here) with a SUBSCRIBE
+    /// the kernel received at `since`: the messages this shard routed since then that `filter`
+    /// matches went to no member; this one gets them, once (a group's messages are picked on their
+    /// publisher's shard only, and only the join that starts the group here replays). Issue 17,
+    /// "subscribe takes effect when it is read", for shared subscriptions (`shard::replay`).
+    fn replay_shared(&mut self, shard: u16, slot: u32, full: &Utf8Bytes, filter: &str, since: u64) {
+        if since == 0 {
+            return;
+        }
+        let late: SmallVec<[Arc<Message>; 4]> = self
+            .lookback
+            .received_after(since)
+            .filter(|(m, routed_here)| *routed_here && crate::topic::matches(filter, &m.topic))
+            .map(|(m, _)| m.clone())
+            .collect();
+        self.stats.messages_replayed += late.len() as u64;
+        for msg in late {
+            self.send_to_member(&msg, shard, slot, full.clone(), 0);
         }
     }
 
@@ -140,6 +168,7 @@ impl Shard {
                 full,
                 filter,
                 state,
+                since,
             } => {
                 let group = crate::topic::parse_shared(&full).map_or("", |(g, _)| g);
                 let strategy = self.settings.shared_strategies.for_group(group);
@@ -148,7 +177,9 @@ impl Shard {
                     slot,
                     state,
                 };
-                self.shared.join(&full, &filter, strategy, member);
+                if self.shared.join(&full, &filter, strategy, member) {
+                    self.replay_shared(from, slot, &full, &filter, since);
+                }
                 let me = self.id;
                 self.mail.send(
                     from,

@@ -89,6 +89,15 @@ impl Socket {
         self.tcp.borrow().as_raw_fd()
     }
 
+    /// When the kernel received the data last read (ns since the epoch), with the stream asking for it
+    /// (`TcpStream::set_rx_timestamps`); now when the data carried no time.
+    pub(super) fn rx_stamp_or_now(&self) -> u64 {
+        match self.tcp.borrow().last_rx_timestamp() {
+            0 => super::lookback::now_ns(),
+            at => at,
+        }
+    }
+
     pub(super) fn set_read_timeout(&self, timeout: Option<Duration>) {
         let _ = self.tcp.borrow().set_read_timeout(timeout);
     }

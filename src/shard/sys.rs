@@ -157,7 +157,7 @@ impl Sys {
         let t = self.round.total;
         let uptime = self.started.elapsed().as_secs();
         let disconnected = t.sessions.saturating_sub(t.clients_connected);
-        let topics: [(&'static str, String); 18] = [
+        let topics: [(&'static str, String); 19] = [
             ("$SYS/broker/version", VERSION_TEXT.to_string()),
             ("$SYS/broker/uptime", format!("{uptime} seconds")),
             (
@@ -193,6 +193,12 @@ impl Sys {
             (
                 "$SYS/broker/publish/messages/expired",
                 t.messages_expired.to_string(),
+            ),
+            // shardmq's own: messages a subscription got late because its SUBSCRIBE reached the
+            // broker first but a shard read it after them (`shard::replay`).
+            (
+                "$SYS/broker/publish/messages/replayed",
+                t.messages_replayed.to_string(),
             ),
             ("$SYS/broker/bytes/received", t.bytes_received.to_string()),
             ("$SYS/broker/bytes/sent", t.bytes_sent.to_string()),

@@ -118,7 +118,7 @@ impl Shard {
         }
         // Every shard learns the members here (no SUBACK waits for it).
         for (slot, full, inner, state) in shared {
-            self.join_group(slot, full, inner, state, false);
+            self.join_group(slot, full, inner, state, 0);
         }
         for (slot, generation, will, waited) in wills {
             self.leave_will(slot, generation, will, waited);

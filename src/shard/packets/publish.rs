@@ -221,6 +221,7 @@ impl Shard {
                 p.properties,
                 Some((self.id, a.slot)),
             );
+            msg.read_at = a.read_at;
             if p.qos == QoS::ExactlyOnce {
                 let s = self
                     .sessions
@@ -404,6 +405,7 @@ impl Shard {
             stamp = hold.stamp(self.id, Instant::now());
         }
         let msg = Arc::new(msg);
+        self.lookback.push(&msg, true);
         let local = shards.contains(self.id);
         let verdict = if local {
             self.deliver_local(&msg, &stamp)
@@ -510,6 +512,7 @@ impl Shard {
         // it before it came live), not twice (`Subscriptions::awaits_retained`). Rare: one check of
         // an empty map otherwise.
         let pending = msg.retain && self.subs.has_pending();
+        let recent = self.lookback.has_subscribed();
         for m in &matches {
             let (slot, opts) = (m.slot, m.opts);
             if opts.no_local && msg.origin == Some((self.id, slot)) {
@@ -519,6 +522,11 @@ impl Shard {
                 continue;
             };
             if pending && self.subs.awaits_retained(slot, session.generation, msg) {
+                continue;
+            }
+            // A message the kernel received before a SUBSCRIBE of this session, delivered here after
+            // it was read (it was in another shard's mailbox): only for the older subscriptions.
+            if recent && !self.lookback.is_for(slot, &session.subscriptions, msg) {
                 continue;
             }
             // `acl_file` read rules apply to each message, not to the SUBSCRIBE (as in Mosquitto 2.0).

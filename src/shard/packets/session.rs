@@ -182,6 +182,7 @@ impl Shard {
             listener: u16::try_from(listener).unwrap_or(u16::MAX),
             reauth: None,
             aliases: Default::default(),
+            read_at: 0,
         }
     }
 

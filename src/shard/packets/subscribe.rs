@@ -16,6 +16,7 @@ use crate::message::Message;
 use crate::router::{Mail, ShardId};
 use crate::session::{CloseReason, Delivery, Framed, SlowSubscriberPolicy};
 use crate::shard::attached::{mounted, mounted_filter, Attached};
+use crate::shard::replay::Fresh;
 use crate::shard::subscriptions::{PendingSub, SubToken};
 use crate::shard::Shard;
 use crate::topic;
@@ -76,6 +77,8 @@ impl Shard {
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut retained = Vec::new();
         let mut waits = 0;
+        // The subscriptions this SUBSCRIBE adds, for what this shard handled since it was received.
+        let mut fresh: Vec<Fresh> = Vec::new();
         let v5 = a.protocol == ProtocolVersion::V5;
         // v5: the Subscription Identifier (at most one, the codec checked) goes with every
         // subscription this SUBSCRIBE makes or replaces: a replaced subscription takes the new
@@ -114,7 +117,7 @@ impl Shard {
                 let opts = f.options;
                 tracing::info!(target: log_type::SUBSCRIBE, "{} {} {}", a.client_id, opts.qos as u8, full);
                 // No retained messages for a shared subscription [MQTT-4.8.2].
-                if self.subscribe_shared(token, full, inner, opts) {
+                if self.subscribe_shared(token, full, inner, opts, a.read_at) {
                     waits += 1;
                 }
                 codes.push(granted(opts.qos));
@@ -151,11 +154,12 @@ impl Shard {
             if !existed {
                 self.stats.subscriptions += 1;
                 if self.subs.add_interest(&f.filter) {
-                    let from = self.id;
+                    let (from, since) = (self.id, a.read_at);
                     let filter = f.filter.clone();
                     self.mail.broadcast(|| Mail::InterestAdd {
                         from,
                         filter: filter.clone(),
+                        since,
                     });
                 }
             }
@@ -169,6 +173,14 @@ impl Shard {
                 RetainHandling::SendAtSubscribeIfNew => !existed,
                 RetainHandling::DoNotSend => false,
             };
+            if !existed && a.read_at != 0 {
+                self.lookback.subscribed(a.slot, &f.filter, a.read_at);
+                fresh.push(Fresh {
+                    filter: f.filter.clone(),
+                    opts,
+                    retained_copy: send_retained,
+                });
+            }
             if send_retained {
                 retained.push((f.filter, opts));
             }
@@ -192,6 +204,8 @@ impl Shard {
                 },
             );
         }
+        // After the SUBACK and retained copies when they went at once, like live messages.
+        self.replay_local(a, &fresh);
         Ok(())
     }
 

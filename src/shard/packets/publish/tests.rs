@@ -301,6 +301,7 @@ fn a_young_backlog_holds_across_shards_whatever_the_others_say() {
         Mail::InterestAdd {
             from: 1,
             filter: Utf8Bytes::from_static("data/#"),
+            since: 0,
         },
     );
     let p = publisher.slot;
@@ -371,6 +372,7 @@ fn across_shards_the_publisher_is_held_only_when_every_reached_shard_agrees() {
         Mail::InterestAdd {
             from: 1,
             filter: Utf8Bytes::from_static("data/#"),
+            since: 0,
         },
     );
     let p = publisher.slot;
@@ -451,6 +453,7 @@ fn publisher_of(shard: &Shard, slot: u32) -> Attached {
         listener: 0,
         reauth: None,
         aliases: Default::default(),
+        read_at: 0,
     }
 }
 
@@ -645,6 +648,7 @@ fn a_hold_from_another_shard_stops_the_publisher_before_its_next_packet() {
         Mail::InterestAdd {
             from: 1,
             filter: Utf8Bytes::from_static("data/#"),
+            since: 0,
         },
     );
     publish(shard, &mut publisher, 1);
@@ -699,6 +703,7 @@ fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
         Mail::InterestAdd {
             from: 1,
             filter: Utf8Bytes::from_static("a/+"),
+            since: 0,
         },
     );
     shard0.route(message("a/b"));
