@@ -25,9 +25,11 @@ use crate::message::Message;
 /// received after it.
 const WINDOW_NS: u64 = 250_000_000;
 
-/// At most this many messages kept per shard, whatever the window: at 400k messages/s through a shard,
-/// the window shrinks to ~160 ms rather than holding more.
-const MAX_ENTRIES: usize = 65_536;
+/// At most this many messages kept per shard, whatever the window: at 650k messages/s through a shard
+/// (2 shards at full rate here), the window shrinks to ~6 ms rather than holding more. Kept small on
+/// purpose: what the ring holds is freed late and cold, and at 65,536 entries that cost a fifth of the
+/// full-rate throughput (docs/PERFORMANCE.md, "Issue 17, subscribe takes effect when read").
+const MAX_ENTRIES: usize = 4_096;
 
 /// At most this many payload bytes kept per shard (large payloads shrink the window instead).
 const MAX_BYTES: usize = 8 << 20;
@@ -49,6 +51,8 @@ pub(super) struct Lookback {
 
 struct Entry {
     msg: Arc<Message>,
+    /// `msg`'s payload length, kept here so that eviction does not read the (cold) message.
+    bytes: u32,
     /// `horizon` once this entry was pushed: no entry before it was received later than this. Never
     /// decreases along `entries`, so a binary search finds where the messages received after a given
     /// time can start, although mail from other shards comes in slightly out of time order.
@@ -66,9 +70,11 @@ impl Lookback {
             return;
         }
         self.horizon = self.horizon.max(at);
-        self.bytes += msg.payload.len();
+        let bytes = u32::try_from(msg.payload.len()).unwrap_or(u32::MAX);
+        self.bytes += bytes as usize;
         self.entries.push_back(Entry {
             msg: msg.clone(),
+            bytes,
             horizon: self.horizon,
             routed_here,
         });
@@ -139,7 +145,7 @@ impl Lookback {
             if front.horizon >= oldest && !over {
                 break;
             }
-            self.bytes -= front.msg.payload.len();
+            self.bytes -= front.bytes as usize;
             self.entries.pop_front();
         }
     }
