@@ -360,6 +360,14 @@ fn a_subscribe_sent_before_a_publish_gets_it_without_waiting_for_the_suback() {
     // PUBLISH that reached it later, whichever shards read them and in whatever order (with 4 shards
     // most rounds put the two clients on different shards; the publisher's shard routes at once while
     // the subscriber's may still be waking up). paho.mqtt.testing's test_request_response does this.
+    if external_mosquitto() {
+        // Stricter than Mosquitto 2.0.11, which reads the publisher's connection on as it answers it
+        // and so handles the PUBLISH first: it missed the message in 46 of 48 rounds here.
+        eprintln!(
+            "skipped against Mosquitto: it does not order a SUBSCRIBE before a later PUBLISH"
+        );
+        return;
+    }
     for_each_case(BOTH, "", |case| {
         let mut wrong = Vec::new();
         for round in 0..48usize {

@@ -254,6 +254,14 @@ fn a_member_gone_without_acknowledging_leaves_its_messages_to_another() {
 
 #[test]
 fn a_new_groups_first_member_gets_a_publish_sent_right_behind_its_subscribe() {
+    if common::broker::external_mosquitto() {
+        // Stricter than Mosquitto 2.0.11, which missed the message in 23 of 24 rounds here (see
+        // tests/02_subpub.rs, a_subscribe_sent_before_a_publish_gets_it_without_waiting_for_the_suback).
+        eprintln!(
+            "skipped against Mosquitto: it does not order a SUBSCRIBE before a later PUBLISH"
+        );
+        return;
+    }
     common::for_each_case(BOTH, "", |case| {
         let mut wrong = Vec::new();
         for round in 0..24usize {
