@@ -36,7 +36,7 @@ mod common;
 use common::broker::external_mosquitto;
 use common::client::{Client, Msg};
 use common::raw::{self, kind, RawClient};
-use common::{for_each_case, for_each_case_async, unique_id, BOTH};
+use common::{for_each_case, for_each_case_async, subscribe_then_publish_at_once, unique_id, BOTH};
 
 #[test]
 fn delivers_at_each_qos() {
@@ -395,39 +395,10 @@ fn a_subscribe_sent_before_a_publish_gets_it_without_waiting_for_the_suback() {
                 p.subscribe(&[(&format!("rr/{id}/x"), 0)]);
             }
             let mut s = RawClient::connect_clean(case.addr, case.proto, &unique_id("rs"));
-            // Acknowledged before the SUBSCRIBE is sent: must not reach the new subscription.
-            p.publish(&topic, 1, false, b"before");
-            s.send(&raw::subscribe(case.proto, 1, &[(&filter, 1)]));
-            // Sent right behind the SUBSCRIBE, on another connection, without waiting for the SUBACK.
-            p.send(&raw::publish(
-                case.proto, &topic, qos, false, false, 2, b"after",
-            ));
-            if qos == 1 {
-                assert_eq!(p.expect(kind::PUBACK).ack_pkid(), 2);
-            }
-            // Everything the subscriber gets until a marker published after its SUBACK.
-            let mut got = Vec::new();
-            let mut marker_sent = false;
-            loop {
-                let pk = s.read_packet();
-                match pk.kind() {
-                    kind::SUBACK if !marker_sent => {
-                        marker_sent = true;
-                        p.publish(&topic, 1, false, b"marker");
-                    }
-                    kind::PUBLISH => {
-                        let m = pk.publish(case.proto);
-                        if m.qos == 1 {
-                            s.send(&raw::ack(kind::PUBACK, m.pkid));
-                        }
-                        if m.payload == b"marker" {
-                            break;
-                        }
-                        got.push(String::from_utf8_lossy(&m.payload).into_owned());
-                    }
-                    other => panic!("round {round}: unexpected packet type {other}"),
-                }
-            }
+            // "before" is acknowledged before the SUBSCRIBE is sent: not for the new subscription;
+            // "after" is sent right behind it, on the other connection.
+            let got =
+                subscribe_then_publish_at_once(case.proto, &mut s, &mut p, &filter, &topic, qos);
             if got != ["after"] {
                 wrong.push((round, filter, qos, publisher_subscribed, watched, got));
             }

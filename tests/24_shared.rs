@@ -275,36 +275,9 @@ fn a_new_groups_first_member_gets_a_publish_sent_right_behind_its_subscribe() {
                 p.subscribe(&[(&format!("sr/{id}/x"), 0)]);
             }
             let mut m = RawClient::connect_clean(case.addr, case.proto, &unique_id("sm"));
-            p.publish(&topic, 1, false, b"before");
-            m.send(&raw::subscribe(case.proto, 1, &[(&filter, 1)]));
-            p.send(&raw::publish(
-                case.proto, &topic, qos, false, false, 2, b"after",
-            ));
-            if qos == 1 {
-                assert_eq!(p.expect(kind::PUBACK).ack_pkid(), 2);
-            }
-            let mut got = Vec::new();
-            let mut marker_sent = false;
-            loop {
-                let pk = m.read_packet();
-                match pk.kind() {
-                    kind::SUBACK if !marker_sent => {
-                        marker_sent = true;
-                        p.publish(&topic, 1, false, b"marker");
-                    }
-                    kind::PUBLISH => {
-                        let msg = pk.publish(case.proto);
-                        if msg.qos == 1 {
-                            m.send(&raw::ack(kind::PUBACK, msg.pkid));
-                        }
-                        if msg.payload == b"marker" {
-                            break;
-                        }
-                        got.push(String::from_utf8_lossy(&msg.payload).into_owned());
-                    }
-                    other => panic!("round {round}: unexpected packet type {other}"),
-                }
-            }
+            let got = common::subscribe_then_publish_at_once(
+                case.proto, &mut m, &mut p, &filter, &topic, qos,
+            );
             if got != ["after"] {
                 wrong.push((round, filter, qos, got));
             }

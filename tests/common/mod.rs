@@ -253,3 +253,46 @@ pub fn paho_present() -> bool {
         Err(_) => !skip_missing_tool("python3", "apt-get install python3 python3-paho-mqtt"),
     }
 }
+
+/// Issue 17's SUBSCRIBE-order rounds: `publ` publishes "before" (acknowledged at QoS 1 before anything
+/// else is sent), `sub` sends a SUBSCRIBE to `filter` (packet id 1, QoS 1) and `publ` at once a PUBLISH
+/// "after" to `topic` at `qos`, without waiting for the SUBACK. Returns the payloads `sub` got until a
+/// marker `publ` publishes once the SUBACK came (per-publisher order makes the marker the end).
+pub fn subscribe_then_publish_at_once(
+    proto: Proto,
+    sub: &mut raw::RawClient,
+    publ: &mut raw::RawClient,
+    filter: &str,
+    topic: &str,
+    qos: u8,
+) -> Vec<String> {
+    use raw::kind;
+    publ.publish(topic, 1, false, b"before");
+    sub.send(&raw::subscribe(proto, 1, &[(filter, 1)]));
+    publ.send(&raw::publish(proto, topic, qos, false, false, 2, b"after"));
+    if qos == 1 {
+        assert_eq!(publ.expect(kind::PUBACK).ack_pkid(), 2);
+    }
+    let mut got = Vec::new();
+    let mut marker_sent = false;
+    loop {
+        let pk = sub.read_packet();
+        match pk.kind() {
+            kind::SUBACK if !marker_sent => {
+                marker_sent = true;
+                publ.publish(topic, 1, false, b"marker");
+            }
+            kind::PUBLISH => {
+                let m = pk.publish(proto);
+                if m.qos == 1 {
+                    sub.send(&raw::ack(kind::PUBACK, m.pkid));
+                }
+                if m.payload == b"marker" {
+                    return got;
+                }
+                got.push(String::from_utf8_lossy(&m.payload).into_owned());
+            }
+            other => panic!("unexpected packet type {other} before the marker"),
+        }
+    }
+}
