@@ -14,6 +14,9 @@ pub const NOFILE_SUGGESTED: u64 = 1_048_576;
 /// The broker's default `listen_backlog` (`DEFAULT_LISTEN_BACKLOG` in src/config/mod.rs; mirrored here so
 /// that this tool builds without the broker crate).
 pub const BROKER_LISTEN_BACKLOG: u64 = 1024;
+/// Connection-tracking entries a million clients need (one per connection) with room for the host's
+/// other traffic.
+pub const CONNTRACK_TARGET: u64 = 1_100_000;
 /// Fewer ephemeral ports than this per source address is noticeably less than the 64k a port number
 /// allows.
 pub const LOCAL_PORTS_TARGET: u64 = 60_000;
@@ -229,6 +232,24 @@ pub fn findings(r: &HostReport) -> Vec<Finding> {
             ],
         ));
     }
+    if let Some(n) = r.net.conntrack_max.filter(|&n| n < CONNTRACK_TARGET) {
+        out.push(finding(
+            Severity::Warning,
+            "conntrack",
+            format!(
+                "connection tracking (nf_conntrack) is loaded with net.netfilter.nf_conntrack_max = {n}: \
+                 every client connection takes an entry, and once the table is full the kernel drops new \
+                 connections (\"nf_conntrack: table full, dropping packet\" in dmesg), so no more than \
+                 about {n} clients connect. Raise the table, or exempt the broker's ports from tracking"
+            ),
+            &[
+                "sysctl -w net.netfilter.nf_conntrack_max=2097152",
+                "persist: echo 'net.netfilter.nf_conntrack_max = 2097152' >> /etc/sysctl.d/90-shardmq.conf",
+                "or: iptables -t raw -A PREROUTING -p tcp --dport 1883 -j NOTRACK \
+                 (and -A OUTPUT -p tcp --sport 1883 -j NOTRACK; per listener port)",
+            ],
+        ));
+    }
     if let Some(ports) = r.net.local_ports().filter(|&p| p < LOCAL_PORTS_TARGET) {
         out.push(finding(
             Severity::Warning,
@@ -369,6 +390,7 @@ mod tests {
                 somaxconn: Some(4096),
                 tcp_max_syn_backlog: Some(4096),
                 ip_local_port_range: Some((1024, 65535)),
+                conntrack_max: None,
             },
             io_uring: IoUringReport {
                 available: true,
@@ -450,6 +472,20 @@ mod tests {
         assert!(!topics(&r).contains(&(Severity::Warning, "nofile")));
         r.limits.nofile.as_mut().unwrap().hard = None;
         assert!(!topics(&r).contains(&(Severity::Warning, "nofile")));
+    }
+
+    #[test]
+    fn a_small_conntrack_table_warns_and_no_table_is_fine() {
+        let mut r = good();
+        assert!(findings(&r).iter().all(|f| f.topic != "conntrack"));
+        r.net.conntrack_max = Some(262_144);
+        let f = findings(&r);
+        let w = f.iter().find(|f| f.topic == "conntrack").unwrap();
+        assert_eq!(w.severity, Severity::Warning);
+        assert!(w.message.contains("262144"), "{}", w.message);
+        assert!(w.fix[0].contains("nf_conntrack_max=2097152"));
+        r.net.conntrack_max = Some(2_097_152);
+        assert!(findings(&r).iter().all(|f| f.topic != "conntrack"));
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct NetSysctls {
     pub tcp_max_syn_backlog: Option<u64>,
     /// `net.ipv4.ip_local_port_range`: ephemeral ports for outgoing connections, inclusive.
     pub ip_local_port_range: Option<(u64, u64)>,
+    /// `net.netfilter.nf_conntrack_max`, present only while connection tracking is loaded: every TCP
+    /// connection through the host takes an entry, and a full table drops new connections.
+    pub conntrack_max: Option<u64>,
 }
 
 impl NetSysctls {
@@ -135,6 +138,7 @@ impl HostReport {
                     .read("proc/sys/net/ipv4/ip_local_port_range")
                     .ok()
                     .and_then(|t| parse_port_range(&t)),
+                conntrack_max: fs.read_u64("proc/sys/net/netfilter/nf_conntrack_max"),
             },
             io_uring: io_uring::probe(&fs),
             governors: read_governors(&fs, &topology.cpus),
@@ -314,6 +318,14 @@ pub fn render_text(r: &HostReport, findings: &[Finding]) -> String {
         "  net.ipv4.tcp_max_syn_backlog  {}",
         opt(r.net.tcp_max_syn_backlog)
     );
+    let _ = writeln!(
+        s,
+        "  net.netfilter.nf_conntrack_max {}",
+        r.net
+            .conntrack_max
+            .map_or("(connection tracking not loaded)".to_string(), |n| n
+                .to_string())
+    );
     match r.net.ip_local_port_range {
         Some((lo, hi)) => {
             let _ = writeln!(
@@ -433,6 +445,7 @@ mod tests {
             somaxconn: None,
             tcp_max_syn_backlog: None,
             ip_local_port_range: Some((32768, 60999)),
+            conntrack_max: None,
         };
         assert_eq!(net.local_ports(), Some(28232));
     }
