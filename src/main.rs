@@ -44,6 +44,16 @@ fn main() -> ExitCode {
         };
         return ExitCode::from(shardmq::passwd::run(&rest));
     }
+    // No transparent huge pages for this process. Every thread (a shard and its blocking-pool
+    // thread) has its own small mimalloc heap, and with THP set to `always` (as on this VM and
+    // many distributions) the first touch of each heap's 2 MiB region made all of it resident:
+    // 13 MB per idle shard at 64 shards (5.6 MB without), 3.5 KB per idle client (2.8 KB without),
+    // and no measurable throughput difference (docs/PERFORMANCE.md, "Issue 18"). Only child
+    // processes would inherit the flag, and the broker starts none.
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     // A write past RLIMIT_FSIZE fails with EFBIG instead of killing the broker: a persistence log
     // that cannot grow is handled like a full disk (acknowledgements wait, `shard::journal`).
     // SAFETY: setting a signal's disposition to SIG_IGN before any other thread exists.
