@@ -32,7 +32,7 @@ use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
 use bytes::BytesMut;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::auth::Security;
 use crate::codec::{Connect, Utf8Bytes};
@@ -47,7 +47,19 @@ pub type ShardId = u16;
 /// Capacity of each (from, to) mailbox. Beyond it a sender keeps mail in its own overflow queue and pauses
 /// the reading of its publishers until the receiver drains (see `shard`), so a slow shard back-pressures
 /// publishers instead of growing without bound.
+///
+/// A mailbox is crossbeam's unbounded (list) channel, bounded by a count ([`Mailbox`]): its memory
+/// comes in blocks of 31 slots as mail arrives and goes as it is taken. A bounded (array) channel
+/// allocates and writes all 512 slots (120 bytes each) at start-up: 61 KB per pair, N x N pairs, 250 MB
+/// of the 835 MB that `shards 64` started with (docs/PERFORMANCE.md, "Issue 18").
 pub const MAILBOX_CAPACITY: usize = 512;
+
+/// How much mail one (from, to) mailbox holds: counted by its only sender before each send, and by
+/// its receiver after each batch it takes (before telling the sender there is room).
+#[derive(Default)]
+struct Mailbox {
+    len: AtomicUsize,
+}
 
 /// A message from one shard to another.
 pub enum Mail {
@@ -279,8 +291,11 @@ impl MailboxMatrix {
         let wakers: Vec<Arc<MailWaker>> = (0..shards)
             .map(|_| Arc::new(MailWaker::default()))
             .collect();
-        let (senders, receivers) =
-            channel_grid(shards, || crossbeam_channel::bounded(MAILBOX_CAPACITY));
+        let (senders, receivers) = channel_grid(shards, crossbeam_channel::unbounded);
+        // `counts[from][to]`, shared by the two ends of that mailbox.
+        let counts: Grid<Arc<Mailbox>> = (0..shards)
+            .map(|_| (0..shards).map(|_| Arc::default()).collect())
+            .collect();
         let (urgent_tx, urgent_rx) = channel_grid(shards, crossbeam_channel::unbounded);
         let queued: Vec<Arc<AtomicUsize>> = (0..shards).map(|_| Arc::default()).collect();
         // One per shard: wakes its overflow task when a receiver takes mail from a mailbox it found
@@ -305,6 +320,7 @@ impl MailboxMatrix {
             .map(|(from, (to, urgent))| MailSenders {
                 from: from as ShardId,
                 to,
+                counts: counts[from].clone(),
                 urgent,
                 urgent_queued: queued.clone(),
                 wakers: wakers.clone(),
@@ -318,6 +334,7 @@ impl MailboxMatrix {
             .enumerate()
             .map(|(me, ((from, urgent), control))| Inbox {
                 from,
+                counts: counts.iter().map(|row| row[me].clone()).collect(),
                 urgent: UrgentInbox {
                     from: urgent,
                     queued: queued[me].clone(),
@@ -340,6 +357,8 @@ impl MailboxMatrix {
 pub struct MailSenders {
     from: ShardId,
     to: Vec<Sender<Mail>>,
+    /// How full each of `to` is.
+    counts: Vec<Arc<Mailbox>>,
     /// The urgent FIFO (see the module comment), one per destination.
     urgent: Vec<Sender<Mail>>,
     /// Per destination: urgent mail queued and not yet taken, so that routing a publish costs one
@@ -362,12 +381,23 @@ impl MailSenders {
             !mail.is_urgent(),
             "urgent mail keeps its order on the urgent FIFO (send_urgent)"
         );
-        match self.to[to as usize].try_send(mail) {
+        let count = &self.counts[to as usize].len;
+        // This shard is the mailbox's only sender, so nothing fills it between this look and the
+        // send; its receiver only empties it. Acquire: pairs with the receiver's release of room.
+        if count.load(Ordering::Acquire) >= MAILBOX_CAPACITY {
+            return Err(mail);
+        }
+        count.fetch_add(1, Ordering::Relaxed);
+        match self.to[to as usize].send(mail) {
             Ok(()) => {
                 self.wakers[to as usize].notify();
                 Ok(())
             }
-            Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => Err(m),
+            // The receiving shard has ended (shutdown).
+            Err(e) => {
+                count.fetch_sub(1, Ordering::Relaxed);
+                Err(e.into_inner())
+            }
         }
     }
 
@@ -440,6 +470,8 @@ impl UrgentInbox {
 /// The receiving ends of one shard's column.
 pub struct Inbox {
     from: Vec<Receiver<Mail>>,
+    /// How full each of `from` is (see [`Mailbox`]).
+    counts: Vec<Arc<Mailbox>>,
     urgent: UrgentInbox,
     control: Receiver<Control>,
     waker: Arc<MailWaker>,
@@ -458,7 +490,7 @@ impl Inbox {
 
     fn drain(&self, out: &mut Vec<Mail>) {
         self.urgent.drain_all(&mut |m| out.push(m));
-        for (rx, space) in self.from.iter().zip(&self.space) {
+        for ((rx, space), count) in self.from.iter().zip(&self.space).zip(&self.counts) {
             let before = out.len();
             for _ in 0..DRAIN_BATCH {
                 match rx.try_recv() {
@@ -467,7 +499,11 @@ impl Inbox {
                 }
             }
             // Room was made: a sender waiting on it (only one whose mailbox was full parks) retries.
-            if out.len() > before {
+            // The count goes down first, so the sender's retry after the wake (or after its park
+            // mark, `ParkFlag`) sees the room.
+            let taken = out.len() - before;
+            if taken > 0 {
+                count.len.fetch_sub(taken, Ordering::Release);
                 space.notify();
             }
         }
