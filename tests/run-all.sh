@@ -2,7 +2,7 @@
 # Installs what the tests need, then runs all of them (`cargo test --workspace --all-targets`): the
 # unit tests of every workspace member, the numbered spec-area integration tests (tests/NN_*.rs), the
 # interoperability tests with mosquitto_pub / mosquitto_sub and Python paho-mqtt, and the benchmarks
-# in test mode.
+# in test mode; then the tests once more with 64 shards (SHARDMQ_TEST_SHARDS=64).
 #
 #   bash tests/run-all.sh                  install what is missing (quick when all is there), then test
 #   bash tests/run-all.sh --install-only   only install
@@ -179,6 +179,11 @@ log "$(cargo --version); mosquitto_pub: $(command -v mosquitto_pub || echo MISSI
     "RUST_TEST_THREADS=$RUST_TEST_THREADS"
 status=0
 cargo test --workspace --all-targets --no-fail-fast -- "${test_args[@]}" || status=$?
+# The integration tests again with 64 shards (their cases run with 1 and 4 shards above): the
+# cross-shard paths with more shards than a 2-core machine has cores by far, and the per-shard
+# costs of issue 18 (tests/common/mod.rs, `shard_counts`).
+log "again with 64 shards (SHARDMQ_TEST_SHARDS=64)"
+SHARDMQ_TEST_SHARDS=64 cargo test --workspace --tests --no-fail-fast -- "${test_args[@]}" || status=$?
 if [ "$status" != 0 ]; then
     log "FAILED (exit status $status)" >&2
 else

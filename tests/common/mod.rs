@@ -90,14 +90,30 @@ pub const ALL: &[Proto] = &[Proto::V31, Proto::V311, Proto::V5];
 
 /// Shard counts every case runs with: one shard (no cross-shard paths) and four (most client pairs
 /// land on different shards, and on a 2-core CI box shards outnumber cores). Against Mosquitto the
-/// count means nothing, so it is run once.
+/// count means nothing, so it is run once. `SHARDMQ_TEST_SHARDS=64` (a comma list) runs the cases
+/// with those counts instead: CI runs the cross-shard tests with 64 shards this way (issue 18).
 pub fn shard_counts() -> &'static [usize] {
-    if broker::external_mosquitto() {
-        &[1]
-    } else {
-        &[1, 4]
-    }
+    static COUNTS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    COUNTS.get_or_init(|| {
+        if broker::external_mosquitto() {
+            return vec![1];
+        }
+        match std::env::var(SHARDS_VAR) {
+            Ok(list) => list
+                .split(',')
+                .map(|n| {
+                    n.trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{SHARDS_VAR}: not a shard count: {n:?}"))
+                })
+                .collect(),
+            Err(_) => vec![1, 4],
+        }
+    })
 }
+
+/// The environment variable that replaces the shard counts of [`shard_counts`].
+pub const SHARDS_VAR: &str = "SHARDMQ_TEST_SHARDS";
 
 /// What a test case needs to know about its broker; `Copy` so async bodies can own it.
 #[derive(Debug, Clone, Copy)]
