@@ -34,6 +34,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod index;
+pub mod limits;
 pub mod logging;
 pub mod message;
 pub mod passwd;

@@ -374,8 +374,16 @@ pub fn start_held(config: Config) -> Result<BrokerHandle, ServerError> {
 }
 
 fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
-    raise_memlock_limit();
-    raise_nofile_limit();
+    crate::limits::raise_memlock_limit();
+    crate::limits::raise_nofile_limit();
+    let wanted: usize = settings
+        .listeners
+        .iter()
+        .filter_map(|l| l.max_connections)
+        .sum();
+    if let Some(warning) = crate::limits::nofile_shortfall(wanted, settings.shards) {
+        tracing::warn!(target: crate::logging::log_type::WARNING, "{warning}");
+    }
     let shards = settings.shards;
     // Read back what was saved (and write the new generation) before any shard runs.
     let mut restores: Vec<Option<shard::ShardRestore>> = (0..shards).map(|_| None).collect();
@@ -562,36 +570,4 @@ fn listen_socket(addr: SocketAddr, backlog: i32) -> std::io::Result<Socket> {
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(socket)
-}
-
-/// glommio registers io_uring memory; raise the soft memlock limit to the hard one (glommio refuses to start under 512 KiB). Failure
-/// is harmless when the limit is already large enough (root, or a generous default).
-fn raise_memlock_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a local struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
-        }
-    }
-}
-
-/// Every client is a file descriptor: raise the soft open-files limit to the hard one so the broker can
-/// hold as many connections as the system allows (the usual soft default, 1024, is far too low).
-fn raise_nofile_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a local struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
