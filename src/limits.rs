@@ -10,34 +10,29 @@
 const SPARE_PER_SHARD: usize = 16;
 const SPARE_FOR_PROCESS: usize = 64;
 
-/// glommio registers io_uring memory; raise the soft memlock limit to the hard one (glommio refuses to start under 512 KiB). Failure
-/// is harmless when the limit is already large enough (root, or a generous default).
+/// glommio registers io_uring memory; raise the soft memlock limit to the hard one (glommio refuses to
+/// start under 512 KiB). Failure is harmless when the limit is already large enough (root, or a
+/// generous default).
 pub fn raise_memlock_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a local struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
-        }
-    }
+    raise_soft_limit(libc::RLIMIT_MEMLOCK);
 }
 
 /// Every client is a file descriptor: raise the soft open-files limit to the hard one so the broker can
 /// hold as many connections as the system allows (the usual soft default, 1024, is far too low).
 pub fn raise_nofile_limit() {
+    raise_soft_limit(libc::RLIMIT_NOFILE);
+}
+
+fn raise_soft_limit(resource: libc::__rlimit_resource_t) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a local struct.
     unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(resource, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            let _ = libc::setrlimit(resource, &lim);
         }
     }
 }

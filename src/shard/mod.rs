@@ -39,6 +39,8 @@ mod shutdown;
 mod socket;
 mod subscriptions;
 mod sys;
+#[cfg(test)]
+mod testing;
 mod will;
 
 pub use executor::{run, ShardStart};

@@ -3,90 +3,32 @@
 //! publisher's hold read with [`Shard::is_held`] as its reader would after each packet. Also how
 //! `route` sees interest and holds other shards mailed before this shard's mail loop ran.
 
-use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::codec::{
-    Connect, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS, Subscribe,
-    SubscribeFilter, SubscriptionOptions, Utf8Bytes,
-};
+use crate::codec::{Packet, Properties, PubResponse, Publish, QoS, Utf8Bytes};
 use crate::message::Message;
 use crate::router::{Inbox, Mail, MailboxMatrix, UrgentInbox};
-use crate::session::{HoldSignal, HoldStamp, Outbox, SlowSubscriberPolicy};
+use crate::session::{HoldSignal, HoldStamp, SlowSubscriberPolicy};
 use crate::settings::Settings;
 use crate::shard::attached::Attached;
 use crate::shard::mailroom::Mailroom;
+use crate::shard::testing::{connect, subscribe, Fixture};
 use crate::shard::{ConnectionCounts, Shard};
 
 /// The slow subscriber's queue limit and window (small, so the cases stay short).
 const QUEUE: usize = 10;
 const WINDOW: usize = 2;
 
-struct Fixture {
-    shard: Shard,
-    /// Kept so the other shard's mailboxes stay open; `other` is shard 1's sending end.
-    _matrix: MailboxMatrix,
-    other: Option<crate::router::MailSenders>,
-}
-
 fn fixture(policy: SlowSubscriberPolicy, shards: usize) -> Fixture {
-    let mut matrix = MailboxMatrix::new(shards);
     let mut settings = Settings::local(shards);
     settings.limits.max_inflight = WINDOW;
     settings.limits.max_queued_messages = QUEUE;
     settings.limits.slow_subscriber_policy = policy;
-    let mut outboxes = std::mem::take(&mut matrix.mail_out).into_iter();
-    let own = outboxes.next().expect("shard 0");
-    let other = outboxes.next();
-    let shard = Shard::new(
-        0,
-        Arc::new(settings),
-        own,
-        matrix.inboxes[0].urgent(),
-        Arc::new(ConnectionCounts::new(1)),
-        Instant::now(),
-        1,
-    );
-    Fixture {
-        shard,
-        _matrix: matrix,
-        other,
-    }
-}
-
-fn connect(shard: &mut Shard, id: &'static str) -> Attached {
-    let connect = Connect {
-        protocol: ProtocolVersion::V311,
-        clean_start: true,
-        keep_alive: 60,
-        client_id: Utf8Bytes::from_static(id),
-        will: None,
-        username: None,
-        password: None,
-        properties: Properties::default(),
-    };
-    shard.attach(&connect, Properties::default(), Rc::new(Outbox::new()), 0)
-}
-
-fn subscribe(shard: &mut Shard, a: &mut Attached, filter: &'static str, qos: QoS) {
-    let sub = Subscribe {
-        packet_id: 1,
-        filters: vec![SubscribeFilter {
-            filter: Utf8Bytes::from_static(filter),
-            options: SubscriptionOptions {
-                qos,
-                ..SubscriptionOptions::default()
-            },
-        }],
-        properties: Properties::default(),
-    };
-    shard
-        .handle_packet(a, Packet::Subscribe(sub))
-        .expect("subscribed");
+    Fixture::new(settings)
 }
 
 fn publish(shard: &mut Shard, p: &mut Attached, n: u16) {
@@ -507,32 +449,29 @@ fn a_shard_tells_where_it_stands_only_while_the_publisher_is_held_somewhere() {
         };
         Mail::Publish(Arc::new(msg), stamp)
     };
-    let _ = stances_sent(&f._matrix, 1);
+    let _ = stances_sent(&f.matrix, 1);
     // Nobody holds the publisher: nothing to say.
     f.shard.handle_mail(publish(false));
     assert_eq!(pending(&f.shard, &sub), (1, 0));
-    assert_eq!(stances_sent(&f._matrix, 1), vec![]);
+    assert_eq!(stances_sent(&f.matrix, 1), vec![]);
     // Some shard holds it, and the subscriber here keeps up (its queue is short): shard 0 objects,
     // once per half lease.
     for _ in 0..5 {
         f.shard.handle_mail(publish(true));
     }
     assert_eq!(pending(&f.shard, &sub), (2, QUEUE / 2 - 1));
-    assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "object")]);
+    assert_eq!(stances_sent(&f.matrix, 1), vec![(7, "object")]);
     // The message that makes it congested (half its queue) was judged before it was queued (the
     // shard still objects), but the new congestion holds the publisher, insisting.
     f.shard.handle_mail(publish(true));
     assert_eq!(pending(&f.shard, &sub), (2, QUEUE / 2));
-    assert_eq!(
-        stances_sent(&f._matrix, 1),
-        vec![(7, "hold"), (7, "object")]
-    );
+    assert_eq!(stances_sent(&f.matrix, 1), vec![(7, "hold"), (7, "object")]);
     // Behind now, and nobody else here keeps up: shard 0 agrees at once (a changed stance is told
     // at once), then not again within half a lease.
     for _ in 0..2 {
         f.shard.handle_mail(publish(true));
     }
-    assert_eq!(stances_sent(&f._matrix, 1), vec![(7, "consent")]);
+    assert_eq!(stances_sent(&f.matrix, 1), vec![(7, "consent")]);
     // Caught up (it acknowledged everything): it lets go, and objects to the next message.
     while pending(&f.shard, &sub) != (0, 0) {
         ack_all(&mut f.shard, &mut sub);
@@ -540,7 +479,7 @@ fn a_shard_tells_where_it_stands_only_while_the_publisher_is_held_somewhere() {
     f.shard.release_holds(sub.slot, sub.generation, false);
     f.shard.handle_mail(publish(true));
     assert_eq!(
-        stances_sent(&f._matrix, 1),
+        stances_sent(&f.matrix, 1),
         vec![(7, "release"), (7, "object")]
     );
     // Under the other policies nothing of this is said.
@@ -548,11 +487,11 @@ fn a_shard_tells_where_it_stands_only_while_the_publisher_is_held_somewhere() {
         let mut f = fixture(policy, 2);
         let mut sub = connect(&mut f.shard, "sub");
         subscribe(&mut f.shard, &mut sub, "#", QoS::AtLeastOnce);
-        let _ = stances_sent(&f._matrix, 1);
+        let _ = stances_sent(&f.matrix, 1);
         for _ in 0..4 {
             f.shard.handle_mail(publish(true));
         }
-        assert_eq!(stances_sent(&f._matrix, 1), vec![], "{policy:?}");
+        assert_eq!(stances_sent(&f.matrix, 1), vec![], "{policy:?}");
     }
 }
 
