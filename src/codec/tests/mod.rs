@@ -3,6 +3,8 @@
 
 mod errors;
 mod prop;
+mod property_errors;
+mod reason_codes;
 mod regressions;
 mod roundtrip;
 mod vectors;
@@ -277,6 +279,23 @@ pub(super) fn assert_wire(packet: &Packet, version: ProtocolVersion, bytes: &[u8
     assert_eq!(&out[..], bytes, "encoding {packet:?}");
     assert_roundtrip(packet, version);
     assert_decodes(bytes, version, std::slice::from_ref(packet));
+}
+
+/// A CONNECT packet: protocol name, level, flags, keep alive 60, then `rest` (properties/payload).
+pub(super) fn connect(name: &[u8], level: u8, flags: u8, rest: &[u8]) -> Vec<u8> {
+    let mut body = s(name);
+    body.extend([level, flags, 0x00, 0x3C]);
+    body.extend_from_slice(rest);
+    pkt(0x10, &body)
+}
+
+/// A v5 PUBLISH QoS 0 to "t" with the given property bytes (property length computed) and payload "x".
+pub(super) fn publish_v5_props(props: &[u8]) -> Vec<u8> {
+    let mut body = s(b"t");
+    body.push(props.len() as u8);
+    body.extend_from_slice(props);
+    body.push(b'x');
+    pkt(0x30, &body)
 }
 
 pub(super) fn publish(topic: &str, qos: QoS, packet_id: u16, payload: &'static [u8]) -> Publish {
