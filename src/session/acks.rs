@@ -10,17 +10,11 @@ use crate::codec::{self, ProtocolVersion, PubResponseKind, QoS, ReasonCode};
 impl Session {
     /// PUBACK from the client. Returns false if the id was unknown (ignored, as Mosquitto does).
     pub fn on_puback(&mut self, packet_id: u16, limits: &Limits, ledger: &mut dyn Ledger) -> bool {
-        let Some(pos) = self
+        let pos = self
             .inflight
             .iter()
-            .position(|i| i.packet_id == packet_id && i.qos == QoS::AtLeastOnce)
-        else {
-            return false;
-        };
-        self.finish(pos, ledger);
-        self.progressed();
-        self.pump(limits, ledger);
-        true
+            .position(|i| i.packet_id == packet_id && i.qos == QoS::AtLeastOnce);
+        self.acknowledged(pos, limits, ledger)
     }
 
     /// The delivery at `pos` of the window ended.
@@ -94,11 +88,22 @@ impl Session {
 
     /// PUBCOMP from the client.
     pub fn on_pubcomp(&mut self, packet_id: u16, limits: &Limits, ledger: &mut dyn Ledger) -> bool {
-        let Some(pos) = self
+        let pos = self
             .inflight
             .iter()
-            .position(|i| i.packet_id == packet_id && i.released)
-        else {
+            .position(|i| i.packet_id == packet_id && i.released);
+        self.acknowledged(pos, limits, ledger)
+    }
+
+    /// The delivery at `pos` in the window (None: no such id) is complete: it leaves the window and
+    /// the queue moves up. Returns whether there was one.
+    fn acknowledged(
+        &mut self,
+        pos: Option<usize>,
+        limits: &Limits,
+        ledger: &mut dyn Ledger,
+    ) -> bool {
+        let Some(pos) = pos else {
             return false;
         };
         self.finish(pos, ledger);
