@@ -121,6 +121,14 @@ fn yolo_sendmsg(
     }
 }
 
+/// Waits until `fd` is readable: one `POLL_ADD` on the executor's ring, like the streams' own
+/// readiness waits, for a descriptor glommio does not wrap (an epoll instance that multiplexes many
+/// sockets, say). Dropping the future cancels the wait.
+pub async fn wait_readable(fd: RawFd) -> io::Result<()> {
+    let source = crate::executor().reactor().poll_read_ready(fd);
+    source.collect_rw().await.map(|_| ())
+}
+
 mod datagram;
 mod stream;
 mod tcp_socket;
