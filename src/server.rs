@@ -543,10 +543,14 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
 }
 
 /// io_uring entries per ring (glommio's default is 128). The kernel sizes the table it searches to
-/// cancel a pending poll from the ring's size: with 128 entries that is 8 buckets, so with 10,000 idle
-/// connections (one pending read each) every cancellation walked ~1,250 entries and `io_poll_find` took
-/// 44% of the broker's CPU. 4096 entries give 256 buckets.
-const RING_DEPTH: usize = 4096;
+/// cancel a pending poll from the ring's size: with 128 entries that is 8 buckets, and when every idle
+/// connection had a pending read (glommio's streams) a cancellation with 10,000 of them walked ~1,250
+/// entries and `io_poll_find` took 44% of the broker's CPU; 4096 entries gave 256 buckets. Client
+/// sockets now wait on the shard's epoll instance instead (`shard/readiness.rs`): what is pending in a
+/// ring is timers, the journal's file I/O and that one epoll wait, so 256 entries do. The rings are
+/// most of a shard's fixed memory: `shards 64` started at 115.0 MB RSS with 4096, 42.7 MB with 256
+/// (docs/PERFORMANCE.md, issue 18).
+const RING_DEPTH: usize = 256;
 
 /// How long shutdown waits for the shards to publish their clients' wills (normally milliseconds).
 const WILLS_TIMEOUT: Duration = Duration::from_secs(5);

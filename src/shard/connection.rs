@@ -14,19 +14,19 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use glommio::net::{TcpListener, TcpStream};
 
 use super::admission::{authorise, check_connect, connack_properties};
 use super::attached::{log_protocol, mounted};
 use super::keepalive::KeepAlive;
 use super::socket::{HandshakeFailure, Socket};
+use super::tcp::{Listener, Tcp};
 use super::{home_of, Shard};
 use crate::codec::{self, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
 use crate::logging::log_type;
@@ -60,12 +60,17 @@ impl Drop for ConnGuard {
 
 /// Accept connections on one listener until the task is cancelled at shutdown.
 pub(super) async fn accept_loop(shard: Rc<RefCell<Shard>>, fd: OwnedFd, index: usize) {
-    // SAFETY: `fd` is a bound, listening TCP socket the server created for this shard; ownership moves.
-    let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
     let settings = shard.borrow().settings.clone();
     let max = settings.listeners[index].max_connections;
+    let listener = match Listener::new(std::net::TcpListener::from(fd)) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(target: log_type::ERROR, "Error: cannot accept on listener {index}: {e}");
+            return;
+        }
+    };
     loop {
-        let stream = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => {
                 shard.borrow_mut().stats.sockets_accepted += 1;
                 s
@@ -77,14 +82,20 @@ pub(super) async fn accept_loop(shard: Rc<RefCell<Shard>>, fd: OwnedFd, index: u
                 continue;
             }
         };
-        let peer = stream
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         if !shard.borrow().conns.try_acquire(index, max) {
             tracing::info!(target: log_type::NOTICE,
                 "Client connection from {} denied: max_connections exceeded.", peer.ip());
             continue;
         }
+        let stream = match Tcp::new(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(target: log_type::WARNING,
+                    "Warning: cannot serve a connection from {}: {e}", peer.ip());
+                shard.borrow_mut().conns.release(index);
+                continue;
+            }
+        };
         if settings.tcp_nodelay {
             let _ = stream.set_nodelay(true);
         }
@@ -124,8 +135,14 @@ pub(super) async fn run_handoff(shard: Rc<RefCell<Shard>>, h: Box<Handoff>) {
         listener,
         layers,
     } = *h;
-    // SAFETY: `fd` is a connected TCP socket duplicated by the accepting shard; ownership moves here.
-    let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+    let stream = match Tcp::new(std::net::TcpStream::from(fd)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(target: log_type::WARNING,
+                "Warning: cannot serve client {} handed over: {e}", connect.client_id);
+            return;
+        }
+    };
     let pre = Accepted {
         connect,
         assigned_id,
@@ -168,7 +185,7 @@ pub(super) enum Refusal {
 
 async fn run_connection(
     shard: Rc<RefCell<Shard>>,
-    stream: TcpStream,
+    stream: Tcp,
     peer: SocketAddr,
     listener: usize,
     start: Start,
@@ -182,7 +199,6 @@ async fn run_connection(
         owns_slot: std::cell::Cell::new(true),
     });
     let settings = shard.borrow().settings.clone();
-    let mut stream = stream;
     // Reads carry the kernel's receive time, which orders this client's SUBSCRIBEs against other
     // clients' PUBLISHes, read by this shard or another in whatever order (`lookback`). Without it
     // (it does not fail on Linux) a SUBSCRIBE read late only misses what overtook it.

@@ -6,7 +6,7 @@
 //! and `Mail::InterestAdd` read it back.
 //!
 //! Times are the kernel's receive times of the reads that carried the PUBLISH and the SUBSCRIBE
-//! (`SO_TIMESTAMPNS`, vendored glommio patch 7), in nanoseconds since the epoch: they order what the
+//! (`SO_TIMESTAMPNS`, read with each `recvmsg` in `tcp.rs`), in nanoseconds since the epoch: they order what the
 //! clients sent on different connections as it reached the machine, which the shards' own reads do
 //! not: a parked shard wakes later than a busy one reads, and even one shard reads a connection whose
 //! reader is already running before one whose readiness it has yet to hear of.

@@ -31,6 +31,7 @@ mod live;
 mod lookback;
 mod mailroom;
 mod packets;
+mod readiness;
 mod replay;
 mod retained;
 mod sessions;
@@ -39,6 +40,7 @@ mod shutdown;
 mod socket;
 mod subscriptions;
 mod sys;
+mod tcp;
 #[cfg(test)]
 mod testing;
 mod will;

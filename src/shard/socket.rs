@@ -3,8 +3,8 @@
 //! (`connection.rs`) read MQTT bytes from and write them to. Runs on the connection's shard only.
 //!
 //! Shared by the reader and the writer task as `Rc<Socket>`; the TCP stream and the layers' state are
-//! in `RefCell`s, each borrow lasting one `poll_*` call or one sans-IO call, never an `.await` (glommio
-//! streams keep separate read and write wakers). Only the writer task writes to the socket once the
+//! in `RefCell`s, each borrow lasting one `poll_*` call or one sans-IO call, never an `.await` (the
+//! readiness registry keeps separate read and write wakers). Only the writer task writes to the socket once the
 //! connection is served: TLS records and WebSocket frames must not interleave. What the reader finds
 //! it owes the client (a pong, the closing handshake, a TLS alert or key update) it leaves in the
 //! layers and wakes the writer ([`Socket::poll_owed`]), which sends it ahead of its next data.
@@ -17,15 +17,13 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use rustls::ServerConnection;
 
+use super::tcp::Tcp;
 use crate::session::Chunk;
 use crate::transport::websocket::{self, WsConnection};
 use crate::transport::Layers;
@@ -45,7 +43,7 @@ thread_local! {
 
 /// One connection's socket (see the module doc).
 pub(super) struct Socket {
-    tcp: RefCell<TcpStream>,
+    tcp: RefCell<Tcp>,
     /// TLS and/or WebSocket state; `None` for plain MQTT over TCP (8 bytes per such connection).
     layers: Option<Box<Layered>>,
 }
@@ -64,7 +62,7 @@ struct Layered {
 impl Socket {
     /// A socket with the `layers` it comes with: fresh ones for a new connection (`upgrading` when its
     /// listener speaks WebSocket), or those a hand-off brought.
-    pub(super) fn new(tcp: TcpStream, layers: Option<Box<Layers>>, upgrading: bool) -> Socket {
+    pub(super) fn new(tcp: Tcp, layers: Option<Box<Layers>>, upgrading: bool) -> Socket {
         let layers = layers.map(|l| {
             let Layers { tls, ws } = *l;
             let tls = tls.map(|mut t| {
@@ -90,7 +88,7 @@ impl Socket {
     }
 
     /// When the kernel received the data last read (ns since the epoch), with the stream asking for it
-    /// (`TcpStream::set_rx_timestamps`); now when the data carried no time.
+    /// (`Tcp::set_rx_timestamps`); now when the data carried no time.
     pub(super) fn rx_stamp_or_now(&self) -> u64 {
         match self.tcp.borrow().last_rx_timestamp() {
             0 => super::lookback::now_ns(),
@@ -99,7 +97,7 @@ impl Socket {
     }
 
     pub(super) fn set_read_timeout(&self, timeout: Option<Duration>) {
-        let _ = self.tcp.borrow().set_read_timeout(timeout);
+        self.tcp.borrow_mut().set_read_timeout(timeout);
     }
 
     fn tls(&self) -> Option<&RefCell<Box<ServerConnection>>> {
@@ -248,8 +246,7 @@ impl Socket {
         poll_fn(|cx| {
             READ_SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
-                let n = match Pin::new(&mut *self.tcp.borrow_mut()).poll_read(cx, &mut scratch[..])
-                {
+                let n = match self.tcp.borrow_mut().poll_read(cx, &mut scratch[..]) {
                     Poll::Ready(Ok(n)) => n,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
@@ -496,12 +493,12 @@ fn drain_plaintext(tls: &mut ServerConnection, buf: &mut BytesMut) -> io::Result
 }
 
 /// Read what the socket has and append it to `buf`.
-async fn read_raw(tcp: &RefCell<TcpStream>, buf: &mut BytesMut) -> io::Result<usize> {
+async fn read_raw(tcp: &RefCell<Tcp>, buf: &mut BytesMut) -> io::Result<usize> {
     poll_fn(|cx| {
         READ_SCRATCH.with(|scratch| {
-            // Borrowed only within this poll: glommio fills the slice synchronously when data is ready.
+            // Borrowed only within this poll: the read fills the slice synchronously when data is ready.
             let mut scratch = scratch.borrow_mut();
-            match Pin::new(&mut *tcp.borrow_mut()).poll_read(cx, &mut scratch[..]) {
+            match tcp.borrow_mut().poll_read(cx, &mut scratch[..]) {
                 Poll::Ready(Ok(n)) => {
                     if buf.is_empty() {
                         // Fresh storage sized to what arrived; the old one lives on only as long as the
@@ -518,9 +515,9 @@ async fn read_raw(tcp: &RefCell<TcpStream>, buf: &mut BytesMut) -> io::Result<us
     .await
 }
 
-async fn write_raw(tcp: &RefCell<TcpStream>, mut bytes: &[u8]) -> io::Result<()> {
+async fn write_raw(tcp: &RefCell<Tcp>, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        let n = poll_fn(|cx| Pin::new(&mut *tcp.borrow_mut()).poll_write(cx, bytes)).await?;
+        let n = poll_fn(|cx| tcp.borrow_mut().poll_write(cx, bytes)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
