@@ -67,21 +67,6 @@ fn yolo_recv(fd: RawFd, buf: &mut [u8]) -> Option<io::Result<usize>> {
     }
 }
 
-fn yolo_recv_stamped(fd: RawFd, buf: &mut [u8]) -> Option<io::Result<(usize, u64)>> {
-    match sys::recv_stamped_syscall(
-        fd,
-        buf.as_mut_ptr(),
-        buf.len(),
-        MsgFlags::MSG_DONTWAIT.bits(),
-    ) {
-        Ok(x) => Some(Ok(x)),
-        Err(err) => match err.kind() {
-            io::ErrorKind::WouldBlock => None,
-            _ => Some(Err(err)),
-        },
-    }
-}
-
 fn yolo_recvmsg<T: SockaddrLike>(
     fd: RawFd,
     buf: &mut [u8],

@@ -223,10 +223,6 @@ pub(crate) struct NonBufferedStream<S> {
     source_rx: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
-    /// Reads ask the kernel for their data's receive time (`set_rx_timestamps`).
-    rx_stamped: bool,
-    /// The receive time of the last data read, ns since the epoch (0: none yet).
-    rx_stamp: u64,
 }
 
 impl<S: AsRawFd> NonBufferedStream<S> {
@@ -272,19 +268,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
             .unwrap_or(true);
 
         if no_pending_poll {
-            let read = if self.rx_stamped {
-                super::yolo_recv_stamped(self.stream.as_raw_fd(), buf).map(|r| {
-                    r.map(|(n, stamp)| {
-                        if stamp != 0 {
-                            self.rx_stamp = stamp;
-                        }
-                        n
-                    })
-                })
-            } else {
-                super::yolo_recv(self.stream.as_raw_fd(), buf)
-            };
-            if let Some(result) = read {
+            if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
                 self.source_rx.take();
                 self.read_timeout.cancel_timer(reactor);
                 let result = poll_err!(result);
@@ -384,8 +368,6 @@ where
             source_rx: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
-            rx_stamped: false,
-            rx_stamp: 0,
         };
         stream.init();
         GlommioStream {
@@ -513,31 +495,6 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
 
     pub(crate) fn stream(&self) -> &S {
         &self.stream.stream
-    }
-
-    /// Whether reads ask for the kernel's receive time of their data (`SO_TIMESTAMPNS`).
-    pub(crate) fn set_rx_timestamps(&mut self, on: bool) -> io::Result<()> {
-        let value: libc::c_int = on.into();
-        // SAFETY: a plain int option on a socket this stream owns.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.stream.stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                &value as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        self.stream.rx_stamped = on;
-        Ok(())
-    }
-
-    /// The kernel's receive time of the data last read, in nanoseconds since the epoch (0: none).
-    pub(crate) fn last_rx_timestamp(&self) -> u64 {
-        self.stream.rx_stamp
     }
 }
 

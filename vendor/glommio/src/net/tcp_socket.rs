@@ -582,19 +582,6 @@ impl<B: RxBuf> TcpStream<B> {
         self.stream.stream().set_nodelay(value).map_err(Into::into)
     }
 
-    /// Whether reads ask the kernel when their data arrived (`SO_TIMESTAMPNS`, read with
-    /// `recvmsg(2)`); see [`TcpStream::last_rx_timestamp`]. Off by default.
-    pub fn set_rx_timestamps(&mut self, on: bool) -> Result<()> {
-        self.stream.set_rx_timestamps(on).map_err(Into::into)
-    }
-
-    /// With [`TcpStream::set_rx_timestamps`]: when the kernel received the last segment of the data
-    /// last read, in nanoseconds since the Unix epoch (`CLOCK_REALTIME`); 0 when nothing read carried
-    /// a time.
-    pub fn last_rx_timestamp(&self) -> u64 {
-        self.stream.last_rx_timestamp()
-    }
-
     /// Gets the `TCP_NODELAY` option on this socket.
     ///
     /// For more information about this option, see [`TcpStream::set_nodelay`].

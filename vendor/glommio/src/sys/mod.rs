@@ -93,44 +93,6 @@ pub(crate) fn recv_syscall(fd: RawFd, buf: *mut u8, len: usize, flags: i32) -> i
     syscall!(recv(fd, buf as _, len, flags)).map(|x| x as usize)
 }
 
-/// `recv(2)` done as `recvmsg(2)` to also get the kernel's receive time of the data read
-/// (`SO_TIMESTAMPNS` set on the socket): nanoseconds since the epoch of the last segment read, 0 when
-/// the data carries none (it arrived before the option was set).
-pub(crate) fn recv_stamped_syscall(
-    fd: RawFd,
-    buf: *mut u8,
-    len: usize,
-    flags: i32,
-) -> io::Result<(usize, u64)> {
-    let mut iov = libc::iovec {
-        iov_base: buf as *mut libc::c_void,
-        iov_len: len,
-    };
-    // Room for one `timespec` control message (CMSG_SPACE(16) = 32 on 64-bit), aligned for cmsghdr.
-    let mut control = [0u64; 8];
-    let mut hdr = unsafe { std::mem::zeroed::<libc::msghdr>() };
-    hdr.msg_iov = &mut iov as *mut libc::iovec;
-    hdr.msg_iovlen = 1;
-    hdr.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-    hdr.msg_controllen = std::mem::size_of_val(&control) as _;
-    let n = syscall!(recvmsg(fd, &mut hdr, flags)).map(|x| x as usize)?;
-    let mut stamp = 0;
-    // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control messages into `control`.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
-                stamp = (ts.tv_sec as u64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(ts.tv_nsec as u64);
-            }
-            cmsg = libc::CMSG_NXTHDR(&hdr, cmsg);
-        }
-    }
-    Ok((n, stamp))
-}
-
 pub(crate) fn accept_syscall(fd: RawFd) -> io::Result<RawFd> {
     let mut addr: MaybeUninit<libc::sockaddr_storage> = MaybeUninit::uninit();
     let mut length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
