@@ -558,9 +558,14 @@ async fn serve(start: Box<ServeStart>) {
                 break;
             };
             paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
-            let released = poll_fn(|cx| shard.borrow_mut().poll_released(&attached, cx));
-            let lease = glommio::timer::sleep(until.saturating_duration_since(Instant::now()));
-            futures_lite::future::or(released, lease).await;
+            let lease = until.saturating_duration_since(Instant::now());
+            // Boxed, and built in place (a `let` of either part would keep its room in this future):
+            // a timer in this rare wait would otherwise be in every reader's future.
+            Box::pin(futures_lite::future::or(
+                poll_fn(|cx| shard.borrow_mut().poll_released(&attached, cx)),
+                glommio::timer::sleep(lease),
+            ))
+            .await;
         }
         if let (Some(()), Some(k)) = (paused, &keepalive) {
             k.resume(Instant::now());
@@ -666,7 +671,9 @@ async fn write_loop(
         })
         .await;
         if !data {
-            if socket.flush_owed().await.is_err() {
+            // Boxed here and below: what only layered or closing connections need stays out of
+            // every connection's writer future (memory per idle client).
+            if Box::pin(socket.flush_owed()).await.is_err() {
                 failed = true;
                 break;
             }
@@ -712,14 +719,14 @@ async fn write_loop(
                 | CloseReason::KeepAlive,
             ),
         ) => {
-            socket.linger_close().await;
+            Box::pin(socket.linger_close()).await;
         }
         _ => {
             if failed {
                 outbox.close(CloseReason::SocketError);
             }
             // Wakes the reader (if still reading) with end-of-file.
-            socket.shutdown().await;
+            Box::pin(socket.shutdown()).await;
         }
     }
 }

@@ -187,6 +187,15 @@ impl Socket {
     /// Read what the client sent and append the MQTT bytes (decrypted, deframed) to `buf`. Ok(0) at the
     /// end of the stream (a WebSocket close included).
     pub(super) async fn read_some(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        if self.layers.is_none() {
+            return read_raw(&self.tcp, buf).await;
+        }
+        // Boxed, one allocation per read of a TLS or WebSocket connection: the layers' state across
+        // the wait would otherwise be in every connection's reader future, idle ones included.
+        Box::pin(self.read_layered(buf)).await
+    }
+
+    async fn read_layered(&self, buf: &mut BytesMut) -> io::Result<usize> {
         let Some(ws) = self.ws() else {
             return self.read_transport(buf).await;
         };
@@ -283,6 +292,12 @@ impl Socket {
             }
             return Ok(());
         }
+        // Boxed, as for reads (`read_some`): the frame header and TLS records stay out of the
+        // writer's future.
+        Box::pin(self.write_layered(chunks)).await
+    }
+
+    async fn write_layered(&self, chunks: &VecDeque<Chunk>) -> io::Result<()> {
         self.flush_owed().await?;
         let total: usize = chunks.iter().map(|c| c.as_slice().len()).sum();
         let mut header = BytesMut::new();
