@@ -46,7 +46,7 @@ pub struct SessionImage {
     /// As [`Record::Session`]'s: when the client went away (0: it was connected).
     pub away_since: u64,
     /// Filter → options, as granted.
-    pub subscriptions: AHashMap<Utf8Bytes, SubscriptionOptions>,
+    pub subscriptions: crate::session::SeededMap<Utf8Bytes, SubscriptionOptions>,
     pub owed: VecDeque<Owed>,
     /// As a publisher: QoS 2 packet ids whose PUBREL has not come yet, with the message's key and,
     /// while not every shard had it on disk, the message (see [`Record::Accepted`]).
@@ -130,7 +130,7 @@ impl ShardImage {
                         username: None,
                         listener: 0,
                         away_since: 0,
-                        subscriptions: AHashMap::new(),
+                        subscriptions: Default::default(),
                         owed: VecDeque::new(),
                         accepted: AHashMap::new(),
                         completed: ahash::AHashSet::new(),

@@ -233,21 +233,31 @@ impl HoldStamp {
 /// its latest publish reached, and who waits for the hold to end.
 #[derive(Debug, Default)]
 pub struct PublisherHold {
-    /// The shards that hold, agree or object. A `Vec`, not inline: every session has a `PublisherHold`
-    /// and few are ever held (memory per idle client); allocated under congestion only.
-    shards: Vec<ShardHold>,
+    /// The shards that hold, agree or object, and the reader waiting for the hold to end. Boxed:
+    /// every session has a `PublisherHold` and few are ever held (memory per idle client); allocated
+    /// under congestion only, and let go with the last stance.
+    stances: Option<Box<Stances>>,
     /// `hold_if_all_behind`: the shards whose agreement a hold needs (recorded by [`Self::reached`]).
     reach: Reach,
+}
+
+#[derive(Debug, Default)]
+struct Stances {
+    shards: Vec<ShardHold>,
     /// The connection reader waiting for the hold to end.
     waker: Option<Waker>,
 }
+
+/// No stances: what an unheld publisher's [`PublisherHold::shards`] reads.
+const NO_STANCES: &[ShardHold] = &[];
 
 impl PublisherHold {
     /// A subscriber on `shard` holds (or, with [`HoldSignal::Renew`], still holds) this publisher, or
     /// with [`HoldSignal::Consent`] `shard` agrees to others holding it, until `now + HOLD_LEASE`.
     pub fn hold(&mut self, shard: u16, signal: HoldSignal, now: Instant) {
         let until = now + HOLD_LEASE;
-        match self.shards.iter_mut().find(|h| h.shard == shard) {
+        let shards = self.shards_mut();
+        match shards.iter_mut().find(|h| h.shard == shard) {
             Some(h) => {
                 if h.until <= now {
                     // The lease ran out: its holders are forgotten, one that still holds counts anew.
@@ -260,7 +270,7 @@ impl PublisherHold {
                 }
                 h.until = h.until.max(until);
             }
-            None => self.shards.push(ShardHold {
+            None => shards.push(ShardHold {
                 shard,
                 holders: u16::from(signal != HoldSignal::Consent),
                 objects: false,
@@ -273,11 +283,11 @@ impl PublisherHold {
     /// `hold_if_all_behind`: the hold (or renewal) from `shard` just recorded with [`Self::hold`]
     /// insists (module doc, step 5): for a lease it holds this publisher even where a shard objects.
     pub fn insist(&mut self, shard: u16, now: Instant) {
-        if let Some(h) = self
-            .shards
-            .iter_mut()
-            .find(|h| h.shard == shard && h.holders > 0)
-        {
+        if let Some(h) = self.stances.as_deref_mut().and_then(|s| {
+            s.shards
+                .iter_mut()
+                .find(|h| h.shard == shard && h.holders > 0)
+        }) {
             h.insist_until = Some(now + HOLD_LEASE);
         }
     }
@@ -286,20 +296,20 @@ impl PublisherHold {
     /// `hold_if_all_behind`, its agreement is needed again until the next publish says otherwise (the
     /// subscriber that let go caught up). Wakes the waiting reader when the publisher is no longer held.
     pub fn release(&mut self, shard: u16, policy: SlowSubscriberPolicy) {
-        let Some(i) = self.shards.iter().position(|h| h.shard == shard) else {
+        let Some(stances) = self.stances.as_deref_mut() else {
+            return;
+        };
+        let Some(i) = stances.shards.iter().position(|h| h.shard == shard) else {
             // A stray release (from a holder whose lease already ran out) is ignored.
             return;
         };
-        let h = &mut self.shards[i];
+        let h = &mut stances.shards[i];
         h.holders = h.holders.saturating_sub(1);
         if h.holders > 0 || h.objects {
             // Still holding; or objecting, which its lease ends.
             return;
         }
-        self.shards.swap_remove(i);
-        if self.shards.is_empty() {
-            self.shards = Vec::new();
-        }
+        stances.shards.swap_remove(i);
         if policy == SlowSubscriberPolicy::HoldIfAllBehind {
             self.reach.insert(shard);
         }
@@ -310,7 +320,8 @@ impl PublisherHold {
     /// shard objects to this publisher being held, whoever holds there, and its agreement is needed.
     pub fn object(&mut self, shard: u16, now: Instant) {
         let until = now + HOLD_LEASE;
-        match self.shards.iter_mut().find(|h| h.shard == shard) {
+        let shards = self.shards_mut();
+        match shards.iter_mut().find(|h| h.shard == shard) {
             Some(h) => {
                 if h.until <= now {
                     h.holders = 0;
@@ -319,7 +330,7 @@ impl PublisherHold {
                 h.objects = true;
                 h.until = until;
             }
-            None => self.shards.push(ShardHold {
+            None => shards.push(ShardHold {
                 shard,
                 holders: 0,
                 objects: true,
@@ -333,9 +344,32 @@ impl PublisherHold {
 
     fn wake_unless_held(&mut self, policy: SlowSubscriberPolicy) {
         if !self.held(policy) {
-            if let Some(w) = self.waker.take() {
+            let waker = self.stances.as_mut().and_then(|s| s.waker.take());
+            self.let_go_if_empty();
+            if let Some(w) = waker {
                 w.wake();
             }
+        }
+    }
+
+    /// The stances, allocated for the first.
+    fn shards_mut(&mut self) -> &mut Vec<ShardHold> {
+        &mut self.stances.get_or_insert_with(Default::default).shards
+    }
+
+    /// The stances (none for a publisher never held).
+    fn shards(&self) -> &[ShardHold] {
+        self.stances.as_deref().map_or(NO_STANCES, |s| &s.shards)
+    }
+
+    /// Frees the stances once no shard has one and no reader waits.
+    fn let_go_if_empty(&mut self) {
+        if self
+            .stances
+            .as_ref()
+            .is_some_and(|s| s.shards.is_empty() && s.waker.is_none())
+        {
+            self.stances = None;
         }
     }
 
@@ -351,7 +385,7 @@ impl PublisherHold {
 
     /// Whether no shard holds, agrees or objects (cheap: the common case of every publish).
     pub fn is_idle(&self) -> bool {
-        self.shards.is_empty()
+        self.shards().is_empty()
     }
 
     /// `hold_if_all_behind`: what the next publish carries, from the stances of the shards other than
@@ -359,7 +393,7 @@ impl PublisherHold {
     pub fn stamp(&self, own: u16, now: Instant) -> HoldStamp {
         let mut stamp = HoldStamp::default();
         for h in self
-            .shards
+            .shards()
             .iter()
             .filter(|h| h.shard != own && now < h.until)
         {
@@ -374,7 +408,7 @@ impl PublisherHold {
     /// Whether some shard holds this publisher or agrees to, or has holders that would once it agrees
     /// again (no clock: leases may have run out).
     pub fn pending(&self) -> bool {
-        self.shards.iter().any(|h| h.agrees() || h.holders > 0)
+        self.shards().iter().any(|h| h.agrees() || h.holders > 0)
     }
 
     /// Whether the agreeing shards are every shard the latest publish reached.
@@ -382,7 +416,7 @@ impl PublisherHold {
         match &self.reach {
             Reach::Low(bits) => {
                 let agreeing = self
-                    .shards
+                    .shards()
                     .iter()
                     .filter(|h| h.shard < 64 && h.agrees())
                     .fold(0u64, |m, h| m | 1 << h.shard);
@@ -390,7 +424,7 @@ impl PublisherHold {
             }
             Reach::Any(set) => set
                 .iter()
-                .all(|s| self.shards.iter().any(|h| h.shard == s && h.agrees())),
+                .all(|s| self.shards().iter().any(|h| h.shard == s && h.agrees())),
         }
     }
 
@@ -398,7 +432,7 @@ impl PublisherHold {
     /// has the last word): some subscriber holds it and, under `hold_if_all_behind`, every reached shard
     /// agrees.
     pub fn held(&self, policy: SlowSubscriberPolicy) -> bool {
-        self.shards.iter().any(|h| h.holders > 0)
+        self.shards().iter().any(|h| h.holders > 0)
             && (policy != SlowSubscriberPolicy::HoldIfAllBehind
                 || self.covers()
                 || self.insisted().is_some())
@@ -406,7 +440,7 @@ impl PublisherHold {
 
     /// Until when some holder insists (no clock: it may have run out).
     fn insisted(&self) -> Option<Instant> {
-        self.shards
+        self.shards()
             .iter()
             .filter(|h| h.holders > 0)
             .filter_map(|h| h.insist_until)
@@ -418,12 +452,14 @@ impl PublisherHold {
     /// reached shard. Leases that ran out are forgotten with their holders: one that still holds renews
     /// (counted anew), a release from one that does not is ignored.
     pub fn held_until(&mut self, now: Instant, policy: SlowSubscriberPolicy) -> Option<Instant> {
-        self.shards.retain(|h| now < h.until);
-        if self.shards.is_empty() {
-            self.shards = Vec::new();
+        let stances = self.stances.as_deref_mut()?;
+        stances.shards.retain(|h| now < h.until);
+        if stances.shards.is_empty() {
+            // Nobody holds: a reader still registered is not waiting any more (it asks this first).
+            self.stances = None;
             return None;
         }
-        for h in &mut self.shards {
+        for h in &mut stances.shards {
             if h.insist_until.is_some_and(|t| t <= now) {
                 h.insist_until = None;
             }
@@ -433,7 +469,7 @@ impl PublisherHold {
         }
         // Held until the last holder's lease runs out...
         let last = self
-            .shards
+            .shards()
             .iter()
             .filter(|h| h.holders > 0)
             .map(|h| h.until)
@@ -448,7 +484,7 @@ impl PublisherHold {
         }
         // ...or the first lease of a reached shard runs out, which ends the cover.
         let first = self
-            .shards
+            .shards()
             .iter()
             .filter(|h| self.reach.contains(h.shard))
             .map(|h| h.until)
@@ -459,7 +495,7 @@ impl PublisherHold {
 
     /// Wake `waker` when a release ends the hold (the lease ending is the caller's timer).
     pub fn wait(&mut self, waker: &Waker) {
-        self.waker = Some(waker.clone());
+        self.stances.get_or_insert_with(Default::default).waker = Some(waker.clone());
     }
 }
 
@@ -479,424 +515,43 @@ pub enum HoldSignal {
 /// The subscriber half: the publishers this session holds, with when each hold was last sent.
 #[derive(Debug, Default)]
 pub struct Holding {
-    /// A `Vec`, not inline: every session has a `Holding` and few ever hold anyone (memory per idle
+    /// Boxed, not inline: every session has a `Holding` and few ever hold anyone (memory per idle
     /// client); it is allocated under congestion only and freed when the holds are let go.
-    origins: Vec<(Origin, Instant)>,
+    /// (The box is the point: 8 bytes inline where a `Vec` takes 24.)
+    #[allow(clippy::box_collection)]
+    origins: Option<Box<Vec<(Origin, Instant)>>>,
 }
 
 impl Holding {
     /// A message from `origin` had to wait in the congested queue: hold its publisher, or renew a hold
     /// older than half a lease. None when a hold sent recently still stands.
     pub fn note(&mut self, origin: Origin, now: Instant) -> Option<HoldSignal> {
-        match self.origins.iter_mut().find(|(o, _)| *o == origin) {
+        let origins = self.origins.get_or_insert_with(Default::default);
+        match origins.iter_mut().find(|(o, _)| *o == origin) {
             Some((_, sent)) if now.saturating_duration_since(*sent) < HOLD_LEASE / 2 => None,
             Some((_, sent)) => {
                 *sent = now;
                 Some(HoldSignal::Renew)
             }
             None => {
-                self.origins.push((origin, now));
+                origins.push((origin, now));
                 Some(HoldSignal::Hold)
             }
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.origins.is_empty()
+        self.origins.as_ref().map_or(true, |o| o.is_empty())
     }
 
     /// Let every held publisher go; returns them so the shard can tell each.
     pub fn take(&mut self) -> SmallVec<[Origin; 4]> {
-        std::mem::take(&mut self.origins)
-            .into_iter()
-            .map(|(o, _)| o)
-            .collect()
+        self.origins
+            .take()
+            .map(|o| o.into_iter().map(|(o, _)| o).collect())
+            .unwrap_or_default()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    use SlowSubscriberPolicy::{Hold as HOLD, HoldIfAllBehind as ALL_BEHIND};
-
-    struct Flag(AtomicBool);
-    impl std::task::Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    fn flag() -> (Arc<Flag>, Waker) {
-        let flag = Arc::new(Flag(AtomicBool::new(false)));
-        let waker = Waker::from(flag.clone());
-        (flag, waker)
-    }
-
-    fn shards(ids: &[u16]) -> ShardSet {
-        ids.iter().copied().collect()
-    }
-
-    #[test]
-    fn a_hold_lasts_one_lease_unless_renewed() {
-        for policy in [HOLD, ALL_BEHIND] {
-            let t0 = Instant::now();
-            let mut p = PublisherHold::default();
-            p.reached(&shards(&[1]));
-            assert_eq!(p.held_until(t0, policy), None);
-            p.hold(1, HoldSignal::Hold, t0);
-            assert_eq!(p.held_until(t0, policy), Some(t0 + HOLD_LEASE));
-            p.hold(1, HoldSignal::Renew, t0 + HOLD_LEASE / 2);
-            assert_eq!(
-                p.held_until(t0 + HOLD_LEASE, policy),
-                Some(t0 + HOLD_LEASE / 2 + HOLD_LEASE),
-                "a renewal extends it"
-            );
-            assert_eq!(
-                p.held_until(t0 + 2 * HOLD_LEASE, policy),
-                None,
-                "the lease ran out"
-            );
-            assert!(!p.held(policy), "and its holders are forgotten");
-            p.hold(1, HoldSignal::Renew, t0 + 2 * HOLD_LEASE);
-            assert!(p.held(policy), "a holder that still holds renews");
-            p.release(1, policy);
-            assert!(!p.held(policy));
-        }
-    }
-
-    #[test]
-    fn under_hold_the_publisher_is_free_only_when_every_holder_released() {
-        let t0 = Instant::now();
-        let mut p = PublisherHold::default();
-        p.hold(0, HoldSignal::Hold, t0);
-        p.hold(0, HoldSignal::Hold, t0);
-        p.hold(0, HoldSignal::Renew, t0);
-        p.hold(2, HoldSignal::Hold, t0);
-        p.release(0, HOLD);
-        assert!(p.held_until(t0, HOLD).is_some(), "two holders left");
-        p.release(0, HOLD);
-        assert!(p.held_until(t0, HOLD).is_some(), "shard 2 still holds");
-        p.release(2, HOLD);
-        assert_eq!(p.held_until(t0, HOLD), None);
-        // A stray release (from a holder whose hold was already counted out) does not underflow.
-        p.release(2, HOLD);
-        p.hold(2, HoldSignal::Hold, t0);
-        assert!(p.held_until(t0, HOLD).is_some());
-    }
-
-    #[test]
-    fn under_hold_any_shard_holds_whatever_the_publish_reached() {
-        let t0 = Instant::now();
-        let mut p = PublisherHold::default();
-        p.reached(&shards(&[1, 2]));
-        p.hold(1, HoldSignal::Hold, t0);
-        assert!(p.held(HOLD));
-        p.hold(2, HoldSignal::Hold, t0 + HOLD_LEASE / 2);
-        // Held until the last lease runs out: shard 1's has by then, shard 2's has not.
-        assert_eq!(
-            p.held_until(t0 + HOLD_LEASE, HOLD),
-            Some(t0 + HOLD_LEASE / 2 + HOLD_LEASE)
-        );
-        assert!(
-            !p.held(ALL_BEHIND),
-            "shard 1's lease ran out: 1 is uncovered"
-        );
-    }
-
-    #[test]
-    fn under_all_behind_the_holding_shards_must_cover_every_reached_shard() {
-        let t0 = Instant::now();
-        let mut p = PublisherHold::default();
-        p.reached(&shards(&[1, 2]));
-        p.hold(1, HoldSignal::Hold, t0);
-        assert!(!p.held(ALL_BEHIND), "shard 2 keeps up");
-        assert_eq!(p.held_until(t0, ALL_BEHIND), None);
-        p.hold(2, HoldSignal::Hold, t0 + HOLD_LEASE / 2);
-        assert!(p.held(ALL_BEHIND));
-        // The first reached shard's lease to run out ends the cover.
-        assert_eq!(
-            p.held_until(t0 + HOLD_LEASE / 2, ALL_BEHIND),
-            Some(t0 + HOLD_LEASE)
-        );
-        assert_eq!(p.held_until(t0 + HOLD_LEASE, ALL_BEHIND), None);
-        assert!(!p.held(ALL_BEHIND), "shard 1's lease ran out");
-        p.hold(1, HoldSignal::Renew, t0 + HOLD_LEASE);
-        assert!(p.held(ALL_BEHIND), "shard 1 renewed");
-        // A later publish that also reaches shard 3, where a subscriber keeps up: no longer held.
-        p.reached(&shards(&[1, 2, 3]));
-        assert!(!p.held(ALL_BEHIND));
-        assert_eq!(p.held_until(t0 + HOLD_LEASE, ALL_BEHIND), None);
-        // A holding shard the publish did not reach does not matter either way.
-        p.reached(&shards(&[2]));
-        assert!(p.held(ALL_BEHIND));
-        // A publish whose home shard's own recipients were all behind leaves nothing to agree:
-        // held while some shard holds.
-        p.reached(&shards(&[]));
-        assert!(p.held(ALL_BEHIND));
-    }
-
-    #[test]
-    fn under_all_behind_a_shard_agrees_until_its_last_holder_releases() {
-        let t0 = Instant::now();
-        let (woken, waker) = flag();
-        let mut p = PublisherHold::default();
-        p.reached(&shards(&[0, 1]));
-        p.hold(0, HoldSignal::Hold, t0);
-        p.hold(0, HoldSignal::Hold, t0);
-        p.hold(1, HoldSignal::Hold, t0);
-        assert!(p.held_until(t0, ALL_BEHIND).is_some());
-        p.wait(&waker);
-        p.release(0, ALL_BEHIND);
-        assert!(p.held(ALL_BEHIND), "one holder left on shard 0");
-        assert!(!woken.0.load(Ordering::SeqCst));
-        p.release(0, ALL_BEHIND);
-        assert!(!p.held(ALL_BEHIND));
-        assert!(woken.0.load(Ordering::SeqCst), "the reader goes on at once");
-        assert_eq!(p.held_until(t0, ALL_BEHIND), None);
-        // A holder still noted there renews (counted anew) once its shard is behind again.
-        p.hold(0, HoldSignal::Renew, t0);
-        assert!(p.held(ALL_BEHIND));
-    }
-
-    #[test]
-    fn an_insisting_holder_holds_through_objections_for_its_lease() {
-        let t0 = Instant::now();
-        let (woken, waker) = flag();
-        let mut p = PublisherHold::default();
-        p.reached(&shards(&[0, 1]));
-        p.object(1, t0);
-        p.hold(0, HoldSignal::Hold, t0);
-        assert!(
-            !p.held(ALL_BEHIND),
-            "an ordinary hold yields to the objection"
-        );
-        p.insist(0, t0);
-        assert!(p.held(ALL_BEHIND));
-        p.wait(&waker);
-        p.object(1, t0 + HOLD_LEASE / 4);
-        assert!(p.held(ALL_BEHIND), "an objection does not end it");
-        assert!(!woken.0.load(Ordering::SeqCst));
-        // Held until the insistence runs out (a lease after it was sent), then not.
-        assert_eq!(
-            p.held_until(t0 + HOLD_LEASE / 2, ALL_BEHIND),
-            Some(t0 + HOLD_LEASE)
-        );
-        // A renewal that no longer insists (the grace is over) leaves the objection to decide.
-        p.hold(0, HoldSignal::Renew, t0 + HOLD_LEASE / 2);
-        assert_eq!(p.held_until(t0 + HOLD_LEASE, ALL_BEHIND), None);
-        // Insisting needs a holder: a consent cannot insist.
-        let mut q = PublisherHold::default();
-        q.reached(&shards(&[1]));
-        q.hold(1, HoldSignal::Consent, t0);
-        q.insist(1, t0);
-        assert!(!q.held(ALL_BEHIND));
-        // The last holder's release ends it at once.
-        p.insist(0, t0 + HOLD_LEASE / 2);
-        assert!(p.held(ALL_BEHIND));
-        p.release(0, ALL_BEHIND);
-        assert!(!p.held(ALL_BEHIND));
-        assert!(woken.0.load(Ordering::SeqCst));
-    }
-
-    #[test]
-    fn a_consent_agrees_but_holds_nothing() {
-        let t0 = Instant::now();
-        let mut p = PublisherHold::default();
-        p.reached(&shards(&[1, 2]));
-        p.hold(2, HoldSignal::Consent, t0);
-        assert!(!p.held(ALL_BEHIND), "nobody holds");
-        assert!(p.pending(), "but a shard agrees");
-        p.hold(1, HoldSignal::Hold, t0 + HOLD_LEASE / 2);
-        assert!(p.held(ALL_BEHIND));
-        // The consent's lease ends the cover.
-        assert_eq!(
-            p.held_until(t0 + HOLD_LEASE / 2, ALL_BEHIND),
-            Some(t0 + HOLD_LEASE)
-        );
-        assert_eq!(p.held_until(t0 + HOLD_LEASE, ALL_BEHIND), None);
-        // A consent from a shard with holders keeps them.
-        p.hold(1, HoldSignal::Consent, t0 + HOLD_LEASE);
-        p.hold(2, HoldSignal::Consent, t0 + HOLD_LEASE);
-        assert!(p.held(ALL_BEHIND));
-    }
-
-    #[test]
-    fn an_objection_uncovers_at_once_until_the_shard_agrees_again() {
-        let t0 = Instant::now();
-        let (woken, waker) = flag();
-        let mut p = PublisherHold::default();
-        p.reached(&shards(&[1, 2]));
-        p.hold(1, HoldSignal::Hold, t0);
-        p.hold(2, HoldSignal::Hold, t0);
-        p.wait(&waker);
-        p.object(2, t0);
-        assert!(!p.held(ALL_BEHIND));
-        assert!(woken.0.load(Ordering::SeqCst));
-        assert_eq!(
-            p.stamp(0, t0),
-            HoldStamp {
-                pending: true,
-                objecting: 1 << 2
-            }
-        );
-        // Its subscribers fall behind again: shard 2's holder still counts.
-        p.hold(2, HoldSignal::Consent, t0);
-        assert!(p.held(ALL_BEHIND));
-        assert_eq!(p.stamp(0, t0).objecting, 0);
-        // Shard 1's holder lets go while shard 1 objects: then shard 1 neither agrees nor holds.
-        p.object(1, t0);
-        p.release(1, ALL_BEHIND);
-        p.hold(1, HoldSignal::Consent, t0);
-        p.release(2, ALL_BEHIND);
-        assert!(!p.held(ALL_BEHIND), "no holder left");
-        p.hold(2, HoldSignal::Hold, t0);
-        assert!(p.held(ALL_BEHIND));
-        // An objection lasts a lease, then is forgotten (and with it the holds it voided).
-        p.object(2, t0);
-        assert_eq!(p.held_until(t0 + HOLD_LEASE, ALL_BEHIND), None);
-        assert!(p.is_idle());
-        // An objection from a shard the publish did not reach makes it one whose agreement counts.
-        p.reached(&shards(&[1]));
-        p.hold(1, HoldSignal::Hold, t0 + HOLD_LEASE);
-        assert!(p.held(ALL_BEHIND));
-        p.object(3, t0 + HOLD_LEASE);
-        assert!(!p.held(ALL_BEHIND));
-    }
-
-    #[test]
-    fn the_stamp_leaves_out_the_home_shard_and_ran_out_leases() {
-        let t0 = Instant::now();
-        let mut p = PublisherHold::default();
-        assert_eq!(p.stamp(0, t0), HoldStamp::default());
-        p.hold(0, HoldSignal::Hold, t0);
-        p.object(5, t0 + HOLD_LEASE / 2);
-        assert_eq!(
-            p.stamp(0, t0 + HOLD_LEASE / 2),
-            HoldStamp {
-                pending: false,
-                objecting: 1 << 5
-            },
-            "the home shard answers for itself"
-        );
-        assert_eq!(
-            p.stamp(7, t0 + HOLD_LEASE / 2),
-            HoldStamp {
-                pending: true,
-                objecting: 1 << 5
-            }
-        );
-        assert_eq!(
-            p.stamp(7, t0 + HOLD_LEASE).objecting,
-            1 << 5,
-            "shard 0's lease ran out, shard 5's did not"
-        );
-        assert!(!p.stamp(7, t0 + HOLD_LEASE).pending);
-        p.object(70, t0);
-        assert_eq!(p.stamp(7, t0).objecting, u64::MAX, "beyond 63: all bits");
-        let stamp = HoldStamp {
-            pending: true,
-            objecting: 1 << 5,
-        };
-        assert!(!stamp.others_object(5));
-        assert!(stamp.others_object(4));
-        assert!(stamp.others_object(70));
-        assert!(!HoldStamp::default().others_object(70));
-    }
-
-    #[test]
-    fn under_all_behind_a_releasing_shard_must_agree_until_the_next_publish() {
-        let t0 = Instant::now();
-        let mut p = PublisherHold::default();
-        // The home shard (0) had only subscribers that were behind: only shard 1 must agree.
-        p.reached(&shards(&[1]));
-        p.hold(0, HoldSignal::Hold, t0);
-        p.hold(1, HoldSignal::Hold, t0);
-        assert!(p.held(ALL_BEHIND));
-        // A subscriber on shard 0 caught up: while shard 1 still holds, shard 0 now objects.
-        p.release(0, ALL_BEHIND);
-        assert!(!p.held(ALL_BEHIND));
-        // The same for a shard beyond 63, which turns the mask into a set.
-        let mut q = PublisherHold::default();
-        q.reached(&shards(&[1]));
-        q.hold(1, HoldSignal::Hold, t0);
-        q.hold(100, HoldSignal::Hold, t0);
-        q.release(100, ALL_BEHIND);
-        assert!(!q.held(ALL_BEHIND));
-        q.hold(100, HoldSignal::Hold, t0);
-        assert!(q.held(ALL_BEHIND));
-        q.release(100, ALL_BEHIND);
-        assert!(!q.held(ALL_BEHIND));
-        // The next publish reaches shard 1 alone: shard 1 holds it alone.
-        q.reached(&shards(&[1]));
-        assert!(q.held(ALL_BEHIND));
-    }
-
-    #[test]
-    fn a_release_that_leaves_the_publisher_held_does_not_wake_the_reader() {
-        let t0 = Instant::now();
-        let (woken, waker) = flag();
-        let mut p = PublisherHold::default();
-        p.hold(0, HoldSignal::Hold, t0);
-        p.hold(0, HoldSignal::Hold, t0);
-        p.wait(&waker);
-        p.release(0, HOLD);
-        assert!(!woken.0.load(Ordering::SeqCst));
-        p.release(0, HOLD);
-        assert!(woken.0.load(Ordering::SeqCst));
-    }
-
-    #[test]
-    fn shards_above_63_are_tracked_exactly() {
-        let t0 = Instant::now();
-        let mut p = PublisherHold::default();
-        p.reached(&shards(&[3, 70]));
-        p.hold(3, HoldSignal::Hold, t0);
-        p.hold(71, HoldSignal::Hold, t0);
-        assert!(!p.held(ALL_BEHIND), "shard 71 does not stand in for 70");
-        p.hold(70, HoldSignal::Hold, t0);
-        assert!(p.held(ALL_BEHIND));
-        assert_eq!(p.held_until(t0, ALL_BEHIND), Some(t0 + HOLD_LEASE));
-        // Back to low shards only: the set is reused, and still exact.
-        p.reached(&shards(&[3, 5]));
-        assert!(!p.held(ALL_BEHIND));
-        p.reached(&shards(&[3]));
-        assert!(p.held(ALL_BEHIND));
-        // 64 is the first shard beyond a u64 mask.
-        let mut q = PublisherHold::default();
-        q.reached(&shards(&[64]));
-        q.hold(0, HoldSignal::Hold, t0);
-        assert!(!q.held(ALL_BEHIND));
-        q.hold(64, HoldSignal::Hold, t0);
-        assert!(q.held(ALL_BEHIND));
-    }
-
-    #[test]
-    fn a_subscriber_signals_each_publisher_once_per_half_lease() {
-        let t0 = Instant::now();
-        let mut h = Holding::default();
-        assert_eq!(h.note((0, 1), t0), Some(HoldSignal::Hold));
-        assert_eq!(h.note((1, 1), t0), Some(HoldSignal::Hold));
-        assert_eq!(h.note((0, 1), t0 + Duration::from_millis(1)), None);
-        assert_eq!(h.note((0, 1), t0 + HOLD_LEASE / 2), Some(HoldSignal::Renew));
-        let mut all = h.take().to_vec();
-        all.sort_unstable();
-        assert_eq!(all, vec![(0, 1), (1, 1)]);
-        assert!(h.is_empty());
-        assert_eq!(h.note((0, 1), t0), Some(HoldSignal::Hold), "held anew");
-    }
-
-    #[test]
-    fn policy_names_round_trip() {
-        for p in SlowSubscriberPolicy::ALL {
-            assert_eq!(SlowSubscriberPolicy::from_name(p.name()), Some(p));
-        }
-        assert_eq!(SlowSubscriberPolicy::from_name("Hold"), None);
-        assert_eq!(
-            SlowSubscriberPolicy::default(),
-            SlowSubscriberPolicy::HoldIfAllBehind
-        );
-    }
-}
+mod tests;

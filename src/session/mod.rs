@@ -12,6 +12,7 @@ mod hold;
 mod ledger;
 mod outbox;
 mod persisted;
+mod seeded;
 mod send;
 
 pub use frame::{Framed, PerCopy};
@@ -22,13 +23,13 @@ pub use hold::{
 };
 pub use ledger::{Ledger, NoLedger};
 pub use outbox::{Chunk, CloseReason, Outbox};
+pub use seeded::{SeededMap, SeededState};
 
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap;
 use bytes::Bytes;
 
 use crate::auth::acl::{self, Access, ClientAcl};
@@ -142,7 +143,7 @@ pub struct Session {
     /// tokens (interest acks, retained replies) from an earlier owner are ignored.
     pub generation: u32,
     /// Filter → options, as granted. The shard's trie holds the same set, keyed by this session's slot.
-    pub subscriptions: AHashMap<Utf8Bytes, SubscriptionOptions>,
+    pub subscriptions: SeededMap<Utf8Bytes, SubscriptionOptions>,
     /// The will of the current connection, published if it closes without DISCONNECT. Boxed: a will
     /// with its properties is ~470 bytes, and most sessions have none (memory per idle client).
     pub will: Option<Box<LastWill>>,
@@ -156,7 +157,7 @@ pub struct Session {
     queued_bytes: usize,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL: a re-sent PUBLISH
     /// with one of these ids is acknowledged again but not delivered again (exactly once).
-    pub inbound_qos2: AHashMap<u16, u64>,
+    pub inbound_qos2: SeededMap<u16, u64>,
     /// Restored from disk: QoS 2 packet ids whose exchange ended before the restart, the PUBCOMP
     /// perhaps lost with the connection. A PUBREL for one gets its PUBCOMP with success; a new
     /// PUBLISH with one forgets it.
@@ -170,23 +171,24 @@ pub struct Session {
     /// [`Ledger::stage`]); None when writes go straight to `conn`.
     staged: Option<Box<Staged>>,
     /// v5 Receive Maximum of the current connection: caps the inflight window below `max_inflight`.
-    pub receive_maximum: Option<usize>,
+    pub receive_maximum: Option<u16>,
     /// When the client went away (seconds since the Unix epoch, see `Record::Session`); 0 while it is
     /// connected.
     pub away_since: u64,
     /// Seconds the session outlives a disconnect: the v5 Session Expiry Interval, `u32::MAX` (never) for
     /// a 3.x persistent session; capped by `persistent_client_expiration` (see `shard::expiry`).
     pub expiry_interval: u32,
-    /// v5 Maximum Packet Size of the current (or last) connection: no larger packet may be sent to it.
-    pub max_packet_size: Option<usize>,
+    /// v5 Maximum Packet Size of the current (or last) connection: no larger packet may be sent to it
+    /// (a four-byte integer on the wire; read as a `usize` with [`Session::max_packet_size`]).
+    pub maximum_packet_size: Option<u32>,
     /// The topic aliases assigned towards the current connection, when its CONNECT allowed some (v5
     /// Topic Alias Maximum > 0); a new connection starts a new table [MQTT-3.3.2-7].
     pub aliases: Option<Box<OutboundAliases>>,
     /// Copies dropped as expired since the shard last asked ([`Session::take_expired`]).
-    expired: u64,
+    expired: u32,
     /// Copies dropped as over the Maximum Packet Size since the shard last asked
     /// ([`Session::take_too_large`]).
-    too_large: u64,
+    too_large: u32,
     /// Last time the client acknowledged something (or connected): tells a slow consumer, whose
     /// publishers are worth slowing down, from a stalled one, whose messages are dropped instead.
     last_progress: Option<Instant>,
@@ -246,13 +248,13 @@ impl Session {
             clean,
             durable: false,
             generation,
-            subscriptions: AHashMap::new(),
+            subscriptions: SeededMap::default(),
             will: None,
             next_packet_id: 1,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
-            inbound_qos2: AHashMap::new(),
+            inbound_qos2: SeededMap::default(),
             completed_qos2: None,
             shared: None,
             conn: None,
@@ -260,7 +262,7 @@ impl Session {
             receive_maximum: None,
             away_since: 0,
             expiry_interval: 0,
-            max_packet_size: None,
+            maximum_packet_size: None,
             aliases: None,
             expired: 0,
             too_large: 0,
@@ -274,6 +276,11 @@ impl Session {
             acl: None,
             login: None,
         }
+    }
+
+    /// The largest packet the current (or last) connection accepts (v5 Maximum Packet Size).
+    pub fn max_packet_size(&self) -> Option<usize> {
+        self.maximum_packet_size.map(|m| m as usize)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -369,7 +376,7 @@ impl Session {
     /// Outbound QoS 1/2 messages allowed in flight at once.
     fn window(&self, limits: &Limits) -> usize {
         match self.receive_maximum {
-            Some(r) => r.min(limits.max_inflight),
+            Some(r) => usize::from(r).min(limits.max_inflight),
             None => limits.max_inflight,
         }
     }

@@ -129,7 +129,12 @@ impl Outbox {
     /// Move everything queued into `out` (the writer then owns it until written).
     pub fn take(&self, out: &mut VecDeque<Chunk>) {
         let mut q = self.queue.borrow_mut();
-        out.append(&mut q.chunks);
+        if out.is_empty() {
+            // The writer's deque is the outbox's now, storage and all: no copy.
+            std::mem::swap(out, &mut q.chunks);
+        } else {
+            out.append(&mut q.chunks);
+        }
         if !q.tail.is_empty() {
             let tail = q.tail.split();
             out.push_back(Chunk::Owned(tail));

@@ -5,8 +5,6 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ahash::AHashMap;
-
 use super::send::keep_ids;
 use super::{Framed, Inflight, Ledger, Outbox, Queued, Session, Staged};
 use crate::codec::{QoS, SubscriptionOptions, Utf8Bytes};
@@ -71,7 +69,7 @@ impl Session {
     pub fn restore_owed(
         &mut self,
         owed: impl IntoIterator<Item = crate::persist::image::Owed>,
-        subscriptions: &AHashMap<Utf8Bytes, SubscriptionOptions>,
+        subscriptions: &super::SeededMap<Utf8Bytes, SubscriptionOptions>,
     ) {
         let with_ids: Vec<(&str, u32)> = subscriptions
             .iter()

@@ -114,7 +114,7 @@ impl Session {
 
     /// The size of that PUBLISH when it is over the client's Maximum Packet Size.
     fn oversize(&self, msg: &Message, qos: QoS, ids: &[u32], with_alias: bool) -> Option<usize> {
-        let max = self.max_packet_size?;
+        let max = self.max_packet_size()?;
         // `Some(None)`: the connection uses aliases and this copy would define one.
         let alias = self
             .aliases
@@ -184,20 +184,20 @@ impl Session {
     /// A queued or in-flight copy was dropped: counted until the shard asks.
     pub(super) fn note_unsendable(&mut self, why: Unsendable) {
         match why {
-            Unsendable::Expired => self.expired += 1,
-            Unsendable::TooLarge => self.too_large += 1,
+            Unsendable::Expired => self.expired = self.expired.saturating_add(1),
+            Unsendable::TooLarge => self.too_large = self.too_large.saturating_add(1),
         }
     }
 
     /// Queued or in-flight copies dropped because their expiry interval passed, since the last call
     /// (for `$SYS`).
     pub fn take_expired(&mut self) -> u64 {
-        std::mem::take(&mut self.expired)
+        u64::from(std::mem::take(&mut self.expired))
     }
 
     /// Queued or in-flight copies dropped as over the client's Maximum Packet Size (a new connection
     /// allowing less), since the last call (for `$SYS`: dropped, as Mosquitto counts them).
     pub fn take_too_large(&mut self) -> u64 {
-        std::mem::take(&mut self.too_large)
+        u64::from(std::mem::take(&mut self.too_large))
     }
 }

@@ -124,7 +124,7 @@ fn keeps_up_until_its_queue_is_half_full() {
     };
     assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &tiny), Some(false));
     // A message larger than the client accepts would be discarded: it does not count.
-    s.max_packet_size = Some(4);
+    s.maximum_packet_size = Some(4);
     assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), None);
 }
 

@@ -117,7 +117,7 @@ impl Lookback {
     pub(super) fn is_for(
         &self,
         slot: u32,
-        subscriptions: &AHashMap<Utf8Bytes, SubscriptionOptions>,
+        subscriptions: &crate::session::SeededMap<Utf8Bytes, SubscriptionOptions>,
         msg: &Message,
     ) -> bool {
         let younger = self.subscribed_after(slot, msg);

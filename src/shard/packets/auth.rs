@@ -31,7 +31,7 @@ impl Shard {
             .sessions
             .get(a.slot, a.generation)
             .expect("checked by caller");
-        let max = session.max_packet_size;
+        let max = session.max_packet_size();
         let login = session.login.as_deref();
         let Some((method, username)) =
             login.and_then(|l| Some((l.method.clone()?, l.username.clone())))

@@ -92,7 +92,7 @@ impl Shard {
                 let max = self
                     .sessions
                     .get(a.slot, a.generation)
-                    .and_then(|s| s.max_packet_size);
+                    .and_then(|s| s.max_packet_size());
                 a.outbox
                     .write(|out| encode_into(out, Packet::PingResp, a.protocol, max));
                 Ok(())

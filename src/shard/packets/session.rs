@@ -121,11 +121,10 @@ impl Shard {
         session.away_since = 0;
         session.listener = u16::try_from(listener).unwrap_or(u16::MAX);
         session.mount_len = mount_len;
-        session.receive_maximum = connect.properties.receive_maximum.map(usize::from);
-        session.max_packet_size = connect
+        session.receive_maximum = connect.properties.receive_maximum;
+        session.maximum_packet_size = connect
             .properties
             .maximum_packet_size
-            .map(|m| m as usize)
             .filter(|_| connect.protocol == ProtocolVersion::V5);
         // Topic aliases towards the client are per connection [MQTT-3.3.2-7]: a fresh table, before
         // anything (re-sent messages included) goes out on this one.
@@ -163,7 +162,7 @@ impl Shard {
             code: ReasonCode::Success,
             properties: connack_properties,
         });
-        let max = session.max_packet_size;
+        let max = session.max_packet_size();
         outbox.write(|out| encode_into(out, connack, connect.protocol, max));
         let sent = session.resume(outbox.clone(), &limits, &mut self.journal);
         self.stats.messages_sent += sent as u64;

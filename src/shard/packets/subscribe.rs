@@ -237,7 +237,7 @@ impl Shard {
         };
         tracing::debug!(target: log_type::DEBUG, "Sending SUBACK to {}", session.client_id);
         let protocol = session.protocol;
-        let max = session.max_packet_size;
+        let max = session.max_packet_size();
         conn.write(|out| encode_into(out, Packet::SubAck(suback), protocol, max));
         let mut sent = 0;
         let mut dropped = 0;
@@ -318,7 +318,7 @@ impl Shard {
         let max = self
             .sessions
             .get(a.slot, a.generation)
-            .and_then(|s| s.max_packet_size);
+            .and_then(|s| s.max_packet_size());
         a.outbox
             .write(|out| encode_into(out, Packet::UnsubAck(unsuback), a.protocol, max));
     }
