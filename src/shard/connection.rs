@@ -10,28 +10,24 @@
 //! with a hand-off.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::admission::{authorise, check_connect, connack_properties};
-use super::attached::{log_protocol, mounted};
-use super::keepalive::KeepAlive;
+use super::admission::{authorise, check_connect};
+use super::attached::mounted;
+use super::serving::{self, ServeStart};
 use super::socket::{HandshakeFailure, Socket};
 use super::tcp::{Listener, Tcp};
 use super::{home_of, Shard};
 use crate::codec::{self, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
 use crate::logging::log_type;
 use crate::router::{Handoff, Mail};
-use crate::session::{Chunk, CloseReason, Outbox};
 use crate::settings::Settings;
 use crate::transport::tls::ServerTls;
 use crate::transport::websocket::WsConnection;
@@ -39,10 +35,10 @@ use crate::transport::Layers;
 
 /// Keeps the shard's books on one connection: unregisters it (shutdown list) and releases its
 /// `max_connections` slot when the last of its tasks ends.
-struct ConnGuard {
+pub(super) struct ConnGuard {
     shard: Rc<RefCell<Shard>>,
-    id: u64,
-    listener: usize,
+    pub(super) id: u64,
+    pub(super) listener: usize,
     /// False once the connection was handed to another shard, which then owns the slot.
     owns_slot: std::cell::Cell<bool>,
 }
@@ -165,12 +161,12 @@ enum Start {
 }
 
 /// A CONNECT that passed its checks.
-struct Accepted {
-    connect: Box<Connect>,
-    assigned_id: bool,
-    leftover: BytesMut,
+pub(super) struct Accepted {
+    pub(super) connect: Box<Connect>,
+    pub(super) assigned_id: bool,
+    pub(super) leftover: BytesMut,
     /// When the kernel received the read that brought `leftover` (ns since the epoch, `lookback`).
-    read_at: u64,
+    pub(super) read_at: u64,
 }
 
 /// Why a connection ends before it is attached.
@@ -282,27 +278,19 @@ async fn run_connection(
     }
     // A task of its own, so what only setting up needed (this future: the CONNECT read, the refusal
     // and hand-off paths, ~700 bytes) is freed now instead of staying allocated as long as the client is
-    // connected: an idle client then costs serve's ~270 bytes (memory per idle client, docs/PERFORMANCE.md).
-    let start = Box::new(ServeStart {
+    // connected: an idle client then costs the serving task, ~330 bytes (`serving.rs`; memory per
+    // idle client, docs/PERFORMANCE.md).
+    let start = ServeStart {
         shard,
         socket,
         peer,
         guard,
         settings,
         accepted,
-    });
-    glommio::spawn_local(serve(start)).detach();
-}
-
-/// What [`serve`] starts from. Passed boxed and unpacked at once: an async fn keeps its arguments for
-/// its whole life beside the locals they are moved into, ~110 bytes per connection otherwise.
-struct ServeStart {
-    shard: Rc<RefCell<Shard>>,
-    socket: Rc<Socket>,
-    peer: SocketAddr,
-    guard: Rc<ConnGuard>,
-    settings: std::sync::Arc<Settings>,
-    accepted: Accepted,
+    };
+    if let Some(serving) = serving::serve(start) {
+        glommio::spawn_local(serving).detach();
+    }
 }
 
 /// The CONNACK refusing a connection. Not inline in [`run_connection`]: a `Packet` is 472 bytes, and a
@@ -438,295 +426,4 @@ async fn read_connect(
         leftover: buf,
         read_at: socket.rx_stamp_or_now(),
     })
-}
-
-/// Serve an accepted connection on its home shard until it closes.
-async fn serve(start: Box<ServeStart>) {
-    let ServeStart {
-        shard,
-        socket,
-        peer,
-        guard,
-        settings,
-        accepted,
-    } = *start;
-    let Accepted {
-        connect,
-        assigned_id,
-        leftover: mut buf,
-        read_at,
-    } = accepted;
-    if shard.borrow().conns.shutting_down() {
-        return;
-    }
-    let (properties, keep_alive) =
-        connack_properties(&settings, guard.listener, &connect, assigned_id);
-    let outbox = Rc::new(Outbox::new());
-    let mut attached = {
-        let mut s = shard.borrow_mut();
-        let a = s.attach(&connect, properties, outbox.clone(), guard.listener);
-        s.conns.set_outbox(guard.id, &outbox);
-        a
-    };
-    // The packets that came with the CONNECT (read on another shard, for a hand-off).
-    attached.read_at = read_at;
-    if settings.connection_messages {
-        let user = connect
-            .username
-            .as_ref()
-            .map(|u| format!(", u'{u}'"))
-            .unwrap_or_default();
-        tracing::info!(target: log_type::NOTICE,
-            "New client connected from {}:{} as {} (p{}, c{}, k{}{}).",
-            peer.ip(), peer.port(), connect.client_id, log_protocol(connect.protocol),
-            u8::from(connect.clean_start), keep_alive, user);
-    }
-    drop(connect);
-    glommio::spawn_local(write_loop(
-        shard.clone(),
-        socket.clone(),
-        outbox.clone(),
-        guard,
-    ))
-    .detach();
-
-    // Keep-alive: close after 1.5 x the interval without a packet [MQTT-3.1.2-24], watched by the shard
-    // (see `keepalive` for why not a read timeout). The CONNECT timeout ends here.
-    socket.set_read_timeout(None);
-    let keepalive = (keep_alive > 0).then(|| {
-        let limit = Duration::from_millis(u64::from(keep_alive) * 1500);
-        let k = KeepAlive::new(limit, Instant::now());
-        shard.borrow_mut().keepalive.add(&k);
-        k
-    });
-    let protocol = attached.protocol;
-    let mut eof = false;
-    let reason = 'conn: loop {
-        // Set when a hold stopped decoding with packets still in `buf`.
-        let mut buffered = false;
-        loop {
-            match codec::decode(&mut buf, protocol, settings.max_packet_size) {
-                Ok(Some(packet)) => {
-                    let mut s = shard.borrow_mut();
-                    if let Err(reason) = s.handle_packet(&mut attached, packet) {
-                        break 'conn reason;
-                    }
-                    // A hold, or mail held back for a full mailbox, takes effect at once, not after
-                    // the rest of this read: a read can carry thousands of small PUBLISHes, more than a
-                    // congested subscriber has room for. Routed on, they would pile up in the overflow
-                    // queue unbounded, and the other shards' holds (mail this shard only reads between
-                    // reads) would come too late: the room a held subscriber gets beyond its limits
-                    // (`Limits::in_transit`) counts the mailboxes, not whole reads.
-                    if s.is_held(&attached) || s.mail.overloaded() || s.journal.backlogged() {
-                        buffered = !buf.is_empty();
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::info!(target: log_type::NOTICE,
-                        "Client {} sent a malformed packet ({e}), disconnecting.", attached.client_id);
-                    break 'conn CloseReason::ProtocolError(e.reason_code());
-                }
-            }
-        }
-        if let Some(r) = outbox.close_reason() {
-            break r;
-        }
-        // While the broker itself stops reading this client (the two back-pressure waits below), the
-        // client's packets wait in the socket: that silence is ours and must not expire its keep-alive.
-        let mut paused = None;
-        // Back-pressure: while other shards cannot take this shard's output, stop reading publishers.
-        // Woken when the shard's held-back mail has all gone out (an event, not a timer).
-        if shard.borrow().mail.overloaded() {
-            paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
-            poll_fn(|cx| shard.borrow_mut().mail.poll_unpaused(cx)).await;
-        }
-        // Back-pressure: the disk does not keep up with what this shard must write (or is full).
-        if shard.borrow().journal.backlogged() {
-            paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
-            poll_fn(|cx| shard.borrow_mut().journal.poll_room(cx)).await;
-        }
-        // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
-        shard
-            .borrow_mut()
-            .release_holds(attached.slot, attached.generation, false);
-        // Back-pressure: a subscriber this client feeds is falling behind; wait for its release or for
-        // the hold's lease to run out.
-        loop {
-            let Some(until) = shard.borrow_mut().held_until(&attached) else {
-                break;
-            };
-            paused = paused.or_else(|| keepalive.as_deref().map(KeepAlive::pause));
-            let lease = until.saturating_duration_since(Instant::now());
-            // Boxed, and built in place (a `let` of either part would keep its room in this future):
-            // a timer in this rare wait would otherwise be in every reader's future.
-            Box::pin(futures_lite::future::or(
-                poll_fn(|cx| shard.borrow_mut().poll_released(&attached, cx)),
-                glommio::timer::sleep(lease),
-            ))
-            .await;
-        }
-        if let (Some(()), Some(k)) = (paused, &keepalive) {
-            k.resume(Instant::now());
-        }
-        if buffered {
-            futures_lite::future::yield_now().await;
-            continue;
-        }
-        // Fairness: a fast publisher's socket is always readable, so without a yield its reader would run
-        // until glommio's time slice ends, starving the acknowledgements and writes of the clients it
-        // publishes to (whose queues would then overflow).
-        futures_lite::future::yield_now().await;
-        let read = socket.read_some(&mut buf);
-        let read = match &keepalive {
-            Some(k) => {
-                let expired = async {
-                    poll_fn(|cx| k.poll_expired(cx)).await;
-                    Err(io::ErrorKind::TimedOut.into())
-                };
-                futures_lite::future::or(read, expired).await
-            }
-            None => read.await,
-        };
-        match read {
-            Ok(0) => {
-                eof = true;
-                break CloseReason::SocketError;
-            }
-            Ok(n) => {
-                if let Some(k) = &keepalive {
-                    k.touch(Instant::now());
-                }
-                attached.read_at = socket.rx_stamp_or_now();
-                shard.borrow_mut().stats.bytes_received += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => break CloseReason::KeepAlive,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                // A TLS record or WebSocket frame that breaks its protocol: said once, here.
-                tracing::info!(target: log_type::NOTICE,
-                    "Client {} sent invalid data ({e}), disconnecting.", attached.client_id);
-                break CloseReason::SocketError;
-            }
-            Err(_) => break CloseReason::SocketError,
-        }
-    };
-    // A close decided elsewhere (takeover, shutdown) is the real reason the read ended.
-    let reason = match outbox.close_reason() {
-        Some(r @ (CloseReason::Takeover | CloseReason::Shutdown | CloseReason::NotAuthorised)) => r,
-        _ => reason,
-    };
-    let id = &attached.client_id;
-    match reason {
-        CloseReason::ClientDisconnect => {
-            if settings.connection_messages {
-                tracing::info!(target: log_type::NOTICE, "Client {id} disconnected.");
-            }
-        }
-        CloseReason::SocketError if eof => {
-            if settings.connection_messages {
-                tracing::info!(target: log_type::NOTICE, "Client {id} closed its connection.");
-            }
-        }
-        CloseReason::SocketError => {
-            tracing::info!(target: log_type::NOTICE, "Socket error on client {id}, disconnecting.")
-        }
-        CloseReason::KeepAlive => {
-            tracing::info!(target: log_type::NOTICE, "Client {id} has exceeded timeout, disconnecting.");
-            if protocol == ProtocolVersion::V5 {
-                outbox.write(|out| {
-                    codec::encode_disconnect(ReasonCode::KeepAliveTimeout, protocol, out)
-                });
-            }
-        }
-        CloseReason::ProtocolError(code) => {
-            tracing::info!(target: log_type::NOTICE, "Client {id} disconnected due to protocol error ({code:?}).");
-            if protocol == ProtocolVersion::V5 {
-                outbox.write(|out| codec::encode_disconnect(code, protocol, out));
-            }
-        }
-        CloseReason::NotAuthorised => {
-            tracing::info!(target: log_type::NOTICE, "Client {id} disconnected, not authorised.");
-        }
-        CloseReason::Takeover | CloseReason::Shutdown => {}
-    }
-    shard.borrow_mut().detach(&attached, reason);
-    outbox.close(reason);
-}
-
-/// Flush the outbox to the socket until the connection closes, then close the socket.
-async fn write_loop(
-    shard: Rc<RefCell<Shard>>,
-    socket: Rc<Socket>,
-    outbox: Rc<Outbox>,
-    _guard: Rc<ConnGuard>,
-) {
-    let mut chunks = VecDeque::new();
-    let mut failed = false;
-    'write: loop {
-        // Outbox data, or what the layers owe the client (a pong, a close frame, a TLS alert).
-        let data = poll_fn(|cx| match outbox.poll_ready(cx) {
-            Poll::Ready(()) => Poll::Ready(true),
-            Poll::Pending => socket.poll_owed(cx).map(|()| false),
-        })
-        .await;
-        if !data {
-            // Boxed here and below: what only layered or closing connections need stays out of
-            // every connection's writer future (memory per idle client).
-            if Box::pin(socket.flush_owed()).await.is_err() {
-                failed = true;
-                break;
-            }
-            continue;
-        }
-        outbox.take(&mut chunks);
-        if chunks.is_empty() {
-            // Close requested and everything before it written.
-            break;
-        }
-        // Written in place, popped after: a chunk held by value across the write would sit in this
-        // (per-connection) future for its whole life.
-        if socket.write_chunks(&chunks).await.is_err() {
-            failed = true;
-            break 'write;
-        }
-        let mut spare = None;
-        for chunk in chunks.drain(..) {
-            let n = chunk.as_slice().len();
-            outbox.written(n);
-            shard.borrow_mut().stats.bytes_sent += n as u64;
-            if let Chunk::Owned(b) = chunk {
-                spare = Some(b);
-            }
-        }
-        if let Some(b) = spare {
-            outbox.recycle(b);
-        }
-        if outbox.pending_bytes() == 0 {
-            // Idle now: let the queue's storage go rather than keep it for every idle client (one
-            // allocation per busy spell, against ~200 bytes held per connection).
-            chunks = VecDeque::new();
-        }
-    }
-    match (failed, outbox.close_reason()) {
-        // The reader is done: close our side after the data, and wait briefly for the client to close
-        // its side so unread input does not turn our FIN into a reset that could discard the data.
-        (
-            false,
-            Some(
-                CloseReason::ClientDisconnect
-                | CloseReason::ProtocolError(_)
-                | CloseReason::KeepAlive,
-            ),
-        ) => {
-            Box::pin(socket.linger_close()).await;
-        }
-        _ => {
-            if failed {
-                outbox.close(CloseReason::SocketError);
-            }
-            // Wakes the reader (if still reading) with end-of-file.
-            Box::pin(socket.shutdown()).await;
-        }
-    }
 }

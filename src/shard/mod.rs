@@ -15,8 +15,9 @@
 //! ([`crate::stats`]). What uses several parts is an `impl Shard` elsewhere:
 //! - `packets/`: what a packet does, one file per family (`session.rs`, `publish.rs`,
 //!   `subscribe.rs`); `packets/mod.rs` dispatches.
-//! - `connection.rs`: the per-connection tasks (CONNECT, reading, writing, hand-off to the home shard).
-//!   It calls into packet handling, never the reverse; `attached.rs` holds what both sides need.
+//! - `connection.rs`: a new connection's task (accept, handshakes, CONNECT, hand-off to the home
+//!   shard); `serving.rs`: an attached connection's one task (its reader and writer). Both call into
+//!   packet handling, never the reverse; `attached.rs` holds what both sides need.
 //! - `executor.rs`: the executor's main future, mail handling, the tick, `$SYS` rounds and shutdown.
 
 mod admission;
@@ -34,6 +35,7 @@ mod packets;
 mod readiness;
 mod replay;
 mod retained;
+mod serving;
 mod sessions;
 mod shared;
 mod shutdown;

@@ -141,6 +141,22 @@ impl Registration {
     }
 }
 
+impl Registration {
+    /// Whether the task of `cx` still waits for `interest` since its last [`Self::wait`]: no event
+    /// came for it since (the dispatch takes the waker when one does), so the system call would
+    /// return `EAGAIN` again and need not be made.
+    pub(super) fn waiting(&self, interest: Interest, cx: &Context<'_>) -> bool {
+        let Ok(reg) = registry() else { return false };
+        let slots = reg.slots.borrow();
+        let slot = &slots[self.slot as usize];
+        let waker = match interest {
+            Interest::Read => &slot.read,
+            Interest::Write => &slot.write,
+        };
+        waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         let Ok(reg) = registry() else { return };

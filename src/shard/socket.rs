@@ -14,9 +14,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -186,13 +187,16 @@ impl Socket {
 
     /// Read what the client sent and append the MQTT bytes (decrypted, deframed) to `buf`. Ok(0) at the
     /// end of the stream (a WebSocket close included).
-    pub(super) async fn read_some(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        if self.layers.is_none() {
-            return read_raw(&self.tcp, buf).await;
+    ///
+    /// A future written out rather than an async fn: the reader waits in it for as long as its client
+    /// is idle, and an async fn would keep its arguments twice (memory per idle client).
+    pub(super) fn read_some<'a>(&'a self, buf: &'a mut BytesMut) -> ReadSome<'a> {
+        match self.layers {
+            None => ReadSome::Raw(&self.tcp, buf),
+            // Boxed, one allocation per read of a TLS or WebSocket connection: the layers' state
+            // across the wait would otherwise be in every connection's reader future.
+            Some(_) => ReadSome::Layered(Box::pin(self.read_layered(buf))),
         }
-        // Boxed, one allocation per read of a TLS or WebSocket connection: the layers' state across
-        // the wait would otherwise be in every connection's reader future, idle ones included.
-        Box::pin(self.read_layered(buf)).await
     }
 
     async fn read_layered(&self, buf: &mut BytesMut) -> io::Result<usize> {
@@ -507,27 +511,50 @@ fn drain_plaintext(tls: &mut ServerConnection, buf: &mut BytesMut) -> io::Result
     }
 }
 
+/// [`Socket::read_some`]'s future.
+pub(super) enum ReadSome<'a> {
+    /// Plain MQTT over TCP: two references.
+    Raw(&'a RefCell<Tcp>, &'a mut BytesMut),
+    Layered(Pin<Box<dyn Future<Output = io::Result<usize>> + 'a>>),
+}
+
+impl Future for ReadSome<'_> {
+    type Output = io::Result<usize>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ReadSome::Raw(tcp, buf) => poll_read_raw(tcp, cx, buf),
+            ReadSome::Layered(read) => read.as_mut().poll(cx),
+        }
+    }
+}
+
 /// Read what the socket has and append it to `buf`.
 async fn read_raw(tcp: &RefCell<Tcp>, buf: &mut BytesMut) -> io::Result<usize> {
-    poll_fn(|cx| {
-        READ_SCRATCH.with(|scratch| {
-            // Borrowed only within this poll: the read fills the slice synchronously when data is ready.
-            let mut scratch = scratch.borrow_mut();
-            match tcp.borrow_mut().poll_read(cx, &mut scratch[..]) {
-                Poll::Ready(Ok(n)) => {
-                    if buf.is_empty() {
-                        // Fresh storage sized to what arrived; the old one lives on only as long as the
-                        // payloads decoded from it.
-                        *buf = BytesMut::with_capacity(n);
-                    }
-                    buf.extend_from_slice(&scratch[..n]);
-                    Poll::Ready(Ok(n))
+    poll_fn(|cx| poll_read_raw(tcp, cx, buf)).await
+}
+
+fn poll_read_raw(
+    tcp: &RefCell<Tcp>,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    READ_SCRATCH.with(|scratch| {
+        // Borrowed only within this poll: the read fills the slice synchronously when data is ready.
+        let mut scratch = scratch.borrow_mut();
+        match tcp.borrow_mut().poll_read(cx, &mut scratch[..]) {
+            Poll::Ready(Ok(n)) => {
+                if buf.is_empty() {
+                    // Fresh storage sized to what arrived; the old one lives on only as long as the
+                    // payloads decoded from it.
+                    *buf = BytesMut::with_capacity(n);
                 }
-                other => other,
+                buf.extend_from_slice(&scratch[..n]);
+                Poll::Ready(Ok(n))
             }
-        })
+            other => other,
+        }
     })
-    .await
 }
 
 async fn write_raw(tcp: &RefCell<Tcp>, mut bytes: &[u8]) -> io::Result<()> {

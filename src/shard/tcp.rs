@@ -89,21 +89,25 @@ impl Tcp {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            match recv_stamped(self.stream.as_raw_fd(), buf) {
-                Ok((n, stamp)) => {
-                    if stamp != 0 {
-                        self.rx_stamp = stamp;
+        // Still waiting since the last `EAGAIN`: nothing arrived, so no system call (a wake-up for
+        // the connection's writer polls its reader too, `serving.rs`).
+        if !self.registration.waiting(Interest::Read, cx) {
+            loop {
+                match recv_stamped(self.stream.as_raw_fd(), buf) {
+                    Ok((n, stamp)) => {
+                        if stamp != 0 {
+                            self.rx_stamp = stamp;
+                        }
+                        self.read_timer = None;
+                        return Poll::Ready(Ok(n));
                     }
-                    self.read_timer = None;
-                    return Poll::Ready(Ok(n));
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Poll::Ready(Err(e)),
             }
+            self.registration.wait(Interest::Read, cx);
         }
-        self.registration.wait(Interest::Read, cx);
         if let Some(timeout) = self.read_timeout {
             let timer = self.read_timer.get_or_insert_with(|| Timer::new(timeout));
             if Pin::new(timer).poll(cx).is_ready() {
@@ -120,6 +124,10 @@ impl Tcp {
         cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // As for reads: no room came since the last `EAGAIN`.
+        if self.registration.waiting(Interest::Write, cx) {
+            return Poll::Pending;
+        }
         loop {
             // SAFETY: `bytes` is valid for its length for the call; the socket is open.
             let n = unsafe {

@@ -1,0 +1,389 @@
+//! An attached connection on its home shard: one task, from the session's attachment until the
+//! connection closes.
+//!
+//! The task runs the connection's two halves side by side ([`futures_lite::future::zip`]): the reader
+//! ([`read_loop`]: decode, handle, back-pressure, keep-alive) and the writer ([`write_loop`]: flush the
+//! session's [`Outbox`] to the socket, then close it). One task, not a task per half: every connection
+//! keeps its task for its whole life, idle ones included, and a second task cost its own allocation,
+//! header and counted references to what both halves share (memory per idle client, issue 18;
+//! docs/PERFORMANCE.md). Here the halves borrow the shard, the socket and the outbox from the task's
+//! own state. A wake-up for one half polls the other as well; that costs no system call, as a socket
+//! is only read or written again once the shard's epoll instance reported it ready since its last
+//! `EAGAIN` (`tcp.rs`).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::admission::connack_properties;
+use super::attached::{log_protocol, Attached};
+use super::connection::{Accepted, ConnGuard};
+use super::keepalive::KeepAlive;
+use super::socket::Socket;
+use super::Shard;
+use crate::codec::{self, ProtocolVersion, ReasonCode};
+use crate::logging::log_type;
+use crate::session::{Chunk, CloseReason, Outbox};
+use crate::settings::Settings;
+
+/// What [`serve`] starts from.
+pub(super) struct ServeStart {
+    pub(super) shard: Rc<RefCell<Shard>>,
+    pub(super) socket: Rc<Socket>,
+    pub(super) peer: SocketAddr,
+    pub(super) guard: Rc<ConnGuard>,
+    pub(super) settings: Arc<Settings>,
+    pub(super) accepted: Accepted,
+}
+
+/// What an attached connection's halves share, kept by its task from [`attach`] to the end and lent
+/// to both: one reference each, as an async fn keeps every argument twice (the argument and the
+/// binding it is moved into).
+struct Served {
+    shard: Rc<RefCell<Shard>>,
+    socket: Rc<Socket>,
+    outbox: Rc<Outbox>,
+    /// Dropped when the task ends (both halves done): the connection's books close then.
+    _guard: Rc<ConnGuard>,
+    settings: Arc<Settings>,
+    keepalive: Option<Rc<KeepAlive>>,
+}
+
+/// The reader's own state, lent to it by the task.
+struct Reading {
+    attached: Attached,
+    /// Bytes read and not yet decoded (the packets that came with the CONNECT, at first).
+    buf: BytesMut,
+}
+
+/// Serve an accepted connection on its home shard until it closes: attaches it now, and returns the
+/// task's future (None when the broker is shutting down). Not an async fn, for the same reason as
+/// [`attach`]: the future then holds only what serving needs.
+pub(super) fn serve(start: ServeStart) -> Option<impl std::future::Future<Output = ()>> {
+    let (served, mut reading) = attach(start)?;
+    Some(async move {
+        futures_lite::future::zip(read_loop(&served, &mut reading), write_loop(&served)).await;
+    })
+}
+
+/// Attach the session (CONNACK, what it resumes) and start watching the keep-alive. Not async: what
+/// only this needs (the CONNECT, the peer's address) is gone before the task first waits, instead of
+/// keeping its room in the task for the connection's whole life.
+fn attach(start: ServeStart) -> Option<(Served, Reading)> {
+    let ServeStart {
+        shard,
+        socket,
+        peer,
+        guard,
+        settings,
+        accepted,
+    } = start;
+    let Accepted {
+        connect,
+        assigned_id,
+        leftover: buf,
+        read_at,
+    } = accepted;
+    if shard.borrow().conns.shutting_down() {
+        return None;
+    }
+    let (properties, keep_alive) =
+        connack_properties(&settings, guard.listener, &connect, assigned_id);
+    let outbox = Rc::new(Outbox::new());
+    let mut attached = {
+        let mut s = shard.borrow_mut();
+        let a = s.attach(&connect, properties, outbox.clone(), guard.listener);
+        s.conns.set_outbox(guard.id, &outbox);
+        a
+    };
+    // The packets that came with the CONNECT (read on another shard, for a hand-off).
+    attached.read_at = read_at;
+    if settings.connection_messages {
+        let user = connect
+            .username
+            .as_ref()
+            .map(|u| format!(", u'{u}'"))
+            .unwrap_or_default();
+        tracing::info!(target: log_type::NOTICE,
+            "New client connected from {}:{} as {} (p{}, c{}, k{}{}).",
+            peer.ip(), peer.port(), connect.client_id, log_protocol(connect.protocol),
+            u8::from(connect.clean_start), keep_alive, user);
+    }
+    // Keep-alive: close after 1.5 x the interval without a packet [MQTT-3.1.2-24], watched by the shard
+    // (see `keepalive` for why not a read timeout). The CONNECT timeout ends here.
+    socket.set_read_timeout(None);
+    let keepalive = (keep_alive > 0).then(|| {
+        let limit = Duration::from_millis(u64::from(keep_alive) * 1500);
+        let k = KeepAlive::new(limit, Instant::now());
+        shard.borrow_mut().keepalive.add(&k);
+        k
+    });
+    let served = Served {
+        shard,
+        socket,
+        outbox,
+        _guard: guard,
+        settings,
+        keepalive,
+    };
+    Some((served, Reading { attached, buf }))
+}
+
+/// The reader: decode what the client sends and handle it until the connection ends, then detach the
+/// session and close the outbox (which ends the writer once it flushed what is left).
+async fn read_loop(served: &Served, reading: &mut Reading) {
+    let protocol = reading.attached.protocol;
+    let mut eof = false;
+    let reason = 'conn: loop {
+        // Set when a hold stopped decoding with packets still in `reading.buf`.
+        let mut buffered = false;
+        loop {
+            match codec::decode(&mut reading.buf, protocol, served.settings.max_packet_size) {
+                Ok(Some(packet)) => {
+                    let mut s = served.shard.borrow_mut();
+                    if let Err(reason) = s.handle_packet(&mut reading.attached, packet) {
+                        break 'conn reason;
+                    }
+                    // A hold, or mail held back for a full mailbox, takes effect at once, not after
+                    // the rest of this read: a read can carry thousands of small PUBLISHes, more than a
+                    // congested subscriber has room for. Routed on, they would pile up in the overflow
+                    // queue unbounded, and the other shards' holds (mail this shard only reads between
+                    // reads) would come too late: the room a held subscriber gets beyond its limits
+                    // (`Limits::in_transit`) counts the mailboxes, not whole reads.
+                    if s.is_held(&reading.attached) || s.mail.overloaded() || s.journal.backlogged()
+                    {
+                        buffered = !reading.buf.is_empty();
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(target: log_type::NOTICE,
+                        "Client {} sent a malformed packet ({e}), disconnecting.", reading.attached.client_id);
+                    break 'conn CloseReason::ProtocolError(e.reason_code());
+                }
+            }
+        }
+        if let Some(r) = served.outbox.close_reason() {
+            break r;
+        }
+        // While the broker itself stops reading this client (the two back-pressure waits below), the
+        // client's packets wait in the socket: that silence is ours and must not expire its keep-alive.
+        let mut paused = None;
+        // Back-pressure: while other shards cannot take this shard's output, stop reading publishers.
+        // Woken when the shard's held-back mail has all gone out (an event, not a timer).
+        if served.shard.borrow().mail.overloaded() {
+            paused = paused.or_else(|| served.keepalive.as_deref().map(KeepAlive::pause));
+            poll_fn(|cx| served.shard.borrow_mut().mail.poll_unpaused(cx)).await;
+        }
+        // Back-pressure: the disk does not keep up with what this shard must write (or is full).
+        if served.shard.borrow().journal.backlogged() {
+            paused = paused.or_else(|| served.keepalive.as_deref().map(KeepAlive::pause));
+            poll_fn(|cx| served.shard.borrow_mut().journal.poll_room(cx)).await;
+        }
+        // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
+        served.shard.borrow_mut().release_holds(
+            reading.attached.slot,
+            reading.attached.generation,
+            false,
+        );
+        // Back-pressure: a subscriber this client feeds is falling behind; wait for its release or for
+        // the hold's lease to run out.
+        loop {
+            let Some(until) = served.shard.borrow_mut().held_until(&reading.attached) else {
+                break;
+            };
+            paused = paused.or_else(|| served.keepalive.as_deref().map(KeepAlive::pause));
+            let lease = until.saturating_duration_since(Instant::now());
+            // Boxed, and built in place (a `let` of either part would keep its room in this future):
+            // a timer in this rare wait would otherwise be in every reader's future.
+            Box::pin(futures_lite::future::or(
+                poll_fn(|cx| {
+                    served
+                        .shard
+                        .borrow_mut()
+                        .poll_released(&reading.attached, cx)
+                }),
+                glommio::timer::sleep(lease),
+            ))
+            .await;
+        }
+        if let (Some(()), Some(k)) = (paused, &served.keepalive) {
+            k.resume(Instant::now());
+        }
+        if buffered {
+            futures_lite::future::yield_now().await;
+            continue;
+        }
+        // Fairness: a fast publisher's socket is always readable, so without a yield its reader would run
+        // until glommio's time slice ends, starving the acknowledgements and writes of the clients it
+        // publishes to (whose queues would then overflow).
+        futures_lite::future::yield_now().await;
+        let read = served.socket.read_some(&mut reading.buf);
+        let read = match &served.keepalive {
+            Some(k) => {
+                let expired = poll_fn(|cx| {
+                    k.poll_expired(cx)
+                        .map(|()| Err(io::ErrorKind::TimedOut.into()))
+                });
+                futures_lite::future::or(read, expired).await
+            }
+            None => read.await,
+        };
+        match read {
+            Ok(0) => {
+                eof = true;
+                break CloseReason::SocketError;
+            }
+            Ok(n) => {
+                if let Some(k) = &served.keepalive {
+                    k.touch(Instant::now());
+                }
+                reading.attached.read_at = served.socket.rx_stamp_or_now();
+                served.shard.borrow_mut().stats.bytes_received += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break CloseReason::KeepAlive,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // A TLS record or WebSocket frame that breaks its protocol: said once, here.
+                tracing::info!(target: log_type::NOTICE,
+                    "Client {} sent invalid data ({e}), disconnecting.", reading.attached.client_id);
+                break CloseReason::SocketError;
+            }
+            Err(_) => break CloseReason::SocketError,
+        }
+    };
+    // A close decided elsewhere (takeover, shutdown) is the real reason the read ended.
+    let reason = match served.outbox.close_reason() {
+        Some(r @ (CloseReason::Takeover | CloseReason::Shutdown | CloseReason::NotAuthorised)) => r,
+        _ => reason,
+    };
+    let id = &reading.attached.client_id;
+    match reason {
+        CloseReason::ClientDisconnect => {
+            if served.settings.connection_messages {
+                tracing::info!(target: log_type::NOTICE, "Client {id} disconnected.");
+            }
+        }
+        CloseReason::SocketError if eof => {
+            if served.settings.connection_messages {
+                tracing::info!(target: log_type::NOTICE, "Client {id} closed its connection.");
+            }
+        }
+        CloseReason::SocketError => {
+            tracing::info!(target: log_type::NOTICE, "Socket error on client {id}, disconnecting.")
+        }
+        CloseReason::KeepAlive => {
+            tracing::info!(target: log_type::NOTICE, "Client {id} has exceeded timeout, disconnecting.");
+            if protocol == ProtocolVersion::V5 {
+                served.outbox.write(|out| {
+                    codec::encode_disconnect(ReasonCode::KeepAliveTimeout, protocol, out)
+                });
+            }
+        }
+        CloseReason::ProtocolError(code) => {
+            tracing::info!(target: log_type::NOTICE, "Client {id} disconnected due to protocol error ({code:?}).");
+            if protocol == ProtocolVersion::V5 {
+                served
+                    .outbox
+                    .write(|out| codec::encode_disconnect(code, protocol, out));
+            }
+        }
+        CloseReason::NotAuthorised => {
+            tracing::info!(target: log_type::NOTICE, "Client {id} disconnected, not authorised.");
+        }
+        CloseReason::Takeover | CloseReason::Shutdown => {}
+    }
+    served.shard.borrow_mut().detach(&reading.attached, reason);
+    served.outbox.close(reason);
+}
+
+/// Flush the outbox to the socket until the connection closes, then close the served.socket.
+async fn write_loop(served: &Served) {
+    let mut failed = false;
+    loop {
+        // Outbox data, or what the layers owe the client (a pong, a close frame, a TLS alert).
+        let data = poll_fn(|cx| match served.outbox.poll_ready(cx) {
+            Poll::Ready(()) => Poll::Ready(true),
+            Poll::Pending => served.socket.poll_owed(cx).map(|()| false),
+        })
+        .await;
+        if !data {
+            // Boxed here and below: what only layered or closing connections need stays out of
+            // every connection's writer future (memory per idle client).
+            if Box::pin(served.socket.flush_owed()).await.is_err() {
+                failed = true;
+                break;
+            }
+            continue;
+        }
+        // Boxed, one allocation per batch written: the batch and the write's state stay out of the
+        // task, which every idle client keeps (memory per idle client).
+        match Box::pin(write_batch(served)).await {
+            Ok(true) => {}
+            // Close requested and everything before it written.
+            Ok(false) => break,
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    finish(served, failed).await;
+}
+
+/// Write what the outbox holds now: Ok(false) when it holds nothing (closed and flushed).
+async fn write_batch(served: &Served) -> io::Result<bool> {
+    let mut chunks = VecDeque::new();
+    served.outbox.take(&mut chunks);
+    if chunks.is_empty() {
+        return Ok(false);
+    }
+    // Written in place, popped after.
+    served.socket.write_chunks(&chunks).await?;
+    let mut spare = None;
+    for chunk in chunks {
+        let n = chunk.as_slice().len();
+        served.outbox.written(n);
+        served.shard.borrow_mut().stats.bytes_sent += n as u64;
+        if let Chunk::Owned(b) = chunk {
+            spare = Some(b);
+        }
+    }
+    if let Some(b) = spare {
+        served.outbox.recycle(b);
+    }
+    Ok(true)
+}
+
+/// Close the socket once the writer is done: after the reader (flushed), or on a failed write.
+async fn finish(served: &Served, failed: bool) {
+    match (failed, served.outbox.close_reason()) {
+        // The reader is done: close our side after the data, and wait briefly for the client to close
+        // its side so unread input does not turn our FIN into a reset that could discard the data.
+        (
+            false,
+            Some(
+                CloseReason::ClientDisconnect
+                | CloseReason::ProtocolError(_)
+                | CloseReason::KeepAlive,
+            ),
+        ) => {
+            Box::pin(served.socket.linger_close()).await;
+        }
+        _ => {
+            if failed {
+                served.outbox.close(CloseReason::SocketError);
+            }
+            // Wakes the reader (if still reading) with end-of-file.
+            Box::pin(served.socket.shutdown()).await;
+        }
+    }
+}
