@@ -5,7 +5,7 @@
 //! client is one such wait, so a million idle clients held half a gigabyte of them (issue 18; memory per
 //! idle client, docs/PERFORMANCE.md), and every read of a busy one queued a new `POLL_ADD`. Here each
 //! socket is registered once, edge-triggered, for as long as it is open; waiting costs a waker in a
-//! slot of this registry (16 bytes), and the shard's [`drive`] task takes every ready socket at once
+//! slot of this registry (24 bytes: the waker and the ways it waits), and the shard's [`drive`] task takes every ready socket at once
 //! with one `epoll_wait`, waiting in between on the epoll descriptor itself (one `POLL_ADD` through
 //! glommio, `glommio::net::wait_readable`, vendored patch 8).
 //!
@@ -37,10 +37,16 @@ pub(super) enum Interest {
     Write,
 }
 
+/// One socket's waiter. One waker for both ways: a socket is served by one task at a time (the
+/// connection's setup, then its serving task, `serving.rs`), so a slot is 24 bytes, not 40. A new
+/// task's wait replaces the old task's, which has ended (two tasks waiting on one socket at once
+/// would lose a wake-up: keep it one task).
 #[derive(Default)]
 struct Slot {
-    read: Option<Waker>,
-    write: Option<Waker>,
+    waker: Option<Waker>,
+    /// The ways the waker waits for, since its `EAGAIN`s.
+    read: bool,
+    write: bool,
     /// Told apart from earlier users of the slot, so that an event fetched for a socket already gone
     /// wakes nobody.
     generation: u32,
@@ -130,13 +136,19 @@ impl Registration {
         let mut slots = reg.slots.borrow_mut();
         let slot = &mut slots[self.slot as usize];
         debug_assert_eq!(slot.generation, self.generation);
-        let waker = match interest {
-            Interest::Read => &mut slot.read,
-            Interest::Write => &mut slot.write,
-        };
-        match waker {
+        match &slot.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *waker = Some(cx.waker().clone()),
+            _ => {
+                // Another task now (the setup's ended): what the old one waited for is not waited
+                // for any more.
+                slot.read = false;
+                slot.write = false;
+                slot.waker = Some(cx.waker().clone());
+            }
+        }
+        match interest {
+            Interest::Read => slot.read = true,
+            Interest::Write => slot.write = true,
         }
     }
 }
@@ -149,11 +161,11 @@ impl Registration {
         let Ok(reg) = registry() else { return false };
         let slots = reg.slots.borrow();
         let slot = &slots[self.slot as usize];
-        let waker = match interest {
-            Interest::Read => &slot.read,
-            Interest::Write => &slot.write,
+        let waits = match interest {
+            Interest::Read => slot.read,
+            Interest::Write => slot.write,
         };
-        waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+        waits && slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
     }
 }
 
@@ -172,8 +184,10 @@ impl Drop for Registration {
         };
         let mut slots = reg.slots.borrow_mut();
         let slot = &mut slots[self.slot as usize];
-        slot.read = None;
-        slot.write = None;
+        *slot = Slot {
+            generation: slot.generation,
+            ..Slot::default()
+        };
         // A new generation now, so that an event fetched before the removal wakes nobody.
         slot.generation = slot.generation.wrapping_add(1);
         reg.free.borrow_mut().push(self.slot);
@@ -225,13 +239,13 @@ fn dispatch(reg: &Registry, events: &[libc::epoll_event]) {
             continue;
         }
         let broken = flags & (libc::EPOLLHUP | libc::EPOLLERR) != 0;
-        if broken || flags & (libc::EPOLLIN | libc::EPOLLRDHUP) != 0 {
-            if let Some(w) = slot.read.take() {
-                w.wake();
-            }
-        }
-        if broken || flags & libc::EPOLLOUT != 0 {
-            if let Some(w) = slot.write.take() {
+        let readable = broken || flags & (libc::EPOLLIN | libc::EPOLLRDHUP) != 0;
+        let writable = broken || flags & libc::EPOLLOUT != 0;
+        if (slot.read && readable) || (slot.write && writable) {
+            // Both ways are tried again: the task retries whatever it waits for.
+            slot.read = false;
+            slot.write = false;
+            if let Some(w) = slot.waker.take() {
                 w.wake();
             }
         }
