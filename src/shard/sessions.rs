@@ -9,14 +9,15 @@
 //! `(slot, generation)` pair held by a connection, a pending SUBSCRIBE or an expiry deadline never
 //! reaches a session it does not belong to.
 
+use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::Instant;
 
-use ahash::AHashMap;
+use hashbrown::HashTable;
 
 use crate::codec::{ProtocolVersion, Utf8Bytes};
 use crate::router::ShardId;
-use crate::session::{HoldSignal, Outbox, Session, SlowSubscriberPolicy};
+use crate::session::{HoldSignal, Outbox, SeededState, Session, SlowSubscriberPolicy};
 
 /// The fixed-key hash that places a client id on its home shard (docs/ARCHITECTURE.md, invariant 1). Fixed keys make
 /// it stable across shards and restarts.
@@ -38,8 +39,10 @@ pub(super) struct SessionTable {
     sessions: Vec<Option<Box<Session>>>,
     generations: Vec<u32>,
     free_slots: Vec<u32>,
-    /// Client id → slot, for the sessions whose home is this shard.
-    directory: AHashMap<Utf8Bytes, u32>,
+    /// Client id → slot, for the sessions whose home is this shard: slots hashed by their session's
+    /// client id and compared through the slab, so the id is kept once (by the session) and an entry
+    /// is 4 bytes, not 36 (memory per client, docs/PERFORMANCE.md). Holds exactly the occupied slots.
+    directory: HashTable<u32>,
     /// Counter mixed into assigned client ids.
     assigned_ids: u64,
 }
@@ -71,11 +74,18 @@ impl SessionTable {
 
     /// The slot of the session of `client_id`, if its home is here and it exists.
     pub(super) fn slot_of(&self, client_id: &Utf8Bytes) -> Option<u32> {
-        self.directory.get(client_id).copied()
+        let sessions = &self.sessions;
+        self.directory
+            .find(id_hash(client_id), |&s| {
+                sessions[s as usize]
+                    .as_ref()
+                    .is_some_and(|x| x.client_id == *client_id)
+            })
+            .copied()
     }
 
     pub(super) fn contains(&self, client_id: &Utf8Bytes) -> bool {
-        self.directory.contains_key(client_id)
+        self.slot_of(client_id).is_some()
     }
 
     /// Sessions whose home is this shard, connected or not.
@@ -101,9 +111,11 @@ impl SessionTable {
                 (self.sessions.len() - 1) as u32
             }
         };
-        let client_id = session.client_id.clone();
+        let hash = id_hash(&session.client_id);
         self.sessions[slot as usize] = Some(Box::new(session));
-        self.directory.insert(client_id, slot);
+        let sessions = &self.sessions;
+        self.directory
+            .insert_unique(hash, slot, |&s| id_hash(&occupied(sessions, s).client_id));
         slot
     }
 
@@ -114,15 +126,21 @@ impl SessionTable {
         *g
     }
 
-    /// Take the session out of `slot`; [`Self::free`] then gives the slot back.
+    /// Take the session out of `slot` and its id out of the directory; [`Self::free`] then gives the
+    /// slot back.
     pub(super) fn take(&mut self, slot: u32) -> Option<Box<Session>> {
-        self.sessions[slot as usize].take()
+        let session = self.sessions[slot as usize].take()?;
+        if let Ok(entry) = self
+            .directory
+            .find_entry(id_hash(&session.client_id), |&s| s == slot)
+        {
+            entry.remove();
+        }
+        Some(session)
     }
 
-    /// The session of `client_id` that was in `slot` is gone: its id leaves the directory and the slot
-    /// can be reused, under a new generation.
-    pub(super) fn free(&mut self, slot: u32, client_id: &Utf8Bytes) {
-        self.directory.remove(client_id);
+    /// The session taken out of `slot` is gone: the slot can be reused, under a new generation.
+    pub(super) fn free(&mut self, slot: u32) {
         self.free_slots.push(slot);
         self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
     }
@@ -148,8 +166,7 @@ impl SessionTable {
                 me,
                 self.assigned_ids ^ (nanos >> 32) << 24
             );
-            if home_of(id.as_bytes(), shards) == me
-                && !self.directory.contains_key(&Utf8Bytes::from(id.as_str()))
+            if home_of(id.as_bytes(), shards) == me && !self.contains(&Utf8Bytes::from(id.as_str()))
             {
                 return Utf8Bytes::from(id);
             }
@@ -196,5 +213,50 @@ impl SessionTable {
         if let Some(s) = self.at_mut(slot) {
             s.hold.object(from, Instant::now());
         }
+    }
+}
+
+/// Where a client id goes in the directory.
+fn id_hash(client_id: &Utf8Bytes) -> u64 {
+    SeededState.hash_one(client_id.as_bytes())
+}
+
+/// The session in `slot`, which the directory holds: every entry is an occupied slot ([`SessionTable::take`]
+/// removes the entry with the session).
+fn occupied(sessions: &[Option<Box<Session>>], slot: u32) -> &Session {
+    sessions[slot as usize]
+        .as_deref()
+        .expect("the directory holds occupied slots only")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> Session {
+        Session::new(id.into(), ProtocolVersion::V311, false, 0)
+    }
+
+    #[test]
+    fn the_directory_finds_each_session_through_growth_and_removal() {
+        let mut t = SessionTable::default();
+        let slots: Vec<u32> = (0..5000)
+            .map(|i| t.insert(session(&format!("c{i}"))))
+            .collect();
+        assert_eq!(t.len(), 5000);
+        for (i, &slot) in slots.iter().enumerate() {
+            assert_eq!(t.slot_of(&format!("c{i}").as_str().into()), Some(slot));
+        }
+        assert!(!t.contains(&"c5000".into()));
+        // Taking a session takes its id out of the directory; the slot is reused after `free`.
+        let gone = t.take(slots[7]).expect("occupied");
+        assert_eq!(gone.client_id.as_str(), "c7");
+        assert_eq!(t.slot_of(&"c7".into()), None);
+        t.free(slots[7]);
+        assert_eq!(t.len(), 4999);
+        let again = t.insert(session("c7-new"));
+        assert_eq!(again, slots[7], "the freed slot is reused");
+        assert_eq!(t.slot_of(&"c7-new".into()), Some(again));
+        assert_eq!(t.slot_of(&"c8".into()), Some(slots[8]));
     }
 }

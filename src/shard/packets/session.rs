@@ -273,7 +273,7 @@ impl Shard {
         for filter in session.subscriptions.keys() {
             self.unsubscribe_filter(slot, filter);
         }
-        self.sessions.free(slot, &session.client_id);
+        self.sessions.free(slot);
         // The session ends: a will still waiting out its delay goes now [MQTT-3.1.3-9]. (A client
         // away with a will is always one waiting: `detach` takes every other.)
         if !session.is_connected() {
