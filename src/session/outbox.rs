@@ -136,7 +136,9 @@ impl Outbox {
             out.append(&mut q.chunks);
         }
         if !q.tail.is_empty() {
-            let tail = q.tail.split();
+            // Taken whole, not split off: a split would leave the tail a view of the same storage
+            // (kept alive, with a shared header, by every idle connection that was written to).
+            let tail = std::mem::take(&mut q.tail);
             out.push_back(Chunk::Owned(tail));
         }
     }
@@ -165,16 +167,6 @@ impl Outbox {
     /// The writer wrote `n` bytes.
     pub fn written(&self, n: usize) {
         self.pending.set(self.pending.get().saturating_sub(n));
-    }
-
-    /// Give a written buffer back so its allocation is reused when nothing was queued meanwhile.
-    pub fn recycle(&self, mut spent: BytesMut) {
-        let mut q = self.queue.borrow_mut();
-        if q.tail.is_empty() && spent.capacity() > q.tail.capacity() && spent.capacity() <= 1 << 20
-        {
-            spent.clear();
-            q.tail = spent;
-        }
     }
 
     /// Ask the writer to flush what is queued and close. The first reason wins.

@@ -33,21 +33,40 @@ use crate::transport::tls::ServerTls;
 use crate::transport::websocket::WsConnection;
 use crate::transport::Layers;
 
-/// Keeps the shard's books on one connection: unregisters it (shutdown list) and releases its
-/// `max_connections` slot when the last of its tasks ends.
+/// Keeps the shard's books on one connection until it is served: unregisters it (shutdown list) and
+/// releases its `max_connections` slot when dropped, unless it handed them over to the serving task.
 pub(super) struct ConnGuard {
     shard: Rc<RefCell<Shard>>,
-    pub(super) id: u64,
-    pub(super) listener: usize,
+    id: u64,
+    listener: usize,
     /// False once the connection was handed to another shard, which then owns the slot.
-    owns_slot: std::cell::Cell<bool>,
+    owns_slot: bool,
+    /// False once [`ConnGuard::hand_over`] gave the books to the serving task.
+    armed: bool,
+}
+
+impl ConnGuard {
+    /// The serving task takes the books over (it keeps two numbers where this guard would keep an
+    /// allocation of its own: memory per idle client): the connection's id with the shard and the
+    /// listener whose `max_connections` slot it holds.
+    pub(super) fn hand_over(mut self) -> (u64, usize) {
+        debug_assert!(
+            self.owns_slot,
+            "a connection is served on the shard holding its slot"
+        );
+        self.armed = false;
+        (self.id, self.listener)
+    }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         if let Ok(mut s) = self.shard.try_borrow_mut() {
             s.conns.unregister(self.id);
-            if self.owns_slot.get() {
+            if self.owns_slot {
                 s.conns.release(self.listener);
             }
         }
@@ -188,12 +207,13 @@ async fn run_connection(
 ) {
     let fd = stream.as_raw_fd();
     let id = shard.borrow_mut().conns.register(fd);
-    let guard = Rc::new(ConnGuard {
+    let mut guard = ConnGuard {
         shard: shard.clone(),
         id,
         listener,
-        owns_slot: std::cell::Cell::new(true),
-    });
+        owns_slot: true,
+        armed: true,
+    };
     let settings = shard.borrow().settings.clone();
     // Reads carry the kernel's receive time, which orders this client's SUBSCRIBEs against other
     // clients' PUBLISHes, read by this shard or another in whatever order (`lookback`). Without it
@@ -256,7 +276,7 @@ async fn run_connection(
         }
         // SAFETY: `dup` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(dup) };
-        guard.owns_slot.set(false);
+        guard.owns_slot = false;
         // Nothing else holds the socket before `serve`: its layers (TLS session, WebSocket state)
         // move with the hand-off.
         let layers = Rc::try_unwrap(socket).ok().and_then(Socket::into_layers);

@@ -31,7 +31,7 @@ use super::socket::Socket;
 use super::Shard;
 use crate::codec::{self, ProtocolVersion, ReasonCode};
 use crate::logging::log_type;
-use crate::session::{Chunk, CloseReason, Outbox};
+use crate::session::{CloseReason, Outbox};
 use crate::settings::Settings;
 
 /// What [`serve`] starts from.
@@ -39,7 +39,7 @@ pub(super) struct ServeStart {
     pub(super) shard: Rc<RefCell<Shard>>,
     pub(super) socket: Rc<Socket>,
     pub(super) peer: SocketAddr,
-    pub(super) guard: Rc<ConnGuard>,
+    pub(super) guard: ConnGuard,
     pub(super) settings: Arc<Settings>,
     pub(super) accepted: Accepted,
 }
@@ -51,10 +51,22 @@ struct Served {
     shard: Rc<RefCell<Shard>>,
     socket: Rc<Socket>,
     outbox: Rc<Outbox>,
-    /// Dropped when the task ends (both halves done): the connection's books close then.
-    _guard: Rc<ConnGuard>,
     settings: Arc<Settings>,
     keepalive: Option<Rc<KeepAlive>>,
+    /// The books [`ConnGuard::hand_over`] passed on, closed when the task ends (both halves done, or
+    /// the task dropped at shutdown): the connection's id with the shard, the listener whose
+    /// `max_connections` slot it holds.
+    conn_id: u64,
+    listener: usize,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.shard.try_borrow_mut() {
+            s.conns.unregister(self.conn_id);
+            s.conns.release(self.listener);
+        }
+    }
 }
 
 /// The reader's own state, lent to it by the task.
@@ -87,7 +99,7 @@ fn attach(start: ServeStart) -> Option<(Served, Reading)> {
         accepted,
     } = start;
     let Accepted {
-        connect,
+        mut connect,
         assigned_id,
         leftover: buf,
         read_at,
@@ -95,13 +107,16 @@ fn attach(start: ServeStart) -> Option<(Served, Reading)> {
     if shard.borrow().conns.shutting_down() {
         return None;
     }
-    let (properties, keep_alive) =
-        connack_properties(&settings, guard.listener, &connect, assigned_id);
+    // The client id decoded from the CONNECT is a view of the buffer it was read into: the session
+    // and its directory keep their own copy instead of that buffer and its shared header.
+    connect.client_id = connect.client_id.as_str().into();
+    let (conn_id, listener) = guard.hand_over();
+    let (properties, keep_alive) = connack_properties(&settings, listener, &connect, assigned_id);
     let outbox = Rc::new(Outbox::new());
     let mut attached = {
         let mut s = shard.borrow_mut();
-        let a = s.attach(&connect, properties, outbox.clone(), guard.listener);
-        s.conns.set_outbox(guard.id, &outbox);
+        let a = s.attach(&connect, properties, outbox.clone(), listener);
+        s.conns.set_outbox(conn_id, &outbox);
         a
     };
     // The packets that came with the CONNECT (read on another shard, for a hand-off).
@@ -130,7 +145,8 @@ fn attach(start: ServeStart) -> Option<(Served, Reading)> {
         shard,
         socket,
         outbox,
-        _guard: guard,
+        conn_id,
+        listener,
         settings,
         keepalive,
     };
@@ -227,6 +243,11 @@ async fn read_loop(served: &Served, reading: &mut Reading) {
         // until glommio's time slice ends, starving the acknowledgements and writes of the clients it
         // publishes to (whose queues would then overflow).
         futures_lite::future::yield_now().await;
+        if reading.buf.is_empty() {
+            // Everything read is decoded: let the storage go before waiting (the next read brings
+            // fresh storage sized to what arrives, `socket.rs`), not keep it for every idle client.
+            reading.buf = BytesMut::new();
+        }
         let read = served.socket.read_some(&mut reading.buf);
         let read = match &served.keepalive {
             Some(k) => {
@@ -346,19 +367,13 @@ async fn write_batch(served: &Served) -> io::Result<bool> {
     if chunks.is_empty() {
         return Ok(false);
     }
-    // Written in place, popped after.
     served.socket.write_chunks(&chunks).await?;
-    let mut spare = None;
+    // The written buffers go: a buffer kept for the next write would stay with every client that
+    // went idle after it (memory per idle client), and mimalloc makes a new one cheaply.
     for chunk in chunks {
         let n = chunk.as_slice().len();
         served.outbox.written(n);
         served.shard.borrow_mut().stats.bytes_sent += n as u64;
-        if let Chunk::Owned(b) = chunk {
-            spare = Some(b);
-        }
-    }
-    if let Some(b) = spare {
-        served.outbox.recycle(b);
     }
     Ok(true)
 }
