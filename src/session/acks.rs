@@ -11,6 +11,7 @@ impl Session {
     /// PUBACK from the client. Returns false if the id was unknown (ignored, as Mosquitto does).
     pub fn on_puback(&mut self, packet_id: u16, limits: &Limits, ledger: &mut dyn Ledger) -> bool {
         let pos = self
+            .queues
             .inflight
             .iter()
             .position(|i| i.packet_id == packet_id && i.qos == QoS::AtLeastOnce);
@@ -19,7 +20,7 @@ impl Session {
 
     /// The delivery at `pos` of the window ended.
     fn finish(&mut self, pos: usize, ledger: &mut dyn Ledger) {
-        if let Some(i) = self.inflight.remove(pos) {
+        if let Some(i) = self.queues.inflight.remove(pos) {
             if i.message_id != 0 {
                 ledger.done(&self.client_id, i.packet_id);
             }
@@ -29,6 +30,7 @@ impl Session {
     /// PUBREC from the client: answer PUBREL (also for an unknown id, so the client can finish).
     pub fn on_pubrec(&mut self, packet_id: u16, ledger: &mut dyn Ledger) -> bool {
         let known = match self
+            .queues
             .inflight
             .iter_mut()
             .find(|i| i.packet_id == packet_id && i.qos == QoS::ExactlyOnce)
@@ -75,6 +77,7 @@ impl Session {
         ledger: &mut dyn Ledger,
     ) -> bool {
         let Some(pos) = self
+            .queues
             .inflight
             .iter()
             .position(|i| i.packet_id == packet_id && i.qos == QoS::ExactlyOnce && !i.released)
@@ -89,6 +92,7 @@ impl Session {
     /// PUBCOMP from the client.
     pub fn on_pubcomp(&mut self, packet_id: u16, limits: &Limits, ledger: &mut dyn Ledger) -> bool {
         let pos = self
+            .queues
             .inflight
             .iter()
             .position(|i| i.packet_id == packet_id && i.released);

@@ -512,21 +512,31 @@ pub enum HoldSignal {
     Consent,
 }
 
-/// The subscriber half: the publishers this session holds, with when each hold was last sent.
+/// The subscriber half: the publishers this session holds, with when each hold was last sent, and
+/// since when its queue is congested.
 #[derive(Debug, Default)]
 pub struct Holding {
-    /// Boxed, not inline: every session has a `Holding` and few ever hold anyone (memory per idle
-    /// client); it is allocated under congestion only and freed when the holds are let go.
-    /// (The box is the point: 8 bytes inline where a `Vec` takes 24.)
-    #[allow(clippy::box_collection)]
-    origins: Option<Box<Vec<(Origin, Instant)>>>,
+    /// Boxed, not inline: every session has a `Holding` and few are ever congested (memory per idle
+    /// client, 8 bytes inline where the parts take 40); allocated under congestion only and freed
+    /// when the holds are let go and the episode is over.
+    congestion: Option<Box<Congestion>>,
+}
+
+#[derive(Debug, Default)]
+struct Congestion {
+    origins: Vec<(Origin, Instant)>,
+    /// `hold_if_all_behind`: when the current congestion episode began (first found congested; it
+    /// ends when the queue is empty again, not at a quarter: a slow subscriber whose holds let it
+    /// drain to a quarter is still in the same episode): its holds insist for [`HOLD_GRACE`] (see
+    /// the module doc, step 5).
+    since: Option<Instant>,
 }
 
 impl Holding {
     /// A message from `origin` had to wait in the congested queue: hold its publisher, or renew a hold
     /// older than half a lease. None when a hold sent recently still stands.
     pub fn note(&mut self, origin: Origin, now: Instant) -> Option<HoldSignal> {
-        let origins = self.origins.get_or_insert_with(Default::default);
+        let origins = &mut self.congestion.get_or_insert_with(Default::default).origins;
         match origins.iter_mut().find(|(o, _)| *o == origin) {
             Some((_, sent)) if now.saturating_duration_since(*sent) < HOLD_LEASE / 2 => None,
             Some((_, sent)) => {
@@ -541,15 +551,62 @@ impl Holding {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.origins.as_ref().map_or(true, |o| o.is_empty())
+        self.congestion
+            .as_ref()
+            .map_or(true, |c| c.origins.is_empty())
     }
 
     /// Let every held publisher go; returns them so the shard can tell each.
     pub fn take(&mut self) -> SmallVec<[Origin; 4]> {
-        self.origins
-            .take()
-            .map(|o| o.into_iter().map(|(o, _)| o).collect())
-            .unwrap_or_default()
+        let Some(c) = self.congestion.as_mut() else {
+            return SmallVec::new();
+        };
+        let origins = std::mem::take(&mut c.origins);
+        self.let_go_if_empty();
+        origins.into_iter().map(|(o, _)| o).collect()
+    }
+
+    /// `hold_if_all_behind`: the session was found congested at `now`; starts an episode if none runs.
+    pub fn note_congested(&mut self, now: Instant) {
+        self.congestion
+            .get_or_insert_with(Default::default)
+            .since
+            .get_or_insert(now);
+    }
+
+    /// `hold_if_all_behind`: whether its holds insist at `now`: a congestion episode began less than
+    /// [`HOLD_GRACE`] ago (module doc, step 5).
+    pub fn insists(&self, now: Instant) -> bool {
+        self.congestion
+            .as_ref()
+            .and_then(|c| c.since)
+            .is_some_and(|t| now.saturating_duration_since(t) < HOLD_GRACE)
+    }
+
+    /// The queue is empty again: the congestion episode is over.
+    pub fn end_episode(&mut self) {
+        if let Some(c) = self.congestion.as_mut() {
+            c.since = None;
+            self.let_go_if_empty();
+        }
+    }
+
+    /// Tests: let the current congestion episode (or, if none runs, the next) count as begun
+    /// [`HOLD_GRACE`] ago, so its holds no longer insist.
+    #[cfg(test)]
+    pub(crate) fn outgrow_grace(&mut self) {
+        self.congestion.get_or_insert_with(Default::default).since =
+            Some(Instant::now() - HOLD_GRACE);
+    }
+
+    fn let_go_if_empty(&mut self) {
+        if self
+            .congestion
+            .as_ref()
+            .is_some_and(|c| c.origins.is_empty() && c.since.is_none())
+        {
+            self.congestion = None;
+        }
     }
 }
 

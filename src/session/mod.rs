@@ -129,6 +129,57 @@ struct Queued {
     ids: SubIds,
 }
 
+/// A session's outbound QoS 1/2 state.
+#[derive(Default)]
+struct Queues {
+    /// Outbound window, in send order (re-sent in this order on reconnect, [MQTT-4.4.0-1]).
+    inflight: VecDeque<Inflight>,
+    /// Messages beyond the window, in arrival order.
+    queue: VecDeque<Queued>,
+    /// Payload bytes in `queue`.
+    queued_bytes: usize,
+}
+
+/// [`Queues`], allocated on the first mutable use and freed by [`LazyQueues::let_go_if_empty`]; an
+/// unallocated one reads as empty.
+#[derive(Default)]
+struct LazyQueues(Option<Box<Queues>>);
+
+thread_local! {
+    /// What an unallocated [`LazyQueues`] reads as (one per thread, never freed: `Queues` holds `Rc`s,
+    /// so it cannot be a `static`).
+    static NO_QUEUES: &'static Queues = Box::leak(Box::default());
+}
+
+impl std::ops::Deref for LazyQueues {
+    type Target = Queues;
+    fn deref(&self) -> &Queues {
+        match &self.0 {
+            Some(q) => q,
+            None => NO_QUEUES.with(|q| *q),
+        }
+    }
+}
+
+impl std::ops::DerefMut for LazyQueues {
+    fn deref_mut(&mut self) -> &mut Queues {
+        self.0.get_or_insert_with(Default::default)
+    }
+}
+
+impl LazyQueues {
+    /// Free the queues once nothing is in flight or queued.
+    fn let_go_if_empty(&mut self) {
+        if self
+            .0
+            .as_ref()
+            .is_some_and(|q| q.inflight.is_empty() && q.queue.is_empty())
+        {
+            self.0 = None;
+        }
+    }
+}
+
 pub struct Session {
     /// The client identifier, the session's key in its shard's directory.
     pub client_id: Utf8Bytes,
@@ -149,12 +200,9 @@ pub struct Session {
     pub will: Option<Box<LastWill>>,
     /// Next outbound packet id to try (1..=65535, skipping ids in use).
     next_packet_id: u16,
-    /// Outbound window, in send order (re-sent in this order on reconnect, [MQTT-4.4.0-1]).
-    inflight: VecDeque<Inflight>,
-    /// Messages beyond the window, in arrival order.
-    queue: VecDeque<Queued>,
-    /// Payload bytes in `queue`.
-    queued_bytes: usize,
+    /// The outbound QoS 1/2 window and queue: allocated with the first message, let go when both
+    /// are empty (64 bytes inline otherwise, for every idle client).
+    queues: LazyQueues,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL: a re-sent PUBLISH
     /// with one of these ids is acknowledged again but not delivered again (exactly once).
     pub inbound_qos2: SeededMap<u16, u64>,
@@ -171,7 +219,9 @@ pub struct Session {
     /// [`Ledger::stage`]); None when writes go straight to `conn`.
     staged: Option<Box<Staged>>,
     /// v5 Receive Maximum of the current connection: caps the inflight window below `max_inflight`.
-    pub receive_maximum: Option<u16>,
+    /// 0: none given (a value of 0 is a Protocol Error, MQTT 5.0 §3.1.2.11.3, refused by the codec).
+    /// Plain integers here and below keep the session's small fields in 32 bytes.
+    pub receive_maximum: u16,
     /// When the client went away (seconds since the Unix epoch, see `Record::Session`); 0 while it is
     /// connected.
     pub away_since: u64,
@@ -180,7 +230,8 @@ pub struct Session {
     pub expiry_interval: u32,
     /// v5 Maximum Packet Size of the current (or last) connection: no larger packet may be sent to it
     /// (a four-byte integer on the wire; read as a `usize` with [`Session::max_packet_size`]).
-    pub maximum_packet_size: Option<u32>,
+    /// 0: none (0 is a Protocol Error too, §3.1.2.11.4).
+    pub maximum_packet_size: u32,
     /// The topic aliases assigned towards the current connection, when its CONNECT allowed some (v5
     /// Topic Alias Maximum > 0); a new connection starts a new table [MQTT-3.3.2-7].
     pub aliases: Option<Box<OutboundAliases>>,
@@ -201,10 +252,6 @@ pub struct Session {
     /// Index of the listener of the current (or last) connection: whose files apply to it under
     /// `per_listener_settings true` (a SIGHUP checks it again against them).
     pub listener: u16,
-    /// `hold_if_all_behind`: when the current congestion episode began (first found congested; it ends
-    /// when the queue is empty again, not at a quarter: a slow subscriber whose holds let it drain to a
-    /// quarter is still in the same episode): its holds insist for [`HOLD_GRACE`] (see [`hold`]).
-    congested_since: Option<Instant>,
     /// As a publisher: subscribers falling behind on this client's messages hold its reading (see
     /// [`hold`]).
     pub hold: PublisherHold,
@@ -251,18 +298,16 @@ impl Session {
             subscriptions: SeededMap::default(),
             will: None,
             next_packet_id: 1,
-            inflight: VecDeque::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queues: LazyQueues::default(),
             inbound_qos2: SeededMap::default(),
             completed_qos2: None,
             shared: None,
             conn: None,
             staged: None,
-            receive_maximum: None,
+            receive_maximum: 0,
             away_since: 0,
             expiry_interval: 0,
-            maximum_packet_size: None,
+            maximum_packet_size: 0,
             aliases: None,
             expired: 0,
             too_large: 0,
@@ -270,7 +315,6 @@ impl Session {
             dropping: false,
             mount_len: 0,
             listener: 0,
-            congested_since: None,
             hold: PublisherHold::default(),
             holding: Holding::default(),
             acl: None,
@@ -280,7 +324,7 @@ impl Session {
 
     /// The largest packet the current (or last) connection accepts (v5 Maximum Packet Size).
     pub fn max_packet_size(&self) -> Option<usize> {
-        self.maximum_packet_size.map(|m| m as usize)
+        (self.maximum_packet_size > 0).then_some(self.maximum_packet_size as usize)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -294,7 +338,7 @@ impl Session {
 
     /// Messages queued plus inflight (for tests and `$SYS`).
     pub fn pending_len(&self) -> (usize, usize) {
-        (self.inflight.len(), self.queue.len())
+        (self.queues.inflight.len(), self.queues.queue.len())
     }
 
     /// Whether this session's queue is filling while its client still makes progress: the case where
@@ -306,8 +350,8 @@ impl Session {
 
     /// Whether the queue is at least half full, by messages or bytes.
     fn behind(&self, limits: &Limits) -> bool {
-        self.queue.len().saturating_mul(2) >= limits.max_queued_messages
-            || self.queued_bytes.saturating_mul(2) >= limits.max_queued_bytes
+        self.queues.queue.len().saturating_mul(2) >= limits.max_queued_messages
+            || self.queues.queued_bytes.saturating_mul(2) >= limits.max_queued_bytes
     }
 
     /// Whether this session keeps up with `msg`, offered to it at `qos` (`hold_if_all_behind`):
@@ -338,27 +382,26 @@ impl Session {
 
     /// `hold_if_all_behind`: the session was found congested at `now`; starts an episode if none runs.
     pub fn note_congested(&mut self, now: Instant) {
-        self.congested_since.get_or_insert(now);
+        self.holding.note_congested(now);
     }
 
     /// `hold_if_all_behind`: whether its holds insist at `now`: a congestion episode began less than
     /// [`HOLD_GRACE`] ago (see [`hold`], step 5).
     pub fn insists(&self, now: Instant) -> bool {
-        self.congested_since
-            .is_some_and(|t| now.saturating_duration_since(t) < HOLD_GRACE)
+        self.holding.insists(now)
     }
 
     /// Tests: let the current congestion episode (or, if none runs, the next) count as begun
     /// [`HOLD_GRACE`] ago, so its holds no longer insist.
     #[cfg(test)]
     pub(crate) fn outgrow_grace(&mut self) {
-        self.congested_since = Some(Instant::now() - HOLD_GRACE);
+        self.holding.outgrow_grace();
     }
 
     /// Whether the queue is down to a quarter of its limits: the publishers this session holds can go on.
     pub fn drained(&self, limits: &Limits) -> bool {
-        self.queue.len().saturating_mul(4) <= limits.max_queued_messages
-            && self.queued_bytes.saturating_mul(4) <= limits.max_queued_bytes
+        self.queues.queue.len().saturating_mul(4) <= limits.max_queued_messages
+            && self.queues.queued_bytes.saturating_mul(4) <= limits.max_queued_bytes
     }
 
     /// Connected and acknowledged something within [`PROGRESS_WINDOW`].
@@ -376,8 +419,8 @@ impl Session {
     /// Outbound QoS 1/2 messages allowed in flight at once.
     fn window(&self, limits: &Limits) -> usize {
         match self.receive_maximum {
-            Some(r) => usize::from(r).min(limits.max_inflight),
-            None => limits.max_inflight,
+            0 => limits.max_inflight,
+            r => usize::from(r).min(limits.max_inflight),
         }
     }
 
@@ -387,7 +430,7 @@ impl Session {
         loop {
             let id = self.next_packet_id;
             self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
-            if !self.inflight.iter().any(|i| i.packet_id == id) {
+            if !self.queues.inflight.iter().any(|i| i.packet_id == id) {
                 return id;
             }
         }
@@ -427,7 +470,7 @@ impl Session {
             return self.enqueue(msg, qos, retain, ids, limits, false, ledger);
         };
         let sends_now = qos == QoS::AtMostOnce
-            || (self.inflight.len() < self.window(limits) && self.queue.is_empty());
+            || (self.queues.inflight.len() < self.window(limits) && self.queues.queue.is_empty());
         if !sends_now {
             if remaining_now(msg) == Remaining::Expired {
                 return Delivery::Expired;
@@ -497,12 +540,14 @@ impl Session {
         } else {
             (limits.max_queued_messages, limits.max_queued_bytes)
         };
-        if self.queue.len() >= max_messages || self.queued_bytes.saturating_add(size) > max_bytes {
+        if self.queues.queue.len() >= max_messages
+            || self.queues.queued_bytes.saturating_add(size) > max_bytes
+        {
             return Delivery::Dropped;
         }
-        self.queued_bytes += size;
+        self.queues.queued_bytes += size;
         let message_id = self.owe(msg, qos, retain, ledger);
-        self.queue.push_back(Queued {
+        self.queues.queue.push_back(Queued {
             msg: msg.clone(),
             qos,
             retain,
@@ -524,7 +569,7 @@ impl Session {
         cleared: send::Cleared,
         ledger: &mut dyn Ledger,
     ) {
-        if self.inflight.is_empty() {
+        if self.queues.inflight.is_empty() {
             // The client owed nothing until now: its time to acknowledge starts here.
             self.last_progress = Some(Instant::now());
         }
@@ -545,7 +590,7 @@ impl Session {
             ids_of(&ids),
             cleared,
         );
-        self.inflight.push_back(Inflight {
+        self.queues.inflight.push_back(Inflight {
             packet_id,
             msg,
             qos,
@@ -562,14 +607,14 @@ impl Session {
             return 0;
         };
         let mut sent = 0;
-        while let Some(q) = self.queue.front() {
-            if q.qos != QoS::AtMostOnce && self.inflight.len() >= self.window(limits) {
+        while let Some(q) = self.queues.queue.front() {
+            if q.qos != QoS::AtMostOnce && self.queues.inflight.len() >= self.window(limits) {
                 break;
             }
-            let Some(q) = self.queue.pop_front() else {
+            let Some(q) = self.queues.queue.pop_front() else {
                 break;
             };
-            self.queued_bytes -= q.msg.queued_size();
+            self.queues.queued_bytes -= q.msg.queued_size();
             let cleared = match self.clear(&q.msg, q.qos, ids_of(&q.ids)) {
                 Ok(c) => c,
                 Err(why) => {
@@ -610,9 +655,10 @@ impl Session {
         if self.dropping && self.drained(limits) {
             self.dropping = false;
         }
-        if self.queue.is_empty() {
-            self.congested_since = None;
+        if self.queues.queue.is_empty() {
+            self.holding.end_episode();
         }
+        self.queues.let_go_if_empty();
         sent
     }
 
@@ -641,18 +687,18 @@ impl Session {
         // A new connection may allow smaller packets than the one these were sent on [MQTT-3.1.2-25],
         // and a PUBLISH not yet received (no PUBREC) whose expiry interval passed is not sent again
         // (as Mosquitto does); the others carry what is left of it.
-        let inflight = std::mem::take(&mut self.inflight);
+        let inflight = std::mem::take(&mut self.queues.inflight);
         let mut cleared = Vec::with_capacity(inflight.len());
         for i in inflight {
             if i.released {
                 cleared.push(None);
-                self.inflight.push_back(i);
+                self.queues.inflight.push_back(i);
                 continue;
             }
             match self.clear(&i.msg, i.qos, ids_of(&i.ids)) {
                 Ok(c) => {
                     cleared.push(Some(c));
-                    self.inflight.push_back(i);
+                    self.queues.inflight.push_back(i);
                 }
                 Err(why) => {
                     self.note_unsendable(why);
@@ -662,11 +708,17 @@ impl Session {
                 }
             }
         }
-        if self.durable && self.inflight.iter().any(|i| i.qos == QoS::ExactlyOnce) {
+        if self.durable
+            && self
+                .queues
+                .inflight
+                .iter()
+                .any(|i| i.qos == QoS::ExactlyOnce)
+        {
             // Their packet ids may not be durable yet (sent just before the client went away).
             self.stage(ledger);
         }
-        let inflight = std::mem::take(&mut self.inflight);
+        let inflight = std::mem::take(&mut self.queues.inflight);
         for (i, cleared) in inflight.iter().zip(cleared) {
             match cleared {
                 None => {
@@ -693,11 +745,11 @@ impl Session {
                 ),
             }
         }
-        self.inflight = inflight;
-        let resent = self.inflight.len();
+        self.queues.inflight = inflight;
+        let resent = self.queues.inflight.len();
         self.conn = Some(conn);
         self.dropping = false;
-        self.congested_since = None;
+        self.holding.end_episode();
         self.progressed();
         resent + self.pump(limits, ledger)
     }
@@ -705,7 +757,7 @@ impl Session {
     /// Packet ids of the outbound window, in send order (for tests that acknowledge them).
     #[cfg(test)]
     pub(crate) fn inflight_ids(&self) -> Vec<u16> {
-        self.inflight.iter().map(|i| i.packet_id).collect()
+        self.queues.inflight.iter().map(|i| i.packet_id).collect()
     }
 }
 

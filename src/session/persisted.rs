@@ -54,12 +54,13 @@ impl Session {
     pub fn stop_keeping(&mut self) {
         self.durable = false;
         self.release_staged(u64::MAX);
-        for i in &mut self.inflight {
+        for i in &mut self.queues.inflight {
             i.message_id = 0;
         }
-        for q in &mut self.queue {
+        for q in &mut self.queues.queue {
             q.message_id = 0;
         }
+        self.queues.let_go_if_empty();
     }
 
     /// A session read back from disk (`crate::persist`) gets what it owed, in order: those with a
@@ -85,7 +86,7 @@ impl Session {
             let ids = keep_ids(&ids);
             let msg = Rc::new(Framed::new(o.message, false));
             match o.packet_id {
-                Some(packet_id) => self.inflight.push_back(Inflight {
+                Some(packet_id) => self.queues.inflight.push_back(Inflight {
                     packet_id,
                     msg,
                     qos: o.qos,
@@ -95,8 +96,8 @@ impl Session {
                     ids,
                 }),
                 None => {
-                    self.queued_bytes += msg.queued_size();
-                    self.queue.push_back(Queued {
+                    self.queues.queued_bytes += msg.queued_size();
+                    self.queues.queue.push_back(Queued {
                         msg,
                         qos: o.qos,
                         retain: o.retain,
@@ -114,7 +115,7 @@ impl Session {
         &self,
         mut f: impl FnMut(u64, &Arc<Message>, QoS, bool, Option<u16>, bool),
     ) {
-        for i in self.inflight.iter().filter(|i| i.message_id != 0) {
+        for i in self.queues.inflight.iter().filter(|i| i.message_id != 0) {
             f(
                 i.message_id,
                 i.msg.message(),
@@ -124,7 +125,7 @@ impl Session {
                 i.released,
             );
         }
-        for q in self.queue.iter().filter(|q| q.message_id != 0) {
+        for q in self.queues.queue.iter().filter(|q| q.message_id != 0) {
             f(q.message_id, q.msg.message(), q.qos, q.retain, None, false);
         }
     }

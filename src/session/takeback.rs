@@ -19,7 +19,7 @@ impl Session {
         };
         let readable = |topic: &str| acl.allows(topic, Access::READ);
         let client_id = &self.client_id;
-        self.inflight.retain(|i| {
+        self.queues.inflight.retain(|i| {
             let keep = i.released || readable(i.msg.topic.as_str());
             if !keep && i.message_id != 0 {
                 ledger.done(client_id, i.packet_id);
@@ -27,7 +27,7 @@ impl Session {
             keep
         });
         let mut dropped_bytes = 0;
-        self.queue.retain(|q| {
+        self.queues.queue.retain(|q| {
             let keep = readable(q.msg.topic.as_str());
             if !keep {
                 dropped_bytes += q.msg.queued_size();
@@ -37,7 +37,8 @@ impl Session {
             }
             keep
         });
-        self.queued_bytes -= dropped_bytes;
+        self.queues.queued_bytes -= dropped_bytes;
+        self.queues.let_go_if_empty();
     }
 
     /// Takes back the QoS 1/2 messages delivered for shared subscriptions (of the groups `give_back`
@@ -50,7 +51,7 @@ impl Session {
     ) -> Vec<(Arc<Message>, Utf8Bytes)> {
         let mut taken = Vec::new();
         let client_id = &self.client_id;
-        self.inflight.retain(|i| {
+        self.queues.inflight.retain(|i| {
             let group = i.msg.shared_group();
             let Some(group) = group.filter(|g| !i.released && give_back(g)) else {
                 return true;
@@ -62,7 +63,7 @@ impl Session {
             false
         });
         let mut dropped_bytes = 0;
-        self.queue.retain(|q| {
+        self.queues.queue.retain(|q| {
             let group = q.msg.shared_group();
             let Some(group) = group.filter(|g| q.qos != QoS::AtMostOnce && give_back(g)) else {
                 return true;
@@ -74,7 +75,8 @@ impl Session {
             taken.push((q.msg.message().clone(), group.clone()));
             false
         });
-        self.queued_bytes -= dropped_bytes;
+        self.queues.queued_bytes -= dropped_bytes;
+        self.queues.let_go_if_empty();
         taken
     }
 }

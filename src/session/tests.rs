@@ -124,7 +124,7 @@ fn keeps_up_until_its_queue_is_half_full() {
     };
     assert_eq!(s.keeps_up(&m, QoS::AtMostOnce, &tiny), Some(false));
     // A message larger than the client accepts would be discarded: it does not count.
-    s.maximum_packet_size = Some(4);
+    s.maximum_packet_size = 4;
     assert_eq!(s.keeps_up(&m, QoS::AtLeastOnce, &limits()), None);
 }
 
@@ -427,4 +427,35 @@ fn a_v5_session_aliases_topics_and_sends_what_is_left_of_the_expiry() {
         0,
         "the expired one was refused, not queued"
     );
+}
+
+/// Every client keeps its session for as long as it is connected or its session lasts: its size is
+/// paid a million times (memory per idle client, docs/PERFORMANCE.md). 256 bytes is one of
+/// mimalloc's size classes; one byte more costs the next, 320.
+#[test]
+fn a_session_fits_in_256_bytes() {
+    let size = std::mem::size_of::<Session>();
+    eprintln!("Session: {size} bytes");
+    assert!(size <= 256, "Session grew to {size} bytes");
+}
+
+#[test]
+fn the_queues_are_allocated_while_messages_are_owed_only() {
+    let mut s = Session::new(Utf8Bytes::from("c"), ProtocolVersion::V311, false, 1);
+    s.resume(Rc::new(Outbox::new()), &limits(), &mut NoLedger);
+    assert!(
+        s.queues.0.is_none(),
+        "a resumed session without messages has none"
+    );
+    offer(&mut s, 3);
+    assert_eq!(s.pending_len(), (2, 1));
+    assert!(s.on_puback(1, &limits(), &mut NoLedger));
+    assert!(s.on_puback(2, &limits(), &mut NoLedger));
+    assert_eq!(s.pending_len(), (1, 0), "the queued one moved up");
+    assert!(s.queues.0.is_some());
+    assert!(s.on_puback(3, &limits(), &mut NoLedger));
+    assert_eq!(s.pending_len(), (0, 0));
+    assert!(s.queues.0.is_none(), "let go with the last acknowledgement");
+    offer(&mut s, 1);
+    assert_eq!(s.pending_len(), (1, 0), "and allocated again for the next");
 }

@@ -75,11 +75,17 @@ fn stances_are_allocated_while_held_only() {
     assert!(p.stances.is_none());
 
     let mut h = Holding::default();
-    assert!(h.is_empty() && h.origins.is_none());
+    assert!(h.is_empty() && h.congestion.is_none());
     assert_eq!(h.note((0, 3), t0), Some(HoldSignal::Hold));
-    assert!(!h.is_empty());
+    h.note_congested(t0);
+    assert!(!h.is_empty() && h.insists(t0));
     assert_eq!(h.take().as_slice(), &[(0, 3)]);
-    assert!(h.is_empty() && h.origins.is_none());
+    assert!(h.is_empty() && h.insists(t0), "the episode goes on");
+    h.end_episode();
+    assert!(
+        !h.insists(t0) && h.congestion.is_none(),
+        "and then all is let go"
+    );
 }
 
 #[test]

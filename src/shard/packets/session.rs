@@ -121,11 +121,12 @@ impl Shard {
         session.away_since = 0;
         session.listener = u16::try_from(listener).unwrap_or(u16::MAX);
         session.mount_len = mount_len;
-        session.receive_maximum = connect.properties.receive_maximum;
+        session.receive_maximum = connect.properties.receive_maximum.unwrap_or(0);
         session.maximum_packet_size = connect
             .properties
             .maximum_packet_size
-            .filter(|_| connect.protocol == ProtocolVersion::V5);
+            .filter(|_| connect.protocol == ProtocolVersion::V5)
+            .unwrap_or(0);
         // Topic aliases towards the client are per connection [MQTT-3.3.2-7]: a fresh table, before
         // anything (re-sent messages included) goes out on this one.
         session.aliases = connect
