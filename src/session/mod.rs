@@ -22,7 +22,7 @@ pub use hold::{
     HOLD_LEASE,
 };
 pub use ledger::{Ledger, NoLedger};
-pub use outbox::{Chunk, CloseReason, Outbox};
+pub use outbox::{recycle_written, spare_queue, Chunk, CloseReason, Outbox};
 pub use seeded::{SeededMap, SeededState};
 
 use std::collections::VecDeque;

@@ -70,6 +70,68 @@ pub struct Outbox {
     waker: Cell<Option<Waker>>,
     /// Set when the broker decided to close the connection; the writer flushes what is queued, then closes.
     close: Cell<Option<CloseReason>>,
+    /// The size of the last batch the writer took: what a new tail reserves at once. The writer takes
+    /// the tail's storage with each batch (an idle connection keeps none), so without it every batch
+    /// would grow its buffer again from nothing, one reallocation per doubling (~12% of fan-out
+    /// throughput, docs/PERFORMANCE.md).
+    batch_hint: Cell<u32>,
+}
+
+/// The most a new tail reserves at once.
+const MAX_BATCH_HINT: usize = 64 * 1024;
+
+/// How many written buffers (and batch queues) a shard keeps for its writers.
+const SPARES: usize = 64;
+
+thread_local! {
+    /// Buffers and batch queues written out by any connection of this shard, for the next batch of
+    /// any other: a busy connection encodes into warm storage, an idle one keeps none (the writer
+    /// takes its outbox's storage with each batch; memory per idle client, docs/PERFORMANCE.md).
+    /// Per thread, as an outbox is used on its session's shard only.
+    static SPARE: RefCell<Spares> = const {
+        RefCell::new(Spares {
+            buffers: Vec::new(),
+            queues: Vec::new(),
+        })
+    };
+}
+
+struct Spares {
+    buffers: Vec<BytesMut>,
+    queues: Vec<VecDeque<Chunk>>,
+}
+
+/// A buffer for a new tail: a spare one, else one of `hint` bytes.
+fn fresh_tail(hint: usize) -> BytesMut {
+    SPARE
+        .with(|s| s.borrow_mut().buffers.pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(hint))
+}
+
+/// A queue for the writer's next batch ([`Outbox::take`]).
+pub fn spare_queue() -> VecDeque<Chunk> {
+    SPARE
+        .with(|s| s.borrow_mut().queues.pop())
+        .unwrap_or_default()
+}
+
+/// What the writer wrote goes back for other batches: the buffers it owned (up to
+/// [`MAX_BATCH_HINT`] each) and the emptied queue.
+pub fn recycle_written(mut written: VecDeque<Chunk>) {
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        for chunk in written.drain(..) {
+            if let Chunk::Owned(mut b) = chunk {
+                if s.buffers.len() < SPARES && b.capacity() <= MAX_BATCH_HINT {
+                    b.clear();
+                    s.buffers.push(b);
+                }
+            }
+        }
+        if s.queues.len() < SPARES {
+            s.queues.push(written);
+        }
+    });
 }
 
 impl Outbox {
@@ -89,6 +151,9 @@ impl Outbox {
             return;
         }
         let mut q = self.queue.borrow_mut();
+        if q.tail.capacity() == 0 {
+            q.tail = fresh_tail(self.batch_hint.get() as usize);
+        }
         let before = q.tail.len();
         f(&mut q.tail);
         let added = q.tail.len() - before;
@@ -104,6 +169,9 @@ impl Outbox {
         }
         let mut q = self.queue.borrow_mut();
         if payload.len() < SHARE_MIN {
+            if q.tail.capacity() == 0 {
+                q.tail = fresh_tail(self.batch_hint.get() as usize);
+            }
             q.tail.put_slice(payload);
         } else {
             if !q.tail.is_empty() {
@@ -129,16 +197,16 @@ impl Outbox {
     /// Move everything queued into `out` (the writer then owns it until written).
     pub fn take(&self, out: &mut VecDeque<Chunk>) {
         let mut q = self.queue.borrow_mut();
-        if out.is_empty() {
-            // The writer's deque is the outbox's now, storage and all: no copy.
-            std::mem::swap(out, &mut q.chunks);
-        } else {
-            out.append(&mut q.chunks);
+        if !q.chunks.is_empty() {
+            // The outbox keeps no storage of its own between batches (every idle connection would).
+            let mut chunks = std::mem::take(&mut q.chunks);
+            out.append(&mut chunks);
         }
         if !q.tail.is_empty() {
             // Taken whole, not split off: a split would leave the tail a view of the same storage
             // (kept alive, with a shared header, by every idle connection that was written to).
             let tail = std::mem::take(&mut q.tail);
+            self.batch_hint.set(tail.len().min(MAX_BATCH_HINT) as u32);
             out.push_back(Chunk::Owned(tail));
         }
     }

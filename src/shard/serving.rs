@@ -12,7 +12,6 @@
 //! `EAGAIN` (`tcp.rs`).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
@@ -31,7 +30,7 @@ use super::socket::Socket;
 use super::Shard;
 use crate::codec::{self, ProtocolVersion, ReasonCode};
 use crate::logging::log_type;
-use crate::session::{CloseReason, Outbox};
+use crate::session::{recycle_written, spare_queue, CloseReason, Outbox};
 use crate::settings::Settings;
 
 /// What [`serve`] starts from.
@@ -326,7 +325,7 @@ async fn read_loop(served: &Served, reading: &mut Reading) {
     served.outbox.close(reason);
 }
 
-/// Flush the outbox to the socket until the connection closes, then close the served.socket.
+/// Flush the outbox to the socket until the connection closes, then close the socket.
 async fn write_loop(served: &Served) {
     let mut failed = false;
     loop {
@@ -362,19 +361,19 @@ async fn write_loop(served: &Served) {
 
 /// Write what the outbox holds now: Ok(false) when it holds nothing (closed and flushed).
 async fn write_batch(served: &Served) -> io::Result<bool> {
-    let mut chunks = VecDeque::new();
+    let mut chunks = spare_queue();
     served.outbox.take(&mut chunks);
     if chunks.is_empty() {
+        recycle_written(chunks);
         return Ok(false);
     }
     served.socket.write_chunks(&chunks).await?;
-    // The written buffers go: a buffer kept for the next write would stay with every client that
-    // went idle after it (memory per idle client), and mimalloc makes a new one cheaply.
-    for chunk in chunks {
-        let n = chunk.as_slice().len();
-        served.outbox.written(n);
-        served.shard.borrow_mut().stats.bytes_sent += n as u64;
-    }
+    let n: usize = chunks.iter().map(|c| c.as_slice().len()).sum();
+    served.outbox.written(n);
+    served.shard.borrow_mut().stats.bytes_sent += n as u64;
+    // The written buffers go to the shard's spares, not back to this outbox: a buffer kept for the
+    // next write would stay with every client that went idle after it.
+    recycle_written(chunks);
     Ok(true)
 }
 
