@@ -25,9 +25,10 @@ pub(super) struct Tcp {
     stream: std::net::TcpStream,
     /// When the kernel received the data last read, ns since the epoch (0: none carried a time).
     rx_stamp: u64,
-    /// How long a read may wait (`None`: for ever), and the timer of the read waiting now.
-    read_timeout: Option<Duration>,
-    read_timer: Option<Timer>,
+    /// How long a read may wait, and the timer of the read waiting now; `None`: for ever. Boxed: only
+    /// a connection's setup (the CONNECT) has one, and every idle client keeps its stream (8 bytes
+    /// here instead of 24, memory per idle client).
+    read_deadline: Option<Box<ReadDeadline>>,
 }
 
 impl Tcp {
@@ -39,8 +40,7 @@ impl Tcp {
             registration,
             stream,
             rx_stamp: 0,
-            read_timeout: None,
-            read_timer: None,
+            read_deadline: None,
         })
     }
 
@@ -78,8 +78,12 @@ impl Tcp {
 
     /// Bound every later read's wait to `timeout` (`None`: wait for ever).
     pub(super) fn set_read_timeout(&mut self, timeout: Option<Duration>) {
-        self.read_timeout = timeout;
-        self.read_timer = None;
+        self.read_deadline = timeout.map(|timeout| {
+            Box::new(ReadDeadline {
+                timeout,
+                timer: None,
+            })
+        });
     }
 
     /// Read what the socket has into `buf`: Ok(0) at the end of the stream; `TimedOut` after the read
@@ -98,7 +102,9 @@ impl Tcp {
                         if stamp != 0 {
                             self.rx_stamp = stamp;
                         }
-                        self.read_timer = None;
+                        if let Some(d) = self.read_deadline.as_deref_mut() {
+                            d.timer = None;
+                        }
                         return Poll::Ready(Ok(n));
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -108,10 +114,11 @@ impl Tcp {
             }
             self.registration.wait(Interest::Read, cx);
         }
-        if let Some(timeout) = self.read_timeout {
-            let timer = self.read_timer.get_or_insert_with(|| Timer::new(timeout));
+        if let Some(d) = self.read_deadline.as_deref_mut() {
+            let timeout = d.timeout;
+            let timer = d.timer.get_or_insert_with(|| Timer::new(timeout));
             if Pin::new(timer).poll(cx).is_ready() {
-                self.read_timer = None;
+                d.timer = None;
                 return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
         }
@@ -152,6 +159,12 @@ impl Tcp {
             }
         }
     }
+}
+
+/// A read timeout: how long, and the timer of the read waiting now.
+struct ReadDeadline {
+    timeout: Duration,
+    timer: Option<Timer>,
 }
 
 impl AsRawFd for Tcp {
