@@ -1,9 +1,9 @@
 //! One client's session: subscriptions, the outbound inflight window and queue, inbound QoS 2 state and
-//! the will. No I/O: packets are encoded into the connection's [`Outbox`] and the shard's writer task
+//! the will. No I/O: packets are encoded into the connection's [`Outbox`] and the connection's writer
 //! flushes it.
 //!
 //! Concurrency model: a session lives on its home shard (`home(client_id)`), in that shard's slab, and is
-//! touched only by that shard's thread. Its outbox is shared (`Rc`) with the connection's writer task on
+//! touched only by that shard's thread. Its outbox is shared (`Rc`) with the connection's writer on
 //! the same thread.
 
 pub mod alias;

@@ -1,5 +1,5 @@
 //! The bytes waiting to be written to one connection, shared between the session (which encodes into it)
-//! and the connection's writer task (which flushes it). Both run on the home shard's thread, so plain
+//! and the connection's writer (which flushes it). Both run on the home shard's thread, so plain
 //! `Cell`/`RefCell` suffice; borrows never cross an `.await`.
 //!
 //! Zero-copy framing (docs/ARCHITECTURE.md, invariant 3): a PUBLISH is queued as a small per-subscriber header plus
@@ -66,7 +66,7 @@ pub struct Outbox {
     queue: RefCell<Queue>,
     /// Bytes queued or being written (for the slow-subscriber limit).
     pending: Cell<usize>,
-    /// The writer task's waker while it waits for bytes.
+    /// The writer's waker while it waits for bytes.
     waker: Cell<Option<Waker>>,
     /// Set when the broker decided to close the connection; the writer flushes what is queued, then closes.
     close: Cell<Option<CloseReason>>,

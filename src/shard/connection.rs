@@ -1,13 +1,12 @@
-//! The tasks of one client connection on a shard.
+//! A new client connection on a shard, until its session is attached.
 //!
 //! Lifecycle: the accept loop spawns [`run_connection`], which reads the CONNECT (bounded by the connect
 //! timeout), checks it, and either refuses it (CONNACK with the refusal code, then close), hands the socket
 //! to the client id's home shard (`dup` of the fd through the mailbox, with the bytes already read) or,
-//! on the home shard, spawns [`serve`], which attaches the session and is the connection's reader from
-//! then on (a task of its own so that the setup's state is freed). A writer task flushes the
-//! session's [`Outbox`] to the socket. Reader and writer share the [`Socket`] (`socket.rs`), with its TLS
-//! session on a TLS listener: the handshake runs first, on the accepting shard, and the session travels
-//! with a hand-off.
+//! on the home shard, attaches the session and spawns the connection's serving task (`serving.rs`: its
+//! reader and writer; a task of its own so that the setup's state is freed). The [`Socket`]
+//! (`socket.rs`) goes with it, with its TLS session on a TLS listener: the handshake runs first, on the
+//! accepting shard, and the session travels with a hand-off.
 
 use std::cell::RefCell;
 use std::io;

@@ -1,10 +1,10 @@
 //! A client connection's socket, with its listener's layers: TLS (`transport::tls`, rustls) and/or
-//! WebSocket framing (`transport::websocket`), TCP ← TLS ← WebSocket ← MQTT. What the connection tasks
-//! (`connection.rs`) read MQTT bytes from and write them to. Runs on the connection's shard only.
+//! WebSocket framing (`transport::websocket`), TCP ← TLS ← WebSocket ← MQTT. What the connection's tasks
+//! (`connection.rs`, then `serving.rs`) read MQTT bytes from and write them to. Runs on the connection's shard only.
 //!
-//! Shared by the reader and the writer task as `Rc<Socket>`; the TCP stream and the layers' state are
-//! in `RefCell`s, each borrow lasting one `poll_*` call or one sans-IO call, never an `.await` (the
-//! readiness registry keeps separate read and write wakers). Only the writer task writes to the socket once the
+//! Shared by the connection's reader and writer as `Rc<Socket>`; the TCP stream and the layers' state
+//! are in `RefCell`s, each borrow lasting one `poll_*` call or one sans-IO call, never an `.await` (the
+//! readiness registry keeps the ways one task waits). Only the writer writes to the socket once the
 //! connection is served: TLS records and WebSocket frames must not interleave. What the reader finds
 //! it owes the client (a pong, the closing handshake, a TLS alert or key update) it leaves in the
 //! layers and wakes the writer ([`Socket::poll_owed`]), which sends it ahead of its next data.
@@ -55,7 +55,7 @@ struct Layered {
     ws: Option<RefCell<Box<WsConnection>>>,
     /// Set until the WebSocket upgrade is done (the HTTP request is read by [`Socket::handshake`]).
     upgrading: Cell<bool>,
-    /// The writer task, waiting for outbox data: woken when the reader leaves frames or TLS records
+    /// The writer, waiting for outbox data: woken when the reader leaves frames or TLS records
     /// owed to the client (a pong, a close, an alert).
     writer: Cell<Option<Waker>>,
 }
