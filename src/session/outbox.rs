@@ -151,9 +151,7 @@ impl Outbox {
             return;
         }
         let mut q = self.queue.borrow_mut();
-        if q.tail.capacity() == 0 {
-            q.tail = fresh_tail(self.batch_hint.get() as usize);
-        }
+        self.ready_tail(&mut q);
         let before = q.tail.len();
         f(&mut q.tail);
         let added = q.tail.len() - before;
@@ -169,9 +167,7 @@ impl Outbox {
         }
         let mut q = self.queue.borrow_mut();
         if payload.len() < SHARE_MIN {
-            if q.tail.capacity() == 0 {
-                q.tail = fresh_tail(self.batch_hint.get() as usize);
-            }
+            self.ready_tail(&mut q);
             q.tail.put_slice(payload);
         } else {
             if !q.tail.is_empty() {
@@ -183,6 +179,13 @@ impl Outbox {
         drop(q);
         self.grow(payload.len());
         self.wake();
+    }
+
+    /// Storage for the tail if the writer took it: a spare buffer, else the last batch's size.
+    fn ready_tail(&self, q: &mut Queue) {
+        if q.tail.capacity() == 0 {
+            q.tail = fresh_tail(self.batch_hint.get() as usize);
+        }
     }
 
     fn grow(&self, added: usize) {

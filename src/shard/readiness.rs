@@ -5,9 +5,9 @@
 //! client is one such wait, so a million idle clients held half a gigabyte of them (issue 18; memory per
 //! idle client, docs/PERFORMANCE.md), and every read of a busy one queued a new `POLL_ADD`. Here each
 //! socket is registered once, edge-triggered, for as long as it is open; waiting costs a waker in a
-//! slot of this registry (24 bytes: the waker and the ways it waits), and the shard's [`drive`] task takes every ready socket at once
-//! with one `epoll_wait`, waiting in between on the epoll descriptor itself (one `POLL_ADD` through
-//! glommio, `glommio::net::wait_readable`, vendored patch 8).
+//! slot of this registry (24 bytes: the waker and the ways it waits), and the shard's [`drive`] task
+//! takes every ready socket at once with one `epoll_wait`, waiting in between on the epoll descriptor
+//! itself (one `POLL_ADD` through glommio, `glommio::net::wait_readable`, vendored patch 8).
 //!
 //! The rule that makes edge triggering safe: a task tries the system call first and registers its
 //! waker only after it returned `EAGAIN`, in the same poll. An edge that came before that attempt is
@@ -151,9 +151,7 @@ impl Registration {
             Interest::Write => slot.write = true,
         }
     }
-}
 
-impl Registration {
     /// Whether the task of `cx` still waits for `interest` since its last [`Self::wait`]: no event
     /// came for it since (the dispatch takes the waker when one does), so the system call would
     /// return `EAGAIN` again and need not be made.

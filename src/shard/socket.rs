@@ -1,6 +1,7 @@
 //! A client connection's socket, with its listener's layers: TLS (`transport::tls`, rustls) and/or
-//! WebSocket framing (`transport::websocket`), TCP ← TLS ← WebSocket ← MQTT. What the connection's tasks
-//! (`connection.rs`, then `serving.rs`) read MQTT bytes from and write them to. Runs on the connection's shard only.
+//! WebSocket framing (`transport::websocket`), TCP ← TLS ← WebSocket ← MQTT. What the connection's
+//! tasks (`connection.rs`, then `serving.rs`) read MQTT bytes from and write them to. Runs on the
+//! connection's shard only.
 //!
 //! Shared by the connection's reader and writer as `Rc<Socket>`; the TCP stream and the layers' state
 //! are in `RefCell`s, each borrow lasting one `poll_*` call or one sans-IO call, never an `.await` (the
