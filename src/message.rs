@@ -104,6 +104,16 @@ impl Message {
             .map_or(&NO_PROPERTIES, |e| &e.properties)
     }
 
+    /// Give the topic and payload storage of their own, sized to them, instead of views of the
+    /// publisher's read buffer. For a message the broker keeps (a retained one): a view keeps the
+    /// whole buffer it was read into alive, with the other packets that came in that read and the room
+    /// left for the next one; copied, the buffer goes as soon as the live deliveries went (one copy
+    /// per retained PUBLISH, none per subscriber).
+    pub fn own_storage(&mut self) {
+        self.topic = Utf8Bytes::from(self.topic.as_str());
+        self.payload = Bytes::copy_from_slice(&self.payload);
+    }
+
     /// Bytes counted against `max_queued_bytes`: the payload, as Mosquitto counts it.
     pub fn queued_size(&self) -> usize {
         self.payload.len()

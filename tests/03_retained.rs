@@ -25,6 +25,7 @@
 
 mod common;
 
+use common::broker::external_mosquitto;
 use common::client::Client;
 use common::raw::{self, kind, prop, Connect, PropValue, RawClient, Witness};
 use common::{for_each_case, for_each_case_async, unique_id, ABSENCE_WAIT, BOTH};
@@ -271,5 +272,138 @@ fn a_retained_message_published_while_the_subscribe_is_pending_arrives_once() {
             }
         }
         assert!(twice.is_empty(), "(round, copies) not once: {twice:?}");
+    });
+}
+
+/// More retained copies than a connection's outbox holds (5,000 x 1 KiB: past its 4 MiB soft limit,
+/// where live QoS 0 messages to a client that does not keep up are dropped) all reach a subscriber
+/// to `#`-style filters, each once, with RETAIN 1 [MQTT-3.3.1-6]. They are fed to the outbox as it
+/// drains (`shard/feeds.rs`); written at once, 92% of a 50,000 x 1 KiB storm was lost.
+#[test]
+fn a_retained_set_larger_than_the_outbox_reaches_a_new_subscriber_whole() {
+    for_each_case_async(BOTH, "", |case| async move {
+        const N: usize = 5_000;
+        let mut publ = Client::connect(&case, &unique_id("pub")).await;
+        let body = |i: usize| {
+            let mut b = format!("{i:08}").into_bytes();
+            b.resize(1024, b'.');
+            b
+        };
+        for i in 0..N {
+            publ.publish_nowait(&format!("big/{i}"), 0, true, body(i))
+                .await;
+        }
+        // A QoS 1 retained message on the last topic: once it is acknowledged, the QoS 0 ones
+        // before it on this connection are stored too (per-publisher order).
+        publ.publish("big/last", 1, true, body(N)).await;
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        assert_eq!(sub.subscribe("big/#", 0).await, 0);
+        let mut seen = std::collections::HashSet::new();
+        for m in sub.recv_n(N + 1).await {
+            assert!(m.retain, "{}: RETAIN 1 [MQTT-3.3.1-8]", m.topic);
+            let i = match m.topic.strip_prefix("big/") {
+                Some("last") => N,
+                Some(i) => i.parse().expect("a topic published here"),
+                None => panic!("stray topic {}", m.topic),
+            };
+            assert_eq!(m.payload, body(i), "{}", m.topic);
+            assert!(seen.insert(i), "{} twice", m.topic);
+        }
+        assert_eq!(seen.len(), N + 1);
+    });
+}
+
+/// QoS 1 retained copies beyond the session's queue limit (`max_queued_messages 10`) are not
+/// dropped: they wait until the client's acknowledgements make room. (Mosquitto queues them with
+/// the limit and drops the rest.)
+#[test]
+fn qos1_retained_copies_beyond_the_queue_limit_all_arrive() {
+    if external_mosquitto() {
+        eprintln!("skipped against Mosquitto: it drops retained copies beyond max_queued_messages");
+        return;
+    }
+    let config = "max_queued_messages 10\nmax_inflight_messages 2\n";
+    for_each_case_async(BOTH, config, |case| async move {
+        const N: usize = 200;
+        let mut publ = Client::connect(&case, &unique_id("pub")).await;
+        for i in 0..N {
+            publ.publish_nowait(&format!("deep/{i}"), 1, true, format!("d{i}"))
+                .await;
+        }
+        publ.flush().await;
+        let mut sub = Client::connect(&case, &unique_id("sub")).await;
+        assert_eq!(sub.subscribe("deep/+", 1).await, 1);
+        let mut got: Vec<String> = sub
+            .recv_n(N)
+            .await
+            .into_iter()
+            .map(|m| {
+                assert!(m.retain && m.qos == 1, "{m:?}");
+                m.text()
+            })
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = (0..N).map(|i| format!("d{i}")).collect();
+        want.sort();
+        assert_eq!(got, want);
+    });
+}
+
+/// A retained message delivered live while the retained copy of its topic still waits for the
+/// subscriber's queue to drain makes that copy stale: it is not sent after the live one (the client
+/// would go back to the old value). The subscriber holds its acknowledgements (one QoS 1 message in
+/// flight, a queue of 10), so the copy of `late/t`, behind 50 QoS 1 copies, waits; its live update
+/// comes at QoS 0, which does not queue, so its arrival proves the broker handled it.
+#[test]
+fn a_live_retained_update_makes_the_waiting_copy_of_its_topic_stale() {
+    if external_mosquitto() {
+        eprintln!("skipped against Mosquitto: it queues every retained copy at the SUBACK");
+        return;
+    }
+    let config = "max_queued_messages 10\nmax_inflight_messages 1\n";
+    for_each_case(BOTH, config, |case| {
+        let mut p = RawClient::connect_clean(case.addr, case.proto, &unique_id("p"));
+        for i in 0..50 {
+            p.publish(&format!("st/{i}"), 1, true, b"old");
+        }
+        p.publish("late/t", 1, true, b"v1");
+        p.publish("tail/t", 1, true, b"tail");
+        let mut s = RawClient::connect_clean(case.addr, case.proto, &unique_id("s"));
+        let codes = s.subscribe(&[("st/#", 1), ("late/t", 0), ("tail/t", 1)]);
+        assert_eq!(codes, vec![1, 0, 1]);
+        p.publish("late/t", 1, true, b"v2");
+        // Read without acknowledging until the live update arrives.
+        let mut owed = Vec::new();
+        let mut late = Vec::new();
+        loop {
+            let m = s.read_packet().publish(case.proto);
+            if m.topic == "late/t" {
+                late.push((m.payload.clone(), m.retain));
+                break;
+            }
+            owed.push(m.pkid);
+        }
+        assert_eq!(late, vec![(b"v2".to_vec(), false)], "the live update first");
+        let mut copies = owed.len();
+        for pkid in owed {
+            s.send(&raw::ack(kind::PUBACK, pkid));
+        }
+        loop {
+            let m = s.read_packet().publish(case.proto);
+            if m.qos > 0 {
+                s.send(&raw::ack(kind::PUBACK, m.pkid));
+            }
+            match m.topic.as_str() {
+                "late/t" => late.push((m.payload.clone(), m.retain)),
+                "tail/t" => break,
+                _ => copies += 1,
+            }
+        }
+        assert_eq!(copies, 50, "every st/ copy, before tail/t's");
+        assert_eq!(
+            late,
+            vec![(b"v2".to_vec(), false)],
+            "no stale copy of late/t after its live update"
+        );
     });
 }

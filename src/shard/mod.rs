@@ -8,7 +8,8 @@
 //!
 //! Rooms. [`Shard`] is a composition of parts, each a struct in its own file that owns one kind of
 //! state and says who calls it: the session table and client-id directory (`sessions.rs`), the
-//! subscriptions and interest summary (`subscriptions.rs`), the retained copy (`retained.rs`), mail to
+//! subscriptions and interest summary (`subscriptions.rs`), the retained copy (`retained.rs`) and
+//! the retained copies waiting for their connections (`feeds.rs`), mail to
 //! other shards (`mailroom.rs`), the live connections (`live.rs`), keep-alive (`keepalive.rs`),
 //! session expiry deadlines (`expiry.rs`), `$SYS` rounds (`sys.rs`), the messages handled lately
 //! (`lookback.rs`), and the counters
@@ -26,6 +27,7 @@ mod connection;
 mod enhanced_auth;
 mod executor;
 mod expiry;
+mod feeds;
 mod journal;
 mod keepalive;
 mod live;
@@ -81,6 +83,8 @@ pub(crate) struct Shard {
     subs: Subscriptions,
     /// The whole retained set (see `Mail::Retain`).
     retained: Retained,
+    /// Retained copies waiting for room in their connection's outbox (see `feeds`).
+    feeds: feeds::Feeds,
     /// Mail to other shards, held back while their mailboxes are full, and the urgent inbox.
     mail: Mailroom,
     /// This shard's counters (merged by mail for `$SYS`: `sys.rs`).
@@ -123,6 +127,7 @@ impl Shard {
             sessions: SessionTable::default(),
             subs: Subscriptions::new(id, shards),
             retained: Retained::new(),
+            feeds: feeds::Feeds::default(),
             mail: Mailroom::new(id, shards, mail_out, urgent_inbox),
             stats: ShardStats::default(),
             sys: Sys::new(started),

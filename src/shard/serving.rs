@@ -64,6 +64,9 @@ impl Drop for Served {
         if let Ok(mut s) = self.shard.try_borrow_mut() {
             s.conns.unregister(self.conn_id);
             s.conns.release(self.listener);
+            // Retained copies left for a connection taken over without its session (normally
+            // `Shard::detach` or the takeover passed them on already).
+            drop(s.feeds.take(&self.outbox));
         }
     }
 }
@@ -204,12 +207,15 @@ async fn read_loop(served: &Served, reading: &mut Reading) {
             paused = paused.or_else(|| served.keepalive.as_deref().map(KeepAlive::pause));
             poll_fn(|cx| served.shard.borrow_mut().journal.poll_room(cx)).await;
         }
-        // Acknowledgements may have drained this client's queue: let go of the publishers it holds.
-        served.shard.borrow_mut().release_holds(
-            reading.attached.slot,
-            reading.attached.generation,
-            false,
-        );
+        {
+            let mut s = served.shard.borrow_mut();
+            // Acknowledgements may have drained this client's queue: let go of the publishers it
+            // holds, and send more of the retained copies it waits for.
+            s.release_holds(reading.attached.slot, reading.attached.generation, false);
+            if !s.feeds.is_empty() {
+                s.feed_retained(&served.outbox);
+            }
+        }
         // Back-pressure: a subscriber this client feeds is falling behind; wait for its release or for
         // the hold's lease to run out.
         loop {
@@ -370,7 +376,13 @@ async fn write_batch(served: &Served) -> io::Result<bool> {
     served.socket.write_chunks(&chunks).await?;
     let n: usize = chunks.iter().map(|c| c.as_slice().len()).sum();
     served.outbox.written(n);
-    served.shard.borrow_mut().stats.bytes_sent += n as u64;
+    let mut s = served.shard.borrow_mut();
+    s.stats.bytes_sent += n as u64;
+    // Room in the outbox for more of the retained copies a SUBSCRIBE asked for (`feeds`).
+    if !s.feeds.is_empty() {
+        s.feed_retained(&served.outbox);
+    }
+    drop(s);
     // The written buffers go to the shard's spares, not back to this outbox: a buffer kept for the
     // next write would stay with every client that went idle after it.
     recycle_written(chunks);

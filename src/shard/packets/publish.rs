@@ -404,6 +404,11 @@ impl Shard {
         {
             stamp = hold.stamp(self.id, Instant::now());
         }
+        let mut msg = msg;
+        if msg.retain {
+            // Kept by the retained store long after its read buffer should have gone.
+            msg.own_storage();
+        }
         let msg = Arc::new(msg);
         self.lookback.push(&msg, true);
         let local = shards.contains(self.id);
@@ -512,6 +517,9 @@ impl Shard {
         // it before it came live), not twice (`Subscriptions::awaits_retained`). Rare: one check of
         // an empty map otherwise.
         let pending = msg.retain && self.subs.has_pending();
+        // A retained message delivered live makes older retained copies still waiting for the same
+        // connection stale (`feeds`). Rare: one check of an empty map otherwise.
+        let feeding = msg.retain && !self.feeds.is_empty();
         let recent = self.lookback.has_subscribed();
         for m in &matches {
             let (slot, opts) = (m.slot, m.opts);
@@ -532,6 +540,11 @@ impl Shard {
             // `acl_file` read rules apply to each message, not to the SUBSCRIBE (as in Mosquitto 2.0).
             if check_acl && !session.may_read(&msg.topic) {
                 continue;
+            }
+            if feeding {
+                if let Some(conn) = &session.conn {
+                    self.feeds.supersede(conn, &msg.topic);
+                }
             }
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             let retain = opts.retain_as_published && msg.retain;

@@ -78,6 +78,8 @@ impl Shard {
                 if was_clean {
                     self.remove_session(slot);
                 }
+                // Retained copies the old connection still waited for: the session's now.
+                self.flush_feed(&old);
             }
             if self.sessions.contains(&connect.client_id) {
                 if connect.clean_start {
@@ -205,6 +207,11 @@ impl Shard {
         let clean = session.clean;
         // Publishers it holds would otherwise wait out their lease for a client that is gone.
         self.release_holds(a.slot, a.generation, true);
+        if clean {
+            drop(self.feeds.take(&a.outbox));
+        } else {
+            self.flush_feed(&a.outbox);
+        }
         self.stats.clients_connected -= 1;
         let publish_will = match reason {
             CloseReason::ClientDisconnect => a.will_on_disconnect,

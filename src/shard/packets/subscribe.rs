@@ -2,6 +2,7 @@
 //! the other shards, whose acknowledgements a SUBACK waits for), and the retained messages a new
 //! subscription asks for follow its SUBACK.
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -14,8 +15,9 @@ use crate::codec::{
 use crate::logging::log_type;
 use crate::message::Message;
 use crate::router::{Mail, ShardId};
-use crate::session::{CloseReason, Delivery, Framed, SlowSubscriberPolicy};
+use crate::session::{CloseReason, Delivery, Framed, Outbox, SlowSubscriberPolicy};
 use crate::shard::attached::{mounted, mounted_filter, Attached};
+use crate::shard::feeds::{Copy, Feed};
 use crate::shard::replay::Fresh;
 use crate::shard::subscriptions::{PendingSub, SubToken};
 use crate::shard::Shard;
@@ -209,7 +211,8 @@ impl Shard {
         Ok(())
     }
 
-    /// Send the SUBACK, then the retained messages matching the new subscriptions (retain flag set).
+    /// Send the SUBACK, then the retained messages matching the new subscriptions (retain flag set):
+    /// as many as the outbox takes now, the rest as it drains (`feeds`).
     fn complete_subscribe(
         &mut self,
         slot: u32,
@@ -218,14 +221,12 @@ impl Shard {
         retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
         live_coming: Vec<Arc<Message>>,
     ) {
-        let limits = self.settings.limits;
-        let upgrade_qos = self.settings.upgrade_outgoing_qos;
-        let mut found: Vec<(Arc<Message>, SubscriptionOptions)> = Vec::new();
+        let mut found: VecDeque<Copy> = VecDeque::new();
         for (filter, opts) in &retained {
             self.retained.for_each_match(filter, |m| {
                 // Routed here live as well (`PendingSub::live_coming`): not twice.
                 if !live_coming.iter().any(|l| Arc::ptr_eq(l, m)) {
-                    found.push((m.clone(), *opts))
+                    found.push_back((m.clone(), *opts))
                 }
             });
         }
@@ -239,17 +240,58 @@ impl Shard {
         let protocol = session.protocol;
         let max = session.max_packet_size();
         conn.write(|out| encode_into(out, Packet::SubAck(suback), protocol, max));
-        let mut sent = 0;
-        let mut dropped = 0;
-        let mut expired = 0;
-        for (msg, opts) in found {
+        if !found.is_empty() {
+            let feed = match self.feeds.take(&conn) {
+                Some(mut feed) => {
+                    feed.extend(found);
+                    feed
+                }
+                None => Feed::new(&conn, slot, generation, found),
+            };
+            self.send_copies(feed);
+        }
+    }
+
+    /// Send the retained copies waiting for `outbox` while it has room: up to half its soft limit
+    /// pending, and for a QoS 1/2 copy a session queue below half its limits. Called when copies
+    /// come, after each batch written to the connection and after the packets it sent (its
+    /// acknowledgements make room).
+    pub(in crate::shard) fn feed_retained(&mut self, outbox: &Rc<Outbox>) {
+        if let Some(feed) = self.feeds.take(outbox) {
+            self.send_copies(feed);
+        }
+    }
+
+    /// [`Self::feed_retained`] for one feed, kept for later if copies are left.
+    fn send_copies(&mut self, mut feed: Feed) {
+        let Some(session) = self.sessions.get_mut(feed.slot, feed.generation) else {
+            return;
+        };
+        let Some(outbox) = session.conn.clone().filter(|c| feed.is_for(c)) else {
+            // Taken over or gone: what was left went to the session then (`flush_feed`).
+            return;
+        };
+        let limits = self.settings.limits;
+        let upgrade_qos = self.settings.upgrade_outgoing_qos;
+        let mark = limits.outbox_soft_limit / 2;
+        // Retained messages hold nobody; only `hold` keeps its old room beyond the limits for them.
+        let slack = limits.slow_subscriber_policy == SlowSubscriberPolicy::Hold;
+        let (mut sent, mut dropped, mut expired) = (0, 0, 0);
+        while let Some(next) = feed.front() {
+            if outbox.pending_bytes() >= mark {
+                break;
+            }
+            let qos = delivery_qos(next.0.qos, next.1.qos, upgrade_qos);
+            if qos != QoS::AtMostOnce && session.keeps_up(&next.0, qos, &limits) == Some(false) {
+                break;
+            }
+            let Some(Some((msg, opts))) = feed.pop() else {
+                continue;
+            };
             if !session.may_read(&msg.topic) {
                 continue;
             }
-            let local = Rc::new(Framed::new(msg.clone(), false));
-            let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
-            // Retained messages hold nobody; only `hold` keeps its old room beyond the limits for them.
-            let slack = limits.slow_subscriber_policy == SlowSubscriberPolicy::Hold;
+            let local = Rc::new(Framed::new(msg, false));
             let ids: &[u32] = if opts.identifier != 0 {
                 &[opts.identifier]
             } else {
@@ -269,9 +311,41 @@ impl Shard {
                 _ => {}
             }
         }
+        self.feeds.put_back(feed);
         self.stats.messages_sent += sent;
         self.stats.messages_dropped += dropped;
         self.stats.messages_expired += expired;
+    }
+
+    /// The connection on `outbox` ended or was taken over (the session, if it stays, has no
+    /// connection now): its waiting retained copies go to the session as to any session that is
+    /// away (QoS 1/2 queued within its limits, QoS 0 only with `queue_qos0_messages`).
+    pub(in crate::shard) fn flush_feed(&mut self, outbox: &Rc<Outbox>) {
+        let Some(mut feed) = self.feeds.take(outbox) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(feed.slot, feed.generation) else {
+            return;
+        };
+        let limits = self.settings.limits;
+        let upgrade_qos = self.settings.upgrade_outgoing_qos;
+        while let Some(copy) = feed.pop() {
+            let Some((msg, opts)) = copy.filter(|c| session.may_read(&c.0.topic)) else {
+                continue;
+            };
+            let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
+            let local = Rc::new(Framed::new(msg, false));
+            let ids: &[u32] = if opts.identifier != 0 {
+                &[opts.identifier]
+            } else {
+                &[]
+            };
+            if session.deliver(&local, qos, true, ids, &limits, false, &mut self.journal)
+                == Delivery::Dropped
+            {
+                self.stats.messages_dropped += 1;
+            }
+        }
     }
 
     /// Another shard acknowledged interest in `filter`: release the SUBACKs that waited only for that.
