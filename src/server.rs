@@ -485,6 +485,8 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
     // broker that says it runs but has no shard accepting connections.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<usize>();
     let ends = matrix.mail_out.into_iter().zip(matrix.inboxes).zip(sockets);
+    // One retained store for the whole broker (`shard::retained`).
+    let retained = shard::RetainedStripes::new(shards);
     for (i, ((mail_out, inbox), listeners)) in ends.enumerate() {
         let placement = match settings.cpus.get(i).copied().flatten() {
             Some(cpu) => Placement::Fixed(cpu),
@@ -499,6 +501,7 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
             counts: counts.clone(),
             started,
             restore: restores[i].take(),
+            retained: retained.clone(),
         };
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))

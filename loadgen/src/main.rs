@@ -111,6 +111,10 @@ struct Args {
     /// Payload size in bytes (at least 16: publisher id, sequence, timestamp).
     #[arg(long, alias = "payload", default_value_t = 16)]
     size: usize,
+    /// Publish with RETAIN 1: the broker stores every message (the retained store's cost per
+    /// publish; subscribers still get them live).
+    #[arg(long)]
+    retain: bool,
     /// Messages per second per publisher; 0 = as fast as the broker sustains (see below).
     /// Default: 0, except `conn` (100).
     #[arg(long)]
@@ -761,6 +765,7 @@ pub(crate) async fn run_once(
         publishers: plan.publishers as u32,
         keepalive: args.keepalive,
         persistent: args.persistent,
+        retain: args.retain,
         tls: args.tls.clone(),
     };
     let shards = plan.subscribers.min(4 * threads).max(1);

@@ -51,11 +51,17 @@ pub struct PublishTemplate {
 }
 
 impl PublishTemplate {
-    pub fn new(topic: &str, qos: QoS, payload: usize, version: ProtocolVersion) -> PublishTemplate {
+    pub fn new(
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: usize,
+        version: ProtocolVersion,
+    ) -> PublishTemplate {
         let publish = Publish {
             dup: false,
             qos,
-            retain: false,
+            retain,
             topic: topic.into(),
             packet_id: if qos == QoS::AtMostOnce { 0 } else { 0xFFFF },
             properties: Properties::default(),
@@ -138,7 +144,7 @@ impl Publisher {
             version: s.version,
             rate,
             offset_ns,
-            template: PublishTemplate::new(topic, s.qos, s.payload, s.version),
+            template: PublishTemplate::new(topic, s.qos, s.retain, s.payload, s.version),
             padding: vec![0u8; s.payload - PAYLOAD_HEADER],
             inflight: 0,
             max_inflight: usize::from(s.inflight.min(broker_receive_maximum).max(1)),
@@ -474,7 +480,7 @@ mod tests {
         ] {
             for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
                 for payload in [16usize, 200, 1024] {
-                    let t = PublishTemplate::new("lg/p2p/7", qos, payload, version);
+                    let t = PublishTemplate::new("lg/p2p/7", qos, false, payload, version);
                     let mut buf = BytesMut::from(&t.header[..]);
                     if let Some(at) = t.packet_id_at {
                         buf[at..at + 2].copy_from_slice(&0x1234u16.to_be_bytes());
@@ -513,6 +519,7 @@ mod tests {
             publishers: 1,
             keepalive: 0,
             persistent: false,
+            retain: false,
             tls: None,
         };
         let shared = Arc::new(Shared::new(settings, 1));

@@ -61,6 +61,8 @@ pub struct RunSettings {
     pub keepalive: u16,
     /// Subscribers keep their sessions (`--persistent`).
     pub persistent: bool,
+    /// Publishers set RETAIN (`--retain`).
+    pub retain: bool,
     /// TLS for every client (`--tls-ca`); plain TCP when `None`.
     pub tls: Option<std::sync::Arc<crate::tls::TlsSetup>>,
 }

@@ -68,9 +68,9 @@ pub enum Mail {
     /// The stamp says where, when it was routed, the shards stood on holding its publisher (see
     /// `session::hold`): routing state, not part of the message.
     Publish(Arc<Message>, HoldStamp),
-    /// Store (or clear, when the payload is empty) a retained message. Every shard keeps the whole
-    /// retained set (the messages themselves are shared `Arc`s; only index nodes are per shard), so a
-    /// SUBSCRIBE is answered from the subscriber's own shard without a round trip.
+    /// With persistence: record a retained message (or its clearing, when the payload is empty) in
+    /// the receiving shard's log, which keeps its topic (`shard::journal`). The routing shard stored
+    /// it in the broker's one retained store already (`shard::retained`).
     Retain(Arc<Message>),
     /// A connection whose CONNECT named a client id whose home is the receiving shard.
     Handoff(Box<Handoff>),

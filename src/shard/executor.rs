@@ -32,6 +32,8 @@ pub struct ShardStart {
     pub started: Instant,
     /// With `persistence true`: the state read back at start-up and the log to append to.
     pub restore: Option<super::ShardRestore>,
+    /// The broker's retained store, the same for every shard.
+    pub retained: Arc<super::RetainedStripes>,
 }
 
 impl Shard {
@@ -62,10 +64,6 @@ impl Shard {
             Mail::Retain(msg) => {
                 self.journal.retained(&msg);
                 self.journal.note_received(&msg, true);
-                if self.subs.has_pending() {
-                    self.subs.retained_arrived(&msg);
-                }
-                self.retained.store(msg);
             }
             Mail::Durable { from, count } => self.journal.confirmed(from, count),
             Mail::Handoff(h) => return Some(h),
@@ -169,6 +167,7 @@ pub async fn run(start: ShardStart) {
         counts,
         started,
         restore,
+        retained,
     } = start;
     let next_message_id = restore.as_ref().map_or(1, |r| r.image.next_message_id);
     let persistence = settings.persistence.clone();
@@ -180,6 +179,7 @@ pub async fn run(start: ShardStart) {
         counts,
         started,
         next_message_id,
+        retained,
     )));
     let mut journal = None;
     if let (Some(restore), Some(persistence)) = (restore, persistence) {
@@ -233,9 +233,9 @@ impl Shard {
         self.lookback.expire(super::lookback::now_ns());
     }
 
-    /// Retained messages whose v5 Message Expiry Interval passed leave this shard's copy (each shard
-    /// removes its own at its tick; the shard whose log keeps a topic records the removal, so that
-    /// a restart does not bring it back).
+    /// Retained messages whose v5 Message Expiry Interval passed leave the store: each shard removes
+    /// those of its stripe at its tick and records the removal in its log (the stripe's topics are
+    /// the ones its log keeps), so that a restart does not bring them back.
     fn expire_retained(&mut self, now: Instant) {
         for topic in self.retained.remove_expired(now) {
             let clear = Message::new(

@@ -15,8 +15,8 @@
 //!   first n" is exact. A shard that wrote nothing for them still answers, after any write in progress.
 //!
 //! Which shard writes what: a session's records go to its home shard's log; a retained message's to
-//! the log of its topic's home (`home_of(topic)`), whichever shard it was published on (every shard
-//! holds the whole retained set, see `retained.rs`, so the owner sees it).
+//! the log of its topic's home (`home_of(topic)`), whichever shard it was published on (the shard
+//! that routes it sends it there as `Mail::Retain`; the store itself is shared, see `retained.rs`).
 //!
 //! When the log has grown past `Persistence::compact_min` and four times its last snapshot, the task writes a new
 //! snapshot of the shard's state and swaps it in (`persist::log::LogWriter::replace`).
@@ -219,6 +219,12 @@ impl Journal {
 
     /// A retained message was stored or cleared: recorded by the topic's home shard only (`$SYS`
     /// topics are the broker's own, published again after a start, and never recorded).
+    /// The shard whose log records the retained message of `topic` (None without persistence, and
+    /// for `$SYS` topics, which no log keeps).
+    pub(super) fn keeper_of(&self, topic: &str) -> Option<ShardId> {
+        (self.on && !topic.starts_with("$SYS")).then(|| home_of(topic.as_bytes(), self.shards))
+    }
+
     pub(super) fn retained(&mut self, msg: &Message) {
         if !self.on || !owns_retained(&msg.topic, self.me, self.shards) {
             return;

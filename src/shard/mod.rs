@@ -1,5 +1,5 @@
 //! One shard: a glommio executor (pinned to a core when configured), its listening sockets, the connections the kernel gave
-//! it, the sessions whose home it is, its subscription index and its copy of the retained store.
+//! it, the sessions whose home it is, its subscription index and its hold on the broker's retained store.
 //!
 //! Concurrency model: everything in [`Shard`] lives in one `Rc<RefCell<_>>` owned by the shard's thread.
 //! The shard's tasks (accept loops, connection readers and writers, the mail task) borrow
@@ -8,7 +8,7 @@
 //!
 //! Rooms. [`Shard`] is a composition of parts, each a struct in its own file that owns one kind of
 //! state and says who calls it: the session table and client-id directory (`sessions.rs`), the
-//! subscriptions and interest summary (`subscriptions.rs`), the retained copy (`retained.rs`) and
+//! subscriptions and interest summary (`subscriptions.rs`), the retained store it shares (`retained.rs`) and
 //! the retained copies waiting for their connections (`feeds.rs`), mail to
 //! other shards (`mailroom.rs`), the live connections (`live.rs`), keep-alive (`keepalive.rs`),
 //! session expiry deadlines (`expiry.rs`), `$SYS` rounds (`sys.rs`), the messages handled lately
@@ -53,6 +53,7 @@ pub use executor::{run, ShardStart};
 pub use journal::ShardRestore;
 pub use keepalive::TICK;
 pub use live::ConnectionCounts;
+pub use retained::RetainedStripes;
 pub use sessions::home_of;
 
 use std::sync::Arc;
@@ -81,7 +82,7 @@ pub(crate) struct Shard {
     sessions: SessionTable,
     /// This shard's subscriptions, the broker's interest summary, SUBACKs waiting for it.
     subs: Subscriptions,
-    /// The whole retained set (see `Mail::Retain`).
+    /// The broker's retained store, shared by every shard (see `retained`).
     retained: Retained,
     /// Retained copies waiting for room in their connection's outbox (see `feeds`).
     feeds: feeds::Feeds,
@@ -108,6 +109,8 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
+    // What every shard is built from, one argument each (two callers: `executor::run`, tests).
+    #[allow(clippy::too_many_arguments)]
     fn new(
         id: ShardId,
         settings: Arc<Settings>,
@@ -116,6 +119,7 @@ impl Shard {
         counts: Arc<ConnectionCounts>,
         started: Instant,
         next_message_id: u64,
+        retained: Arc<RetainedStripes>,
     ) -> Shard {
         let shards = settings.shards;
         let journal = Journal::new(id, shards, settings.persistence.as_ref(), next_message_id);
@@ -126,7 +130,7 @@ impl Shard {
             settings,
             sessions: SessionTable::default(),
             subs: Subscriptions::new(id, shards),
-            retained: Retained::new(),
+            retained: Retained::new(retained, id),
             feeds: feeds::Feeds::default(),
             mail: Mailroom::new(id, shards, mail_out, urgent_inbox),
             stats: ShardStats::default(),

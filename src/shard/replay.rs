@@ -27,8 +27,6 @@ use crate::topic;
 pub(super) struct Fresh {
     pub filter: Utf8Bytes,
     pub opts: SubscriptionOptions,
-    /// The retained messages matching it follow the SUBACK: a retained message comes that way.
-    pub retained_copy: bool,
 }
 
 /// A message for a fresh subscription: at which QoS, with which retain flag and identifiers.
@@ -84,15 +82,14 @@ impl Shard {
         for (msg, _) in self.lookback.received_after(a.read_at) {
             let mut best: Option<(QoS, bool)> = None;
             let mut ids: SmallVec<[u32; 2]> = SmallVec::new();
-            let mut skip = false;
+            // A retained message among them comes this way too, not as a retained copy: those are
+            // the messages retained before the SUBSCRIBE (`Shard::complete_subscribe`).
             for f in fresh
                 .iter()
                 .filter(|f| topic::matches(&f.filter, &msg.topic))
             {
-                if (f.retained_copy && msg.retain) || (f.opts.no_local && msg.origin == Some(me)) {
-                    // It follows the SUBACK as the retained copy (or a newer one of its topic);
-                    // or the client's own message, not for this subscription.
-                    skip |= f.retained_copy && msg.retain;
+                if f.opts.no_local && msg.origin == Some(me) {
+                    // The client's own message, not for this subscription.
                     continue;
                 }
                 let retain = f.opts.retain_as_published && msg.retain;
@@ -104,7 +101,7 @@ impl Shard {
                     ids.push(f.opts.identifier);
                 }
             }
-            let Some((qos, retain)) = best.filter(|_| !skip) else {
+            let Some((qos, retain)) = best else {
                 continue;
             };
             let older = session.subscriptions.keys().any(|filter| {

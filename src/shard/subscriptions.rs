@@ -6,8 +6,6 @@
 //! (`packets/subscribe.rs`), by routing and delivery (`packets/publish.rs`), and by the interest mail
 //! of other shards (`executor.rs`).
 
-use std::sync::Arc;
-
 use ahash::AHashMap;
 use smallvec::SmallVec;
 
@@ -35,10 +33,8 @@ pub(super) struct PendingSub {
     pub(super) suback: SubAck,
     /// Filters whose retained messages go out after the SUBACK.
     pub(super) retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
-    /// Retained messages that came while it waited from a shard that had already acknowledged the
-    /// new interest: that shard routed them here live too (after their `Mail::Retain`, on the same
-    /// mailbox), so they are not sent again as retained copies (see [`Subscriptions::awaits_retained`]).
-    pub(super) live_coming: Vec<Arc<Message>>,
+    /// When the kernel received the SUBSCRIBE (0: unknown).
+    pub(super) since: u64,
 }
 
 /// Identifies a pending SUBSCRIBE: session slot, its generation and the packet id.
@@ -135,40 +131,21 @@ impl Subscriptions {
     }
 
     /// Whether the session in `slot` (at `generation`) has a SUBSCRIBE waiting for its SUBACK that will send the
-    /// retained message of `topic` after it (a filter matching `topic` with retained messages asked
-    /// for). A retained message routed meanwhile is not delivered live to it as well: stored before
-    /// it was delivered anywhere (the publisher's shard stores it, and its `Mail::Retain` travels
-    /// ahead of its `Mail::Publish` on each mailbox), the retained copy is sent once the SUBACK goes.
-    pub(super) fn awaits_retained(&self, slot: u32, generation: u32, msg: &Arc<Message>) -> bool {
+    /// retained message `msg` after it (a filter matching its topic with retained messages asked
+    /// for, and `msg` not known to be newer than the SUBSCRIBE: see
+    /// [`is_after`](super::packets::is_after)). Such a message routed meanwhile is not delivered
+    /// live to it as well: the shard that routed it stored it in the broker's one store first
+    /// (`shard::retained`), so the retained copies read once the SUBACK goes have it, or a newer
+    /// one of its topic.
+    pub(super) fn awaits_retained(&self, slot: u32, generation: u32, msg: &Message) -> bool {
         self.pending_subs.iter().any(|(token, p)| {
             token.slot == slot
                 && token.generation == generation
-                && !p.live_coming.iter().any(|m| Arc::ptr_eq(m, msg))
+                && !super::packets::is_after(msg, p.since)
                 && p.retained
                     .iter()
                     .any(|(filter, _)| crate::topic::matches(filter, &msg.topic))
         })
-    }
-
-    /// A retained message from another shard was stored here while SUBSCRIBEs wait for their
-    /// SUBACK: for each that will send it as a retained copy, whether its shard already acknowledged
-    /// the interest (then it routes the message here live as well: noted in `live_coming`).
-    pub(super) fn retained_arrived(&mut self, msg: &Arc<Message>) {
-        let Some((origin, _)) = msg.origin.filter(|o| o.0 != self.me) else {
-            return;
-        };
-        let interest = &self.interest_pending;
-        for p in self.pending_subs.values_mut() {
-            let live = p.retained.iter().any(|(filter, _)| {
-                crate::topic::matches(filter, &msg.topic)
-                    && interest
-                        .get(filter)
-                        .map_or(true, |i| i.acked.contains(origin))
-            });
-            if live {
-                p.live_coming.push(msg.clone());
-            }
-        }
     }
 
     /// Keep a SUBSCRIBE whose SUBACK waits for interest acknowledgements.

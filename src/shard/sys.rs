@@ -144,7 +144,7 @@ impl Sys {
         if self.round.waiting == 0 {
             return false;
         }
-        // Every shard holds the whole retained set: count it once.
+        // Every shard counts the whole (shared) retained store: counted once.
         let retained = self.round.total.retained_messages;
         self.round.total.add(s);
         self.round.total.retained_messages = retained;

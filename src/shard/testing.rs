@@ -27,6 +27,7 @@ pub(crate) struct Fixture {
 impl Fixture {
     /// Shard 0 of `settings.shards` shards.
     pub(crate) fn new(settings: Settings) -> Fixture {
+        let settings_shards = settings.shards;
         let mut matrix = MailboxMatrix::new(settings.shards);
         let mut outboxes = std::mem::take(&mut matrix.mail_out).into_iter();
         let own = outboxes.next().expect("shard 0");
@@ -39,6 +40,7 @@ impl Fixture {
             Arc::new(ConnectionCounts::new(1)),
             Instant::now(),
             1,
+            crate::shard::RetainedStripes::new(settings_shards),
         );
         Fixture {
             shard,

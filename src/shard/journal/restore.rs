@@ -36,7 +36,7 @@ impl Shard {
     /// DISCONNECT: its will goes out now or after its delay (`shard::will`).
     pub(in crate::shard) fn restore(&mut self, r: ShardRestore) {
         for m in r.retained.iter() {
-            self.retained.store(m.clone());
+            self.retained.restore(m.clone());
         }
         for (filter, shard) in r.interest.iter() {
             // Shared subscription groups are told by their members' shards (below), not interest.

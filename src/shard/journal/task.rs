@@ -52,7 +52,7 @@ impl Shard {
             w.seen(key);
         }
         let (me, shards) = (self.id, self.shards);
-        self.retained.for_each(|m| {
+        self.retained.for_each_own(|m| {
             if owns_retained(&m.topic, me, shards) {
                 w.retained(m);
             }

@@ -18,6 +18,7 @@ mod subscribe;
 
 pub(super) use publish::{delivery_qos, tally};
 pub(super) use session::will_message;
+pub(super) use subscribe::is_after;
 
 use bytes::BytesMut;
 

@@ -16,7 +16,7 @@ use crate::codec::{self, ProtocolVersion, PubResponse, PubResponseKind, Publish,
 use crate::index::ShardSet;
 use crate::logging::log_type;
 use crate::message::{DurableKey, Message};
-use crate::router::{Mail, ShardId};
+use crate::router::Mail;
 use crate::session::alias::AliasError;
 use crate::session::{
     CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Ledger, Limits, Origin, Session,
@@ -379,7 +379,8 @@ impl Shard {
 
     /// Route a message: store it if retained, deliver to this shard's subscribers and send it once to
     /// every other shard with a matching subscription. Returns the shards it went to, this one
-    /// included when it has subscribers here (all shards for a retained message: each keeps it).
+    /// included when it has subscribers here (and, with persistence, the shard whose log keeps a
+    /// retained message's topic).
     pub(crate) fn route(&mut self, msg: Message) -> ShardSet {
         if self.shards > 1 {
             // Subscriptions other shards have taken by now count, and holds they sent stop the
@@ -444,14 +445,14 @@ impl Shard {
         }
         let mut reached = shards;
         if msg.retain {
-            self.journal.retained(&msg);
+            // In the broker's one store before it goes anywhere (`shard::retained`), and in the log
+            // of the shard that keeps its topic.
             self.retained.store(msg.clone());
-            if self.shards > 1 {
-                for to in (0..self.shards as ShardId).filter(|&to| to != self.id) {
-                    self.journal.note_sent(to, &msg, true);
-                    reached.insert(to);
-                }
-                self.mail.broadcast(|| Mail::Retain(msg.clone()));
+            self.journal.retained(&msg);
+            if let Some(keeper) = self.journal.keeper_of(&msg.topic).filter(|&k| k != self.id) {
+                self.journal.note_sent(keeper, &msg, true);
+                reached.insert(keeper);
+                self.mail.send(keeper, Mail::Retain(msg.clone()));
             }
         }
         for to in shards.iter() {

@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use super::encode_into;
 use super::publish::{delivery_qos, log_dropping};
@@ -30,6 +29,13 @@ fn granted(qos: QoS) -> ReasonCode {
         QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
         QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
     }
+}
+
+/// Whether the kernel received `msg` after a SUBSCRIBE it received at `since`: it then reaches the
+/// new subscription as any publish does (live, or replayed: `replay.rs`), not as a retained copy.
+/// False when either time is unknown (0: wills, `$SYS`, restored messages).
+pub(in crate::shard) fn is_after(msg: &Message, since: u64) -> bool {
+    since != 0 && msg.read_at > since
 }
 
 impl Shard {
@@ -180,7 +186,6 @@ impl Shard {
                 fresh.push(Fresh {
                     filter: f.filter.clone(),
                     opts,
-                    retained_copy: send_retained,
                 });
             }
             if send_retained {
@@ -194,7 +199,7 @@ impl Shard {
             properties: Properties::default(),
         };
         if waits == 0 {
-            self.complete_subscribe(a.slot, a.generation, suback, retained, Vec::new());
+            self.complete_subscribe(a.slot, a.generation, suback, retained, a.read_at);
         } else {
             self.subs.park(
                 token,
@@ -202,7 +207,7 @@ impl Shard {
                     waits,
                     suback,
                     retained,
-                    live_coming: Vec::new(),
+                    since: a.read_at,
                 },
             );
         }
@@ -213,20 +218,24 @@ impl Shard {
 
     /// Send the SUBACK, then the retained messages matching the new subscriptions (retain flag set):
     /// as many as the outbox takes now, the rest as it drains (`feeds`).
+    ///
+    /// The copies are what the store held before the SUBSCRIBE, which the kernel received at `since`
+    /// (0: unknown): a message retained after it comes as for any subscriber, live or replayed
+    /// (`replay.rs`), so the copies leave it out; sent as a copy as well, it would come twice (the
+    /// store is shared, so it can hold a message whose live copy is still in a mailbox).
     fn complete_subscribe(
         &mut self,
         slot: u32,
         generation: u32,
         suback: SubAck,
         retained: Vec<(Utf8Bytes, SubscriptionOptions)>,
-        live_coming: Vec<Arc<Message>>,
+        since: u64,
     ) {
         let mut found: VecDeque<Copy> = VecDeque::new();
         for (filter, opts) in &retained {
             self.retained.for_each_match(filter, |m| {
-                // Routed here live as well (`PendingSub::live_coming`): not twice.
-                if !live_coming.iter().any(|l| Arc::ptr_eq(l, m)) {
-                    found.push_back((m.clone(), *opts))
+                if !is_after(m, since) {
+                    found.push_back((m.clone(), *opts));
                 }
             });
         }
@@ -351,13 +360,7 @@ impl Shard {
     /// Another shard acknowledged interest in `filter`: release the SUBACKs that waited only for that.
     pub(in crate::shard) fn interest_acked(&mut self, filter: &Utf8Bytes, from: ShardId) {
         for (token, p) in self.subs.interest_acked(filter, from) {
-            self.complete_subscribe(
-                token.slot,
-                token.generation,
-                p.suback,
-                p.retained,
-                p.live_coming,
-            );
+            self.complete_subscribe(token.slot, token.generation, p.suback, p.retained, p.since);
         }
     }
 
@@ -395,5 +398,41 @@ impl Shard {
             .and_then(|s| s.max_packet_size());
         a.outbox
             .write(|out| encode_into(out, Packet::UnsubAck(unsuback), a.protocol, max));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::codec::QoS;
+    use crate::router::Mail;
+    use crate::settings::Settings;
+    use crate::shard::testing::{connect, subscribe, Fixture};
+
+    fn interest_adds(mail: &[Mail]) -> usize {
+        mail.iter()
+            .filter(|m| matches!(m, Mail::InterestAdd { .. }))
+            .count()
+    }
+
+    /// Only a filter new to the shard is told to the other shards: a second session of the same
+    /// shard subscribing to it sends no mail (issue 18: a million subscriptions to a few filters
+    /// cost no mail per SUBSCRIBE), while a new filter does.
+    #[test]
+    fn a_filter_another_session_here_holds_sends_no_mail() {
+        let mut f = Fixture::new(Settings::local(4));
+        let mut a = connect(&mut f.shard, "a");
+        let mut b = connect(&mut f.shard, "b");
+        subscribe(&mut f.shard, &mut a, "x/+", QoS::AtLeastOnce);
+        for to in 1..4 {
+            assert_eq!(interest_adds(&f.mail_to(to)), 1, "shard {to} told once");
+        }
+        subscribe(&mut f.shard, &mut b, "x/+", QoS::AtMostOnce);
+        for to in 1..4 {
+            assert!(f.mail_to(to).is_empty(), "no mail to shard {to}");
+        }
+        subscribe(&mut f.shard, &mut b, "y/#", QoS::AtMostOnce);
+        for to in 1..4 {
+            assert_eq!(interest_adds(&f.mail_to(to)), 1, "a new filter is told");
+        }
     }
 }

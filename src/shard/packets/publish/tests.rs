@@ -631,6 +631,7 @@ fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
         Arc::new(ConnectionCounts::new(1)),
         Instant::now(),
         1,
+        crate::shard::RetainedStripes::new(2),
     );
 
     // Before any interest: nothing crosses.
@@ -663,4 +664,20 @@ fn a_publish_routed_after_another_shard_took_a_subscription_reaches_it() {
     assert_eq!(published, ["a/b"], "only the matching publish crosses");
     // Consumed by the routing, so the mail loop does not see the change a second time.
     assert!(take_mail(&inboxes[0]).is_empty());
+}
+
+/// A retained message is stored once, in the broker's shared store, and no shard is mailed a copy
+/// to store (with persistence, only the shard whose log keeps its topic is: `journal.rs`).
+#[test]
+fn a_retained_message_crosses_no_mailbox_without_persistence() {
+    let mut f = fixture(SlowSubscriberPolicy::Hold, 4);
+    for i in 0..32 {
+        let mut m = message(Box::leak(format!("kept/{i}").into_boxed_str()));
+        m.retain = true;
+        f.shard.route(m);
+    }
+    for to in 1..4 {
+        assert!(f.mail_to(to).is_empty(), "mail to shard {to}");
+    }
+    assert_eq!(f.shard.retained.len(), 32);
 }
