@@ -64,22 +64,29 @@ impl Feed {
         Rc::ptr_eq(&self.outbox, outbox)
     }
 
-    /// The next copy to send, without taking it.
-    pub(super) fn front(&self) -> Option<&Copy> {
+    /// The next copy to send, without taking it; stale ones before it (see [`Feed::superseded`])
+    /// are dropped.
+    pub(super) fn front(&mut self) -> Option<&Copy> {
+        if let Some(superseded) = &self.superseded {
+            while let Some(c) = self.copies.front() {
+                let stale = superseded
+                    .get(&c.0.topic)
+                    .is_some_and(|&live| self.first_seq < live);
+                if !stale {
+                    break;
+                }
+                self.copies.pop_front();
+                self.first_seq += 1;
+            }
+        }
         self.copies.front()
     }
 
-    /// Take the next copy; None when it is stale (see [`Feed::superseded`]) and for the caller to skip.
-    pub(super) fn pop(&mut self) -> Option<Option<Copy>> {
+    /// Take the copy [`Feed::front`] returned.
+    pub(super) fn pop(&mut self) -> Option<Copy> {
         let c = self.copies.pop_front()?;
-        let seq = self.first_seq;
         self.first_seq += 1;
-        let stale = self
-            .superseded
-            .as_ref()
-            .and_then(|s| s.get(&c.0.topic))
-            .is_some_and(|&live| seq < live);
-        Some((!stale).then_some(c))
+        Some(c)
     }
 
     fn next_seq(&self) -> u64 {
@@ -168,10 +175,13 @@ mod tests {
         ))
     }
 
-    fn topics(feed: &mut Feed) -> Vec<Option<String>> {
-        std::iter::from_fn(|| feed.pop())
-            .map(|c| c.map(|c| c.0.topic.to_string()))
-            .collect()
+    fn topics(feed: &mut Feed) -> Vec<String> {
+        std::iter::from_fn(|| {
+            feed.front()?;
+            feed.pop()
+        })
+        .map(|c| c.0.topic.to_string())
+        .collect()
     }
 
     fn copies(topics: &[&'static str]) -> VecDeque<Copy> {
@@ -192,10 +202,7 @@ mod tests {
         assert_eq!(feeds.waiting(), 3);
         let mut feed = feeds.take(&outbox).expect("a feed");
         assert_eq!((feed.slot, feed.generation), (3, 7));
-        assert_eq!(
-            topics(&mut feed),
-            vec![None, Some("b".to_owned()), Some("a".to_owned())]
-        );
+        assert_eq!(topics(&mut feed), vec!["b".to_owned(), "a".to_owned()]);
         assert!(feed.is_empty());
         feeds.put_back(feed);
         assert!(feeds.is_empty(), "an empty feed is not kept");
@@ -209,6 +216,6 @@ mod tests {
         feeds.supersede(&two, &Utf8Bytes::from_static("a"));
         assert!(feeds.take(&two).is_none());
         let mut feed = feeds.take(&one).expect("a feed");
-        assert_eq!(topics(&mut feed), vec![Some("a".to_owned())]);
+        assert_eq!(topics(&mut feed), vec!["a".to_owned()]);
     }
 }

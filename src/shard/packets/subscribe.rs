@@ -294,8 +294,8 @@ impl Shard {
             if qos != QoS::AtMostOnce && session.keeps_up(&next.0, qos, &limits) == Some(false) {
                 break;
             }
-            let Some(Some((msg, opts))) = feed.pop() else {
-                continue;
+            let Some((msg, opts)) = feed.pop() else {
+                break;
             };
             if !session.may_read(&msg.topic) {
                 continue;
@@ -338,8 +338,8 @@ impl Shard {
         };
         let limits = self.settings.limits;
         let upgrade_qos = self.settings.upgrade_outgoing_qos;
-        while let Some(copy) = feed.pop() {
-            let Some((msg, opts)) = copy.filter(|c| session.may_read(&c.0.topic)) else {
+        while feed.front().is_some() {
+            let Some((msg, opts)) = feed.pop().filter(|c| session.may_read(&c.0.topic)) else {
                 continue;
             };
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
