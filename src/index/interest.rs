@@ -5,8 +5,17 @@
 //! tells every shard, itself included, and each applies [`InterestMap::add`] / [`InterestMap::remove`] to its
 //! own copy. A publish is then matched against the local copy and sent once to each interested shard
 //! (docs/ARCHITECTURE.md, invariant 2).
+//!
+//! Every shard holds every filter, so what a filter costs here is paid once per shard. Filters without
+//! wildcards, most of a large subscription set (`devices/{id}/cmd`), are kept in a hash map and found
+//! by one lookup of the topic itself; only wildcard filters take trie nodes, ~80 bytes per level
+//! (18,000 clients with one filter each: 7,104 bytes per subscription at 16 shards with every filter
+//! in the trie; docs/PERFORMANCE.md, "Issue 18, third session").
 
 use std::fmt;
+
+use ahash::AHashMap;
+use smallvec::SmallVec;
 
 use super::trie::SubscriptionTrie;
 
@@ -175,8 +184,17 @@ impl Iterator for ShardSetIter {
 /// A shard's own subscriptions are recorded here too, so one lookup answers "where must this publish go".
 #[derive(Debug, Default)]
 pub struct InterestMap {
-    /// (filter, shard) -> number of subscriptions that shard reported for the filter (never zero).
+    /// Wildcard filters: (filter, shard) -> number of subscriptions that shard reported for the
+    /// filter (never zero).
     shard_counts: SubscriptionTrie<u16, u32>,
+    /// Filters without wildcards, which match exactly the topic they spell: filter -> (shard, number
+    /// of subscriptions), one entry per interested shard (never empty, counts never zero).
+    literal: AHashMap<Box<str>, SmallVec<[(u16, u32); 1]>>,
+}
+
+/// Whether `filter` has a wildcard level (and so lives in the trie).
+fn is_wild(filter: &str) -> bool {
+    filter.contains(['+', '#'])
 }
 
 impl InterestMap {
@@ -188,6 +206,18 @@ impl InterestMap {
     /// Records one more subscription to `filter` on `shard`; returns true when it is the first one for
     /// this (filter, shard), i.e. the shard just became interested.
     pub fn add(&mut self, filter: &str, shard: u16) -> bool {
+        if !is_wild(filter) {
+            let shards = match self.literal.get_mut(filter) {
+                Some(shards) => shards,
+                None => self.literal.entry(filter.into()).or_default(),
+            };
+            if let Some((_, count)) = shards.iter_mut().find(|(s, _)| *s == shard) {
+                *count += 1;
+                return false;
+            }
+            shards.push((shard, 1));
+            return true;
+        }
         if let Some(count) = self.shard_counts.get_mut(filter, shard) {
             *count += 1;
             return false;
@@ -199,6 +229,23 @@ impl InterestMap {
     /// Records one subscription fewer to `filter` on `shard`; returns true when it was the last one, i.e.
     /// the shard is no longer interested. Removing an unknown (filter, shard) does nothing and returns false.
     pub fn remove(&mut self, filter: &str, shard: u16) -> bool {
+        if !is_wild(filter) {
+            let Some(shards) = self.literal.get_mut(filter) else {
+                return false;
+            };
+            let Some(at) = shards.iter().position(|(s, _)| *s == shard) else {
+                return false;
+            };
+            if shards[at].1 > 1 {
+                shards[at].1 -= 1;
+                return false;
+            }
+            shards.swap_remove(at);
+            if shards.is_empty() {
+                self.literal.remove(filter);
+            }
+            return true;
+        }
         match self.shard_counts.get_mut(filter, shard) {
             Some(count) if *count > 1 => {
                 *count -= 1;
@@ -211,6 +258,14 @@ impl InterestMap {
 
     /// Number of subscriptions `shard` has reported for `filter`.
     pub fn count(&self, filter: &str, shard: u16) -> u32 {
+        if !is_wild(filter) {
+            return self.literal.get(filter).map_or(0, |shards| {
+                shards
+                    .iter()
+                    .find(|(s, _)| *s == shard)
+                    .map_or(0, |(_, c)| *c)
+            });
+        }
         self.shard_counts.get(filter, shard).copied().unwrap_or(0)
     }
 
@@ -220,17 +275,25 @@ impl InterestMap {
         self.shard_counts.for_each_match(topic, |shard, _| {
             shards.insert(shard);
         });
+        // A topic name is the one literal filter it matches (a valid topic has no wildcard).
+        if !self.literal.is_empty() {
+            if let Some(exact) = self.literal.get(topic) {
+                for (shard, _) in exact {
+                    shards.insert(*shard);
+                }
+            }
+        }
         shards
     }
 
     /// Number of distinct filters some shard is interested in.
     pub fn filter_count(&self) -> usize {
-        self.shard_counts.filter_count()
+        self.shard_counts.filter_count() + self.literal.len()
     }
 
     /// Whether no shard is interested in anything.
     pub fn is_empty(&self) -> bool {
-        self.shard_counts.is_empty()
+        self.shard_counts.is_empty() && self.literal.is_empty()
     }
 }
 
