@@ -31,6 +31,15 @@ fn granted(qos: QoS) -> ReasonCode {
     }
 }
 
+/// The Subscription Identifier a retained copy carries (v5; none when the subscription has none).
+fn identifiers(opts: &SubscriptionOptions) -> &[u32] {
+    if opts.identifier != 0 {
+        std::slice::from_ref(&opts.identifier)
+    } else {
+        &[]
+    }
+}
+
 /// Whether the kernel received `msg` after a SUBSCRIBE it received at `since`: it then reaches the
 /// new subscription as any publish does (live, or replayed: `replay.rs`), not as a retained copy.
 /// False when either time is unknown (0: wills, `$SYS`, restored messages).
@@ -301,11 +310,7 @@ impl Shard {
                 continue;
             }
             let local = Rc::new(Framed::new(msg, false));
-            let ids: &[u32] = if opts.identifier != 0 {
-                &[opts.identifier]
-            } else {
-                &[]
-            };
+            let ids = identifiers(&opts);
             match session.deliver(&local, qos, true, ids, &limits, slack, &mut self.journal) {
                 Delivery::Sent => sent += 1,
                 Delivery::Dropped => {
@@ -344,11 +349,7 @@ impl Shard {
             };
             let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             let local = Rc::new(Framed::new(msg, false));
-            let ids: &[u32] = if opts.identifier != 0 {
-                &[opts.identifier]
-            } else {
-                &[]
-            };
+            let ids = identifiers(&opts);
             if session.deliver(&local, qos, true, ids, &limits, false, &mut self.journal)
                 == Delivery::Dropped
             {
