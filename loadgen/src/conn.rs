@@ -351,7 +351,18 @@ pub async fn handshake(
         conn.flush_all()
             .await
             .map_err(|e| format!("write SUBSCRIBE: {e}"))?;
-        match conn.next_packet().await? {
+        // The broker may send matching PUBLISHes before the SUBACK (MQTT 3.1.1 §3.8.4; another
+        // process's publishers on the same topic already run): acknowledged and left out, as
+        // anything before the run starts.
+        let mut reply = conn.next_packet().await?;
+        while let Packet::Publish(_) | Packet::PubRel(_) = reply {
+            crate::roles::acknowledge_delivery(&reply, conn.version, &mut conn.wbuf)?;
+            conn.flush_all()
+                .await
+                .map_err(|e| format!("write an acknowledgement: {e}"))?;
+            reply = conn.next_packet().await?;
+        }
+        match reply {
             Packet::SubAck(ack) if ack.packet_id == 1 => {
                 let code = ack
                     .codes

@@ -775,6 +775,13 @@ pub(crate) async fn run_once(
         .clone()
         .unwrap_or_else(|| format!("lg-{}", std::process::id()));
 
+    // Each process's probe pair on a topic of its own: several `conn` processes against one
+    // broker (tuning/million.sh) would otherwise each receive the others' probes.
+    let own_topic = |topic: String| match args.scenario {
+        Scenario::Conn => format!("{topic}/{prefix}"),
+        _ => topic,
+    };
+
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(args.connect_concurrency));
     let mut tasks = JoinSet::new();
@@ -825,7 +832,7 @@ pub(crate) async fn run_once(
             ClientSpec {
                 client_id: format!("{prefix}-sub-{i}"),
                 source: source(),
-                subscribe: Some(Plan::filter(args.scenario, i)),
+                subscribe: Some(own_topic(Plan::filter(args.scenario, i))),
             },
             Kind::Subscriber(track, i),
         ));
@@ -837,7 +844,7 @@ pub(crate) async fn run_once(
                 source: source(),
                 subscribe: None,
             },
-            Kind::Publisher(i as u32, Plan::topic(args.scenario, i)),
+            Kind::Publisher(i as u32, own_topic(Plan::topic(args.scenario, i))),
         ));
     }
     let total = clients.len();
