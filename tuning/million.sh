@@ -208,9 +208,12 @@ for f in sys.argv[6:]:
         results.append(json.loads(open(f).read().strip().splitlines()[-1]))
     except Exception as e:
         print(f"million: {name}: no result in {f} ({e})")
+for r in results:
+    if "error" in r:
+        print(f"million: {name}: a loadgen process failed: {r['error']}")
 connected = sum(r.get("idle_connections", 0) for r in results)
 errors = sum(r.get("connection_errors", 0) for r in results)
-setup_ms = max((r["connect"]["total_ms"] for r in results), default=0)
+setup_ms = max((r["connect"]["total_ms"] for r in results if "connect" in r), default=0)
 rate = connected / (setup_ms / 1000) if setup_ms else 0
 p99 = max((r.get("p99_us", 0) for r in results), default=0)
 lost = sum(r.get("lost", 0) for r in results)
