@@ -98,10 +98,11 @@ impl Feed {
         self.copies.is_empty()
     }
 
-    /// Copies for the same connection, after those waiting.
+    /// Copies for the same connection, after those waiting (numbered on from `first_seq`, so a
+    /// live update marked before them does not make them stale).
     pub(super) fn extend(&mut self, copies: VecDeque<Copy>) {
         if self.copies.is_empty() {
-            self.first_seq = self.next_seq();
+            // Nothing waits: take the new queue as it is instead of copying it.
             self.copies = copies;
         } else {
             self.copies.extend(copies);

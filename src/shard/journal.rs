@@ -217,14 +217,14 @@ impl Journal {
         }
     }
 
-    /// A retained message was stored or cleared: recorded by the topic's home shard only (`$SYS`
-    /// topics are the broker's own, published again after a start, and never recorded).
     /// The shard whose log records the retained message of `topic` (None without persistence, and
-    /// for `$SYS` topics, which no log keeps).
+    /// for `$SYS` topics: see [`retained_keeper`]).
     pub(super) fn keeper_of(&self, topic: &str) -> Option<ShardId> {
-        (self.on && !topic.starts_with("$SYS")).then(|| home_of(topic.as_bytes(), self.shards))
+        retained_keeper(topic, self.shards).filter(|_| self.on)
     }
 
+    /// A retained message was stored or cleared: recorded by the topic's home shard only (`$SYS`
+    /// topics are the broker's own, published again after a start, and never recorded).
     pub(super) fn retained(&mut self, msg: &Message) {
         if !self.on || !owns_retained(&msg.topic, self.me, self.shards) {
             return;
@@ -557,9 +557,15 @@ fn session_record(s: &Session) -> Record {
     }
 }
 
+/// The shard of `shards` whose log records the retained message of `topic`: its home; none for a
+/// `$SYS` topic.
+fn retained_keeper(topic: &str, shards: usize) -> Option<ShardId> {
+    (!topic.starts_with("$SYS")).then(|| home_of(topic.as_bytes(), shards))
+}
+
 /// Whether shard `me` of `shards` records the retained message of `topic`.
 pub(crate) fn owns_retained(topic: &str, me: ShardId, shards: usize) -> bool {
-    !topic.starts_with("$SYS") && home_of(topic.as_bytes(), shards) == me
+    retained_keeper(topic, shards) == Some(me)
 }
 
 /// A PUBACK or PUBREC with reason Success (the codec's short form).
