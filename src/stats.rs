@@ -33,6 +33,8 @@ pub struct ShardStats {
     pub subscriptions: u64,
     /// TCP connections accepted by this shard's listeners (CONNECT or not).
     pub sockets_accepted: u64,
+    /// Connected clients idle long enough to wait without a task now (`shard::parking`).
+    pub clients_parked: u64,
 }
 
 impl ShardStats {
@@ -50,5 +52,6 @@ impl ShardStats {
         self.retained_messages += o.retained_messages;
         self.subscriptions += o.subscriptions;
         self.sockets_accepted += o.sockets_accepted;
+        self.clients_parked += o.clients_parked;
     }
 }

@@ -263,6 +263,34 @@ fn mosquitto_clients_publish_and_subscribe_over_tls_on_every_shard_count() {
     );
 }
 
+/// A TLS subscriber idle for a second gives up its task (`src/shard/parking.rs`): it still gets
+/// what is published to it, and parks again after.
+#[test]
+fn a_parked_tls_subscriber_gets_its_messages() {
+    if !tools_present() || common::broker::external_mosquitto() {
+        return;
+    }
+    with_timeout("parked TLS subscriber", Duration::from_secs(120), || {
+        let pki = Pki::new();
+        for &shards in common::shard_counts() {
+            // A plain listener beside, for `$SYS`.
+            let config = format!(
+                "{}sys_interval 1\nlistener 1884 127.0.0.1\n",
+                pki.listener("")
+            );
+            let broker = TestBroker::start(shards, &config);
+            let (port, plain) = (broker.port(), broker.addrs()[1]);
+            let sub = Sub::start(&pki, port, None, "tls/idle", 2);
+            for i in 0..2 {
+                common::wait_parked(plain, 1);
+                let (ok, err) = mosquitto_pub(&pki, port, None, "tls/idle", &format!("m{i}"));
+                assert!(ok, "{shards} shard(s): mosquitto_pub failed: {err}");
+                assert_eq!(sub.message(), format!("MSG|tls/idle|m{i}"));
+            }
+        }
+    });
+}
+
 #[test]
 fn bad_certificates_and_plain_clients_are_refused_and_disturb_nobody() {
     if !tools_present() {

@@ -258,6 +258,59 @@ fn frames_of_any_shape_carry_mqtt_both_ways() {
     });
 }
 
+/// A connection idle for a second gives up its task (`src/shard/parking.rs`) while a WebSocket frame
+/// header may be half read: that part must wait with the connection, not be lost with the task.
+#[test]
+fn a_frame_split_across_an_idle_park_is_read_whole() {
+    if common::broker::external_mosquitto() {
+        return;
+    }
+    with_timeout("websocket park", Duration::from_secs(60), || {
+        for &shards in common::shard_counts() {
+            let broker = TestBroker::start(
+                shards,
+                "sys_interval 1\nlistener 1884 127.0.0.1\nprotocol websockets\n",
+            );
+            let mut ws = Ws::connect(broker.addrs()[1]);
+            ws.frame(
+                true,
+                BINARY,
+                &Connect::new(Proto::V311, &unique_id("ws")).encode(),
+            );
+            ws.expect(kind::CONNACK);
+            let mut tcp = tcp_client(&broker, "tcp");
+            assert_eq!(tcp.subscribe(&[("ws/parked", 0)]), vec![0]);
+            // The frame's header and a byte of its mask now (nothing the broker can unmask yet, so
+            // nothing for MQTT to wait on), the rest once both clients are parked.
+            let publish = raw::publish(Proto::V311, "ws/parked", 0, false, false, 0, b"whole");
+            let mask = [0x11, 0x22, 0x33, 0x44];
+            let mut frame = vec![0x80 | BINARY, 0x80 | publish.len() as u8];
+            frame.extend_from_slice(&mask);
+            frame.extend(publish.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            let (first, rest) = frame.split_at(3);
+            ws.s.write_all(first).unwrap();
+            common::wait_parked(broker.addr(), 2);
+            ws.s.write_all(rest).unwrap();
+            let m = tcp.recv_publish();
+            assert_eq!(
+                (m.topic.as_str(), &m.payload[..]),
+                ("ws/parked", &b"whole"[..])
+            );
+            // And the other way, to the parked WebSocket client.
+            ws.frame(
+                true,
+                BINARY,
+                &raw::subscribe(Proto::V311, 1, &[("tcp/parked", 0)]),
+            );
+            ws.expect(kind::SUBACK);
+            common::wait_parked(broker.addr(), 2);
+            tcp.publish("tcp/parked", 0, false, b"to ws");
+            let body = ws.expect(kind::PUBLISH);
+            assert!(body.ends_with(b"to ws"), "payload changed on the way");
+        }
+    });
+}
+
 #[test]
 fn bad_requests_and_frames_are_refused_and_disturb_nobody() {
     if common::broker::external_mosquitto() {

@@ -186,10 +186,13 @@ run() {
         lg+=($!)
         pids+=($!)
     done
-    local peak=0 r waited=0 limit=$((setup_s + hold_s + 120))
+    local peak=0 r waited=0 limit=$((setup_s + hold_s + 120)) last=0 held=0
     while kill -0 "${lg[@]}" 2>/dev/null && [ "$waited" -lt "$limit" ]; do
         r=$(rss_kb "$broker")
         [ "$r" -gt "$peak" ] && peak=$r
+        # The sample before the last: the clients still all held (the last may see them leave).
+        held=$last
+        last=$r
         sleep 2
         waited=$((waited + 2))
     done
@@ -199,11 +202,11 @@ run() {
     timeouts=$(grep -c "has exceeded timeout" "$OUT/$name.log" || true)
     kill "$broker" 2>/dev/null || true
     wait "$broker" 2>/dev/null || true
-    python3 - "$name" "$CLIENTS" "$rss0" "$peak" "$timeouts" "$OUT/$name".loadgen*.json <<'EOF'
+    python3 - "$name" "$CLIENTS" "$rss0" "$peak" "$held" "$timeouts" "$OUT/$name".loadgen*.json <<'EOF'
 import json, sys
-name, clients, rss0, peak, timeouts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+name, clients, rss0, peak, held, timeouts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 results = []
-for f in sys.argv[6:]:
+for f in sys.argv[7:]:
     try:
         results.append(json.loads(open(f).read().strip().splitlines()[-1]))
     except Exception as e:
@@ -218,9 +221,11 @@ rate = connected / (setup_ms / 1000) if setup_ms else 0
 p99 = max((r.get("p99_us", 0) for r in results), default=0)
 lost = sum(r.get("lost", 0) for r in results)
 per_client = (peak - rss0) * 1024 / clients if clients else 0
+held_per_client = (held - rss0) * 1024 / clients if clients else 0
 print(f"million: {name}: {connected} of {clients} clients connected, {errors} connection errors; "
       f"connect rate {rate:,.0f}/s ({setup_ms/1000:.1f} s); broker RSS {rss0/1024:.1f} MB before, "
-      f"{peak/1024:.1f} MB peak: {per_client:,.0f} B per client; keep-alive timeouts {timeouts}; "
+      f"{peak/1024:.1f} MB peak: {per_client:,.0f} B per client, {held/1024:.1f} MB held (end of the hold): "
+      f"{held_per_client:,.0f} B per client; keep-alive timeouts {timeouts}; "
       f"probe p99 {p99/1000:.2f} ms (max of {len(results)} probes), lost {lost}")
 ok = connected == clients and errors == 0 and timeouts == 0 and lost == 0
 sys.exit(0 if ok else 1)

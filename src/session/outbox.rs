@@ -257,6 +257,16 @@ impl Outbox {
         q.chunks.is_empty() && q.tail.is_empty()
     }
 
+    /// A parked connection's waker (`shard::parking`) waits for data or the close in place of its
+    /// writer's. False when there is something to do already.
+    pub fn hand_wait_to(&self, waker: &Waker) -> bool {
+        if !self.is_empty() || self.close.get().is_some() {
+            return false;
+        }
+        self.waker.set(Some(waker.clone()));
+        true
+    }
+
     /// Ready when there is something to write or the connection must close.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         if !self.is_empty() || self.close.get().is_some() {

@@ -297,8 +297,8 @@ async fn run_connection(
     }
     // A task of its own, so what only setting up needed (this future: the CONNECT read, the refusal
     // and hand-off paths, ~700 bytes) is freed now instead of staying allocated as long as the client is
-    // connected: an idle client then costs the serving task, 384 bytes (`serving.rs`; memory per
-    // idle client, docs/PERFORMANCE.md).
+    // connected: a busy client then costs the serving task, 384 bytes, an idle one its parked
+    // state, 160 (`serving.rs`, `parking.rs`; memory per idle client, docs/PERFORMANCE.md).
     let start = ServeStart {
         shard,
         socket,

@@ -108,6 +108,7 @@ impl Shard {
         let mut s = self.stats;
         s.sessions = self.sessions.len() as u64;
         s.retained_messages = self.retained.len() as u64;
+        s.clients_parked = super::parking::parked_here();
         s
     }
 
@@ -231,6 +232,7 @@ impl Shard {
         self.expire_retained(now);
         self.sys_tick(now);
         self.lookback.expire(super::lookback::now_ns());
+        self.parking.tick();
     }
 
     /// Retained messages whose v5 Message Expiry Interval passed leave the store: each shard removes

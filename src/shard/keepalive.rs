@@ -74,6 +74,16 @@ impl KeepAlive {
         Poll::Pending
     }
 
+    /// A parked connection's waker (`parking.rs`) waits for the expiry in place of its task's.
+    /// False when it expired already.
+    pub fn hand_wait_to(&self, waker: &Waker) -> bool {
+        if self.expired.get() {
+            return false;
+        }
+        self.waker.set(Some(waker.clone()));
+        true
+    }
+
     fn deadline(&self) -> Instant {
         self.last_read.get() + self.limit()
     }

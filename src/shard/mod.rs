@@ -17,7 +17,8 @@
 //! - `packets/`: what a packet does, one file per family (`session.rs`, `publish.rs`,
 //!   `subscribe.rs`); `packets/mod.rs` dispatches.
 //! - `connection.rs`: a new connection's task (accept, handshakes, CONNECT, hand-off to the home
-//!   shard); `serving.rs`: an attached connection's one task (its reader and writer). Both call into
+//!   shard); `serving.rs`: an attached connection's one task (its reader and writer), which ends
+//!   while the connection is idle and starts again when it is woken (`parking.rs`). Both call into
 //!   packet handling, never the reverse; `attached.rs` holds what both sides need.
 //! - `executor.rs`: the executor's main future, mail handling, the tick, `$SYS` rounds and shutdown.
 
@@ -34,6 +35,7 @@ mod live;
 mod lookback;
 mod mailroom;
 mod packets;
+mod parking;
 mod readiness;
 mod replay;
 mod retained;
@@ -106,6 +108,8 @@ pub(crate) struct Shard {
     journal: Journal,
     /// The messages routed or delivered here lately, for SUBSCRIBEs read late (see `lookback`).
     lookback: lookback::Lookback,
+    /// Connections idle long enough to give up their task, waiting for their time (see `parking`).
+    parking: parking::Parking,
 }
 
 impl Shard {
@@ -142,6 +146,7 @@ impl Shard {
             will_delays: expiry::Deadlines::default(),
             journal,
             lookback: lookback::Lookback::default(),
+            parking: parking::Parking::default(),
         }
     }
 }

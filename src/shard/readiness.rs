@@ -167,6 +167,23 @@ impl Registration {
     }
 }
 
+impl Registration {
+    /// Hand the wait for readability to `waker` (a parked connection's, `parking.rs`) in place of the
+    /// task that waited. False when nothing waits for readability (an event came since the task's
+    /// `EAGAIN`): the caller must not wait then.
+    pub(super) fn hand_read_wait_to(&self, waker: &Waker) -> bool {
+        let Ok(reg) = registry() else { return false };
+        let mut slots = reg.slots.borrow_mut();
+        let slot = &mut slots[self.slot as usize];
+        if !slot.read || slot.waker.is_none() {
+            return false;
+        }
+        slot.write = false;
+        slot.waker = Some(waker.clone());
+        true
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         let Ok(reg) = registry() else { return };

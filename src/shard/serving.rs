@@ -1,31 +1,35 @@
-//! An attached connection on its home shard: one task, from the session's attachment until the
-//! connection closes.
+//! An attached connection on its home shard: one task at a time, from the session's attachment until
+//! the connection closes, none while it is idle.
 //!
-//! The task runs the connection's two halves side by side ([`futures_lite::future::zip`]): the reader
-//! ([`read_loop`]: decode, handle, back-pressure, keep-alive) and the writer ([`write_loop`]: flush the
-//! session's [`Outbox`] to the socket, then close it). One task, not a task per half: every connection
-//! keeps its task for its whole life, idle ones included, and a second task cost its own allocation,
-//! header and counted references to what both halves share (memory per idle client, issue 18;
-//! docs/PERFORMANCE.md). Here the halves borrow the shard, the socket and the outbox from the task's
-//! own state. A wake-up for one half polls the other as well; that costs no system call, as a socket
+//! The task runs the connection's two halves side by side ([`run`]): the reader ([`read_loop`]:
+//! decode, handle, back-pressure, keep-alive) and the writer ([`write_loop`]: flush the session's
+//! [`Outbox`] to the socket, then close it). One task, not a task per half: a second task cost its own
+//! allocation, header and counted references to what both halves share (memory per idle client,
+//! issue 18; docs/PERFORMANCE.md). Here the halves borrow the shard, the socket and the outbox from
+//! the task's own state. When both halves have waited with nothing in flight for about a second, the
+//! task ends and what it kept waits in a parked cell until the socket, the outbox or the keep-alive
+//! wakes it, which starts a new task (`parking.rs`). A wake-up for one half polls the other as well; that costs no system call, as a socket
 //! is only read or written again once the shard's epoll instance reported it ready since its last
 //! `EAGAIN` (`tcp.rs`).
 
-use std::cell::RefCell;
-use std::future::poll_fn;
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use glommio::TaskQueueHandle;
 
 use super::admission::connack_properties;
 use super::attached::{log_protocol, Attached};
 use super::connection::{Accepted, ConnGuard};
 use super::keepalive::KeepAlive;
+use super::parking::{self, Idleness, Resume};
 use super::socket::Socket;
 use super::Shard;
 use crate::codec::{self, ProtocolVersion, ReasonCode};
@@ -43,27 +47,37 @@ pub(super) struct ServeStart {
     pub(super) accepted: Accepted,
 }
 
-/// What an attached connection's halves share, kept by its task from [`attach`] to the end and lent
-/// to both: one reference each, as an async fn keeps every argument twice (the argument and the
-/// binding it is moved into).
+/// What an attached connection's halves share, kept by its task from [`attach`] to the end (or by
+/// its parked cell while it has no task, `parking.rs`) and lent to both: one reference each, as an
+/// async fn keeps every argument twice (the argument and the binding it is moved into).
 struct Served {
     shard: Rc<RefCell<Shard>>,
     socket: Rc<Socket>,
     outbox: Rc<Outbox>,
-    settings: Arc<Settings>,
     keepalive: Option<Rc<KeepAlive>>,
-    /// The books [`ConnGuard::hand_over`] passed on, closed when the task ends (both halves done, or
-    /// the task dropped at shutdown): the connection's id with the shard, the listener whose
-    /// `max_connections` slot it holds.
+    /// The books [`ConnGuard::hand_over`] passed on, closed when the connection ends (both halves
+    /// done, or its task or parked cell dropped at shutdown): the connection's id with the shard,
+    /// the listener whose `max_connections` slot it holds.
     conn_id: u64,
-    listener: usize,
+    /// `max_packet_size`, kept here rather than the settings: what a parked connection keeps is
+    /// memory per idle client.
+    max_packet_size: u32,
+    listener: u16,
+    /// Which halves wait with nothing in flight ([`READ_IDLE`], [`WRITE_IDLE`]): both, and the task
+    /// may park.
+    idle: Cell<u8>,
 }
+
+/// The reader waits for the socket with every byte read decoded.
+const READ_IDLE: u8 = 1;
+/// The writer waits for the outbox with everything written.
+const WRITE_IDLE: u8 = 2;
 
 impl Drop for Served {
     fn drop(&mut self) {
         if let Ok(mut s) = self.shard.try_borrow_mut() {
             s.conns.unregister(self.conn_id);
-            s.conns.release(self.listener);
+            s.conns.release(usize::from(self.listener));
             // Retained copies left for a connection taken over without its session (normally
             // `Shard::detach` or the takeover passed them on already).
             drop(s.feeds.take(&self.outbox));
@@ -81,11 +95,96 @@ struct Reading {
 /// Serve an accepted connection on its home shard until it closes: attaches it now, and returns the
 /// task's future (None when the broker is shutting down). Not an async fn, for the same reason as
 /// [`attach`]: the future then holds only what serving needs.
-pub(super) fn serve(start: ServeStart) -> Option<impl std::future::Future<Output = ()>> {
-    let (served, mut reading) = attach(start)?;
-    Some(async move {
-        futures_lite::future::zip(read_loop(&served, &mut reading), write_loop(&served)).await;
-    })
+pub(super) fn serve(start: ServeStart) -> Option<impl Future<Output = ()>> {
+    let (served, reading) = attach(start)?;
+    Some(run(served, reading))
+}
+
+/// The connection's task: its two halves side by side until both end, or until both stayed idle for
+/// `parking::PARK_AFTER` ticks, when the task ends and the connection waits without one. Not an
+/// async fn: that would keep both arguments twice in the task (memory per client).
+#[allow(clippy::manual_async_fn)]
+fn run(served: Served, mut reading: Reading) -> impl Future<Output = ()> {
+    async move {
+        let park = {
+            let mut read = pin!(read_loop(&served, &mut reading));
+            let mut write = pin!(write_loop(&served));
+            let (mut read_done, mut write_done) = (false, false);
+            let mut idleness = Idleness::default();
+            poll_fn(|cx| {
+                if !read_done {
+                    read_done = read.as_mut().poll(cx).is_ready();
+                }
+                if !write_done {
+                    write_done = write.as_mut().poll(cx).is_ready();
+                }
+                if read_done && write_done {
+                    return Poll::Ready(false);
+                }
+                if read_done || write_done || served.idle.get() != READ_IDLE | WRITE_IDLE {
+                    idleness.busy();
+                    return Poll::Pending;
+                }
+                let mut s = served.shard.borrow_mut();
+                match idleness.idle(&mut s.parking, cx.waker()) {
+                    true => Poll::Ready(true),
+                    false => Poll::Pending,
+                }
+            })
+            .await
+        };
+        if park {
+            // Both halves were dropped at their waits, where they hold nothing.
+            let Reading { attached, buf } = reading;
+            debug_assert!(buf.is_empty());
+            park_idle(Idle { served, attached });
+        }
+    }
+}
+
+/// A connection without a task (see `parking.rs`): what its task kept, less the empty read buffer.
+struct Idle {
+    served: Served,
+    attached: Attached,
+}
+
+// What a parked connection holds, with the cell's counts: 160 bytes (a task was 384). Growing it is
+// memory per idle client; say why in docs/PERFORMANCE.md first.
+const _: () = assert!(std::mem::size_of::<Idle>() <= 144);
+
+impl Resume for Idle {
+    fn resume(self) {
+        let Idle { served, attached } = self;
+        let reading = Reading {
+            attached,
+            buf: BytesMut::new(),
+        };
+        // Scheduled, not run: `glommio::spawn_local` runs a new task at once, inside whatever woke
+        // this one (a delivery with the shard borrowed, the readiness dispatch). The default queue,
+        // the one every connection task runs in.
+        match glommio::spawn_local_into(run(served, reading), TaskQueueHandle::default()) {
+            Ok(task) => drop(task.detach()),
+            // Only when the executor is gone: the connection goes with it.
+            Err(e) => {
+                tracing::warn!(target: log_type::WARNING, "Warning: cannot resume a connection: {e}")
+            }
+        }
+    }
+}
+
+/// Park an idle connection: its parked cell's waker waits wherever the task's waited (socket,
+/// outbox, keep-alive). Resumed at once if one of them has something already.
+fn park_idle(idle: Idle) {
+    let socket = idle.served.socket.clone();
+    let outbox = idle.served.outbox.clone();
+    let keepalive = idle.served.keepalive.clone();
+    let waker = parking::park(idle);
+    let waiting = socket.hand_waits_to(&waker)
+        && outbox.hand_wait_to(&waker)
+        && keepalive.as_ref().map_or(true, |k| k.hand_wait_to(&waker));
+    if !waiting {
+        waker.wake();
+    }
 }
 
 /// Attach the session (CONNACK, what it resumes) and start watching the keep-alive. Not async: what
@@ -148,9 +247,10 @@ fn attach(start: ServeStart) -> Option<(Served, Reading)> {
         socket,
         outbox,
         conn_id,
-        listener,
-        settings,
+        max_packet_size: u32::try_from(settings.max_packet_size).unwrap_or(u32::MAX),
+        listener: listener as u16,
         keepalive,
+        idle: Cell::new(0),
     };
     Some((served, Reading { attached, buf }))
 }
@@ -164,7 +264,7 @@ async fn read_loop(served: &Served, reading: &mut Reading) {
         // Set when a hold stopped decoding with packets still in `reading.buf`.
         let mut buffered = false;
         loop {
-            match codec::decode(&mut reading.buf, protocol, served.settings.max_packet_size) {
+            match codec::decode(&mut reading.buf, protocol, served.max_packet_size as usize) {
                 Ok(Some(packet)) => {
                     let mut s = served.shard.borrow_mut();
                     if let Err(reason) = s.handle_packet(&mut reading.attached, packet) {
@@ -253,6 +353,10 @@ async fn read_loop(served: &Served, reading: &mut Reading) {
             // fresh storage sized to what arrives, `socket.rs`), not keep it for every idle client.
             reading.buf = BytesMut::new();
         }
+        // Idle with nothing undecoded: the task may park here (`run`).
+        if reading.buf.is_empty() {
+            served.idle.set(served.idle.get() | READ_IDLE);
+        }
         let read = served.socket.read_some(&mut reading.buf);
         let read = match &served.keepalive {
             Some(k) => {
@@ -264,6 +368,7 @@ async fn read_loop(served: &Served, reading: &mut Reading) {
             }
             None => read.await,
         };
+        served.idle.set(served.idle.get() & !READ_IDLE);
         match read {
             Ok(0) => {
                 eof = true;
@@ -292,14 +397,15 @@ async fn read_loop(served: &Served, reading: &mut Reading) {
         _ => reason,
     };
     let id = &reading.attached.client_id;
+    let connection_messages = served.shard.borrow().settings.connection_messages;
     match reason {
         CloseReason::ClientDisconnect => {
-            if served.settings.connection_messages {
+            if connection_messages {
                 tracing::info!(target: log_type::NOTICE, "Client {id} disconnected.");
             }
         }
         CloseReason::SocketError if eof => {
-            if served.settings.connection_messages {
+            if connection_messages {
                 tracing::info!(target: log_type::NOTICE, "Client {id} closed its connection.");
             }
         }
@@ -335,12 +441,15 @@ async fn read_loop(served: &Served, reading: &mut Reading) {
 async fn write_loop(served: &Served) {
     let mut failed = false;
     loop {
-        // Outbox data, or what the layers owe the client (a pong, a close frame, a TLS alert).
+        // Outbox data, or what the layers owe the client (a pong, a close frame, a TLS alert). Idle
+        // meanwhile: the task may park here (`run`).
+        served.idle.set(served.idle.get() | WRITE_IDLE);
         let data = poll_fn(|cx| match served.outbox.poll_ready(cx) {
             Poll::Ready(()) => Poll::Ready(true),
             Poll::Pending => served.socket.poll_owed(cx).map(|()| false),
         })
         .await;
+        served.idle.set(served.idle.get() & !WRITE_IDLE);
         if !data {
             // Boxed here and below: what only layered or closing connections need stays out of
             // every connection's writer future (memory per idle client).

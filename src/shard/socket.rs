@@ -120,6 +120,17 @@ impl Socket {
         })
     }
 
+    /// A parked connection's waker (`parking.rs`) takes over what its task waited for on this
+    /// socket: readability, and what the layers come to owe the client (only the reader makes them
+    /// owe, so nothing while parked; the old task's waker is let go). False when the socket is
+    /// already readable again: then do not park.
+    pub(super) fn hand_waits_to(&self, waker: &Waker) -> bool {
+        if let Some(layers) = &self.layers {
+            drop(layers.writer.take());
+        }
+        self.tcp.borrow().hand_read_wait_to(waker)
+    }
+
     /// Run `f` on the TLS session, if there is one.
     pub(super) fn with_tls<R>(&self, f: impl FnOnce(&ServerConnection) -> R) -> Option<R> {
         self.tls().map(|t| f(&t.borrow()))
@@ -215,10 +226,12 @@ impl Socket {
                 Ok(Some(n)) => return Ok(n),
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
             }
-            // Read into the connection's frame buffer, taken out so no borrow spans the await.
-            let mut input = std::mem::take(&mut ws.borrow_mut().input);
-            let read = self.read_transport(&mut input).await;
-            ws.borrow_mut().input = input;
+            // Read into the connection's frame buffer, taken out so no borrow spans the await, and
+            // put back even when this future is dropped at the await (a connection parking,
+            // `parking.rs`): a frame's first part must not be lost.
+            let mut input = FrameInput::take(ws);
+            let read = self.read_transport(&mut input.bytes).await;
+            drop(input);
             if read? == 0 {
                 return Ok(0);
             }
@@ -567,4 +580,24 @@ async fn write_raw(tcp: &RefCell<Tcp>, mut bytes: &[u8]) -> io::Result<()> {
         bytes = &bytes[n..];
     }
     Ok(())
+}
+
+/// A WebSocket connection's unparsed input while a read waits (see `Socket::read_layered`): given
+/// back to the connection when dropped, whether the read finished or was dropped at its wait.
+struct FrameInput<'a> {
+    ws: &'a RefCell<Box<WsConnection>>,
+    bytes: BytesMut,
+}
+
+impl<'a> FrameInput<'a> {
+    fn take(ws: &'a RefCell<Box<WsConnection>>) -> FrameInput<'a> {
+        let bytes = std::mem::take(&mut ws.borrow_mut().input);
+        FrameInput { ws, bytes }
+    }
+}
+
+impl Drop for FrameInput<'_> {
+    fn drop(&mut self) {
+        self.ws.borrow_mut().input = std::mem::take(&mut self.bytes);
+    }
 }

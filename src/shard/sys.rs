@@ -157,7 +157,7 @@ impl Sys {
         let t = self.round.total;
         let uptime = self.started.elapsed().as_secs();
         let disconnected = t.sessions.saturating_sub(t.clients_connected);
-        let topics: [(&'static str, String); 19] = [
+        let topics: [(&'static str, String); 20] = [
             ("$SYS/broker/version", VERSION_TEXT.to_string()),
             ("$SYS/broker/uptime", format!("{uptime} seconds")),
             (
@@ -211,6 +211,9 @@ impl Sys {
                 t.subscriptions.to_string(),
             ),
             ("$SYS/broker/shards", shards.to_string()),
+            // shardmq's own: connected clients idle for over a second, held without a task
+            // (`shard::parking`; memory per idle client).
+            ("$SYS/broker/clients/parked", t.clients_parked.to_string()),
         ];
         let load = self.round.load.update(Instant::now(), load_counters(&t));
         let topics = topics

@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::Future;
@@ -74,6 +74,11 @@ impl Tcp {
 
     pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream.local_addr()
+    }
+
+    /// See [`Registration::hand_read_wait_to`]. Only without a read timeout (a served connection).
+    pub(super) fn hand_read_wait_to(&self, waker: &Waker) -> bool {
+        self.read_deadline.is_none() && self.registration.hand_read_wait_to(waker)
     }
 
     /// Bound every later read's wait to `timeout` (`None`: wait for ever).

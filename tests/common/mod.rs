@@ -30,7 +30,7 @@ pub mod raw;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use broker::TestBroker;
 
@@ -310,5 +310,53 @@ pub fn subscribe_then_publish_at_once(
             }
             other => panic!("unexpected packet type {other} before the marker"),
         }
+    }
+}
+
+/// How long the broker may take to park a client (it parks after 1.0-1.1 s idle; `$SYS` tells
+/// every second).
+pub const PARK_LIMIT: Duration = Duration::from_secs(10);
+
+/// `$SYS/broker/clients/parked` from the next `$SYS` round, read by a client connected just for it
+/// that pings while it waits, so that it is not parked itself: the figure counts the test's clients.
+pub fn parked_now(addr: SocketAddr) -> u64 {
+    let mut monitor = raw::RawClient::connect_clean(addr, Proto::V311, &unique_id("mon"));
+    monitor.subscribe(&[("$SYS/broker/clients/parked", 0)]);
+    // The retained figure of an earlier round, which may predate what the test did since.
+    monitor.recv_publish();
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let p = loop {
+        match monitor.try_read_packet(Duration::from_millis(300)) {
+            Ok(p) if p.kind() == raw::kind::PUBLISH => break p.publish(Proto::V311),
+            Ok(p) => assert_eq!(p.kind(), raw::kind::PINGRESP, "{p:?}"),
+            Err(raw::ReadEnd::Timeout) => monitor.send(&raw::pingreq()),
+            Err(raw::ReadEnd::Closed) => panic!("the broker closed the $SYS monitor"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no $SYS round within {EVENT_TIMEOUT:?}"
+        );
+    };
+    monitor.send(&raw::disconnect());
+    String::from_utf8(p.payload)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .expect("$SYS/broker/clients/parked is an integer")
+}
+
+/// Wait until at least `n` clients are parked (`sys_interval 1` in the broker's config). The
+/// connection to `addr` must be plain MQTT.
+pub fn wait_parked(addr: SocketAddr, n: u64) {
+    let deadline = Instant::now() + PARK_LIMIT;
+    loop {
+        // Each reading waits for a `$SYS` round: about a second.
+        let parked = parked_now(addr);
+        if parked >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{parked} of {n} clients parked after {PARK_LIMIT:?}"
+        );
     }
 }
