@@ -22,7 +22,8 @@ mod common;
 use common::broker::{external_mosquitto, TestBroker};
 use common::raw::{self, kind, Connect, RawClient, ReadEnd};
 use common::{
-    for_each_case, shard_counts, unique_id, wait_parked, with_timeout, Proto, BOTH, CASE_TIMEOUT,
+    for_each_case, shard_counts, unique_id, wait_parked, with_timeout, Case, Proto, BOTH,
+    CASE_TIMEOUT,
 };
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
@@ -36,15 +37,26 @@ fn skip_on_mosquitto() -> bool {
     external_mosquitto()
 }
 
-#[test]
-fn parked_clients_receive_publish_and_ping_and_park_again() {
+/// Run `body` for every case (3.1.1 and 5.0, each shard count) on a broker with `sys_interval 1`.
+fn each_case(body: impl Fn(Case) + Send + Sync + 'static) {
     if skip_on_mosquitto() {
         return;
     }
-    for_each_case(BOTH, SYS, |case| {
-        let topic = format!("idle/{}", unique_id("t"));
-        let mut sub = RawClient::connect_clean(case.addr, case.proto, &unique_id("sub"));
-        assert_eq!(sub.subscribe(&[(&topic, 1)]), vec![1]);
+    for_each_case(BOTH, SYS, body);
+}
+
+/// A subscriber to a topic of its own under `idle/{area}/`, at `qos`.
+fn subscriber(case: &Case, area: &str, qos: u8) -> (RawClient, String) {
+    let topic = format!("idle/{area}/{}", unique_id("t"));
+    let mut sub = RawClient::connect_clean(case.addr, case.proto, &unique_id("sub"));
+    assert_eq!(sub.subscribe(&[(&topic, qos)]), vec![qos]);
+    (sub, topic)
+}
+
+#[test]
+fn parked_clients_receive_publish_and_ping_and_park_again() {
+    each_case(|case| {
+        let (mut sub, topic) = subscriber(&case, "plain", 1);
         let mut publ = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
         for round in 0..2 {
             wait_parked(case.addr, 2);
@@ -64,13 +76,8 @@ fn parked_clients_receive_publish_and_ping_and_park_again() {
 
 #[test]
 fn a_parked_client_gone_silent_is_closed_at_keepalive_expiry_with_its_will() {
-    if skip_on_mosquitto() {
-        return;
-    }
-    for_each_case(BOTH, SYS, |case| {
-        let topic = format!("idle/will/{}", unique_id("t"));
-        let mut sub = RawClient::connect_clean(case.addr, case.proto, &unique_id("sub"));
-        assert_eq!(sub.subscribe(&[(&topic, 1)]), vec![1]);
+    each_case(|case| {
+        let (mut sub, topic) = subscriber(&case, "will", 1);
         let (mut silent, _) = RawClient::connect(
             case.addr,
             &Connect::new(case.proto, &unique_id("quiet"))
@@ -107,13 +114,8 @@ fn a_parked_client_gone_silent_is_closed_at_keepalive_expiry_with_its_will() {
 
 #[test]
 fn a_parked_client_whose_socket_drops_has_its_will_published() {
-    if skip_on_mosquitto() {
-        return;
-    }
-    for_each_case(BOTH, SYS, |case| {
-        let topic = format!("idle/drop/{}", unique_id("t"));
-        let mut sub = RawClient::connect_clean(case.addr, case.proto, &unique_id("sub"));
-        assert_eq!(sub.subscribe(&[(&topic, 0)]), vec![0]);
+    each_case(|case| {
+        let (mut sub, topic) = subscriber(&case, "drop", 0);
         let (dropped, _) = RawClient::connect(
             case.addr,
             &Connect::new(case.proto, &unique_id("drop")).will(&topic, b"dropped", 0, false),
@@ -131,10 +133,7 @@ fn a_parked_client_whose_socket_drops_has_its_will_published() {
 
 #[test]
 fn a_parked_client_taken_over_hands_its_session_to_the_new_connection() {
-    if skip_on_mosquitto() {
-        return;
-    }
-    for_each_case(BOTH, SYS, |case| {
+    each_case(|case| {
         let id = unique_id("taken");
         let topic = format!("idle/takeover/{id}");
         let (mut old, ack) =
@@ -168,13 +167,8 @@ fn a_parked_client_taken_over_hands_its_session_to_the_new_connection() {
 
 #[test]
 fn a_packet_split_across_the_park_is_decoded_whole() {
-    if skip_on_mosquitto() {
-        return;
-    }
-    for_each_case(BOTH, SYS, |case| {
-        let topic = format!("idle/split/{}", unique_id("t"));
-        let mut sub = RawClient::connect_clean(case.addr, case.proto, &unique_id("sub"));
-        assert_eq!(sub.subscribe(&[(&topic, 0)]), vec![0]);
+    each_case(|case| {
+        let (mut sub, topic) = subscriber(&case, "split", 0);
         let mut publ = RawClient::connect_clean(case.addr, case.proto, &unique_id("pub"));
         let packet = raw::publish(case.proto, &topic, 0, false, false, 0, b"in two parts");
         let (first, rest) = packet.split_at(packet.len() / 2);

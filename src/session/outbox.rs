@@ -257,8 +257,8 @@ impl Outbox {
         q.chunks.is_empty() && q.tail.is_empty()
     }
 
-    /// A parked connection's waker (`shard::parking`) waits for data or the close in place of its
-    /// writer's. False when there is something to do already.
+    /// `waker` waits for data or the close (the writer's, or a parked connection's in place of its
+    /// writer's, `shard::parking`). False when there is something to do already.
     pub fn hand_wait_to(&self, waker: &Waker) -> bool {
         if !self.is_empty() || self.close.get().is_some() {
             return false;
@@ -269,11 +269,10 @@ impl Outbox {
 
     /// Ready when there is something to write or the connection must close.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.is_empty() || self.close.get().is_some() {
-            return Poll::Ready(());
+        match self.hand_wait_to(cx.waker()) {
+            true => Poll::Pending,
+            false => Poll::Ready(()),
         }
-        self.waker.set(Some(cx.waker().clone()));
-        Poll::Pending
     }
 }
 

@@ -67,15 +67,14 @@ impl KeepAlive {
 
     /// Ready once the shard found the client silent for longer than the limit.
     pub fn poll_expired(&self, cx: &Context<'_>) -> Poll<()> {
-        if self.expired.get() {
-            return Poll::Ready(());
+        match self.hand_wait_to(cx.waker()) {
+            true => Poll::Pending,
+            false => Poll::Ready(()),
         }
-        self.waker.set(Some(cx.waker().clone()));
-        Poll::Pending
     }
 
-    /// A parked connection's waker (`parking.rs`) waits for the expiry in place of its task's.
-    /// False when it expired already.
+    /// `waker` waits for the expiry (the reader's, or a parked connection's in place of its task's,
+    /// `parking.rs`). False when it expired already.
     pub fn hand_wait_to(&self, waker: &Waker) -> bool {
         if self.expired.get() {
             return false;

@@ -165,9 +165,7 @@ impl Registration {
         };
         waits && slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
     }
-}
 
-impl Registration {
     /// Hand the wait for readability to `waker` (a parked connection's, `parking.rs`) in place of the
     /// task that waited. False when nothing waits for readability (an event came since the task's
     /// `EAGAIN`): the caller must not wait then.
