@@ -173,6 +173,11 @@ pub(crate) struct Reactor {
     /// refcell) every time. Acquire during initialization
     preempt_ptr_head: *const u32,
     preempt_ptr_tail: *const AtomicU32,
+
+    /// shardmq patch: set when a queue with a shorter preemption slice became active after the
+    /// preemption timer was armed for a longer one; makes `need_preempt` true until the executor
+    /// loop's next `poll_io`, which arms the timer for the shorter slice.
+    pub(crate) slice_shortened: std::cell::Cell<bool>,
 }
 
 impl Reactor {
@@ -192,6 +197,7 @@ impl Reactor {
             io_scheduler: Rc::new(IoScheduler::new()),
             record_io_latencies,
             preempt_ptr_head,
+            slice_shortened: std::cell::Cell::new(false),
             preempt_ptr_tail: preempt_ptr_tail as _,
         })
     }
@@ -206,7 +212,8 @@ impl Reactor {
 
     #[inline(always)]
     pub(crate) fn need_preempt(&self) -> bool {
-        unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) }
+        self.slice_shortened.get()
+            || unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) }
     }
 
     pub(crate) fn id(&self) -> usize {

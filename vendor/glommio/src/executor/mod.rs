@@ -383,15 +383,19 @@ impl ExecutorQueues {
             .unwrap_or(self.default_preempt_timer_duration)
     }
 
-    fn maybe_activate(&mut self, queue: Rc<RefCell<TaskQueue>>) {
+    /// Returns true when the activation shortened the preemption slice (shardmq patch 9).
+    fn maybe_activate(&mut self, queue: Rc<RefCell<TaskQueue>>) -> bool {
         let mut state = queue.borrow_mut();
         if !state.is_active() {
             state.vruntime = self.default_vruntime + 1;
             state.active = true;
             drop(state);
             self.active_executors.push(queue);
+            let before = self.preempt_timer_duration;
             self.reevaluate_preempt_timer();
+            return self.preempt_timer_duration < before;
         }
+        false
     }
 }
 
@@ -1061,17 +1065,20 @@ pub(crate) fn maybe_activate(tq: Rc<RefCell<TaskQueue>>) {
     #[cfg(not(feature = "native-tls"))]
     LOCAL_EX.with(|local_ex| {
         let mut queues = local_ex.queues.borrow_mut();
-        queues.maybe_activate(tq);
+        if queues.maybe_activate(tq) {
+            local_ex.reactor.slice_shortened.set(true);
+        }
     });
 
     #[cfg(feature = "native-tls")]
     unsafe {
-        let mut queues = LOCAL_EX
+        let local_ex = LOCAL_EX
             .as_ref()
-            .expect("this thread doesn't have a LocalExecutor running")
-            .queues
-            .borrow_mut();
-        queues.maybe_activate(tq);
+            .expect("this thread doesn't have a LocalExecutor running");
+        let mut queues = local_ex.queues.borrow_mut();
+        if queues.maybe_activate(tq) {
+            local_ex.reactor.slice_shortened.set(true);
+        }
     };
 }
 
@@ -1484,6 +1491,8 @@ impl LocalExecutor {
                 // requests that are latency sensitive we want them out of the
                 // ring ASAP (before we run the task queues). We will also use
                 // the opportunity to install the timer.
+                // shardmq patch 9: the timer armed now is for the slice in force now.
+                this.reactor.slice_shortened.set(false);
                 this.parker
                     .poll_io(|| Some(this.preempt_timer_duration()))
                     .expect("Failed to poll io! This is actually pretty bad!");
