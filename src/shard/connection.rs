@@ -133,7 +133,12 @@ pub(super) async fn accept_loop(shard: Rc<RefCell<Shard>>, fd: OwnedFd, index: u
         let ws = websockets.then(|| Box::new(WsConnection::new(usize::MAX)));
         let layers = (tls.is_some() || ws.is_some()).then(|| Box::new(Layers { tls, ws }));
         let start = Start::Accepted { layers, server_tls };
+        // Runs the new connection's first steps at once, inside this task (its CONNECT is often
+        // already there), so a backlog of thousands taken in one go ran this task for tens of
+        // milliseconds: glommio preempts between tasks only. Yield once the slice is spent
+        // (`executor::setup_queue`).
         glommio::spawn_local(run_connection(shard.clone(), stream, peer, index, start)).detach();
+        glommio::yield_if_needed().await;
     }
 }
 
@@ -308,7 +313,8 @@ async fn run_connection(
         accepted,
     };
     if let Some(serving) = serving::serve(start) {
-        glommio::spawn_local(serving).detach();
+        // Out of the setup queue into the default one (`executor::setup_queue`).
+        super::executor::spawn_into(serving, glommio::TaskQueueHandle::default()).detach();
     }
 }
 

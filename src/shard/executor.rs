@@ -157,6 +157,38 @@ fn shutdown_disconnect(redirect: Option<&crate::settings::Redirect>) -> bytes::B
     out
 }
 
+/// Shares of the CPU the setup queue gets while established clients have work too (the default
+/// queue has 1,000): a connect storm then takes a sixth of a busy shard and all of an idle one.
+const SETUP_SHARES: usize = 200;
+
+/// How long the setup queue runs before the executor looks at its sockets, mailboxes and other
+/// queues again. glommio's default slice is 100 ms, and a message that arrived during a connect storm
+/// waited for the rest of it (docs/PERFORMANCE.md, issue 18, "Connect storm"). The slice takes effect
+/// when the queue activates, not at the next `poll_io` (vendor/glommio/PATCHES.md, patch 9).
+const SETUP_SLICE: Duration = Duration::from_millis(1);
+
+/// The task queue for connections being set up: accepting, the TLS and WebSocket handshakes, the
+/// CONNECT and attaching its session; a connection's serving task then runs in the default queue with
+/// the mail and the readiness driver. Why a queue of its own: glommio runs a queue's tasks in the
+/// order they woke, and a storm of new clients (~100 us each) put thousands of them ahead of a busy
+/// client's next packet. Its own queue, with a short slice and fewer shares, lets the executor poll
+/// for I/O every millisecond while a storm lasts and serve established clients first.
+fn setup_queue() -> glommio::TaskQueueHandle {
+    glommio::executor().create_task_queue(
+        glommio::Shares::Static(SETUP_SHARES),
+        glommio::Latency::Matters(SETUP_SLICE),
+        "setup",
+    )
+}
+
+/// Spawn into a queue that exists (this shard's own): scheduled, not run at once.
+pub(super) fn spawn_into<T: 'static>(
+    future: impl std::future::Future<Output = T> + 'static,
+    queue: glommio::TaskQueueHandle,
+) -> glommio::Task<T> {
+    glommio::spawn_local_into(future, queue).expect("the shard's task queues live as long as it")
+}
+
 /// The executor's main future: serve until told to shut down, then close everything.
 pub async fn run(start: ShardStart) {
     let ShardStart {
@@ -194,10 +226,12 @@ pub async fn run(start: ShardStart) {
             log_len,
         )));
     }
+    let setup = setup_queue();
+    shard.borrow_mut().setup_queue = setup;
     let mut tasks = Vec::new();
     for (index, fd) in listeners {
-        tasks
-            .push(glommio::spawn_local(connection::accept_loop(shard.clone(), fd, index)).detach());
+        let accepting = connection::accept_loop(shard.clone(), fd, index);
+        tasks.push(spawn_into(accepting, setup).detach());
     }
     tasks.push(glommio::spawn_local(overflow_task(shard.clone())).detach());
     if id == 0 {
@@ -315,8 +349,9 @@ async fn mail_loop(shard: &Rc<RefCell<Shard>>, inbox: &Inbox) {
                 s.mail.flush_overflow();
             }
         }
+        let setup = shard.borrow().setup_queue;
         for h in handoffs {
-            glommio::spawn_local(connection::run_handoff(shard.clone(), h)).detach();
+            spawn_into(connection::run_handoff(shard.clone(), h), setup).detach();
         }
         // Let connection tasks run between batches: a mail flood must not starve the sockets, above all
         // the subscribers' acknowledgements that open their windows (else their queues overflow).

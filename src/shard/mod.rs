@@ -110,6 +110,9 @@ pub(crate) struct Shard {
     lookback: lookback::Lookback,
     /// Connections idle long enough to give up their task, waiting for their time (see `parking`).
     parking: parking::Parking,
+    /// The task queue where connections are set up (accept, handshakes, CONNECT, attach), below the
+    /// default queue where established clients and mail are served (see `executor::setup_queue`).
+    setup_queue: glommio::TaskQueueHandle,
 }
 
 impl Shard {
@@ -147,6 +150,7 @@ impl Shard {
             journal,
             lookback: lookback::Lookback::default(),
             parking: parking::Parking::default(),
+            setup_queue: glommio::TaskQueueHandle::default(),
         }
     }
 }

@@ -80,7 +80,10 @@ fn registry() -> io::Result<Rc<Registry>> {
             free: RefCell::new(Vec::new()),
         });
         *r.borrow_mut() = Some(reg.clone());
-        glommio::spawn_local(drive(reg.clone())).detach();
+        // In the default queue whichever task registers first (the accept loop runs in the setup
+        // queue): readiness is served before connections are set up (`executor::setup_queue`).
+        super::executor::spawn_into(drive(reg.clone()), glommio::TaskQueueHandle::default())
+            .detach();
         Ok(reg)
     })
 }
