@@ -4,7 +4,8 @@
 //! to the listener they follow. [`super::Config::parse_str`] drives it: [`Parser::new`], then
 //! [`Parser::parse_text`] on the main file (which recurses into included files), then [`Parser::finish`].
 //! Which keys exist is in `keys.rs`; the errors it returns are in `error.rs`; listener options in
-//! `parser/listener.rs`.
+//! `parser/listener.rs`; a line and its value readers in `parser/line.rs`; `include_dir` in
+//! `parser/include.rs`.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use std::time::Duration;
 use super::keys::{suggest, UNSUPPORTED_KEYS, UNSUPPORTED_PREFIXES};
 use super::placement::parse_cpu_list;
 
+mod include;
+mod line;
 mod listener;
 use super::{
     Arity, Config, ConfigError, ConfigNotice, ListenerConfig, ListenerSecurity, PersistenceSync,
@@ -23,150 +26,7 @@ use crate::codec::ReasonCode;
 use crate::index::Strategy;
 use crate::logging::{LogDest, LogType, LogTypes, TimestampFormat};
 use crate::session::SlowSubscriberPolicy;
-
-/// `persistent_client_expiration`'s value as Mosquitto reads it: a positive count and a unit, `h`, `d`,
-/// `w`, `m` (30 days) or `y` (365 days), e.g. `14d`. shardmq also takes `s` (seconds), which Mosquitto
-/// does not, for setups (and tests) that need a short one.
-fn parse_expiration(v: &str) -> Option<Duration> {
-    let unit = v.chars().last()?;
-    let secs_per_unit: u64 = match unit {
-        's' => 1,
-        'h' => 3600,
-        'd' => 86_400,
-        'w' => 7 * 86_400,
-        'm' => 30 * 86_400,
-        'y' => 365 * 86_400,
-        _ => return None,
-    };
-    let count: u64 = v[..v.len() - 1].parse().ok().filter(|&n| n > 0)?;
-    Some(Duration::from_secs(count.checked_mul(secs_per_unit)?))
-}
-
-/// Mosquitto's include_dir order: case-insensitive first, then upper case before lower case.
-fn mosquitto_file_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    for (x, y) in a.iter().zip(b) {
-        let by_upper = x.to_ascii_uppercase().cmp(&y.to_ascii_uppercase());
-        if by_upper.is_ne() {
-            return by_upper;
-        }
-        if x != y {
-            return x.cmp(y);
-        }
-    }
-    a.len().cmp(&b.len())
-}
-
-/// Where one line came from, for errors and notices.
-struct Line<'a> {
-    file: &'a Path,
-    number: usize,
-}
-
-impl Line<'_> {
-    fn arity(&self, key: &'static str, expected: Arity, found: usize) -> ConfigError {
-        ConfigError::Arity {
-            file: self.file.to_owned(),
-            line: self.number,
-            key,
-            expected,
-            found,
-        }
-    }
-
-    fn invalid(&self, key: &'static str, value: &str, reason: ValueProblem) -> ConfigError {
-        ConfigError::InvalidValue {
-            file: self.file.to_owned(),
-            line: self.number,
-            key,
-            value: value.to_owned(),
-            reason,
-        }
-    }
-
-    fn duplicate(&self, key: &'static str) -> ConfigError {
-        ConfigError::Duplicate {
-            file: self.file.to_owned(),
-            line: self.number,
-            key,
-        }
-    }
-
-    fn unsupported(&self, key: &str, value: Option<&str>) -> ConfigError {
-        ConfigError::Unsupported {
-            file: self.file.to_owned(),
-            line: self.number,
-            key: key.to_owned(),
-            value: value.map(str::to_owned),
-        }
-    }
-
-    /// The value's words, up to a word starting with `#` (a trailing comment, as Mosquitto tolerates).
-    fn words<'v>(&self, rest: &'v str) -> Vec<&'v str> {
-        rest.split_whitespace()
-            .take_while(|w| !w.starts_with('#'))
-            .collect()
-    }
-
-    fn one<'v>(&self, key: &'static str, rest: &'v str) -> Result<&'v str, ConfigError> {
-        match self.words(rest).as_slice() {
-            [w] => Ok(w),
-            other => Err(self.arity(key, Arity::One, other.len())),
-        }
-    }
-
-    /// The whole rest of the line (it may contain spaces), like Mosquitto's string options.
-    fn text<'v>(&self, key: &'static str, rest: &'v str) -> Result<&'v str, ConfigError> {
-        if rest.is_empty() {
-            return Err(self.arity(key, Arity::Text, 0));
-        }
-        if rest.contains('\0') {
-            return Err(self.invalid(key, rest, ValueProblem::NulByte));
-        }
-        Ok(rest)
-    }
-
-    fn bool(&self, key: &'static str, rest: &str) -> Result<bool, ConfigError> {
-        match self.one(key, rest)? {
-            "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
-            other => Err(self.invalid(key, other, ValueProblem::NotABoolean)),
-        }
-    }
-
-    fn int(&self, key: &'static str, rest: &str) -> Result<i64, ConfigError> {
-        let w = self.one(key, rest)?;
-        w.parse::<i64>()
-            .map_err(|_| self.invalid(key, w, ValueProblem::NotAnInteger))
-    }
-
-    fn int_in(
-        &self,
-        key: &'static str,
-        rest: &str,
-        min: i64,
-        max: i64,
-    ) -> Result<i64, ConfigError> {
-        let v = self.int(key, rest)?;
-        if v < min || v > max {
-            return Err(self.invalid(key, &v.to_string(), ValueProblem::OutOfRange { min, max }));
-        }
-        Ok(v)
-    }
-
-    /// An integer where Mosquitto reads any negative value as "no limit" (0), capped at `max`.
-    fn limit(&self, key: &'static str, rest: &str, max: i64) -> Result<i64, ConfigError> {
-        let v = self.int(key, rest)?;
-        if v > max {
-            return Err(self.invalid(
-                key,
-                &v.to_string(),
-                ValueProblem::OutOfRange { min: 0, max },
-            ));
-        }
-        Ok(v.max(0))
-    }
-}
+use line::{parse_expiration, Line};
 
 /// The listener a per-listener option (`max_connections`) applies to.
 #[derive(Clone, Copy)]
@@ -742,63 +602,6 @@ impl Parser {
                     c.log_dest.push(d);
                 }
             }
-        }
-        Ok(())
-    }
-
-    fn include_dir(
-        &mut self,
-        line: &Line<'_>,
-        rest: &str,
-        level: usize,
-    ) -> Result<(), ConfigError> {
-        if level > 0 {
-            return Err(ConfigError::NestedIncludeDir {
-                file: line.file.to_owned(),
-                line: line.number,
-            });
-        }
-        let dir = Path::new(line.text("include_dir", rest)?);
-        let dir = if dir.is_relative() {
-            line.file.parent().unwrap_or(Path::new("")).join(dir)
-        } else {
-            dir.to_owned()
-        };
-        let io_error = |source| ConfigError::IncludeDir {
-            dir: dir.clone(),
-            file: line.file.to_owned(),
-            line: line.number,
-            source,
-        };
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io_error)? {
-            let entry = entry.map_err(io_error)?;
-            // Mosquitto takes names longer than 5 bytes ending in ".conf" (so ".conf" itself is skipped).
-            if let Some(name) = entry.file_name().to_str() {
-                if name.len() > 5 && name.ends_with(".conf") {
-                    names.push(name.to_owned());
-                }
-            }
-        }
-        names.sort_by(|a, b| mosquitto_file_order(a, b));
-        let main = std::fs::canonicalize(&self.main_file).ok();
-        for name in names {
-            let path = dir.join(&name);
-            if main.is_some() && std::fs::canonicalize(&path).ok() == main {
-                return Err(ConfigError::IncludeDirContainsMainFile {
-                    file: line.file.to_owned(),
-                    line: line.number,
-                    main: self.main_file.clone(),
-                });
-            }
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            self.config
-                .notices
-                .push(ConfigNotice::IncludedFile { path: path.clone() });
-            self.parse_text(&text, &path, level + 1)?;
         }
         Ok(())
     }
