@@ -9,10 +9,14 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::args::Args;
 use crate::conn::Target;
 use crate::report::Report;
+use crate::run::{resolve_all, run_once};
+use crate::scenario::Plan;
+use crate::setup_failed;
 use crate::tls::TlsSetup;
-use crate::{resolve_all, run_once, setup_failed, Args, Plan, Workers};
+use crate::workers::Workers;
 
 /// A broker is idle when this many PINGREQ round trips in a row take less than [`IDLE_RTT`].
 const IDLE_PINGS: u32 = 3;
