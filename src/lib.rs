@@ -27,10 +27,13 @@
 //!   connections, keep-alive, expiry, `$SYS`), packet handling by family (`shard/packets/`), the
 //!   connection tasks and the executor's loop.
 //! - [`server`]: starts one executor per shard, the ticker, shutdown.
+//! - [`cluster`]: several nodes as one broker over NATS JetStream; so far the sans-IO mapping between
+//!   MQTT topics and filters and NATS subjects.
 //! - [`cli`]: Mosquitto's command line.
 //! - [`process`]: the `pid_file` and dropping root privileges (`user`).
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod index;
