@@ -11,11 +11,22 @@
 //! by one lookup of the topic itself; only wildcard filters take trie nodes, ~80 bytes per level
 //! (18,000 clients with one filter each: 7,104 bytes per subscription at 16 shards with every filter
 //! in the trie; docs/PERFORMANCE.md, "Issue 18, third session").
+//!
+//! The hash map keeps a 64-bit hash of each literal filter, not the filter: the map only decides
+//! which shards get a message, and the shard that gets it matches the topic against its own sessions'
+//! subscriptions exactly (`SubscriptionTrie`). Two filters with the same hash share one entry, their
+//! counts added, so each shard stays interested while either is held: the only effect of a collision
+//! is mail to a shard that then finds no subscriber, and with 64 bits that takes billions of distinct
+//! filters to be likely. Every shard must hash alike for that to hold (a shard decides whether to
+//! announce a filter by its own map, and the others route by theirs), hence the fixed seeds
+//! ([`literal_hash`]). Without the filter's copy an entry is 24 bytes instead of 40 plus the string's
+//! allocation (docs/PERFORMANCE.md, "Issue 18, fourth session").
 
 use std::fmt;
 
-use ahash::AHashMap;
-use smallvec::SmallVec;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::trie::SubscriptionTrie;
 
@@ -187,9 +198,96 @@ pub struct InterestMap {
     /// Wildcard filters: (filter, shard) -> number of subscriptions that shard reported for the
     /// filter (never zero).
     shard_counts: SubscriptionTrie<u16, u32>,
-    /// Filters without wildcards, which match exactly the topic they spell: filter -> (shard, number
-    /// of subscriptions), one entry per interested shard (never empty, counts never zero).
-    literal: AHashMap<Box<str>, SmallVec<[(u16, u32); 1]>>,
+    /// Filters without wildcards, which match exactly the topic they spell, by [`literal_hash`]:
+    /// hash -> (shard, number of subscriptions), one entry per interested shard (never empty, counts
+    /// never zero). See the module documentation for why a hash stands for the filter.
+    literal: HashMap<u64, LiteralShards, BuildHasherDefault<PreHashed>>,
+}
+
+/// The interested shards of one literal filter, with their subscription counts: one inline (most
+/// literal filters are held on one shard), more in a box. 16 bytes, where a `SmallVec` of one takes 24
+/// (docs/PERFORMANCE.md, "Issue 18, fourth session").
+#[derive(Debug)]
+enum LiteralShards {
+    One([(u16, u32); 1]),
+    // Boxed so that the rare case costs the common one 8 bytes, not 24 (the size of a Vec).
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<(u16, u32)>>),
+}
+
+// The figure the type's documentation gives, kept true by the build.
+const _: () = assert!(std::mem::size_of::<LiteralShards>() == 16);
+
+impl LiteralShards {
+    fn as_slice(&self) -> &[(u16, u32)] {
+        match self {
+            LiteralShards::One(one) => one,
+            LiteralShards::Many(many) => many,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [(u16, u32)] {
+        match self {
+            LiteralShards::One(one) => one,
+            LiteralShards::Many(many) => many,
+        }
+    }
+
+    fn push(&mut self, entry: (u16, u32)) {
+        match self {
+            LiteralShards::One([first]) => {
+                *self = LiteralShards::Many(Box::new(vec![*first, entry]))
+            }
+            LiteralShards::Many(many) => many.push(entry),
+        }
+    }
+
+    /// Removes the entry at `at`; returns whether none is left.
+    fn swap_remove(&mut self, at: usize) -> bool {
+        match self {
+            LiteralShards::One(_) => true,
+            LiteralShards::Many(many) => {
+                many.swap_remove(at);
+                if let [only] = many[..] {
+                    *self = LiteralShards::One([only]);
+                }
+                false
+            }
+        }
+    }
+}
+
+/// The key of a literal filter (or of a topic, to look one up) in [`InterestMap`]: the same on every
+/// shard of the process, so that all of them merge colliding filters alike.
+fn literal_hash(filter: &str) -> u64 {
+    // Fixed seeds: SHA-512's initial words (square roots of the first primes). Not the digits of pi
+    // after those `sessions::home_of` uses: ahash XORs its seeds with exactly those, and the all-zero
+    // key that made hashed every string to 0 (the unit test `literal_hashes_differ` catches it).
+    let state = ahash::RandomState::with_seeds(
+        0x6a09_e667_f3bc_c908,
+        0xbb67_ae85_84ca_a73b,
+        0x3c6e_f372_fe94_f82b,
+        0xa54f_f53a_5f1d_36f1,
+    );
+    state.hash_one(filter)
+}
+
+/// The hasher of the literal map: its keys are [`literal_hash`]es already, well mixed, used as they are.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("the literal map's keys are u64 hashes")
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
 }
 
 /// Whether `filter` has a wildcard level (and so lives in the trie).
@@ -207,11 +305,14 @@ impl InterestMap {
     /// this (filter, shard), i.e. the shard just became interested.
     pub fn add(&mut self, filter: &str, shard: u16) -> bool {
         if !is_wild(filter) {
-            let shards = match self.literal.get_mut(filter) {
-                Some(shards) => shards,
-                None => self.literal.entry(filter.into()).or_default(),
+            let shards = match self.literal.entry(literal_hash(filter)) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(LiteralShards::One([(shard, 1)]));
+                    return true;
+                }
+                Entry::Occupied(occupied) => occupied.into_mut(),
             };
-            if let Some((_, count)) = shards.iter_mut().find(|(s, _)| *s == shard) {
+            if let Some((_, count)) = shards.as_mut_slice().iter_mut().find(|(s, _)| *s == shard) {
                 *count += 1;
                 return false;
             }
@@ -230,19 +331,20 @@ impl InterestMap {
     /// the shard is no longer interested. Removing an unknown (filter, shard) does nothing and returns false.
     pub fn remove(&mut self, filter: &str, shard: u16) -> bool {
         if !is_wild(filter) {
-            let Some(shards) = self.literal.get_mut(filter) else {
+            let key = literal_hash(filter);
+            let Some(shards) = self.literal.get_mut(&key) else {
                 return false;
             };
-            let Some(at) = shards.iter().position(|(s, _)| *s == shard) else {
+            let Some(at) = shards.as_slice().iter().position(|(s, _)| *s == shard) else {
                 return false;
             };
-            if shards[at].1 > 1 {
-                shards[at].1 -= 1;
+            let count = &mut shards.as_mut_slice()[at].1;
+            if *count > 1 {
+                *count -= 1;
                 return false;
             }
-            shards.swap_remove(at);
-            if shards.is_empty() {
-                self.literal.remove(filter);
+            if shards.swap_remove(at) {
+                self.literal.remove(&key);
             }
             return true;
         }
@@ -259,8 +361,9 @@ impl InterestMap {
     /// Number of subscriptions `shard` has reported for `filter`.
     pub fn count(&self, filter: &str, shard: u16) -> u32 {
         if !is_wild(filter) {
-            return self.literal.get(filter).map_or(0, |shards| {
+            return self.literal.get(&literal_hash(filter)).map_or(0, |shards| {
                 shards
+                    .as_slice()
                     .iter()
                     .find(|(s, _)| *s == shard)
                     .map_or(0, |(_, c)| *c)
@@ -277,8 +380,8 @@ impl InterestMap {
         });
         // A topic name is the one literal filter it matches (a valid topic has no wildcard).
         if !self.literal.is_empty() {
-            if let Some(exact) = self.literal.get(topic) {
-                for (shard, _) in exact {
+            if let Some(exact) = self.literal.get(&literal_hash(topic)) {
+                for (shard, _) in exact.as_slice() {
                     shards.insert(*shard);
                 }
             }
@@ -300,6 +403,15 @@ impl InterestMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_hashes_differ() {
+        let hashes: std::collections::HashSet<u64> = ["a", "b", "a/b", "$SYS/b", "", "/"]
+            .into_iter()
+            .map(literal_hash)
+            .collect();
+        assert_eq!(hashes.len(), 6, "{hashes:x?}");
+    }
 
     #[test]
     fn shard_set_basics() {
