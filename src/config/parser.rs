@@ -533,7 +533,9 @@ impl Parser {
                 key: "retry_interval",
             }),
             "shards" => {
-                let n = line.int_in("shards", rest, 1, 65536)? as usize;
+                // At most what a `ShardSet` holds (the interest summary's set of shard ids).
+                let max = crate::index::MAX_SHARDS as i64;
+                let n = line.int_in("shards", rest, 1, max)? as usize;
                 c.shards = NonZeroUsize::new(n);
             }
             "cpu_affinity" => c.cpu_affinity = Some(line.bool("cpu_affinity", rest)?),

@@ -52,7 +52,8 @@ pub(super) fn place(config: &Config, available: &[usize]) -> Result<ShardPlaceme
     };
     let shards = match config.shards {
         Some(n) => n.get(),
-        None => cores.len().max(1),
+        // One per CPU, up to what a `ShardSet` holds (`shards` is refused above that).
+        None => cores.len().clamp(1, crate::index::MAX_SHARDS),
     };
     let pin = config.cpu_affinity.unwrap_or(config.cpu_set.is_some()) && shards <= cores.len();
     let cpus = (0..shards)

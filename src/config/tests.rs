@@ -173,6 +173,13 @@ fn numeric_limits() {
         err("shards 0\n"),
         ConfigError::InvalidValue { key: "shards", .. }
     ));
+    // Above what the interest summary's shard sets hold: refused here, not a panic at the first
+    // subscription on shard 1024.
+    assert!(matches!(
+        err("shards 1025\n"),
+        ConfigError::InvalidValue { key: "shards", .. }
+    ));
+    assert_eq!(ok("shards 1024\n").shards, NonZeroUsize::new(1024));
     assert!(matches!(
         err("listen_backlog 0\n"),
         ConfigError::InvalidValue { .. }

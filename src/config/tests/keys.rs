@@ -123,6 +123,7 @@ fn every_supported_key_is_handled() {
             "scram_file" => "x",
             "server_reference" => "other.example.com:1883",
             "server_reference_mode" => "moved",
+            "shards" => "8",
             _ => "1883",
         };
         // TLS options need a TLS listener with a CA (config/tls.rs).
