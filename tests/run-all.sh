@@ -10,8 +10,8 @@
 #   bash tests/run-all.sh -- ARGS          extra arguments for the test binaries (e.g. a name filter)
 #
 # Installing is for a fresh Debian (or Ubuntu) machine, as root: apt packages (git, gcc, make,
-# pkg-config, curl, mosquitto-clients, python3, python3-paho-mqtt; paho-mqtt from pip if apt's is
-# missing or older than 1.6) and, only when `cargo` is missing, Rust stable with rustfmt and clippy
+# pkg-config, curl, mosquitto-clients, nats-server, python3, python3-paho-mqtt; paho-mqtt from pip
+# if apt's is missing or older than 1.6) and, only when `cargo` is missing, Rust stable with rustfmt and clippy
 # through rustup. Without root, missing packages are listed and the tests that need them fail, saying
 # what to install (SHARDMQ_SKIP_INTEROP=1 skips the interop tests instead).
 #
@@ -62,8 +62,10 @@ use_rustup_path() {
 # systemd: systemd-analyze, which checks the unit in packaging/ (tests/13_process.rs).
 # chromium, nodejs, npm: the browser test (tests/17_browser.rs: MQTT.js in headless Chromium through
 # Playwright, whose npm packages `npm ci` installs into tests/browser/node_modules).
+# nats-server: the NATS cluster with JetStream the cluster tests start (tests/cluster/nats.sh,
+# tests/26_cluster_link.rs).
 PACKAGES=(git gcc libc6-dev make pkg-config curl ca-certificates coreutils mosquitto-clients mosquitto python3
-          chromium systemd)
+          chromium systemd nats-server)
 
 install_deps() {
     local missing=()
@@ -72,7 +74,7 @@ install_deps() {
             pkg_installed "$p" || missing+=("$p")
         done
     else
-        for tool in git gcc make pkg-config curl mosquitto_pub mosquitto_sub mosquitto_passwd stdbuf python3; do
+        for tool in git gcc make pkg-config curl mosquitto_pub mosquitto_sub mosquitto_passwd nats-server stdbuf python3; do
             have "$tool" || missing+=("$tool")
         done
     fi

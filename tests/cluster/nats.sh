@@ -7,12 +7,13 @@
 #                                     them to DIR/urls
 #   tests/cluster/nats.sh stop DIR    stop the servers started under DIR (by the PIDs it recorded)
 #   tests/cluster/nats.sh kill DIR N  kill -9 server N (1-3), for failure tests
-#   tests/cluster/nats.sh restart DIR N   start server N again with its configuration and store
+#   tests/cluster/nats.sh restart DIR N...  start servers N... again with their configuration and
+#                                     store, then wait until each is ready
 #
 # Ports are picked free at start (loopback only). Each server keeps its JetStream store in DIR/nN.
 
 set -euo pipefail
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 NATS=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
 
 free_ports() {
@@ -88,9 +89,10 @@ CONF
         rm -f "$dir/n$n.pid"
         ;;
     restart)
-        dir=${2:?DIR}; n=${3:?N}
-        start_one "$dir" "$n"
-        wait_ready "$dir" "$n"
+        # Start them all before waiting: a server is ready only once JetStream has a quorum.
+        dir=${2:?DIR}; shift 2; [ $# -gt 0 ] || { usage >&2; exit 2; }
+        for n in "$@"; do start_one "$dir" "$n"; done
+        for n in "$@"; do wait_ready "$dir" "$n"; done
         ;;
     -h|--help) usage ;;
     *) usage >&2; exit 2 ;;

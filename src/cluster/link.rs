@@ -1,0 +1,319 @@
+//! The cluster link: the thread that talks to NATS for this node (docs/CLUSTER.md, "The link").
+//!
+//! Concurrency: one OS thread, `shardmq-cluster`, running a current-thread tokio runtime (async-nats
+//! needs tokio; the shards run glommio and must never wait on the cluster). What it owns lives on that
+//! thread; the rest of the broker talks to it through [`Link`] (today: stop), later through its
+//! mailbox in the shards' matrix.
+//!
+//! What it does so far: connects to the NATS servers (retrying until one answers, reconnecting by
+//! itself after an outage, logging each change once), and keeps this node's liveness key in the
+//! `shardmq_<cluster>_nodes` key-value bucket: put at once, refreshed every [`LIVENESS_REFRESH`],
+//! expired by the bucket's `max_age` ([`LIVENESS_TTL`]) when the node dies, deleted when it stops.
+//! Routing, interest exchange and sessions come next (docs/CLUSTER.md).
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use thiserror::Error;
+use tokio::sync::watch;
+
+/// How long a liveness key lives without a refresh: a node silent this long is taken as dead.
+pub const LIVENESS_TTL: Duration = Duration::from_secs(15);
+
+/// How often a live node refreshes its key: three refreshes per TTL, so one lost one is not a death.
+pub const LIVENESS_REFRESH: Duration = Duration::from_secs(5);
+
+/// Replicas of the cluster's buckets and streams when the NATS cluster has enough JetStream servers;
+/// a single server gets one (see `open_bucket`).
+const REPLICAS: usize = 3;
+
+/// How this node joins the cluster (the `cluster_*` configuration keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// `cluster_name`: the same on every node; part of every bucket, stream and subject name.
+    pub cluster: String,
+    /// `cluster_node`: unique in the cluster.
+    pub node: String,
+    /// `cluster_nats`: the NATS servers to try.
+    pub urls: Vec<String>,
+    /// `cluster_nats_user` and `cluster_nats_password`.
+    pub user: Option<(String, String)>,
+    /// `cluster_nats_credentials`: a NATS credentials file (JWT and NKey seed).
+    pub credentials: Option<PathBuf>,
+    /// `cluster_nats_cafile`: CA certificates for `tls://` servers.
+    pub cafile: Option<PathBuf>,
+}
+
+/// Why a [`LinkConfig`] is refused or the link could not start.
+#[derive(Debug, Error)]
+pub enum LinkError {
+    /// A cluster or node name must be usable in NATS bucket, stream and subject names as it is.
+    #[error("{what} `{name}` may hold only letters, digits, `_` and `-` (it names NATS buckets and subjects)")]
+    BadName { what: &'static str, name: String },
+    #[error("cluster_nats names no server")]
+    NoServers,
+    #[error("cannot start the cluster thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Whether `name` is a valid cluster or node name: the characters NATS allows in a key-value bucket
+/// name (the strictest of the names it goes into), not empty.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl LinkConfig {
+    /// Checks the names and the server list.
+    pub fn check(&self) -> Result<(), LinkError> {
+        for (what, name) in [
+            ("cluster_name", &self.cluster),
+            ("cluster_node", &self.node),
+        ] {
+            if !valid_name(name) {
+                return Err(LinkError::BadName {
+                    what,
+                    name: name.clone(),
+                });
+            }
+        }
+        if self.urls.is_empty() {
+            return Err(LinkError::NoServers);
+        }
+        Ok(())
+    }
+
+    /// The bucket of live nodes.
+    pub fn nodes_bucket(&self) -> String {
+        format!("shardmq_{}_nodes", self.cluster)
+    }
+}
+
+/// The running link; dropping it stops the thread too.
+#[derive(Debug)]
+pub struct Link {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Starts the link thread. It returns at once: connecting happens on the thread, and goes on until
+    /// a server answers (a node whose NATS is down serves its own clients meanwhile).
+    pub fn spawn(config: LinkConfig) -> Result<Link, LinkError> {
+        config.check()?;
+        let (stop, stopped) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("shardmq-cluster".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!("Cluster: cannot start the NATS runtime: {e}.");
+                        return;
+                    }
+                };
+                runtime.block_on(run(config, stopped));
+            })
+            .map_err(LinkError::Spawn)?;
+        Ok(Link {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Leaves the cluster (deletes this node's liveness key when NATS is reachable) and joins the
+    /// thread.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// The connection options: name, credentials, TLS, and the log lines for connection changes.
+async fn options(config: &LinkConfig) -> std::io::Result<async_nats::ConnectOptions> {
+    let mut options = match &config.credentials {
+        Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone()).await?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    if let Some((user, password)) = &config.user {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(ca) = &config.cafile {
+        options = options.add_root_certificates(ca.clone());
+    }
+    Ok(options
+        .name(format!("shardmq {}/{}", config.cluster, config.node))
+        .retry_on_initial_connect()
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("Cluster: connected to NATS."),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("Cluster: lost NATS; serving this node's clients alone.")
+                }
+                async_nats::Event::LameDuckMode => {
+                    tracing::warn!("Cluster: the NATS server is going away (lame duck mode).")
+                }
+                other => tracing::debug!("Cluster: NATS event: {other}."),
+            }
+        }))
+}
+
+/// The link's life: connect, then keep the liveness key until told to stop.
+async fn run(config: LinkConfig, mut stopped: watch::Receiver<bool>) {
+    let options = match options(&config).await {
+        Ok(options) => options,
+        Err(e) => {
+            tracing::error!("Cluster: cannot read the NATS credentials: {e}.");
+            return;
+        }
+    };
+    let client = match options.connect(config.urls.clone()).await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!("Cluster: cannot connect to NATS: {e}.");
+            return;
+        }
+    };
+    let js = jetstream::new(client.clone());
+    let mut bucket = None;
+    let mut refresh = tokio::time::interval(LIVENESS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            _ = refresh.tick() => {}
+        }
+        if bucket.is_none() {
+            match open_bucket(&js, &config.nodes_bucket(), LIVENESS_TTL).await {
+                Ok(b) => bucket = Some(b),
+                Err(e) => {
+                    tracing::warn!("Cluster: cannot open the nodes bucket yet: {e}.");
+                    continue;
+                }
+            }
+        }
+        if let Some(b) = &bucket {
+            if let Err(e) = b.put(&config.node, liveness_value().into()).await {
+                tracing::debug!("Cluster: liveness refresh failed: {e}.");
+            }
+        }
+    }
+    if let Some(b) = &bucket {
+        // Best effort: a node that cannot say goodbye expires after LIVENESS_TTL.
+        let _ = tokio::time::timeout(Duration::from_secs(2), b.delete(&config.node)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+}
+
+/// What a liveness key holds: when it was written (seconds since the epoch) and by which version.
+fn liveness_value() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "{{\"at\":{now},\"version\":\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Opens `name`, creating it when missing: [`REPLICAS`] replicas, or one when the NATS cluster has
+/// fewer JetStream servers than that (a single server in development).
+async fn open_bucket(
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Duration,
+) -> Result<kv::Store, Box<dyn std::error::Error + Send + Sync>> {
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
+    }
+    let config = |num_replicas| kv::Config {
+        bucket: name.to_owned(),
+        history: 1,
+        max_age,
+        num_replicas,
+        ..Default::default()
+    };
+    match js.create_key_value(config(REPLICAS)).await {
+        Ok(store) => Ok(store),
+        Err(first) => match js.create_key_value(config(1)).await {
+            Ok(store) => {
+                tracing::warn!(
+                    "Cluster: bucket {name} has one replica ({REPLICAS} refused: {first}); \
+                     a NATS server's loss loses it."
+                );
+                Ok(store)
+            }
+            Err(e) => Err(Box::new(e)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> LinkConfig {
+        LinkConfig {
+            cluster: "prod-1".into(),
+            node: "node_a".into(),
+            urls: vec!["nats://127.0.0.1:4222".into()],
+            user: None,
+            credentials: None,
+            cafile: None,
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(config().check().is_ok());
+        assert_eq!(config().nodes_bucket(), "shardmq_prod-1_nodes");
+        for bad in ["", "a.b", "a b", "a*", "a>", "é", "a/b"] {
+            let mut c = config();
+            c.node = bad.into();
+            assert!(
+                matches!(
+                    c.check(),
+                    Err(LinkError::BadName {
+                        what: "cluster_node",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+            let mut c = config();
+            c.cluster = bad.into();
+            assert!(
+                matches!(
+                    c.check(),
+                    Err(LinkError::BadName {
+                        what: "cluster_name",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+        let mut c = config();
+        c.urls.clear();
+        assert!(matches!(c.check(), Err(LinkError::NoServers)));
+    }
+}
