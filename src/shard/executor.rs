@@ -162,9 +162,10 @@ fn shutdown_disconnect(redirect: Option<&crate::settings::Redirect>) -> bytes::B
 const SETUP_SHARES: usize = 200;
 
 /// How long the setup queue runs before the executor looks at its sockets, mailboxes and other
-/// queues again. glommio's default slice is 100 ms, and a message that arrived during a connect storm
-/// waited for the rest of it (docs/PERFORMANCE.md, issue 18, "Connect storm"). The slice takes effect
-/// when the queue activates, not at the next `poll_io` (vendor/glommio/PATCHES.md, patch 9).
+/// queues again. glommio's default slice is 100 ms, and a message that arrived during a connect
+/// storm waited for the rest of it (docs/PERFORMANCE.md, "Issue 18, fourth session"). The slice
+/// takes effect when the queue activates, not at the next `poll_io` (vendor/glommio/PATCHES.md,
+/// patch 9).
 const SETUP_SLICE: Duration = Duration::from_millis(1);
 
 /// The task queue for connections being set up: accepting, the TLS and WebSocket handshakes, the
