@@ -22,6 +22,22 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/nats.sh")
 }
 
+/// Runs `tests/cluster/nats.sh VERB DIR SERVERS...` and fails the test if it fails.
+fn nats_sh(verb: &str, dir: &Path, servers: &[&str]) {
+    let out = Command::new("bash")
+        .arg(script())
+        .arg(verb)
+        .arg(dir)
+        .args(servers)
+        .output()
+        .expect("run tests/cluster/nats.sh");
+    assert!(
+        out.status.success(),
+        "nats.sh {verb} {servers:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Nats {
     /// `None` when nats-server is missing and the interop tests may be skipped.
     fn start() -> Option<Nats> {
@@ -36,49 +52,19 @@ impl Nats {
             return None;
         }
         let dir = std::env::temp_dir().join(common::unique_id("nats"));
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(&dir)
-            .output()
-            .expect("run tests/cluster/nats.sh");
-        assert!(
-            out.status.success(),
-            "nats.sh start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        nats_sh("start", &dir, &[]);
         let urls = std::fs::read_to_string(dir.join("urls")).expect("nats.sh wrote DIR/urls");
         let urls = urls.trim().split(',').map(str::to_owned).collect();
         Some(Nats { dir, urls })
     }
 
-    fn run(&self, args: &[&str]) {
-        let out = Command::new("bash")
-            .arg(script())
-            .args(args)
-            .arg(&self.dir)
-            .output()
-            .expect("run tests/cluster/nats.sh");
-        assert!(
-            out.status.success(),
-            "nats.sh {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    fn stop_all(&self) {
+        nats_sh("stop", &self.dir, &[]);
     }
 
+    /// Starts all three again (each with its JetStream store) and waits until they are ready.
     fn restart_all(&self) {
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("restart")
-            .arg(&self.dir)
-            .args(["1", "2", "3"])
-            .output()
-            .expect("run tests/cluster/nats.sh");
-        assert!(
-            out.status.success(),
-            "nats.sh restart: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        nats_sh("restart", &self.dir, &["1", "2", "3"]);
     }
 }
 
@@ -150,7 +136,7 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
                 // All three NATS servers down, then back: the link reconnects by itself and refreshes
                 // its key (each server keeps its JetStream store, so the bucket survives).
                 drop(watch);
-                nats.run(&["stop"]);
+                nats.stop_all();
                 nats.restart_all();
                 let client = async_nats::connect(nats.urls.clone())
                     .await

@@ -261,8 +261,8 @@ impl LiteralShards {
 /// shard of the process, so that all of them merge colliding filters alike.
 fn literal_hash(filter: &str) -> u64 {
     // Fixed seeds: SHA-512's initial words (square roots of the first primes). Not the digits of pi
-    // after those `sessions::home_of` uses: ahash XORs its seeds with exactly those, and the all-zero
-    // key that made hashed every string to 0 (the unit test `literal_hashes_differ` catches it).
+    // after those `sessions::home_of` uses: ahash XORs its seeds with exactly those, which gave an
+    // all-zero key that hashed every string to 0 (the unit test `literal_hashes_differ` catches it).
     let state = ahash::RandomState::with_seeds(
         0x6a09_e667_f3bc_c908,
         0xbb67_ae85_84ca_a73b,
