@@ -286,6 +286,15 @@ pub enum ConfigError {
         /// The main config file.
         main: PathBuf,
     },
+    /// The `cluster_*` keys do not make a cluster node: one of `cluster_nats`, `cluster_name` and
+    /// `cluster_node` without the others, or a name NATS cannot take.
+    #[error("in {}: {problem}", file.display())]
+    Cluster {
+        /// The main config file.
+        file: PathBuf,
+        /// What is wrong.
+        problem: ClusterProblem,
+    },
     /// A key that is neither Mosquitto's nor shardmq's.
     #[error(
         "unknown option `{key}` at {}:{line}{}",
@@ -397,4 +406,18 @@ pub enum ConfigError {
         /// The I/O error from sched_getaffinity(2).
         source: io::Error,
     },
+}
+
+/// What is wrong with the `cluster_*` keys ([`ConfigError::Cluster`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterProblem {
+    /// Some cluster keys were given but not this one, which a cluster node needs.
+    #[error("`{0}` is missing: a cluster node needs cluster_nats, cluster_name and cluster_node")]
+    Missing(&'static str),
+    /// Only one of the user and the password.
+    #[error("cluster_nats_user and cluster_nats_password go together")]
+    UserWithoutPassword,
+    /// A bad name or server list.
+    #[error(transparent)]
+    Link(#[from] crate::cluster::link::LinkError),
 }

@@ -45,7 +45,7 @@ mod placement;
 mod tests;
 mod tls;
 
-pub use error::{Arity, ConfigError, ConfigNotice, ValueProblem};
+pub use error::{Arity, ClusterProblem, ConfigError, ConfigNotice, ValueProblem};
 pub use placement::{available_cpus, ShardPlacement};
 pub use tls::{TlsOptions, TlsOptionsProblem, TlsVersion};
 
@@ -274,6 +274,9 @@ pub struct Config {
     /// Number of shards (executor threads); `None` = one per CPU this process may run on (or per
     /// `cpu_set` entry).
     pub shards: Option<NonZeroUsize>,
+    /// `cluster_name`, `cluster_node`, `cluster_nats` and the `cluster_nats_*` credentials: this node
+    /// joins a cluster over NATS (docs/CLUSTER.md). `None`: a single broker.
+    pub cluster: Option<crate::cluster::link::LinkConfig>,
     /// Pin shard i to the i-th CPU of `cpu_set` when there are no more shards than CPUs. `None` (unset):
     /// pin only when `cpu_set` names the CPUs. Unpinned is the default because on a machine shared with
     /// clients (or a VM) a pinned shard cannot move off a CPU the kernel or a client is using, and every
@@ -344,6 +347,7 @@ impl Default for Config {
             password_file: None,
             acl_file: None,
             scram_file: None,
+            cluster: None,
             server_reference: None,
             server_reference_mode: crate::settings::RedirectMode::default(),
             allow_zero_length_clientid: true,

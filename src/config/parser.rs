@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::keys::{suggest, UNSUPPORTED_KEYS, UNSUPPORTED_PREFIXES};
 use super::placement::parse_cpu_list;
 
+mod cluster;
 mod include;
 mod line;
 mod listener;
@@ -57,6 +58,8 @@ pub(super) struct Parser {
     log_dest_set: bool,
     log_type_set: bool,
     has_log_file: bool,
+    /// The `cluster_*` keys as read; made into `Config::cluster` by `finish`.
+    cluster: cluster::ClusterKeys,
 }
 
 impl Parser {
@@ -80,6 +83,7 @@ impl Parser {
             log_dest_set: false,
             log_type_set: false,
             has_log_file: false,
+            cluster: cluster::ClusterKeys::default(),
         }
     }
 
@@ -125,6 +129,9 @@ impl Parser {
             )
         {
             self.global_security_set = true;
+        }
+        if self.cluster_key(line, key, rest)? {
+            return Ok(());
         }
         let c = &mut self.config;
         match key {
@@ -609,6 +616,7 @@ impl Parser {
     }
 
     pub(super) fn finish(mut self) -> Result<Config, ConfigError> {
+        self.config.cluster = self.finish_cluster()?;
         let mut listeners = std::mem::take(&mut self.listeners);
         let default_used = self.default_port.is_some()
             || self.default_bind_address.is_some()

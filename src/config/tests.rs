@@ -6,6 +6,7 @@ use super::*;
 use crate::logging::LogType;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod cluster;
 mod keys;
 mod listeners;
 mod persistence;

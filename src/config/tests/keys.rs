@@ -129,13 +129,36 @@ fn every_supported_key_is_handled() {
         // TLS options need a TLS listener with a CA (config/tls.rs).
         let context = if TLS_KEYS.contains(key) {
             "listener 8883\ncertfile c\nkeyfile k\ncafile a\n"
+        } else if key.starts_with("cluster_") {
+            // A cluster key takes effect in a whole cluster node (config/parser/cluster.rs).
+            &cluster_node_without(key)
         } else {
             ""
+        };
+        let value = match *key {
+            "cluster_nats" => "nats://127.0.0.1:4222",
+            k if k.starts_with("cluster_") => "a",
+            _ => value,
         };
         if let Err(e) = parse(&format!("{context}{key} {value}\n")) {
             panic!("{key} {value}: {e}");
         }
     }
+}
+
+/// A whole cluster node's lines but the one for `key` (which the test then gives).
+fn cluster_node_without(key: &str) -> String {
+    [
+        "cluster_nats nats://127.0.0.1:4222",
+        "cluster_name c",
+        "cluster_node n",
+        "cluster_nats_user u",
+        "cluster_nats_password p",
+    ]
+    .iter()
+    .filter(|l| !l.starts_with(&format!("{key} ")))
+    .map(|l| format!("{l}\n"))
+    .collect()
 }
 
 /// The per-listener TLS keys.

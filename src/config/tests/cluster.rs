@@ -1,0 +1,94 @@
+//! The `cluster_*` keys (config/parser/cluster.rs): a whole node or nothing.
+
+use super::*;
+use crate::cluster::link::{LinkConfig, LinkError};
+
+const NODE: &str = "cluster_nats nats://a:4222\ncluster_name prod\ncluster_node n1\n";
+
+#[test]
+fn no_cluster_key_is_a_single_broker() {
+    assert!(ok("").cluster.is_none());
+    assert!(ok("listener 1883\nallow_anonymous true\n")
+        .cluster
+        .is_none());
+}
+
+#[test]
+fn a_whole_node_is_read_into_its_link_config() {
+    let c = ok(&format!(
+        "{NODE}cluster_nats nats://b:4222, tls://c:4443\ncluster_nats_user u\n\
+         cluster_nats_password p w\ncluster_nats_credentials /etc/n.creds\ncluster_nats_cafile ca.pem\n"
+    ));
+    assert_eq!(
+        c.cluster,
+        Some(LinkConfig {
+            cluster: "prod".into(),
+            node: "n1".into(),
+            urls: vec![
+                "nats://a:4222".into(),
+                "nats://b:4222".into(),
+                "tls://c:4443".into()
+            ],
+            user: Some(("u".into(), "p w".into())),
+            credentials: Some("/etc/n.creds".into()),
+            cafile: Some("ca.pem".into()),
+        })
+    );
+}
+
+#[test]
+fn a_partial_node_is_refused_saying_what_is_missing() {
+    for (text, missing) in [
+        ("cluster_name prod\ncluster_node n1\n", "cluster_nats"),
+        (
+            "cluster_nats nats://a:4222\ncluster_node n1\n",
+            "cluster_name",
+        ),
+        (
+            "cluster_nats nats://a:4222\ncluster_name prod\n",
+            "cluster_node",
+        ),
+        ("cluster_nats_user u\n", "cluster_nats"),
+    ] {
+        match err(text) {
+            ConfigError::Cluster {
+                problem: ClusterProblem::Missing(key),
+                ..
+            } => assert_eq!(key, missing, "{text:?}"),
+            other => panic!("{text:?}: {other}"),
+        }
+    }
+    assert!(matches!(
+        err(&format!("{NODE}cluster_nats_user u\n")),
+        ConfigError::Cluster {
+            problem: ClusterProblem::UserWithoutPassword,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn names_nats_cannot_take_and_repeats_are_refused() {
+    let e = err("cluster_nats nats://a:4222\ncluster_name prod.eu\ncluster_node n1\n");
+    assert!(
+        matches!(
+            e,
+            ConfigError::Cluster {
+                problem: ClusterProblem::Link(LinkError::BadName {
+                    what: "cluster_name",
+                    ..
+                }),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("cluster_name `prod.eu`"), "{e}");
+    assert!(matches!(
+        err(&format!("{NODE}cluster_node n2\n")),
+        ConfigError::Duplicate {
+            key: "cluster_node",
+            ..
+        }
+    ));
+}
