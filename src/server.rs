@@ -51,6 +51,9 @@ pub enum ServerError {
     /// `password_file` or `acl_file` could not be read or is malformed.
     #[error(transparent)]
     Security(#[from] crate::auth::SecurityError),
+    /// The cluster link thread could not be started.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::link::LinkError),
     /// The ticker thread (keep-alive checks, `$SYS`) could not be started.
     #[error("cannot start the ticker thread: {0}")]
     Ticker(#[source] std::io::Error),
@@ -223,6 +226,7 @@ pub fn settings_from_config(config: &Config) -> Result<Settings, ServerError> {
                 reference,
                 mode: config.server_reference_mode,
             }),
+        cluster: config.cluster.clone(),
     })
 }
 
@@ -236,6 +240,8 @@ pub struct BrokerHandle {
     ticker: Option<Ticker>,
     /// `persistence true`: the directory and the files the broker created in it at start-up.
     persistence_paths: Vec<std::path::PathBuf>,
+    /// The cluster link, with `cluster_nats`; stopped after the shards (docs/CLUSTER.md).
+    link: Option<crate::cluster::link::Link>,
 }
 
 /// The thread that sends every shard a [`Control::Tick`] each [`shard::TICK`]: keep-alive checks and
@@ -344,6 +350,9 @@ impl BrokerHandle {
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if let Some(link) = self.link.take() {
+            link.stop();
         }
     }
 }
@@ -477,6 +486,7 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
         threads: Vec::with_capacity(shards),
         ticker: None,
         persistence_paths,
+        link: None,
     };
     let counts = Arc::new(ConnectionCounts::new(settings.listeners.len()));
     let started = Instant::now();
@@ -542,6 +552,15 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
         });
     }
     handle.ticker = Some(Ticker::start(handle.control.clone()).map_err(ServerError::Ticker)?);
+    if let Some(cluster) = &settings.cluster {
+        tracing::info!(
+            "Cluster: node {} of cluster {} (NATS: {}).",
+            cluster.node,
+            cluster.cluster,
+            cluster.urls.join(", ")
+        );
+        handle.link = Some(crate::cluster::link::Link::spawn(cluster.clone())?);
+    }
     Ok(handle)
 }
 

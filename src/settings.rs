@@ -83,6 +83,8 @@ pub struct Settings {
     pub persistence: Option<crate::persist::Persistence>,
     /// `server_reference`: where v5 clients are sent, and when; None sends nobody anywhere.
     pub redirect: Option<Redirect>,
+    /// The `cluster_*` keys: the link to start (`crate::cluster::link`); None: a single broker.
+    pub cluster: Option<crate::cluster::link::LinkConfig>,
 }
 
 /// `server_reference` and `server_reference_mode`: the other server v5 clients are told to use
@@ -170,6 +172,7 @@ impl Settings {
             connect_timeout: Duration::from_secs(10),
             persistence: None,
             redirect: None,
+            cluster: None,
         }
     }
 }

@@ -158,3 +158,37 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
         },
     );
 }
+
+#[test]
+fn a_broker_with_cluster_keys_joins_and_leaves() {
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("broker cluster keys", Duration::from_secs(60), move || {
+        let extra = format!(
+            "cluster_nats {}\ncluster_name t\ncluster_node broker-b\n",
+            nats.urls.join(",")
+        );
+        let broker = common::TestBroker::start(2, &extra);
+        common::block_on(async move {
+            let client = async_nats::connect(nats.urls.clone())
+                .await
+                .expect("connect");
+            let js = jetstream::new(client);
+            let store = nodes_bucket(&js, "shardmq_t_nodes").await;
+            let mut watch = store.watch("broker-b").await.expect("watch");
+            assert!(next_change(&mut watch, "broker-b").await, "joined");
+            // The broker still serves MQTT while in the cluster.
+            let mut c = std::net::TcpStream::connect(broker.addr()).expect("MQTT connect");
+            use std::io::{Read, Write};
+            c.write_all(&[0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0])
+                .expect("CONNECT");
+            let mut connack = [0u8; 4];
+            c.read_exact(&mut connack).expect("CONNACK");
+            assert_eq!(connack, [0x20, 2, 0, 0]);
+            drop(broker);
+            assert!(
+                !next_change(&mut watch, "broker-b").await,
+                "left on shutdown"
+            );
+        });
+    });
+}
