@@ -394,6 +394,8 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
         tracing::warn!(target: crate::logging::log_type::WARNING, "{warning}");
     }
     let shards = settings.shards;
+    // Cluster mode: the shards' restored subscriptions, which the link announces for them.
+    let mut restored_interest = Arc::new(Vec::new());
     // Read back what was saved (and write the new generation) before any shard runs.
     let mut restores: Vec<Option<shard::ShardRestore>> = (0..shards).map(|_| None).collect();
     let mut persistence_paths = Vec::new();
@@ -411,6 +413,7 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
             interest.extend(filters.into_iter().map(|f| (f.clone(), i as ShardId)));
         }
         let interest = Arc::new(interest);
+        restored_interest = interest.clone();
         persistence_paths.push(p.files.dir.clone());
         persistence_paths.push(p.files.dir.join(format!("{}.current", p.files.prefix)));
         for (i, (image, log_len)) in recovered
@@ -476,7 +479,11 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
         }
         addrs.push(first.expect("a listener binds at least its first address"));
     }
-    let matrix = MailboxMatrix::new(shards);
+    // Cluster mode: one more mailbox, the link's (id `shards`), taken out of the matrix before its
+    // ends are zipped with the shards' executors (docs/CLUSTER.md).
+    let link = settings.link_id().is_some();
+    let mut matrix = MailboxMatrix::new(shards + usize::from(link));
+    let link_ends = if link { matrix.take_last() } else { None };
     // Built before the first shard starts, so that every early return below stops (on drop) what
     // already runs.
     let mut handle = BrokerHandle {
@@ -559,7 +566,13 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
             cluster.cluster,
             cluster.urls.join(", ")
         );
-        handle.link = Some(crate::cluster::link::Link::spawn(cluster.clone())?);
+        let ends = link_ends.expect("a mailbox for the link");
+        let shards = crate::cluster::link::LinkShards {
+            ends,
+            count: shards,
+            restored: restored_interest,
+        };
+        handle.link = Some(crate::cluster::link::Link::spawn(cluster.clone(), shards)?);
     }
     Ok(handle)
 }

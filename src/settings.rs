@@ -87,6 +87,16 @@ pub struct Settings {
     pub cluster: Option<crate::cluster::link::LinkConfig>,
 }
 
+impl Settings {
+    /// In cluster mode, the mailbox id of the link to the other nodes: the one after the shards'
+    /// (docs/CLUSTER.md, "Wiring the link into the shards"). None for a single broker.
+    pub fn link_id(&self) -> Option<crate::router::ShardId> {
+        self.cluster
+            .as_ref()
+            .map(|_| self.shards as crate::router::ShardId)
+    }
+}
+
 /// `server_reference` and `server_reference_mode`: the other server v5 clients are told to use
 /// (MQTT 5.0 §4.11, the Server Reference property). 3.x clients cannot be told and are served as
 /// without it.

@@ -15,9 +15,19 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_nats::jetstream::{self, kv};
+use futures_lite::StreamExt;
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::bucket::{watch_interest, write_interest};
+use super::interest::Interest;
+use super::post::Post;
+use super::relay::{node_subject, Relay};
+use crate::codec::Utf8Bytes;
+use crate::router::{MailboxEnds, ShardId};
 
 /// How long a liveness key lives without a refresh: a node silent this long is taken as dead.
 pub const LIVENESS_TTL: Duration = Duration::from_secs(15);
@@ -91,6 +101,20 @@ impl LinkConfig {
     pub fn nodes_bucket(&self) -> String {
         format!("shardmq_{}_nodes", self.cluster)
     }
+
+    /// The bucket of every node's interest (docs/CLUSTER.md, "Interest exchange").
+    pub fn interest_bucket(&self) -> String {
+        format!("shardmq_{}_interest", self.cluster)
+    }
+}
+
+/// What the link needs of the shards: its ends of their mailbox matrix (its id is `count`), and
+/// the subscriptions they restored at start-up, which no shard announces by mail.
+pub struct LinkShards {
+    pub ends: MailboxEnds,
+    pub count: usize,
+    /// Each restored filter, once per shard that has it (`ShardRestore::interest`).
+    pub restored: Arc<Vec<(Utf8Bytes, ShardId)>>,
 }
 
 /// The running link; dropping it stops the thread too.
@@ -103,7 +127,7 @@ pub struct Link {
 impl Link {
     /// Starts the link thread. It returns at once: connecting happens on the thread, and goes on until
     /// a server answers (a node whose NATS is down serves its own clients meanwhile).
-    pub fn spawn(config: LinkConfig) -> Result<Link, LinkError> {
+    pub fn spawn(config: LinkConfig, shards: LinkShards) -> Result<Link, LinkError> {
         config.check()?;
         let (stop, stopped) = watch::channel(false);
         let thread = std::thread::Builder::new()
@@ -119,7 +143,7 @@ impl Link {
                         return;
                     }
                 };
-                runtime.block_on(run(config, stopped));
+                runtime.block_on(run(config, shards, stopped));
             })
             .map_err(LinkError::Spawn)?;
         Ok(Link {
@@ -149,7 +173,10 @@ impl Drop for Link {
 }
 
 /// The connection options: name, credentials, TLS, and the log lines for connection changes.
-async fn options(config: &LinkConfig) -> std::io::Result<async_nats::ConnectOptions> {
+async fn options(
+    config: &LinkConfig,
+    reconnected: Arc<Notify>,
+) -> std::io::Result<async_nats::ConnectOptions> {
     let mut options = match &config.credentials {
         Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone()).await?,
         None => async_nats::ConnectOptions::new(),
@@ -163,29 +190,38 @@ async fn options(config: &LinkConfig) -> std::io::Result<async_nats::ConnectOpti
     Ok(options
         .name(format!("shardmq {}/{}", config.cluster, config.node))
         .retry_on_initial_connect()
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("Cluster: connected to NATS."),
-                async_nats::Event::Disconnected => {
-                    tracing::warn!("Cluster: lost NATS; serving this node's clients alone.")
+        .event_callback(move |event| {
+            let reconnected = reconnected.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("Cluster: connected to NATS.");
+                        // The interest writer puts this node's whole set again.
+                        reconnected.notify_one();
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("Cluster: lost NATS; serving this node's clients alone.")
+                    }
+                    async_nats::Event::LameDuckMode => {
+                        tracing::warn!("Cluster: the NATS server is going away (lame duck mode).")
+                    }
+                    other => tracing::debug!("Cluster: NATS event: {other}."),
                 }
-                async_nats::Event::LameDuckMode => {
-                    tracing::warn!("Cluster: the NATS server is going away (lame duck mode).")
-                }
-                other => tracing::debug!("Cluster: NATS event: {other}."),
             }
         }))
 }
 
-/// The link's life: connect, then keep the liveness key until told to stop.
-async fn run(config: LinkConfig, mut stopped: watch::Receiver<bool>) {
-    let options = match options(&config).await {
+/// The link's life: connect, route until told to stop, then leave.
+async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receiver<bool>) {
+    let reconnected = Arc::new(Notify::new());
+    let options = match options(&config, reconnected.clone()).await {
         Ok(options) => options,
         Err(e) => {
             tracing::error!("Cluster: cannot read the NATS credentials: {e}.");
             return;
         }
     };
+    // Returns at once: with `retry_on_initial_connect` the client connects in the background.
     let client = match options.connect(config.urls.clone()).await {
         Ok(client) => client,
         Err(e) => {
@@ -194,6 +230,80 @@ async fn run(config: LinkConfig, mut stopped: watch::Receiver<bool>) {
         }
     };
     let js = jetstream::new(client.clone());
+    let liveness = tokio::spawn(keep_alive(js.clone(), config.clone(), stopped.clone()));
+    let mut interest = Interest::new(&config.node);
+    let (kv, changes) = mpsc::unbounded_channel();
+    // Restored subscriptions were never announced by mail (docs/CLUSTER.md).
+    for (filter, shard) in shards.restored.iter() {
+        if !filter.starts_with(crate::topic::SHARED_PREFIX) {
+            if let Some(c) = interest.local_add(filter, *shard) {
+                let _ = kv.send(c);
+            }
+        }
+    }
+    let writer = tokio::spawn(write_interest(
+        js.clone(),
+        config.interest_bucket(),
+        config.node.clone(),
+        changes,
+        reconnected,
+    ));
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let watcher = tokio::spawn(watch_interest(js, config.interest_bucket(), events_tx));
+    let subject = node_subject(&config.cluster, &config.node);
+    let mut inbound = loop {
+        match client.subscribe(subject.clone()).await {
+            Ok(sub) => break sub,
+            Err(e) => {
+                tracing::warn!("Cluster: cannot subscribe to {subject} yet: {e}.");
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let post = Post::new(shards.ends, shards.count);
+    let mut relay = Relay::new(post, interest, client.clone(), &config.cluster, kv);
+    let mut batch = Vec::new();
+    loop {
+        let full = relay.post().full();
+        tokio::select! {
+            _ = stopped.changed() => break,
+            _ = std::future::poll_fn(|cx| relay.post().poll(cx, &mut batch)) => {
+                relay.from_shards(&mut batch).await;
+            }
+            m = inbound.next(), if !full => match m {
+                Some(m) => relay.from_nats(&m.payload),
+                // The client ends subscriptions only when it is dropped.
+                None => break,
+            },
+            Some(event) = events.recv() => relay.from_bucket(event),
+        }
+    }
+    let counts = relay.counts;
+    // The writer deletes this node's interest when its sender (in the relay) goes.
+    drop(relay);
+    watcher.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), liveness).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    tracing::info!(
+        "Cluster: left the cluster; {} messages sent to other nodes, {} received, {} dropped, \
+         {} unreadable.",
+        counts.sent,
+        counts.received,
+        counts.dropped,
+        counts.undecodable
+    );
+}
+
+/// Keeps this node's liveness key until told to stop, then deletes it.
+async fn keep_alive(
+    js: jetstream::Context,
+    config: LinkConfig,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut bucket = None;
     let mut refresh = tokio::time::interval(LIVENESS_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,7 +331,6 @@ async fn run(config: LinkConfig, mut stopped: watch::Receiver<bool>) {
         // Best effort: a node that cannot say goodbye expires after LIVENESS_TTL.
         let _ = tokio::time::timeout(Duration::from_secs(2), b.delete(&config.node)).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }
 
 /// What a liveness key holds: when it was written (seconds since the epoch) and by which version.
@@ -237,7 +346,7 @@ fn liveness_value() -> String {
 
 /// Opens `name`, creating it when missing: [`REPLICAS`] replicas, or one when the NATS cluster has
 /// fewer JetStream servers than that (a single server in development).
-async fn open_bucket(
+pub(super) async fn open_bucket(
     js: &jetstream::Context,
     name: &str,
     max_age: Duration,

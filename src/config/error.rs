@@ -417,6 +417,10 @@ pub enum ClusterProblem {
     /// Only one of the user and the password.
     #[error("cluster_nats_user and cluster_nats_password go together")]
     UserWithoutPassword,
+    /// More shards than a cluster node can have: the link takes the mailbox id after the last
+    /// shard's, and ids stop at 1,023 (the interest summary's set of shard ids).
+    #[error("shards {0}: a cluster node has at most {max} (the cluster link takes one more id)", max = crate::index::MAX_SHARDS - 1)]
+    TooManyShards(usize),
     /// A bad name or server list.
     #[error(transparent)]
     Link(#[from] crate::cluster::link::LinkError),

@@ -52,8 +52,12 @@ pub(super) fn place(config: &Config, available: &[usize]) -> Result<ShardPlaceme
     };
     let shards = match config.shards {
         Some(n) => n.get(),
-        // One per CPU, up to what a `ShardSet` holds (`shards` is refused above that).
-        None => cores.len().clamp(1, crate::index::MAX_SHARDS),
+        // One per CPU, up to what a `ShardSet` holds (`shards` is refused above that), less the
+        // cluster link's id in cluster mode.
+        None => cores.len().clamp(
+            1,
+            crate::index::MAX_SHARDS - usize::from(config.cluster.is_some()),
+        ),
     };
     let pin = config.cpu_affinity.unwrap_or(config.cpu_set.is_some()) && shards <= cores.len();
     let cpus = (0..shards)

@@ -41,7 +41,9 @@ use crate::message::Message;
 use crate::session::{HoldSignal, HoldStamp};
 use crate::stats::ShardStats;
 
-/// Index of a shard, 0..N. Assigned by the server, not glommio's executor id (which has gaps).
+/// Index of a shard, 0..N. Assigned by the server, not glommio's executor id (which has gaps). In
+/// cluster mode the link to the other nodes has a mailbox too, id N (`crate::cluster`): a mailbox
+/// id, in no shard count.
 pub type ShardId = u16;
 
 /// Capacity of each (from, to) mailbox. Beyond it a sender keeps mail in its own overflow queue and pauses
@@ -243,7 +245,8 @@ impl MailWaker {
     }
 }
 
-/// The full set of channels, built once by the server and split into per-shard ends.
+/// The full set of channels, built once by the server and split into per-shard ends: one set per
+/// mailbox, the shards' and, in cluster mode, the link's (the last, see [`MailboxMatrix::take_last`]).
 pub struct MailboxMatrix {
     pub mail_out: Vec<MailSenders>,
     pub inboxes: Vec<Inbox>,
@@ -286,7 +289,24 @@ fn channel_grid(
     (senders, receivers)
 }
 
+/// The ends of one mailbox owner: the sending row, the receiving column and its control channel.
+pub struct MailboxEnds {
+    pub mail_out: MailSenders,
+    pub inbox: Inbox,
+    pub control: ControlSender,
+}
+
 impl MailboxMatrix {
+    /// Takes the last mailbox's ends out (the cluster link's: `shards + 1` mailboxes, the link's id
+    /// `shards`), so that what is left zips with the shards' executors.
+    pub fn take_last(&mut self) -> Option<MailboxEnds> {
+        Some(MailboxEnds {
+            mail_out: self.mail_out.pop()?,
+            inbox: self.inboxes.pop()?,
+            control: self.control.pop()?,
+        })
+    }
+
     pub fn new(shards: usize) -> MailboxMatrix {
         let wakers: Vec<Arc<MailWaker>> = (0..shards)
             .map(|_| Arc::new(MailWaker::default()))
@@ -371,10 +391,8 @@ pub struct MailSenders {
 }
 
 impl MailSenders {
-    pub fn shard_count(&self) -> usize {
-        self.to.len()
-    }
-    /// Queue mail for `to`. On a full mailbox the mail comes back so the caller can keep it in order.
+    /// Queue mail for `to`. On a full mailbox the mail comes back so the caller can keep it in order;
+    /// to a receiver that has ended it is dropped.
     pub fn try_send(&self, to: ShardId, mail: Mail) -> Result<(), Mail> {
         debug_assert_ne!(to, self.from, "local work never goes through a mailbox");
         debug_assert!(
@@ -393,10 +411,12 @@ impl MailSenders {
                 self.wakers[to as usize].notify();
                 Ok(())
             }
-            // The receiving shard has ended (shutdown).
-            Err(e) => {
+            // The receiver has ended (shutdown, or a cluster link that failed): the mail is dropped,
+            // not given back. Given back it would read as a full mailbox, held back for ever, and
+            // pause this shard's publishers for good.
+            Err(_) => {
                 count.fetch_sub(1, Ordering::Relaxed);
-                Err(e.into_inner())
+                Ok(())
             }
         }
     }

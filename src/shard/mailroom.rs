@@ -22,6 +22,9 @@ pub(super) struct Mailroom {
     /// This shard.
     me: ShardId,
     shards: usize,
+    /// Cluster mode: the link's mailbox (id `shards`), which gets interest changes and the publishes
+    /// that match remote interest; in no broadcast to the shards.
+    link: Option<ShardId>,
     mail_out: MailSenders,
     /// Urgent mail from other shards (interest changes, holds), drained before each publish is routed.
     urgent_inbox: UrgentInbox,
@@ -42,15 +45,19 @@ impl Mailroom {
     pub(super) fn new(
         me: ShardId,
         shards: usize,
+        link: Option<ShardId>,
         mail_out: MailSenders,
         urgent_inbox: UrgentInbox,
     ) -> Mailroom {
+        // Indexed by destination mailbox: the link's included.
+        let mailboxes = shards + usize::from(link.is_some());
         Mailroom {
             me,
             shards,
+            link,
             mail_out,
             urgent_inbox,
-            overflow: (0..shards).map(|_| VecDeque::new()).collect(),
+            overflow: (0..mailboxes).map(|_| VecDeque::new()).collect(),
             overflow_len: 0,
             overflow_waker: None,
             overload_waiters: Vec::new(),
@@ -80,7 +87,16 @@ impl Mailroom {
         }
     }
 
-    /// Send a copy of some mail to every other shard.
+    /// Tell every other shard, and the cluster link, of an interest change (`InterestAdd` or
+    /// `InterestRemove`).
+    pub(super) fn tell_interest(&mut self, mut make: impl FnMut() -> Mail) {
+        self.broadcast(&mut make);
+        if let Some(link) = self.link {
+            self.send(link, make());
+        }
+    }
+
+    /// Send a copy of some mail to every other shard (not to the cluster link).
     pub(super) fn broadcast(&mut self, mut make: impl FnMut() -> Mail) {
         for to in 0..self.shards as ShardId {
             if to != self.me {
@@ -109,7 +125,7 @@ impl Mailroom {
     /// Retry held-back mail; returns whether some is still waiting. When none is left, the readers
     /// paused by [`Self::overloaded`] are woken.
     pub(super) fn flush_overflow(&mut self) -> bool {
-        for to in 0..self.shards {
+        for to in 0..self.overflow.len() {
             while let Some(mail) = self.overflow[to].pop_front() {
                 match self.mail_out.try_send(to as ShardId, mail) {
                     Ok(()) => self.overflow_len -= 1,

@@ -77,6 +77,8 @@ use sys::Sys;
 pub(crate) struct Shard {
     pub id: ShardId,
     pub shards: usize,
+    /// Cluster mode: the mailbox of the link to the other nodes (`crate::cluster`).
+    pub link: Option<ShardId>,
     pub settings: Arc<Settings>,
     /// `password_file` / `acl_file` in force: the start-up ones until a reload (SIGHUP) replaces them.
     pub security: Arc<Security>,
@@ -130,16 +132,21 @@ impl Shard {
     ) -> Shard {
         let shards = settings.shards;
         let journal = Journal::new(id, shards, settings.persistence.as_ref(), next_message_id);
+        let (subs, mail) = (
+            Subscriptions::new(id, shards, settings.link_id()),
+            Mailroom::new(id, shards, settings.link_id(), mail_out, urgent_inbox),
+        );
         Shard {
             id,
             shards,
+            link: settings.link_id(),
             security: settings.security.clone(),
             settings,
             sessions: SessionTable::default(),
-            subs: Subscriptions::new(id, shards),
+            subs,
             retained: Retained::new(retained, id),
             feeds: feeds::Feeds::default(),
-            mail: Mailroom::new(id, shards, mail_out, urgent_inbox),
+            mail,
             stats: ShardStats::default(),
             sys: Sys::new(started),
             conns: LiveConns::new(counts),

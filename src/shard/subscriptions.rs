@@ -60,6 +60,9 @@ pub(super) struct Subscriptions {
     /// This shard.
     me: ShardId,
     shards: usize,
+    /// Cluster mode: the link's mailbox, told of this shard's interest like the other shards but
+    /// never waited for (a SUBACK does not wait on NATS; docs/CLUSTER.md).
+    link: Option<ShardId>,
     /// This shard's sessions' subscriptions: filter → (slot → options).
     trie: SubscriptionTrie<u32, SubscriptionOptions>,
     /// Which shards (this one included) have subscriptions on which filters.
@@ -71,10 +74,11 @@ pub(super) struct Subscriptions {
 }
 
 impl Subscriptions {
-    pub(super) fn new(me: ShardId, shards: usize) -> Subscriptions {
+    pub(super) fn new(me: ShardId, shards: usize, link: Option<ShardId>) -> Subscriptions {
         Subscriptions {
             me,
             shards,
+            link,
             trie: SubscriptionTrie::new(),
             interest: InterestMap::new(),
             interest_pending: AHashMap::new(),
@@ -96,14 +100,22 @@ impl Subscriptions {
     }
 
     /// A new subscription to `filter` here. Returns true when this shard had none before and there are
-    /// other shards: the caller tells them, and SUBACKs on `filter` wait for their acknowledgements.
+    /// other shards or a cluster link: the caller tells them, and SUBACKs on `filter` wait for the
+    /// other shards' acknowledgements (not the link's).
     pub(super) fn add_interest(&mut self, filter: &Utf8Bytes) -> bool {
-        if self.interest.add(filter, self.me) && self.shards > 1 {
+        if !self.interest.add(filter, self.me) {
+            return false;
+        }
+        if self.shards > 1 {
             let pending = self.interest_pending.entry(filter.clone()).or_default();
             pending.remaining += self.shards - 1;
-            return true;
         }
-        false
+        self.others_to_tell()
+    }
+
+    /// Whether interest changes here go to anyone: other shards, or the cluster link.
+    fn others_to_tell(&self) -> bool {
+        self.shards > 1 || self.link.is_some()
     }
 
     /// A shared subscription group (`$share/...`) joined here and told to the other shards: SUBACKs
@@ -188,7 +200,7 @@ impl Subscriptions {
     /// whether this shard lost its last subscription to `filter` and other shards must be told.
     pub(super) fn remove(&mut self, filter: &Utf8Bytes, slot: u32) -> Option<bool> {
         self.trie.remove(filter, slot)?;
-        Some(self.interest.remove(filter, self.me) && self.shards > 1)
+        Some(self.interest.remove(filter, self.me) && self.others_to_tell())
     }
 
     /// Shard `from` has a subscription to `filter` now.

@@ -134,6 +134,13 @@ impl Parser {
         config
             .check()
             .map_err(|e| problem(ClusterProblem::Link(e)))?;
+        if let Some(n) = self
+            .config
+            .shards
+            .filter(|n| n.get() >= crate::index::MAX_SHARDS)
+        {
+            return Err(problem(ClusterProblem::TooManyShards(n.get())));
+        }
         Ok(Some(config))
     }
 }

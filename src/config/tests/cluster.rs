@@ -92,3 +92,25 @@ fn names_nats_cannot_take_and_repeats_are_refused() {
         }
     ));
 }
+
+#[test]
+fn a_cluster_node_leaves_one_shard_id_for_its_link() {
+    assert_eq!(
+        ok(&format!("{NODE}shards 1023\n")).shards.map(|n| n.get()),
+        Some(1023)
+    );
+    let e = err(&format!("{NODE}shards 1024\n"));
+    assert!(
+        matches!(
+            e,
+            ConfigError::Cluster {
+                problem: ClusterProblem::TooManyShards(1024),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("at most 1023"), "{e}");
+    // A single broker may have them all.
+    assert_eq!(ok("shards 1024\n").shards.map(|n| n.get()), Some(1024));
+}

@@ -382,13 +382,19 @@ impl Shard {
     /// included when it has subscribers here (and, with persistence, the shard whose log keeps a
     /// retained message's topic).
     pub(crate) fn route(&mut self, msg: Message) -> ShardSet {
-        if self.shards > 1 {
+        if self.shards > 1 || self.link.is_some() {
             // Subscriptions other shards have taken by now count, and holds they sent stop the
             // publisher after this packet, even if this shard's mail loop has not run since (see
             // `router`, urgent FIFO).
             self.apply_urgent_mail();
         }
-        let shards = self.subs.shards_for(&msg.topic);
+        let mut shards = self.subs.shards_for(&msg.topic);
+        // Remote interest (cluster mode): the link forwards the message to the interested nodes.
+        // It is out of the set from here: it takes part in no hold, and a QoS 1/2 acknowledgement
+        // does not wait for it (docs/CLUSTER.md). `$SYS` is each node's own.
+        let to_link = self
+            .link
+            .filter(|&link| shards.remove(link) && !msg.topic.starts_with("$SYS"));
         // `hold_if_all_behind` (see `session::hold`): a client's publish carries where the other shards
         // stand on holding its publisher; this shard's own stance comes from delivering it here, first.
         let all_behind =
@@ -460,6 +466,11 @@ impl Shard {
                 self.journal.note_sent(to, &msg, false);
                 self.mail.send(to, Mail::Publish(msg.clone(), stamp));
             }
+        }
+        if let Some(link) = to_link {
+            // No stamp: nothing comes back from the link about holding this publisher.
+            self.mail
+                .send(link, Mail::Publish(msg.clone(), HoldStamp::default()));
         }
         if !self.shared.is_empty() {
             self.route_shared(&msg, &mut reached);

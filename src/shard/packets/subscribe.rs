@@ -72,7 +72,7 @@ impl Shard {
             self.stats.subscriptions -= 1;
             if lost {
                 let from = self.id;
-                self.mail.broadcast(|| Mail::InterestRemove {
+                self.mail.tell_interest(|| Mail::InterestRemove {
                     from,
                     filter: filter.clone(),
                 });
@@ -173,7 +173,7 @@ impl Shard {
                 if self.subs.add_interest(&f.filter) {
                     let (from, since) = (self.id, a.read_at);
                     let filter = f.filter.clone();
-                    self.mail.broadcast(|| Mail::InterestAdd {
+                    self.mail.tell_interest(|| Mail::InterestAdd {
                         from,
                         filter: filter.clone(),
                         since,

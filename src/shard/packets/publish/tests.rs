@@ -578,7 +578,7 @@ fn message(topic: &'static str) -> Message {
 fn a_hold_from_another_shard_stops_the_publisher_before_its_next_packet() {
     let mut f = fixture(SlowSubscriberPolicy::HoldIfAllBehind, 2);
     let other = f.other.take().expect("shard 1");
-    let mut shard1 = Mailroom::new(1, 2, other, UrgentInbox::default());
+    let mut shard1 = Mailroom::new(1, 2, None, other, UrgentInbox::default());
     let shard = &mut f.shard;
     let mut publisher = connect(shard, "pub");
     let p = publisher.slot;

@@ -1,0 +1,244 @@
+//! The interest bucket `shardmq_<cluster>_interest`: this node's keys written, every node's read
+//! (docs/CLUSTER.md, "Interest exchange"). Two tasks on the link's runtime, so that a slow or absent
+//! NATS never stops the link's routing:
+//! - [`write_interest`] keeps this node's keys as the link's [`KvChange`]s say. It remembers what they
+//!   should be, not only the changes, so that after an error or a reconnection it writes the whole set
+//!   again and deletes keys of its node that should not be there (a previous run's, one lost in an
+//!   outage); on stop it deletes them all (best effort: a killed node's keys stay until it returns).
+//! - [`watch_interest`] reads the bucket: the keys present, then every change, as [`BucketEvent`]s
+//!   for the link. Each time it (re)starts its watch it lists the keys first, so the link forgets what
+//!   went while it was not watching.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahash::{AHashMap, AHashSet};
+use async_nats::jetstream::{self, kv};
+use futures_lite::StreamExt;
+use tokio::sync::{mpsc, Notify};
+
+use super::interest::KvChange;
+use super::link::open_bucket;
+use crate::codec::Utf8Bytes;
+
+/// Wait between tries when NATS refuses or is away.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// How long a stopping node tries to delete its keys.
+const GOODBYE: Duration = Duration::from_secs(2);
+
+/// What the watch tells the link.
+#[derive(Debug)]
+pub enum BucketEvent {
+    /// The keys in the bucket when a watch (re)started: forget the others.
+    Present(AHashSet<String>),
+    Put {
+        key: String,
+        filter: Utf8Bytes,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+/// Keeps this node's keys (`<node>.<hash>`) in `bucket` as the `changes` say, until the sender
+/// goes; then deletes them.
+pub async fn write_interest(
+    js: jetstream::Context,
+    bucket: String,
+    node: String,
+    mut changes: mpsc::UnboundedReceiver<KvChange>,
+    reconnected: Arc<Notify>,
+) {
+    let prefix = format!("{node}.");
+    let mut want: AHashMap<String, Utf8Bytes> = AHashMap::new();
+    let mut dirty = Dirty::default();
+    let mut store: Option<kv::Store> = None;
+    let mut resync = true;
+    let mut open = true;
+    let apply = |c: KvChange, want: &mut AHashMap<_, _>, dirty: &mut Dirty| match c {
+        KvChange::Put { key, filter } => {
+            want.insert(key.clone(), filter);
+            dirty.mark(key);
+        }
+        KvChange::Delete { key } => {
+            want.remove(&key);
+            dirty.mark(key);
+        }
+    };
+    while open {
+        while let Ok(c) = changes.try_recv() {
+            apply(c, &mut want, &mut dirty);
+        }
+        let mut failed = false;
+        if store.is_none() {
+            match open_bucket(&js, &bucket, Duration::ZERO).await {
+                Ok(s) => store = Some(s),
+                Err(e) => {
+                    tracing::debug!("Cluster: cannot open {bucket} yet: {e}.");
+                    failed = true;
+                }
+            }
+        }
+        if let (Some(s), true, false) = (&store, resync, failed) {
+            match own_keys(s, &prefix).await {
+                Ok(keys) => {
+                    for key in keys.into_iter().filter(|k| !want.contains_key(k)) {
+                        dirty.mark(key);
+                    }
+                    for key in want.keys() {
+                        dirty.mark(key.clone());
+                    }
+                    resync = false;
+                }
+                Err(e) => {
+                    tracing::debug!("Cluster: cannot list {bucket}: {e}.");
+                    failed = true;
+                }
+            }
+        }
+        if let (Some(s), false) = (&store, failed) {
+            while let Some(key) = dirty.first().cloned() {
+                let done = match want.get(&key) {
+                    Some(filter) => s
+                        .put(&key, filter.as_bytes().clone())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    None => s.delete(&key).await.map_err(|e| e.to_string()),
+                };
+                match done {
+                    Ok(()) => dirty.pop(),
+                    Err(e) => {
+                        tracing::debug!("Cluster: cannot write {bucket} key {key}: {e}.");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if failed {
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => {}
+                _ = reconnected.notified() => resync = true,
+            }
+            continue;
+        }
+        tokio::select! {
+            c = changes.recv() => match c {
+                Some(c) => apply(c, &mut want, &mut dirty),
+                None => open = false,
+            },
+            _ = reconnected.notified() => resync = true,
+        }
+    }
+    if let Some(s) = &store {
+        let goodbye = async {
+            for key in want.keys() {
+                let _ = s.delete(key).await;
+            }
+        };
+        let _ = tokio::time::timeout(GOODBYE, goodbye).await;
+    }
+}
+
+/// Keys whose state in the bucket may differ from what the link wants, in the order they changed:
+/// written in that order, so a node that sees one change has seen the earlier ones (a test's probe
+/// subscription, made last, says the others are known).
+#[derive(Default)]
+struct Dirty {
+    order: VecDeque<String>,
+    set: AHashSet<String>,
+}
+
+impl Dirty {
+    fn mark(&mut self, key: String) {
+        if self.set.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+    }
+
+    fn first(&self) -> Option<&String> {
+        self.order.front()
+    }
+
+    fn pop(&mut self) {
+        if let Some(key) = self.order.pop_front() {
+            self.set.remove(&key);
+        }
+    }
+}
+
+/// The keys of `store` that start with `prefix`.
+async fn own_keys(
+    store: &kv::Store,
+    prefix: &str,
+) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut keys = store.keys().await?;
+    let mut own = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key?;
+        if key.starts_with(prefix) {
+            own.push(key);
+        }
+    }
+    Ok(own)
+}
+
+/// Reads `bucket` for the link: the keys present, then each change; again from the start after an
+/// error. Ends when the link has gone.
+pub async fn watch_interest(
+    js: jetstream::Context,
+    bucket: String,
+    events: mpsc::UnboundedSender<BucketEvent>,
+) {
+    while !events.is_closed() {
+        if let Err(e) = watch_once(&js, &bucket, &events).await {
+            tracing::debug!("Cluster: watch of {bucket} ended: {e}; again in {RETRY:?}.");
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn watch_once(
+    js: &jetstream::Context,
+    bucket: &str,
+    events: &mpsc::UnboundedSender<BucketEvent>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let store = open_bucket(js, bucket, Duration::ZERO).await?;
+    let mut present = AHashSet::new();
+    let mut keys = store.keys().await?;
+    while let Some(key) = keys.next().await {
+        present.insert(key?);
+    }
+    if events.send(BucketEvent::Present(present)).is_err() {
+        return Ok(());
+    }
+    let mut watch = store.watch_with_history(">").await?;
+    while let Some(entry) = watch.next().await {
+        let entry = entry?;
+        let event = match entry.operation {
+            kv::Operation::Put => match Utf8Bytes::try_from(entry.value) {
+                Ok(filter) if crate::topic::validate_topic_filter(&filter).is_ok() => {
+                    BucketEvent::Put {
+                        key: entry.key,
+                        filter,
+                    }
+                }
+                _ => {
+                    tracing::warn!(
+                        "Cluster: key {} of {bucket} does not hold a topic filter; ignored.",
+                        entry.key
+                    );
+                    continue;
+                }
+            },
+            kv::Operation::Delete | kv::Operation::Purge => BucketEvent::Delete { key: entry.key },
+        };
+        if events.send(event).is_err() {
+            return Ok(());
+        }
+    }
+    Err("the watch stream ended".into())
+}

@@ -1,0 +1,128 @@
+//! A message as it crosses between nodes over NATS (sans-IO).
+//!
+//! The payload of a NATS message between links is one version byte ([`WIRE_VERSION`]) and then the
+//! message as the persistence log frames it (`persist::record`, a `Record::Message` with its length
+//! and CRC-32C): topic, payload, QoS, retain flag and v5 properties, with the log's decoder, which
+//! checks every length before it allocates and never panics on bad input. The publisher's session
+//! does not travel: a remote copy has no origin (nothing is held or acknowledged back across nodes).
+
+use bytes::{BufMut, BytesMut};
+use thiserror::Error;
+
+use crate::message::Message;
+use crate::persist::record::{self, Record, StoredMessage};
+
+/// The first byte of every message between links: a node that reads another value was sent by a
+/// version of shardmq that frames messages differently, and drops it with a log line.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Why bytes from NATS are not a message.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("empty")]
+    Empty,
+    #[error("wire version {0}, this node reads {WIRE_VERSION}")]
+    Version(u8),
+    #[error("truncated")]
+    Truncated,
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} bytes after the message")]
+    Trailing(usize),
+    #[error("a record that is not a message")]
+    NotAMessage,
+    #[error("too large to frame: {0}")]
+    TooLarge(String),
+}
+
+/// Appends `msg`, framed for the wire, to `out`.
+pub fn encode(msg: &Message, out: &mut BytesMut) -> Result<(), WireError> {
+    let start = out.len();
+    out.put_u8(WIRE_VERSION);
+    let record = Record::Message {
+        message_id: 0,
+        key: None,
+        message: StoredMessage::from_message(msg),
+    };
+    record::encode(&record, out).map_err(|e| {
+        out.truncate(start);
+        WireError::TooLarge(e.to_string())
+    })
+}
+
+/// The message in `bytes` (one whole NATS payload).
+pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+    let (&version, rest) = bytes.split_first().ok_or(WireError::Empty)?;
+    if version != WIRE_VERSION {
+        return Err(WireError::Version(version));
+    }
+    match record::decode(rest) {
+        Ok(Some((Record::Message { message, .. }, used))) if used == rest.len() => {
+            Ok(message.into_message())
+        }
+        Ok(Some((Record::Message { .. }, used))) => Err(WireError::Trailing(rest.len() - used)),
+        Ok(Some(_)) => Err(WireError::NotAMessage),
+        Ok(None) => Err(WireError::Truncated),
+        Err(e) => Err(WireError::Corrupt(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Properties, QoS, Utf8Bytes};
+    use bytes::Bytes;
+
+    fn message(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Message {
+        let mut props = Properties::default();
+        props.content_type = Some(Utf8Bytes::from("text/plain"));
+        props
+            .user_properties
+            .push((Utf8Bytes::from("k"), Utf8Bytes::from("v")));
+        Message::new(
+            Utf8Bytes::from(topic),
+            Bytes::copy_from_slice(payload),
+            qos,
+            retain,
+            props,
+            Some((3, 7)),
+        )
+    }
+
+    #[test]
+    fn a_message_round_trips_without_its_origin() {
+        let m = message("a/ü/+x", b"\x00payload\xff", QoS::ExactlyOnce, true);
+        let mut out = BytesMut::new();
+        encode(&m, &mut out).unwrap();
+        assert_eq!(out[0], WIRE_VERSION);
+        let back = decode(&out).unwrap();
+        assert_eq!(&*back.topic, "a/ü/+x");
+        assert_eq!(&back.payload[..], b"\x00payload\xff");
+        assert_eq!(back.qos, QoS::ExactlyOnce);
+        assert!(back.retain);
+        assert_eq!(back.properties(), m.properties());
+        assert_eq!(back.origin, None);
+    }
+
+    #[test]
+    fn bad_bytes_are_refused_not_panicked_on() {
+        let mut out = BytesMut::new();
+        encode(&message("t", b"x", QoS::AtMostOnce, false), &mut out).unwrap();
+        let refused = |b: &[u8]| decode(b).err();
+        assert_eq!(refused(&[]), Some(WireError::Empty));
+        let mut other = out.to_vec();
+        other[0] = 9;
+        assert_eq!(refused(&other), Some(WireError::Version(9)));
+        assert_eq!(refused(&out[..out.len() - 1]), Some(WireError::Truncated));
+        let mut flipped = out.to_vec();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(refused(&flipped), Some(WireError::Corrupt(_))));
+        let mut longer = out.to_vec();
+        longer.push(0);
+        assert_eq!(refused(&longer), Some(WireError::Trailing(1)));
+        // Every prefix of a valid frame is refused cleanly.
+        for n in 0..out.len() {
+            assert!(decode(&out[..n]).is_err());
+        }
+    }
+}
