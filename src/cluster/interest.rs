@@ -38,6 +38,15 @@ pub enum ShardChange {
     Remove(Utf8Bytes),
 }
 
+/// Why a key of the interest bucket is not taken as a node's interest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteKeyError {
+    #[error("it names no node (no `.`)")]
+    NoNode,
+    #[error("its node is one more than the {MAX_NODES} a node tells apart")]
+    TooManyNodes,
+}
+
 /// The key of `node`'s interest in `filter`: `<node>.<first 128 bits of SHA-256(filter), hex>`. Key
 /// names allow only `[-/_=.a-zA-Z0-9]`, which a filter may not keep to; the value holds the filter.
 pub fn key_of(node: &str, filter: &str) -> String {
@@ -123,10 +132,14 @@ impl Interest {
         self.local.shards_for(topic)
     }
 
-    /// The bucket holds `key` with the value `filter`. None when the key is this node's, known
-    /// already, or from a node past [`MAX_NODES`] (logged by the caller as an error in the key).
-    pub fn remote_put(&mut self, key: &str, filter: Utf8Bytes) -> Result<Option<ShardChange>, ()> {
-        let node = node_of(key).ok_or(())?;
+    /// The bucket holds `key` with the value `filter`. None when the key is this node's or known
+    /// already.
+    pub fn remote_put(
+        &mut self,
+        key: &str,
+        filter: Utf8Bytes,
+    ) -> Result<Option<ShardChange>, RemoteKeyError> {
+        let node = node_of(key).ok_or(RemoteKeyError::NoNode)?;
         if node == self.node || self.remote_keys.contains_key(key) {
             return Ok(None);
         }
@@ -138,7 +151,7 @@ impl Interest {
                 self.node_ids.insert(node.to_owned(), id);
                 id
             }
-            None => return Err(()),
+            None => return Err(RemoteKeyError::TooManyNodes),
         };
         self.remote.add(&filter, id);
         self.remote_keys
@@ -254,7 +267,7 @@ mod tests {
         assert_eq!(i.remote_nodes_for("s/1").collect::<Vec<_>>(), ["b"]);
         assert_eq!(i.remote_delete(&kb), Some(ShardChange::Remove(f("s/+"))));
         assert_eq!(i.remote_delete(&kb), None);
-        assert_eq!(i.remote_put("nodot", f("z")), Err(()));
+        assert_eq!(i.remote_put("nodot", f("z")), Err(RemoteKeyError::NoNode));
     }
 
     #[test]

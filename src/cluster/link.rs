@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::bucket::{watch_interest, write_interest};
 use super::interest::Interest;
 use super::post::Post;
+use super::queue::consume;
 use super::relay::{node_subject, Relay};
 use crate::codec::Utf8Bytes;
 use crate::router::{MailboxEnds, ShardId};
@@ -37,7 +38,7 @@ pub const LIVENESS_REFRESH: Duration = Duration::from_secs(5);
 
 /// Replicas of the cluster's buckets and streams when the NATS cluster has enough JetStream servers;
 /// a single server gets one (see `open_bucket`).
-const REPLICAS: usize = 3;
+pub(super) const REPLICAS: usize = 3;
 
 /// How this node joins the cluster (the `cluster_*` configuration keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +250,11 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         reconnected,
     ));
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let watcher = tokio::spawn(watch_interest(js, config.interest_bucket(), events_tx));
+    let watcher = tokio::spawn(watch_interest(
+        js.clone(),
+        config.interest_bucket(),
+        events_tx,
+    ));
     let subject = node_subject(&config.cluster, &config.node);
     let mut inbound = loop {
         match client.subscribe(subject.clone()).await {
@@ -263,24 +268,35 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             }
         }
     };
+    // This node's JetStream queue (QoS 1/2 from other nodes): bounded, so that a link with no room
+    // leaves the rest in JetStream.
+    let (queued_tx, mut queued) = mpsc::channel(1024);
+    let consumer = tokio::spawn(consume(js.clone(), config.clone(), queued_tx));
+    let (done_tx, mut done) = mpsc::unbounded_channel();
     let post = Post::new(shards.ends, shards.count);
-    let mut relay = Relay::new(post, interest, client.clone(), &config.cluster, kv);
+    let mut relay = Relay::new(post, interest, client.clone(), &config, kv, done_tx);
     let mut batch = Vec::new();
+    let mut resend = tokio::time::interval(Duration::from_secs(1));
+    resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let full = relay.post().full();
         tokio::select! {
             _ = stopped.changed() => break,
             _ = std::future::poll_fn(|cx| relay.post().poll(cx, &mut batch)) => {
-                relay.from_shards(&mut batch).await;
+                relay.take_mail(&mut batch).await;
             }
             m = inbound.next(), if !full => match m {
-                Some(m) => relay.from_nats(&m.payload),
+                Some(m) => relay.take_message(&m.payload),
                 // The client ends subscriptions only when it is dropped.
                 None => break,
             },
-            Some(event) = events.recv() => relay.from_bucket(event),
+            Some(m) = queued.recv(), if !full => relay.take_queued(m).await,
+            Some(d) = done.recv() => relay.copy_done(d),
+            Some(event) = events.recv() => relay.take_bucket_event(event),
+            _ = resend.tick() => relay.resend_kept().await,
         }
     }
+    consumer.abort();
     let counts = relay.counts;
     // The writer deletes this node's interest when its sender (in the relay) goes.
     drop(relay);

@@ -11,10 +11,12 @@
 //! - [`subject`]: the sans-IO mapping between MQTT topic names and filters and NATS subjects (no
 //!   sockets, no NATS client), with the rules a subject must keep and the fallback for topics too long
 //!   for one.
+pub mod acks;
 mod bucket;
 pub mod interest;
 pub mod link;
 mod post;
+mod queue;
 mod relay;
 pub mod subject;
 pub mod wire;

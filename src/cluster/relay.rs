@@ -3,22 +3,39 @@
 //! "The link: a virtual shard").
 //!
 //! Owned by the link's task; nothing here waits on a shard. Outbound, one copy of a message goes to
-//! each interested node, on its subject `shardmq.<cluster>.node.<node>`, in the order the shards
-//! sent them (one NATS connection keeps a subject's order). While NATS is away, messages for other
-//! nodes are dropped and counted, never queued against the shards: the node serves its own clients
-//! alone until the link is back.
+//! each interested node, in the order the shards sent them (one NATS connection keeps a subject's
+//! order): QoS 0 on core NATS, the node's subject `shardmq.<cluster>.node.<node>`; QoS 1 and 2
+//! through the node's JetStream queue (`queue`), the publishing shard's acknowledgement waiting for
+//! JetStream's (`acks`). While NATS is away the node serves its own clients alone: QoS 0 copies
+//! for other nodes are dropped and counted; QoS 1/2 copies are kept in memory (up to
+//! [`AWAY_LIMIT`]) and sent when NATS is back, and their publishers are acknowledged meanwhile, so
+//! local traffic goes on (a node that dies during a whole NATS outage loses what it kept).
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 
+use std::collections::VecDeque;
+
+use super::acks::{self, AckLedger, Ticket};
 use super::bucket::BucketEvent;
 use super::interest::{Interest, KvChange, ShardChange};
 use super::post::Post;
+use super::queue::{self, Copy};
 use super::wire;
+use crate::codec::QoS;
 use crate::router::{Mail, ShardId};
 use crate::session::HoldStamp;
+
+/// QoS 1/2 copies kept while NATS is away, at most; beyond, they are dropped and counted.
+pub const AWAY_LIMIT: usize = 100_000;
+
+/// A QoS 1/2 copy that finished: stored, or given back because NATS went away.
+pub struct CopyDone {
+    pub ticket: Option<Ticket>,
+    pub result: Result<(), Copy>,
+}
 
 /// What the link counted (logged when it stops).
 #[derive(Debug, Default, Clone, Copy)]
@@ -39,8 +56,19 @@ pub struct Relay {
     post: Post,
     interest: Interest,
     client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    cluster: String,
     /// `shardmq.<cluster>.node.`: a node's subject is this and its name.
     node_subject: String,
+    /// The QoS 1/2 messages of each shard, and which are in JetStream.
+    ledger: AckLedger,
+    /// Where the tasks waiting for JetStream's acknowledgements report.
+    done: mpsc::UnboundedSender<CopyDone>,
+    /// QoS 1/2 copies kept while NATS is away.
+    away: VecDeque<Copy>,
+    /// `Nats-Msg-Id`s: `<node>-<start time>-<n>`.
+    id_prefix: String,
+    next_id: u64,
     kv: mpsc::UnboundedSender<KvChange>,
     buf: BytesMut,
     pub counts: RelayCounts,
@@ -58,15 +86,26 @@ impl Relay {
         post: Post,
         interest: Interest,
         client: async_nats::Client,
-        cluster: &str,
+        config: &super::link::LinkConfig,
         kv: mpsc::UnboundedSender<KvChange>,
+        done: mpsc::UnboundedSender<CopyDone>,
     ) -> Relay {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Relay {
             me: post.shards() as ShardId,
+            ledger: AckLedger::new(post.shards()),
             post,
             interest,
+            js: async_nats::jetstream::new(client.clone()),
             client,
-            node_subject: format!("shardmq.{cluster}.node."),
+            cluster: config.cluster.clone(),
+            node_subject: format!("shardmq.{}.node.", config.cluster),
+            done,
+            away: VecDeque::new(),
+            id_prefix: format!("{}-{started:x}-", config.node),
+            next_id: 0,
             kv,
             buf: BytesMut::new(),
             counts: RelayCounts::default(),
@@ -79,7 +118,7 @@ impl Relay {
     }
 
     /// Handle a batch of mail from the shards.
-    pub async fn from_shards(&mut self, batch: &mut Vec<Mail>) {
+    pub async fn take_mail(&mut self, batch: &mut Vec<Mail>) {
         for mail in batch.drain(..) {
             match mail {
                 Mail::Publish(msg, _) => self.forward(&msg).await,
@@ -108,42 +147,157 @@ impl Relay {
         let nodes: Vec<String> = self
             .interest
             .remote_nodes_for(&msg.topic)
-            .map(|n| format!("{}{n}", self.node_subject))
+            .map(str::to_owned)
             .collect();
-        if nodes.is_empty() {
-            return;
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        if connected {
+            self.told_drop = false;
         }
-        if self.client.connection_state() != async_nats::connection::State::Connected {
-            self.counts.dropped += nodes.len() as u64;
-            if !self.told_drop {
-                self.told_drop = true;
-                tracing::warn!(
-                    "Cluster: NATS is away; messages for other nodes are dropped until it is back."
-                );
-            }
-            return;
-        }
-        self.told_drop = false;
-        self.buf.clear();
-        if let Err(e) = wire::encode(msg, &mut self.buf) {
-            tracing::warn!("Cluster: cannot send a message on {}: {e}.", msg.topic);
-            self.counts.dropped += nodes.len() as u64;
-            return;
-        }
-        let payload = self.buf.split().freeze();
-        for subject in nodes {
-            match self.client.publish(subject, payload.clone()).await {
-                Ok(()) => self.counts.sent += 1,
+        let payload = if nodes.is_empty() {
+            None
+        } else {
+            self.buf.clear();
+            match wire::encode(msg, &mut self.buf) {
+                Ok(()) => Some(self.buf.split().freeze()),
                 Err(e) => {
-                    self.counts.dropped += 1;
-                    tracing::debug!("Cluster: publish on {} failed: {e}.", msg.topic);
+                    tracing::warn!("Cluster: cannot send a message on {}: {e}.", msg.topic);
+                    self.counts.dropped += nodes.len() as u64;
+                    None
                 }
             }
+        };
+        if msg.qos == QoS::AtMostOnce {
+            let Some(payload) = payload else { return };
+            if !connected {
+                self.dropped_away(nodes.len());
+                return;
+            }
+            for node in nodes {
+                let subject = format!("{}{node}", self.node_subject);
+                match self.client.publish(subject, payload.clone()).await {
+                    Ok(()) => self.counts.sent += 1,
+                    Err(e) => {
+                        self.counts.dropped += 1;
+                        tracing::debug!("Cluster: publish on {} failed: {e}.", msg.topic);
+                    }
+                }
+            }
+            return;
+        }
+        // QoS 1/2: the publishing shard's acknowledgement waits for the copies sent now.
+        let copies = if connected && payload.is_some() {
+            nodes.len() as u32
+        } else {
+            0
+        };
+        let ticket = msg
+            .origin
+            .filter(|_| acks::counted(msg))
+            .map(|(shard, _)| self.ledger.received(shard, copies));
+        let Some(payload) = payload else {
+            return self.tell_durable();
+        };
+        for node in nodes {
+            let copy = Copy {
+                subject: queue::queue_subject(&self.cluster, &node),
+                id: format!("{}{}", self.id_prefix, self.next_id),
+                payload: payload.clone(),
+            };
+            self.next_id += 1;
+            if connected {
+                self.send_copy(copy, ticket).await;
+            } else {
+                self.keep_away(copy);
+            }
+        }
+        if copies == 0 {
+            self.tell_durable();
+        }
+    }
+
+    /// Hands `copy` to NATS now; a task waits for JetStream's acknowledgement.
+    async fn send_copy(&mut self, copy: Copy, ticket: Option<Ticket>) {
+        let acked = queue::publish(&self.client, &self.js, copy).await;
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            let result = acked.await;
+            let _ = done.send(CopyDone { ticket, result });
+        });
+    }
+
+    /// A QoS 1/2 copy finished: stored, or back because NATS went away (kept for later: the
+    /// publisher is acknowledged now, as for a copy made while NATS was away).
+    pub fn copy_done(&mut self, done: CopyDone) {
+        match done.result {
+            Ok(()) => self.counts.sent += 1,
+            Err(copy) => self.keep_away(copy),
+        }
+        if let Some(ticket) = done.ticket {
+            self.ledger.copy_done(ticket);
+        }
+        self.tell_durable();
+    }
+
+    /// Tell the shards which of their QoS 1/2 messages are safe now (`Mail::Durable`).
+    fn tell_durable(&mut self) {
+        let from = self.me;
+        for (shard, count) in self.ledger.advance() {
+            self.post.send(shard, Mail::Durable { from, count });
+        }
+    }
+
+    fn keep_away(&mut self, copy: Copy) {
+        if self.away.len() >= AWAY_LIMIT {
+            self.dropped_away(1);
+            return;
+        }
+        if self.away.is_empty() {
+            tracing::warn!(
+                "Cluster: NATS is away; QoS 1/2 messages for other nodes are kept in memory \
+                 (up to {AWAY_LIMIT}) until it is back."
+            );
+        }
+        self.away.push_back(copy);
+    }
+
+    fn dropped_away(&mut self, n: usize) {
+        self.counts.dropped += n as u64;
+        if !self.told_drop {
+            self.told_drop = true;
+            tracing::warn!(
+                "Cluster: NATS is away; QoS 0 messages for other nodes (and QoS 1/2 past \
+                 {AWAY_LIMIT} kept) are dropped until it is back."
+            );
+        }
+    }
+
+    /// NATS may be back: send what was kept meanwhile, in order.
+    pub async fn resend_kept(&mut self) {
+        if self.away.is_empty()
+            || self.client.connection_state() != async_nats::connection::State::Connected
+        {
+            return;
+        }
+        tracing::info!(
+            "Cluster: NATS is back; sending the {} QoS 1/2 messages kept for other nodes.",
+            self.away.len()
+        );
+        while let Some(copy) = self.away.pop_front() {
+            self.send_copy(copy, None).await;
+        }
+    }
+
+    /// A QoS 1/2 message from another node's JetStream copy: routed, then acknowledged (it is in
+    /// the shards' mailboxes, or held in order for them).
+    pub async fn take_queued(&mut self, m: async_nats::jetstream::Message) {
+        self.take_message(&m.payload);
+        if let Err(e) = m.ack().await {
+            tracing::debug!("Cluster: cannot acknowledge a queued message: {e}.");
         }
     }
 
     /// A message from another node: to each shard here with a matching subscription.
-    pub fn from_nats(&mut self, payload: &[u8]) {
+    pub fn take_message(&mut self, payload: &[u8]) {
         let msg = match wire::decode(payload) {
             Ok(msg) => msg,
             Err(e) => {
@@ -165,17 +319,13 @@ impl Relay {
     }
 
     /// A change read from the interest bucket.
-    pub fn from_bucket(&mut self, event: BucketEvent) {
+    pub fn take_bucket_event(&mut self, event: BucketEvent) {
         let changes = match event {
             BucketEvent::Present(keys) => self.interest.retain_remote(&keys),
             BucketEvent::Put { key, filter } => match self.interest.remote_put(&key, filter) {
                 Ok(change) => change.into_iter().collect(),
-                Err(()) => {
-                    tracing::warn!(
-                        "Cluster: interest key {key} names no node, or one node too many \
-                         (at most {}); ignored.",
-                        super::interest::MAX_NODES
-                    );
+                Err(e) => {
+                    tracing::warn!("Cluster: interest key {key} ignored: {e}.");
                     Vec::new()
                 }
             },

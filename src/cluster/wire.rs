@@ -74,8 +74,10 @@ mod tests {
     use bytes::Bytes;
 
     fn message(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Message {
-        let mut props = Properties::default();
-        props.content_type = Some(Utf8Bytes::from("text/plain"));
+        let mut props = Properties {
+            content_type: Some(Utf8Bytes::from("text/plain")),
+            ..Properties::default()
+        };
         props
             .user_properties
             .push((Utf8Bytes::from("k"), Utf8Bytes::from("v")));

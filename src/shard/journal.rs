@@ -85,6 +85,9 @@ pub(super) struct Journal {
     gate: bool,
     me: ShardId,
     shards: usize,
+    /// Cluster mode: the link's mailbox. Acknowledgements of QoS 1/2 messages it forwards wait for
+    /// its `Durable` (the copies are in JetStream), with or without persistence (`cluster::acks`).
+    link: Option<ShardId>,
     /// Records appended and not yet taken by the task.
     pending: BytesMut,
     /// Bytes ever appended (a position in the journal, not a file offset: compaction changes those).
@@ -95,8 +98,8 @@ pub(super) struct Journal {
     /// The last message given an id, with it: a fan-out to several sessions of this shard writes the
     /// message once (`Record::Message`), then one `Queue` record per session.
     last_message: Option<(Arc<Message>, u64)>,
-    /// Per shard: counted messages sent there / received from there / reported durable to there /
-    /// confirmed durable by there.
+    /// Per mailbox (the link's too): counted messages sent there / received from there / reported
+    /// durable to there / confirmed durable by there.
     sent: Vec<u64>,
     received: Vec<u64>,
     reported: Vec<u64>,
@@ -129,10 +132,13 @@ impl Journal {
     pub(super) fn new(
         me: ShardId,
         shards: usize,
+        link: Option<ShardId>,
         persistence: Option<&Persistence>,
         next_message_id: u64,
     ) -> Journal {
+        let mailboxes = shards + usize::from(link.is_some());
         Journal {
+            link,
             on: persistence.is_some(),
             gate: persistence.is_some_and(|p| p.sync == PersistenceSync::Always),
             me,
@@ -142,10 +148,10 @@ impl Journal {
             durable: 0,
             next_message_id: next_message_id.max(1),
             last_message: None,
-            sent: vec![0; shards],
-            received: vec![0; shards],
-            reported: vec![0; shards],
-            confirmed: vec![0; shards],
+            sent: vec![0; mailboxes],
+            received: vec![0; mailboxes],
+            reported: vec![0; mailboxes],
+            confirmed: vec![0; mailboxes],
             acks: VecDeque::new(),
             waker: None,
             stopping: false,
@@ -289,9 +295,15 @@ impl Journal {
         self.gate && msg.origin.is_some() && (retain_mail || msg.qos != QoS::AtMostOnce)
     }
 
-    /// This shard sends `msg` to `to` (see [`Self::counted`]).
+    /// This shard sends `msg` to `to` (see [`Self::counted`], and `cluster::acks::counted` for the
+    /// link).
     pub(super) fn note_sent(&mut self, to: ShardId, msg: &Message, retain_mail: bool) {
-        if self.counted(msg, retain_mail) {
+        let counted = if Some(to) == self.link {
+            crate::cluster::acks::counted(msg)
+        } else {
+            self.counted(msg, retain_mail)
+        };
+        if counted {
             self.sent[usize::from(to)] += 1;
         }
     }
@@ -322,15 +334,17 @@ impl Journal {
         durable_key: u64,
         reached: impl Iterator<Item = ShardId>,
     ) {
-        if !self.gate {
+        // Without `persistence_sync always`, only the cluster link is waited for.
+        let (gate, link) = (self.gate, self.link);
+        let remote: SmallVec<[(ShardId, u64); 2]> = reached
+            .filter(|&s| s != self.me && (gate || Some(s) == link))
+            .map(|s| (s, self.sent[usize::from(s)]))
+            .collect();
+        if !gate && remote.is_empty() {
             self.routed(durable_key);
             outbox.write(|out| ack(kind, packet_id, protocol, out));
             return;
         }
-        let remote = reached
-            .filter(|&s| s != self.me)
-            .map(|s| (s, self.sent[usize::from(s)]))
-            .collect();
         self.acks.push_back(HeldAck {
             outbox: outbox.clone(),
             protocol,

@@ -131,7 +131,13 @@ impl Shard {
         retained: Arc<RetainedStripes>,
     ) -> Shard {
         let shards = settings.shards;
-        let journal = Journal::new(id, shards, settings.persistence.as_ref(), next_message_id);
+        let journal = Journal::new(
+            id,
+            shards,
+            settings.link_id(),
+            settings.persistence.as_ref(),
+            next_message_id,
+        );
         let (subs, mail) = (
             Subscriptions::new(id, shards, settings.link_id()),
             Mailroom::new(id, shards, settings.link_id(), mail_out, urgent_inbox),

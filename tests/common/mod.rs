@@ -8,6 +8,8 @@
 //!   broker's codec, for tests that must control every byte.
 //! - [`client`]: a small wrapper over rumqttc 0.24 (v4 = MQTT 3.1.1 and v5) that turns its event loop
 //!   into "await the SUBACK", "await the next message" calls.
+//! - [`cluster`]: a three-server NATS cluster with JetStream (`tests/cluster/nats.sh`) and the
+//!   `cluster_*` lines of a node, for the cluster tests.
 //! - [`persist`]: the broker binary as a process killed and restarted on its persistence files, and a
 //!   persistent subscriber kept across the restarts, for `tests/18_persistence.rs` and
 //!   `tests/20_crash_load.rs`.
@@ -24,6 +26,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod persist;
 pub mod raw;
 

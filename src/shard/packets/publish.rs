@@ -468,7 +468,10 @@ impl Shard {
             }
         }
         if let Some(link) = to_link {
-            // No stamp: nothing comes back from the link about holding this publisher.
+            // No stamp: nothing comes back from the link about holding this publisher. Its QoS 1/2
+            // acknowledgement waits for the link's copies to be in JetStream (`cluster::acks`).
+            self.journal.note_sent(link, &msg, false);
+            reached.insert(link);
             self.mail
                 .send(link, Mail::Publish(msg.clone(), HoldStamp::default()));
         }

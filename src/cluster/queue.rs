@@ -1,0 +1,169 @@
+//! QoS 1/2 between nodes through JetStream (docs/CLUSTER.md, "QoS >= 1 is durable across nodes").
+//!
+//! One work-queue stream per cluster, `SHARDMQ_<cluster>_Q`, on the subjects
+//! `shardmq.<cluster>.q.<node>`, replicated on 3 NATS servers (1 if the NATS cluster has fewer).
+//! Each node reads its own subject through a durable pull consumer, `node_<node>`, and acknowledges
+//! a message once it is in its shards' mailboxes; what it had not acknowledged when it died comes
+//! again when it is back. A sending node publishes with a message id (`Nats-Msg-Id`), so a publish
+//! retried after a lost acknowledgement is stored once (the stream's duplicate window).
+//!
+//! - [`publish`]: one copy to one node, retried until JetStream has it or NATS is away.
+//! - [`consume`]: this node's consumer, its messages handed to the link over a bounded channel (so
+//!   a link that has no room stops the pull, and JetStream keeps the rest).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures_lite::StreamExt;
+use tokio::sync::mpsc;
+
+use super::link::{LinkConfig, REPLICAS};
+
+/// How long the stream keeps a message no node took (a node that never comes back).
+pub const QUEUE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long JetStream waits for a node's acknowledgement before it delivers a message again.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Messages a node has taken and not yet acknowledged, at most.
+const MAX_ACK_PENDING: i64 = 20_000;
+
+/// The stream of `cluster`.
+pub fn stream_name(cluster: &str) -> String {
+    format!("SHARDMQ_{cluster}_Q")
+}
+
+/// The subject of `node`'s queue.
+pub fn queue_subject(cluster: &str, node: &str) -> String {
+    format!("shardmq.{cluster}.q.{node}")
+}
+
+/// Opens the queue stream, creating it when missing.
+pub async fn open_stream(
+    js: &jetstream::Context,
+    cluster: &str,
+) -> Result<stream::Stream, Box<dyn std::error::Error + Send + Sync>> {
+    let name = stream_name(cluster);
+    if let Ok(s) = js.get_stream(&name).await {
+        return Ok(s);
+    }
+    let config = |num_replicas| stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("shardmq.{cluster}.q.*")],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        num_replicas,
+        max_age: QUEUE_MAX_AGE,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    match js.create_stream(config(REPLICAS)).await {
+        Ok(s) => Ok(s),
+        Err(first) => match js.create_stream(config(1)).await {
+            Ok(s) => {
+                tracing::warn!(
+                    "Cluster: stream {name} has one replica ({REPLICAS} refused: {first}); \
+                     a NATS server's loss loses what it holds."
+                );
+                Ok(s)
+            }
+            Err(e) => Err(Box::new(e)),
+        },
+    }
+}
+
+/// One copy of a QoS 1/2 message for one node.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    pub subject: String,
+    /// Its `Nats-Msg-Id`: the same on every try.
+    pub id: String,
+    pub payload: Bytes,
+}
+
+/// Hands `copy` to the NATS client (in the caller's order) and returns what waits for JetStream's
+/// acknowledgement, retrying until it comes or NATS is away (then the copy comes back, for later).
+pub async fn publish(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    copy: Copy,
+) -> impl std::future::Future<Output = Result<(), Copy>> + Send + 'static {
+    let first = js.send_publish(copy.subject.clone(), build(&copy)).await;
+    let (client, js) = (client.clone(), js.clone());
+    async move {
+        let mut delay = Duration::from_millis(20);
+        let mut attempt = first;
+        loop {
+            let outcome = match attempt {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                // No stream yet (the receiving node creates it), a leader election after a server
+                // went, a slow server: try again.
+                Err(e) => tracing::debug!(
+                    "Cluster: JetStream publish on {}: {e}; retrying.",
+                    copy.subject
+                ),
+            }
+            if client.connection_state() != async_nats::connection::State::Connected {
+                return Err(copy);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+            attempt = js.send_publish(copy.subject.clone(), build(&copy)).await;
+        }
+    }
+}
+
+fn build(copy: &Copy) -> jetstream::context::Publish {
+    jetstream::context::Publish::build()
+        .payload(copy.payload.clone())
+        .message_id(&copy.id)
+}
+
+/// Reads this node's queue into `to` until the link goes; opens the stream and the consumer again
+/// after an error.
+pub async fn consume(
+    js: jetstream::Context,
+    config: LinkConfig,
+    to: mpsc::Sender<jetstream::Message>,
+) {
+    while !to.is_closed() {
+        if let Err(e) = consume_once(&js, &config, &to).await {
+            tracing::debug!("Cluster: reading this node's queue: {e}; again in 1 s.");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn consume_once(
+    js: &jetstream::Context,
+    config: &LinkConfig,
+    to: &mpsc::Sender<jetstream::Message>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let stream = open_stream(js, &config.cluster).await?;
+    let durable = format!("node_{}", config.node);
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &durable,
+            consumer::pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: queue_subject(&config.cluster, &config.node),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                max_ack_pending: MAX_ACK_PENDING,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut messages = consumer.messages().await?;
+    while let Some(m) = messages.next().await {
+        if to.send(m?).await.is_err() {
+            return Ok(());
+        }
+    }
+    Err("the consumer's stream ended".into())
+}

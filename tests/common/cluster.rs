@@ -1,0 +1,80 @@
+//! A NATS cluster for the cluster tests (`tests/26_cluster_link.rs`, `tests/27_cluster_kill.rs`):
+//! three nats-server with JetStream started by `tests/cluster/nats.sh`, stopped on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A NATS cluster started by tests/cluster/nats.sh, stopped (by the PIDs it recorded) on drop.
+pub struct Nats {
+    pub dir: PathBuf,
+    pub urls: Vec<String>,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/nats.sh")
+}
+
+/// Runs `tests/cluster/nats.sh VERB DIR SERVERS...` and fails the test if it fails.
+pub fn nats_sh(verb: &str, dir: &Path, servers: &[&str]) {
+    let out = Command::new("bash")
+        .arg(script())
+        .arg(verb)
+        .arg(dir)
+        .args(servers)
+        .output()
+        .expect("run tests/cluster/nats.sh");
+    assert!(
+        out.status.success(),
+        "nats.sh {verb} {servers:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Nats {
+    /// `None` when nats-server is missing and the interop tests may be skipped.
+    pub fn start() -> Option<Nats> {
+        let present = Command::new("sh")
+            .args([
+                "-c",
+                "command -v nats-server || test -x /usr/sbin/nats-server",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present && super::skip_missing_tool("nats-server", "apt-get install nats-server") {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(super::unique_id("nats"));
+        nats_sh("start", &dir, &[]);
+        let urls = std::fs::read_to_string(dir.join("urls")).expect("nats.sh wrote DIR/urls");
+        let urls = urls.trim().split(',').map(str::to_owned).collect();
+        Some(Nats { dir, urls })
+    }
+
+    pub fn stop_all(&self) {
+        nats_sh("stop", &self.dir, &[]);
+    }
+
+    /// Starts all three again (each with its JetStream store) and waits until they are ready.
+    pub fn restart_all(&self) {
+        nats_sh("restart", &self.dir, &["1", "2", "3"]);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `cluster_*` lines of node `node`.
+pub fn node_config(nats: &Nats, node: &str) -> String {
+    format!(
+        "cluster_nats {}\ncluster_name t\ncluster_node {node}\n",
+        nats.urls.join(",")
+    )
+}
