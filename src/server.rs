@@ -571,6 +571,7 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
             ends,
             count: shards,
             restored: restored_interest,
+            retained: retained.clone(),
         };
         handle.link = Some(crate::cluster::link::Link::spawn(cluster.clone(), shards)?);
     }

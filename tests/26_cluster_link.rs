@@ -43,13 +43,26 @@ async fn next_change(watch: &mut kv::Watch, key: &str) -> bool {
 }
 
 /// Opens the nodes bucket from the test's own client, once the link has created it.
-async fn nodes_bucket(js: &jetstream::Context, name: &str) -> kv::Store {
-    loop {
-        if let Ok(store) = js.get_key_value(name).await {
-            return store;
+/// Watches `key` of the nodes bucket `name` from the test's own client, once the link has put it
+/// (the watch then starts with its last value; async-nats 0.38 ends a watch of a key that has
+/// none) and the bucket's stream answers (one just created may not, for a moment).
+async fn watch_node(js: &jetstream::Context, name: &str, key: &str) -> kv::Watch {
+    let mut last = String::new();
+    for _ in 0..300 {
+        match js.get_key_value(name).await {
+            Ok(store) => match store.get(key).await {
+                Ok(Some(_)) => match store.watch(key).await {
+                    Ok(watch) => return watch,
+                    Err(e) => last = e.to_string(),
+                },
+                Ok(None) => last = format!("no {key} yet"),
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    panic!("no watch of {name}: {last}");
 }
 
 #[test]
@@ -67,6 +80,7 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
                 ends: matrix.take_last().expect("one mailbox"),
                 count: 0,
                 restored: Default::default(),
+                retained: shardmq::shard::RetainedStripes::new(1),
             };
             let link = Link::spawn(config, shards).expect("link starts");
             common::block_on(async move {
@@ -74,8 +88,7 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
                     .await
                     .expect("connect");
                 let js = jetstream::new(client);
-                let store = nodes_bucket(&js, &bucket).await;
-                let mut watch = store.watch("node-a").await.expect("watch");
+                let mut watch = watch_node(&js, &bucket, "node-a").await;
                 assert!(next_change(&mut watch, "node-a").await, "first put");
 
                 // All three NATS servers down, then back: the link reconnects by itself and refreshes
@@ -87,8 +100,7 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
                     .await
                     .expect("reconnect");
                 let js = jetstream::new(client);
-                let store = nodes_bucket(&js, &bucket).await;
-                let mut watch = store.watch("node-a").await.expect("watch again");
+                let mut watch = watch_node(&js, &bucket, "node-a").await;
                 // The watch first replays the last value (the put from before the outage), then the
                 // refresh after the link reconnected.
                 assert!(next_change(&mut watch, "node-a").await, "last put replayed");
@@ -118,8 +130,7 @@ fn a_broker_with_cluster_keys_joins_and_leaves() {
                 .await
                 .expect("connect");
             let js = jetstream::new(client);
-            let store = nodes_bucket(&js, "shardmq_t_nodes").await;
-            let mut watch = store.watch("broker-b").await.expect("watch");
+            let mut watch = watch_node(&js, "shardmq_t_nodes", "broker-b").await;
             assert!(next_change(&mut watch, "broker-b").await, "joined");
             // The broker still serves MQTT while in the cluster.
             let mut c = std::net::TcpStream::connect(broker.addr()).expect("MQTT connect");
@@ -285,5 +296,182 @@ fn three_nodes_route_as_one_broker() {
                 "still subscribed at n3"
             );
         });
+    });
+}
+
+/// The retained messages a new subscriber on `case` gets for `filter`, once they include every
+/// topic of `wanted` (the cluster's retained stream reaches each node a moment after it is set).
+async fn retained_once_present(
+    case: &common::Case,
+    filter: &str,
+    wanted: &[&str],
+) -> Vec<(String, String)> {
+    for _ in 0..100 {
+        let mut c = Client::connect(case, &common::unique_id("ret")).await;
+        c.subscribe(filter, 0).await;
+        let mut got = Vec::new();
+        while let Some(m) = c.recv_within(Duration::from_millis(100)).await {
+            // A message published meanwhile comes live (not retained): not what is asked here.
+            if m.retain {
+                got.push((m.topic.clone(), m.text()));
+            }
+        }
+        c.disconnect().await;
+        if wanted.iter().all(|w| got.iter().any(|(t, _)| t == w)) {
+            got.sort();
+            return got;
+        }
+    }
+    panic!("{filter}: {wanted:?} never all retained at {}", case.addr);
+}
+
+#[test]
+fn retained_messages_are_the_same_on_every_node() {
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("cluster retained", Duration::from_secs(120), move || {
+        let n1 = common::TestBroker::start(2, &node_config(&nats, "n1"));
+        let n2 = common::TestBroker::start(1, &node_config(&nats, "n2"));
+        let n3 = common::TestBroker::start(2, &node_config(&nats, "n3"));
+        let (c1, c2, c3) = (case(&n1), case(&n2), case(&n3));
+        common::block_on(async move {
+            let mut p1 = Client::connect(&c1, "ret-pub-1").await;
+            let mut p3 = Client::connect(&c3, "ret-pub-3").await;
+            p1.publish("r/1", 1, true, "v1").await;
+            p1.publish("r/ü/x.y", 0, true, "v2").await;
+            let want = pairs(&[("r/1", "v1"), ("r/ü/x.y", "v2")]);
+            for c in [&c1, &c2, &c3] {
+                assert_eq!(
+                    retained_once_present(c, "r/#", &["r/1", "r/ü/x.y"]).await,
+                    want,
+                    "at {}",
+                    c.addr
+                );
+            }
+
+            // Cleared on n1, then a marker set after it by the same publisher: a node that has
+            // the marker applied the clearing.
+            p1.publish("r/1", 0, true, "").await;
+            p1.publish("r/marker", 0, true, "m").await;
+            for c in [&c2, &c3] {
+                assert_eq!(
+                    retained_once_present(c, "r/#", &["r/marker"]).await,
+                    pairs(&[("r/marker", "m"), ("r/ü/x.y", "v2")]),
+                    "at {}",
+                    c.addr
+                );
+            }
+
+            // Set on two nodes at once: every node ends on the same message, the stream's last.
+            p1.publish_nowait("r/x", 0, true, "from n1").await;
+            p3.publish_nowait("r/x", 0, true, "from n3").await;
+            p1.publish("r/m1", 0, true, "m").await;
+            p3.publish("r/m3", 0, true, "m").await;
+            let mut seen = Vec::new();
+            for c in [&c1, &c2, &c3] {
+                let got = retained_once_present(c, "r/#", &["r/m1", "r/m3"]).await;
+                seen.push(got.into_iter().find(|(t, _)| t == "r/x").expect("r/x"));
+            }
+            assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+        });
+    });
+}
+
+/// The next PUBLISH on `c` that is not a probe, as (topic, payload, dup), acknowledged unless
+/// `ack` is false.
+fn next_publish(c: &mut RawClient, ack: bool) -> (String, String, bool) {
+    loop {
+        let p = c.recv_publish();
+        if p.qos > 0 && ack {
+            c.send(&raw::ack(kind::PUBACK, p.pkid));
+        }
+        let payload = String::from_utf8(p.payload).unwrap();
+        if payload != "probe" {
+            return (p.topic, payload, p.dup);
+        }
+    }
+}
+
+use common::raw::{self, kind, Connect, RawClient};
+
+#[test]
+fn a_client_id_has_one_session_across_the_nodes() {
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("cluster takeover", Duration::from_secs(120), move || {
+        let n1 = common::TestBroker::start(2, &node_config(&nats, "n1"));
+        let n2 = common::TestBroker::start(1, &node_config(&nats, "n2"));
+        let n3 = common::TestBroker::start(2, &node_config(&nats, "n3"));
+        let v5 = common::Proto::V5;
+        let mover = Connect::new(v5, "cluster-mover").persistent();
+        common::block_on(common::cluster::joined(&nats, &["n1", "n2", "n3"]));
+
+        // On n1 with a QoS 1 subscription.
+        let (mut on1, ack) = RawClient::connect(n1.addr(), &mover);
+        assert!(!ack.session_present);
+        assert_eq!(on1.subscribe(&[("move/#", 1)]), [1]);
+
+        // The same client id on n2: the n1 connection is closed as taken over (v5: 0x8E), and
+        // the session, with its subscription, is here (session present).
+        let (mut on2, ack) = RawClient::connect(n2.addr(), &mover);
+        assert!(ack.session_present, "the session moved from n1 to n2");
+        let closed = on1.expect_closed();
+        let reason = closed
+            .iter()
+            .find(|p| p.kind() == kind::DISCONNECT)
+            .map(|p| p.disconnect_reason());
+        assert_eq!(reason, Some(0x8E), "n1 closed it as taken over: {closed:?}");
+
+        // n2 has the subscription: a publisher there reaches it. One message read and left
+        // unacknowledged, then the client goes away and one more is queued for it.
+        let mut p2 = RawClient::connect_clean(n2.addr(), v5, "cluster-pub-2");
+        p2.publish("move/a", 1, false, b"a");
+        assert_eq!(
+            next_publish(&mut on2, false),
+            ("move/a".into(), "a".into(), false)
+        );
+        on2.send(&raw::disconnect());
+        on2.expect_closed();
+        p2.publish("move/b", 1, false, b"b");
+
+        // On n3: the session comes with what it was owed, in order, the unacknowledged one again
+        // with DUP set.
+        let (mut on3, ack) = RawClient::connect(n3.addr(), &mover);
+        assert!(ack.session_present, "the session moved from n2 to n3");
+        assert_eq!(
+            next_publish(&mut on3, true),
+            ("move/a".into(), "a".into(), true)
+        );
+        assert_eq!(
+            next_publish(&mut on3, true),
+            ("move/b".into(), "b".into(), false)
+        );
+
+        // And n3's interest crossed: a publisher on n1 reaches it.
+        let mut p1 = RawClient::connect_clean(n1.addr(), v5, "cluster-pub-1");
+        let mut crossed = false;
+        for _ in 0..200 {
+            p1.publish("move/probe", 0, false, b"probe");
+            if let Ok(p) = on3.try_read_packet(Duration::from_millis(50)) {
+                assert_eq!(p.publish(v5).topic, "move/probe");
+                crossed = true;
+                break;
+            }
+        }
+        assert!(crossed, "n3's interest never reached n1");
+        p1.publish("move/c", 1, false, b"c");
+        assert_eq!(
+            next_publish(&mut on3, true),
+            ("move/c".into(), "c".into(), false)
+        );
+
+        // A clean start on n1: n3's connection is closed, and no session comes.
+        let (_on1, ack) = RawClient::connect(n1.addr(), &Connect::new(v5, "cluster-mover"));
+        assert!(!ack.session_present, "a clean start takes no session");
+        let closed = on3.expect_closed();
+        assert!(
+            closed
+                .iter()
+                .any(|p| p.kind() == kind::DISCONNECT && p.disconnect_reason() == 0x8E),
+            "{closed:?}"
+        );
     });
 }

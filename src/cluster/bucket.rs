@@ -6,8 +6,8 @@
 //!   again and deletes keys of its node that should not be there (a previous run's, one lost in an
 //!   outage); on stop it deletes them all (best effort: a killed node's keys stay until it returns).
 //! - [`watch_interest`] reads the bucket: the keys present, then every change, as [`BucketEvent`]s
-//!   for the link. Each time it (re)starts its watch it lists the keys first, so the link forgets what
-//!   went while it was not watching.
+//!   for the link. Each time it (re)starts its watch it reads the keys afresh, so the link forgets
+//!   what went while it was not watching.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -207,32 +207,37 @@ async fn watch_once(
     events: &mpsc::UnboundedSender<BucketEvent>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let store = open_bucket(js, bucket, Duration::ZERO).await?;
+    // The watch of changes first, then what is there: a key put in between is seen by one of the
+    // two, and a change after the read comes after it. (Not `watch_with_history`: async-nats 0.38
+    // ends that watch at once when the bucket is empty.)
+    let mut watch = store.watch_all().await?;
     let mut present = AHashSet::new();
     let mut keys = store.keys().await?;
     while let Some(key) = keys.next().await {
         present.insert(key?);
     }
+    let mut current = Vec::with_capacity(present.len());
+    for key in &present {
+        if let Some(value) = store.get(key).await? {
+            current.push((key.clone(), value));
+        }
+    }
     if events.send(BucketEvent::Present(present)).is_err() {
         return Ok(());
     }
-    let mut watch = store.watch_with_history(">").await?;
+    for (key, value) in current {
+        if let Some(event) = put_event(bucket, key, value) {
+            if events.send(event).is_err() {
+                return Ok(());
+            }
+        }
+    }
     while let Some(entry) = watch.next().await {
         let entry = entry?;
         let event = match entry.operation {
-            kv::Operation::Put => match Utf8Bytes::try_from(entry.value) {
-                Ok(filter) if crate::topic::validate_topic_filter(&filter).is_ok() => {
-                    BucketEvent::Put {
-                        key: entry.key,
-                        filter,
-                    }
-                }
-                _ => {
-                    tracing::warn!(
-                        "Cluster: key {} of {bucket} does not hold a topic filter; ignored.",
-                        entry.key
-                    );
-                    continue;
-                }
+            kv::Operation::Put => match put_event(bucket, entry.key, entry.value) {
+                Some(event) => event,
+                None => continue,
             },
             kv::Operation::Delete | kv::Operation::Purge => BucketEvent::Delete { key: entry.key },
         };
@@ -241,4 +246,17 @@ async fn watch_once(
         }
     }
     Err("the watch stream ended".into())
+}
+
+/// A key's value as the link takes it: a topic filter, or nothing (logged).
+fn put_event(bucket: &str, key: String, value: bytes::Bytes) -> Option<BucketEvent> {
+    match Utf8Bytes::try_from(value) {
+        Ok(filter) if crate::topic::validate_topic_filter(&filter).is_ok() => {
+            Some(BucketEvent::Put { key, filter })
+        }
+        _ => {
+            tracing::warn!("Cluster: key {key} of {bucket} does not hold a topic filter; ignored.");
+            None
+        }
+    }
 }

@@ -36,6 +36,9 @@ pub const LIVENESS_TTL: Duration = Duration::from_secs(15);
 /// How often a live node refreshes its key: three refreshes per TTL, so one lost one is not a death.
 pub const LIVENESS_REFRESH: Duration = Duration::from_secs(5);
 
+/// How soon a failed liveness write is tried again.
+const RETRY_SOON: Duration = Duration::from_millis(250);
+
 /// Replicas of the cluster's buckets and streams when the NATS cluster has enough JetStream servers;
 /// a single server gets one (see `open_bucket`).
 pub(super) const REPLICAS: usize = 3;
@@ -116,6 +119,8 @@ pub struct LinkShards {
     pub count: usize,
     /// Each restored filter, once per shard that has it (`ShardRestore::interest`).
     pub restored: Arc<Vec<(Utf8Bytes, ShardId)>>,
+    /// The node's retained store, where the link applies the cluster's retained stream.
+    pub retained: Arc<crate::shard::RetainedStripes>,
 }
 
 /// The running link; dropping it stops the thread too.
@@ -272,9 +277,39 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     // leaves the rest in JetStream.
     let (queued_tx, mut queued) = mpsc::channel(1024);
     let consumer = tokio::spawn(consume(js.clone(), config.clone(), queued_tx));
+    let (retained_tx, mut retained) = mpsc::channel(1024);
+    let follower = tokio::spawn(super::retained::follow(
+        client.clone(),
+        js.clone(),
+        config.cluster.clone(),
+        retained_tx,
+    ));
+    let evict_subject = super::sessions::evict_subject(&config.cluster, &config.node);
+    let mut evictions = loop {
+        match client.subscribe(evict_subject.clone()).await {
+            Ok(sub) => break sub,
+            Err(e) => {
+                tracing::warn!("Cluster: cannot subscribe to {evict_subject} yet: {e}.");
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
     let (done_tx, mut done) = mpsc::unbounded_channel();
+    let (claimed_tx, mut claimed) = mpsc::unbounded_channel();
     let post = Post::new(shards.ends, shards.count);
-    let mut relay = Relay::new(post, interest, client.clone(), &config, kv, done_tx);
+    let mut relay = Relay::new(
+        post,
+        interest,
+        client.clone(),
+        &config,
+        kv,
+        done_tx,
+        claimed_tx,
+    );
+    relay.set_retained_store(shards.retained);
     let mut batch = Vec::new();
     let mut resend = tokio::time::interval(Duration::from_secs(1));
     resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -291,12 +326,16 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
                 None => break,
             },
             Some(m) = queued.recv(), if !full => relay.take_queued(m).await,
+            Some(m) = retained.recv(), if !full => relay.take_retained(&m),
             Some(d) = done.recv() => relay.copy_done(d),
+            Some(c) = claimed.recv() => relay.claim_done(c),
+            Some(m) = evictions.next() => relay.take_eviction(m).await,
             Some(event) = events.recv() => relay.take_bucket_event(event),
             _ = resend.tick() => relay.resend_kept().await,
         }
     }
     consumer.abort();
+    follower.abort();
     let counts = relay.counts;
     // The writer deletes this node's interest when its sender (in the relay) goes.
     drop(relay);
@@ -321,25 +360,28 @@ async fn keep_alive(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut bucket = None;
-    let mut refresh = tokio::time::interval(LIVENESS_REFRESH);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
-            _ = refresh.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
+        // Until a put succeeds (NATS starting, the bucket's stream electing its leader), tries
+        // again soon; then every LIVENESS_REFRESH.
+        wait = RETRY_SOON;
         if bucket.is_none() {
             match open_bucket(&js, &config.nodes_bucket(), LIVENESS_TTL).await {
                 Ok(b) => bucket = Some(b),
                 Err(e) => {
-                    tracing::warn!("Cluster: cannot open the nodes bucket yet: {e}.");
+                    tracing::debug!("Cluster: cannot open the nodes bucket yet: {e}.");
                     continue;
                 }
             }
         }
         if let Some(b) = &bucket {
-            if let Err(e) = b.put(&config.node, liveness_value().into()).await {
-                tracing::debug!("Cluster: liveness refresh failed: {e}.");
+            match b.put(&config.node, liveness_value().into()).await {
+                Ok(_) => wait = LIVENESS_REFRESH,
+                Err(e) => tracing::debug!("Cluster: liveness refresh failed: {e}."),
             }
         }
     }

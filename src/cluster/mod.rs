@@ -18,5 +18,7 @@ pub mod link;
 mod post;
 mod queue;
 mod relay;
+mod retained;
+pub mod sessions;
 pub mod subject;
 pub mod wire;

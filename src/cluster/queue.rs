@@ -159,7 +159,14 @@ async fn consume_once(
             },
         )
         .await?;
-    let mut messages = consumer.messages().await?;
+    // Short pulls with frequent heartbeats: a pull lost to a server that was not ready (a stream
+    // electing its leader) is noticed in seconds, not after async-nats's default 30 s.
+    let mut messages = consumer
+        .stream()
+        .expires(Duration::from_secs(5))
+        .heartbeat(Duration::from_secs(1))
+        .messages()
+        .await?;
     while let Some(m) = messages.next().await {
         if to.send(m?).await.is_err() {
             return Ok(());

@@ -12,6 +12,7 @@
 //! local traffic goes on (a node that dies during a whole NATS outage loses what it kept).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::sync::mpsc;
@@ -23,8 +24,10 @@ use super::bucket::BucketEvent;
 use super::interest::{Interest, KvChange, ShardChange};
 use super::post::Post;
 use super::queue::{self, Copy};
+use super::sessions;
 use super::wire;
 use crate::codec::QoS;
+use crate::codec::Utf8Bytes;
 use crate::router::{Mail, ShardId};
 use crate::session::HoldStamp;
 
@@ -69,11 +72,33 @@ pub struct Relay {
     /// `Nats-Msg-Id`s: `<node>-<start time>-<n>`.
     id_prefix: String,
     next_id: u64,
+    /// The node's retained store and the subjects of the cluster's retained stream.
+    retained: Option<Arc<crate::shard::RetainedStripes>>,
+    retained_prefix: super::subject::SubjectPrefix,
     kv: mpsc::UnboundedSender<KvChange>,
     buf: BytesMut,
     pub counts: RelayCounts,
     /// Whether the drops of the current outage were logged.
     told_drop: bool,
+    /// Whether NATS answered since the link started (claims wait for its first connection).
+    ever_connected: bool,
+    /// This node's name (claims of client ids).
+    node: String,
+    /// The sessions bucket, opened by the first claim.
+    sessions: Arc<tokio::sync::OnceCell<async_nats::jetstream::kv::Store>>,
+    /// Where claim tasks report: the shard, its ticket, the session that moved.
+    claimed: mpsc::UnboundedSender<ClaimDone>,
+    /// Eviction requests from other nodes waiting for a shard's answer: ticket -> reply subject.
+    evictions: ahash::AHashMap<u64, async_nats::Subject>,
+    next_eviction: u64,
+}
+
+/// A claim of a client id that finished: for shard `shard`'s CONNECT `ticket`, with the session
+/// that moved here.
+pub struct ClaimDone {
+    pub shard: ShardId,
+    pub ticket: u64,
+    pub session: Option<bytes::Bytes>,
 }
 
 /// The subject on which `node` of `cluster` receives messages.
@@ -89,6 +114,7 @@ impl Relay {
         config: &super::link::LinkConfig,
         kv: mpsc::UnboundedSender<KvChange>,
         done: mpsc::UnboundedSender<CopyDone>,
+        claimed: mpsc::UnboundedSender<ClaimDone>,
     ) -> Relay {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -106,11 +132,23 @@ impl Relay {
             away: VecDeque::new(),
             id_prefix: format!("{}-{started:x}-", config.node),
             next_id: 0,
+            retained: None,
+            retained_prefix: super::retained::prefix(&config.cluster),
+            node: config.node.clone(),
+            sessions: Arc::default(),
+            claimed,
+            evictions: ahash::AHashMap::new(),
+            next_eviction: 0,
             kv,
             buf: BytesMut::new(),
             counts: RelayCounts::default(),
             told_drop: false,
+            ever_connected: false,
         }
+    }
+
+    pub fn set_retained_store(&mut self, store: Arc<crate::shard::RetainedStripes>) {
+        self.retained = Some(store);
     }
 
     pub fn post(&mut self) -> &mut Post {
@@ -122,6 +160,7 @@ impl Relay {
         for mail in batch.drain(..) {
             match mail {
                 Mail::Publish(msg, _) => self.forward(&msg).await,
+                Mail::Retain(msg) => self.publish_retained(&msg).await,
                 Mail::InterestAdd { from, filter, .. } => {
                     if let Some(c) = self.interest.local_add(&filter, from) {
                         let _ = self.kv.send(c);
@@ -134,6 +173,20 @@ impl Relay {
                 }
                 // The shards' answers to the link's interest: nothing waits for them.
                 Mail::InterestAck { .. } => {}
+                Mail::Claim {
+                    from,
+                    ticket,
+                    client_id,
+                    clean_start,
+                } => self.claim(from, ticket, client_id, clean_start),
+                Mail::Evicted { ticket, session } => {
+                    if let Some(reply) = self.evictions.remove(&ticket) {
+                        let payload = session.unwrap_or_default();
+                        if let Err(e) = self.client.publish(reply, payload).await {
+                            tracing::debug!("Cluster: cannot answer an eviction: {e}.");
+                        }
+                    }
+                }
                 other => {
                     debug_assert!(false, "the link got mail it never asks for");
                     drop(other);
@@ -287,6 +340,49 @@ impl Relay {
         }
     }
 
+    /// A retained message (or clearing) set on this node: to the cluster's retained stream.
+    async fn publish_retained(&mut self, msg: &crate::message::Message) {
+        self.buf.clear();
+        if let Err(e) = wire::encode(msg, &mut self.buf) {
+            tracing::warn!(
+                "Cluster: cannot share the retained message of {}: {e}.",
+                msg.topic
+            );
+            return;
+        }
+        let copy = Copy {
+            subject: super::retained::subject_of(&self.retained_prefix, &msg.topic),
+            id: format!("{}{}", self.id_prefix, self.next_id),
+            payload: self.buf.split().freeze(),
+        };
+        self.next_id += 1;
+        if self.client.connection_state() == async_nats::connection::State::Connected {
+            self.send_copy(copy, None).await;
+        } else {
+            self.keep_away(copy);
+        }
+    }
+
+    /// A message of the cluster's retained stream: into this node's store, and with persistence
+    /// into the log of the shard that keeps its topic.
+    pub fn take_retained(&mut self, payload: &[u8]) {
+        let msg = match wire::decode(payload) {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.counts.undecodable += 1;
+                tracing::warn!("Cluster: a retained message from NATS was not one ({e}); dropped.");
+                return;
+            }
+        };
+        let Some(store) = &self.retained else { return };
+        let msg = Arc::new(msg);
+        store.store(msg.clone());
+        if self.post.shards() > 0 {
+            let keeper = crate::shard::home_of(msg.topic.as_bytes(), self.post.shards());
+            self.post.send(keeper, Mail::Retain(msg));
+        }
+    }
+
     /// A QoS 1/2 message from another node's JetStream copy: routed, then acknowledged (it is in
     /// the shards' mailboxes, or held in order for them).
     pub async fn take_queued(&mut self, m: async_nats::jetstream::Message) {
@@ -294,6 +390,107 @@ impl Relay {
         if let Err(e) = m.ack().await {
             tracing::debug!("Cluster: cannot acknowledge a queued message: {e}.");
         }
+    }
+
+    /// A CONNECT on shard `from` claims `client_id` in the cluster (`sessions::claim`), in a task
+    /// of its own: other CONNECTs and all routing go on meanwhile.
+    fn claim(&mut self, from: ShardId, ticket: u64, client_id: Utf8Bytes, clean_start: bool) {
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        self.ever_connected |= connected;
+        if !connected && self.ever_connected {
+            // NATS lost: the node serves the client alone. (Before the link's first connection,
+            // a node that just started, the claim waits for it, within its time.)
+            self.post.send(
+                from,
+                Mail::Claimed {
+                    ticket,
+                    session: None,
+                },
+            );
+            return;
+        }
+        let (client, js, store) = (self.client.clone(), self.js.clone(), self.sessions.clone());
+        let (cluster, node, done) = (
+            self.cluster.clone(),
+            self.node.clone(),
+            self.claimed.clone(),
+        );
+        tokio::spawn(async move {
+            let claim = async {
+                while client.connection_state() != async_nats::connection::State::Connected {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                sessions::claim(
+                    &client,
+                    &js,
+                    &store,
+                    &cluster,
+                    &node,
+                    &client_id,
+                    clean_start,
+                )
+                .await
+            };
+            let session = match tokio::time::timeout(sessions::CLAIM_TIMEOUT, claim).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        "Cluster: cannot claim client id {client_id} in the cluster ({e}); \
+                         it connects here with the session this node has."
+                    );
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "Cluster: claiming client id {client_id} took over {:?}; it connects \
+                         here with the session this node has.",
+                        sessions::CLAIM_TIMEOUT
+                    );
+                    None
+                }
+            };
+            let _ = done.send(ClaimDone {
+                shard: from,
+                ticket,
+                session,
+            });
+        });
+    }
+
+    /// A claim finished: the CONNECT may attach.
+    pub fn claim_done(&mut self, done: ClaimDone) {
+        self.post.send(
+            done.shard,
+            Mail::Claimed {
+                ticket: done.ticket,
+                session: done.session,
+            },
+        );
+    }
+
+    /// Another node claimed a client id this node may have: its home shard closes it and answers.
+    pub async fn take_eviction(&mut self, m: async_nats::Message) {
+        let Some(reply) = m.reply else { return };
+        let Some((client_id, keep)) = sessions::decode_request(&m.payload) else {
+            tracing::warn!("Cluster: an eviction request that is not one; ignored.");
+            return;
+        };
+        if self.post.shards() == 0 {
+            let _ = self.client.publish(reply, bytes::Bytes::new()).await;
+            return;
+        }
+        self.next_eviction += 1;
+        let ticket = self.next_eviction;
+        self.evictions.insert(ticket, reply);
+        let home = crate::shard::home_of(client_id.as_bytes(), self.post.shards());
+        self.post.send(
+            home,
+            Mail::Evict {
+                ticket,
+                client_id: Utf8Bytes::from(client_id),
+                keep,
+            },
+        );
     }
 
     /// A message from another node: to each shard here with a matching subscription.

@@ -145,6 +145,34 @@ pub enum Mail {
     /// Shard `from` made durable what it appended for the first `count` counted messages the
     /// receiving shard sent it (`shard::journal`): acknowledgements waiting for them may go out.
     Durable { from: ShardId, count: u64 },
+    /// Cluster mode, to the link: a CONNECT for `client_id` on shard `from`, about to be attached.
+    /// The link makes this node the client id's owner in the cluster (closing its connection on the
+    /// node that had it and, unless `clean_start`, bringing its session here), then answers
+    /// `Claimed` (`cluster::sessions`).
+    Claim {
+        from: ShardId,
+        ticket: u64,
+        client_id: Utf8Bytes,
+        clean_start: bool,
+    },
+    /// The link's answer to `Claim`: the session the client had on another node, as a snapshot of
+    /// it (`persist::image`), when it moved here.
+    Claimed {
+        ticket: u64,
+        session: Option<bytes::Bytes>,
+    },
+    /// From the link: client `client_id` connected on another node. Close its connection here and
+    /// end its session here; with `keep`, first answer with the session (`Evicted`) for that node.
+    Evict {
+        ticket: u64,
+        client_id: Utf8Bytes,
+        keep: bool,
+    },
+    /// The answer to `Evict`: the session, when it was kept and there was one.
+    Evicted {
+        ticket: u64,
+        session: Option<bytes::Bytes>,
+    },
     /// Ask for this shard's counters (from the `$SYS` shard).
     StatsQuery { reply_to: ShardId },
     /// Answer to `StatsQuery`.

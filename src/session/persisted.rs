@@ -115,7 +115,29 @@ impl Session {
         &self,
         mut f: impl FnMut(u64, &Arc<Message>, QoS, bool, Option<u16>, bool),
     ) {
-        for i in self.queues.inflight.iter().filter(|i| i.message_id != 0) {
+        self.for_each_owed_where(true, &mut f);
+    }
+
+    /// Everything the session owes, in order, kept by its journal or not (message id 0): a session
+    /// moving to another node of a cluster (`shard::claims`).
+    pub fn for_each_owed_all(
+        &self,
+        mut f: impl FnMut(u64, &Arc<Message>, QoS, bool, Option<u16>, bool),
+    ) {
+        self.for_each_owed_where(false, &mut f);
+    }
+
+    fn for_each_owed_where(
+        &self,
+        kept_only: bool,
+        f: &mut impl FnMut(u64, &Arc<Message>, QoS, bool, Option<u16>, bool),
+    ) {
+        for i in self
+            .queues
+            .inflight
+            .iter()
+            .filter(|i| !kept_only || i.message_id != 0)
+        {
             f(
                 i.message_id,
                 i.msg.message(),
@@ -125,7 +147,12 @@ impl Session {
                 i.released,
             );
         }
-        for q in self.queues.queue.iter().filter(|q| q.message_id != 0) {
+        for q in self
+            .queues
+            .queue
+            .iter()
+            .filter(|q| !kept_only || q.message_id != 0)
+        {
             f(q.message_id, q.msg.message(), q.qos, q.retain, None, false);
         }
     }

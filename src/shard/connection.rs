@@ -300,6 +300,12 @@ async fn run_connection(
             .send(home, Mail::Handoff(Box::new(handoff)));
         return;
     }
+    // Cluster mode: the client id is this node's in the whole cluster before the CONNECT attaches
+    // (`claims`): its connection elsewhere closed, its session moved here.
+    let claim = shard.borrow_mut().claim(&accepted.connect);
+    if let Some(claimed) = claim {
+        let _ = claimed.await;
+    }
     // A task of its own, so what only setting up needed (this future: the CONNECT read, the refusal
     // and hand-off paths, ~700 bytes) is freed now instead of staying allocated as long as the client is
     // connected: a busy client then costs the serving task, 384 bytes, an idle one its parked

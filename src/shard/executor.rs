@@ -100,6 +100,16 @@ impl Shard {
                 self.mail.send(reply_to, Mail::StatsReply(stats));
             }
             Mail::StatsReply(stats) => self.sys_reply(&stats),
+            Mail::Claimed { ticket, session } => self.claimed(ticket, session),
+            Mail::Evict {
+                ticket,
+                client_id,
+                keep,
+            } => self.evict(ticket, &client_id, keep),
+            // The link's own mail.
+            Mail::Claim { .. } | Mail::Evicted { .. } => {
+                debug_assert!(false, "mail for the cluster link reached a shard");
+            }
         }
         None
     }

@@ -559,6 +559,48 @@ impl Ledger for Journal {
 }
 
 /// The `Session` record of `s`.
+/// Writes session `s` whole to `w`: its settings, subscriptions, QoS 2 exchanges as a publisher and
+/// the messages it is owed: those its journal keeps for a snapshot, every one (`all`) for a session
+/// moving to another node (`shard::claims`), those the journal does not keep numbered from
+/// [`MOVED_MESSAGE_IDS`].
+pub(in crate::shard) fn write_session(
+    w: &mut crate::persist::image::SnapshotWriter,
+    s: &Session,
+    all: bool,
+) {
+    w.session(
+        &session_record(s),
+        s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),
+    );
+    for (&packet_id, &key) in &s.inbound_qos2 {
+        w.accepted(&s.client_id, packet_id, key, None);
+    }
+    for &packet_id in s.completed_qos2.iter().flat_map(|c| c.iter()) {
+        w.completed(&s.client_id, packet_id);
+    }
+    if !all {
+        s.for_each_owed(|id, m, qos, retain, packet_id, released| {
+            w.owed(&s.client_id, id, m, qos, retain, packet_id, released)
+        });
+        return;
+    }
+    let mut next = MOVED_MESSAGE_IDS;
+    s.for_each_owed_all(|id, m, qos, retain, packet_id, released| {
+        // A snapshot writes a message once per id: each unnumbered one gets its own.
+        let id = if id == 0 {
+            next += 1;
+            next
+        } else {
+            id
+        };
+        w.owed(&s.client_id, id, m, qos, retain, packet_id, released)
+    });
+}
+
+/// The ids given to owed messages that the journal does not number, in a moving session's
+/// snapshot: far above any journal's (a per-shard sequence), so the two never meet.
+const MOVED_MESSAGE_IDS: u64 = 1 << 62;
+
 fn session_record(s: &Session) -> Record {
     Record::Session {
         client_id: s.client_id.clone(),

@@ -24,6 +24,7 @@
 
 mod admission;
 mod attached;
+mod claims;
 mod connection;
 mod enhanced_auth;
 mod executor;
@@ -112,6 +113,8 @@ pub(crate) struct Shard {
     lookback: lookback::Lookback,
     /// Connections idle long enough to give up their task, waiting for their time (see `parking`).
     parking: parking::Parking,
+    /// Cluster mode: CONNECTs waiting for the link to claim their client id (`claims`).
+    claims: claims::Claims,
     /// The task queue where connections are set up (accept, handshakes, CONNECT, attach), below the
     /// default queue where established clients and mail are served (see `executor::setup_queue`).
     setup_queue: glommio::TaskQueueHandle,
@@ -164,6 +167,7 @@ impl Shard {
             lookback: lookback::Lookback::default(),
             parking: parking::Parking::default(),
             setup_queue: glommio::TaskQueueHandle::default(),
+            claims: claims::Claims::default(),
         }
     }
 }

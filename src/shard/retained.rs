@@ -41,6 +41,16 @@ impl RetainedStripes {
             stripes: (0..shards.max(1)).map(|_| RwLock::default()).collect(),
         })
     }
+
+    /// Stores `msg` (clears its topic when its payload is empty), from outside the shards: the
+    /// cluster link applying the cluster's retained stream (`cluster::retained`).
+    pub fn store(&self, msg: Arc<Message>) {
+        let i = home_of(msg.topic.as_bytes(), self.stripes.len());
+        self.stripes[usize::from(i)]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .store(msg);
+    }
 }
 
 /// One stripe: the topics whose hash gives its shard.

@@ -78,3 +78,53 @@ pub fn node_config(nats: &Nats, node: &str) -> String {
         nats.urls.join(",")
     )
 }
+
+/// Waits until each of `nodes` (of cluster `t`) has its liveness key: each is connected to NATS.
+/// Tries again from the start on an error of NATS's (a bucket its nodes are creating at that moment,
+/// its stream's leader being elected) or after 1 s without an answer, for up to 30 s.
+pub async fn joined(nats: &Nats, nodes: &[&str]) {
+    let client = async_nats::connect(nats.urls.clone())
+        .await
+        .expect("connect to NATS");
+    let mut last = String::new();
+    for _ in 0..300 {
+        // Bounded per try: an operation on a stream its servers are still setting up may wait
+        // for JetStream's 5 s timeout, where a new try answers at once.
+        let tried = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            try_joined(&client, nodes),
+        );
+        match tried.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "no answer within 1 s".into(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{nodes:?} never all joined: {last}");
+}
+
+async fn try_joined(
+    client: &async_nats::Client,
+    nodes: &[&str],
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use async_nats::jetstream;
+    use futures_lite::StreamExt;
+    let js = jetstream::new(client.clone());
+    let store = js.get_key_value("shardmq_t_nodes").await?;
+    // The watch first, then what is there already: a key put in between is seen by one of them.
+    let mut watch = store.watch(">").await?;
+    let mut seen = std::collections::HashSet::new();
+    for n in nodes {
+        if store.get(*n).await?.is_some() {
+            seen.insert((*n).to_owned());
+        }
+    }
+    while !nodes.iter().all(|n| seen.contains(*n)) {
+        let entry = watch.next().await.ok_or("the watch ended")??;
+        if entry.operation == jetstream::kv::Operation::Put {
+            seen.insert(entry.key);
+        }
+    }
+    Ok(())
+}

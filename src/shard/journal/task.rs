@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::{owns_retained, session_record, Batch, RETRY};
+use super::{owns_retained, write_session, Batch, RETRY};
 use crate::config::PersistenceSync;
 use crate::logging::log_type;
 use crate::persist::image::SnapshotWriter;
@@ -23,19 +23,7 @@ impl Shard {
     fn snapshot(&self) -> BytesMut {
         let mut w = SnapshotWriter::new(self.id, self.shards as u16);
         for s in self.sessions.iter().filter(|s| s.durable) {
-            w.session(
-                &session_record(s),
-                s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),
-            );
-            for (&packet_id, &key) in &s.inbound_qos2 {
-                w.accepted(&s.client_id, packet_id, key, None);
-            }
-            for &packet_id in s.completed_qos2.iter().flat_map(|c| c.iter()) {
-                w.completed(&s.client_id, packet_id);
-            }
-            s.for_each_owed(|id, m, qos, retain, packet_id, released| {
-                w.owed(&s.client_id, id, m, qos, retain, packet_id, released)
-            });
+            write_session(&mut w, s, false);
         }
         // Accepted messages not yet on disk everywhere: with the message, after (over) the above.
         for (&key, (client_id, packet_id, m)) in &self.journal.unrouted {

@@ -460,6 +460,11 @@ impl Shard {
                 reached.insert(keeper);
                 self.mail.send(keeper, Mail::Retain(msg.clone()));
             }
+            // Cluster mode: to the cluster's retained stream, which every node applies
+            // (`cluster::retained`). `$SYS` is each node's own.
+            if let Some(link) = self.link.filter(|_| !msg.topic.starts_with("$SYS")) {
+                self.mail.send(link, Mail::Retain(msg.clone()));
+            }
         }
         for to in shards.iter() {
             if to != self.id {

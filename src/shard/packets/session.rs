@@ -48,39 +48,7 @@ impl Shard {
         };
         let mut resumed = None;
         if let Some(slot) = self.sessions.slot_of(&connect.client_id) {
-            let session = self
-                .sessions
-                .at_mut(slot)
-                .expect("directory points at a session");
-            if let Some(old) = session.conn.take() {
-                // Session takeover [MQTT-3.1.4-2]: close the old connection, then its will goes out as for
-                // any close without DISCONNECT.
-                tracing::info!(target: log_type::NOTICE,
-                    "Client {} already connected, closing old connection.", connect.client_id);
-                if session.protocol == ProtocolVersion::V5 {
-                    old.write(|out| {
-                        codec::encode_disconnect(
-                            ReasonCode::SessionTakenOver,
-                            ProtocolVersion::V5,
-                            out,
-                        )
-                    });
-                }
-                old.close(CloseReason::Takeover);
-                self.stats.clients_connected -= 1;
-                let will = session.will.take().filter(|w| session.may_write(&w.topic));
-                let (was_clean, generation) = (session.clean, session.generation);
-                if let Some(will) = will {
-                    // A delayed will waits on the session: the new connection resumes it (no will)
-                    // or starts clean (the session ends: `remove_session` sends it).
-                    self.leave_will(slot, generation, will, Duration::ZERO);
-                }
-                if was_clean {
-                    self.remove_session(slot);
-                }
-                // Retained copies the old connection still waited for: the session's now.
-                self.flush_feed(&old);
-            }
+            self.close_for_takeover(slot);
             if self.sessions.contains(&connect.client_id) {
                 if connect.clean_start {
                     self.remove_session(slot);
@@ -186,6 +154,40 @@ impl Shard {
             aliases: Default::default(),
             read_at: 0,
         }
+    }
+
+    /// Session takeover [MQTT-3.1.4-2]: a new connection (here, or on another node of a cluster)
+    /// takes the session in `slot`. Close its connection (v5: DISCONNECT 0x8E, Session taken over);
+    /// its will goes out as for any close without DISCONNECT (a delayed one waits on the session);
+    /// a clean session ends.
+    pub(in crate::shard) fn close_for_takeover(&mut self, slot: u32) {
+        let Some(session) = self.sessions.at_mut(slot) else {
+            return;
+        };
+        let Some(old) = session.conn.take() else {
+            return;
+        };
+        tracing::info!(target: log_type::NOTICE,
+            "Client {} already connected, closing old connection.", session.client_id);
+        if session.protocol == ProtocolVersion::V5 {
+            old.write(|out| {
+                codec::encode_disconnect(ReasonCode::SessionTakenOver, ProtocolVersion::V5, out)
+            });
+        }
+        old.close(CloseReason::Takeover);
+        self.stats.clients_connected -= 1;
+        let will = session.will.take().filter(|w| session.may_write(&w.topic));
+        let (was_clean, generation) = (session.clean, session.generation);
+        if let Some(will) = will {
+            // A delayed will waits on the session: the new connection resumes it (no will)
+            // or starts clean (the session ends: `remove_session` sends it).
+            self.leave_will(slot, generation, will, Duration::ZERO);
+        }
+        if was_clean {
+            self.remove_session(slot);
+        }
+        // Retained copies the old connection still waited for: the session's now.
+        self.flush_feed(&old);
     }
 
     /// The connection of `a` ended for `reason`: publish its will unless it disconnected normally, and

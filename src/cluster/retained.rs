@@ -1,0 +1,112 @@
+//! Retained messages across the cluster (docs/CLUSTER.md, "Sessions across nodes": retained).
+//!
+//! The stream `SHARDMQ_<cluster>_RETAINED` keeps the last message of each topic
+//! (`max_messages_per_subject: 1`), one subject per topic: `shardmq.<cluster>.retained.` and the
+//! topic mapped by `subject` (a topic too long for a subject goes to its overflow subject). A node
+//! publishes there each retained message (or clearing: an empty payload) that its clients or wills
+//! set, and every node, itself included, applies the stream to its own retained store in the
+//! stream's order, from the last message of each subject at start-up. Applying its own messages
+//! too is what makes the nodes agree: two nodes setting one topic at once each store their own
+//! first, then both apply the two in the stream's order and end on the same one.
+//!
+//! Publishing to the stream does not hold the publisher's acknowledgement: the message is in the
+//! node's store (and, with persistence, its log) when it is acknowledged, as on a single broker;
+//! the stream has it a round trip later (retried until it does, kept while NATS is away).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_lite::StreamExt;
+use tokio::sync::mpsc;
+
+use super::link::REPLICAS;
+use super::subject::{self, SubjectPrefix};
+
+/// The stream of `cluster`.
+pub fn stream_name(cluster: &str) -> String {
+    format!("SHARDMQ_{cluster}_RETAINED")
+}
+
+/// The subject prefix of `cluster`'s retained messages.
+pub fn prefix(cluster: &str) -> SubjectPrefix {
+    // Cluster names are checked (letters, digits, `_`, `-`): always a valid prefix.
+    SubjectPrefix::new(&format!("shardmq.{cluster}.retained")).expect("a checked cluster name")
+}
+
+/// The subject that keeps `topic`'s retained message.
+pub fn subject_of(prefix: &SubjectPrefix, topic: &str) -> String {
+    subject::topic_to_subject(prefix, topic)
+        .unwrap_or_else(|_| subject::overflow_subject(prefix, topic))
+}
+
+async fn open_stream(
+    js: &jetstream::Context,
+    cluster: &str,
+) -> Result<stream::Stream, Box<dyn std::error::Error + Send + Sync>> {
+    let name = stream_name(cluster);
+    if let Ok(s) = js.get_stream(&name).await {
+        return Ok(s);
+    }
+    let config = |num_replicas| stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{}.>", prefix(cluster))],
+        max_messages_per_subject: 1,
+        storage: stream::StorageType::File,
+        num_replicas,
+        allow_direct: true,
+        ..Default::default()
+    };
+    match js.create_stream(config(REPLICAS)).await {
+        Ok(s) => Ok(s),
+        Err(first) => match js.create_stream(config(1)).await {
+            Ok(s) => {
+                tracing::warn!(
+                    "Cluster: stream {name} has one replica ({REPLICAS} refused: {first}); \
+                     a NATS server's loss loses it."
+                );
+                Ok(s)
+            }
+            Err(e) => Err(Box::new(e)),
+        },
+    }
+}
+
+/// Reads the retained stream into `to`: the last message of every topic, then each new one; from
+/// the start again after an error (applying a message twice changes nothing).
+pub async fn follow(
+    client: async_nats::Client,
+    js: jetstream::Context,
+    cluster: String,
+    to: mpsc::Sender<bytes::Bytes>,
+) {
+    while !to.is_closed() {
+        if let Err(e) = follow_once(&client, &js, &cluster, &to).await {
+            tracing::debug!("Cluster: reading the retained stream: {e}; again in 1 s.");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn follow_once(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    cluster: &str,
+    to: &mpsc::Sender<bytes::Bytes>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let stream = open_stream(js, cluster).await?;
+    let consumer = stream
+        .create_consumer(consumer::push::OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            filter_subject: format!("{}.>", prefix(cluster)),
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    while let Some(m) = messages.next().await {
+        if to.send(m?.message.payload).await.is_err() {
+            return Ok(());
+        }
+    }
+    Err("the retained stream's consumer ended".into())
+}

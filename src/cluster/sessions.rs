@@ -1,0 +1,165 @@
+//! One session per client id in the cluster: the link's side (docs/CLUSTER.md, "Sessions across
+//! nodes"; the shards' side is `shard::claims`).
+//!
+//! The bucket `shardmq_<cluster>_sessions` says which node has each client id: key
+//! `c.<first 128 bits of SHA-256(client id), hex>`, value the node's name. A CONNECT about to be
+//! attached on a node claims its client id ([`claim`]): the node reads the key and writes its own
+//! name by compare-and-set on the revision it read (JetStream's Raft orders the claims),
+//! and when another node had it, asks that node on its subject `shardmq.<cluster>.evict.<node>`
+//! (a NATS request) to close the client there and, unless the new connection starts clean, to hand
+//! over the session: the reply is the session written whole (the persistence snapshot format), or
+//! empty. A node that is gone answers nothing (no responders): the CONNECT goes on with a new session.
+//!
+//! A claim never holds a CONNECT longer than [`CLAIM_TIMEOUT`], and not at all while NATS is away
+//! (except before the link's first connection, a node just started): the node then serves the
+//! client alone, as it does everything else during an outage.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::link::open_bucket;
+
+/// The longest a claim may hold a CONNECT.
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The bucket of client ids' nodes.
+pub fn bucket(cluster: &str) -> String {
+    format!("shardmq_{cluster}_sessions")
+}
+
+/// The key of `client_id` in the sessions bucket.
+pub fn key_of(client_id: &str) -> String {
+    use std::fmt::Write;
+    let digest = Sha256::digest(client_id.as_bytes());
+    let mut key = String::with_capacity(34);
+    key.push_str("c.");
+    for b in &digest[..16] {
+        let _ = write!(key, "{b:02x}");
+    }
+    key
+}
+
+/// The subject on which `node` takes eviction requests.
+pub fn evict_subject(cluster: &str, node: &str) -> String {
+    format!("shardmq.{cluster}.evict.{node}")
+}
+
+/// An eviction request: whether the session is wanted (`keep`), then the client id.
+pub fn encode_request(client_id: &str, keep: bool) -> Bytes {
+    let mut out = Vec::with_capacity(client_id.len() + 1);
+    out.push(u8::from(keep));
+    out.extend_from_slice(client_id.as_bytes());
+    out.into()
+}
+
+/// The client id and `keep` of an eviction request; None when it is not one.
+pub fn decode_request(payload: &[u8]) -> Option<(String, bool)> {
+    let (&keep, id) = payload.split_first()?;
+    let keep = match keep {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    Some((String::from_utf8(id.to_vec()).ok()?, keep))
+}
+
+/// Makes `node` the owner of `client_id` and brings its session from the node that had it (None:
+/// no session moves). Errors are NATS's; the caller goes on without the session.
+pub async fn claim(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    store: &tokio::sync::OnceCell<kv::Store>,
+    cluster: &str,
+    node: &str,
+    client_id: &str,
+    clean_start: bool,
+) -> Result<Option<Bytes>, Box<dyn std::error::Error + Send + Sync>> {
+    let name = bucket(cluster);
+    let store = store
+        .get_or_try_init(|| open_bucket(js, &name, Duration::ZERO))
+        .await?;
+    let key = key_of(client_id);
+    let previous = take_key(store, &key, node).await?;
+    let Some(previous) = previous.filter(|p| p.as_ref() != node.as_bytes()) else {
+        return Ok(None);
+    };
+    let previous = String::from_utf8_lossy(&previous).into_owned();
+    let request = encode_request(client_id, !clean_start);
+    match client
+        .request(evict_subject(cluster, &previous), request)
+        .await
+    {
+        Ok(reply) if reply.payload.is_empty() => Ok(None),
+        Ok(reply) => Ok(Some(reply.payload)),
+        // The node is gone: nothing to close, no session to bring.
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(None),
+        Err(e) => Err(Box::new(e)),
+    }
+}
+
+/// Writes `node` as `key`'s value by compare-and-set, and returns what it held: a node reading a
+/// replica a moment behind (KV reads are direct gets) fails the set and reads again, so two claims
+/// never both take the key from the same owner.
+async fn take_key(
+    store: &kv::Store,
+    key: &str,
+    node: &str,
+) -> Result<Option<Bytes>, Box<dyn std::error::Error + Send + Sync>> {
+    let value = Bytes::copy_from_slice(node.as_bytes());
+    let mut last = None;
+    for _ in 0..5 {
+        let entry = store.entry(key).await?;
+        let (previous, revision) = match entry {
+            Some(e) if e.operation == kv::Operation::Put => (Some(e.value), e.revision),
+            Some(e) => (None, e.revision),
+            None => (None, 0),
+        };
+        let set = if revision == 0 {
+            store
+                .create(key, value.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            store
+                .update(key, value.clone(), revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        match set {
+            Ok(()) => return Ok(previous),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_default().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_bad_ones_are_refused() {
+        for (id, keep) in [("a", true), ("", false), ("ü/x y", true)] {
+            assert_eq!(
+                decode_request(&encode_request(id, keep)),
+                Some((id.to_owned(), keep))
+            );
+        }
+        assert_eq!(decode_request(&[]), None);
+        assert_eq!(decode_request(&[2, b'a']), None);
+        assert_eq!(decode_request(&[1, 0xff]), None);
+    }
+
+    #[test]
+    fn keys_are_valid_bucket_keys() {
+        let k = key_of("any client id / ü");
+        assert_eq!(k.len(), 34);
+        assert!(k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+        assert_ne!(key_of("a"), key_of("b"));
+    }
+}

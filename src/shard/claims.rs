@@ -1,0 +1,174 @@
+//! Cluster mode: one session per client id across the nodes (docs/CLUSTER.md, "Sessions across
+//! nodes"). The shard's side of it; the link does the NATS part (`cluster::sessions`).
+//!
+//! - A CONNECT about to be attached here first asks the link to claim its client id
+//!   ([`Shard::claim`], `Mail::Claim`), and the connection task waits for the answer
+//!   (`Mail::Claimed`, [`Shard::claimed`]): the session the client had on another node, which is
+//!   installed here before the attach resumes it (session present), or nothing.
+//! - The node that had the client gets `Mail::Evict` ([`Shard::evict`]): its connection is closed
+//!   as in a takeover on one broker (v5: DISCONNECT 0x8E), and the session leaves this node: written
+//!   whole ([`super::journal::write_session`], the snapshot format of `persist::image`) for the new
+//!   node unless the new connection starts clean, then ended here without its will, which moved
+//!   with it.
+//!
+//! Who calls what: `connection.rs` claims; `executor.rs` hands the link's mail here.
+
+use std::time::Duration;
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::Shard;
+use crate::codec::{Connect, Utf8Bytes};
+use crate::logging::log_type;
+use crate::persist::image::{ShardImage, SnapshotWriter};
+use crate::persist::record;
+use crate::router::Mail;
+use crate::session::Session;
+
+/// The CONNECTs waiting for the link's answer, by ticket.
+#[derive(Default)]
+pub(super) struct Claims {
+    next: u64,
+    waiting: AHashMap<u64, oneshot::Sender<()>>,
+}
+
+impl Shard {
+    /// In cluster mode, asks the link to claim `connect`'s client id; the connection attaches once
+    /// the receiver is ready (or dropped). None when there is no cluster.
+    pub(super) fn claim(&mut self, connect: &Connect) -> Option<oneshot::Receiver<()>> {
+        let link = self.link?;
+        let (tx, rx) = oneshot::channel();
+        self.claims.next += 1;
+        let ticket = self.claims.next;
+        self.claims.waiting.insert(ticket, tx);
+        let from = self.id;
+        self.mail.send(
+            link,
+            Mail::Claim {
+                from,
+                ticket,
+                client_id: connect.client_id.clone(),
+                clean_start: connect.clean_start,
+            },
+        );
+        Some(rx)
+    }
+
+    /// The link's answer to a claim: install the session that moved here, then let the connection
+    /// attach.
+    pub(super) fn claimed(&mut self, ticket: u64, session: Option<Bytes>) {
+        if let Some(bytes) = session {
+            self.import_session(&bytes);
+        }
+        if let Some(tx) = self.claims.waiting.remove(&ticket) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Client `client_id` connected on another node: close it here, and end its session here (sent
+    /// to the link first when `keep`).
+    pub(super) fn evict(&mut self, ticket: u64, client_id: &Utf8Bytes, keep: bool) {
+        let mut session = None;
+        if let Some(slot) = self.sessions.slot_of(client_id) {
+            self.close_for_takeover(slot);
+            if let Some(s) = self.sessions.at_mut(slot) {
+                if keep && !s.clean {
+                    let mut w = SnapshotWriter::new(self.id, self.shards as u16);
+                    super::journal::write_session(&mut w, s, true);
+                    session = Some(w.finish().freeze());
+                    // Its will, delayed or not, went with it.
+                    s.will = None;
+                }
+                self.remove_session(slot);
+            }
+            tracing::info!(target: log_type::NOTICE,
+                "Client {client_id} connected on another node{}.",
+                if session.is_some() { "; its session moves there" } else { "" });
+        }
+        if let Some(link) = self.link {
+            self.mail.send(link, Mail::Evicted { ticket, session });
+        }
+    }
+
+    /// A session written by [`Shard::evict`] on another node: installed here as a session whose
+    /// client is away, which the waiting CONNECT resumes.
+    fn import_session(&mut self, bytes: &[u8]) {
+        let mut image = ShardImage::default();
+        let scan = record::scan(bytes, |r| image.apply(r));
+        image.finish();
+        if scan.tail != record::Tail::Clean {
+            tracing::warn!(target: log_type::WARNING,
+                "Warning: a session from another node was damaged ({:?}); what was readable is kept.",
+                scan.tail);
+        }
+        for (_, image) in image.sessions {
+            if let Some(slot) = self.sessions.slot_of(&image.client_id) {
+                // A session here too (the client was on both nodes' books): the moved one wins.
+                self.close_for_takeover(slot);
+                self.remove_session(slot);
+            }
+            let mut s = Session::new(image.client_id, image.protocol, false, 0);
+            s.expiry_interval = image.expiry_interval;
+            s.away_since = super::expiry::unix_now();
+            s.listener = image.listener;
+            s.mount_len = self.mount_len(usize::from(image.listener));
+            s.acl = self.security.scope(usize::from(image.listener)).client_acl(
+                s.client_id.as_str(),
+                image.username.as_ref().map(|u| u.as_str()),
+            );
+            s.login = image.username.map(|username| {
+                Box::new(crate::session::Login {
+                    username,
+                    password: None,
+                    method: None,
+                })
+            });
+            s.restore_owed(image.owed, &image.subscriptions);
+            s.inbound_qos2 = image
+                .accepted
+                .iter()
+                .map(|(&id, (key, _))| (id, *key))
+                .collect();
+            s.completed_qos2 = (!image.completed.is_empty()).then(|| Box::new(image.completed));
+            s.will = image.will;
+            let subscriptions = image.subscriptions;
+            let slot = self.sessions.insert(s);
+            let generation = self.sessions.next_generation(slot);
+            let s = self.sessions.at_mut(slot).expect("just inserted");
+            s.generation = generation;
+            s.subscriptions = subscriptions.clone();
+            for (filter, options) in &subscriptions {
+                self.stats.subscriptions += 1;
+                match crate::topic::parse_shared(filter) {
+                    Some((_, inner)) => {
+                        let state = self
+                            .sessions
+                            .at_mut(slot)
+                            .expect("just inserted")
+                            .shared
+                            .get_or_insert_with(Default::default)
+                            .clone();
+                        let inner = Utf8Bytes::from(inner.to_owned());
+                        self.join_group(slot, filter.clone(), inner, state, 0);
+                    }
+                    None => {
+                        self.subs.insert(filter, slot, *options);
+                        if self.subs.add_interest(filter) {
+                            let (from, filter) = (self.id, filter.clone());
+                            self.mail.tell_interest(|| Mail::InterestAdd {
+                                from,
+                                filter: filter.clone(),
+                                since: 0,
+                            });
+                        }
+                    }
+                }
+            }
+            // Away until the waiting CONNECT attaches; if it never does (it failed meanwhile),
+            // the session expires here as any other.
+            self.schedule_expiry(slot, generation, Duration::ZERO);
+        }
+    }
+}
