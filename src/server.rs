@@ -504,6 +504,11 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
     let ends = matrix.mail_out.into_iter().zip(matrix.inboxes).zip(sockets);
     // One retained store for the whole broker (`shard::retained`).
     let retained = shard::RetainedStripes::new(shards);
+    let figures = settings.cluster.as_ref().map(|c| {
+        Arc::new(crate::cluster::figures::ClusterFigures::new(
+            &c.cluster, &c.node,
+        ))
+    });
     for (i, ((mail_out, inbox), listeners)) in ends.enumerate() {
         let placement = match settings.cpus.get(i).copied().flatten() {
             Some(cpu) => Placement::Fixed(cpu),
@@ -519,6 +524,7 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
             started,
             restore: restores[i].take(),
             retained: retained.clone(),
+            cluster: figures.clone(),
         };
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
@@ -572,6 +578,7 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
             count: shards,
             restored: restored_interest,
             retained: retained.clone(),
+            figures: figures.clone().expect("figures in cluster mode"),
         };
         handle.link = Some(crate::cluster::link::Link::spawn(cluster.clone(), shards)?);
     }

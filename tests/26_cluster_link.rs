@@ -81,6 +81,7 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
                 count: 0,
                 restored: Default::default(),
                 retained: shardmq::shard::RetainedStripes::new(1),
+                figures: Default::default(),
             };
             let link = Link::spawn(config, shards).expect("link starts");
             common::block_on(async move {
@@ -214,7 +215,8 @@ use common::client::Client;
 fn three_nodes_route_as_one_broker() {
     let Some(nats) = Nats::start() else { return };
     common::with_timeout("cluster routing", Duration::from_secs(120), move || {
-        let n1 = common::TestBroker::start(2, &node_config(&nats, "n1"));
+        let n1 =
+            common::TestBroker::start(2, &format!("{}sys_interval 1\n", node_config(&nats, "n1")));
         let n2 = common::TestBroker::start(1, &node_config(&nats, "n2"));
         let n3 = common::TestBroker::start(2, &node_config(&nats, "n3"));
         let (c1, c2, c3) = (case(&n1), case(&n2), case(&n3));
@@ -240,13 +242,14 @@ fn three_nodes_route_as_one_broker() {
             p1.publish("a", 0, false, "two").await;
             p1.publish("b/c", 0, false, "none").await;
             p1.publish("end1", 0, false, "marker").await;
-            p3.publish(special, 0, false, "three").await;
-            p3.publish("end3", 0, false, "marker").await;
             assert_eq!(
                 before_marker(&mut s2, "end1").await,
                 pairs(&[("a/b/c", "one"), ("a", "two")]),
                 "n2's subscriber, from n1"
             );
+            // From n3 once n1's are in: two publishers' messages have no order between them.
+            p3.publish(special, 0, false, "three").await;
+            p3.publish("end3", 0, false, "marker").await;
             assert_eq!(
                 before_marker(&mut s2, "end3").await,
                 pairs(&[(special, "three")]),
@@ -295,6 +298,23 @@ fn three_nodes_route_as_one_broker() {
                 pairs(&[("a/b/c", "after")]),
                 "still subscribed at n3"
             );
+
+            // `$SYS` on n1: the cluster's size and what crossed (over 500 copies went from n1).
+            let mut sys = Client::connect(&c1, "sys-1").await;
+            sys.subscribe("$SYS/broker/cluster/#", 0).await;
+            let (mut nodes, mut sent) = (String::new(), 0u64);
+            for _ in 0..200 {
+                if nodes == "3" && sent >= 1000 {
+                    break;
+                }
+                let m = sys.recv_within(Duration::from_secs(5)).await.expect("$SYS");
+                match m.topic.as_str() {
+                    "$SYS/broker/cluster/nodes" => nodes = m.text(),
+                    "$SYS/broker/cluster/messages/sent" => sent = m.text().parse().unwrap(),
+                    _ => {}
+                }
+            }
+            assert_eq!((nodes.as_str(), sent >= 1000), ("3", true), "sent {sent}");
         });
     });
 }

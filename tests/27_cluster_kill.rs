@@ -1,5 +1,8 @@
-//! A cluster node killed (SIGKILL) under QoS 1 load: every message it acknowledged reaches the
-//! subscriber on another node (issue 19: "an acknowledged message is not lost when a node dies").
+//! Failures in a cluster (issue 19):
+//! - a node killed (SIGKILL) under QoS 1 load: every message it acknowledged reaches the subscriber
+//!   on another node ("an acknowledged message is not lost when a node dies");
+//! - a NATS server killed: routing goes on through the other two;
+//! - all of NATS down: each node serves its own clients, and recovers by itself when NATS is back.
 //!
 //! Node n1 is the broker binary (so it can be killed), node n2 an embedded broker; both join the
 //! NATS cluster of `tests/cluster/nats.sh`. A publisher on n1 sends QoS 1 messages with a window of
@@ -145,4 +148,144 @@ fn what_a_killed_node_acknowledged_reaches_the_other_node() {
             );
         },
     );
+}
+
+/// Publishes `topic` from `publisher` until `subscriber` gets a message on it (interest crossing,
+/// or NATS coming back); the copies still in flight are skipped by [`expect_skipping_probes`].
+async fn probe(publisher: &mut Client, subscriber: &mut Client, topic: &str) {
+    for _ in 0..600 {
+        publisher.publish(topic, 0, false, "probe").await;
+        while let Some(m) = subscriber.recv_within(Duration::from_millis(50)).await {
+            assert_eq!(m.text(), "probe", "{m:?} before the probe");
+            if m.topic == topic {
+                return;
+            }
+        }
+    }
+    panic!("{topic} never crossed");
+}
+
+/// The next message on `c` that is not a probe, within `limit`.
+async fn expect_skipping_probes(c: &mut Client, limit: Duration) -> (String, u8, String) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let m = c
+            .recv_within(left)
+            .await
+            .unwrap_or_else(|| panic!("{}: nothing within {limit:?}", c.id));
+        if m.text() != "probe" {
+            return (m.topic.clone(), m.qos, m.text());
+        }
+    }
+}
+
+use common::client::Client;
+
+/// Two nodes of 2 and 1 shards on `nats`, joined; a publisher and a subscriber on n1, a
+/// subscriber on n2 whose interest has crossed to n1.
+struct Pair {
+    _n1: common::TestBroker,
+    _n2: common::TestBroker,
+    p1: Client,
+    s1: Client,
+    s2: Client,
+}
+
+async fn two_nodes(nats: &Nats, n1: common::TestBroker, n2: common::TestBroker) -> Pair {
+    let case = |b: &common::TestBroker| common::Case {
+        addr: b.addr(),
+        shards: b.shards(),
+        proto: Proto::V311,
+    };
+    let (c1, c2) = (case(&n1), case(&n2));
+    common::cluster::joined(nats, &["n1", "n2"]).await;
+    let mut p1 = Client::connect(&c1, "outage-pub").await;
+    let mut s1 = Client::connect(&c1, "outage-sub-1").await;
+    let mut s2 = Client::connect(&c2, "outage-sub-2").await;
+    s1.subscribe("o/#", 1).await;
+    s2.subscribe_many(&[("o/#", 1), ("probe", 0)]).await;
+    probe(&mut p1, &mut s2, "probe").await;
+    Pair {
+        _n1: n1,
+        _n2: n2,
+        p1,
+        s1,
+        s2,
+    }
+}
+
+/// How long a message may take while NATS recovers (a stream electing its leader again).
+const SLOW: Duration = Duration::from_secs(30);
+
+#[test]
+fn routing_outlives_a_nats_server_killed() {
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout(
+        "cluster NATS server kill",
+        Duration::from_secs(120),
+        move || {
+            let n1 = common::TestBroker::start(2, &node_config(&nats, "n1"));
+            let n2 = common::TestBroker::start(1, &node_config(&nats, "n2"));
+            common::block_on(async move {
+                // `_n1` and `_n2` keep the brokers running to the end of the test.
+                let Pair {
+                    _n1,
+                    _n2,
+                    mut p1,
+                    mut s1,
+                    mut s2,
+                } = two_nodes(&nats, n1, n2).await;
+                // One NATS server killed: the links reconnect to the others, JetStream keeps a
+                // quorum of its three replicas, QoS 1 messages still cross.
+                common::cluster::nats_sh("kill", &nats.dir, &["1"]);
+                for i in 0..3 {
+                    let text = format!("after a server died {i}");
+                    p1.publish_nowait("o/1", 1, false, text.clone()).await;
+                    let want = ("o/1".to_owned(), 1, text);
+                    assert_eq!(expect_skipping_probes(&mut s2, SLOW).await, want);
+                    assert_eq!(expect_skipping_probes(&mut s1, SLOW).await, want);
+                }
+                p1.flush().await;
+            });
+        },
+    );
+}
+
+#[test]
+fn a_whole_nats_outage_degrades_to_local_and_recovers() {
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("cluster NATS outage", Duration::from_secs(180), move || {
+        let n1 = common::TestBroker::start(2, &node_config(&nats, "n1"));
+        let n2 = common::TestBroker::start(1, &node_config(&nats, "n2"));
+        common::block_on(async move {
+            // `_n1` and `_n2` keep the brokers running to the end of the test.
+            let Pair {
+                _n1,
+                _n2,
+                mut p1,
+                mut s1,
+                mut s2,
+            } = two_nodes(&nats, n1, n2).await;
+            // All of NATS down: each node serves its own clients (PUBACK included), and what was
+            // published for the other node meanwhile crosses once NATS is back.
+            nats.stop_all();
+            p1.publish("o/2", 1, false, "during the outage").await;
+            let want = ("o/2".to_owned(), 1, "during the outage".to_owned());
+            assert_eq!(expect_skipping_probes(&mut s1, SLOW).await, want, "local");
+            nats.restart_all();
+            assert_eq!(
+                expect_skipping_probes(&mut s2, SLOW).await,
+                want,
+                "kept while NATS was away, sent when it came back"
+            );
+            // And new messages cross again.
+            probe(&mut p1, &mut s2, "probe").await;
+            p1.publish("o/3", 1, false, "after").await;
+            assert_eq!(
+                expect_skipping_probes(&mut s2, SLOW).await,
+                ("o/3".to_owned(), 1, "after".to_owned())
+            );
+        });
+    });
 }

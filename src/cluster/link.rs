@@ -23,10 +23,11 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::bucket::{watch_interest, write_interest};
+use super::figures::Figure;
 use super::interest::Interest;
 use super::post::Post;
 use super::queue::consume;
-use super::relay::{node_subject, Relay};
+use super::relay::{node_subject, Outlets, Relay};
 use crate::codec::Utf8Bytes;
 use crate::router::{MailboxEnds, ShardId};
 
@@ -121,6 +122,8 @@ pub struct LinkShards {
     pub restored: Arc<Vec<(Utf8Bytes, ShardId)>>,
     /// The node's retained store, where the link applies the cluster's retained stream.
     pub retained: Arc<crate::shard::RetainedStripes>,
+    /// What the link counts, read by shard 0 for `$SYS`.
+    pub figures: Arc<super::figures::ClusterFigures>,
 }
 
 /// The running link; dropping it stops the thread too.
@@ -236,7 +239,12 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         }
     };
     let js = jetstream::new(client.clone());
-    let liveness = tokio::spawn(keep_alive(js.clone(), config.clone(), stopped.clone()));
+    let liveness = tokio::spawn(keep_alive(
+        js.clone(),
+        config.clone(),
+        stopped.clone(),
+        shards.figures.clone(),
+    ));
     let mut interest = Interest::new(&config.node);
     let (kv, changes) = mpsc::unbounded_channel();
     // Restored subscriptions were never announced by mail (docs/CLUSTER.md).
@@ -305,9 +313,12 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         interest,
         client.clone(),
         &config,
-        kv,
-        done_tx,
-        claimed_tx,
+        Outlets {
+            kv,
+            copies: done_tx,
+            claims: claimed_tx,
+        },
+        shards.figures.clone(),
     );
     relay.set_retained_store(shards.retained);
     let mut batch = Vec::new();
@@ -336,7 +347,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     }
     consumer.abort();
     follower.abort();
-    let counts = relay.counts;
+    let figures = shards.figures.clone();
     // The writer deletes this node's interest when its sender (in the relay) goes.
     drop(relay);
     watcher.abort();
@@ -346,10 +357,10 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     tracing::info!(
         "Cluster: left the cluster; {} messages sent to other nodes, {} received, {} dropped, \
          {} unreadable.",
-        counts.sent,
-        counts.received,
-        counts.dropped,
-        counts.undecodable
+        figures.get(Figure::Sent),
+        figures.get(Figure::Received),
+        figures.get(Figure::Dropped),
+        figures.get(Figure::Unreadable)
     );
 }
 
@@ -358,6 +369,7 @@ async fn keep_alive(
     js: jetstream::Context,
     config: LinkConfig,
     mut stopped: watch::Receiver<bool>,
+    figures: Arc<super::figures::ClusterFigures>,
 ) {
     let mut bucket = None;
     let mut wait = Duration::ZERO;
@@ -382,6 +394,14 @@ async fn keep_alive(
             match b.put(&config.node, liveness_value().into()).await {
                 Ok(_) => wait = LIVENESS_REFRESH,
                 Err(e) => tracing::debug!("Cluster: liveness refresh failed: {e}."),
+            }
+            // The cluster's size for `$SYS`: the live nodes' keys.
+            if let Ok(mut keys) = b.keys().await {
+                let mut n = 0;
+                while let Some(Ok(_)) = keys.next().await {
+                    n += 1;
+                }
+                figures.set_nodes(n);
             }
         }
     }

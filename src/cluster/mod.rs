@@ -13,6 +13,7 @@
 //!   for one.
 pub mod acks;
 mod bucket;
+pub mod figures;
 pub mod interest;
 pub mod link;
 mod post;

@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 
 use super::acks::{self, AckLedger, Ticket};
 use super::bucket::BucketEvent;
+use super::figures::{ClusterFigures, Figure};
 use super::interest::{Interest, KvChange, ShardChange};
 use super::post::Post;
 use super::queue::{self, Copy};
@@ -38,19 +39,6 @@ pub const AWAY_LIMIT: usize = 100_000;
 pub struct CopyDone {
     pub ticket: Option<Ticket>,
     pub result: Result<(), Copy>,
-}
-
-/// What the link counted (logged when it stops).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RelayCounts {
-    /// Copies sent to other nodes.
-    pub sent: u64,
-    /// Messages from other nodes routed here.
-    pub received: u64,
-    /// Copies not sent: NATS away, or refused (too large for its `max_payload`).
-    pub dropped: u64,
-    /// Payloads from NATS that were not a message.
-    pub undecodable: u64,
 }
 
 pub struct Relay {
@@ -77,7 +65,8 @@ pub struct Relay {
     retained_prefix: super::subject::SubjectPrefix,
     kv: mpsc::UnboundedSender<KvChange>,
     buf: BytesMut,
-    pub counts: RelayCounts,
+    /// What it counts, for `$SYS` and the log line when it stops.
+    figures: Arc<ClusterFigures>,
     /// Whether the drops of the current outage were logged.
     told_drop: bool,
     /// Whether NATS answered since the link started (claims wait for its first connection).
@@ -106,16 +95,28 @@ pub fn node_subject(cluster: &str, node: &str) -> String {
     format!("shardmq.{cluster}.node.{node}")
 }
 
+/// Where the relay's helpers report: the interest writer, the tasks waiting for JetStream's
+/// acknowledgements, the claims of client ids.
+pub struct Outlets {
+    pub kv: mpsc::UnboundedSender<KvChange>,
+    pub copies: mpsc::UnboundedSender<CopyDone>,
+    pub claims: mpsc::UnboundedSender<ClaimDone>,
+}
+
 impl Relay {
     pub fn new(
         post: Post,
         interest: Interest,
         client: async_nats::Client,
         config: &super::link::LinkConfig,
-        kv: mpsc::UnboundedSender<KvChange>,
-        done: mpsc::UnboundedSender<CopyDone>,
-        claimed: mpsc::UnboundedSender<ClaimDone>,
+        outlets: Outlets,
+        figures: Arc<ClusterFigures>,
     ) -> Relay {
+        let Outlets {
+            kv,
+            copies: done,
+            claims: claimed,
+        } = outlets;
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -141,7 +142,7 @@ impl Relay {
             next_eviction: 0,
             kv,
             buf: BytesMut::new(),
-            counts: RelayCounts::default(),
+            figures,
             told_drop: false,
             ever_connected: false,
         }
@@ -214,7 +215,7 @@ impl Relay {
                 Ok(()) => Some(self.buf.split().freeze()),
                 Err(e) => {
                     tracing::warn!("Cluster: cannot send a message on {}: {e}.", msg.topic);
-                    self.counts.dropped += nodes.len() as u64;
+                    self.figures.add(Figure::Dropped, nodes.len() as u64);
                     None
                 }
             }
@@ -228,9 +229,9 @@ impl Relay {
             for node in nodes {
                 let subject = format!("{}{node}", self.node_subject);
                 match self.client.publish(subject, payload.clone()).await {
-                    Ok(()) => self.counts.sent += 1,
+                    Ok(()) => self.figures.add(Figure::Sent, 1),
                     Err(e) => {
-                        self.counts.dropped += 1;
+                        self.figures.add(Figure::Dropped, 1);
                         tracing::debug!("Cluster: publish on {} failed: {e}.", msg.topic);
                     }
                 }
@@ -282,7 +283,7 @@ impl Relay {
     /// publisher is acknowledged now, as for a copy made while NATS was away).
     pub fn copy_done(&mut self, done: CopyDone) {
         match done.result {
-            Ok(()) => self.counts.sent += 1,
+            Ok(()) => self.figures.add(Figure::Sent, 1),
             Err(copy) => self.keep_away(copy),
         }
         if let Some(ticket) = done.ticket {
@@ -314,7 +315,7 @@ impl Relay {
     }
 
     fn dropped_away(&mut self, n: usize) {
-        self.counts.dropped += n as u64;
+        self.figures.add(Figure::Dropped, n as u64);
         if !self.told_drop {
             self.told_drop = true;
             tracing::warn!(
@@ -369,7 +370,7 @@ impl Relay {
         let msg = match wire::decode(payload) {
             Ok(msg) => msg,
             Err(e) => {
-                self.counts.undecodable += 1;
+                self.figures.add(Figure::Unreadable, 1);
                 tracing::warn!("Cluster: a retained message from NATS was not one ({e}); dropped.");
                 return;
             }
@@ -498,12 +499,12 @@ impl Relay {
         let msg = match wire::decode(payload) {
             Ok(msg) => msg,
             Err(e) => {
-                self.counts.undecodable += 1;
+                self.figures.add(Figure::Unreadable, 1);
                 tracing::warn!("Cluster: a message from NATS was not one ({e}); dropped.");
                 return;
             }
         };
-        self.counts.received += 1;
+        self.figures.add(Figure::Received, 1);
         let shards = self.interest.local_shards_for(&msg.topic);
         if shards.is_empty() {
             return;

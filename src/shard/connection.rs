@@ -304,7 +304,12 @@ async fn run_connection(
     // (`claims`): its connection elsewhere closed, its session moved here.
     let claim = shard.borrow_mut().claim(&accepted.connect);
     if let Some(claimed) = claim {
-        let _ = claimed.await;
+        // The link answers within its claim time; bounded here too, should the link be gone.
+        let answered = async {
+            let _ = claimed.await;
+        };
+        let gone = glommio::timer::sleep(crate::cluster::sessions::CLAIM_TIMEOUT * 2);
+        futures_lite::future::or(answered, gone).await;
     }
     // A task of its own, so what only setting up needed (this future: the CONNECT read, the refusal
     // and hand-off paths, ~700 bytes) is freed now instead of staying allocated as long as the client is

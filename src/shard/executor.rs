@@ -34,6 +34,8 @@ pub struct ShardStart {
     pub restore: Option<super::ShardRestore>,
     /// The broker's retained store, the same for every shard.
     pub retained: Arc<super::RetainedStripes>,
+    /// Cluster mode: what the link counts, for shard 0's `$SYS`.
+    pub cluster: Option<Arc<crate::cluster::figures::ClusterFigures>>,
 }
 
 impl Shard {
@@ -212,6 +214,7 @@ pub async fn run(start: ShardStart) {
         started,
         restore,
         retained,
+        cluster,
     } = start;
     let next_message_id = restore.as_ref().map_or(1, |r| r.image.next_message_id);
     let persistence = settings.persistence.clone();
@@ -225,6 +228,7 @@ pub async fn run(start: ShardStart) {
         next_message_id,
         retained,
     )));
+    shard.borrow_mut().sys.set_cluster(cluster);
     let mut journal = None;
     if let (Some(restore), Some(persistence)) = (restore, persistence) {
         let generation = restore.generation;

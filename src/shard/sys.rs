@@ -109,14 +109,24 @@ pub(super) struct Sys {
     round: SysRound,
     /// When shard 0 next publishes `$SYS` (None: `sys_interval 0`, or not shard 0).
     next: Option<Instant>,
+    /// Cluster mode: the link's figures, published under `$SYS/broker/cluster/`.
+    cluster: Option<std::sync::Arc<crate::cluster::figures::ClusterFigures>>,
 }
 
 impl Sys {
+    pub(super) fn set_cluster(
+        &mut self,
+        figures: Option<std::sync::Arc<crate::cluster::figures::ClusterFigures>>,
+    ) {
+        self.cluster = figures;
+    }
+
     pub(super) fn new(started: Instant) -> Sys {
         Sys {
             started,
             round: SysRound::default(),
             next: None,
+            cluster: None,
         }
     }
 
@@ -219,7 +229,13 @@ impl Sys {
         let topics = topics
             .into_iter()
             .map(|(topic, value)| (Utf8Bytes::from_static(topic), value))
-            .chain(load.into_iter().map(|(t, v)| (Utf8Bytes::from(t), v)));
+            .chain(load.into_iter().map(|(t, v)| (Utf8Bytes::from(t), v)))
+            .chain(
+                self.cluster
+                    .iter()
+                    .flat_map(|c| c.sys_topics())
+                    .map(|(t, v)| (Utf8Bytes::from(t), v)),
+            );
         topics
             .map(|(topic, value)| {
                 Message::new(

@@ -32,10 +32,11 @@ start_one() { # DIR N
     echo $! > "$dir/n$n.pid"
 }
 
-wait_ready() { # DIR N: healthz answers ok once the server's JetStream is current
+wait_ready() { # DIR N: healthz answers ok once the server's JetStream is current (up to 90 s: a server
+    # killed with -9 catches its streams up first, slow on a busy 2-core machine)
     local dir=$1 n=$2 http i
     http=$(cat "$dir/n$n.http")
-    for i in $(seq 1 300); do
+    for i in $(seq 1 900); do
         if python3 - "$http" <<'PY' 2>/dev/null
 import json, sys, urllib.request
 r = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1)
@@ -45,7 +46,7 @@ PY
         kill -0 "$(cat "$dir/n$n.pid")" 2>/dev/null || { echo "nats.sh: server $n exited:" >&2; tail -5 "$dir/n$n.log" >&2; return 1; }
         sleep 0.1
     done
-    echo "nats.sh: server $n not ready after 30 s:" >&2; tail -5 "$dir/n$n.log" >&2; return 1
+    echo "nats.sh: server $n not ready after 90 s:" >&2; tail -5 "$dir/n$n.log" >&2; return 1
 }
 
 case "${1:-}" in
