@@ -299,6 +299,21 @@ fn three_nodes_route_as_one_broker() {
                 "still subscribed at n3"
             );
 
+            // A SUBACK on n2 comes once every node routes by the new filter: a message published on
+            // n1 right after it arrives, without a probe. Twenty new filters in a row.
+            for i in 0..20 {
+                let filter = format!("fresh/{i}");
+                s2.subscribe(&filter, 0).await;
+                p1.publish(&filter, 0, false, "right after the SUBACK")
+                    .await;
+                p1.publish("end1", 0, false, "marker").await;
+                assert_eq!(
+                    before_marker(&mut s2, "end1").await,
+                    pairs(&[(filter.as_str(), "right after the SUBACK")]),
+                    "filter {filter}"
+                );
+            }
+
             // `$SYS` on n1: the cluster's size and what crossed (over 500 copies went from n1).
             let mut sys = Client::connect(&c1, "sys-1").await;
             sys.subscribe("$SYS/broker/cluster/#", 0).await;

@@ -43,13 +43,14 @@ pub enum BucketEvent {
 }
 
 /// Keeps this node's keys (`<node>.<hash>`) in `bucket` as the `changes` say, until the sender
-/// goes; then deletes them.
+/// goes; then deletes them. Each key written goes to `written`.
 pub async fn write_interest(
     js: jetstream::Context,
     bucket: String,
     node: String,
     mut changes: mpsc::UnboundedReceiver<KvChange>,
     reconnected: Arc<Notify>,
+    written: mpsc::UnboundedSender<String>,
 ) {
     let prefix = format!("{node}.");
     let mut want: AHashMap<String, Utf8Bytes> = AHashMap::new();
@@ -109,7 +110,11 @@ pub async fn write_interest(
                     None => s.delete(&key).await.map_err(|e| e.to_string()),
                 };
                 match done {
-                    Ok(()) => dirty.pop(),
+                    Ok(()) => {
+                        dirty.pop();
+                        // SUBACKs waiting for this key go (`Relay::interest_written`).
+                        let _ = written.send(key);
+                    }
                     Err(e) => {
                         tracing::debug!("Cluster: cannot write {bucket} key {key}: {e}.");
                         failed = true;

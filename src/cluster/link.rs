@@ -40,6 +40,9 @@ pub const LIVENESS_REFRESH: Duration = Duration::from_secs(5);
 /// How soon a failed liveness write is tried again.
 const RETRY_SOON: Duration = Duration::from_millis(250);
 
+/// How often the link reads which nodes are live.
+const LIVE_NODES_REFRESH: Duration = Duration::from_millis(250);
+
 /// Replicas of the cluster's buckets and streams when the NATS cluster has enough JetStream servers;
 /// a single server gets one (see `open_bucket`).
 pub(super) const REPLICAS: usize = 3;
@@ -239,11 +242,13 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         }
     };
     let js = jetstream::new(client.clone());
+    let (live_tx, live_rx) = watch::channel(Vec::new());
     let liveness = tokio::spawn(keep_alive(
         js.clone(),
         config.clone(),
         stopped.clone(),
         shards.figures.clone(),
+        live_tx,
     ));
     let mut interest = Interest::new(&config.node);
     let (kv, changes) = mpsc::unbounded_channel();
@@ -255,12 +260,14 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             }
         }
     }
+    let (written_tx, mut written) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_interest(
         js.clone(),
         config.interest_bucket(),
         config.node.clone(),
         changes,
         reconnected,
+        written_tx,
     ));
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let watcher = tokio::spawn(watch_interest(
@@ -305,6 +312,19 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             }
         }
     };
+    let seen_subject = super::relay::seen_subject(&config.cluster, &config.node, "*");
+    let mut seen = loop {
+        match client.subscribe(seen_subject.clone()).await {
+            Ok(sub) => break sub,
+            Err(e) => {
+                tracing::warn!("Cluster: cannot subscribe to {seen_subject} yet: {e}.");
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let (claimed_tx, mut claimed) = mpsc::unbounded_channel();
     let post = Post::new(shards.ends, shards.count);
@@ -319,6 +339,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             claims: claimed_tx,
         },
         shards.figures.clone(),
+        live_rx,
     );
     relay.set_retained_store(shards.retained);
     let mut batch = Vec::new();
@@ -340,9 +361,14 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             Some(m) = retained.recv(), if !full => relay.take_retained(&m),
             Some(d) = done.recv() => relay.copy_done(d),
             Some(c) = claimed.recv() => relay.claim_done(c),
+            Some(key) = written.recv() => relay.interest_written(&key),
             Some(m) = evictions.next() => relay.take_eviction(m).await,
-            Some(event) = events.recv() => relay.take_bucket_event(event),
-            _ = resend.tick() => relay.resend_kept().await,
+            Some(event) = events.recv() => relay.take_bucket_event(event).await,
+            Some(m) = seen.next() => relay.interest_seen(&m),
+            _ = resend.tick() => {
+                relay.resend_kept().await;
+                relay.answer_late_interest();
+            }
         }
     }
     consumer.abort();
@@ -370,17 +396,19 @@ async fn keep_alive(
     config: LinkConfig,
     mut stopped: watch::Receiver<bool>,
     figures: Arc<super::figures::ClusterFigures>,
+    live: watch::Sender<Vec<String>>,
 ) {
     let mut bucket = None;
-    let mut wait = Duration::ZERO;
+    // The next liveness put: at once, again soon until one succeeds (NATS starting, the bucket's
+    // stream electing its leader), then every LIVENESS_REFRESH.
+    let mut put_at = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(LIVE_NODES_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tick.tick() => {}
         }
-        // Until a put succeeds (NATS starting, the bucket's stream electing its leader), tries
-        // again soon; then every LIVENESS_REFRESH.
-        wait = RETRY_SOON;
         if bucket.is_none() {
             match open_bucket(&js, &config.nodes_bucket(), LIVENESS_TTL).await {
                 Ok(b) => bucket = Some(b),
@@ -390,19 +418,26 @@ async fn keep_alive(
                 }
             }
         }
-        if let Some(b) = &bucket {
+        let Some(b) = &bucket else { continue };
+        if tokio::time::Instant::now() >= put_at {
             match b.put(&config.node, liveness_value().into()).await {
-                Ok(_) => wait = LIVENESS_REFRESH,
-                Err(e) => tracing::debug!("Cluster: liveness refresh failed: {e}."),
-            }
-            // The cluster's size for `$SYS`: the live nodes' keys.
-            if let Ok(mut keys) = b.keys().await {
-                let mut n = 0;
-                while let Some(Ok(_)) = keys.next().await {
-                    n += 1;
+                Ok(_) => put_at = tokio::time::Instant::now() + LIVENESS_REFRESH,
+                Err(e) => {
+                    tracing::debug!("Cluster: liveness refresh failed: {e}.");
+                    put_at = tokio::time::Instant::now() + RETRY_SOON;
                 }
-                figures.set_nodes(n);
             }
+        }
+        // The cluster's size for `$SYS`, and the nodes whose word a SUBACK waits for
+        // (`Relay::answer_interest_when_written`): read every LIVE_NODES_REFRESH, so that a node
+        // that joins is waited for within about that.
+        if let Ok(mut keys) = b.keys().await {
+            let mut nodes = Vec::new();
+            while let Some(Ok(key)) = keys.next().await {
+                nodes.push(key);
+            }
+            figures.set_nodes(nodes.len() as u64);
+            let _ = live.send(nodes);
         }
     }
     if let Some(b) = &bucket {

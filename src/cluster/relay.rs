@@ -32,6 +32,9 @@ use crate::codec::Utf8Bytes;
 use crate::router::{Mail, ShardId};
 use crate::session::HoldStamp;
 
+/// The longest a SUBACK waits for the link (its interest key written to the bucket).
+pub const INTEREST_ACK_LIMIT: Duration = Duration::from_secs(2);
+
 /// QoS 1/2 copies kept while NATS is away, at most; beyond, they are dropped and counted.
 pub const AWAY_LIMIT: usize = 100_000;
 
@@ -77,9 +80,30 @@ pub struct Relay {
     sessions: Arc<tokio::sync::OnceCell<async_nats::jetstream::kv::Store>>,
     /// Where claim tasks report: the shard, its ticket, the session that moved.
     claimed: mpsc::UnboundedSender<ClaimDone>,
+    /// SUBACKs waiting for this node's interest key to be written and seen by the other nodes.
+    waiting_interest: ahash::AHashMap<String, WaitingInterest>,
+    /// The live nodes, as the last liveness refresh found them (this one included).
+    live: tokio::sync::watch::Receiver<Vec<String>>,
     /// Eviction requests from other nodes waiting for a shard's answer: ticket -> reply subject.
     evictions: ahash::AHashMap<u64, async_nats::Subject>,
     next_eviction: u64,
+}
+
+/// SUBACKs waiting on one of this node's interest keys.
+#[derive(Default)]
+struct WaitingInterest {
+    /// The key is in the bucket.
+    written: bool,
+    /// The other nodes that applied it.
+    seen: ahash::AHashSet<String>,
+    /// The shards waiting, the filter, since when.
+    waiters: Vec<(ShardId, Utf8Bytes, tokio::time::Instant)>,
+}
+
+/// The subject on which node `origin` hears that another node applied one of its interest keys;
+/// that node's name is the last token.
+pub fn seen_subject(cluster: &str, origin: &str, by: &str) -> String {
+    format!("shardmq.{cluster}.seen.{origin}.{by}")
 }
 
 /// A claim of a client id that finished: for shard `shard`'s CONNECT `ticket`, with the session
@@ -111,6 +135,7 @@ impl Relay {
         config: &super::link::LinkConfig,
         outlets: Outlets,
         figures: Arc<ClusterFigures>,
+        live: tokio::sync::watch::Receiver<Vec<String>>,
     ) -> Relay {
         let Outlets {
             kv,
@@ -138,6 +163,8 @@ impl Relay {
             node: config.node.clone(),
             sessions: Arc::default(),
             claimed,
+            waiting_interest: ahash::AHashMap::new(),
+            live,
             evictions: ahash::AHashMap::new(),
             next_eviction: 0,
             kv,
@@ -163,9 +190,11 @@ impl Relay {
                 Mail::Publish(msg, _) => self.forward(&msg).await,
                 Mail::Retain(msg) => self.publish_retained(&msg).await,
                 Mail::InterestAdd { from, filter, .. } => {
+                    let key = super::interest::key_of(&self.node, &filter);
                     if let Some(c) = self.interest.local_add(&filter, from) {
                         let _ = self.kv.send(c);
                     }
+                    self.answer_interest_when_written(key, from, filter);
                 }
                 Mail::InterestRemove { from, filter } => {
                     if let Some(c) = self.interest.local_remove(&filter, from) {
@@ -393,6 +422,92 @@ impl Relay {
         }
     }
 
+    /// The shard `from` waits for the link's `InterestAck` on `filter` before its SUBACK: given
+    /// once the node's key for it is in the bucket and every other live node said it routes by it
+    /// (`seen`), so that a message published anywhere after the SUBACK reaches the subscription;
+    /// at once while NATS is away, and within [`INTEREST_ACK_LIMIT`] whatever happens (a node that
+    /// died and has not expired from the nodes bucket yet).
+    fn answer_interest_when_written(&mut self, key: String, from: ShardId, filter: Utf8Bytes) {
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        if connected && self.interest.has_local(&filter) {
+            self.waiting_interest.entry(key).or_default().waiters.push((
+                from,
+                filter,
+                tokio::time::Instant::now(),
+            ));
+        } else {
+            let me = self.me;
+            self.post.send(from, Mail::InterestAck { filter, from: me });
+        }
+    }
+
+    /// The interest writer put (or deleted) `key`.
+    pub fn interest_written(&mut self, key: &str) {
+        if let Some(w) = self.waiting_interest.get_mut(key) {
+            w.written = true;
+            self.try_answer(key);
+        }
+    }
+
+    /// Node `node` routes by this node's `key` now (a message on `shardmq.<cluster>.seen.<me>.<node>`).
+    pub fn interest_seen(&mut self, m: &async_nats::Message) {
+        let Some(node) = m.subject.rsplit('.').next() else {
+            return;
+        };
+        let Ok(key) = std::str::from_utf8(&m.payload) else {
+            return;
+        };
+        if let Some(w) = self.waiting_interest.get_mut(key) {
+            w.seen.insert(node.to_owned());
+            self.try_answer(key);
+        }
+    }
+
+    fn try_answer(&mut self, key: &str) {
+        let Some(w) = self.waiting_interest.get(key) else {
+            return;
+        };
+        let live = self.live.borrow();
+        let everywhere = live
+            .iter()
+            .filter(|n| **n != self.node)
+            .all(|n| w.seen.contains(n));
+        drop(live);
+        if !(w.written && everywhere) {
+            return;
+        }
+        let me = self.me;
+        let waiting = self.waiting_interest.remove(key).unwrap_or_default();
+        for (shard, filter, _) in waiting.waiters {
+            self.post
+                .send(shard, Mail::InterestAck { filter, from: me });
+        }
+    }
+
+    /// SUBACKs that waited [`INTEREST_ACK_LIMIT`] go anyway (NATS slow or failing, a node gone).
+    pub fn answer_late_interest(&mut self) {
+        if self.waiting_interest.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let me = self.me;
+        let mut late = Vec::new();
+        self.waiting_interest.retain(|_, w| {
+            w.waiters.retain(|(shard, filter, since)| {
+                let over = now.duration_since(*since) >= INTEREST_ACK_LIMIT;
+                if over {
+                    late.push((*shard, filter.clone()));
+                }
+                !over
+            });
+            !w.waiters.is_empty()
+        });
+        for (shard, filter) in late {
+            self.post
+                .send(shard, Mail::InterestAck { filter, from: me });
+        }
+    }
+
     /// A CONNECT on shard `from` claims `client_id` in the cluster (`sessions::claim`), in a task
     /// of its own: other CONNECTs and all routing go on meanwhile.
     fn claim(&mut self, from: ShardId, ticket: u64, client_id: Utf8Bytes, clean_start: bool) {
@@ -517,11 +632,19 @@ impl Relay {
     }
 
     /// A change read from the interest bucket.
-    pub fn take_bucket_event(&mut self, event: BucketEvent) {
+    pub async fn take_bucket_event(&mut self, event: BucketEvent) {
+        let mut seen = None;
         let changes = match event {
             BucketEvent::Present(keys) => self.interest.retain_remote(&keys),
             BucketEvent::Put { key, filter } => match self.interest.remote_put(&key, filter) {
-                Ok(change) => change.into_iter().collect(),
+                Ok(change) => {
+                    seen = super::interest::node_of(&key)
+                        .filter(|origin| *origin != self.node)
+                        .map(|origin| {
+                            (seen_subject(&self.cluster, origin, &self.node), key.clone())
+                        });
+                    change.into_iter().collect()
+                }
                 Err(e) => {
                     tracing::warn!("Cluster: interest key {key} ignored: {e}.");
                     Vec::new()
@@ -542,6 +665,11 @@ impl Relay {
                     filter: filter.clone(),
                 }),
             }
+        }
+        // The shards were told (their urgent mail, applied before any publish they route next):
+        // the node whose key it is may answer its SUBACKs.
+        if let Some((subject, key)) = seen {
+            let _ = self.client.publish(subject, key.into()).await;
         }
     }
 

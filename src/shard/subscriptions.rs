@@ -60,8 +60,9 @@ pub(super) struct Subscriptions {
     /// This shard.
     me: ShardId,
     shards: usize,
-    /// Cluster mode: the link's mailbox, told of this shard's interest like the other shards but
-    /// never waited for (a SUBACK does not wait on NATS; docs/CLUSTER.md).
+    /// Cluster mode: the link's mailbox, told of this shard's interest like the other shards; it
+    /// answers once the interest is in the cluster's bucket, at once while NATS is away, within 2 s
+    /// (docs/CLUSTER.md).
     link: Option<ShardId>,
     /// This shard's sessions' subscriptions: filter → (slot → options).
     trie: SubscriptionTrie<u32, SubscriptionOptions>,
@@ -100,15 +101,18 @@ impl Subscriptions {
     }
 
     /// A new subscription to `filter` here. Returns true when this shard had none before and there are
-    /// other shards or a cluster link: the caller tells them, and SUBACKs on `filter` wait for the
-    /// other shards' acknowledgements (not the link's).
+    /// other shards or a cluster link: the caller tells them, and SUBACKs on `filter` wait for their
+    /// acknowledgements.
     pub(super) fn add_interest(&mut self, filter: &Utf8Bytes) -> bool {
         if !self.interest.add(filter, self.me) {
             return false;
         }
-        if self.shards > 1 {
+        // The other shards, and the cluster link once the node's interest is in the cluster's
+        // bucket (or NATS is away), answer before the SUBACK goes.
+        let others = self.shards - 1 + usize::from(self.link.is_some());
+        if others > 0 {
             let pending = self.interest_pending.entry(filter.clone()).or_default();
-            pending.remaining += self.shards - 1;
+            pending.remaining += others;
         }
         self.others_to_tell()
     }
