@@ -25,7 +25,6 @@ use crate::logging::log_type;
 use crate::persist::image::{ShardImage, SnapshotWriter};
 use crate::persist::record;
 use crate::router::Mail;
-use crate::session::Session;
 
 /// The CONNECTs waiting for the link's answer, by ticket.
 #[derive(Default)]
@@ -109,31 +108,9 @@ impl Shard {
                 self.close_for_takeover(slot);
                 self.remove_session(slot);
             }
-            let mut s = Session::new(image.client_id, image.protocol, false, 0);
-            s.expiry_interval = image.expiry_interval;
+            let (mut s, will, subscriptions) = self.session_of_image(image);
             s.away_since = super::expiry::unix_now();
-            s.listener = image.listener;
-            s.mount_len = self.mount_len(usize::from(image.listener));
-            s.acl = self.security.scope(usize::from(image.listener)).client_acl(
-                s.client_id.as_str(),
-                image.username.as_ref().map(|u| u.as_str()),
-            );
-            s.login = image.username.map(|username| {
-                Box::new(crate::session::Login {
-                    username,
-                    password: None,
-                    method: None,
-                })
-            });
-            s.restore_owed(image.owed, &image.subscriptions);
-            s.inbound_qos2 = image
-                .accepted
-                .iter()
-                .map(|(&id, (key, _))| (id, *key))
-                .collect();
-            s.completed_qos2 = (!image.completed.is_empty()).then(|| Box::new(image.completed));
-            s.will = image.will;
-            let subscriptions = image.subscriptions;
+            s.will = will;
             let slot = self.sessions.insert(s);
             let generation = self.sessions.next_generation(slot);
             let s = self.sessions.at_mut(slot).expect("just inserted");

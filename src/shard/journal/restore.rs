@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::codec::Utf8Bytes;
 use crate::logging::log_type;
 use crate::message::Message;
-use crate::persist::image::ShardImage;
+use crate::persist::image::{SessionImage, ShardImage};
 use crate::router::ShardId;
 use crate::session::Session;
 use crate::shard::expiry::{expiry_after, unix_now};
@@ -28,6 +28,43 @@ pub struct ShardRestore {
 }
 
 impl Shard {
+    /// A session as its records describe it (`SessionImage`), client away: read back at start-up,
+    /// or moved here from another node of a cluster (`shard::claims`). Its will and subscriptions
+    /// come apart, for the caller to place.
+    pub(in crate::shard) fn session_of_image(
+        &self,
+        image: SessionImage,
+    ) -> (
+        Session,
+        Option<Box<crate::codec::LastWill>>,
+        crate::session::SeededMap<Utf8Bytes, crate::codec::SubscriptionOptions>,
+    ) {
+        let mut s = Session::new(image.client_id, image.protocol, false, 0);
+        s.expiry_interval = image.expiry_interval;
+        s.listener = image.listener;
+        s.mount_len = self.mount_len(usize::from(image.listener));
+        s.acl = self.security.scope(usize::from(image.listener)).client_acl(
+            s.client_id.as_str(),
+            image.username.as_ref().map(|u| u.as_str()),
+        );
+        s.login = image.username.map(|username| {
+            Box::new(crate::session::Login {
+                username,
+                password: None,
+                method: None,
+            })
+        });
+        s.restore_owed(image.owed, &image.subscriptions);
+        // QoS 2 PUBLISHes whose PUBREL had not come: a repeat is acknowledged, not delivered.
+        s.inbound_qos2 = image
+            .accepted
+            .iter()
+            .map(|(&id, (key, _))| (id, *key))
+            .collect();
+        s.completed_qos2 = (!image.completed.is_empty()).then(|| Box::new(image.completed));
+        (s, image.will, image.subscriptions)
+    }
+
     /// Start-up: the sessions, subscriptions and retained messages read back from disk. Every
     /// session's client is away. One that was away already counts its expiry, and the delay of the
     /// will it left waiting, from when it went away (downtime included: a session that expired
@@ -55,33 +92,10 @@ impl Shard {
                 since => (since, waited),
             };
             let was_connected = image.away_since == 0;
-            let mut s = Session::new(image.client_id, image.protocol, false, 0);
+            let (mut s, will, subscriptions) = self.session_of_image(image);
             s.durable = true;
-            s.expiry_interval = image.expiry_interval;
             s.away_since = away_since;
-            s.listener = image.listener;
-            s.mount_len = self.mount_len(usize::from(image.listener));
-            s.acl = self.security.scope(usize::from(image.listener)).client_acl(
-                s.client_id.as_str(),
-                image.username.as_ref().map(|u| u.as_str()),
-            );
-            s.login = image.username.map(|username| {
-                Box::new(crate::session::Login {
-                    username,
-                    password: None,
-                    method: None,
-                })
-            });
-            s.restore_owed(image.owed, &image.subscriptions);
-            // QoS 2 PUBLISHes whose PUBREL had not come: a repeat is acknowledged, not delivered.
-            s.inbound_qos2 = image
-                .accepted
-                .iter()
-                .map(|(&id, (key, _))| (id, *key))
-                .collect();
-            s.completed_qos2 = (!image.completed.is_empty()).then(|| Box::new(image.completed));
-            let will = image.will.filter(|w| s.may_write(&w.topic));
-            let subscriptions = image.subscriptions;
+            let will = will.filter(|w| s.may_write(&w.topic));
             let slot = self.sessions.insert(s);
             let generation = self.sessions.next_generation(slot);
             let s = self.sessions.at_mut(slot).expect("just inserted");
