@@ -19,7 +19,7 @@ use futures_lite::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
 use super::interest::KvChange;
-use super::link::open_bucket;
+use super::store::open_bucket;
 use crate::codec::Utf8Bytes;
 
 /// Wait between tries when NATS refuses or is away.
@@ -40,6 +40,8 @@ pub enum BucketEvent {
     Delete {
         key: String,
     },
+    /// The keys that were present have all been sent: the link routes by the whole bucket now.
+    CaughtUp,
 }
 
 /// Keeps this node's keys (`<node>.<hash>`) in `bucket` as the `changes` say, until the sender
@@ -236,6 +238,9 @@ async fn watch_once(
                 return Ok(());
             }
         }
+    }
+    if events.send(BucketEvent::CaughtUp).is_err() {
+        return Ok(());
     }
     while let Some(entry) = watch.next().await {
         let entry = entry?;

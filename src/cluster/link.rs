@@ -5,11 +5,13 @@
 //! thread; the rest of the broker talks to it through [`Link`] (today: stop), later through its
 //! mailbox in the shards' matrix.
 //!
-//! What it does so far: connects to the NATS servers (retrying until one answers, reconnecting by
-//! itself after an outage, logging each change once), and keeps this node's liveness key in the
-//! `shardmq_<cluster>_nodes` key-value bucket: put at once, refreshed every [`LIVENESS_REFRESH`],
-//! expired by the bucket's `max_age` ([`LIVENESS_TTL`]) when the node dies, deleted when it stops.
-//! Routing, interest exchange and sessions come next (docs/CLUSTER.md).
+//! What it does: connects to the NATS servers (retrying until one answers, reconnecting by itself
+//! after an outage, logging each change once); keeps this node's liveness key in the
+//! `shardmq_<cluster>_nodes` key-value bucket (put once the node is ready, refreshed every
+//! [`LIVENESS_REFRESH`], expired by the bucket's `max_age`, [`LIVENESS_TTL`], when the node dies,
+//! deleted when it stops); and runs the [`Relay`] (routing, interest, QoS 1/2 copies, claims) on
+//! what its tasks (bucket writer and watcher, queue consumer, retained follower) and the shards'
+//! mail bring.
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -17,17 +19,18 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream;
 use futures_lite::StreamExt;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::bucket::{watch_interest, write_interest};
+use super::bucket::{watch_interest, write_interest, BucketEvent};
 use super::figures::Figure;
 use super::interest::Interest;
 use super::post::Post;
 use super::queue::consume;
 use super::relay::{node_subject, Outlets, Relay};
+use super::store::open_bucket;
 use crate::codec::Utf8Bytes;
 use crate::router::{MailboxEnds, ShardId};
 
@@ -42,10 +45,6 @@ const RETRY_SOON: Duration = Duration::from_millis(250);
 
 /// How often the link reads which nodes are live.
 const LIVE_NODES_REFRESH: Duration = Duration::from_millis(250);
-
-/// Replicas of the cluster's buckets and streams when the NATS cluster has enough JetStream servers;
-/// a single server gets one (see `open_bucket`).
-pub(super) const REPLICAS: usize = 3;
 
 /// How this node joins the cluster (the `cluster_*` configuration keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,12 +242,17 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     };
     let js = jetstream::new(client.clone());
     let (live_tx, live_rx) = watch::channel(Vec::new());
+    // This node tells the cluster it is live only once it can take what the others send it: its
+    // queue's consumer reading and the whole interest bucket read (so that its own clients'
+    // messages reach every subscription already there). Until then no other node waits for it.
+    let (ready_tx, ready_rx) = watch::channel(false);
     let liveness = tokio::spawn(keep_alive(
         js.clone(),
         config.clone(),
         stopped.clone(),
         shards.figures.clone(),
         live_tx,
+        ready_rx,
     ));
     let mut interest = Interest::new(&config.node);
     let (kv, changes) = mpsc::unbounded_channel();
@@ -276,22 +280,15 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         events_tx,
     ));
     let subject = node_subject(&config.cluster, &config.node);
-    let mut inbound = loop {
-        match client.subscribe(subject.clone()).await {
-            Ok(sub) => break sub,
-            Err(e) => {
-                tracing::warn!("Cluster: cannot subscribe to {subject} yet: {e}.");
-                tokio::select! {
-                    _ = stopped.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some(mut inbound) = subscribe(&client, subject, &mut stopped).await else {
+        return;
     };
     // This node's JetStream queue (QoS 1/2 from other nodes): bounded, so that a link with no room
     // leaves the rest in JetStream.
     let (queued_tx, mut queued) = mpsc::channel(1024);
-    let consumer = tokio::spawn(consume(js.clone(), config.clone(), queued_tx));
+    let (reading_tx, mut reading) = watch::channel(false);
+    let consumer = tokio::spawn(consume(js.clone(), config.clone(), queued_tx, reading_tx));
+    let mut caught_up = false;
     let (retained_tx, mut retained) = mpsc::channel(1024);
     let follower = tokio::spawn(super::retained::follow(
         client.clone(),
@@ -300,30 +297,12 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         retained_tx,
     ));
     let evict_subject = super::sessions::evict_subject(&config.cluster, &config.node);
-    let mut evictions = loop {
-        match client.subscribe(evict_subject.clone()).await {
-            Ok(sub) => break sub,
-            Err(e) => {
-                tracing::warn!("Cluster: cannot subscribe to {evict_subject} yet: {e}.");
-                tokio::select! {
-                    _ = stopped.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some(mut evictions) = subscribe(&client, evict_subject, &mut stopped).await else {
+        return;
     };
     let seen_subject = super::relay::seen_subject(&config.cluster, &config.node, "*");
-    let mut seen = loop {
-        match client.subscribe(seen_subject.clone()).await {
-            Ok(sub) => break sub,
-            Err(e) => {
-                tracing::warn!("Cluster: cannot subscribe to {seen_subject} yet: {e}.");
-                tokio::select! {
-                    _ = stopped.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some(mut seen) = subscribe(&client, seen_subject, &mut stopped).await else {
+        return;
     };
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let (claimed_tx, mut claimed) = mpsc::unbounded_channel();
@@ -363,12 +342,23 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             Some(c) = claimed.recv() => relay.claim_done(c),
             Some(key) = written.recv() => relay.interest_written(&key),
             Some(m) = evictions.next() => relay.take_eviction(m).await,
-            Some(event) = events.recv() => relay.take_bucket_event(event).await,
+            Some(event) = events.recv() => {
+                caught_up |= matches!(event, BucketEvent::CaughtUp);
+                relay.take_bucket_event(event).await;
+            }
+            Ok(()) = reading.changed(), if !*ready_tx.borrow() => {}
             Some(m) = seen.next() => relay.interest_seen(&m),
             _ = resend.tick() => {
                 relay.resend_kept().await;
                 relay.answer_late_interest();
             }
+        }
+        if caught_up && !*ready_tx.borrow() && *reading.borrow() {
+            tracing::info!(
+                "Cluster: node {} ready: reading its queue and the interest of every node.",
+                config.node
+            );
+            ready_tx.send_replace(true);
         }
     }
     consumer.abort();
@@ -390,6 +380,27 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     );
 }
 
+/// Subscribes to `subject`, trying again every second until NATS takes it; None if told to stop
+/// meanwhile.
+async fn subscribe(
+    client: &async_nats::Client,
+    subject: String,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<async_nats::Subscriber> {
+    loop {
+        match client.subscribe(subject.clone()).await {
+            Ok(sub) => return Some(sub),
+            Err(e) => {
+                tracing::warn!("Cluster: cannot subscribe to {subject} yet: {e}.");
+                tokio::select! {
+                    _ = stopped.changed() => return None,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Keeps this node's liveness key until told to stop, then deletes it.
 async fn keep_alive(
     js: jetstream::Context,
@@ -397,6 +408,7 @@ async fn keep_alive(
     mut stopped: watch::Receiver<bool>,
     figures: Arc<super::figures::ClusterFigures>,
     live: watch::Sender<Vec<String>>,
+    ready: watch::Receiver<bool>,
 ) {
     let mut bucket = None;
     // The next liveness put: at once, again soon until one succeeds (NATS starting, the bucket's
@@ -419,7 +431,7 @@ async fn keep_alive(
             }
         }
         let Some(b) = &bucket else { continue };
-        if tokio::time::Instant::now() >= put_at {
+        if *ready.borrow() && tokio::time::Instant::now() >= put_at {
             match b.put(&config.node, liveness_value().into()).await {
                 Ok(_) => put_at = tokio::time::Instant::now() + LIVENESS_REFRESH,
                 Err(e) => {
@@ -455,38 +467,6 @@ fn liveness_value() -> String {
         "{{\"at\":{now},\"version\":\"{}\"}}",
         env!("CARGO_PKG_VERSION")
     )
-}
-
-/// Opens `name`, creating it when missing: [`REPLICAS`] replicas, or one when the NATS cluster has
-/// fewer JetStream servers than that (a single server in development).
-pub(super) async fn open_bucket(
-    js: &jetstream::Context,
-    name: &str,
-    max_age: Duration,
-) -> Result<kv::Store, Box<dyn std::error::Error + Send + Sync>> {
-    if let Ok(store) = js.get_key_value(name).await {
-        return Ok(store);
-    }
-    let config = |num_replicas| kv::Config {
-        bucket: name.to_owned(),
-        history: 1,
-        max_age,
-        num_replicas,
-        ..Default::default()
-    };
-    match js.create_key_value(config(REPLICAS)).await {
-        Ok(store) => Ok(store),
-        Err(first) => match js.create_key_value(config(1)).await {
-            Ok(store) => {
-                tracing::warn!(
-                    "Cluster: bucket {name} has one replica ({REPLICAS} refused: {first}); \
-                     a NATS server's loss loses it."
-                );
-                Ok(store)
-            }
-            Err(e) => Err(Box::new(e)),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 //! node's shards deliver it, re-matched against their exact MQTT subscription indexes. Topics become
 //! NATS subjects where NATS must tell them apart (the retained stream).
 //!
-//! What is here so far (not yet reachable from the configuration):
-//! - [`link`]: the link thread: its NATS connection (reconnecting by itself, logging outages) and the
-//!   node's liveness key in JetStream; routing, interest and sessions come next.
+//! - [`link`]: the link thread and its NATS connection; `relay` does what it reads (routing,
+//!   interest exchange, QoS 1/2 copies through `queue`, session claims through [`sessions`],
+//!   retained messages through `retained`); `store` opens the streams and buckets they keep.
 //! - [`subject`]: the sans-IO mapping between MQTT topic names and filters and NATS subjects (no
 //!   sockets, no NATS client), with the rules a subject must keep and the fallback for topics too long
 //!   for one.
@@ -21,5 +21,6 @@ mod queue;
 mod relay;
 mod retained;
 pub mod sessions;
+mod store;
 pub mod subject;
 pub mod wire;

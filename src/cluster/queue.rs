@@ -16,9 +16,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures_lite::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use super::link::{LinkConfig, REPLICAS};
+use super::link::LinkConfig;
+use super::store::open_or_create_stream;
 
 /// How long the stream keeps a message no node took (a node that never comes back).
 pub const QUEUE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -44,33 +45,17 @@ pub async fn open_stream(
     js: &jetstream::Context,
     cluster: &str,
 ) -> Result<stream::Stream, Box<dyn std::error::Error + Send + Sync>> {
-    let name = stream_name(cluster);
-    if let Ok(s) = js.get_stream(&name).await {
-        return Ok(s);
-    }
-    let config = |num_replicas| stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("shardmq.{cluster}.q.*")],
+    let subjects = vec![format!("shardmq.{cluster}.q.*")];
+    open_or_create_stream(js, &stream_name(cluster), |num_replicas| stream::Config {
+        subjects: subjects.clone(),
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         num_replicas,
         max_age: QUEUE_MAX_AGE,
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
-    };
-    match js.create_stream(config(REPLICAS)).await {
-        Ok(s) => Ok(s),
-        Err(first) => match js.create_stream(config(1)).await {
-            Ok(s) => {
-                tracing::warn!(
-                    "Cluster: stream {name} has one replica ({REPLICAS} refused: {first}); \
-                     a NATS server's loss loses what it holds."
-                );
-                Ok(s)
-            }
-            Err(e) => Err(Box::new(e)),
-        },
-    }
+    })
+    .await
 }
 
 /// One copy of a QoS 1/2 message for one node.
@@ -126,13 +111,15 @@ fn build(copy: &Copy) -> jetstream::context::Publish {
 
 /// Reads this node's queue into `to` until the link goes; opens the stream and the consumer again
 /// after an error.
+/// `reading` turns true once the consumer's first pull is under way.
 pub async fn consume(
     js: jetstream::Context,
     config: LinkConfig,
     to: mpsc::Sender<jetstream::Message>,
+    reading: watch::Sender<bool>,
 ) {
     while !to.is_closed() {
-        if let Err(e) = consume_once(&js, &config, &to).await {
+        if let Err(e) = consume_once(&js, &config, &to, &reading).await {
             tracing::debug!("Cluster: reading this node's queue: {e}; again in 1 s.");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -143,6 +130,7 @@ async fn consume_once(
     js: &jetstream::Context,
     config: &LinkConfig,
     to: &mpsc::Sender<jetstream::Message>,
+    reading: &watch::Sender<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stream = open_stream(js, &config.cluster).await?;
     let durable = format!("node_{}", config.node);
@@ -167,8 +155,20 @@ async fn consume_once(
         .heartbeat(Duration::from_secs(1))
         .messages()
         .await?;
+    reading.send_replace(true);
     while let Some(m) = messages.next().await {
-        if to.send(m?).await.is_err() {
+        let m = match m {
+            Ok(m) => m,
+            // Only a heartbeat late (this thread starved of CPU, or waiting for room in `to`): the
+            // pull goes on. Dropping the stream here would leave what it had already delivered
+            // unacknowledged, back only after ACK_WAIT.
+            Err(e) if e.kind() == consumer::pull::MessagesErrorKind::MissingHeartbeat => {
+                tracing::debug!("Cluster: this node's queue: {e}; reading on.");
+                continue;
+            }
+            Err(e) => return Err(Box::new(e)),
+        };
+        if to.send(m).await.is_err() {
             return Ok(());
         }
     }

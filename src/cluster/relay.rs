@@ -33,7 +33,7 @@ use crate::router::{Mail, ShardId};
 use crate::session::HoldStamp;
 
 /// The longest a SUBACK waits for the link (its interest key written to the bucket).
-pub const INTEREST_ACK_LIMIT: Duration = Duration::from_secs(2);
+pub const INTEREST_ACK_LIMIT: Duration = Duration::from_secs(3);
 
 /// QoS 1/2 copies kept while NATS is away, at most; beyond, they are dropped and counted.
 pub const AWAY_LIMIT: usize = 100_000;
@@ -651,6 +651,7 @@ impl Relay {
                 }
             },
             BucketEvent::Delete { key } => self.interest.remote_delete(&key).into_iter().collect(),
+            BucketEvent::CaughtUp => Vec::new(),
         };
         let from = self.me;
         for change in changes {

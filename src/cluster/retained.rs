@@ -19,7 +19,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures_lite::StreamExt;
 use tokio::sync::mpsc;
 
-use super::link::REPLICAS;
+use super::store::open_or_create_stream;
 use super::subject::{self, SubjectPrefix};
 
 /// The stream of `cluster`.
@@ -43,32 +43,16 @@ async fn open_stream(
     js: &jetstream::Context,
     cluster: &str,
 ) -> Result<stream::Stream, Box<dyn std::error::Error + Send + Sync>> {
-    let name = stream_name(cluster);
-    if let Ok(s) = js.get_stream(&name).await {
-        return Ok(s);
-    }
-    let config = |num_replicas| stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("{}.>", prefix(cluster))],
+    let subjects = vec![format!("{}.>", prefix(cluster))];
+    open_or_create_stream(js, &stream_name(cluster), |num_replicas| stream::Config {
+        subjects: subjects.clone(),
         max_messages_per_subject: 1,
         storage: stream::StorageType::File,
         num_replicas,
         allow_direct: true,
         ..Default::default()
-    };
-    match js.create_stream(config(REPLICAS)).await {
-        Ok(s) => Ok(s),
-        Err(first) => match js.create_stream(config(1)).await {
-            Ok(s) => {
-                tracing::warn!(
-                    "Cluster: stream {name} has one replica ({REPLICAS} refused: {first}); \
-                     a NATS server's loss loses it."
-                );
-                Ok(s)
-            }
-            Err(e) => Err(Box::new(e)),
-        },
-    }
+    })
+    .await
 }
 
 /// Reads the retained stream into `to`: the last message of every topic, then each new one; from

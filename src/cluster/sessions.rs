@@ -20,7 +20,7 @@ use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::link::open_bucket;
+use super::store::open_bucket;
 
 /// The longest a claim may hold a CONNECT.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);

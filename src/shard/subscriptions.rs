@@ -61,7 +61,7 @@ pub(super) struct Subscriptions {
     me: ShardId,
     shards: usize,
     /// Cluster mode: the link's mailbox, told of this shard's interest like the other shards; it
-    /// answers once the interest is in the cluster's bucket, at once while NATS is away, within 2 s
+    /// answers once the interest is in the cluster's bucket, at once while NATS is away, within 3 s
     /// (docs/CLUSTER.md).
     link: Option<ShardId>,
     /// This shard's sessions' subscriptions: filter → (slot → options).

@@ -1,0 +1,99 @@
+//! The cluster's streams and key-value buckets in JetStream: opened when there, created otherwise,
+//! with the same configuration whichever node creates them first.
+//!
+//! Replication: [`REPLICAS`] copies, so that a NATS server's death loses nothing. A single NATS
+//! server (development, a test) refuses more than one replica with its own error ("replicas > 1
+//! not supported in non-clustered mode"): only then is a stream created with one, and logged. Any
+//! other refusal (JetStream still electing its leader, peers not all known yet, another node
+//! creating the same stream at the same moment) is returned for the caller to try again: a
+//! one-replica stream made during a NATS cluster's start would lose its messages with one server.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+
+/// Replicas of the cluster's buckets and streams.
+const REPLICAS: usize = 3;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether `e` is a single, non-clustered NATS server refusing replicas (JetStream error 10074).
+fn single_server(e: &dyn std::fmt::Display) -> bool {
+    let text = e.to_string();
+    text.contains("10074") || text.contains("non-clustered mode")
+}
+
+/// Opens stream `name`, creating it with `config(replicas)` when missing.
+pub async fn open_or_create_stream(
+    js: &jetstream::Context,
+    name: &str,
+    config: impl Fn(usize) -> stream::Config,
+) -> Result<stream::Stream, Error> {
+    if let Ok(s) = js.get_stream(name).await {
+        return Ok(s);
+    }
+    let named = |replicas| stream::Config {
+        name: name.to_owned(),
+        ..config(replicas)
+    };
+    match js.create_stream(named(REPLICAS)).await {
+        Ok(s) => Ok(s),
+        Err(first) if single_server(&first) => {
+            let s = js.create_stream(named(1)).await?;
+            tracing::warn!(
+                "Cluster: stream {name} has one replica: NATS is a single server ({first})."
+            );
+            Ok(s)
+        }
+        Err(e) => Err(Box::new(e)),
+    }
+}
+
+/// Opens bucket `name`, creating it when missing, its keys expiring after `max_age` (zero: never).
+pub async fn open_bucket(
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Duration,
+) -> Result<kv::Store, Error> {
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
+    }
+    let config = |num_replicas| kv::Config {
+        bucket: name.to_owned(),
+        history: 1,
+        max_age,
+        num_replicas,
+        ..Default::default()
+    };
+    match js.create_key_value(config(REPLICAS)).await {
+        Ok(store) => Ok(store),
+        Err(first) if single_server(&first) => {
+            let store = js.create_key_value(config(1)).await?;
+            tracing::warn!(
+                "Cluster: bucket {name} has one replica: NATS is a single server ({first})."
+            );
+            Ok(store)
+        }
+        Err(e) => Err(Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_single_server_gets_one_replica() {
+        assert!(single_server(
+            &"jetstream error: 500 (code replicas > 1 not supported in non-clustered mode, error code 10074)"
+        ));
+        for transient in [
+            "jetstream error: 503 (code JetStream system temporarily unavailable, error code 10008)",
+            "jetstream error: 500 (code insufficient resources, error code 10023)",
+            "jetstream error: 400 (code stream name already in use with a different configuration, error code 10058)",
+            "timed out",
+        ] {
+            assert!(!single_server(&transient), "{transient}");
+        }
+    }
+}
