@@ -120,11 +120,6 @@ impl Interest {
         })
     }
 
-    /// Whether a shard here has a subscription to `filter`.
-    pub fn has_local(&self, filter: &Utf8Bytes) -> bool {
-        self.local_filters.contains_key(filter)
-    }
-
     /// This node's keys in the bucket, as they should be.
     pub fn own_keys(&self) -> impl Iterator<Item = (String, &Utf8Bytes)> {
         self.local_filters

@@ -332,7 +332,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
                 relay.take_mail(&mut batch).await;
             }
             m = inbound.next(), if !full => match m {
-                Some(m) => relay.take_message(&m.payload),
+                Some(m) => relay.take_message(&m.payload).await,
                 // The client ends subscriptions only when it is dropped.
                 None => break,
             },

@@ -14,6 +14,7 @@
 pub mod acks;
 mod bucket;
 pub mod figures;
+mod groups;
 pub mod interest;
 pub mod link;
 mod post;

@@ -32,6 +32,8 @@ use crate::codec::Utf8Bytes;
 use crate::router::{Mail, ShardId};
 use crate::session::HoldStamp;
 
+mod shared;
+
 /// The longest a SUBACK waits for the link (its interest key written to the bucket).
 pub const INTEREST_ACK_LIMIT: Duration = Duration::from_secs(3);
 
@@ -49,6 +51,11 @@ pub struct Relay {
     me: ShardId,
     post: Post,
     interest: Interest,
+    /// Shared subscription groups across the nodes (`relay::shared`).
+    groups: super::groups::Groups,
+    /// The link's membership of groups with members on other nodes, as the shards see it: always
+    /// online (the node it passes a message to picks an online member if it has one).
+    link_member: Arc<crate::index::MemberState>,
     client: async_nats::Client,
     js: async_nats::jetstream::Context,
     cluster: String,
@@ -150,6 +157,12 @@ impl Relay {
             ledger: AckLedger::new(post.shards()),
             post,
             interest,
+            groups: super::groups::Groups::new(&config.node),
+            link_member: {
+                let state = Arc::new(crate::index::MemberState::default());
+                state.set_online(true);
+                state
+            },
             js: async_nats::jetstream::new(client.clone()),
             client,
             cluster: config.cluster.clone(),
@@ -191,10 +204,8 @@ impl Relay {
                 Mail::Retain(msg) => self.publish_retained(&msg).await,
                 Mail::InterestAdd { from, filter, .. } => {
                     let key = super::interest::key_of(&self.node, &filter);
-                    if let Some(c) = self.interest.local_add(&filter, from) {
-                        let _ = self.kv.send(c);
-                    }
-                    self.answer_interest_when_written(key, from, filter);
+                    let put = self.interest.local_add(&filter, from);
+                    self.answer_interest_when_written(key, put, from, filter);
                 }
                 Mail::InterestRemove { from, filter } => {
                     if let Some(c) = self.interest.local_remove(&filter, from) {
@@ -203,6 +214,29 @@ impl Relay {
                 }
                 // The shards' answers to the link's interest: nothing waits for them.
                 Mail::InterestAck { .. } => {}
+                Mail::ShareJoin {
+                    from,
+                    slot,
+                    full,
+                    state,
+                    ..
+                } => {
+                    let key = super::interest::key_of(&self.node, &full);
+                    let put = self.groups.local_join(&full, from, slot, state);
+                    self.answer_interest_when_written(key, put, from, full);
+                }
+                Mail::ShareLeave { from, slot, full } => {
+                    if let Some(c) = self.groups.local_leave(&full, from, slot) {
+                        let _ = self.kv.send(c);
+                    }
+                }
+                Mail::Shared {
+                    msg,
+                    full,
+                    counted,
+                    hops,
+                    ..
+                } => self.forward_shared(msg, full, counted, hops).await,
                 Mail::Claim {
                     from,
                     ticket,
@@ -232,10 +266,6 @@ impl Relay {
             .remote_nodes_for(&msg.topic)
             .map(str::to_owned)
             .collect();
-        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
-        if connected {
-            self.told_drop = false;
-        }
         let payload = if nodes.is_empty() {
             None
         } else {
@@ -249,6 +279,23 @@ impl Relay {
                 }
             }
         };
+        let counted = msg.origin.filter(|_| acks::counted(msg)).map(|o| o.0);
+        self.send_copies(msg, nodes, payload, counted).await;
+    }
+
+    /// Send `payload` (`msg` framed) to each of `nodes`: at QoS 0 on their subjects, at QoS 1/2
+    /// through JetStream. `counted`: the shard whose acknowledgement of `msg` waits for the copies.
+    async fn send_copies(
+        &mut self,
+        msg: &crate::message::Message,
+        nodes: Vec<String>,
+        payload: Option<bytes::Bytes>,
+        counted: Option<ShardId>,
+    ) {
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        if connected {
+            self.told_drop = false;
+        }
         if msg.qos == QoS::AtMostOnce {
             let Some(payload) = payload else { return };
             if !connected {
@@ -273,10 +320,7 @@ impl Relay {
         } else {
             0
         };
-        let ticket = msg
-            .origin
-            .filter(|_| acks::counted(msg))
-            .map(|(shard, _)| self.ledger.received(shard, copies));
+        let ticket = counted.map(|shard| self.ledger.received(shard, copies));
         let Some(payload) = payload else {
             return self.tell_durable();
         };
@@ -416,7 +460,7 @@ impl Relay {
     /// A QoS 1/2 message from another node's JetStream copy: routed, then acknowledged (it is in
     /// the shards' mailboxes, or held in order for them).
     pub async fn take_queued(&mut self, m: async_nats::jetstream::Message) {
-        self.take_message(&m.payload);
+        self.take_message(&m.payload).await;
         if let Err(e) = m.ack().await {
             tracing::debug!("Cluster: cannot acknowledge a queued message: {e}.");
         }
@@ -427,9 +471,22 @@ impl Relay {
     /// (`seen`), so that a message published anywhere after the SUBACK reaches the subscription;
     /// at once while NATS is away, and within [`INTEREST_ACK_LIMIT`] whatever happens (a node that
     /// died and has not expired from the nodes bucket yet).
-    fn answer_interest_when_written(&mut self, key: String, from: ShardId, filter: Utf8Bytes) {
+    ///
+    /// `put`: the key this interest makes the node put, when it is new. A key put before (another
+    /// shard's subscription, another member of a group) waits only if its own wait is not over.
+    fn answer_interest_when_written(
+        &mut self,
+        key: String,
+        put: Option<KvChange>,
+        from: ShardId,
+        filter: Utf8Bytes,
+    ) {
+        let new = put.is_some();
+        if let Some(c) = put {
+            let _ = self.kv.send(c);
+        }
         let connected = self.client.connection_state() == async_nats::connection::State::Connected;
-        if connected && self.interest.has_local(&filter) {
+        if connected && (new || self.waiting_interest.contains_key(&key)) {
             self.waiting_interest.entry(key).or_default().waiters.push((
                 from,
                 filter,
@@ -610,9 +667,13 @@ impl Relay {
     }
 
     /// A message from another node: to each shard here with a matching subscription.
-    pub fn take_message(&mut self, payload: &[u8]) {
-        let msg = match wire::decode(payload) {
-            Ok(msg) => msg,
+    pub async fn take_message(&mut self, payload: &[u8]) {
+        let msg = match wire::decode_frame(payload) {
+            Ok(wire::Frame {
+                msg,
+                group: Some((full, hops)),
+            }) => return self.take_shared(msg, full, hops).await,
+            Ok(frame) => frame.msg,
             Err(e) => {
                 self.figures.add(Figure::Unreadable, 1);
                 tracing::warn!("Cluster: a message from NATS was not one ({e}); dropped.");
@@ -635,8 +696,12 @@ impl Relay {
     pub async fn take_bucket_event(&mut self, event: BucketEvent) {
         let mut seen = None;
         let changes = match event {
-            BucketEvent::Present(keys) => self.interest.retain_remote(&keys),
-            BucketEvent::Put { key, filter } => match self.interest.remote_put(&key, filter) {
+            BucketEvent::Present(keys) => {
+                let gone = self.groups.retain_remote(&keys);
+                self.tell_groups(gone);
+                self.interest.retain_remote(&keys)
+            }
+            BucketEvent::Put { key, filter } => match self.remote_put(&key, filter) {
                 Ok(change) => {
                     seen = super::interest::node_of(&key)
                         .filter(|origin| *origin != self.node)
@@ -650,7 +715,11 @@ impl Relay {
                     Vec::new()
                 }
             },
-            BucketEvent::Delete { key } => self.interest.remote_delete(&key).into_iter().collect(),
+            BucketEvent::Delete { key } => {
+                let gone = self.groups.remote_delete(&key);
+                self.tell_groups(gone);
+                self.interest.remote_delete(&key).into_iter().collect()
+            }
             BucketEvent::CaughtUp => Vec::new(),
         };
         let from = self.me;

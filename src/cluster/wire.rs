@@ -5,6 +5,10 @@
 //! and CRC-32C): topic, payload, QoS, retain flag and v5 properties, with the log's decoder, which
 //! checks every length before it allocates and never panics on bad input. The publisher's session
 //! does not travel: a remote copy has no origin (nothing is held or acknowledged back across nodes).
+//!
+//! A message for one member of a shared subscription group (docs/CLUSTER.md, "Shared
+//! subscriptions") comes first with [`SHARED_TAG`], how many nodes passed it on already, and the
+//! group (`$share/{group}/{filter}`, length-prefixed), then the frame above.
 
 use bytes::{BufMut, BytesMut};
 use thiserror::Error;
@@ -15,6 +19,17 @@ use crate::persist::record::{self, Record, StoredMessage};
 /// The first byte of every message between links: a node that reads another value was sent by a
 /// version of shardmq that frames messages differently, and drops it with a log line.
 pub const WIRE_VERSION: u8 = 1;
+
+/// The first byte of a message for one member of a shared subscription group.
+pub const SHARED_TAG: u8 = 2;
+
+/// A message read from NATS: for every matching subscription, or for one member of `group`.
+#[derive(Debug)]
+pub struct Frame {
+    pub msg: Message,
+    /// The group and how many times the message was passed on already.
+    pub group: Option<(crate::codec::Utf8Bytes, u8)>,
+}
 
 /// Why bytes from NATS are not a message.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -33,6 +48,8 @@ pub enum WireError {
     NotAMessage,
     #[error("too large to frame: {0}")]
     TooLarge(String),
+    #[error("a shared subscription group that is not one")]
+    BadGroup,
 }
 
 /// Appends `msg`, framed for the wire, to `out`.
@@ -48,6 +65,50 @@ pub fn encode(msg: &Message, out: &mut BytesMut) -> Result<(), WireError> {
         out.truncate(start);
         WireError::TooLarge(e.to_string())
     })
+}
+
+/// Appends `msg` for one member of `group` (`$share/{group}/{filter}`), passed on `hops` times.
+pub fn encode_shared(
+    msg: &Message,
+    group: &str,
+    hops: u8,
+    out: &mut BytesMut,
+) -> Result<(), WireError> {
+    let start = out.len();
+    let len = u16::try_from(group.len()).map_err(|_| WireError::TooLarge("group".into()))?;
+    out.put_u8(SHARED_TAG);
+    out.put_u8(hops);
+    out.put_u16(len);
+    out.put_slice(group.as_bytes());
+    encode(msg, out).inspect_err(|_| out.truncate(start))
+}
+
+/// The message in `bytes` (one whole NATS payload), with its group when it is for one member.
+pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
+    match bytes.split_first() {
+        Some((&SHARED_TAG, rest)) => {
+            let [hops, hi, lo, rest @ ..] = rest else {
+                return Err(WireError::Truncated);
+            };
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            if rest.len() < len {
+                return Err(WireError::Truncated);
+            }
+            let (group, rest) = rest.split_at(len);
+            let group = std::str::from_utf8(group)
+                .ok()
+                .filter(|g| crate::topic::parse_shared(g).is_some())
+                .ok_or(WireError::BadGroup)?;
+            Ok(Frame {
+                msg: decode(rest)?,
+                group: Some((crate::codec::Utf8Bytes::from(group.to_owned()), *hops)),
+            })
+        }
+        _ => Ok(Frame {
+            msg: decode(bytes)?,
+            group: None,
+        }),
+    }
 }
 
 /// The message in `bytes` (one whole NATS payload).
@@ -104,6 +165,25 @@ mod tests {
         assert!(back.retain);
         assert_eq!(back.properties(), m.properties());
         assert_eq!(back.origin, None);
+    }
+
+    #[test]
+    fn a_message_for_a_group_member_names_its_group() {
+        let m = message("s/1", b"x", QoS::AtLeastOnce, false);
+        let mut out = BytesMut::new();
+        encode_shared(&m, "$share/g/s/+", 3, &mut out).unwrap();
+        let frame = decode_frame(&out).unwrap();
+        assert_eq!(&*frame.msg.topic, "s/1");
+        assert_eq!(frame.group, Some((Utf8Bytes::from("$share/g/s/+"), 3)));
+        let mut plain = BytesMut::new();
+        encode(&m, &mut plain).unwrap();
+        assert_eq!(decode_frame(&plain).unwrap().group, None);
+        for n in 0..out.len() {
+            assert!(decode_frame(&out[..n]).is_err(), "prefix of {n} bytes");
+        }
+        let mut bad = BytesMut::new();
+        encode_shared(&m, "not/a/group", 0, &mut bad).unwrap();
+        assert_eq!(decode_frame(&bad).err(), Some(WireError::BadGroup));
     }
 
     #[test]

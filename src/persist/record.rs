@@ -14,6 +14,8 @@
 //! against the bytes actually present and the record's checksum verified. [`decode`] (or [`Decoder`])
 //! steps through records; [`replay`] reads a whole file and says how it ended ([`Tail`]).
 
+// Spelled out so that the fuzz targets, which compile this file alone by `#[path]`, find it too.
+#[path = "record/body.rs"]
 mod body;
 #[cfg(test)]
 mod tests;

@@ -84,7 +84,8 @@ impl Shard {
     }
 
     /// The session in `slot` joins group `full` here and, by mail, everywhere. From a SUBSCRIBE the
-    /// kernel received at `since` (not 0): SUBACKs on `full` wait for the other shards to have it,
+    /// kernel received at `since` (not 0): SUBACKs on `full` wait for the other shards (and the
+    /// cluster link: the other nodes) to have it,
     /// and a group it starts gets what was routed since (`replay_shared`). 0: restored at start-up.
     pub(super) fn join_group(
         &mut self,
@@ -107,11 +108,12 @@ impl Shard {
                 state: state.clone(),
             },
         );
-        if self.shards > 1 {
+        if self.shards > 1 || self.link.is_some() {
             if since != 0 {
                 self.subs.expect_acks(&full);
             }
-            self.mail.broadcast(|| Mail::ShareJoin {
+            // The cluster link too: it announces the group to the other nodes (`cluster::groups`).
+            self.mail.tell_interest(|| Mail::ShareJoin {
                 from: me,
                 slot,
                 full: full.clone(),
@@ -151,7 +153,7 @@ impl Shard {
         let me = self.id;
         if self.shared.leave(full, me, slot) {
             self.stats.subscriptions -= 1;
-            self.mail.broadcast(|| Mail::ShareLeave {
+            self.mail.tell_interest(|| Mail::ShareLeave {
                 from: me,
                 slot,
                 full: full.clone(),

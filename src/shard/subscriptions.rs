@@ -122,11 +122,12 @@ impl Subscriptions {
         self.shards > 1 || self.link.is_some()
     }
 
-    /// A shared subscription group (`$share/...`) joined here and told to the other shards: SUBACKs
+    /// A shared subscription group (`$share/...`) joined here and told to the other shards and the
+    /// cluster link: SUBACKs
     /// on it wait for their acknowledgements as for new interest.
     pub(super) fn expect_acks(&mut self, full: &Utf8Bytes) {
         let pending = self.interest_pending.entry(full.clone()).or_default();
-        pending.remaining += self.shards - 1;
+        pending.remaining += self.shards - 1 + usize::from(self.link.is_some());
     }
 
     /// If interest in `filter` is not yet acknowledged everywhere, the SUBSCRIBE `token` waits for it:

@@ -18,9 +18,13 @@ mod codec;
 #[path = "../../../src/message.rs"]
 mod message;
 
+/// Only the record format of `persist`: the rest is I/O.
 #[allow(dead_code)]
-#[path = "../../../src/persist/mod.rs"]
-mod persist;
+#[path = "../../../src/persist/record.rs"]
+pub mod record;
+mod persist {
+    pub use super::record;
+}
 
 use persist::record::{encode, encode_header, replay, Decoder, Tail, HEADER_LEN};
 
