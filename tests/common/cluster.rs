@@ -1,13 +1,50 @@
-//! A NATS cluster for the cluster tests (`tests/26_cluster_link.rs`, `tests/27_cluster_kill.rs`):
-//! three nats-server with JetStream started by `tests/cluster/nats.sh`, stopped on drop.
+//! A NATS cluster for the cluster tests (`tests/26_cluster_link.rs`, `tests/27_cluster_kill.rs`,
+//! `tests/28_cluster_shared.rs`): three nats-server with JetStream started by
+//! `tests/cluster/nats.sh`, stopped on drop.
+//!
+//! One cluster test of a test binary runs at a time ([`Turn`]): each starts three NATS servers
+//! and up to three brokers, and five of them at once on a 2-core machine slowed JetStream's
+//! replicated writes past the time a SUBACK waits for the other nodes (`cluster::relay`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 /// A NATS cluster started by tests/cluster/nats.sh, stopped (by the PIDs it recorded) on drop.
 pub struct Nats {
     pub dir: PathBuf,
     pub urls: Vec<String>,
+    _turn: Turn,
+}
+
+/// Whether a cluster test of this binary holds its turn.
+static BUSY: Mutex<bool> = Mutex::new(false);
+static FREED: Condvar = Condvar::new();
+
+/// The longest a test waits for its turn: a test that timed out may hold it while its thread
+/// goes on; the next goes ahead after this.
+const TURN_WAIT: Duration = Duration::from_secs(300);
+
+/// This test's turn among the cluster tests of its binary, given back on drop (a panic included).
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        let busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut busy, _) = FREED
+            .wait_timeout_while(busy, TURN_WAIT, |busy| *busy)
+            .unwrap_or_else(|e| e.into_inner());
+        *busy = true;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *BUSY.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        FREED.notify_one();
+    }
 }
 
 fn script() -> PathBuf {
@@ -43,11 +80,16 @@ impl Nats {
         if !present && super::skip_missing_tool("nats-server", "apt-get install nats-server") {
             return None;
         }
+        let turn = Turn::take();
         let dir = std::env::temp_dir().join(super::unique_id("nats"));
         nats_sh("start", &dir, &[]);
         let urls = std::fs::read_to_string(dir.join("urls")).expect("nats.sh wrote DIR/urls");
         let urls = urls.trim().split(',').map(str::to_owned).collect();
-        Some(Nats { dir, urls })
+        Some(Nats {
+            dir,
+            urls,
+            _turn: turn,
+        })
     }
 
     pub fn stop_all(&self) {
