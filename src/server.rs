@@ -579,6 +579,7 @@ fn launch(settings: Arc<Settings>) -> Result<BrokerHandle, ServerError> {
             restored: restored_interest,
             retained: retained.clone(),
             figures: figures.clone().expect("figures in cluster mode"),
+            persistence: settings.persistence.is_some(),
         };
         handle.link = Some(crate::cluster::link::Link::spawn(cluster.clone(), shards)?);
     }

@@ -82,6 +82,7 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
                 restored: Default::default(),
                 retained: shardmq::shard::RetainedStripes::new(1),
                 figures: Default::default(),
+                persistence: false,
             };
             let link = Link::spawn(config, shards).expect("link starts");
             common::block_on(async move {

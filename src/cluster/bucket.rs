@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use ahash::{AHashMap, AHashSet};
 use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
 use futures_lite::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
@@ -44,28 +45,43 @@ pub enum BucketEvent {
     CaughtUp,
 }
 
+/// A change to one of this node's keys: its key, and its value or None to delete it.
+pub trait KeyChange: Send + 'static {
+    fn into_parts(self) -> (String, Option<Bytes>);
+}
+
+impl KeyChange for KvChange {
+    fn into_parts(self) -> (String, Option<Bytes>) {
+        match self {
+            KvChange::Put { key, filter } => (key, Some(filter.as_bytes().clone())),
+            KvChange::Delete { key } => (key, None),
+        }
+    }
+}
+
 /// Keeps this node's keys (`<node>.<hash>`) in `bucket` as the `changes` say, until the sender
-/// goes; then deletes them. Each key written goes to `written`.
-pub async fn write_interest(
+/// goes; then deletes them. Each key written goes to `written`. (The interest bucket's, and the
+/// wills bucket's: `cluster::wills`.)
+pub async fn write_keys<C: KeyChange>(
     js: jetstream::Context,
     bucket: String,
     node: String,
-    mut changes: mpsc::UnboundedReceiver<KvChange>,
+    mut changes: mpsc::UnboundedReceiver<C>,
     reconnected: Arc<Notify>,
     written: mpsc::UnboundedSender<String>,
 ) {
     let prefix = format!("{node}.");
-    let mut want: AHashMap<String, Utf8Bytes> = AHashMap::new();
+    let mut want: AHashMap<String, Bytes> = AHashMap::new();
     let mut dirty = Dirty::default();
     let mut store: Option<kv::Store> = None;
     let mut resync = true;
     let mut open = true;
-    let apply = |c: KvChange, want: &mut AHashMap<_, _>, dirty: &mut Dirty| match c {
-        KvChange::Put { key, filter } => {
-            want.insert(key.clone(), filter);
+    let apply = |c: C, want: &mut AHashMap<_, _>, dirty: &mut Dirty| match c.into_parts() {
+        (key, Some(value)) => {
+            want.insert(key.clone(), value);
             dirty.mark(key);
         }
-        KvChange::Delete { key } => {
+        (key, None) => {
             want.remove(&key);
             dirty.mark(key);
         }
@@ -104,8 +120,8 @@ pub async fn write_interest(
         if let (Some(s), false) = (&store, failed) {
             while let Some(key) = dirty.first().cloned() {
                 let done = match want.get(&key) {
-                    Some(filter) => s
-                        .put(&key, filter.as_bytes().clone())
+                    Some(value) => s
+                        .put(&key, value.clone())
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string()),

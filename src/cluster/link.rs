@@ -24,7 +24,7 @@ use futures_lite::StreamExt;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::bucket::{watch_interest, write_interest, BucketEvent};
+use super::bucket::{watch_interest, write_keys, BucketEvent};
 use super::figures::Figure;
 use super::interest::Interest;
 use super::post::Post;
@@ -113,6 +113,11 @@ impl LinkConfig {
     pub fn interest_bucket(&self) -> String {
         format!("shardmq_{}_interest", self.cluster)
     }
+
+    /// The bucket of the wills each node would owe if it died (`wills`).
+    pub fn wills_bucket(&self) -> String {
+        format!("shardmq_{}_wills", self.cluster)
+    }
 }
 
 /// What the link needs of the shards: its ends of their mailbox matrix (its id is `count`), and
@@ -126,6 +131,9 @@ pub struct LinkShards {
     pub retained: Arc<crate::shard::RetainedStripes>,
     /// What the link counts, read by shard 0 for `$SYS`.
     pub figures: Arc<super::figures::ClusterFigures>,
+    /// The node runs with `persistence true`: its shards send the wills of the clients connected
+    /// when it last died (so the link does not, `wills`).
+    pub persistence: bool,
 }
 
 /// The running link; dropping it stops the thread too.
@@ -186,7 +194,7 @@ impl Drop for Link {
 /// The connection options: name, credentials, TLS, and the log lines for connection changes.
 async fn options(
     config: &LinkConfig,
-    reconnected: Arc<Notify>,
+    reconnected: [Arc<Notify>; 2],
 ) -> std::io::Result<async_nats::ConnectOptions> {
     let mut options = match &config.credentials {
         Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone()).await?,
@@ -207,8 +215,10 @@ async fn options(
                 match event {
                     async_nats::Event::Connected => {
                         tracing::info!("Cluster: connected to NATS.");
-                        // The interest writer puts this node's whole set again.
-                        reconnected.notify_one();
+                        // The interest and wills writers put this node's whole set again.
+                        for writer in &reconnected {
+                            writer.notify_one();
+                        }
                     }
                     async_nats::Event::Disconnected => {
                         tracing::warn!("Cluster: lost NATS; serving this node's clients alone.")
@@ -225,7 +235,8 @@ async fn options(
 /// The link's life: connect, route until told to stop, then leave.
 async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receiver<bool>) {
     let reconnected = Arc::new(Notify::new());
-    let options = match options(&config, reconnected.clone()).await {
+    let wills_reconnected = Arc::new(Notify::new());
+    let options = match options(&config, [reconnected.clone(), wills_reconnected.clone()]).await {
         Ok(options) => options,
         Err(e) => {
             tracing::error!("Cluster: cannot read the NATS credentials: {e}.");
@@ -246,6 +257,9 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     // queue's consumer reading and the whole interest bucket read (so that its own clients'
     // messages reach every subscription already there). Until then no other node waits for it.
     let (ready_tx, ready_rx) = watch::channel(false);
+    // Its liveness key was put: from then on the other nodes know it, and reap its wills if it
+    // dies; so its wills go into the bucket only after that (`wills`).
+    let (known_tx, mut known_rx) = watch::channel(false);
     let liveness = tokio::spawn(keep_alive(
         js.clone(),
         config.clone(),
@@ -253,6 +267,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         shards.figures.clone(),
         live_tx,
         ready_rx,
+        known_tx,
     ));
     let mut interest = Interest::new(&config.node);
     let (kv, changes) = mpsc::unbounded_channel();
@@ -265,7 +280,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         }
     }
     let (written_tx, mut written) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_interest(
+    let writer = tokio::spawn(write_keys(
         js.clone(),
         config.interest_bucket(),
         config.node.clone(),
@@ -273,6 +288,28 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         reconnected,
         written_tx,
     ));
+    // Wills: this node's in the bucket (written once its previous ones are reaped), and the
+    // reaper of the nodes that die (`wills`).
+    let (wills_tx, wills_changes) = mpsc::unbounded_channel();
+    let (reaped_tx, mut reaped) = mpsc::unbounded_channel();
+    let (own_reaped_tx, own_reaped) = tokio::sync::oneshot::channel();
+    let reaper = tokio::spawn(super::wills::reap(
+        js.clone(),
+        config.clone(),
+        live_rx.clone(),
+        !shards.persistence,
+        own_reaped_tx,
+        reaped_tx,
+    ));
+    let will_writer = tokio::spawn({
+        let (js, bucket, node) = (js.clone(), config.wills_bucket(), config.node.clone());
+        async move {
+            let _ = own_reaped.await;
+            let _ = known_rx.wait_for(|known| *known).await;
+            let (unused, _) = mpsc::unbounded_channel();
+            write_keys(js, bucket, node, wills_changes, wills_reconnected, unused).await;
+        }
+    });
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let watcher = tokio::spawn(watch_interest(
         js.clone(),
@@ -314,6 +351,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         &config,
         Outlets {
             kv,
+            wills: wills_tx,
             copies: done_tx,
             claims: claimed_tx,
         },
@@ -348,6 +386,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             }
             Ok(()) = reading.changed(), if !*ready_tx.borrow() => {}
             Some(m) = seen.next() => relay.interest_seen(&m),
+            Some((client_id, will)) = reaped.recv() => relay.route_will(&client_id, will),
             _ = resend.tick() => {
                 relay.resend_kept().await;
                 relay.answer_late_interest();
@@ -364,10 +403,12 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     consumer.abort();
     follower.abort();
     let figures = shards.figures.clone();
-    // The writer deletes this node's interest when its sender (in the relay) goes.
+    // The writers delete this node's interest and wills when their senders (in the relay) go.
     drop(relay);
     watcher.abort();
+    reaper.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), will_writer).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), liveness).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
     tracing::info!(
@@ -409,6 +450,7 @@ async fn keep_alive(
     figures: Arc<super::figures::ClusterFigures>,
     live: watch::Sender<Vec<String>>,
     ready: watch::Receiver<bool>,
+    known: watch::Sender<bool>,
 ) {
     let mut bucket = None;
     // The next liveness put: at once, again soon until one succeeds (NATS starting, the bucket's
@@ -433,7 +475,10 @@ async fn keep_alive(
         let Some(b) = &bucket else { continue };
         if *ready.borrow() && tokio::time::Instant::now() >= put_at {
             match b.put(&config.node, liveness_value().into()).await {
-                Ok(_) => put_at = tokio::time::Instant::now() + LIVENESS_REFRESH,
+                Ok(_) => {
+                    put_at = tokio::time::Instant::now() + LIVENESS_REFRESH;
+                    known.send_replace(true);
+                }
                 Err(e) => {
                     tracing::debug!("Cluster: liveness refresh failed: {e}.");
                     put_at = tokio::time::Instant::now() + RETRY_SOON;

@@ -24,4 +24,5 @@ mod retained;
 pub mod sessions;
 mod store;
 pub mod subject;
+pub mod wills;
 pub mod wire;

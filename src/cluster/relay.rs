@@ -74,6 +74,9 @@ pub struct Relay {
     retained: Option<Arc<crate::shard::RetainedStripes>>,
     retained_prefix: super::subject::SubjectPrefix,
     kv: mpsc::UnboundedSender<KvChange>,
+    /// This node's wills, for the wills bucket's writer, and the keys it was given a will for.
+    wills: mpsc::UnboundedSender<super::wills::WillChange>,
+    wills_kept: ahash::AHashSet<String>,
     buf: BytesMut,
     /// What it counts, for `$SYS` and the log line when it stops.
     figures: Arc<ClusterFigures>,
@@ -130,6 +133,7 @@ pub fn node_subject(cluster: &str, node: &str) -> String {
 /// acknowledgements, the claims of client ids.
 pub struct Outlets {
     pub kv: mpsc::UnboundedSender<KvChange>,
+    pub wills: mpsc::UnboundedSender<super::wills::WillChange>,
     pub copies: mpsc::UnboundedSender<CopyDone>,
     pub claims: mpsc::UnboundedSender<ClaimDone>,
 }
@@ -146,6 +150,7 @@ impl Relay {
     ) -> Relay {
         let Outlets {
             kv,
+            wills,
             copies: done,
             claims: claimed,
         } = outlets;
@@ -181,6 +186,8 @@ impl Relay {
             evictions: ahash::AHashMap::new(),
             next_eviction: 0,
             kv,
+            wills,
+            wills_kept: ahash::AHashSet::new(),
             buf: BytesMut::new(),
             figures,
             told_drop: false,
@@ -237,6 +244,7 @@ impl Relay {
                     hops,
                     ..
                 } => self.forward_shared(msg, full, counted, hops).await,
+                Mail::Will { client_id, will } => self.keep_will(&client_id, will),
                 Mail::Claim {
                     from,
                     ticket,
@@ -690,6 +698,42 @@ impl Relay {
             self.post
                 .send(to, Mail::Publish(msg.clone(), HoldStamp::default()));
         }
+    }
+
+    /// A shard's client's will, as the node would owe it if it died now (None: none any more).
+    fn keep_will(&mut self, client_id: &str, will: Option<(Arc<crate::message::Message>, u32)>) {
+        let key = super::interest::key_of(&self.node, client_id);
+        // The shards say "none" at every disconnect: a key never put needs no delete.
+        if will.is_none() && !self.wills_kept.contains(&key) {
+            return;
+        }
+        let value = match will {
+            None => None,
+            Some((msg, delay)) => match super::wills::encode(client_id, delay, &msg) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(
+                        "Cluster: the will of {client_id} is not kept in the cluster ({e})."
+                    );
+                    None
+                }
+            },
+        };
+        if value.is_some() {
+            self.wills_kept.insert(key.clone());
+        } else {
+            self.wills_kept.remove(&key);
+        }
+        let _ = self.wills.send(super::wills::WillChange { key, value });
+    }
+
+    /// A dead node's will this node reaped: routed by the client id's home shard here.
+    pub fn route_will(&mut self, client_id: &str, will: crate::message::Message) {
+        if self.post.shards() == 0 {
+            return;
+        }
+        let shard = crate::shard::home_of(client_id.as_bytes(), self.post.shards());
+        self.post.send(shard, Mail::Route(Arc::new(will)));
     }
 
     /// A change read from the interest bucket.

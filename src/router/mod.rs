@@ -173,6 +173,15 @@ pub enum Mail {
         ticket: u64,
         session: Option<bytes::Bytes>,
     },
+    /// Cluster mode, to the link: the will this node would owe the cluster for `client_id` if it
+    /// died now (its connection's, or one waiting out its delay), with its Will Delay Interval in
+    /// seconds; None when there is none any more (`cluster::wills`).
+    Will {
+        client_id: Utf8Bytes,
+        will: Option<(Arc<Message>, u32)>,
+    },
+    /// From the link: route `msg` as if published here (a dead node's will, `cluster::wills`).
+    Route(Arc<Message>),
     /// Ask for this shard's counters (from the `$SYS` shard).
     StatsQuery { reply_to: ShardId },
     /// Answer to `StatsQuery`.

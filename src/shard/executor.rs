@@ -109,7 +109,10 @@ impl Shard {
                 keep,
             } => self.evict(ticket, &client_id, keep),
             // The link's own mail.
-            Mail::Claim { .. } | Mail::Evicted { .. } => {
+            Mail::Route(msg) => {
+                self.route(Message::clone(&msg));
+            }
+            Mail::Claim { .. } | Mail::Evicted { .. } | Mail::Will { .. } => {
                 debug_assert!(false, "mail for the cluster link reached a shard");
             }
         }

@@ -12,10 +12,13 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use super::expiry::unix_now;
 use super::packets::will_message;
 use super::Shard;
 use crate::codec::LastWill;
+use crate::router::Mail;
 
 /// The will's delay: its Will Delay Interval (v5; none for 3.x).
 pub(super) fn will_delay(will: &LastWill) -> Duration {
@@ -59,9 +62,23 @@ impl Shard {
             let Some(will) = session.will.take() else {
                 continue;
             };
-            // Sent: not again after a restart.
+            // Sent: not again after a restart, nor by the cluster.
             self.journal.session(session);
+            if let Some(link) = self.link {
+                self.mail.send(link, will_mail(session));
+            }
             self.route(will_message(will));
+        }
+    }
+
+    /// Cluster mode: tell the link the will of the session in `slot` as it is now, at a moment it
+    /// may have changed (a connection came or went, a delayed will went out). The link keeps it in
+    /// the cluster's wills bucket, for another node to send if this one dies (`cluster::wills`).
+    pub(super) fn tell_will(&mut self, slot: u32) {
+        let Some(link) = self.link else { return };
+        if let Some(session) = self.sessions.at(slot) {
+            let mail = will_mail(session);
+            self.mail.send(link, mail);
         }
     }
 
@@ -74,5 +91,18 @@ impl Shard {
                 self.journal.session(session);
             }
         }
+    }
+}
+
+/// The `Mail::Will` telling the link of `session`'s will as it is now (the link ignores a None for
+/// a client whose will it does not keep).
+pub(super) fn will_mail(session: &crate::session::Session) -> Mail {
+    let will = session.will.as_ref().map(|w| {
+        let delay = w.properties.will_delay_interval.unwrap_or(0);
+        (Arc::new(will_message(w.clone())), delay)
+    });
+    Mail::Will {
+        client_id: session.client_id.clone(),
+        will,
     }
 }

@@ -136,6 +136,8 @@ impl Shard {
         }
         for (slot, generation, will, waited) in wills {
             self.leave_will(slot, generation, will, waited);
+            // Left waiting out its delay: the cluster's to keep too.
+            self.tell_will(slot);
             if let Some(s) = self.sessions.at(slot).filter(|s| s.will.is_none()) {
                 // Sent: not again after the next start.
                 self.journal.session(s);

@@ -140,6 +140,8 @@ impl Shard {
         self.stats.messages_expired += session.take_expired();
         self.stats.messages_dropped += session.take_too_large();
         self.member_presence(slot, true, false);
+        // This connection's will (or none) replaces the one the cluster kept for the session.
+        self.tell_will(slot);
         self.stats.clients_connected += 1;
         self.stats.connections_total += 1;
         Attached {
@@ -185,6 +187,8 @@ impl Shard {
         }
         if was_clean {
             self.remove_session(slot);
+        } else {
+            self.tell_will(slot);
         }
         // Retained copies the old connection still waited for: the session's now.
         self.flush_feed(&old);
@@ -232,6 +236,8 @@ impl Shard {
             // Recorded with the will left waiting, if any (not sent again after a restart otherwise).
             self.mark_away(a.slot);
             self.schedule_expiry(a.slot, a.generation, Duration::ZERO);
+            // Sent or dropped, or left waiting out its delay (then still the cluster's to keep).
+            self.tell_will(a.slot);
         }
     }
 
@@ -290,6 +296,10 @@ impl Shard {
             if let Some(will) = session.will.take() {
                 self.route(will_message(will));
             }
+        }
+        if let Some(link) = self.link {
+            self.mail
+                .send(link, super::super::will::will_mail(&session));
         }
     }
 
