@@ -453,6 +453,9 @@ async fn keep_alive(
     known: watch::Sender<bool>,
 ) {
     let mut bucket = None;
+    // The other nodes' liveness, read with one watch (`live`), started again after an error.
+    let mut nodes = super::live::LiveNodes::new(LIVENESS_TTL);
+    let mut watch: Option<async_nats::jetstream::kv::Watch> = None;
     // The next liveness put: at once, again soon until one succeeds (NATS starting, the bucket's
     // stream electing its leader), then every LIVENESS_REFRESH.
     let mut put_at = tokio::time::Instant::now();
@@ -462,6 +465,19 @@ async fn keep_alive(
         tokio::select! {
             _ = stopped.changed() => break,
             _ = tick.tick() => {}
+            entry = async { watch.as_mut()?.next().await }, if watch.is_some() => {
+                match entry {
+                    Some(Ok(entry)) => {
+                        super::live::apply(&mut nodes, &entry, std::time::Instant::now(), Duration::ZERO);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("Cluster: watch of the nodes bucket: {e}; again.");
+                        watch = None;
+                    }
+                    None => watch = None,
+                }
+                continue;
+            }
         }
         if bucket.is_none() {
             match open_bucket(&js, &config.nodes_bucket(), LIVENESS_TTL).await {
@@ -488,14 +504,18 @@ async fn keep_alive(
         // The cluster's size for `$SYS`, and the nodes whose word a SUBACK waits for
         // (`Relay::answer_interest_when_written`): read every LIVE_NODES_REFRESH, so that a node
         // that joins is waited for within about that.
-        if let Ok(mut keys) = b.keys().await {
-            let mut nodes = Vec::new();
-            while let Some(Ok(key)) = keys.next().await {
-                nodes.push(key);
+        if watch.is_none() {
+            match super::live::start(b, &mut nodes).await {
+                Ok(w) => watch = Some(w),
+                Err(e) => {
+                    tracing::debug!("Cluster: cannot watch the nodes bucket yet: {e}.");
+                    continue;
+                }
             }
-            figures.set_nodes(nodes.len() as u64);
-            let _ = live.send(nodes);
         }
+        let now = nodes.live(std::time::Instant::now());
+        figures.set_nodes(now.len() as u64);
+        let _ = live.send(now);
     }
     if let Some(b) = &bucket {
         // Best effort: a node that cannot say goodbye expires after LIVENESS_TTL.

@@ -17,6 +17,7 @@ pub mod figures;
 mod groups;
 pub mod interest;
 pub mod link;
+mod live;
 mod post;
 mod queue;
 mod relay;
