@@ -79,17 +79,7 @@ fn what_a_killed_node_acknowledged_reaches_the_other_node() {
             let mut n1 = persist::Broker::start(&config, port);
 
             // Interest crosses through the bucket: publish on n1 until the subscriber on n2 has one.
-            let mut probe = persist::publisher(n1.addr, Proto::V311);
-            let mut crossed = false;
-            for _ in 0..300 {
-                probe.publish("ready", 0, false, b"probe");
-                if let Ok(p) = sub.try_read_packet(Duration::from_millis(50)) {
-                    assert_eq!(p.publish(Proto::V311).topic, "ready");
-                    crossed = true;
-                    break;
-                }
-            }
-            assert!(crossed, "n2's interest never reached n1");
+            common::cluster::probe_raw(n1.addr, &mut sub);
 
             // The subscriber reads (and acknowledges) all along, as a live client does: left unread,
             // its session would queue only `max_queued_messages` of them.

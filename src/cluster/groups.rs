@@ -169,12 +169,7 @@ impl Groups {
 
     /// After reading the bucket's keys afresh: forget the remote group keys not among them.
     pub fn retain_remote(&mut self, present: &AHashSet<String>) -> Vec<GroupChange> {
-        let gone: Vec<String> = self
-            .remote_keys
-            .keys()
-            .filter(|k| !present.contains(*k))
-            .cloned()
-            .collect();
+        let gone = super::interest::absent(self.remote_keys.keys(), present);
         gone.iter().filter_map(|k| self.remote_delete(k)).collect()
     }
 

@@ -61,6 +61,14 @@ pub fn key_of(node: &str, filter: &str) -> String {
     key
 }
 
+/// The keys of `known` not in `present` (a fresh read of the bucket).
+pub fn absent<'a>(
+    known: impl Iterator<Item = &'a String>,
+    present: &AHashSet<String>,
+) -> Vec<String> {
+    known.filter(|k| !present.contains(*k)).cloned().collect()
+}
+
 /// The node a key belongs to.
 pub fn node_of(key: &str) -> Option<&str> {
     key.split_once('.').map(|(node, _)| node)
@@ -176,12 +184,7 @@ impl Interest {
 
     /// After reading the bucket's keys afresh (a new watch): forget the remote keys not among them.
     pub fn retain_remote(&mut self, present: &AHashSet<String>) -> Vec<ShardChange> {
-        let gone: Vec<String> = self
-            .remote_keys
-            .keys()
-            .filter(|k| !present.contains(*k))
-            .cloned()
-            .collect();
+        let gone = absent(self.remote_keys.keys(), present);
         gone.iter().filter_map(|k| self.remote_delete(k)).collect()
     }
 

@@ -170,3 +170,17 @@ async fn try_joined(
     }
     Ok(())
 }
+
+/// Publishes `ready` (QoS 0) on the node at `addr` until `sub`, on another node and subscribed to
+/// it, gets one: that node's interest reached this one. Panics after 300 tries.
+pub fn probe_raw(addr: std::net::SocketAddr, sub: &mut super::raw::RawClient) {
+    let mut probe = super::persist::publisher(addr, super::Proto::V311);
+    for _ in 0..300 {
+        probe.publish("ready", 0, false, b"probe");
+        if let Ok(p) = sub.try_read_packet(Duration::from_millis(50)) {
+            assert_eq!(p.publish(super::Proto::V311).topic, "ready");
+            return;
+        }
+    }
+    panic!("the subscriber's interest never reached {addr}");
+}
