@@ -220,6 +220,9 @@ fn three_nodes_route_as_one_broker() {
             common::TestBroker::start(2, &format!("{}sys_interval 1\n", node_config(&nats, "n1")));
         let n2 = common::TestBroker::start(1, &node_config(&nats, "n2"));
         let n3 = common::TestBroker::start(2, &node_config(&nats, "n3"));
+        // Every node live (reading its queue and the others' interest): the QoS 1 step below
+        // crosses through n2's queue, which the QoS 0 probes do not prove ready.
+        common::block_on(common::cluster::joined(&nats, &["n1", "n2", "n3"]));
         let (c1, c2, c3) = (case(&n1), case(&n2), case(&n3));
         common::block_on(async move {
             let mut p1 = Client::connect(&c1, "pub-1").await;

@@ -70,6 +70,8 @@ fn a_shared_group_gets_each_message_once_across_the_nodes() {
         let n1 = common::TestBroker::start(2, &node_config(&nats, "n1"));
         let n2 = common::TestBroker::start(1, &node_config(&nats, "n2"));
         let n3 = common::TestBroker::start(1, &node_config(&nats, "n3"));
+        // Every node live: QoS 1 copies go through the receiving node's JetStream queue.
+        common::block_on(common::cluster::joined(&nats, &["n1", "n2", "n3"]));
         let (c1, c2, c3) = (case(&n1), case(&n2), case(&n3));
         common::block_on(async move {
             let mut p1 = Client::connect(&c1, "pub-1").await;

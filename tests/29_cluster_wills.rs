@@ -1,9 +1,10 @@
 //! Wills of a node that dies (issue 19: "their wills are published by the cluster"): node n1 (the
 //! broker binary, so that it can be killed) has clients with wills; it is killed with SIGKILL; the
 //! surviving node n2 sends the wills n1 owed once n1's liveness key expires: a will without delay,
-//! and a v5 will after its Will Delay Interval. Not sent: the will of a client that disconnected
-//! normally before the kill, and the delayed will of a client that came back on n2 within its delay
-//! [MQTT-3.1.3-9].
+//! a v5 will with a delay whose session ended with the connection (so at once), and a v5 will of a
+//! persistent session after its Will Delay Interval. Not sent: the will of a client that
+//! disconnected normally before the kill, and the delayed will of a client that came back on n2
+//! within its delay [MQTT-3.1.3-9].
 
 mod common;
 
@@ -39,6 +40,12 @@ fn a_killed_nodes_wills_are_sent_by_the_cluster() {
                 .will("will/delayed", b"gone later", 1, false)
                 .will_delay(3),
         );
+        let _later = connect(
+            Connect::new(Proto::V5, "w-later")
+                .persistent()
+                .will("will/later", b"gone later", 1, false)
+                .will_delay(3),
+        );
         let back = connect(
             Connect::new(Proto::V5, "w-back")
                 .persistent()
@@ -49,7 +56,7 @@ fn a_killed_nodes_wills_are_sent_by_the_cluster() {
             connect(Connect::new(Proto::V311, "w-polite").will("will/polite", b"no", 1, false));
         persist::disconnect(polite);
         common::cluster::probe_raw(n1.addr, &mut sub);
-        let keys: Vec<String> = ["w-plain", "w-delayed", "w-back"]
+        let keys: Vec<String> = ["w-plain", "w-delayed", "w-later", "w-back"]
             .iter()
             .map(|c| shardmq::cluster::interest::key_of("n1", c))
             .collect();
@@ -65,7 +72,7 @@ fn a_killed_nodes_wills_are_sent_by_the_cluster() {
         // n1's liveness key expires 15 s after its last refresh; n2 then sends what n1 owed.
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut got = BTreeSet::new();
-        while got.len() < 2 {
+        while got.len() < 3 {
             assert!(
                 Instant::now() < deadline,
                 "wills sent by the cluster: only {got:?}"
@@ -84,10 +91,12 @@ fn a_killed_nodes_wills_are_sent_by_the_cluster() {
                 Err(ReadEnd::Closed) => panic!("n2 closed the subscriber"),
             }
         }
-        let want: BTreeSet<String> = ["will/delayed".to_owned(), "will/plain".to_owned()].into();
+        let want: BTreeSet<String> = ["will/delayed", "will/later", "will/plain"]
+            .map(str::to_owned)
+            .into();
         assert_eq!(got, want);
         // "will/back" was checked against its client's return when its delay ran out, at the same
-        // moment as "will/delayed" (both reaped together): 2 s more for that check to answer.
+        // moment as "will/later" (both reaped together): 2 s more for that check to answer.
         let deadline = Instant::now() + Duration::from_secs(2);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match sub.try_read_packet(left) {

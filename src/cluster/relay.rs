@@ -33,6 +33,7 @@ use crate::router::{Mail, ShardId};
 use crate::session::HoldStamp;
 
 mod shared;
+mod wills;
 
 /// The longest a SUBACK waits for the link (its interest key written to the bucket).
 pub const INTEREST_ACK_LIMIT: Duration = Duration::from_secs(3);
@@ -557,10 +558,20 @@ impl Relay {
         let now = tokio::time::Instant::now();
         let me = self.me;
         let mut late = Vec::new();
+        let live = self.live.borrow().clone();
         self.waiting_interest.retain(|_, w| {
             w.waiters.retain(|(shard, filter, since)| {
                 let over = now.duration_since(*since) >= INTEREST_ACK_LIMIT;
                 if over {
+                    let silent = live
+                        .iter()
+                        .filter(|n| **n != self.node && !w.seen.contains(*n));
+                    tracing::info!(
+                        "Cluster: a SUBACK on {filter} goes after {INTEREST_ACK_LIMIT:?} without \
+                         every node's word (key written: {}; silent: {:?}).",
+                        w.written,
+                        silent.collect::<Vec<_>>()
+                    );
                     late.push((*shard, filter.clone()));
                 }
                 !over
@@ -698,42 +709,6 @@ impl Relay {
             self.post
                 .send(to, Mail::Publish(msg.clone(), HoldStamp::default()));
         }
-    }
-
-    /// A shard's client's will, as the node would owe it if it died now (None: none any more).
-    fn keep_will(&mut self, client_id: &str, will: Option<(Arc<crate::message::Message>, u32)>) {
-        let key = super::interest::key_of(&self.node, client_id);
-        // The shards say "none" at every disconnect: a key never put needs no delete.
-        if will.is_none() && !self.wills_kept.contains(&key) {
-            return;
-        }
-        let value = match will {
-            None => None,
-            Some((msg, delay)) => match super::wills::encode(client_id, delay, &msg) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::warn!(
-                        "Cluster: the will of {client_id} is not kept in the cluster ({e})."
-                    );
-                    None
-                }
-            },
-        };
-        if value.is_some() {
-            self.wills_kept.insert(key.clone());
-        } else {
-            self.wills_kept.remove(&key);
-        }
-        let _ = self.wills.send(super::wills::WillChange { key, value });
-    }
-
-    /// A dead node's will this node reaped: routed by the client id's home shard here.
-    pub fn route_will(&mut self, client_id: &str, will: crate::message::Message) {
-        if self.post.shards() == 0 {
-            return;
-        }
-        let shard = crate::shard::home_of(client_id.as_bytes(), self.post.shards());
-        self.post.send(shard, Mail::Route(Arc::new(will)));
     }
 
     /// A change read from the interest bucket.

@@ -98,7 +98,15 @@ impl Shard {
 /// a client whose will it does not keep).
 pub(super) fn will_mail(session: &crate::session::Session) -> Mail {
     let will = session.will.as_ref().map(|w| {
-        let delay = w.properties.will_delay_interval.unwrap_or(0);
+        // Sent when its delay runs out or its session ends, whichever is first (`leave_will`).
+        let delay = match session.clean {
+            true => 0,
+            false => w
+                .properties
+                .will_delay_interval
+                .unwrap_or(0)
+                .min(session.expiry_interval),
+        };
         (Arc::new(will_message(w.clone())), delay)
     });
     Mail::Will {
