@@ -193,8 +193,8 @@ impl Dirty {
     }
 }
 
-/// The keys of `store` that start with `prefix`.
-async fn own_keys(
+/// The keys of `store` that start with `prefix` (a node's: `<node>.`).
+pub async fn own_keys(
     store: &kv::Store,
     prefix: &str,
 ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {

@@ -34,12 +34,14 @@ pub enum GroupChange {
     },
 }
 
+#[derive(Default)]
 struct LocalGroup {
     /// (shard, slot) and whether that member's client is online, sorted by (shard, slot).
     members: Vec<(ShardId, u32, Arc<MemberState>)>,
     cursor: usize,
 }
 
+#[derive(Default)]
 struct RemoteGroup {
     /// The other nodes with members, sorted.
     nodes: Vec<String>,
@@ -71,13 +73,7 @@ impl Groups {
         slot: u32,
         state: Arc<MemberState>,
     ) -> Option<KvChange> {
-        let group = self
-            .local
-            .entry(full.clone())
-            .or_insert_with(|| LocalGroup {
-                members: Vec::new(),
-                cursor: 0,
-            });
+        let group = self.local.entry(full.clone()).or_default();
         let first = group.members.is_empty();
         match group
             .members
@@ -139,13 +135,7 @@ impl Groups {
         }
         self.remote_keys
             .insert(key.to_owned(), (node.to_owned(), full.clone()));
-        let group = self
-            .remote
-            .entry(full.clone())
-            .or_insert_with(|| RemoteGroup {
-                nodes: Vec::new(),
-                cursor: 0,
-            });
+        let group = self.remote.entry(full.clone()).or_default();
         let first = group.nodes.is_empty();
         if let Err(at) = group.nodes.binary_search_by(|n| n.as_str().cmp(node)) {
             group.nodes.insert(at, node.to_owned());

@@ -32,21 +32,13 @@ pub async fn open_or_create_stream(
     if let Ok(s) = js.get_stream(name).await {
         return Ok(s);
     }
-    let named = |replicas| stream::Config {
-        name: name.to_owned(),
-        ..config(replicas)
-    };
-    match js.create_stream(named(REPLICAS)).await {
-        Ok(s) => Ok(s),
-        Err(first) if single_server(&first) => {
-            let s = js.create_stream(named(1)).await?;
-            tracing::warn!(
-                "Cluster: stream {name} has one replica: NATS is a single server ({first})."
-            );
-            Ok(s)
-        }
-        Err(e) => Err(Box::new(e)),
-    }
+    create("stream", name, |replicas| {
+        js.create_stream(stream::Config {
+            name: name.to_owned(),
+            ..config(replicas)
+        })
+    })
+    .await
 }
 
 /// Opens bucket `name`, creating it when missing, its keys expiring after `max_age` (zero: never).
@@ -58,21 +50,32 @@ pub async fn open_bucket(
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
-    let config = |num_replicas| kv::Config {
-        bucket: name.to_owned(),
-        history: 1,
-        max_age,
-        num_replicas,
-        ..Default::default()
-    };
-    match js.create_key_value(config(REPLICAS)).await {
-        Ok(store) => Ok(store),
+    create("bucket", name, |num_replicas| {
+        js.create_key_value(kv::Config {
+            bucket: name.to_owned(),
+            history: 1,
+            max_age,
+            num_replicas,
+            ..Default::default()
+        })
+    })
+    .await
+}
+
+/// `create(REPLICAS)`, or `create(1)` when NATS says it is a single server (logged).
+async fn create<T, E, F>(what: &str, name: &str, create: impl Fn(usize) -> F) -> Result<T, Error>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    match create(REPLICAS).await {
+        Ok(made) => Ok(made),
         Err(first) if single_server(&first) => {
-            let store = js.create_key_value(config(1)).await?;
+            let made = create(1).await?;
             tracing::warn!(
-                "Cluster: bucket {name} has one replica: NATS is a single server ({first})."
+                "Cluster: {what} {name} has one replica: NATS is a single server ({first})."
             );
-            Ok(store)
+            Ok(made)
         }
         Err(e) => Err(Box::new(e)),
     }

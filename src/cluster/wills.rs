@@ -59,13 +59,10 @@ impl KeyChange for WillChange {
 /// A will as the bucket keeps it: version, Will Delay Interval (seconds), client id (length first),
 /// then the will as a message (`wire`).
 pub fn encode(client_id: &str, delay: u32, will: &Message) -> Result<Bytes, WireError> {
-    let len =
-        u16::try_from(client_id.len()).map_err(|_| WireError::TooLarge("client id".into()))?;
     let mut out = BytesMut::with_capacity(8 + client_id.len() + will.payload.len());
     out.put_u8(VERSION);
     out.put_u32(delay);
-    out.put_u16(len);
-    out.put_slice(client_id.as_bytes());
+    wire::put_str(&mut out, client_id, "client id")?;
     wire::encode(will, &mut out)?;
     Ok(out.freeze())
 }
@@ -76,16 +73,11 @@ pub fn decode(bytes: &[u8]) -> Result<(String, u32, Message), WireError> {
     if version != VERSION {
         return Err(WireError::Version(version));
     }
-    let [d0, d1, d2, d3, l0, l1, rest @ ..] = rest else {
+    let [d0, d1, d2, d3, rest @ ..] = rest else {
         return Err(WireError::Truncated);
     };
     let delay = u32::from_be_bytes([*d0, *d1, *d2, *d3]);
-    let len = usize::from(u16::from_be_bytes([*l0, *l1]));
-    if rest.len() < len {
-        return Err(WireError::Truncated);
-    }
-    let (id, rest) = rest.split_at(len);
-    let id = std::str::from_utf8(id).map_err(|e| WireError::Corrupt(e.to_string()))?;
+    let (id, rest) = wire::take_str(rest)?;
     Ok((id.to_owned(), delay, wire::decode(rest)?))
 }
 
@@ -193,17 +185,8 @@ async fn reap_node(
     node: &str,
     out: &mpsc::UnboundedSender<Reaped>,
 ) -> Result<usize, Error> {
-    let prefix = format!("{node}.");
-    let mut keys = store.keys().await?;
-    let mut mine = Vec::new();
-    while let Some(key) = keys.next().await {
-        let key = key?;
-        if key.starts_with(&prefix) {
-            mine.push(key);
-        }
-    }
     let mut sent = 0;
-    for key in mine {
+    for key in super::bucket::own_keys(store, &format!("{node}.")).await? {
         let Some(entry) = store.entry(&key).await? else {
             continue;
         };

@@ -75,33 +75,47 @@ pub fn encode_shared(
     out: &mut BytesMut,
 ) -> Result<(), WireError> {
     let start = out.len();
-    let len = u16::try_from(group.len()).map_err(|_| WireError::TooLarge("group".into()))?;
     out.put_u8(SHARED_TAG);
     out.put_u8(hops);
+    put_str(out, group, "group")
+        .and_then(|()| encode(msg, out))
+        .inspect_err(|_| out.truncate(start))
+}
+
+/// Appends `s` with its length first (two bytes): a group, a client id (`cluster::wills`).
+pub fn put_str(out: &mut BytesMut, s: &str, what: &str) -> Result<(), WireError> {
+    let len = u16::try_from(s.len()).map_err(|_| WireError::TooLarge(what.into()))?;
     out.put_u16(len);
-    out.put_slice(group.as_bytes());
-    encode(msg, out).inspect_err(|_| out.truncate(start))
+    out.put_slice(s.as_bytes());
+    Ok(())
+}
+
+/// A string [`put_str`] wrote at the start of `bytes`, and what follows it.
+pub fn take_str(bytes: &[u8]) -> Result<(&str, &[u8]), WireError> {
+    let [hi, lo, rest @ ..] = bytes else {
+        return Err(WireError::Truncated);
+    };
+    let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+    if rest.len() < len {
+        return Err(WireError::Truncated);
+    }
+    let (s, rest) = rest.split_at(len);
+    let s = std::str::from_utf8(s).map_err(|e| WireError::Corrupt(e.to_string()))?;
+    Ok((s, rest))
 }
 
 /// The message in `bytes` (one whole NATS payload), with its group when it is for one member.
 pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
     match bytes.split_first() {
         Some((&SHARED_TAG, rest)) => {
-            let [hops, hi, lo, rest @ ..] = rest else {
-                return Err(WireError::Truncated);
-            };
-            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-            if rest.len() < len {
-                return Err(WireError::Truncated);
-            }
-            let (group, rest) = rest.split_at(len);
-            let group = std::str::from_utf8(group)
-                .ok()
+            let (&hops, rest) = rest.split_first().ok_or(WireError::Truncated)?;
+            let (group, rest) = take_str(rest)?;
+            let group = Some(group)
                 .filter(|g| crate::topic::parse_shared(g).is_some())
                 .ok_or(WireError::BadGroup)?;
             Ok(Frame {
                 msg: decode(rest)?,
-                group: Some((crate::codec::Utf8Bytes::from(group.to_owned()), *hops)),
+                group: Some((crate::codec::Utf8Bytes::from(group.to_owned()), hops)),
             })
         }
         _ => Ok(Frame {

@@ -107,7 +107,7 @@ impl Relay {
         self.figures.add(super::Figure::Received, 1);
         let msg = Arc::new(msg);
         if !self.give_to_member(msg.clone(), full.clone(), hops) {
-            Box::pin(self.forward_shared(msg, full, false, hops + 1)).await;
+            self.forward_shared(msg, full, false, hops + 1).await;
         }
     }
 
