@@ -60,7 +60,7 @@ fn a_killed_nodes_wills_are_sent_by_the_cluster() {
             .iter()
             .map(|c| shardmq::cluster::interest::key_of("n1", c))
             .collect();
-        wait_for_wills(&nats, &keys);
+        common::cluster::wait_for_keys(&nats, "shardmq_t_wills", &keys);
 
         n1.kill_9();
         drop(back);
@@ -108,30 +108,5 @@ fn a_killed_nodes_wills_are_sent_by_the_cluster() {
                 Err(ReadEnd::Closed) => panic!("n2 closed the subscriber"),
             }
         }
-    });
-}
-
-/// Waits until the wills bucket holds every one of `keys`.
-fn wait_for_wills(nats: &Nats, keys: &[String]) {
-    common::block_on(async {
-        let client = async_nats::connect(nats.urls.clone())
-            .await
-            .expect("connect to NATS");
-        let js = async_nats::jetstream::new(client);
-        for _ in 0..300 {
-            if let Ok(store) = js.get_key_value("shardmq_t_wills").await {
-                let mut present = 0;
-                for key in keys {
-                    if let Ok(Some(_)) = store.get(key).await {
-                        present += 1;
-                    }
-                }
-                if present == keys.len() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("n1's wills never reached the wills bucket");
     });
 }

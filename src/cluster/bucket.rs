@@ -59,8 +59,22 @@ impl KeyChange for KvChange {
     }
 }
 
+/// A value to put in one of this node's keys, or None to delete it (the wills' and sessions'
+/// buckets: `cluster::wills`, `cluster::state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWrite {
+    pub key: String,
+    pub value: Option<Bytes>,
+}
+
+impl KeyChange for KeyWrite {
+    fn into_parts(self) -> (String, Option<Bytes>) {
+        (self.key, self.value)
+    }
+}
+
 /// Keeps this node's keys (`<node>.<hash>`) in `bucket` as the `changes` say, until the sender
-/// goes; then deletes them. Each key written goes to `written`. (The interest bucket's, and the
+/// goes; then deletes them, unless `keep_at_stop`. Each key written goes to `written`. (The interest bucket's, and the
 /// wills bucket's: `cluster::wills`.)
 pub async fn write_keys<C: KeyChange>(
     js: jetstream::Context,
@@ -69,6 +83,7 @@ pub async fn write_keys<C: KeyChange>(
     mut changes: mpsc::UnboundedReceiver<C>,
     reconnected: Arc<Notify>,
     written: mpsc::UnboundedSender<String>,
+    keep_at_stop: bool,
 ) {
     let prefix = format!("{node}.");
     let mut want: AHashMap<String, Bytes> = AHashMap::new();
@@ -156,7 +171,7 @@ pub async fn write_keys<C: KeyChange>(
             _ = reconnected.notified() => resync = true,
         }
     }
-    if let Some(s) = &store {
+    if let (Some(s), false) = (&store, keep_at_stop) {
         let goodbye = async {
             for key in want.keys() {
                 let _ = s.delete(key).await;

@@ -194,7 +194,7 @@ impl Drop for Link {
 /// The connection options: name, credentials, TLS, and the log lines for connection changes.
 async fn options(
     config: &LinkConfig,
-    reconnected: [Arc<Notify>; 2],
+    reconnected: [Arc<Notify>; 3],
 ) -> std::io::Result<async_nats::ConnectOptions> {
     let mut options = match &config.credentials {
         Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone()).await?,
@@ -236,7 +236,13 @@ async fn options(
 async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receiver<bool>) {
     let reconnected = Arc::new(Notify::new());
     let wills_reconnected = Arc::new(Notify::new());
-    let options = match options(&config, [reconnected.clone(), wills_reconnected.clone()]).await {
+    let states_reconnected = Arc::new(Notify::new());
+    let writers = [
+        reconnected.clone(),
+        wills_reconnected.clone(),
+        states_reconnected.clone(),
+    ];
+    let options = match options(&config, writers).await {
         Ok(options) => options,
         Err(e) => {
             tracing::error!("Cluster: cannot read the NATS credentials: {e}.");
@@ -287,6 +293,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         changes,
         reconnected,
         written_tx,
+        false,
     ));
     // Wills: this node's in the bucket (written once its previous ones are reaped), and the
     // reaper of the nodes that die (`wills`).
@@ -307,7 +314,40 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             let _ = own_reaped.await;
             let _ = known_rx.wait_for(|known| *known).await;
             let (unused, _) = mpsc::unbounded_channel();
-            write_keys(js, bucket, node, wills_changes, wills_reconnected, unused).await;
+            write_keys(
+                js,
+                bucket,
+                node,
+                wills_changes,
+                wills_reconnected,
+                unused,
+                false,
+            )
+            .await;
+        }
+    });
+    // Persistent sessions: this node's in the bucket (written once its previous ones are taken
+    // back), and the adopter of the sessions of the nodes that die (`state`).
+    let (states_tx, states_changes) = mpsc::unbounded_channel();
+    // Bounded like the queue: a link with no room leaves the dead node's messages in JetStream.
+    let (adopted_tx, mut adopted) = mpsc::channel(1024);
+    let (own_taken_tx, own_taken) = tokio::sync::oneshot::channel();
+    let adopter = tokio::spawn(super::state::adopt(
+        js.clone(),
+        config.clone(),
+        live_rx.clone(),
+        !shards.persistence,
+        own_taken_tx,
+        adopted_tx,
+    ));
+    let state_writer = tokio::spawn({
+        let (js, bucket) = (js.clone(), super::state::bucket(&config.cluster));
+        let (node, reconnected) = (config.node.clone(), states_reconnected.clone());
+        async move {
+            let _ = own_taken.await;
+            let (unused, _) = mpsc::unbounded_channel();
+            // Left when the node stops: its sessions are resumed elsewhere.
+            write_keys(js, bucket, node, states_changes, reconnected, unused, true).await;
         }
     });
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -352,6 +392,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         Outlets {
             kv,
             wills: wills_tx,
+            states: states_tx,
             copies: done_tx,
             claims: claimed_tx,
         },
@@ -387,6 +428,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             Ok(()) = reading.changed(), if !*ready_tx.borrow() => {}
             Some(m) = seen.next() => relay.interest_seen(&m),
             Some((client_id, will)) = reaped.recv() => relay.route_will(&client_id, will),
+            Some(a) = adopted.recv(), if !full => relay.take_adoption(a).await,
             _ = resend.tick() => {
                 relay.resend_kept().await;
                 relay.answer_late_interest();
@@ -407,8 +449,10 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     drop(relay);
     watcher.abort();
     reaper.abort();
+    adopter.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), will_writer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), state_writer).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), liveness).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
     tracing::info!(

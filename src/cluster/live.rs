@@ -13,9 +13,12 @@
 
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 use async_nats::jetstream::kv;
 use futures_lite::StreamExt;
+use tokio::sync::watch;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Each node's deadline: live until then unless its key is put again.
 #[derive(Debug, Default)]
@@ -94,6 +97,73 @@ pub fn apply(nodes: &mut LiveNodes, entry: &kv::Entry, now: Instant, age: Durati
         kv::Operation::Put => nodes.put(&entry.key, age, now),
         kv::Operation::Delete | kv::Operation::Purge => nodes.delete(&entry.key),
     }
+}
+
+/// Runs `gone(node)` (in a task of its own) for each node but `me` that leaves `live` and stays out
+/// of it for `grace`; and, at the first read of `live`, for each node that `listed` names (the
+/// nodes with keys in some bucket) and is not live, once it stayed out for `LIVENESS_TTL + grace`:
+/// dead before this node came, or starting (not live until ready). Returns when `live`'s sender
+/// goes. (The reapers of dead nodes' wills and sessions: `cluster::wills`, `cluster::state`.)
+pub async fn departures<L, LF, G, GF>(
+    me: &str,
+    mut live: watch::Receiver<Vec<String>>,
+    grace: Duration,
+    mut listed: L,
+    gone: G,
+) where
+    L: FnMut() -> LF,
+    LF: std::future::Future<Output = Result<AHashSet<String>, Error>>,
+    G: Fn(String) -> GF,
+    GF: std::future::Future<Output = ()> + Send + 'static,
+{
+    // The nodes seen live; at start, none: the first read's absentees wait a whole TTL more.
+    let mut known: Option<AHashSet<String>> = None;
+    loop {
+        if live.changed().await.is_err() {
+            return;
+        }
+        let now: AHashSet<String> = live.borrow_and_update().iter().cloned().collect();
+        if now.is_empty() {
+            // Not read yet (or NATS away): no node is taken for dead on that.
+            continue;
+        }
+        let (departed, wait): (Vec<String>, _) = match &known {
+            Some(known) => (known.difference(&now).cloned().collect(), grace),
+            None => match listed().await {
+                Ok(nodes) => (
+                    nodes.difference(&now).cloned().collect(),
+                    super::link::LIVENESS_TTL + grace,
+                ),
+                Err(e) => {
+                    tracing::debug!("Cluster: cannot list the nodes with keys: {e}.");
+                    continue;
+                }
+            },
+        };
+        known = Some(now);
+        for node in departed.into_iter().filter(|n| n != me) {
+            let live = live.clone();
+            let task = gone(node.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                if !live.borrow().contains(&node) {
+                    task.await;
+                }
+            });
+        }
+    }
+}
+
+/// The nodes with keys (`<node>.<rest>`) in `store`.
+pub async fn nodes_with_keys(store: &kv::Store) -> Result<AHashSet<String>, Error> {
+    let mut keys = store.keys().await?;
+    let mut nodes = AHashSet::new();
+    while let Some(key) = keys.next().await {
+        if let Some(node) = super::interest::node_of(&key?) {
+            nodes.insert(node.to_owned());
+        }
+    }
+    Ok(nodes)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod queue;
 mod relay;
 mod retained;
 pub mod sessions;
+mod state;
 mod store;
 pub mod subject;
 pub mod wills;

@@ -35,6 +35,11 @@ pub fn stream_name(cluster: &str) -> String {
     format!("SHARDMQ_{cluster}_Q")
 }
 
+/// The durable consumer through which `node` reads its queue.
+pub fn consumer_name(node: &str) -> String {
+    format!("node_{node}")
+}
+
 /// The subject of `node`'s queue.
 pub fn queue_subject(cluster: &str, node: &str) -> String {
     format!("shardmq.{cluster}.q.{node}")
@@ -133,7 +138,7 @@ async fn consume_once(
     reading: &watch::Sender<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stream = open_stream(js, &config.cluster).await?;
-    let durable = format!("node_{}", config.node);
+    let durable = consumer_name(&config.node);
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
             &durable,

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use std::collections::VecDeque;
 
+use self::kept::Kept;
 use super::acks::{self, AckLedger, Ticket};
 use super::bucket::BucketEvent;
 use super::figures::{ClusterFigures, Figure};
@@ -32,8 +33,8 @@ use crate::codec::Utf8Bytes;
 use crate::router::{Mail, ShardId};
 use crate::session::HoldStamp;
 
+mod kept;
 mod shared;
-mod wills;
 
 /// The longest a SUBACK waits for the link (its interest key written to the bucket).
 pub const INTEREST_ACK_LIMIT: Duration = Duration::from_secs(3);
@@ -76,8 +77,9 @@ pub struct Relay {
     retained_prefix: super::subject::SubjectPrefix,
     kv: mpsc::UnboundedSender<KvChange>,
     /// This node's wills, for the wills bucket's writer, and the keys it was given a will for.
-    wills: mpsc::UnboundedSender<super::wills::WillChange>,
-    wills_kept: ahash::AHashSet<String>,
+    wills: Kept,
+    /// This node's persistent sessions, for the sessions' bucket's writer (`cluster::state`).
+    states: Kept,
     buf: BytesMut,
     /// What it counts, for `$SYS` and the log line when it stops.
     figures: Arc<ClusterFigures>,
@@ -134,7 +136,8 @@ pub fn node_subject(cluster: &str, node: &str) -> String {
 /// acknowledgements, the claims of client ids.
 pub struct Outlets {
     pub kv: mpsc::UnboundedSender<KvChange>,
-    pub wills: mpsc::UnboundedSender<super::wills::WillChange>,
+    pub wills: mpsc::UnboundedSender<super::bucket::KeyWrite>,
+    pub states: mpsc::UnboundedSender<super::bucket::KeyWrite>,
     pub copies: mpsc::UnboundedSender<CopyDone>,
     pub claims: mpsc::UnboundedSender<ClaimDone>,
 }
@@ -152,6 +155,7 @@ impl Relay {
         let Outlets {
             kv,
             wills,
+            states,
             copies: done,
             claims: claimed,
         } = outlets;
@@ -187,8 +191,8 @@ impl Relay {
             evictions: ahash::AHashMap::new(),
             next_eviction: 0,
             kv,
-            wills,
-            wills_kept: ahash::AHashSet::new(),
+            wills: Kept::new(wills),
+            states: Kept::new(states),
             buf: BytesMut::new(),
             figures,
             told_drop: false,
@@ -246,6 +250,7 @@ impl Relay {
                     ..
                 } => self.forward_shared(msg, full, counted, hops).await,
                 Mail::Will { client_id, will } => self.keep_will(&client_id, will),
+                Mail::State { client_id, image } => self.keep_state(&client_id, image),
                 Mail::Claim {
                     from,
                     ticket,

@@ -8,7 +8,8 @@
 //! and when another node had it, asks that node on its subject `shardmq.<cluster>.evict.<node>`
 //! (a NATS request) to close the client there and, unless the new connection starts clean, to hand
 //! over the session: the reply is the session written whole (the persistence snapshot format), or
-//! empty. A node that is gone answers nothing (no responders): the CONNECT goes on with a new session.
+//! empty. A node that is gone answers nothing (no responders): the CONNECT takes the session that
+//! node left in the cluster (`state`), or goes on with a new one.
 //!
 //! A claim never holds a CONNECT longer than [`CLAIM_TIMEOUT`], and not at all while NATS is away
 //! (except before the link's first connection, a node just started): the node then serves the
@@ -83,10 +84,12 @@ pub async fn claim(
         .await?;
     let key = key_of(client_id);
     let previous = take_key(store, &key, node).await?;
-    let Some(previous) = previous.filter(|p| p.as_ref() != node.as_bytes()) else {
+    let Some(previous) = previous
+        .map(|p| owner_of(&p).0.to_owned())
+        .filter(|p| p != node)
+    else {
         return Ok(None);
     };
-    let previous = String::from_utf8_lossy(&previous).into_owned();
     let request = encode_request(client_id, !clean_start);
     match client
         .request(evict_subject(cluster, &previous), request)
@@ -94,9 +97,34 @@ pub async fn claim(
     {
         Ok(reply) if reply.payload.is_empty() => Ok(None),
         Ok(reply) => Ok(Some(reply.payload)),
-        // The node is gone: nothing to close, no session to bring.
-        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(None),
+        // The node is gone: nothing to close; its session, if it left one (`state`).
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            let left = super::state::take_left(js, cluster, &previous, client_id).await?;
+            Ok(left.filter(|_| !clean_start))
+        }
         Err(e) => Err(Box::new(e)),
+    }
+}
+
+/// What marks an owner that adopted the session of a dead node (`state`): its client has not
+/// connected since, so a delayed will of it is still due (`wills`).
+const ADOPTED: &str = " (adopted)";
+
+/// The value of the sessions bucket saying that `node` owns a client id; `adopted`: as the
+/// adopter of a dead node's session.
+pub fn owner_value(node: &str, adopted: bool) -> Bytes {
+    match adopted {
+        true => Bytes::from(format!("{node}{ADOPTED}")),
+        false => Bytes::copy_from_slice(node.as_bytes()),
+    }
+}
+
+/// The node a value of the sessions bucket names, and whether it adopted the session.
+pub fn owner_of(value: &[u8]) -> (&str, bool) {
+    let value = std::str::from_utf8(value).unwrap_or_default();
+    match value.strip_suffix(ADOPTED) {
+        Some(node) => (node, true),
+        None => (value, false),
     }
 }
 
@@ -153,6 +181,14 @@ mod tests {
         assert_eq!(decode_request(&[]), None);
         assert_eq!(decode_request(&[2, b'a']), None);
         assert_eq!(decode_request(&[1, 0xff]), None);
+    }
+
+    #[test]
+    fn owners_round_trip() {
+        for adopted in [false, true] {
+            assert_eq!(owner_of(&owner_value("n-1", adopted)), ("n-1", adopted));
+        }
+        assert_eq!(owner_of(b"\xff"), ("", false));
     }
 
     #[test]

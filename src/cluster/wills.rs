@@ -21,14 +21,10 @@
 
 use std::time::Duration;
 
-use ahash::AHashSet;
 use async_nats::jetstream::{self, kv};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_lite::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-use super::bucket::KeyChange;
-use super::interest::node_of;
 use super::link::LinkConfig;
 use super::store::open_bucket;
 use super::wire::{self, WireError};
@@ -42,19 +38,6 @@ pub const GRACE: Duration = Duration::from_secs(3);
 const VERSION: u8 = 1;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
-
-/// A change to one of this node's will keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WillChange {
-    pub key: String,
-    pub value: Option<Bytes>,
-}
-
-impl KeyChange for WillChange {
-    fn into_parts(self) -> (String, Option<Bytes>) {
-        (self.key, self.value)
-    }
-}
 
 /// A will as the bucket keeps it: version, Will Delay Interval (seconds), client id (length first),
 /// then the will as a message (`wire`).
@@ -90,7 +73,7 @@ pub type Reaped = (String, Message);
 pub async fn reap(
     js: jetstream::Context,
     config: LinkConfig,
-    mut live: watch::Receiver<Vec<String>>,
+    live: watch::Receiver<Vec<String>>,
     own_first: bool,
     own_done: tokio::sync::oneshot::Sender<()>,
     out: mpsc::UnboundedSender<Reaped>,
@@ -115,66 +98,24 @@ pub async fn reap(
         }
     }
     let _ = own_done.send(());
-    // The nodes seen live; at start, none: the first read's absentees are reaped after GRACE.
-    let mut known: Option<AHashSet<String>> = None;
-    loop {
-        if live.changed().await.is_err() {
-            return;
-        }
-        let now: AHashSet<String> = live.borrow_and_update().iter().cloned().collect();
-        if now.is_empty() {
-            // Not read yet (or NATS away): no node is taken for dead on that.
-            continue;
-        }
-        // At start, nodes with wills and no liveness key: dead before this node came, or starting
-        // (not live until ready): those get a liveness key's whole life to show up.
-        let (gone, grace): (Vec<String>, _) = match &known {
-            Some(known) => (known.difference(&now).cloned().collect(), GRACE),
-            None => match nodes_with_wills(&store).await {
-                Ok(nodes) => (
-                    nodes.difference(&now).cloned().collect(),
-                    super::link::LIVENESS_TTL + GRACE,
-                ),
-                Err(e) => {
-                    tracing::debug!("Cluster: cannot list the wills bucket: {e}.");
-                    continue;
-                }
-            },
-        };
-        known = Some(now);
-        for node in gone.into_iter().filter(|n| *n != config.node) {
-            let (js, config, store, out, live) = (
-                js.clone(),
-                config.clone(),
-                store.clone(),
-                out.clone(),
-                live.clone(),
-            );
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                if live.borrow().contains(&node) {
-                    return;
-                }
+    let me = config.node.clone();
+    super::live::departures(
+        &me,
+        live,
+        GRACE,
+        || super::live::nodes_with_keys(&store),
+        |node| {
+            let (js, config, store, out) = (js.clone(), config.clone(), store.clone(), out.clone());
+            async move {
                 match reap_node(&js, &config, &store, &node, &out).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!("Cluster: node {node} is gone; sent its {n} wills."),
                     Err(e) => tracing::warn!("Cluster: node {node} is gone; its wills: {e}."),
                 }
-            });
-        }
-    }
-}
-
-/// The nodes with keys in the wills bucket.
-async fn nodes_with_wills(store: &kv::Store) -> Result<AHashSet<String>, Error> {
-    let mut keys = store.keys().await?;
-    let mut nodes = AHashSet::new();
-    while let Some(key) = keys.next().await {
-        if let Some(node) = node_of(&key?) {
-            nodes.insert(node.to_owned());
-        }
-    }
-    Ok(nodes)
+            }
+        },
+    )
+    .await;
 }
 
 /// Takes `node`'s wills out of the bucket and sends those this node won; how many.
@@ -231,7 +172,8 @@ async fn reap_node(
     Ok(sent)
 }
 
-/// Whether `client_id` is now another node's than `node` (its client connected there).
+/// Whether `client_id` is now another node's than `node` (its client connected there; a node that
+/// only adopted its session does not count: `state`).
 async fn claimed_elsewhere(
     js: &jetstream::Context,
     cluster: &str,
@@ -242,7 +184,10 @@ async fn claimed_elsewhere(
         return false;
     };
     match store.get(super::sessions::key_of(client_id)).await {
-        Ok(Some(owner)) => owner.as_ref() != node.as_bytes(),
+        Ok(Some(value)) => {
+            let (owner, adopted) = super::sessions::owner_of(&value);
+            owner != node && !adopted
+        }
         _ => false,
     }
 }

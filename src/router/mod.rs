@@ -182,6 +182,22 @@ pub enum Mail {
     },
     /// From the link: route `msg` as if published here (a dead node's will, `cluster::wills`).
     Route(Arc<Message>),
+    /// Cluster mode, to the link: what another node needs to resume `client_id`'s session if this
+    /// node died now (its settings and subscriptions, as a snapshot of it, `persist::image`); None
+    /// when it has no persistent session any more (`cluster::state`).
+    State {
+        client_id: Utf8Bytes,
+        image: Option<bytes::Bytes>,
+    },
+    /// From the link: a dead node's session, as `State` had it, that this node adopts: installed
+    /// as a session whose client is away (`cluster::state`).
+    Adopt(bytes::Bytes),
+    /// From the link: `msg`, which a dead node's queue held for its subscriptions, for those of the
+    /// sessions `clients` this node adopted from it (`cluster::state`).
+    Owed {
+        clients: Arc<[Utf8Bytes]>,
+        msg: Arc<Message>,
+    },
     /// Ask for this shard's counters (from the `$SYS` shard).
     StatsQuery { reply_to: ShardId },
     /// Answer to `StatsQuery`.

@@ -11,20 +11,32 @@
 //!   node unless the new connection starts clean, then ended here without its will, which moved
 //!   with it.
 //!
+//! - The link keeps, for each persistent session here, what another node needs to resume it if this
+//!   node dies ([`Shard::tell_state`], `Mail::State`, `cluster::state`): told at connect, SUBSCRIBE,
+//!   UNSUBSCRIBE, a DISCONNECT changing the expiry, a restart, and the session's end. A dead node's
+//!   session comes to this node as `Mail::Adopt` ([`Shard::adopt`]).
+//!
 //! Who calls what: `connection.rs` claims; `executor.rs` hands the link's mail here.
 
-use std::time::Duration;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
+use super::packets::{delivery_qos, tally};
 use super::Shard;
-use crate::codec::{Connect, Utf8Bytes};
+use crate::codec::{Connect, SubscriptionOptions, Utf8Bytes};
 use crate::logging::log_type;
+use crate::message::Message;
 use crate::persist::image::{ShardImage, SnapshotWriter};
 use crate::persist::record;
 use crate::router::Mail;
+use crate::session::Framed;
+use crate::topic;
 
 /// The CONNECTs waiting for the link's answer, by ticket.
 #[derive(Default)]
@@ -91,8 +103,86 @@ impl Shard {
         }
     }
 
-    /// A session written by [`Shard::evict`] on another node: installed here as a session whose
-    /// client is away, which the waiting CONNECT resumes.
+    /// Cluster mode: tell the link the session in `slot` as another node would resume it if this
+    /// node died now: its settings and subscriptions, without its will (the cluster keeps that
+    /// apart, `tell_will`) or messages (in flight, they would come twice); nothing for a session
+    /// that ends with its connection.
+    pub(super) fn tell_state(&mut self, slot: u32) {
+        let Some(link) = self.link else { return };
+        let Some(s) = self.sessions.at(slot) else {
+            return;
+        };
+        let image = (!s.clean).then(|| {
+            let mut w = SnapshotWriter::new(self.id, self.shards as u16);
+            let settings = record::Record::Session {
+                client_id: s.client_id.clone(),
+                protocol: s.protocol,
+                expiry_interval: s.expiry_interval,
+                will: None,
+                username: s.login.as_ref().map(|l| l.username.clone()),
+                listener: s.listener,
+                away_since: s.away_since,
+            };
+            w.session(
+                &settings,
+                s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),
+            );
+            w.finish().freeze()
+        });
+        let client_id = s.client_id.clone();
+        self.mail.send(link, Mail::State { client_id, image });
+    }
+
+    /// A dead node's session, adopted by this node (`cluster::state`): installed as a session whose
+    /// client is away, until it comes back here or on another node (which claims it from here).
+    pub(super) fn adopt(&mut self, bytes: &[u8]) {
+        self.import_session(bytes);
+    }
+
+    /// A message the queue of a dead node held for its subscriptions (`cluster::state`): to each of
+    /// `clients` here (sessions this node adopted from it) with a subscription it matches, as that
+    /// node would have delivered it: at the highest QoS of those subscriptions, with all their
+    /// identifiers.
+    pub(super) fn deliver_owed(&mut self, clients: &[Utf8Bytes], msg: &Arc<Message>) {
+        let limits = self.settings.limits;
+        let upgrade = self.settings.upgrade_outgoing_qos;
+        let now = Instant::now();
+        for id in clients {
+            let Some(session) = self
+                .sessions
+                .slot_of(id)
+                .and_then(|slot| self.sessions.at_mut(slot))
+            else {
+                continue;
+            };
+            let mut best: Option<SubscriptionOptions> = None;
+            let mut ids: SmallVec<[u32; 2]> = SmallVec::new();
+            for (filter, o) in &session.subscriptions {
+                if filter.starts_with(topic::SHARED_PREFIX) || !topic::matches(filter, &msg.topic) {
+                    continue;
+                }
+                if o.identifier != 0 {
+                    ids.push(o.identifier);
+                }
+                if best.map_or(true, |b| o.qos as u8 > b.qos as u8) {
+                    best = Some(*o);
+                }
+            }
+            let Some(opts) = best else { continue };
+            if !session.may_read(&msg.topic) {
+                continue;
+            }
+            let qos = delivery_qos(msg.qos, opts.qos, upgrade);
+            let retain = opts.retain_as_published && msg.retain;
+            let local = Rc::new(Framed::new(msg.clone(), false));
+            let delivery =
+                session.deliver(&local, qos, retain, &ids, &limits, false, &mut self.journal);
+            tally(&mut self.stats, session, delivery, qos, &limits, now);
+        }
+    }
+
+    /// A session written by [`Shard::evict`] on another node, or kept by a dead one: installed
+    /// here as a session whose client is away, which the waiting CONNECT resumes.
     fn import_session(&mut self, bytes: &[u8]) {
         let mut image = ShardImage::default();
         let scan = record::scan(bytes, |r| image.apply(r));
@@ -146,6 +236,11 @@ impl Shard {
             // Away until the waiting CONNECT attaches; if it never does (it failed meanwhile),
             // the session expires here as any other.
             self.schedule_expiry(slot, generation, Duration::ZERO);
+            // Now this node's to keep for the cluster.
+            self.tell_state(slot);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

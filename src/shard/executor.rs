@@ -112,7 +112,9 @@ impl Shard {
             Mail::Route(msg) => {
                 self.route(Message::clone(&msg));
             }
-            Mail::Claim { .. } | Mail::Evicted { .. } | Mail::Will { .. } => {
+            Mail::Adopt(image) => self.adopt(&image),
+            Mail::Owed { clients, msg } => self.deliver_owed(&clients, &msg),
+            Mail::Claim { .. } | Mail::Evicted { .. } | Mail::Will { .. } | Mail::State { .. } => {
                 debug_assert!(false, "mail for the cluster link reached a shard");
             }
         }

@@ -184,3 +184,52 @@ pub fn probe_raw(addr: std::net::SocketAddr, sub: &mut super::raw::RawClient) {
     }
     panic!("the subscriber's interest never reached {addr}");
 }
+
+/// Waits until bucket `bucket` holds every one of `keys` (`present`) or none of them (not
+/// `present`). Panics after 30 s.
+pub fn wait_for_keys_state(nats: &Nats, bucket: &str, keys: &[String], present: bool) {
+    super::block_on(async {
+        let client = async_nats::connect(nats.urls.clone())
+            .await
+            .expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        for _ in 0..300 {
+            if let Ok(store) = js.get_key_value(bucket).await {
+                let mut found = 0;
+                for key in keys {
+                    if let Ok(Some(_)) = store.get(key).await {
+                        found += 1;
+                    }
+                }
+                if found == if present { keys.len() } else { 0 } {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{bucket} never held {}: {keys:?}",
+            if present { "all of" } else { "none of" }
+        );
+    });
+}
+
+/// Waits until bucket `bucket` holds every one of `keys`. Panics after 30 s.
+pub fn wait_for_keys(nats: &Nats, bucket: &str, keys: &[String]) {
+    wait_for_keys_state(nats, bucket, keys, true);
+}
+
+/// The value of `key` in bucket `bucket`, if any.
+pub fn value_of(nats: &Nats, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let mut value = None;
+    super::block_on(async {
+        let client = async_nats::connect(nats.urls.clone())
+            .await
+            .expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        if let Ok(store) = js.get_key_value(bucket).await {
+            value = store.get(key).await.ok().flatten().map(|v| v.to_vec());
+        }
+    });
+    value
+}

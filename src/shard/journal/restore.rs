@@ -126,6 +126,7 @@ impl Shard {
                 continue;
             }
             self.schedule_expiry(slot, generation, waited);
+            self.tell_state(slot);
             if let Some(will) = will {
                 wills.push((slot, generation, will, waited));
             }

@@ -142,6 +142,7 @@ impl Shard {
         self.member_presence(slot, true, false);
         // This connection's will (or none) replaces the one the cluster kept for the session.
         self.tell_will(slot);
+        self.tell_state(slot);
         self.stats.clients_connected += 1;
         self.stats.connections_total += 1;
         Attached {
@@ -269,6 +270,7 @@ impl Shard {
                 if !s.clean {
                     self.journal.session(s);
                 }
+                self.tell_state(a.slot);
             }
         }
         Err(CloseReason::ClientDisconnect)
@@ -300,6 +302,14 @@ impl Shard {
         if let Some(link) = self.link {
             self.mail
                 .send(link, super::super::will::will_mail(&session));
+            let client_id = session.client_id.clone();
+            self.mail.send(
+                link,
+                crate::router::Mail::State {
+                    client_id,
+                    image: None,
+                },
+            );
         }
     }
 

@@ -222,6 +222,7 @@ impl Shard {
         }
         // After the SUBACK and retained copies when they went at once, like live messages.
         self.replay_local(a, &fresh);
+        self.tell_state(a.slot);
         Ok(())
     }
 
@@ -387,6 +388,7 @@ impl Shard {
                 ReasonCode::NoSubscriptionExisted
             });
         }
+        self.tell_state(a.slot);
         let unsuback = UnsubAck {
             packet_id: u.packet_id,
             codes,

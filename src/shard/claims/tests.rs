@@ -1,0 +1,127 @@
+//! A persistent session as the cluster keeps it (`tell_state`), adopted by another node's shard
+//! (`adopt`), and the messages a dead node's queue held for it (`deliver_owed`): one shard, no
+//! sockets, shard 1 of the fixture standing in for the link.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::codec::{Connect, Properties, ProtocolVersion, QoS, Utf8Bytes};
+use crate::message::Message;
+use crate::persist::record::{self, Record};
+use crate::router::Mail;
+use crate::session::Outbox;
+use crate::settings::Settings;
+use crate::shard::attached::Attached;
+use crate::shard::testing::{subscribe, Fixture};
+use crate::shard::Shard;
+
+fn linked() -> Fixture {
+    let mut f = Fixture::new(Settings::local(2));
+    f.shard.link = Some(1);
+    f
+}
+
+fn attach(shard: &mut Shard, id: &'static str, clean_start: bool) -> (Attached, bool) {
+    let connect = Connect {
+        protocol: ProtocolVersion::V311,
+        clean_start,
+        keep_alive: 60,
+        client_id: Utf8Bytes::from_static(id),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    };
+    let before = shard.sessions.slot_of(&connect.client_id).is_some();
+    (
+        shard.attach(&connect, Properties::default(), Rc::new(Outbox::new()), 0),
+        before,
+    )
+}
+
+/// The last `Mail::State` the link got for `id`: Some(image) or None (ended); panics if none came.
+fn last_state(f: &Fixture, id: &str) -> Option<Bytes> {
+    f.mail_to(1)
+        .into_iter()
+        .filter_map(|m| match m {
+            Mail::State { client_id, image } if &*client_id == id => Some(image),
+            _ => None,
+        })
+        .last()
+        .expect("a state for the link")
+}
+
+#[test]
+fn a_persistent_session_is_kept_with_its_subscriptions_and_a_clean_one_is_not() {
+    let mut f = linked();
+    let (mut p, _) = attach(&mut f.shard, "p", false);
+    subscribe(&mut f.shard, &mut p, "a/#", QoS::AtLeastOnce);
+    let image = last_state(&f, "p").expect("kept");
+    let mut seen = Vec::new();
+    record::scan(&image, |r| match r {
+        Record::Session {
+            client_id, will, ..
+        } => seen.push(format!("session {client_id} {}", will.is_some())),
+        Record::Subscribe { filter, .. } => seen.push(format!("subscribe {filter}")),
+        other => seen.push(format!("{other:?}")),
+    });
+    assert_eq!(seen, ["session p false", "subscribe a/#"]);
+
+    let (mut c, _) = attach(&mut f.shard, "c", true);
+    subscribe(&mut f.shard, &mut c, "b", QoS::AtLeastOnce);
+    assert_eq!(last_state(&f, "c"), None, "a clean session is not kept");
+
+    // Resumed clean: the session ends, and the link forgets it.
+    attach(&mut f.shard, "p", true);
+    assert_eq!(last_state(&f, "p"), None);
+}
+
+#[test]
+fn an_adopted_session_gets_the_dead_nodes_queue_and_resumes() {
+    let mut dead = linked();
+    let (mut p, _) = attach(&mut dead.shard, "p", false);
+    subscribe(&mut dead.shard, &mut p, "a/+", QoS::AtLeastOnce);
+    let image = last_state(&dead, "p").expect("kept");
+
+    let mut f = linked();
+    f.shard.adopt(&image);
+    assert!(
+        f.mail_to(1)
+            .iter()
+            .any(|m| matches!(m, Mail::State { client_id, image: Some(_) } if &**client_id == "p")),
+        "the adopter keeps it for the cluster now"
+    );
+    let msg = |topic: &'static str| {
+        Arc::new(Message::new(
+            Utf8Bytes::from_static(topic),
+            Bytes::from_static(b"owed"),
+            QoS::AtLeastOnce,
+            false,
+            Properties::default(),
+            None,
+        ))
+    };
+    let clients: Arc<[Utf8Bytes]> =
+        vec![Utf8Bytes::from_static("p"), Utf8Bytes::from_static("gone")].into();
+    f.shard.deliver_owed(&clients, &msg("a/1"));
+    f.shard.deliver_owed(&clients, &msg("b/1"));
+    f.shard.deliver_owed(&clients, &msg("a/2/3"));
+    let slot = f
+        .shard
+        .sessions
+        .slot_of(&Utf8Bytes::from_static("p"))
+        .expect("adopted");
+    let session = f.shard.sessions.at(slot).expect("adopted");
+    assert_eq!(
+        session.pending_len(),
+        (0, 1),
+        "only a/1 matches a/+, queued"
+    );
+
+    let (p, present) = attach(&mut f.shard, "p", false);
+    assert!(present, "the client resumes the adopted session");
+    let session = f.shard.sessions.get(p.slot, p.generation).expect("resumed");
+    assert_eq!(session.pending_len(), (1, 0), "the owed message went out");
+}

@@ -1,0 +1,153 @@
+//! Persistent sessions survive their node (issue 19: "a node that dies leaves its sessions in
+//! JetStream; its clients reconnect to another node and resume"). Node n1 (the broker binary, so
+//! that it can be killed) has three clients: "s-fast" (3.1.1, persistent, connected), "s-adopt"
+//! (v5, persistent, away) and "s-clean" (3.1.1, clean session). n1 is killed with SIGKILL.
+//! - "s-fast" reconnects to n3 at once: its session is there (session present), subscriptions
+//!   included: a QoS 1 message published on n2 reaches it.
+//! - "s-clean" reconnects to n3 asking for its session: there is none.
+//! - "s-adopt" is not back when n1's liveness key expires: n2 (the first live node by name) adopts
+//!   its session, n1's interest leaves the interest bucket, and n2 takes what n1's JetStream queue
+//!   held for it (a QoS 1 message published on n3 after the kill). A message published on n2 is
+//!   queued for it there. "s-adopt" then connects to n3: its session moves there from n2 (session
+//!   present), the queued message comes, and its subscription delivers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{node_config, value_of, wait_for_keys, wait_for_keys_state, Nats};
+use common::persist::{self, crash_seed, fixed_port, Rng, Scratch};
+use common::raw::{kind, Connect, RawClient, ReadEnd};
+use common::Proto;
+use shardmq::cluster::interest::key_of;
+use shardmq::cluster::sessions;
+
+#[test]
+fn persistent_sessions_outlive_a_killed_node() {
+    let Some(nats) = Nats::start() else { return };
+    persist::bounded("cluster sessions", Duration::from_secs(150), move || {
+        let n2 = common::TestBroker::start(1, &node_config(&nats, "n2"));
+        let n3 = common::TestBroker::start(1, &node_config(&nats, "n3"));
+        let mut rng = Rng(crash_seed());
+        let port = fixed_port(&mut rng);
+        let scratch = Scratch::new("cluster-sessions");
+        let config = scratch.config(port, 2, &node_config(&nats, "n1"));
+        let mut n1 = persist::Broker::start(&config, port);
+        common::block_on(common::cluster::joined(&nats, &["n1", "n2", "n3"]));
+
+        let connect = |c: Connect| RawClient::connect(n1.addr, &c).0;
+        let mut fast = connect(Connect::new(Proto::V311, "s-fast").persistent());
+        assert_eq!(fast.subscribe(&[("fast/#", 1)]), [1]);
+        let mut adopt = connect(Connect::new(Proto::V5, "s-adopt").persistent());
+        assert_eq!(adopt.subscribe(&[("adopt/#", 1)]), [1]);
+        persist::disconnect(adopt);
+        let mut clean = connect(Connect::new(Proto::V311, "s-clean"));
+        assert_eq!(clean.subscribe(&[("clean/#", 1)]), [1]);
+        // n1's persistent sessions are in the cluster's bucket (and only those).
+        let kept: Vec<String> = ["s-fast", "s-adopt"]
+            .iter()
+            .map(|c| key_of("n1", c))
+            .collect();
+        wait_for_keys(&nats, "shardmq_t_state", &kept);
+        assert_eq!(
+            value_of(&nats, "shardmq_t_state", &key_of("n1", "s-clean")),
+            None,
+            "a clean session is not kept"
+        );
+
+        n1.kill_9();
+        drop((fast, clean));
+
+        // Back at once, on n3: the session n1 left.
+        let (mut fast, connack) =
+            RawClient::connect(n3.addr(), &Connect::new(Proto::V311, "s-fast").persistent());
+        assert_eq!((connack.code, connack.session_present), (0, true));
+        delivers(n2.addr(), &mut fast, "fast/x");
+        let (_clean, connack) = RawClient::connect(
+            n3.addr(),
+            &Connect::new(Proto::V311, "s-clean").persistent(),
+        );
+        assert!(!connack.session_present, "a clean session left nothing");
+        // For "s-adopt", routed by n1's interest: it waits in n1's JetStream queue.
+        persist::publisher(n3.addr(), Proto::V311).publish("adopt/early", 1, false, b"e");
+
+        // Not back: n2 adopts it once n1's liveness key expires (15 s), and forgets n1's interest.
+        wait_for_keys_state(&nats, "shardmq_t_state", &kept[1..], false);
+        let owner = value_of(&nats, "shardmq_t_sessions", &sessions::key_of("s-adopt"));
+        assert_eq!(
+            owner.as_deref(),
+            Some(&b"n2 (adopted)"[..]),
+            "s-adopt's owner"
+        );
+        let interest: Vec<String> = ["fast/#", "adopt/#", "clean/#"]
+            .iter()
+            .map(|f| key_of("n1", f))
+            .collect();
+        wait_for_keys_state(&nats, "shardmq_t_interest", &interest, false);
+        // n2 drains n1's queue for the sessions it adopted.
+        wait_for_drained(&nats, "node_n1");
+        // Queued for it on n2 while it is away, and moved with it, after the one from n1's queue.
+        persist::publisher(n2.addr(), Proto::V311).publish("adopt/queued", 1, false, b"q");
+        let (mut adopt, connack) =
+            RawClient::connect(n3.addr(), &Connect::new(Proto::V5, "s-adopt").persistent());
+        assert_eq!((connack.code, connack.session_present), (0, true));
+        for (topic, payload) in [("adopt/early", b"e"), ("adopt/queued", b"q")] {
+            let queued = adopt.recv_publish();
+            assert_eq!(
+                (queued.topic.as_str(), &queued.payload[..]),
+                (topic, &payload[..])
+            );
+            adopt.send(&common::raw::ack(kind::PUBACK, queued.pkid));
+        }
+        delivers(n2.addr(), &mut adopt, "adopt/x");
+    });
+}
+
+/// Waits until the queue consumer `consumer` has nothing pending or unacknowledged. Panics after
+/// 30 s.
+fn wait_for_drained(nats: &Nats, consumer: &str) {
+    common::block_on(async {
+        let client = async_nats::connect(nats.urls.clone())
+            .await
+            .expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        let mut last = None;
+        for _ in 0..300 {
+            if let Ok(stream) = js.get_stream("SHARDMQ_t_Q").await {
+                if let Ok(mut c) = stream
+                    .get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer)
+                    .await
+                {
+                    if let Ok(info) = c.info().await {
+                        last = Some((info.num_pending, info.num_ack_pending));
+                        if last == Some((0, 0)) {
+                            return;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{consumer} never drained: (pending, unacknowledged) {last:?}");
+    });
+}
+
+/// Publishes QoS 1 messages on `topic` at `addr` until `sub` gets one (its subscription's interest
+/// reached that node): it comes at QoS 1. Panics after 300 tries.
+fn delivers(addr: std::net::SocketAddr, sub: &mut RawClient, topic: &str) {
+    let mut publisher = persist::publisher(addr, Proto::V311);
+    for _ in 0..300 {
+        // Returns once the PUBACK came.
+        publisher.publish(topic, 1, false, b"resumed");
+        match sub.try_read_packet(Duration::from_millis(50)) {
+            Ok(p) if p.kind() == kind::PUBLISH => {
+                let m = p.publish(sub.proto);
+                assert_eq!((m.topic.as_str(), m.qos), (topic, 1));
+                return;
+            }
+            Ok(_) | Err(ReadEnd::Timeout) => {}
+            Err(ReadEnd::Closed) => panic!("the resumed client was closed"),
+        }
+    }
+    panic!("nothing published on {topic} reached the resumed session");
+}
