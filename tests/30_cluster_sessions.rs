@@ -10,6 +10,7 @@
 //!   held for it (a QoS 1 message published on n3 after the kill). A message published on n2 is
 //!   queued for it there. "s-adopt" then connects to n3: its session moves there from n2 (session
 //!   present), the queued message comes, and its subscription delivers.
+//! - A clean session that ends releases its client id in the sessions bucket.
 
 mod common;
 
@@ -100,6 +101,13 @@ fn persistent_sessions_outlive_a_killed_node() {
             adopt.send(&common::raw::ack(kind::PUBACK, queued.pkid));
         }
         delivers(n2.addr(), &mut adopt, "adopt/x");
+
+        // A clean session that ends gives its client id back: no key left in the sessions bucket.
+        let gone = RawClient::connect(n3.addr(), &Connect::new(Proto::V311, "s-gone")).0;
+        let key = [sessions::key_of("s-gone")];
+        wait_for_keys(&nats, "shardmq_t_sessions", &key);
+        persist::disconnect(gone);
+        wait_for_keys_state(&nats, "shardmq_t_sessions", &key, false);
     });
 }
 

@@ -434,6 +434,8 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
                 relay.answer_late_interest();
             }
         }
+        // The QoS 1/2 copies this turn made: one JetStream message per node.
+        relay.flush_batches().await;
         if caught_up && !*ready_tx.borrow() && *reading.borrow() {
             tracing::info!(
                 "Cluster: node {} ready: reading its queue and the interest of every node.",

@@ -7,7 +7,8 @@
 //! again when it is back. A sending node publishes with a message id (`Nats-Msg-Id`), so a publish
 //! retried after a lost acknowledgement is stored once (the stream's duplicate window).
 //!
-//! - [`publish`]: one copy to one node, retried until JetStream has it or NATS is away.
+//! - [`publish`]: one JetStream message to one node (a batch of copies: `relay`, `wire::BATCH_TAG`),
+//!   retried until JetStream has it or NATS is away.
 //! - [`consume`]: this node's consumer, its messages handed to the link over a bounded channel (so
 //!   a link that has no room stops the pull, and JetStream keeps the rest).
 
@@ -63,7 +64,7 @@ pub async fn open_stream(
     .await
 }
 
-/// One copy of a QoS 1/2 message for one node.
+/// QoS 1/2 copies for one node, as one JetStream message (a batch, or one retained message).
 #[derive(Debug, Clone)]
 pub struct Copy {
     pub subject: String,

@@ -42,10 +42,25 @@ pub const INTEREST_ACK_LIMIT: Duration = Duration::from_secs(3);
 /// QoS 1/2 copies kept while NATS is away, at most; beyond, they are dropped and counted.
 pub const AWAY_LIMIT: usize = 100_000;
 
-/// A QoS 1/2 copy that finished: stored, or given back because NATS went away.
+/// A JetStream message of QoS 1/2 copies that finished: stored, or given back because NATS went
+/// away. `tickets`: the counted messages among its copies.
 pub struct CopyDone {
-    pub ticket: Option<Ticket>,
+    pub tickets: Vec<Ticket>,
     pub result: Result<(), Copy>,
+}
+
+/// A batch of QoS 1/2 copies for one node stops growing at this size or this many frames (NATS's
+/// default `max_payload` is 1 MiB).
+const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_FRAMES: usize = 1024;
+
+/// The QoS 1/2 copies for one node not handed to NATS yet: one JetStream message, so one replicated
+/// write, for all those the link makes in one turn of its loop (`wire::BATCH_TAG`).
+#[derive(Default)]
+struct Batch {
+    payload: BytesMut,
+    frames: usize,
+    tickets: Vec<Ticket>,
 }
 
 pub struct Relay {
@@ -69,6 +84,8 @@ pub struct Relay {
     done: mpsc::UnboundedSender<CopyDone>,
     /// QoS 1/2 copies kept while NATS is away.
     away: VecDeque<Copy>,
+    /// QoS 1/2 copies being gathered, per node, until the end of this turn of the link's loop.
+    batches: ahash::AHashMap<String, Batch>,
     /// `Nats-Msg-Id`s: `<node>-<start time>-<n>`.
     id_prefix: String,
     next_id: u64,
@@ -179,6 +196,7 @@ impl Relay {
             node_subject: format!("shardmq.{}.node.", config.cluster),
             done,
             away: VecDeque::new(),
+            batches: ahash::AHashMap::new(),
             id_prefix: format!("{}-{started:x}-", config.node),
             next_id: 0,
             retained: None,
@@ -251,6 +269,7 @@ impl Relay {
                 } => self.forward_shared(msg, full, counted, hops).await,
                 Mail::Will { client_id, will } => self.keep_will(&client_id, will),
                 Mail::State { client_id, image } => self.keep_state(&client_id, image),
+                Mail::Unclaim { client_id } => self.unclaim(client_id),
                 Mail::Claim {
                     from,
                     ticket,
@@ -339,16 +358,25 @@ impl Relay {
             return self.tell_durable();
         };
         for node in nodes {
-            let copy = Copy {
-                subject: queue::queue_subject(&self.cluster, &node),
-                id: format!("{}{}", self.id_prefix, self.next_id),
-                payload: payload.clone(),
-            };
-            self.next_id += 1;
-            if connected {
-                self.send_copy(copy, ticket).await;
-            } else {
+            if !connected {
+                let copy = Copy {
+                    subject: queue::queue_subject(&self.cluster, &node),
+                    id: format!("{}{}", self.id_prefix, self.next_id),
+                    payload: payload.clone(),
+                };
+                self.next_id += 1;
                 self.keep_away(copy);
+                continue;
+            }
+            let batch = self.batches.entry(node).or_default();
+            if batch.frames == 0 {
+                wire::start_batch(&mut batch.payload);
+            }
+            wire::push_frame(&mut batch.payload, &payload);
+            batch.frames += 1;
+            batch.tickets.extend(ticket);
+            if batch.payload.len() >= BATCH_BYTES || batch.frames >= BATCH_FRAMES {
+                self.flush_batches().await;
             }
         }
         if copies == 0 {
@@ -356,13 +384,31 @@ impl Relay {
         }
     }
 
+    /// Hands the QoS 1/2 copies gathered for each node to NATS, one JetStream message per node (at
+    /// the end of each turn of the link's loop, and when one grows too big).
+    pub async fn flush_batches(&mut self) {
+        if self.batches.is_empty() {
+            return;
+        }
+        let batches: Vec<(String, Batch)> = self.batches.drain().collect();
+        for (node, batch) in batches {
+            let copy = Copy {
+                subject: queue::queue_subject(&self.cluster, &node),
+                id: format!("{}{}", self.id_prefix, self.next_id),
+                payload: batch.payload.freeze(),
+            };
+            self.next_id += 1;
+            self.send_copy(copy, batch.tickets).await;
+        }
+    }
+
     /// Hands `copy` to NATS now; a task waits for JetStream's acknowledgement.
-    async fn send_copy(&mut self, copy: Copy, ticket: Option<Ticket>) {
+    async fn send_copy(&mut self, copy: Copy, tickets: Vec<Ticket>) {
         let acked = queue::publish(&self.client, &self.js, copy).await;
         let done = self.done.clone();
         tokio::spawn(async move {
             let result = acked.await;
-            let _ = done.send(CopyDone { ticket, result });
+            let _ = done.send(CopyDone { tickets, result });
         });
     }
 
@@ -373,7 +419,7 @@ impl Relay {
             Ok(()) => self.figures.add(Figure::Sent, 1),
             Err(copy) => self.keep_away(copy),
         }
-        if let Some(ticket) = done.ticket {
+        for ticket in done.tickets {
             self.ledger.copy_done(ticket);
         }
         self.tell_durable();
@@ -424,7 +470,7 @@ impl Relay {
             self.away.len()
         );
         while let Some(copy) = self.away.pop_front() {
-            self.send_copy(copy, None).await;
+            self.send_copy(copy, Vec::new()).await;
         }
     }
 
@@ -445,7 +491,7 @@ impl Relay {
         };
         self.next_id += 1;
         if self.client.connection_state() == async_nats::connection::State::Connected {
-            self.send_copy(copy, None).await;
+            self.send_copy(copy, Vec::new()).await;
         } else {
             self.keep_away(copy);
         }
@@ -654,6 +700,25 @@ impl Relay {
         });
     }
 
+    /// A session ended here for good: the cluster forgets this node owns its client id, in a task
+    /// of its own (nothing waits for it; while NATS is away the key stays, and the next claim of
+    /// the client id takes it over as any other).
+    fn unclaim(&mut self, client_id: Utf8Bytes) {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return;
+        }
+        let (js, store) = (self.js.clone(), self.sessions.clone());
+        let (cluster, node) = (self.cluster.clone(), self.node.clone());
+        tokio::spawn(async move {
+            let release = sessions::release(&js, &store, &cluster, &node, &client_id);
+            match tokio::time::timeout(sessions::CLAIM_TIMEOUT, release).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!("Cluster: cannot release {client_id}: {e}."),
+                Err(_) => tracing::debug!("Cluster: releasing {client_id} took too long."),
+            }
+        });
+    }
+
     /// A claim finished: the CONNECT may attach.
     pub fn claim_done(&mut self, done: ClaimDone) {
         self.post.send(
@@ -692,6 +757,21 @@ impl Relay {
 
     /// A message from another node: to each shard here with a matching subscription.
     pub async fn take_message(&mut self, payload: &[u8]) {
+        for frame in wire::frames(payload) {
+            match frame {
+                Ok(frame) => self.take_frame(frame).await,
+                Err(e) => {
+                    self.figures.add(Figure::Unreadable, 1);
+                    tracing::warn!(
+                        "Cluster: a batch from NATS was cut short ({e}); the rest dropped."
+                    );
+                }
+            }
+        }
+    }
+
+    /// One message from another node.
+    async fn take_frame(&mut self, payload: &[u8]) {
         let msg = match wire::decode_frame(payload) {
             Ok(wire::Frame {
                 msg,

@@ -106,6 +106,32 @@ pub async fn claim(
     }
 }
 
+/// Deletes `client_id`'s key if `node` owns it (its session ended there): by a delete conditional
+/// on the revision read, so a claim by another node (or a new connection here) in between wins.
+pub async fn release(
+    js: &jetstream::Context,
+    store: &tokio::sync::OnceCell<kv::Store>,
+    cluster: &str,
+    node: &str,
+    client_id: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let name = bucket(cluster);
+    let store = store
+        .get_or_try_init(|| open_bucket(js, &name, Duration::ZERO))
+        .await?;
+    let key = key_of(client_id);
+    let Some(entry) = store.entry(&key).await? else {
+        return Ok(());
+    };
+    if entry.operation == kv::Operation::Put && owner_of(&entry.value).0 == node {
+        // Lost to a claim: the key is that claim's now.
+        let _ = store
+            .delete_expect_revision(&key, Some(entry.revision))
+            .await;
+    }
+    Ok(())
+}
+
 /// What marks an owner that adopted the session of a dead node (`state`): its client has not
 /// connected since, so a delayed will of it is still due (`wills`).
 const ADOPTED: &str = " (adopted)";

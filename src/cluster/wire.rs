@@ -23,6 +23,11 @@ pub const WIRE_VERSION: u8 = 1;
 /// The first byte of a message for one member of a shared subscription group.
 pub const SHARED_TAG: u8 = 2;
 
+/// The first byte of several frames for one node in one JetStream message: a node's QoS 1/2 copies
+/// made while its link handled one batch of mail, stored (and replicated) by one JetStream write
+/// instead of one each. Then, for each frame, its length (4 bytes) and the frame.
+pub const BATCH_TAG: u8 = 3;
+
 /// A message read from NATS: for every matching subscription, or for one member of `group`.
 #[derive(Debug)]
 pub struct Frame {
@@ -102,6 +107,62 @@ pub fn take_str(bytes: &[u8]) -> Result<(&str, &[u8]), WireError> {
     let (s, rest) = rest.split_at(len);
     let s = std::str::from_utf8(s).map_err(|e| WireError::Corrupt(e.to_string()))?;
     Ok((s, rest))
+}
+
+/// Starts a batch of frames in `out` (empty).
+pub fn start_batch(out: &mut BytesMut) {
+    out.put_u8(BATCH_TAG);
+}
+
+/// Appends `frame` (as [`encode`] or [`encode_shared`] wrote it) to the batch in `out`.
+pub fn push_frame(out: &mut BytesMut, frame: &[u8]) {
+    out.put_u32(u32::try_from(frame.len()).unwrap_or(u32::MAX));
+    out.extend_from_slice(frame);
+}
+
+/// The frames of one NATS payload: the payload itself, or each frame of a batch; an error (and
+/// nothing after it) where a batch is cut short.
+pub fn frames(bytes: &[u8]) -> Frames<'_> {
+    match bytes.split_first() {
+        Some((&BATCH_TAG, rest)) => Frames { rest, batch: true },
+        _ => Frames {
+            rest: bytes,
+            batch: false,
+        },
+    }
+}
+
+/// The iterator of [`frames`].
+pub struct Frames<'a> {
+    rest: &'a [u8],
+    batch: bool,
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<&'a [u8], WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.batch {
+            self.batch = true;
+            let whole = std::mem::take(&mut self.rest);
+            return Some(Ok(whole));
+        }
+        if self.rest.is_empty() {
+            return None;
+        }
+        let Some((len, rest)) = self.rest.split_first_chunk::<4>() else {
+            self.rest = &[];
+            return Some(Err(WireError::Truncated));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            self.rest = &[];
+            return Some(Err(WireError::Truncated));
+        }
+        let (frame, rest) = rest.split_at(len);
+        self.rest = rest;
+        Some(Ok(frame))
+    }
 }
 
 /// The message in `bytes` (one whole NATS payload), with its group when it is for one member.
@@ -198,6 +259,36 @@ mod tests {
         let mut bad = BytesMut::new();
         encode_shared(&m, "not/a/group", 0, &mut bad).unwrap();
         assert_eq!(decode_frame(&bad).err(), Some(WireError::BadGroup));
+    }
+
+    #[test]
+    fn a_batch_gives_back_its_frames_and_a_cut_one_ends_in_an_error() {
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        encode(&message("a/1", b"x", QoS::AtLeastOnce, false), &mut a).unwrap();
+        encode(&message("b", b"", QoS::ExactlyOnce, true), &mut b).unwrap();
+        let mut batch = BytesMut::new();
+        start_batch(&mut batch);
+        push_frame(&mut batch, &a);
+        push_frame(&mut batch, &b);
+        let topics: Vec<String> = frames(&batch)
+            .map(|f| decode_frame(f.unwrap()).unwrap().msg.topic.to_string())
+            .collect();
+        assert_eq!(topics, ["a/1", "b"]);
+        // A lone frame is its own only frame; an empty batch (cut at 1) has none; a cut between
+        // two frames ends cleanly after the first.
+        assert_eq!(
+            frames(&a).map(|f| f.unwrap().len()).collect::<Vec<_>>(),
+            [a.len()]
+        );
+        for cut in 1..batch.len() {
+            let got: Vec<_> = frames(&batch[..cut]).collect();
+            let whole = got.iter().filter(|f| f.is_ok()).count();
+            assert!(whole < 2, "cut at {cut}");
+            assert!(
+                cut == 1 || cut == 1 + 4 + a.len() || got.last().is_some_and(|f| f.is_err()),
+                "cut at {cut} ends in an error: {got:?}"
+            );
+        }
     }
 
     #[test]

@@ -189,6 +189,10 @@ pub enum Mail {
         client_id: Utf8Bytes,
         image: Option<bytes::Bytes>,
     },
+    /// Cluster mode, to the link: `client_id`'s session ended here for good (its clean connection
+    /// closed, or it expired): the cluster forgets that this node owns the client id, unless
+    /// another node claimed it meanwhile (`cluster::sessions`).
+    Unclaim { client_id: Utf8Bytes },
     /// From the link: a dead node's session, as `State` had it, that this node adopts: installed
     /// as a session whose client is away (`cluster::state`).
     Adopt(bytes::Bytes),

@@ -133,6 +133,16 @@ impl Shard {
         self.mail.send(link, Mail::State { client_id, image });
     }
 
+    /// Cluster mode: the session in `slot` ends for good here (not moved, not taken over): the
+    /// link releases its client id in the cluster. Called before the session is removed.
+    pub(super) fn release_client_id(&mut self, slot: u32) {
+        let Some(link) = self.link else { return };
+        if let Some(s) = self.sessions.at(slot) {
+            let client_id = s.client_id.clone();
+            self.mail.send(link, Mail::Unclaim { client_id });
+        }
+    }
+
     /// A dead node's session, adopted by this node (`cluster::state`): installed as a session whose
     /// client is away, until it comes back here or on another node (which claims it from here).
     pub(super) fn adopt(&mut self, bytes: &[u8]) {

@@ -114,7 +114,11 @@ impl Shard {
             }
             Mail::Adopt(image) => self.adopt(&image),
             Mail::Owed { clients, msg } => self.deliver_owed(&clients, &msg),
-            Mail::Claim { .. } | Mail::Evicted { .. } | Mail::Will { .. } | Mail::State { .. } => {
+            Mail::Claim { .. }
+            | Mail::Evicted { .. }
+            | Mail::Will { .. }
+            | Mail::State { .. }
+            | Mail::Unclaim { .. } => {
                 debug_assert!(false, "mail for the cluster link reached a shard");
             }
         }

@@ -76,6 +76,23 @@ impl Relay {
         self.states.write(key, value);
     }
 
+    /// `msg`, from a dead node's queue, to the home shards of the adopted sessions `clients`.
+    fn owe(&mut self, msg: Message, clients: &[Utf8Bytes]) {
+        let shards = self.post.shards();
+        let msg = Arc::new(msg);
+        let mut by_shard: Vec<Vec<Utf8Bytes>> = vec![Vec::new(); shards];
+        for id in clients {
+            by_shard[usize::from(crate::shard::home_of(id.as_bytes(), shards))].push(id.clone());
+        }
+        for (shard, clients) in by_shard.into_iter().enumerate() {
+            if !clients.is_empty() {
+                let (clients, msg) = (clients.into(), msg.clone());
+                self.post
+                    .send(shard as ShardId, Mail::Owed { clients, msg });
+            }
+        }
+    }
+
     /// A dead node's will this node reaped: routed by the client id's home shard here.
     pub fn route_will(&mut self, client_id: &str, will: Message) {
         if self.post.shards() == 0 {
@@ -100,30 +117,19 @@ impl Relay {
             }
             Adoption::Owed(m, clients) => (m, clients),
         };
-        match wire::decode_frame(&m.payload) {
-            Ok(wire::Frame {
-                msg,
-                group: Some((full, hops)),
-            }) => self.take_shared(msg, full, hops).await,
-            Ok(frame) => {
-                let msg = Arc::new(frame.msg);
-                let mut by_shard: Vec<Vec<Utf8Bytes>> = vec![Vec::new(); shards];
-                for id in clients.iter() {
-                    by_shard[usize::from(crate::shard::home_of(id.as_bytes(), shards))]
-                        .push(id.clone());
+        for frame in wire::frames(&m.payload) {
+            match frame.and_then(wire::decode_frame) {
+                Ok(wire::Frame {
+                    msg,
+                    group: Some((full, hops)),
+                }) => self.take_shared(msg, full, hops).await,
+                Ok(frame) => self.owe(frame.msg, &clients),
+                Err(e) => {
+                    self.figures.add(Figure::Unreadable, 1);
+                    tracing::warn!(
+                        "Cluster: a dead node's queued message was not one ({e}); dropped."
+                    );
                 }
-                for (shard, clients) in by_shard.into_iter().enumerate() {
-                    if !clients.is_empty() {
-                        let clients = clients.into();
-                        let msg = msg.clone();
-                        self.post
-                            .send(shard as ShardId, Mail::Owed { clients, msg });
-                    }
-                }
-            }
-            Err(e) => {
-                self.figures.add(Figure::Unreadable, 1);
-                tracing::warn!("Cluster: a dead node's queued message was not one ({e}); dropped.");
             }
         }
         if let Err(e) = m.ack().await {

@@ -73,9 +73,27 @@ fn a_persistent_session_is_kept_with_its_subscriptions_and_a_clean_one_is_not() 
     subscribe(&mut f.shard, &mut c, "b", QoS::AtLeastOnce);
     assert_eq!(last_state(&f, "c"), None, "a clean session is not kept");
 
-    // Resumed clean: the session ends, and the link forgets it.
+    // Resumed clean: the session ends, and the link forgets it; the client id stays this node's
+    // (the new connection has it).
     attach(&mut f.shard, "p", true);
-    assert_eq!(last_state(&f, "p"), None);
+    let mail = f.mail_to(1);
+    assert!(mail
+        .iter()
+        .any(|m| matches!(m, Mail::State { client_id, image: None } if &**client_id == "p")));
+    assert!(!mail.iter().any(|m| matches!(m, Mail::Unclaim { .. })));
+
+    // A clean session's connection ends: its client id is released in the cluster.
+    f.shard
+        .detach(&c, crate::session::CloseReason::ClientDisconnect);
+    let unclaimed: Vec<String> = f
+        .mail_to(1)
+        .into_iter()
+        .filter_map(|m| match m {
+            Mail::Unclaim { client_id } => Some(client_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unclaimed, ["c"]);
 }
 
 #[test]

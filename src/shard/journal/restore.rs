@@ -153,6 +153,7 @@ impl Shard {
                 // The session ends: `remove_session` sends the will it had left.
                 s.will = will;
             }
+            self.release_client_id(slot);
             self.remove_session(slot);
         }
     }

@@ -231,6 +231,7 @@ impl Shard {
             self.leave_will(a.slot, a.generation, will, Duration::ZERO);
         }
         if clean {
+            self.release_client_id(a.slot);
             self.remove_session(a.slot);
         } else {
             self.member_presence(a.slot, false, false);
@@ -344,6 +345,7 @@ impl Shard {
             }
             tracing::info!(target: log_type::NOTICE,
                 "Expiring client {} due to timeout.", session.client_id);
+            self.release_client_id(slot);
             self.remove_session(slot);
         }
     }

@@ -1,7 +1,7 @@
 //! Fuzz target `cluster_wire`: the frame of a message between cluster nodes (src/cluster/wire.rs),
 //! read from NATS, must be total on any bytes (no panic, no allocation before a length is checked),
-//! and every frame it accepts, plain or for a shared subscription group, re-encodes and decodes to
-//! the same message and group.
+//! alone or in a batch, and every frame it accepts, plain or for a shared subscription group,
+//! re-encodes and decodes to the same message and group.
 //!
 //! Like `persist_record`, the modules are compiled from source (`#[path]`): runtime-free leaves.
 #![no_main]
@@ -34,7 +34,13 @@ mod topic;
 mod wire;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(frame) = wire::decode_frame(data) else {
+    for frame in wire::frames(data) {
+        check(frame);
+    }
+});
+
+fn check(frame: Result<&[u8], wire::WireError>) {
+    let Ok(frame) = frame.and_then(wire::decode_frame) else {
         return;
     };
     let mut again = BytesMut::new();
@@ -50,4 +56,4 @@ fuzz_target!(|data: &[u8]| {
         (&a.topic, &a.payload, a.qos, a.retain, a.properties()),
         (&b.topic, &b.payload, b.qos, b.retain, b.properties())
     );
-});
+}
