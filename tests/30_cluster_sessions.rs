@@ -159,3 +159,108 @@ fn delivers(addr: std::net::SocketAddr, sub: &mut RawClient, topic: &str) {
     }
     panic!("nothing published on {topic} reached the resumed session");
 }
+
+/// A persistent QoS 1 subscriber moves between the three nodes (n1 -> n2 -> n3 -> n1) while a
+/// publisher on n2 sends numbered QoS 1 messages: every message the publisher got a PUBACK for
+/// reaches the subscriber (duplicates allowed), including those that reached the node it had just
+/// left (followed to its new node: `relay::moved`).
+#[test]
+fn a_moving_subscriber_gets_every_acknowledged_message() {
+    let Some(nats) = Nats::start() else { return };
+    persist::bounded("cluster moves", Duration::from_secs(150), move || {
+        let nodes =
+            ["n1", "n2", "n3"].map(|n| common::TestBroker::start(1, &node_config(&nats, n)));
+        common::block_on(common::cluster::joined(&nats, &["n1", "n2", "n3"]));
+        let connect = |node: usize| {
+            let c = Connect::new(Proto::V311, "mover").persistent();
+            RawClient::connect(nodes[node].addr(), &c).0
+        };
+        let mut sub = connect(0);
+        assert_eq!(sub.subscribe(&[("move/#", 1)]), [1]);
+        delivers(nodes[1].addr(), &mut sub, "move/probe");
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let publisher = persist::publisher(nodes[1].addr(), Proto::V311);
+        let load = std::thread::spawn({
+            let stop = stop.clone();
+            move || publish_numbered(publisher, &stop)
+        });
+        let mut got = std::collections::BTreeSet::new();
+        for node in [1, 2, 0] {
+            read_for(&mut sub, Duration::from_millis(400), &mut got);
+            let old = std::mem::replace(&mut sub, connect(node));
+            // What the old connection had (until the takeover closed it) is the client's too.
+            drain_closed(old, &mut got);
+        }
+        read_for(&mut sub, Duration::from_millis(400), &mut got);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let acked = load.join().expect("the publisher");
+        assert!(
+            acked.len() > 10,
+            "the publisher got {} PUBACKs",
+            acked.len()
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !acked.is_subset(&got) && std::time::Instant::now() < deadline {
+            read_for(&mut sub, Duration::from_millis(200), &mut got);
+        }
+        let missing: Vec<_> = acked.difference(&got).take(20).collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {} acknowledged messages arrived; missing {missing:?}",
+            acked.intersection(&got).count(),
+            acked.len()
+        );
+    });
+}
+
+/// Publishes `move/n` at QoS 1 (n = 1, 2, ...), one at a time, until `stop`; the numbers acknowledged.
+fn publish_numbered(
+    mut publisher: RawClient,
+    stop: &std::sync::atomic::AtomicBool,
+) -> std::collections::BTreeSet<u64> {
+    let mut acked = std::collections::BTreeSet::new();
+    let mut n = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 100_000 {
+        n += 1;
+        publisher.publish("move/n", 1, false, n.to_string().as_bytes());
+        acked.insert(n);
+    }
+    acked
+}
+
+/// Reads `sub` for `d`, acknowledging each QoS 1 message and noting its number in `got`.
+fn read_for(sub: &mut RawClient, d: Duration, got: &mut std::collections::BTreeSet<u64>) {
+    let until = std::time::Instant::now() + d;
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        match sub.try_read_packet(left) {
+            Ok(p) => note(sub, p, got),
+            Err(ReadEnd::Timeout) => return,
+            Err(ReadEnd::Closed) => panic!("the subscriber was closed"),
+        }
+    }
+}
+
+/// Reads `old` until the broker closes it (a takeover), noting what it got.
+fn drain_closed(mut old: RawClient, got: &mut std::collections::BTreeSet<u64>) {
+    for _ in 0..100_000 {
+        match old.try_read_packet(Duration::from_secs(5)) {
+            Ok(p) => note(&mut old, p, got),
+            Err(ReadEnd::Closed) => return,
+            Err(ReadEnd::Timeout) => panic!("the old connection was not closed"),
+        }
+    }
+}
+
+fn note(sub: &mut RawClient, p: common::raw::Packet, got: &mut std::collections::BTreeSet<u64>) {
+    if p.kind() != kind::PUBLISH {
+        return;
+    }
+    let m = p.publish(Proto::V311);
+    if m.qos == 1 {
+        sub.send_lenient(&common::raw::ack(kind::PUBACK, m.pkid));
+    }
+    if m.topic == "move/n" {
+        got.insert(String::from_utf8(m.payload).unwrap().parse().unwrap());
+    }
+}

@@ -37,6 +37,10 @@ use crate::router::{MailboxEnds, ShardId};
 /// How long a liveness key lives without a refresh: a node silent this long is taken as dead.
 pub const LIVENESS_TTL: Duration = Duration::from_secs(15);
 
+/// How long after its start a node's CONNECTs wait for it to be ready (reading its queue and every
+/// node's interest) before they attach all the same.
+pub const READY_WAIT: Duration = Duration::from_secs(15);
+
 /// How often a live node refreshes its key: three refreshes per TTL, so one lost one is not a death.
 pub const LIVENESS_REFRESH: Duration = Duration::from_secs(5);
 
@@ -263,6 +267,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     // queue's consumer reading and the whole interest bucket read (so that its own clients'
     // messages reach every subscription already there). Until then no other node waits for it.
     let (ready_tx, ready_rx) = watch::channel(false);
+    let ready_watch = ready_rx.clone();
     // Its liveness key was put: from then on the other nodes know it, and reap its wills if it
     // dies; so its wills go into the bucket only after that (`wills`).
     let (known_tx, mut known_rx) = watch::channel(false);
@@ -400,6 +405,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         live_rx,
     );
     relay.set_retained_store(shards.retained);
+    relay.set_ready(ready_watch, READY_WAIT);
     let mut batch = Vec::new();
     let mut resend = tokio::time::interval(Duration::from_secs(1));
     resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -431,6 +437,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             Some(a) = adopted.recv(), if !full => relay.take_adoption(a).await,
             _ = resend.tick() => {
                 relay.resend_kept().await;
+                relay.prune_moved();
                 relay.answer_late_interest();
             }
         }

@@ -10,6 +10,10 @@
 //! for other nodes are dropped and counted; QoS 1/2 copies are kept in memory (up to
 //! [`AWAY_LIMIT`]) and sent when NATS is back, and their publishers are acknowledged meanwhile, so
 //! local traffic goes on (a node that dies during a whole NATS outage loses what it kept).
+//!
+//! Parts: `claims` (client ids: claims, evictions, release), `moved` (messages that reach this node
+//! after a session left it go after it), `kept` (wills and sessions kept for a dead node, and
+//! adopted from one), `shared` (`$share` groups across the nodes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,14 +30,15 @@ use super::figures::{ClusterFigures, Figure};
 use super::interest::{Interest, KvChange, ShardChange};
 use super::post::Post;
 use super::queue::{self, Copy};
-use super::sessions;
 use super::wire;
 use crate::codec::QoS;
 use crate::codec::Utf8Bytes;
 use crate::router::{Mail, ShardId};
 use crate::session::HoldStamp;
 
+mod claims;
 mod kept;
+mod moved;
 mod shared;
 
 /// The longest a SUBACK waits for the link (its interest key written to the bucket).
@@ -114,8 +119,13 @@ pub struct Relay {
     waiting_interest: ahash::AHashMap<String, WaitingInterest>,
     /// The live nodes, as the last liveness refresh found them (this one included).
     live: tokio::sync::watch::Receiver<Vec<String>>,
+    /// Whether the node is ready (`link`), and until when a CONNECT waits for that.
+    ready: tokio::sync::watch::Receiver<bool>,
+    ready_wait_until: tokio::time::Instant,
     /// Eviction requests from other nodes waiting for a shard's answer: ticket -> reply subject.
-    evictions: ahash::AHashMap<u64, async_nats::Subject>,
+    evictions: ahash::AHashMap<u64, claims::Eviction>,
+    /// Sessions that moved to other nodes lately (`relay::moved`).
+    moved: moved::MovedSessions,
     next_eviction: u64,
 }
 
@@ -141,6 +151,7 @@ pub fn seen_subject(cluster: &str, origin: &str, by: &str) -> String {
 pub struct ClaimDone {
     pub shard: ShardId,
     pub ticket: u64,
+    pub client_id: Utf8Bytes,
     pub session: Option<bytes::Bytes>,
 }
 
@@ -206,7 +217,10 @@ impl Relay {
             claimed,
             waiting_interest: ahash::AHashMap::new(),
             live,
+            ready: tokio::sync::watch::channel(true).1,
+            ready_wait_until: tokio::time::Instant::now(),
             evictions: ahash::AHashMap::new(),
+            moved: moved::MovedSessions::default(),
             next_eviction: 0,
             kv,
             wills: Kept::new(wills),
@@ -216,6 +230,13 @@ impl Relay {
             told_drop: false,
             ever_connected: false,
         }
+    }
+
+    /// The node's readiness: until it is ready, and for at most `wait` from now, a CONNECT's claim
+    /// waits for it (see `claim`).
+    pub fn set_ready(&mut self, ready: tokio::sync::watch::Receiver<bool>, wait: Duration) {
+        self.ready = ready;
+        self.ready_wait_until = tokio::time::Instant::now() + wait;
     }
 
     pub fn set_retained_store(&mut self, store: Arc<crate::shard::RetainedStripes>) {
@@ -230,6 +251,7 @@ impl Relay {
     pub async fn take_mail(&mut self, batch: &mut Vec<Mail>) {
         for mail in batch.drain(..) {
             match mail {
+                // A moved session's stub passes what this node publishes to it (`Follow`).
                 Mail::Publish(msg, _) => self.forward(&msg).await,
                 Mail::Retain(msg) => self.publish_retained(&msg).await,
                 Mail::InterestAdd { from, filter, .. } => {
@@ -270,6 +292,7 @@ impl Relay {
                 Mail::Will { client_id, will } => self.keep_will(&client_id, will),
                 Mail::State { client_id, image } => self.keep_state(&client_id, image),
                 Mail::Unclaim { client_id } => self.unclaim(client_id),
+                Mail::Follow { client_id, msg } => self.follow_stub(&client_id, &msg).await,
                 Mail::Claim {
                     from,
                     ticket,
@@ -277,9 +300,10 @@ impl Relay {
                     clean_start,
                 } => self.claim(from, ticket, client_id, clean_start),
                 Mail::Evicted { ticket, session } => {
-                    if let Some(reply) = self.evictions.remove(&ticket) {
+                    if let Some(e) = self.evictions.remove(&ticket) {
+                        self.moved(&e.client_id, session.as_ref()).await;
                         let payload = session.unwrap_or_default();
-                        if let Err(e) = self.client.publish(reply, payload).await {
+                        if let Err(e) = self.client.publish(e.reply, payload).await {
                             tracing::debug!("Cluster: cannot answer an eviction: {e}.");
                         }
                     }
@@ -635,126 +659,6 @@ impl Relay {
         }
     }
 
-    /// A CONNECT on shard `from` claims `client_id` in the cluster (`sessions::claim`), in a task
-    /// of its own: other CONNECTs and all routing go on meanwhile.
-    fn claim(&mut self, from: ShardId, ticket: u64, client_id: Utf8Bytes, clean_start: bool) {
-        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
-        self.ever_connected |= connected;
-        if !connected && self.ever_connected {
-            // NATS lost: the node serves the client alone. (Before the link's first connection,
-            // a node that just started, the claim waits for it, within its time.)
-            self.post.send(
-                from,
-                Mail::Claimed {
-                    ticket,
-                    session: None,
-                },
-            );
-            return;
-        }
-        let (client, js, store) = (self.client.clone(), self.js.clone(), self.sessions.clone());
-        let (cluster, node, done) = (
-            self.cluster.clone(),
-            self.node.clone(),
-            self.claimed.clone(),
-        );
-        tokio::spawn(async move {
-            let claim = async {
-                while client.connection_state() != async_nats::connection::State::Connected {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                sessions::claim(
-                    &client,
-                    &js,
-                    &store,
-                    &cluster,
-                    &node,
-                    &client_id,
-                    clean_start,
-                )
-                .await
-            };
-            let session = match tokio::time::timeout(sessions::CLAIM_TIMEOUT, claim).await {
-                Ok(Ok(session)) => session,
-                Ok(Err(e)) => {
-                    tracing::warn!(
-                        "Cluster: cannot claim client id {client_id} in the cluster ({e}); \
-                         it connects here with the session this node has."
-                    );
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        "Cluster: claiming client id {client_id} took over {:?}; it connects \
-                         here with the session this node has.",
-                        sessions::CLAIM_TIMEOUT
-                    );
-                    None
-                }
-            };
-            let _ = done.send(ClaimDone {
-                shard: from,
-                ticket,
-                session,
-            });
-        });
-    }
-
-    /// A session ended here for good: the cluster forgets this node owns its client id, in a task
-    /// of its own (nothing waits for it; while NATS is away the key stays, and the next claim of
-    /// the client id takes it over as any other).
-    fn unclaim(&mut self, client_id: Utf8Bytes) {
-        if self.client.connection_state() != async_nats::connection::State::Connected {
-            return;
-        }
-        let (js, store) = (self.js.clone(), self.sessions.clone());
-        let (cluster, node) = (self.cluster.clone(), self.node.clone());
-        tokio::spawn(async move {
-            let release = sessions::release(&js, &store, &cluster, &node, &client_id);
-            match tokio::time::timeout(sessions::CLAIM_TIMEOUT, release).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!("Cluster: cannot release {client_id}: {e}."),
-                Err(_) => tracing::debug!("Cluster: releasing {client_id} took too long."),
-            }
-        });
-    }
-
-    /// A claim finished: the CONNECT may attach.
-    pub fn claim_done(&mut self, done: ClaimDone) {
-        self.post.send(
-            done.shard,
-            Mail::Claimed {
-                ticket: done.ticket,
-                session: done.session,
-            },
-        );
-    }
-
-    /// Another node claimed a client id this node may have: its home shard closes it and answers.
-    pub async fn take_eviction(&mut self, m: async_nats::Message) {
-        let Some(reply) = m.reply else { return };
-        let Some((client_id, keep)) = sessions::decode_request(&m.payload) else {
-            tracing::warn!("Cluster: an eviction request that is not one; ignored.");
-            return;
-        };
-        if self.post.shards() == 0 {
-            let _ = self.client.publish(reply, bytes::Bytes::new()).await;
-            return;
-        }
-        self.next_eviction += 1;
-        let ticket = self.next_eviction;
-        self.evictions.insert(ticket, reply);
-        let home = crate::shard::home_of(client_id.as_bytes(), self.post.shards());
-        self.post.send(
-            home,
-            Mail::Evict {
-                ticket,
-                client_id: Utf8Bytes::from(client_id),
-                keep,
-            },
-        );
-    }
-
     /// A message from another node: to each shard here with a matching subscription.
     pub async fn take_message(&mut self, payload: &[u8]) {
         for frame in wire::frames(payload) {
@@ -776,7 +680,16 @@ impl Relay {
             Ok(wire::Frame {
                 msg,
                 group: Some((full, hops)),
+                ..
             }) => return self.take_shared(msg, full, hops).await,
+            Ok(wire::Frame {
+                msg,
+                client: Some(client),
+                ..
+            }) => {
+                self.figures.add(Figure::Received, 1);
+                return self.take_for_client(msg, client).await;
+            }
             Ok(frame) => frame.msg,
             Err(e) => {
                 self.figures.add(Figure::Unreadable, 1);
@@ -785,11 +698,10 @@ impl Relay {
             }
         };
         self.figures.add(Figure::Received, 1);
-        let shards = self.interest.local_shards_for(&msg.topic);
-        if shards.is_empty() {
-            return;
-        }
         let msg = Arc::new(msg);
+        self.follow_moved(&msg).await;
+        let shards = self.interest.local_shards_for(&msg.topic);
+
         for to in shards.iter() {
             self.post
                 .send(to, Mail::Publish(msg.clone(), HoldStamp::default()));

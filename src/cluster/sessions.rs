@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 
 use super::store::open_bucket;
@@ -48,23 +48,27 @@ pub fn evict_subject(cluster: &str, node: &str) -> String {
     format!("shardmq.{cluster}.evict.{node}")
 }
 
-/// An eviction request: whether the session is wanted (`keep`), then the client id.
-pub fn encode_request(client_id: &str, keep: bool) -> Bytes {
-    let mut out = Vec::with_capacity(client_id.len() + 1);
-    out.push(u8::from(keep));
+/// An eviction request: whether the session is wanted (`keep`), the claiming node (where it goes),
+/// then the client id.
+pub fn encode_request(client_id: &str, keep: bool, node: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(client_id.len() + node.len() + 3);
+    out.put_u8(u8::from(keep));
+    // Node names are short (`cluster_node`); one that is not is refused where it is read.
+    let _ = super::wire::put_str(&mut out, node, "node");
     out.extend_from_slice(client_id.as_bytes());
-    out.into()
+    out.freeze()
 }
 
-/// The client id and `keep` of an eviction request; None when it is not one.
-pub fn decode_request(payload: &[u8]) -> Option<(String, bool)> {
-    let (&keep, id) = payload.split_first()?;
+/// The client id, `keep` and claiming node of an eviction request; None when it is not one.
+pub fn decode_request(payload: &[u8]) -> Option<(String, bool, String)> {
+    let (&keep, rest) = payload.split_first()?;
     let keep = match keep {
         0 => false,
         1 => true,
         _ => return None,
     };
-    Some((String::from_utf8(id.to_vec()).ok()?, keep))
+    let (node, id) = super::wire::take_str(rest).ok()?;
+    Some((String::from_utf8(id.to_vec()).ok()?, keep, node.to_owned()))
 }
 
 /// Makes `node` the owner of `client_id` and brings its session from the node that had it (None:
@@ -90,7 +94,7 @@ pub async fn claim(
     else {
         return Ok(None);
     };
-    let request = encode_request(client_id, !clean_start);
+    let request = encode_request(client_id, !clean_start, node);
     match client
         .request(evict_subject(cluster, &previous), request)
         .await
@@ -200,13 +204,14 @@ mod tests {
     fn requests_round_trip_and_bad_ones_are_refused() {
         for (id, keep) in [("a", true), ("", false), ("ü/x y", true)] {
             assert_eq!(
-                decode_request(&encode_request(id, keep)),
-                Some((id.to_owned(), keep))
+                decode_request(&encode_request(id, keep, "n-2")),
+                Some((id.to_owned(), keep, "n-2".to_owned()))
             );
         }
         assert_eq!(decode_request(&[]), None);
-        assert_eq!(decode_request(&[2, b'a']), None);
-        assert_eq!(decode_request(&[1, 0xff]), None);
+        assert_eq!(decode_request(&[2, 0, 0, b'a']), None);
+        assert_eq!(decode_request(&[1, 0, 5, b'a']), None, "node cut short");
+        assert_eq!(decode_request(&[1, 0, 0, 0xff]), None);
     }
 
     #[test]

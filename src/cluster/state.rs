@@ -340,7 +340,7 @@ async fn take_over(
 
 /// The filters of the subscriptions in a session's snapshot, but shared ones (a group's messages
 /// come to one of its members wherever they are).
-fn filters_of(image: &[u8]) -> Vec<Utf8Bytes> {
+pub(super) fn filters_of(image: &[u8]) -> Vec<Utf8Bytes> {
     let mut filters = Vec::new();
     record::scan(image, |r| {
         if let Record::Subscribe { filter, .. } = r {

@@ -62,6 +62,16 @@ pub async fn open_bucket(
     .await
 }
 
+/// Whether `e` is JetStream lacking servers for the replicas (error 10023): for a moment while a
+/// NATS cluster starts, for good with a cluster of two servers.
+fn too_few_servers(e: &dyn std::fmt::Display) -> bool {
+    let text = e.to_string();
+    text.contains("10023") || text.contains("insufficient resources")
+}
+
+/// Whether a lack of servers was logged (once per process: the callers try again every second).
+static TOLD_TOO_FEW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// `create(REPLICAS)`, or `create(1)` when NATS says it is a single server (logged).
 async fn create<T, E, F>(what: &str, name: &str, create: impl Fn(usize) -> F) -> Result<T, Error>
 where
@@ -77,7 +87,17 @@ where
             );
             Ok(made)
         }
-        Err(e) => Err(Box::new(e)),
+        Err(e) => {
+            if too_few_servers(&e) && !TOLD_TOO_FEW.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    "Cluster: JetStream cannot place {what} {name} on {REPLICAS} servers ({e}); \
+                     trying again. The cluster needs a NATS cluster of 3 or more JetStream \
+                     servers, or a single server."
+                );
+            }
+            Err(Box::new(e))
+        }
     }
 }
 
@@ -97,6 +117,7 @@ mod tests {
             "timed out",
         ] {
             assert!(!single_server(&transient), "{transient}");
+            assert_eq!(too_few_servers(&transient), transient.contains("10023"));
         }
     }
 }

@@ -28,12 +28,19 @@ pub const SHARED_TAG: u8 = 2;
 /// instead of one each. Then, for each frame, its length (4 bytes) and the frame.
 pub const BATCH_TAG: u8 = 3;
 
-/// A message read from NATS: for every matching subscription, or for one member of `group`.
+/// The first byte of a message for the subscriptions of one session only (`client`): one that had
+/// moved to the receiving node when it reached the node it left (docs/CLUSTER.md, "Sessions across
+/// nodes"). Then the client id (length-prefixed) and the frame.
+pub const CLIENT_TAG: u8 = 4;
+
+/// A message read from NATS: for every matching subscription, for one member of `group`, or for
+/// the subscriptions of session `client`.
 #[derive(Debug)]
 pub struct Frame {
     pub msg: Message,
     /// The group and how many times the message was passed on already.
     pub group: Option<(crate::codec::Utf8Bytes, u8)>,
+    pub client: Option<crate::codec::Utf8Bytes>,
 }
 
 /// Why bytes from NATS are not a message.
@@ -83,6 +90,19 @@ pub fn encode_shared(
     out.put_u8(SHARED_TAG);
     out.put_u8(hops);
     put_str(out, group, "group")
+        .and_then(|()| encode(msg, out))
+        .inspect_err(|_| out.truncate(start))
+}
+
+/// Appends `msg` for the subscriptions of session `client_id` only.
+pub fn encode_for_client(
+    msg: &Message,
+    client_id: &str,
+    out: &mut BytesMut,
+) -> Result<(), WireError> {
+    let start = out.len();
+    out.put_u8(CLIENT_TAG);
+    put_str(out, client_id, "client id")
         .and_then(|()| encode(msg, out))
         .inspect_err(|_| out.truncate(start))
 }
@@ -177,11 +197,21 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
             Ok(Frame {
                 msg: decode(rest)?,
                 group: Some((crate::codec::Utf8Bytes::from(group.to_owned()), hops)),
+                client: None,
+            })
+        }
+        Some((&CLIENT_TAG, rest)) => {
+            let (client, rest) = take_str(rest)?;
+            Ok(Frame {
+                msg: decode(rest)?,
+                group: None,
+                client: Some(crate::codec::Utf8Bytes::from(client.to_owned())),
             })
         }
         _ => Ok(Frame {
             msg: decode(bytes)?,
             group: None,
+            client: None,
         }),
     }
 }

@@ -172,6 +172,13 @@ impl Journal {
     }
 
     fn append(&mut self, r: &Record) {
+        // Without persistence nothing is ever written, so nothing may wait for it: a session that
+        // came from another node of a cluster (or any caller of the `Ledger`) has numbered messages
+        // whose records, counted here, would hold every later acknowledgement of this shard
+        // (`acknowledge` waits for `appended` to be durable) and pile up in `pending`.
+        if !self.on {
+            return;
+        }
         let before = self.pending.len();
         if let Err(e) = record::encode(r, &mut self.pending) {
             tracing::error!(target: log_type::ERROR,
@@ -634,3 +641,48 @@ mod task;
 
 pub use restore::ShardRestore;
 pub(in crate::shard) use task::journal_task;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Properties, PubResponseKind, QoS};
+
+    /// Without persistence nothing is written, so nothing counts as appended: a session with
+    /// numbered messages (one moved from another node of a cluster) used to make every later
+    /// acknowledgement that waits for the link wait for ever.
+    #[test]
+    fn without_persistence_numbered_messages_hold_no_acknowledgement() {
+        let link = 1;
+        let mut j = Journal::new(0, 1, Some(link), None, 1);
+        let client = Utf8Bytes::from_static("moved");
+        let msg = Arc::new(Message::new(
+            Utf8Bytes::from_static("t"),
+            Bytes::from_static(b"m"),
+            QoS::AtLeastOnce,
+            false,
+            Properties::default(),
+            Some((0, 3)),
+        ));
+        let id = Ledger::owed(&mut j, &client, &msg, QoS::AtLeastOnce, false);
+        Ledger::sent(&mut j, &client, id, 7);
+        assert_eq!((j.appended, j.pending.len()), (0, 0));
+
+        let outbox = Rc::new(Outbox::new());
+        j.note_sent(link, &msg, false);
+        let kind = PubResponseKind::PubAck;
+        j.acknowledge(
+            &outbox,
+            ProtocolVersion::V311,
+            kind,
+            9,
+            0,
+            [link].into_iter(),
+        );
+        assert_eq!(outbox.pending_bytes(), 0, "waits for the link's copies");
+        j.confirmed(link, 1);
+        assert!(
+            outbox.pending_bytes() > 0,
+            "acknowledged once they are in JetStream"
+        );
+    }
+}

@@ -77,7 +77,7 @@ impl Relay {
     }
 
     /// `msg`, from a dead node's queue, to the home shards of the adopted sessions `clients`.
-    fn owe(&mut self, msg: Message, clients: &[Utf8Bytes]) {
+    pub(super) fn owe(&mut self, msg: Message, clients: &[Utf8Bytes]) {
         let shards = self.post.shards();
         let msg = Arc::new(msg);
         let mut by_shard: Vec<Vec<Utf8Bytes>> = vec![Vec::new(); shards];
@@ -122,7 +122,13 @@ impl Relay {
                 Ok(wire::Frame {
                     msg,
                     group: Some((full, hops)),
+                    ..
                 }) => self.take_shared(msg, full, hops).await,
+                Ok(wire::Frame {
+                    msg,
+                    client: Some(client),
+                    ..
+                }) => self.take_for_client(msg, client).await,
                 Ok(frame) => self.owe(frame.msg, &clients),
                 Err(e) => {
                     self.figures.add(Figure::Unreadable, 1);

@@ -1,6 +1,7 @@
 //! Fuzz target `cluster_wire`: the frame of a message between cluster nodes (src/cluster/wire.rs),
 //! read from NATS, must be total on any bytes (no panic, no allocation before a length is checked),
-//! alone or in a batch, and every frame it accepts, plain or for a shared subscription group,
+//! alone or in a batch, and every frame it accepts, plain, for a shared subscription group or for
+//! one session,
 //! re-encodes and decodes to the same message and group.
 //!
 //! Like `persist_record`, the modules are compiled from source (`#[path]`): runtime-free leaves.
@@ -44,13 +45,15 @@ fn check(frame: Result<&[u8], wire::WireError>) {
         return;
     };
     let mut again = BytesMut::new();
-    match &frame.group {
-        Some((group, hops)) => wire::encode_shared(&frame.msg, group, *hops, &mut again),
-        None => wire::encode(&frame.msg, &mut again),
+    match (&frame.group, &frame.client) {
+        (Some((group, hops)), _) => wire::encode_shared(&frame.msg, group, *hops, &mut again),
+        (None, Some(client)) => wire::encode_for_client(&frame.msg, client, &mut again),
+        (None, None) => wire::encode(&frame.msg, &mut again),
     }
     .expect("an accepted frame re-encodes");
     let back = wire::decode_frame(&again).expect("a re-encoded frame decodes");
     assert_eq!(back.group, frame.group);
+    assert_eq!(back.client, frame.client);
     let (a, b) = (&back.msg, &frame.msg);
     assert_eq!(
         (&a.topic, &a.payload, a.qos, a.retain, a.properties()),
