@@ -37,7 +37,7 @@ use crate::codec::Utf8Bytes;
 use crate::persist::record::{self, Record};
 
 use super::link::LinkConfig;
-use super::store::open_bucket;
+use super::store::{open_bucket, retry};
 use super::wire::{self, WireError};
 
 /// How long a node must be gone from the nodes bucket before its sessions are adopted (as its
@@ -142,33 +142,20 @@ pub async fn adopt(
     own_done: tokio::sync::oneshot::Sender<()>,
     out: mpsc::Sender<Adoption>,
 ) {
-    let store = loop {
-        match open_bucket(&js, &bucket(&config.cluster), Duration::ZERO).await {
-            Ok(s) => break s,
-            Err(e) => tracing::debug!("Cluster: cannot open the sessions' bucket yet: {e}."),
-        }
-        if out.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    let name = bucket(&config.cluster);
+    let gone = || out.is_closed();
+    let open = || open_bucket(&js, &name, Duration::ZERO);
+    let Some(store) = retry("cannot open the sessions' bucket yet", gone, open).await else {
+        return;
     };
     if own_first {
-        loop {
-            match adopt_node(&js, &config, &store, &config.node, &out).await {
-                Ok(taken) if taken.is_empty() => break,
-                Ok(taken) => {
-                    tracing::info!(
-                        "Cluster: took back {} sessions this node had before.",
-                        taken.len()
-                    );
-                    break;
-                }
-                Err(e) => tracing::debug!("Cluster: cannot read this node's sessions yet: {e}."),
-            }
-            if out.is_closed() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        let take = || adopt_node(&js, &config, &store, &config.node, &out);
+        let Some(taken) = retry("cannot read this node's sessions yet", gone, take).await else {
+            return;
+        };
+        if !taken.is_empty() {
+            let n = taken.len();
+            tracing::info!("Cluster: took back {n} sessions this node had before.");
         }
     }
     let _ = own_done.send(());

@@ -62,6 +62,25 @@ pub async fn open_bucket(
     .await
 }
 
+/// Tries `attempt` every second until it succeeds, or until `gone` says its caller went (None);
+/// each failure logged at debug level after `what` (NATS starting, a stream electing its leader).
+pub async fn retry<T, F, Fut>(what: &str, gone: impl Fn() -> bool, mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    loop {
+        match attempt().await {
+            Ok(t) => return Some(t),
+            Err(e) => tracing::debug!("Cluster: {what}: {e}."),
+        }
+        if gone() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Whether `e` is JetStream lacking servers for the replicas (error 10023): for a moment while a
 /// NATS cluster starts, for good with a cluster of two servers.
 fn too_few_servers(e: &dyn std::fmt::Display) -> bool {

@@ -26,7 +26,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
 
 use super::link::LinkConfig;
-use super::store::open_bucket;
+use super::store::{open_bucket, retry};
 use super::wire::{self, WireError};
 use crate::message::Message;
 
@@ -78,23 +78,19 @@ pub async fn reap(
     own_done: tokio::sync::oneshot::Sender<()>,
     out: mpsc::UnboundedSender<Reaped>,
 ) {
-    let store = loop {
-        match open_bucket(&js, &config.wills_bucket(), Duration::ZERO).await {
-            Ok(s) => break s,
-            Err(e) => tracing::debug!("Cluster: cannot open the wills bucket yet: {e}."),
-        }
-        if out.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    let name = config.wills_bucket();
+    let gone = || out.is_closed();
+    let open = || open_bucket(&js, &name, Duration::ZERO);
+    let Some(store) = retry("cannot open the wills bucket yet", gone, open).await else {
+        return;
     };
     if own_first {
-        while let Err(e) = reap_node(&js, &config, &store, &config.node, &out).await {
-            tracing::debug!("Cluster: cannot read this node's previous wills yet: {e}.");
-            if out.is_closed() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        let reap = || reap_node(&js, &config, &store, &config.node, &out);
+        if retry("cannot read this node's previous wills yet", gone, reap)
+            .await
+            .is_none()
+        {
+            return;
         }
     }
     let _ = own_done.send(());
