@@ -105,8 +105,15 @@ fn a_shared_group_gets_each_message_once_across_the_nodes() {
             p1.flush().await;
             let got = collect(&mut [&mut m1, &mut m2, &mut m3], 60).await;
             once_each(&got, &numbers(0..60), "QoS 1 from n1");
+            // One member per node: each takes its turn as often (the link is one member for each
+            // other node, not one for all of them: member-1 would get 30 and the others 15).
             for (i, g) in got.iter().enumerate() {
-                assert!(!g.is_empty(), "member-{} got none: {got:?}", i + 1);
+                assert!(
+                    (15..=25).contains(&g.len()),
+                    "member-{} got {} of 60: {got:?}",
+                    i + 1,
+                    g.len()
+                );
             }
             let plain_got = collect(&mut [&mut plain], 60).await;
             once_each(&plain_got, &numbers(0..60), "the plain subscriber");

@@ -6,11 +6,13 @@
 //!   this node's key in the interest bucket (`<node>.<hash of $share/g/f>`, the value the whole
 //!   `$share/g/f`): [`KvChange`]s say when it enters or leaves it. A message another node picked
 //!   this node for goes to one of them ([`Groups::pick_local`]).
-//! - **remote**: each group's other nodes with members, learnt from that bucket. While a group has
-//!   one, the link is a member of it in every shard's copy of the groups (`index::shared`), so that
-//!   a publisher's shard picks one member cluster-wide: one of its node's own, or the link, which
-//!   passes the message to one node with members ([`Groups::pick_remote`]), which picks one of its.
-//!   [`GroupChange`]s say when the link joins or leaves a group.
+//! - **remote**: each group's other nodes with members, learnt from that bucket. For each such node
+//!   the link is one member of the group in every shard's copy of the groups (`index::shared`),
+//!   with that node's slot ([`Groups::slot_of`]), so that a publisher's shard picks one member
+//!   cluster-wide, each node with members taking a turn as often as each local member: one of its
+//!   node's own, or a node's slot of the link, which passes the message to that node
+//!   ([`Groups::pick_slot`]), which picks one of its members. [`GroupChange`]s say when the link
+//!   joins or leaves a group for a node.
 
 use std::sync::Arc;
 
@@ -21,16 +23,19 @@ use crate::codec::Utf8Bytes;
 use crate::index::MemberState;
 use crate::router::ShardId;
 
-/// Whether the link is now a member of a group in the shards' copies (another node has members).
+/// Whether the link is now a member of a group in the shards' copies, for one other node (`slot`)
+/// that has members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupChange {
     /// Join `full` (`$share/{group}/{filter}`), whose inner filter is `filter`.
     Join {
         full: Utf8Bytes,
         filter: Utf8Bytes,
+        slot: u32,
     },
     Leave {
         full: Utf8Bytes,
+        slot: u32,
     },
 }
 
@@ -55,6 +60,10 @@ pub struct Groups {
     remote: AHashMap<Utf8Bytes, RemoteGroup>,
     /// Each remote group key seen in the bucket: its node and group.
     remote_keys: AHashMap<String, (String, Utf8Bytes)>,
+    /// Each other node's slot as a member (the link's, in the shards' groups), for this process's
+    /// life: index + 1 in `slot_nodes`.
+    node_slots: AHashMap<String, u32>,
+    slot_nodes: Vec<String>,
 }
 
 impl Groups {
@@ -135,26 +144,56 @@ impl Groups {
         }
         self.remote_keys
             .insert(key.to_owned(), (node.to_owned(), full.clone()));
+        let slot = self.slot_of(node);
         let group = self.remote.entry(full.clone()).or_default();
-        let first = group.nodes.is_empty();
-        if let Err(at) = group.nodes.binary_search_by(|n| n.as_str().cmp(node)) {
-            group.nodes.insert(at, node.to_owned());
+        match group.nodes.binary_search_by(|n| n.as_str().cmp(node)) {
+            Ok(_) => Ok(None),
+            Err(at) => {
+                group.nodes.insert(at, node.to_owned());
+                Ok(Some(GroupChange::Join { full, filter, slot }))
+            }
         }
-        Ok(first.then_some(GroupChange::Join { full, filter }))
     }
 
     /// The bucket no longer holds `key` (None also when it is not a group key).
     pub fn remote_delete(&mut self, key: &str) -> Option<GroupChange> {
         let (node, full) = self.remote_keys.remove(key)?;
+        let slot = self.slot_of(&node);
         let group = self.remote.get_mut(&full)?;
-        if let Ok(at) = group.nodes.binary_search(&node) {
-            group.nodes.remove(at);
+        let at = group.nodes.binary_search(&node).ok()?;
+        group.nodes.remove(at);
+        if group.nodes.is_empty() {
+            self.remote.remove(&full);
         }
-        if !group.nodes.is_empty() {
-            return None;
+        Some(GroupChange::Leave { full, slot })
+    }
+
+    /// `node`'s slot as a member of groups (the same in every group).
+    pub fn slot_of(&mut self, node: &str) -> u32 {
+        if let Some(&slot) = self.node_slots.get(node) {
+            return slot;
         }
-        self.remote.remove(&full);
-        Some(GroupChange::Leave { full })
+        self.slot_nodes.push(node.to_owned());
+        let slot = self.slot_nodes.len() as u32;
+        self.node_slots.insert(node.to_owned(), slot);
+        slot
+    }
+
+    /// The node of `slot` for a message of `full` a shard picked it for, if it still has members;
+    /// else another node with members, in turn (None: no other node has any).
+    pub fn pick_slot(&mut self, full: &Utf8Bytes, slot: u32) -> Option<&str> {
+        let at = slot.checked_sub(1).map(|i| i as usize);
+        let has = match (
+            at.and_then(|i| self.slot_nodes.get(i)),
+            self.remote.get(full),
+        ) {
+            (Some(node), Some(group)) => group.nodes.binary_search(node).is_ok(),
+            _ => false,
+        };
+        match (has, at) {
+            (true, Some(i)) => Some(self.slot_nodes[i].as_str()),
+            _ => self.pick_remote(full),
+        }
     }
 
     /// After reading the bucket's keys afresh: forget the remote group keys not among them.
@@ -225,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn the_link_joins_with_the_first_remote_node_and_leaves_with_the_last() {
+    fn the_link_is_one_member_per_remote_node_with_members() {
         let mut g = Groups::new("me");
         let (full, filter) = (f("$share/g/s/+"), f("s/+"));
         let (ka, kb) = (key_of("a", &full), key_of("b", &full));
@@ -234,31 +273,47 @@ mod tests {
             Ok(None),
             "own key"
         );
-        assert_eq!(
-            g.remote_put(&ka, full.clone(), filter.clone()),
+        let join = |slot| {
             Ok(Some(GroupChange::Join {
                 full: full.clone(),
-                filter: filter.clone()
+                filter: filter.clone(),
+                slot,
             }))
-        );
+        };
+        assert_eq!(g.remote_put(&ka, full.clone(), filter.clone()), join(1));
         assert_eq!(g.remote_put(&ka, full.clone(), filter.clone()), Ok(None));
-        assert_eq!(g.remote_put(&kb, full.clone(), filter.clone()), Ok(None));
+        assert_eq!(g.remote_put(&kb, full.clone(), filter.clone()), join(2));
+        // A shard picked b's slot: b; a round robin among the nodes otherwise.
+        assert_eq!(g.pick_slot(&full, 2), Some("b"));
+        assert_eq!(g.pick_slot(&full, 1), Some("a"));
         let picks: Vec<String> = (0..3)
             .map(|_| g.pick_remote(&full).unwrap().to_owned())
             .collect();
         assert_eq!(picks, ["a", "b", "a"]);
-        assert_eq!(g.remote_delete(&ka), None);
-        assert_eq!(g.pick_remote(&full), Some("b"));
+        assert_eq!(
+            g.remote_delete(&ka),
+            Some(GroupChange::Leave {
+                full: full.clone(),
+                slot: 1
+            })
+        );
+        assert_eq!(g.pick_slot(&full, 1), Some("b"), "a left: another node");
         let present: AHashSet<String> = AHashSet::new();
         assert_eq!(
             g.retain_remote(&present),
-            [GroupChange::Leave { full: full.clone() }]
+            [GroupChange::Leave {
+                full: full.clone(),
+                slot: 2
+            }]
         );
+        assert_eq!(g.pick_slot(&full, 2), None);
         assert_eq!(g.pick_remote(&full), None);
         assert_eq!(g.remote_delete("x.y"), None, "not a group key");
         assert_eq!(
-            g.remote_put("nodot", full.clone(), filter),
+            g.remote_put("nodot", full.clone(), filter.clone()),
             Err(RemoteKeyError::NoNode)
         );
+        // A node keeps its slot when it comes back, in this group or another.
+        assert_eq!(g.remote_put(&ka, full.clone(), filter.clone()), join(1));
     }
 }

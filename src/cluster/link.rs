@@ -38,7 +38,8 @@ use crate::router::{MailboxEnds, ShardId};
 pub const LIVENESS_TTL: Duration = Duration::from_secs(15);
 
 /// How long after its start a node's CONNECTs wait for it to be ready (reading its queue and every
-/// node's interest) before they attach all the same.
+/// node's interest) before they attach all the same; each one for at most the claim's time
+/// (`sessions::CLAIM_TIMEOUT`).
 pub const READY_WAIT: Duration = Duration::from_secs(15);
 
 /// How often a live node refreshes its key: three refreshes per TTL, so one lost one is not a death.

@@ -251,7 +251,6 @@ impl Relay {
     pub async fn take_mail(&mut self, batch: &mut Vec<Mail>) {
         for mail in batch.drain(..) {
             match mail {
-                // A moved session's stub passes what this node publishes to it (`Follow`).
                 Mail::Publish(msg, _) => self.forward(&msg).await,
                 Mail::Retain(msg) => self.publish_retained(&msg).await,
                 Mail::InterestAdd { from, filter, .. } => {
@@ -287,12 +286,14 @@ impl Relay {
                     full,
                     counted,
                     hops,
-                    ..
-                } => self.forward_shared(msg, full, counted, hops).await,
+                    slot,
+                } => {
+                    self.forward_shared(msg, full, counted, hops, Some(slot))
+                        .await
+                }
                 Mail::Will { client_id, will } => self.keep_will(&client_id, will),
                 Mail::State { client_id, image } => self.keep_state(&client_id, image),
                 Mail::Unclaim { client_id } => self.unclaim(client_id),
-                Mail::Follow { client_id, msg } => self.follow_stub(&client_id, &msg).await,
                 Mail::Claim {
                     from,
                     ticket,

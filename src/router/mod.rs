@@ -189,13 +189,6 @@ pub enum Mail {
         client_id: Utf8Bytes,
         image: Option<bytes::Bytes>,
     },
-    /// Cluster mode, to the link: `msg`, published on this node, matched the stub of `client_id`'s
-    /// session, which moved to another node a moment ago: the link sends it after it, unless that
-    /// node gets it anyway (`cluster::relay::moved`).
-    Follow {
-        client_id: Utf8Bytes,
-        msg: Arc<Message>,
-    },
     /// Cluster mode, to the link: `client_id`'s session ended here for good (its clean connection
     /// closed, or it expired): the cluster forgets that this node owns the client id, unless
     /// another node claimed it meanwhile (`cluster::sessions`).

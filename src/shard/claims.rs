@@ -43,16 +43,7 @@ use crate::topic;
 pub(super) struct Claims {
     next: u64,
     waiting: AHashMap<u64, oneshot::Sender<()>>,
-    /// Sessions that moved to another node, left here for a moment as stubs (slot -> until when):
-    /// their subscriptions stay, and what this node's clients publish to them is passed to the link,
-    /// which sends it after them (`cluster::relay::moved`). So a message published here while the
-    /// other nodes (and this one) learn where the session went still reaches it.
-    stubs: AHashMap<u32, Instant>,
 }
-
-/// How long a moved session's stub stays: the new node's interest reaches this one in
-/// milliseconds; the link follows the session for longer (`cluster::relay::moved`).
-const STUB_LIFE: Duration = Duration::from_secs(2);
 
 impl Shard {
     /// In cluster mode, asks the link to claim `connect`'s client id; the connection attaches once
@@ -93,19 +84,15 @@ impl Shard {
         let mut session = None;
         if let Some(slot) = self.sessions.slot_of(client_id) {
             self.close_for_takeover(slot);
-            let stub = self.claims.stubs.contains_key(&slot);
-            match self.sessions.at_mut(slot) {
-                // A stub's session went already.
-                Some(s) if keep && !s.clean && !stub => {
+            if let Some(s) = self.sessions.at_mut(slot) {
+                if keep && !s.clean {
                     let mut w = SnapshotWriter::new(self.id, self.shards as u16);
                     super::journal::write_session(&mut w, s, true);
                     session = Some(w.finish().freeze());
                     // Its will, delayed or not, went with it.
                     s.will = None;
-                    self.leave_stub(slot);
                 }
-                Some(_) => self.remove_session(slot),
-                None => {}
+                self.remove_session(slot);
             }
             tracing::info!(target: log_type::NOTICE,
                 "Client {client_id} connected on another node{}.",
@@ -113,108 +100,6 @@ impl Shard {
         }
         if let Some(link) = self.link {
             self.mail.send(link, Mail::Evicted { ticket, session });
-        }
-    }
-
-    /// The session in `slot` moved to another node (its snapshot went): it stays as a stub for
-    /// [`STUB_LIFE`], no longer this node's to keep for the cluster.
-    fn leave_stub(&mut self, slot: u32) {
-        self.member_presence(slot, false, false);
-        self.claims.stubs.insert(slot, Instant::now() + STUB_LIFE);
-        if let (Some(link), Some(s)) = (self.link, self.sessions.at(slot)) {
-            let client_id = s.client_id.clone();
-            self.mail.send(link, super::will::will_mail(s));
-            self.mail.send(
-                link,
-                Mail::State {
-                    client_id,
-                    image: None,
-                },
-            );
-        }
-    }
-
-    /// Whether the session in `slot` is a moved session's stub (cheap while there is none).
-    pub(super) fn is_stub(&self, slot: u32) -> bool {
-        !self.claims.stubs.is_empty() && self.claims.stubs.contains_key(&slot)
-    }
-
-    /// A message delivery found the stub in `slot`: a QoS 1/2 message published on this node goes to
-    /// the link, which sends it after the session (a message from another node is the link's to
-    /// follow already).
-    pub(super) fn follow_stub(&mut self, slot: u32, msg: &Arc<Message>, qos: crate::codec::QoS) {
-        self.follow_stub_if(slot, msg, qos, msg.origin.is_some());
-    }
-
-    /// [`Shard::follow_stub`], for a message the link must follow (`follow`).
-    fn follow_stub_if(
-        &mut self,
-        slot: u32,
-        msg: &Arc<Message>,
-        qos: crate::codec::QoS,
-        follow: bool,
-    ) {
-        let (Some(link), Some(s)) = (self.link, self.sessions.at(slot)) else {
-            return;
-        };
-        if qos != crate::codec::QoS::AtMostOnce && follow {
-            let client_id = s.client_id.clone();
-            self.mail.send(
-                link,
-                Mail::Follow {
-                    client_id,
-                    msg: msg.clone(),
-                },
-            );
-        }
-    }
-
-    /// On the tick: the stubs whose time is over go.
-    pub(super) fn end_stubs(&mut self, now: Instant) {
-        if self.claims.stubs.is_empty() {
-            return;
-        }
-        let over: Vec<u32> = self
-            .claims
-            .stubs
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(slot, _)| *slot)
-            .collect();
-        for slot in over {
-            self.remove_session(slot);
-        }
-    }
-
-    /// The stubs all of whose filters (but shared ones) the link has interest in now: what is
-    /// published here that they want goes to the link anyway, which sends it to the node that has
-    /// interest (the session's new one); they go.
-    pub(super) fn end_stubs_covered(&mut self) {
-        let Some(link) = self.link.filter(|_| !self.claims.stubs.is_empty()) else {
-            return;
-        };
-        let covered: Vec<u32> = self
-            .claims
-            .stubs
-            .keys()
-            .copied()
-            .filter(|&slot| {
-                self.sessions.at(slot).is_some_and(|s| {
-                    s.subscriptions.keys().all(|f| {
-                        f.starts_with(topic::SHARED_PREFIX) || self.subs.has_interest(f, link)
-                    })
-                })
-            })
-            .collect();
-        for slot in covered {
-            self.remove_session(slot);
-        }
-    }
-
-    /// `slot` was removed: not a stub any more.
-    pub(super) fn forget_stub(&mut self, slot: u32) {
-        if !self.claims.stubs.is_empty() {
-            self.claims.stubs.remove(&slot);
         }
     }
 
@@ -273,15 +158,11 @@ impl Shard {
         let upgrade = self.settings.upgrade_outgoing_qos;
         let now = Instant::now();
         for id in clients {
-            let Some(slot) = self.sessions.slot_of(id) else {
-                continue;
-            };
-            if self.is_stub(slot) {
-                // It moved on meanwhile: after it.
-                self.follow_stub_if(slot, msg, msg.qos, true);
-                continue;
-            }
-            let Some(session) = self.sessions.at_mut(slot) else {
+            let Some(session) = self
+                .sessions
+                .slot_of(id)
+                .and_then(|slot| self.sessions.at_mut(slot))
+            else {
                 continue;
             };
             let mut best: Option<SubscriptionOptions> = None;

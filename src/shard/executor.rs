@@ -76,12 +76,6 @@ impl Shard {
             } => {
                 self.replay_to(from, &filter, since);
                 self.subs.add_remote_interest(&filter, from);
-                if Some(from) == self.link {
-                    // Another node's interest (a moved session's new node): what is published
-                    // here goes to the link now, the stub's work done once it covers all its
-                    // filters.
-                    self.end_stubs_covered();
-                }
                 let me = self.id;
                 self.mail.send(from, Mail::InterestAck { filter, from: me });
             }
@@ -124,8 +118,7 @@ impl Shard {
             | Mail::Evicted { .. }
             | Mail::Will { .. }
             | Mail::State { .. }
-            | Mail::Unclaim { .. }
-            | Mail::Follow { .. } => {
+            | Mail::Unclaim { .. } => {
                 debug_assert!(false, "mail for the cluster link reached a shard");
             }
         }
@@ -293,7 +286,6 @@ impl Shard {
         self.keepalive.check(now);
         self.mail.forget_stances(now);
         self.expire_sessions(now);
-        self.end_stubs(now);
         self.send_delayed_wills(now);
         self.expire_retained(now);
         self.sys_tick(now);

@@ -213,11 +213,6 @@ impl Subscriptions {
         self.interest.add(filter, from);
     }
 
-    /// Whether shard `shard` (or the cluster link) has interest in exactly `filter`.
-    pub(super) fn has_interest(&self, filter: &str, shard: ShardId) -> bool {
-        self.interest.count(filter, shard) > 0
-    }
-
     /// Shard `from` lost its last subscription to `filter`.
     pub(super) fn remove_remote_interest(&mut self, filter: &Utf8Bytes, from: ShardId) {
         self.interest.remove(filter, from);

@@ -52,13 +52,14 @@ impl Relay {
         let (mut ready, until) = (self.ready.clone(), self.ready_wait_until);
         self.arriving(client_id.clone());
         tokio::spawn(async move {
-            // A node that just started: its clients' CONNACKs wait until it routes by every other
-            // node's interest and reads its queue, so that what they publish reaches every
-            // subscription there already; up to a bound from its start (NATS may be away).
-            if !*ready.borrow() {
-                let _ = tokio::time::timeout_at(until, ready.wait_for(|r| *r)).await;
-            }
             let claim = async {
+                // A node that just started: its clients' CONNACKs wait until it routes by every
+                // other node's interest and reads its queue, so that what they publish reaches
+                // every subscription there already; within the claim's time, and only for a
+                // while after its start (NATS may be away).
+                if !*ready.borrow() {
+                    let _ = tokio::time::timeout_at(until, ready.wait_for(|r| *r)).await;
+                }
                 while client.connection_state() != async_nats::connection::State::Connected {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }

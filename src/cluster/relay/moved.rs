@@ -7,10 +7,10 @@
 //! link keeps, for [`LIFE`] after each move, where the session went and its filters, and passes each
 //! such message from another node to the session's new node, for that session only
 //! (`wire::CLIENT_TAG`). From the eviction request until the shard's answer, whose snapshot says
-//! the filters, the messages the link takes are held (at most [`HELD_MAX`]). A message published
-//! on this node reaches the moved session's stub in its shard (`shard::claims`), which passes it
-//! here (`Mail::Follow`), until the shard routes by the link's interest in all the stub's filters.
-//! QoS 0 messages are not followed (at most once).
+//! the filters, the messages the link takes are held (at most [`HELD_MAX`]). QoS 0 messages are
+//! not followed (at most once). Not followed: a message published on this node in the moment
+//! between the session's removal here and this node learning the new node's interest (its shard
+//! had no subscriber for it any more, and it did not reach the link).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,25 +106,6 @@ impl Relay {
         for (to, client_id) in to_send {
             self.send_to_client(&to, &client_id, msg).await;
         }
-    }
-
-    /// A message published on this node matched the stub of moved session `client_id` (`shard::
-    /// claims`): after the session (held while the move is not answered).
-    pub(super) async fn follow_stub(&mut self, client_id: &Utf8Bytes, msg: &Arc<Message>) {
-        let Some(moved) = self.moved.by_client.get_mut(client_id) else {
-            return;
-        };
-        if !moved.answered {
-            if moved.held.len() < HELD_MAX && !moved.held.iter().any(|m| Arc::ptr_eq(m, msg)) {
-                moved.held.push(msg.clone());
-            }
-            return;
-        }
-        // The stub passes only what its shard did not send here as well (it goes once the link
-        // has interest in its filters): this node may know the new node's interest before the
-        // publishing shard routed by it, so no check here.
-        let to = moved.to.clone();
-        self.send_to_client(&to, client_id, msg).await;
     }
 
     /// A message another node sent for session `client_id` only: to its shard here, or after it

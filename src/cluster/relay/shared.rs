@@ -2,9 +2,9 @@
 //! subscriptions"; the bookkeeping is `cluster::groups`).
 //!
 //! A publisher's shard picks one member per matching group among its node's members and the link,
-//! which is a member while other nodes have some. Picked, the link passes the message (QoS 0 on the
-//! node's subject, QoS 1/2 through its JetStream queue, framed with the group: `wire`) to one of
-//! those nodes in turn, whose link gives it to one member there. So one member in the whole cluster
+//! which is one member for each other node that has some (`groups`). Picked for a node, the link
+//! passes the message (QoS 0 on the node's subject, QoS 1/2 through its JetStream queue, framed
+//! with the group: `wire`) to that node, whose link gives it to one member there. So one member in the whole cluster
 //! gets it. A node whose members left meanwhile passes it on again, at most [`MAX_HOPS`] times.
 
 use std::sync::Arc;
@@ -40,28 +40,29 @@ impl Relay {
         let me = self.me;
         for change in changes {
             match change {
-                GroupChange::Join { full, filter } => {
+                GroupChange::Join { full, filter, slot } => {
                     let state = self.link_member.clone();
                     self.tell(|| Mail::ShareJoin {
                         from: me,
-                        slot: 0,
+                        slot,
                         full: full.clone(),
                         filter: filter.clone(),
                         state: state.clone(),
                         since: 0,
                     });
                 }
-                GroupChange::Leave { full } => self.tell(|| Mail::ShareLeave {
+                GroupChange::Leave { full, slot } => self.tell(|| Mail::ShareLeave {
                     from: me,
-                    slot: 0,
+                    slot,
                     full: full.clone(),
                 }),
             }
         }
     }
 
-    /// A shard here picked the link for group `full`: to one other node with members, or back to a
-    /// member here when no other node has one any more. `counted`: the shard that sent it counted
+    /// A shard here picked the link for group `full`, as the member for another node (`slot`; None:
+    /// a message passed on): to that node, or another one with members if it has none any more, or
+    /// back to a member here when no other node has one. `counted`: the shard that sent it counted
     /// it (its publisher's acknowledgement waits for the copy).
     pub(super) async fn forward_shared(
         &mut self,
@@ -69,12 +70,17 @@ impl Relay {
         full: Utf8Bytes,
         counted: bool,
         hops: u8,
+        slot: Option<u32>,
     ) {
         let counted = msg
             .origin
             .filter(|_| counted && super::acks::counted(&msg))
             .map(|o| o.0);
-        let node = self.groups.pick_remote(&full).map(str::to_owned);
+        let node = match slot {
+            Some(slot) => self.groups.pick_slot(&full, slot),
+            None => self.groups.pick_remote(&full),
+        }
+        .map(str::to_owned);
         let Some(node) = node.filter(|_| hops < MAX_HOPS) else {
             if let Some(shard) = counted {
                 self.ledger.received(shard, 0);
@@ -107,7 +113,7 @@ impl Relay {
         self.figures.add(super::Figure::Received, 1);
         let msg = Arc::new(msg);
         if !self.give_to_member(msg.clone(), full.clone(), hops) {
-            self.forward_shared(msg, full, false, hops + 1).await;
+            self.forward_shared(msg, full, false, hops + 1, None).await;
         }
     }
 

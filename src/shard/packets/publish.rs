@@ -546,10 +546,6 @@ impl Shard {
             if opts.no_local && msg.origin == Some((self.id, slot)) {
                 continue;
             }
-            if self.is_stub(slot) {
-                self.follow_stub(slot, msg, delivery_qos(msg.qos, opts.qos, upgrade_qos));
-                continue;
-            }
             let Some(session) = self.sessions.at_mut(slot) else {
                 continue;
             };
