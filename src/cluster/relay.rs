@@ -384,12 +384,8 @@ impl Relay {
         };
         for node in nodes {
             if !connected {
-                let copy = Copy {
-                    subject: queue::queue_subject(&self.cluster, &node),
-                    id: format!("{}{}", self.id_prefix, self.next_id),
-                    payload: payload.clone(),
-                };
-                self.next_id += 1;
+                let subject = queue::queue_subject(&self.cluster, &node);
+                let copy = self.copy(subject, payload.clone());
                 self.keep_away(copy);
                 continue;
             }
@@ -417,13 +413,20 @@ impl Relay {
         }
         let batches: Vec<(String, Batch)> = self.batches.drain().collect();
         for (node, batch) in batches {
-            let copy = Copy {
-                subject: queue::queue_subject(&self.cluster, &node),
-                id: format!("{}{}", self.id_prefix, self.next_id),
-                payload: batch.payload.freeze(),
-            };
-            self.next_id += 1;
+            let subject = queue::queue_subject(&self.cluster, &node);
+            let copy = self.copy(subject, batch.payload.freeze());
             self.send_copy(copy, batch.tickets).await;
+        }
+    }
+
+    /// A JetStream message on `subject`, with this link's next `Nats-Msg-Id`.
+    fn copy(&mut self, subject: String, payload: bytes::Bytes) -> Copy {
+        let id = format!("{}{}", self.id_prefix, self.next_id);
+        self.next_id += 1;
+        Copy {
+            subject,
+            id,
+            payload,
         }
     }
 
@@ -509,12 +512,9 @@ impl Relay {
             );
             return;
         }
-        let copy = Copy {
-            subject: super::retained::subject_of(&self.retained_prefix, &msg.topic),
-            id: format!("{}{}", self.id_prefix, self.next_id),
-            payload: self.buf.split().freeze(),
-        };
-        self.next_id += 1;
+        let subject = super::retained::subject_of(&self.retained_prefix, &msg.topic);
+        let payload = self.buf.split().freeze();
+        let copy = self.copy(subject, payload);
         if self.client.connection_state() == async_nats::connection::State::Connected {
             self.send_copy(copy, Vec::new()).await;
         } else {
@@ -677,36 +677,47 @@ impl Relay {
 
     /// One message from another node.
     async fn take_frame(&mut self, payload: &[u8]) {
-        let msg = match wire::decode_frame(payload) {
+        let Some(msg) = self.take_addressed(wire::decode_frame(payload)).await else {
+            return;
+        };
+        self.figures.add(Figure::Received, 1);
+        let msg = Arc::new(msg);
+        self.follow_moved(&msg).await;
+        let shards = self.interest.local_shards_for(&msg.topic);
+        for to in shards.iter() {
+            self.post
+                .send(to, Mail::Publish(msg.clone(), HoldStamp::default()));
+        }
+    }
+
+    /// A decoded frame from another node (its queue, its subject, a dead node's queue): one for a
+    /// group's member or for one session is handled here; a plain message is returned, for the
+    /// caller to route; an unreadable one is counted and dropped.
+    async fn take_addressed(
+        &mut self,
+        frame: Result<wire::Frame, wire::WireError>,
+    ) -> Option<crate::message::Message> {
+        match frame {
             Ok(wire::Frame {
                 msg,
                 group: Some((full, hops)),
                 ..
-            }) => return self.take_shared(msg, full, hops).await,
+            }) => self.take_shared(msg, full, hops).await,
             Ok(wire::Frame {
                 msg,
                 client: Some(client),
                 ..
             }) => {
                 self.figures.add(Figure::Received, 1);
-                return self.take_for_client(msg, client).await;
+                self.take_for_client(msg, client).await;
             }
-            Ok(frame) => frame.msg,
+            Ok(frame) => return Some(frame.msg),
             Err(e) => {
                 self.figures.add(Figure::Unreadable, 1);
                 tracing::warn!("Cluster: a message from NATS was not one ({e}); dropped.");
-                return;
             }
-        };
-        self.figures.add(Figure::Received, 1);
-        let msg = Arc::new(msg);
-        self.follow_moved(&msg).await;
-        let shards = self.interest.local_shards_for(&msg.topic);
-
-        for to in shards.iter() {
-            self.post
-                .send(to, Mail::Publish(msg.clone(), HoldStamp::default()));
         }
+        None
     }
 
     /// A change read from the interest bucket.

@@ -114,15 +114,10 @@ impl Shard {
         };
         let image = (!s.clean).then(|| {
             let mut w = SnapshotWriter::new(self.id, self.shards as u16);
-            let settings = record::Record::Session {
-                client_id: s.client_id.clone(),
-                protocol: s.protocol,
-                expiry_interval: s.expiry_interval,
-                will: None,
-                username: s.login.as_ref().map(|l| l.username.clone()),
-                listener: s.listener,
-                away_since: s.away_since,
-            };
+            let mut settings = super::journal::session_record(s);
+            if let record::Record::Session { will, .. } = &mut settings {
+                *will = None;
+            }
             w.session(
                 &settings,
                 s.subscriptions.iter().map(|(f, o)| (f.clone(), *o)),

@@ -565,7 +565,6 @@ impl Ledger for Journal {
     }
 }
 
-/// The `Session` record of `s`.
 /// Writes session `s` whole to `w`: its settings, subscriptions, QoS 2 exchanges as a publisher and
 /// the messages it is owed: those its journal keeps for a snapshot, every one (`all`) for a session
 /// moving to another node (`shard::claims`), those the journal does not keep numbered from
@@ -608,7 +607,8 @@ pub(in crate::shard) fn write_session(
 /// snapshot: far above any journal's (a per-shard sequence), so the two never meet.
 const MOVED_MESSAGE_IDS: u64 = 1 << 62;
 
-fn session_record(s: &Session) -> Record {
+/// The `Session` record of `s`.
+pub(in crate::shard) fn session_record(s: &Session) -> Record {
     Record::Session {
         client_id: s.client_id.clone(),
         protocol: s.protocol,

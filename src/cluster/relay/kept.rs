@@ -10,7 +10,6 @@ use tokio::sync::mpsc;
 
 use super::Relay;
 use crate::cluster::bucket::KeyWrite;
-use crate::cluster::figures::Figure;
 use crate::cluster::state::Adoption;
 use crate::cluster::wire;
 use crate::codec::Utf8Bytes;
@@ -118,24 +117,11 @@ impl Relay {
             Adoption::Owed(m, clients) => (m, clients),
         };
         for frame in wire::frames(&m.payload) {
-            match frame.and_then(wire::decode_frame) {
-                Ok(wire::Frame {
-                    msg,
-                    group: Some((full, hops)),
-                    ..
-                }) => self.take_shared(msg, full, hops).await,
-                Ok(wire::Frame {
-                    msg,
-                    client: Some(client),
-                    ..
-                }) => self.take_for_client(msg, client).await,
-                Ok(frame) => self.owe(frame.msg, &clients),
-                Err(e) => {
-                    self.figures.add(Figure::Unreadable, 1);
-                    tracing::warn!(
-                        "Cluster: a dead node's queued message was not one ({e}); dropped."
-                    );
-                }
+            if let Some(msg) = self
+                .take_addressed(frame.and_then(wire::decode_frame))
+                .await
+            {
+                self.owe(msg, &clients);
             }
         }
         if let Err(e) = m.ack().await {
