@@ -208,6 +208,28 @@ impl Dirty {
     }
 }
 
+/// Takes `key` out of `store`: its value when this node won it (None: absent, or another node
+/// took it first): a delete conditional on the revision read, so that of
+/// all the nodes taking at once exactly one gets it (`cluster::wills`, `cluster::state`).
+pub async fn take(
+    store: &kv::Store,
+    key: &str,
+) -> Result<Option<Bytes>, Box<dyn std::error::Error + Send + Sync>> {
+    let Some(entry) = store.entry(key).await? else {
+        return Ok(None);
+    };
+    if entry.operation != kv::Operation::Put {
+        return Ok(None);
+    }
+    match store
+        .delete_expect_revision(key, Some(entry.revision))
+        .await
+    {
+        Ok(()) => Ok(Some(entry.value)),
+        Err(_) => Ok(None),
+    }
+}
+
 /// The keys of `store` that start with `prefix` (a node's: `<node>.`).
 pub async fn own_keys(
     store: &kv::Store,

@@ -9,7 +9,7 @@
 //!   them with `bucket::write_keys`, and leaves them when it stops: a stopped node's sessions are
 //!   resumed elsewhere as a dead one's.
 //! - A client that connects to another node while its node is dead: the claim finds nobody to evict
-//!   (`sessions::claim`) and takes its session from the bucket ([`take`]).
+//!   (`sessions::claim`) and takes its session from the bucket (`bucket::take`).
 //! - A client not back when its node is found dead ([`GRACE`] after its liveness key expired): the
 //!   first live node by name adopts the node's sessions ([`adopt`]): makes itself their client ids'
 //!   owner in the sessions bucket, takes them from this one and installs them in its shards as
@@ -96,24 +96,6 @@ pub fn decode(bytes: &Bytes) -> Result<(String, Bytes), WireError> {
     Ok((id.to_owned(), image))
 }
 
-/// Takes `key` out of `store`: its value when this node won it (None: absent, or another node
-/// took it first).
-pub async fn take(store: &kv::Store, key: &str) -> Result<Option<Bytes>, Error> {
-    let Some(entry) = store.entry(key).await? else {
-        return Ok(None);
-    };
-    if entry.operation != kv::Operation::Put {
-        return Ok(None);
-    }
-    match store
-        .delete_expect_revision(key, Some(entry.revision))
-        .await
-    {
-        Ok(()) => Ok(Some(entry.value)),
-        Err(_) => Ok(None),
-    }
-}
-
 /// The session `node` left for `client_id`, taken from the bucket (the claim of a client whose
 /// node is gone: `sessions::claim`).
 pub async fn take_left(
@@ -124,7 +106,7 @@ pub async fn take_left(
 ) -> Result<Option<Bytes>, Error> {
     let store = open_bucket(js, &bucket(cluster), Duration::ZERO).await?;
     let key = super::interest::key_of(node, client_id);
-    let Some(value) = take(&store, &key).await? else {
+    let Some(value) = super::bucket::take(&store, &key).await? else {
         return Ok(None);
     };
     Ok(Some(decode(&value)?.1))
@@ -233,7 +215,7 @@ async fn adopt_node(
             // Its client came back on another node, which started it anew or is taking it.
             continue;
         }
-        if let Some(value) = take(store, &key).await? {
+        if let Some(value) = super::bucket::take(store, &key).await? {
             let (client_id, image) = decode(&value)?;
             out.send(Adoption::Session(client_id.clone(), image.clone()))
                 .await?;

@@ -124,21 +124,11 @@ async fn reap_node(
 ) -> Result<usize, Error> {
     let mut sent = 0;
     for key in super::bucket::own_keys(store, &format!("{node}.")).await? {
-        let Some(entry) = store.entry(&key).await? else {
+        // Another node reaping at the same moment, or the node writing: only one take wins.
+        let Some(value) = super::bucket::take(store, &key).await? else {
             continue;
         };
-        if entry.operation != kv::Operation::Put {
-            continue;
-        }
-        // Another node reaping at the same moment, or the node writing: only one delete wins.
-        if store
-            .delete_expect_revision(&key, Some(entry.revision))
-            .await
-            .is_err()
-        {
-            continue;
-        }
-        let (client_id, delay, will) = match decode(&entry.value) {
+        let (client_id, delay, will) = match decode(&value) {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!("Cluster: will {key} of node {node} unreadable ({e}); dropped.");
