@@ -55,6 +55,12 @@ pub struct Message {
     /// message against SUBSCRIBEs read after it on any shard (`shard::lookback`). 0 for wills, `$SYS`
     /// and restored messages.
     pub read_at: u64,
+    /// Cluster mode: names this message in every copy of it, on every node (a per-shard sequence
+    /// from a random start, given when a shard accepts the PUBLISH; it travels in `cluster::wire`),
+    /// so that a session that just moved between nodes, which may be sent a message both directly
+    /// and after it by the node it left, takes it once (`session::Recent`). 0: not named (wills,
+    /// `$SYS`, restored messages), never taken as a repeat.
+    pub id: u64,
 }
 
 /// Names an accepted QoS 2 message of a durable publisher in every shard's log: its key (unique in
@@ -94,6 +100,7 @@ impl Message {
             origin,
             durable: None,
             read_at: 0,
+            id: 0,
         }
     }
 
@@ -126,9 +133,10 @@ mod tests {
 
     #[test]
     fn a_message_without_properties_stays_small() {
-        // Topic and payload (two `Bytes`-sized handles), the boxed properties, origin, flags.
+        // Topic and payload (two `Bytes`-sized handles), the boxed properties, origin, flags, the
+        // cluster-wide id: with the `Arc`'s two counts, 128 bytes, one allocator size class.
         assert!(
-            std::mem::size_of::<Message>() <= 104,
+            std::mem::size_of::<Message>() <= 112,
             "{}",
             std::mem::size_of::<Message>()
         );

@@ -161,17 +161,14 @@ fn delivers(addr: std::net::SocketAddr, sub: &mut RawClient, topic: &str) {
 }
 
 /// A persistent QoS 1 subscriber moves between n1 and n3 (n1 -> n3 -> n1 -> n3) while a publisher
-/// on n2 sends numbered QoS 1 messages: every message the publisher got a PUBACK for reaches the
-/// subscriber (duplicates allowed), including those that reached the node it had just left (followed
-/// to its new node: `relay::moved`).
-///
-/// Ignored (a reproducer for the next step, docs/CLUSTER.md "Sessions across nodes"): it loses 10
-/// to 20 messages per move today, those the publisher's node sends in the gap between the old
-/// node's interest leaving the bucket (at the eviction) and the new node's arriving (after the
-/// claim, the import and the key's write): routed to no node. Run with `--ignored`.
+/// on each node sends numbered QoS 1 messages: every message a publisher got a PUBACK for reaches
+/// the subscriber, and none twice but as a re-sent (DUP) delivery. So it checks the three ways a
+/// message reaches a moving session: from a third node (n2), which learns the new node's interest a
+/// moment after the old one's leaves; from the node it left, whose stub passes it on
+/// (`shard::moves`); and from the node it went to, whose copies to the old node come back to it
+/// (dropped there by their cluster-wide id).
 #[test]
-#[ignore = "loses the messages published in the interest gap of a move (docs/CLUSTER.md)"]
-fn a_moving_subscriber_gets_every_acknowledged_message() {
+fn a_moving_subscriber_gets_every_acknowledged_message_once() {
     let Some(nats) = Nats::start() else { return };
     persist::bounded("cluster moves", Duration::from_secs(150), move || {
         let nodes =
@@ -186,12 +183,14 @@ fn a_moving_subscriber_gets_every_acknowledged_message() {
         delivers(nodes[1].addr(), &mut sub, "move/probe");
 
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let publisher = persist::publisher(nodes[1].addr(), Proto::V311);
-        let load = std::thread::spawn({
-            let stop = stop.clone();
-            move || publish_numbered(publisher, &stop)
-        });
-        let mut got = std::collections::BTreeSet::new();
+        let loads: Vec<_> = (0..3)
+            .map(|node| {
+                let publisher = persist::publisher(nodes[node].addr(), Proto::V311);
+                let stop = stop.clone();
+                std::thread::spawn(move || publish_numbered(publisher, node, &stop))
+            })
+            .collect();
+        let mut got = Got::default();
         for node in [2, 0, 2] {
             read_for(&mut sub, Duration::from_millis(400), &mut got);
             let old = std::mem::replace(&mut sub, connect(node));
@@ -200,43 +199,71 @@ fn a_moving_subscriber_gets_every_acknowledged_message() {
         }
         read_for(&mut sub, Duration::from_millis(400), &mut got);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let acked = load.join().expect("the publisher");
-        assert!(
-            acked.len() > 10,
-            "the publisher got {} PUBACKs",
-            acked.len()
-        );
+        let mut acked = std::collections::BTreeSet::new();
+        for load in loads {
+            acked.extend(load.join().expect("a publisher"));
+        }
+        for node in 0..3 {
+            let n = acked.iter().filter(|(from, _)| *from == node).count();
+            assert!(n > 10, "the publisher on n{} got {n} PUBACKs", node + 1);
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !acked.is_subset(&got) && std::time::Instant::now() < deadline {
+        while !acked
+            .iter()
+            .all(|m| got.fresh.contains_key(m) || got.resent.contains(m))
+            && std::time::Instant::now() < deadline
+        {
             read_for(&mut sub, Duration::from_millis(200), &mut got);
         }
-        let missing: Vec<_> = acked.difference(&got).take(20).collect();
+        // Anything still on its way comes now or never.
+        read_for(&mut sub, Duration::from_millis(500), &mut got);
+        let missing: Vec<_> = acked
+            .iter()
+            .filter(|m| !got.fresh.contains_key(m) && !got.resent.contains(m))
+            .take(20)
+            .collect();
         assert!(
             missing.is_empty(),
-            "{} of {} acknowledged messages arrived; missing {missing:?}",
-            acked.intersection(&got).count(),
+            "{} of {} acknowledged messages missing (publisher node index, number): {missing:?}",
+            missing.len(),
             acked.len()
+        );
+        let twice: Vec<_> = got.fresh.iter().filter(|(_, n)| **n > 1).take(20).collect();
+        assert!(
+            twice.is_empty(),
+            "sent twice without DUP (publisher node index, number) -> times: {twice:?}"
         );
     });
 }
 
-/// Publishes `move/n` at QoS 1 (n = 1, 2, ...), one at a time, until `stop`; the numbers acknowledged.
+/// What the moving subscriber got: (publisher's node index, number) -> how many times it came
+/// without the DUP flag; and those that came again with it.
+#[derive(Default)]
+struct Got {
+    fresh: std::collections::BTreeMap<(usize, u64), u32>,
+    resent: std::collections::BTreeSet<(usize, u64)>,
+}
+
+/// Publishes `move/<node>` at QoS 1 with payloads 1, 2, ..., one at a time, until `stop`; the
+/// numbers acknowledged.
 fn publish_numbered(
     mut publisher: RawClient,
+    node: usize,
     stop: &std::sync::atomic::AtomicBool,
-) -> std::collections::BTreeSet<u64> {
+) -> std::collections::BTreeSet<(usize, u64)> {
     let mut acked = std::collections::BTreeSet::new();
+    let topic = format!("move/{node}");
     let mut n = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 100_000 {
         n += 1;
-        publisher.publish("move/n", 1, false, n.to_string().as_bytes());
-        acked.insert(n);
+        publisher.publish(&topic, 1, false, n.to_string().as_bytes());
+        acked.insert((node, n));
     }
     acked
 }
 
-/// Reads `sub` for `d`, acknowledging each QoS 1 message and noting its number in `got`.
-fn read_for(sub: &mut RawClient, d: Duration, got: &mut std::collections::BTreeSet<u64>) {
+/// Reads `sub` for `d`, acknowledging each QoS 1 message and noting it in `got`.
+fn read_for(sub: &mut RawClient, d: Duration, got: &mut Got) {
     let until = std::time::Instant::now() + d;
     while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
         match sub.try_read_packet(left) {
@@ -248,7 +275,7 @@ fn read_for(sub: &mut RawClient, d: Duration, got: &mut std::collections::BTreeS
 }
 
 /// Reads `old` until the broker closes it (a takeover), noting what it got.
-fn drain_closed(mut old: RawClient, got: &mut std::collections::BTreeSet<u64>) {
+fn drain_closed(mut old: RawClient, got: &mut Got) {
     for _ in 0..100_000 {
         match old.try_read_packet(Duration::from_secs(5)) {
             Ok(p) => note(&mut old, p, got),
@@ -258,7 +285,7 @@ fn drain_closed(mut old: RawClient, got: &mut std::collections::BTreeSet<u64>) {
     }
 }
 
-fn note(sub: &mut RawClient, p: common::raw::Packet, got: &mut std::collections::BTreeSet<u64>) {
+fn note(sub: &mut RawClient, p: common::raw::Packet, got: &mut Got) {
     if p.kind() != kind::PUBLISH {
         return;
     }
@@ -266,7 +293,13 @@ fn note(sub: &mut RawClient, p: common::raw::Packet, got: &mut std::collections:
     if m.qos == 1 {
         sub.send_lenient(&common::raw::ack(kind::PUBACK, m.pkid));
     }
-    if m.topic == "move/n" {
-        got.insert(String::from_utf8(m.payload).unwrap().parse().unwrap());
+    let Some(node) = m.topic.strip_prefix("move/").and_then(|n| n.parse().ok()) else {
+        return;
+    };
+    let n: u64 = String::from_utf8(m.payload).unwrap().parse().unwrap();
+    if m.dup {
+        got.resent.insert((node, n));
+    } else {
+        *got.fresh.entry((node, n)).or_default() += 1;
     }
 }

@@ -152,7 +152,7 @@ pub struct ClaimDone {
     pub shard: ShardId,
     pub ticket: u64,
     pub client_id: Utf8Bytes,
-    pub session: Option<bytes::Bytes>,
+    pub session: Option<super::sessions::Moving>,
 }
 
 /// The subject on which `node` of `cluster` receives messages.
@@ -294,16 +294,24 @@ impl Relay {
                 Mail::Will { client_id, will } => self.keep_will(&client_id, will),
                 Mail::State { client_id, image } => self.keep_state(&client_id, image),
                 Mail::Unclaim { client_id } => self.unclaim(client_id),
+                // A moved session's stub passes what reached it for the session (`shard::moves`).
+                Mail::Follow { client_id, msg } => self.follow_stub(&client_id, &msg).await,
                 Mail::Claim {
                     from,
                     ticket,
                     client_id,
                     clean_start,
                 } => self.claim(from, ticket, client_id, clean_start),
-                Mail::Evicted { ticket, session } => {
+                Mail::Evicted {
+                    ticket,
+                    session,
+                    seen,
+                } => {
                     if let Some(e) = self.evictions.remove(&ticket) {
                         self.moved(&e.client_id, session.as_ref()).await;
-                        let payload = session.unwrap_or_default();
+                        let payload = session
+                            .map(|s| super::sessions::encode_answer(&s, &seen))
+                            .unwrap_or_default();
                         if let Err(e) = self.client.publish(e.reply, payload).await {
                             tracing::debug!("Cluster: cannot answer an eviction: {e}.");
                         }

@@ -71,8 +71,46 @@ pub fn decode_request(payload: &[u8]) -> Option<(String, bool, String)> {
     Some((String::from_utf8(id.to_vec()).ok()?, keep, node.to_owned()))
 }
 
+/// A session on its way to this node: its snapshot (`persist::image`), and the ids of the
+/// messages it was given lately where it was (`Message::id`; `shard::moves`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Moving {
+    pub snapshot: Bytes,
+    pub seen: Vec<u64>,
+}
+
+/// The answer to an eviction request that sends the session: how many ids (4 bytes), the ids (8
+/// bytes each), the snapshot. (No session: an empty answer.)
+pub fn encode_answer(snapshot: &[u8], seen: &[u64]) -> Bytes {
+    let mut out = BytesMut::with_capacity(4 + 8 * seen.len() + snapshot.len());
+    out.put_u32(seen.len() as u32);
+    for &id in seen {
+        out.put_u64(id);
+    }
+    out.extend_from_slice(snapshot);
+    out.freeze()
+}
+
+/// The session in an answer [`encode_answer`] wrote; None when it is cut short.
+pub fn decode_answer(mut answer: Bytes) -> Option<Moving> {
+    use bytes::Buf;
+    if answer.len() < 4 {
+        return None;
+    }
+    let n = answer.get_u32() as usize;
+    if answer.len() / 8 < n {
+        return None;
+    }
+    let seen = (0..n).map(|_| answer.get_u64()).collect();
+    Some(Moving {
+        snapshot: answer,
+        seen,
+    })
+}
+
 /// Makes `node` the owner of `client_id` and brings its session from the node that had it (None:
-/// no session moves). Errors are NATS's; the caller goes on without the session.
+/// no session moves). Errors are NATS's, or an answer that is not one; the caller goes on without
+/// the session.
 pub async fn claim(
     client: &async_nats::Client,
     js: &jetstream::Context,
@@ -81,7 +119,7 @@ pub async fn claim(
     node: &str,
     client_id: &str,
     clean_start: bool,
-) -> Result<Option<Bytes>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Option<Moving>, Box<dyn std::error::Error + Send + Sync>> {
     let name = bucket(cluster);
     let store = store
         .get_or_try_init(|| open_bucket(js, &name, Duration::ZERO))
@@ -100,11 +138,17 @@ pub async fn claim(
         .await
     {
         Ok(reply) if reply.payload.is_empty() => Ok(None),
-        Ok(reply) => Ok(Some(reply.payload)),
+        Ok(reply) => match decode_answer(reply.payload) {
+            Some(moving) => Ok(Some(moving)),
+            None => Err(format!("{previous}'s answer with the session was cut short").into()),
+        },
         // The node is gone: nothing to close; its session, if it left one (`state`).
         Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
             let left = super::state::take_left(js, cluster, &previous, client_id).await?;
-            Ok(left.filter(|_| !clean_start))
+            Ok(left.filter(|_| !clean_start).map(|snapshot| Moving {
+                snapshot,
+                seen: Vec::new(),
+            }))
         }
         Err(e) => Err(Box::new(e)),
     }
@@ -228,5 +272,20 @@ mod tests {
         assert_eq!(k.len(), 34);
         assert!(k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
         assert_ne!(key_of("a"), key_of("b"));
+    }
+
+    #[test]
+    fn an_answer_carries_the_session_and_what_it_was_given() {
+        let answer = encode_answer(b"snapshot", &[7, u64::MAX]);
+        let moving = decode_answer(answer.clone()).expect("an answer");
+        assert_eq!(&moving.snapshot[..], b"snapshot");
+        assert_eq!(moving.seen, [7, u64::MAX]);
+        let none = decode_answer(encode_answer(b"s", &[])).expect("an answer");
+        assert!(none.seen.is_empty());
+        // Cut anywhere in its ids, or a count no ids follow: not an answer.
+        for n in 0..answer.len() - b"snapshot".len() {
+            assert_eq!(decode_answer(answer.slice(..n)), None, "cut at {n}");
+        }
+        assert_eq!(decode_answer(Bytes::from_static(&[0xff; 12])), None);
     }
 }

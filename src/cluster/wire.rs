@@ -3,8 +3,10 @@
 //! The payload of a NATS message between links is one version byte ([`WIRE_VERSION`]) and then the
 //! message as the persistence log frames it (`persist::record`, a `Record::Message` with its length
 //! and CRC-32C): topic, payload, QoS, retain flag and v5 properties, with the log's decoder, which
-//! checks every length before it allocates and never panics on bad input. The publisher's session
-//! does not travel: a remote copy has no origin (nothing is held or acknowledged back across nodes).
+//! checks every length before it allocates and never panics on bad input; the record's message id
+//! is the message's cluster-wide name (`Message::id`), the same in every copy of it. The
+//! publisher's session does not travel: a remote copy has no origin (nothing is held or
+//! acknowledged back across nodes).
 //!
 //! A message for one member of a shared subscription group (docs/CLUSTER.md, "Shared
 //! subscriptions") comes first with [`SHARED_TAG`], how many nodes passed it on already, and the
@@ -69,7 +71,7 @@ pub fn encode(msg: &Message, out: &mut BytesMut) -> Result<(), WireError> {
     let start = out.len();
     out.put_u8(WIRE_VERSION);
     let record = Record::Message {
-        message_id: 0,
+        message_id: msg.id,
         key: None,
         message: StoredMessage::from_message(msg),
     };
@@ -223,8 +225,17 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         return Err(WireError::Version(version));
     }
     match record::decode(rest) {
-        Ok(Some((Record::Message { message, .. }, used))) if used == rest.len() => {
-            Ok(message.into_message())
+        Ok(Some((
+            Record::Message {
+                message,
+                message_id,
+                ..
+            },
+            used,
+        ))) if used == rest.len() => {
+            let mut msg = message.into_message();
+            msg.id = message_id;
+            Ok(msg)
         }
         Ok(Some((Record::Message { .. }, used))) => Err(WireError::Trailing(rest.len() - used)),
         Ok(Some(_)) => Err(WireError::NotAMessage),
@@ -259,7 +270,8 @@ mod tests {
 
     #[test]
     fn a_message_round_trips_without_its_origin() {
-        let m = message("a/ü/+x", b"\x00payload\xff", QoS::ExactlyOnce, true);
+        let mut m = message("a/ü/+x", b"\x00payload\xff", QoS::ExactlyOnce, true);
+        m.id = 0xfeed_f00d_0000_0001;
         let mut out = BytesMut::new();
         encode(&m, &mut out).unwrap();
         assert_eq!(out[0], WIRE_VERSION);
@@ -270,6 +282,11 @@ mod tests {
         assert!(back.retain);
         assert_eq!(back.properties(), m.properties());
         assert_eq!(back.origin, None);
+        // Its cluster-wide name travels: the node a moved session went to tells copies apart.
+        assert_eq!(back.id, 0xfeed_f00d_0000_0001);
+        let mut out = BytesMut::new();
+        encode_for_client(&m, "c", &mut out).unwrap();
+        assert_eq!(decode_frame(&out).unwrap().msg.id, m.id);
     }
 
     #[test]

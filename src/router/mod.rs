@@ -156,10 +156,12 @@ pub enum Mail {
         clean_start: bool,
     },
     /// The link's answer to `Claim`: the session the client had on another node, as a snapshot of
-    /// it (`persist::image`), when it moved here.
+    /// it (`persist::image`), when it moved here; and the ids of the messages it was given lately
+    /// there (`Message::id`, `shard::moves`).
     Claimed {
         ticket: u64,
         session: Option<bytes::Bytes>,
+        seen: Vec<u64>,
     },
     /// From the link: client `client_id` connected on another node. Close its connection here and
     /// end its session here; with `keep`, first answer with the session (`Evicted`) for that node.
@@ -168,10 +170,12 @@ pub enum Mail {
         client_id: Utf8Bytes,
         keep: bool,
     },
-    /// The answer to `Evict`: the session, when it was kept and there was one.
+    /// The answer to `Evict`: the session, when it was kept and there was one, and the ids of the
+    /// messages it was given lately here.
     Evicted {
         ticket: u64,
         session: Option<bytes::Bytes>,
+        seen: Vec<u64>,
     },
     /// Cluster mode, to the link: the will this node would owe the cluster for `client_id` if it
     /// died now (its connection's, or one waiting out its delay), with its Will Delay Interval in
@@ -188,6 +192,12 @@ pub enum Mail {
     State {
         client_id: Utf8Bytes,
         image: Option<bytes::Bytes>,
+    },
+    /// Cluster mode, to the link: `msg` reached the stub of `client_id`'s session, which moved to
+    /// another node a moment ago (`shard::moves`): the link sends it after the session.
+    Follow {
+        client_id: Utf8Bytes,
+        msg: Arc<Message>,
     },
     /// Cluster mode, to the link: `client_id`'s session ended here for good (its clean connection
     /// closed, or it expired): the cluster forgets that this node owns the client id, unless

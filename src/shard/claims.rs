@@ -69,9 +69,9 @@ impl Shard {
 
     /// The link's answer to a claim: install the session that moved here, then let the connection
     /// attach.
-    pub(super) fn claimed(&mut self, ticket: u64, session: Option<Bytes>) {
+    pub(super) fn claimed(&mut self, ticket: u64, session: Option<Bytes>, seen: &[u64]) {
         if let Some(bytes) = session {
-            self.import_session(&bytes);
+            self.import_session(&bytes, seen);
         }
         if let Some(tx) = self.claims.waiting.remove(&ticket) {
             let _ = tx.send(());
@@ -81,25 +81,37 @@ impl Shard {
     /// Client `client_id` connected on another node: close it here, and end its session here (sent
     /// to the link first when `keep`).
     pub(super) fn evict(&mut self, ticket: u64, client_id: &Utf8Bytes, keep: bool) {
-        let mut session = None;
+        let (mut session, mut seen) = (None, Vec::new());
         if let Some(slot) = self.sessions.slot_of(client_id) {
             self.close_for_takeover(slot);
-            if let Some(s) = self.sessions.at_mut(slot) {
-                if keep && !s.clean {
+            let stub = self.moves.is_stub(slot);
+            match self.sessions.at_mut(slot) {
+                // A stub's session went already.
+                Some(s) if keep && !s.clean && !stub => {
                     let mut w = SnapshotWriter::new(self.id, self.shards as u16);
                     super::journal::write_session(&mut w, s, true);
                     session = Some(w.finish().freeze());
+                    seen = self.moves.seen_by(slot, s);
                     // Its will, delayed or not, went with it.
                     s.will = None;
+                    self.leave_stub(slot);
                 }
-                self.remove_session(slot);
+                Some(_) => self.remove_session(slot),
+                None => {}
             }
             tracing::info!(target: log_type::NOTICE,
                 "Client {client_id} connected on another node{}.",
                 if session.is_some() { "; its session moves there" } else { "" });
         }
         if let Some(link) = self.link {
-            self.mail.send(link, Mail::Evicted { ticket, session });
+            self.mail.send(
+                link,
+                Mail::Evicted {
+                    ticket,
+                    session,
+                    seen,
+                },
+            );
         }
     }
 
@@ -141,7 +153,7 @@ impl Shard {
     /// A dead node's session, adopted by this node (`cluster::state`): installed as a session whose
     /// client is away, until it comes back here or on another node (which claims it from here).
     pub(super) fn adopt(&mut self, bytes: &[u8]) {
-        self.import_session(bytes);
+        self.import_session(bytes, &[]);
     }
 
     /// A message the queue of a dead node held for its subscriptions (`cluster::state`): to each of
@@ -153,11 +165,18 @@ impl Shard {
         let upgrade = self.settings.upgrade_outgoing_qos;
         let now = Instant::now();
         for id in clients {
-            let Some(session) = self
-                .sessions
-                .slot_of(id)
-                .and_then(|slot| self.sessions.at_mut(slot))
-            else {
+            let Some(slot) = self.sessions.slot_of(id) else {
+                continue;
+            };
+            if self.moves.is_stub(slot) {
+                // It moved on meanwhile: after it.
+                self.follow_stub(slot, msg, true);
+                continue;
+            }
+            if self.moves.repeat(slot, msg) {
+                continue;
+            }
+            let Some(session) = self.sessions.at_mut(slot) else {
                 continue;
             };
             let mut best: Option<SubscriptionOptions> = None;
@@ -187,8 +206,9 @@ impl Shard {
     }
 
     /// A session written by [`Shard::evict`] on another node, or kept by a dead one: installed
-    /// here as a session whose client is away, which the waiting CONNECT resumes.
-    fn import_session(&mut self, bytes: &[u8]) {
+    /// here as a session whose client is away, which the waiting CONNECT resumes. `seen`: the ids
+    /// of what it was given lately where it was, not to be given again here (`moves`).
+    fn import_session(&mut self, bytes: &[u8], seen: &[u64]) {
         let mut image = ShardImage::default();
         let scan = record::scan(bytes, |r| image.apply(r));
         image.finish();
@@ -238,6 +258,8 @@ impl Shard {
                     }
                 }
             }
+            // What other nodes send it may come twice for a while (`moves`).
+            self.arrived(slot, seen);
             // Away until the waiting CONNECT attaches; if it never does (it failed meanwhile),
             // the session expires here as any other.
             self.schedule_expiry(slot, generation, Duration::ZERO);

@@ -102,7 +102,11 @@ impl Shard {
                 self.mail.send(reply_to, Mail::StatsReply(stats));
             }
             Mail::StatsReply(stats) => self.sys_reply(&stats),
-            Mail::Claimed { ticket, session } => self.claimed(ticket, session),
+            Mail::Claimed {
+                ticket,
+                session,
+                seen,
+            } => self.claimed(ticket, session, &seen),
             Mail::Evict {
                 ticket,
                 client_id,
@@ -118,7 +122,8 @@ impl Shard {
             | Mail::Evicted { .. }
             | Mail::Will { .. }
             | Mail::State { .. }
-            | Mail::Unclaim { .. } => {
+            | Mail::Unclaim { .. }
+            | Mail::Follow { .. } => {
                 debug_assert!(false, "mail for the cluster link reached a shard");
             }
         }
@@ -286,6 +291,7 @@ impl Shard {
         self.keepalive.check(now);
         self.mail.forget_stances(now);
         self.expire_sessions(now);
+        self.end_moves(now);
         self.send_delayed_wills(now);
         self.expire_retained(now);
         self.sys_tick(now);

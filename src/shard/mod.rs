@@ -35,6 +35,7 @@ mod keepalive;
 mod live;
 mod lookback;
 mod mailroom;
+mod moves;
 mod packets;
 mod parking;
 mod readiness;
@@ -115,6 +116,8 @@ pub(crate) struct Shard {
     parking: parking::Parking,
     /// Cluster mode: CONNECTs waiting for the link to claim their client id (`claims`).
     claims: claims::Claims,
+    /// Cluster mode: sessions that left for another node (stubs) or came from one lately (`moves`).
+    moves: moves::Moves,
     /// The task queue where connections are set up (accept, handshakes, CONNECT, attach), below the
     /// default queue where established clients and mail are served (see `executor::setup_queue`).
     setup_queue: glommio::TaskQueueHandle,
@@ -168,6 +171,7 @@ impl Shard {
             parking: parking::Parking::default(),
             setup_queue: glommio::TaskQueueHandle::default(),
             claims: claims::Claims::default(),
+            moves: moves::Moves::default(),
         }
     }
 }

@@ -39,6 +39,7 @@ impl Relay {
                 Mail::Claimed {
                     ticket,
                     session: None,
+                    seen: Vec::new(),
                 },
             );
             return;
@@ -122,11 +123,16 @@ impl Relay {
 
     /// A claim finished: the CONNECT may attach.
     pub fn claim_done(&mut self, done: ClaimDone) {
+        let (session, seen) = match done.session {
+            Some(m) => (Some(m.snapshot), m.seen),
+            None => (None, Vec::new()),
+        };
         self.post.send(
             done.shard,
             Mail::Claimed {
                 ticket: done.ticket,
-                session: done.session,
+                session,
+                seen,
             },
         );
         self.arrived(&done.client_id);

@@ -7,10 +7,10 @@
 //! link keeps, for [`LIFE`] after each move, where the session went and its filters, and passes each
 //! such message from another node to the session's new node, for that session only
 //! (`wire::CLIENT_TAG`). From the eviction request until the shard's answer, whose snapshot says
-//! the filters, the messages the link takes are held (at most [`HELD_MAX`]). QoS 0 messages are
-//! not followed (at most once). Not followed: a message published on this node in the moment
-//! between the session's removal here and this node learning the new node's interest (its shard
-//! had no subscriber for it any more, and it did not reach the link).
+//! the filters, the messages the link takes are held (at most [`HELD_MAX`]). What this node's
+//! clients publish to the session reaches its stub in its shard (`shard::moves`), which passes it
+//! here (`Mail::Follow`). Every QoS is followed: a copy that reaches the new node twice (sent there
+//! directly as well, once its interest was known) is dropped there by its name (`Message::id`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use ahash::AHashMap;
 use bytes::Bytes;
 
 use super::Relay;
-use crate::codec::{QoS, Utf8Bytes};
+use crate::codec::Utf8Bytes;
 use crate::message::Message;
 
 /// How long a session that moved is followed.
@@ -85,11 +85,11 @@ impl Relay {
         }
     }
 
-    /// A QoS 1/2 message from another node: also to each session that moved from here lately and
-    /// wants it. (The sending node may have sent it to the session's new node too, if it knew: a
-    /// duplicate, at QoS 1/2, rather than a loss.)
+    /// A message from another node: also to each session that moved from here lately and wants it.
+    /// (The sending node may have sent it to the session's new node too, if it knew: that node
+    /// takes the first copy.)
     pub(super) async fn follow_moved(&mut self, msg: &Arc<Message>) {
-        if self.moved.by_client.is_empty() || msg.qos == QoS::AtMostOnce {
+        if self.moved.by_client.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -106,6 +106,25 @@ impl Relay {
         for (to, client_id) in to_send {
             self.send_to_client(&to, &client_id, msg).await;
         }
+    }
+
+    /// A message published on this node reached the stub of moved session `client_id` (`shard::
+    /// moves`), or one sent for it reached its shard after it left: after the session (held while
+    /// the move is not answered).
+    pub(super) async fn follow_stub(&mut self, client_id: &Utf8Bytes, msg: &Arc<Message>) {
+        // Not followed any more (the client is coming back here: the node it is on has the
+        // message already, as this node routes to it by its interest).
+        let Some(moved) = self.moved.by_client.get_mut(client_id) else {
+            return;
+        };
+        if !moved.answered {
+            if moved.held.len() < HELD_MAX && !moved.held.iter().any(|m| Arc::ptr_eq(m, msg)) {
+                moved.held.push(msg.clone());
+            }
+            return;
+        }
+        let to = moved.to.clone();
+        self.send_to_client(&to, client_id, msg).await;
     }
 
     /// A message another node sent for session `client_id` only: to its shard here, or after it

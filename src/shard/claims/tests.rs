@@ -1,6 +1,7 @@
 //! A persistent session as the cluster keeps it (`tell_state`), adopted by another node's shard
-//! (`adopt`), and the messages a dead node's queue held for it (`deliver_owed`): one shard, no
-//! sockets, shard 1 of the fixture standing in for the link.
+//! (`adopt`), the messages a dead node's queue held for it (`deliver_owed`), and a session moving
+//! between nodes (`evict`, the stub, `claimed`; `moves`): one shard, no sockets, shard 1 of the
+//! fixture standing in for the link.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -142,4 +143,94 @@ fn an_adopted_session_gets_the_dead_nodes_queue_and_resumes() {
     assert!(present, "the client resumes the adopted session");
     let session = f.shard.sessions.get(p.slot, p.generation).expect("resumed");
     assert_eq!(session.pending_len(), (1, 0), "the owed message went out");
+}
+
+#[test]
+fn a_session_that_moves_stays_a_moment_as_a_stub_and_takes_each_message_once() {
+    let topic_msg = |shard: &mut Shard, topic: &'static str, origin: Option<(u16, u32)>| {
+        let mut m = Message::new(
+            Utf8Bytes::from_static(topic),
+            Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+            Properties::default(),
+            origin,
+        );
+        shard.name_message(&mut m);
+        assert_ne!(m.id, 0, "named in cluster mode");
+        m
+    };
+    // On the node it leaves: given one message, then claimed by another node.
+    let mut old = linked();
+    let (mut m, _) = attach(&mut old.shard, "m", false);
+    subscribe(&mut old.shard, &mut m, "a/+", QoS::AtLeastOnce);
+    let p = crate::shard::testing::connect(&mut old.shard, "p");
+    let origin = Some((old.shard.id, p.slot));
+    let before = topic_msg(&mut old.shard, "a/1", origin);
+    let before_id = before.id;
+    old.shard.route(before);
+    old.shard.evict(1, &Utf8Bytes::from_static("m"), true);
+    let (snapshot, seen) = old
+        .mail_to(1)
+        .into_iter()
+        .find_map(|mail| match mail {
+            Mail::Evicted {
+                session: Some(s),
+                seen,
+                ..
+            } => Some((s, seen)),
+            _ => None,
+        })
+        .expect("the session goes to the claiming node");
+    assert!(seen.contains(&before_id), "what it owes goes with its id");
+
+    // Its stub: what this node publishes to it goes after it, through the link.
+    let stub = old.shard.sessions.slot_of(&Utf8Bytes::from_static("m"));
+    assert!(stub.is_some_and(|slot| old.shard.moves.is_stub(slot)));
+    let after = topic_msg(&mut old.shard, "a/2", origin);
+    let after_copy = Arc::new(after.clone());
+    old.shard.route(after);
+    let followed: Vec<String> = old
+        .mail_to(1)
+        .into_iter()
+        .filter_map(|mail| match mail {
+            Mail::Follow { client_id, msg } if &*client_id == "m" => Some(msg.topic.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(followed, ["a/2"]);
+    old.shard
+        .end_moves(std::time::Instant::now() + std::time::Duration::from_secs(60));
+    assert!(
+        old.shard
+            .sessions
+            .slot_of(&Utf8Bytes::from_static("m"))
+            .is_none(),
+        "the stub goes in its time"
+    );
+
+    // On the node it goes to: each message once, however many ways it comes.
+    let mut new = linked();
+    new.shard.claimed(1, Some(snapshot), &seen);
+    let pending = |f: &Fixture| {
+        let slot = f.shard.sessions.slot_of(&Utf8Bytes::from_static("m"));
+        let (inflight, queued) = f
+            .shard
+            .sessions
+            .at(slot.expect("moved"))
+            .unwrap()
+            .pending_len();
+        inflight + queued
+    };
+    assert_eq!(pending(&new), 1, "a/1, owed");
+    let clients: Arc<[Utf8Bytes]> = vec![Utf8Bytes::from_static("m")].into();
+    let mut again = (*after_copy).clone();
+    again.topic = Utf8Bytes::from_static("a/1");
+    again.id = before_id;
+    new.shard.deliver_owed(&clients, &Arc::new(again));
+    assert_eq!(pending(&new), 1, "a/1 again (sent directly too): dropped");
+    new.shard.deliver_owed(&clients, &after_copy);
+    assert_eq!(pending(&new), 2, "a/2, followed");
+    new.shard.route(Message::clone(&after_copy));
+    assert_eq!(pending(&new), 2, "a/2 again, routed here: dropped");
 }

@@ -222,6 +222,7 @@ impl Shard {
                 Some((self.id, a.slot)),
             );
             msg.read_at = a.read_at;
+            self.name_message(&mut msg);
             if p.qos == QoS::ExactlyOnce {
                 let s = self
                     .sessions
@@ -546,6 +547,14 @@ impl Shard {
             if opts.no_local && msg.origin == Some((self.id, slot)) {
                 continue;
             }
+            if self.moves.is_stub(slot) {
+                self.follow_stub(slot, msg, false);
+                continue;
+            }
+            // A copy that came to it another way already (a session that just moved here).
+            if self.moves.repeat(slot, msg) {
+                continue;
+            }
             let Some(session) = self.sessions.at_mut(slot) else {
                 continue;
             };
@@ -665,7 +674,7 @@ impl Shard {
         self.send_releases(origins);
     }
 
-    pub(super) fn send_releases(&mut self, origins: SmallVec<[Origin; 4]>) {
+    pub(in crate::shard) fn send_releases(&mut self, origins: SmallVec<[Origin; 4]>) {
         let from = self.id;
         for origin in origins {
             if origin.0 == self.id {

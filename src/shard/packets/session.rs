@@ -47,6 +47,14 @@ impl Shard {
             _ => !connect.clean_start,
         };
         let mut resumed = None;
+        if let Some(slot) = self
+            .sessions
+            .slot_of(&connect.client_id)
+            .filter(|&slot| self.moves.is_stub(slot))
+        {
+            // The stub of a session that moved to another node: not this node's any more.
+            self.remove_session(slot);
+        }
         if let Some(slot) = self.sessions.slot_of(&connect.client_id) {
             self.close_for_takeover(slot);
             if self.sessions.contains(&connect.client_id) {
@@ -282,6 +290,7 @@ impl Shard {
     pub(in crate::shard) fn remove_session(&mut self, slot: u32) {
         // What it had not acknowledged for shared subscriptions goes to other members.
         self.member_presence(slot, false, true);
+        self.moves.forget(slot);
         let Some(mut session) = self.sessions.take(slot) else {
             return;
         };

@@ -2,7 +2,7 @@
 //! read from NATS, must be total on any bytes (no panic, no allocation before a length is checked),
 //! alone or in a batch, and every frame it accepts, plain, for a shared subscription group or for
 //! one session,
-//! re-encodes and decodes to the same message and group.
+//! re-encodes and decodes to the same message (its cluster-wide id included) and group.
 //!
 //! Like `persist_record`, the modules are compiled from source (`#[path]`): runtime-free leaves.
 #![no_main]
@@ -56,7 +56,7 @@ fn check(frame: Result<&[u8], wire::WireError>) {
     assert_eq!(back.client, frame.client);
     let (a, b) = (&back.msg, &frame.msg);
     assert_eq!(
-        (&a.topic, &a.payload, a.qos, a.retain, a.properties()),
-        (&b.topic, &b.payload, b.qos, b.retain, b.properties())
+        (&a.topic, &a.payload, a.qos, a.retain, a.properties(), a.id),
+        (&b.topic, &b.payload, b.qos, b.retain, b.properties(), b.id)
     );
 }

@@ -1,0 +1,286 @@
+//! Cluster mode: sessions moving between nodes, as a shard sees them (docs/CLUSTER.md, "Sessions
+//! across nodes"; the claim itself is `claims`, the link's part `cluster::relay::moved`).
+//!
+//! When a client connects on another node its session leaves this one (`Shard::evict`). Until the
+//! other nodes learn the new node's interest (its key is written once the session is installed
+//! there), they, and this node's shards, route by the old one: had the session's subscriptions
+//! left this node's interest at once, what was published in that moment would go to no node. So
+//! the session stays here for [`STUB_LIFE`] as a **stub**: its subscriptions keep this node's
+//! interest, and what this node's clients publish to it goes to the link (`Mail::Follow`), which
+//! sends it after the session (what other nodes send here, the link follows itself).
+//!
+//! A message may then reach the new node twice: sent there directly (its interest known) and after
+//! the session by the node it left; the new node's own clients' messages, too, come back that way.
+//! Each message is named cluster-wide (`Message::id`, given here at PUBLISH), and a session that
+//! came from another node remembers, for [`RECENT_LIFE`], the ids of what it was given
+//! ([`Moves::repeat`]): the second copy is dropped. The stub, the link's following and the new
+//! node's memory overlap on purpose; the memory outlives both.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ahash::{AHashMap, AHashSet};
+
+use super::Shard;
+use crate::message::Message;
+use crate::router::Mail;
+
+/// How long a moved session's stub stays. The new node's interest reaches the others in
+/// milliseconds; this covers a NATS server slow to store the key, at the cost of the old node
+/// passing on copies that the new one drops.
+const STUB_LIFE: Duration = Duration::from_secs(3);
+
+/// How long a session that came from another node remembers what it was given: longer than the
+/// stub and than the link's following (`cluster::relay::moved`, 10 s), with room for copies still
+/// on their way.
+const RECENT_LIFE: Duration = Duration::from_secs(15);
+
+/// The ids a moving session takes with it, at most (the latest; 64 KiB in its eviction's answer).
+const CARRIED_MAX: usize = 8_192;
+
+/// The ids one such session remembers, at most (the oldest go first): bounds the memory of a
+/// session that is sent a lot in its first seconds here. A repeat comes within tens of
+/// milliseconds of its first copy; 65,536 ids cover that at over a million messages a second.
+const RECENT_MAX: usize = 65_536;
+
+pub(super) struct Moves {
+    /// Sessions that moved to another node, left here as stubs: slot -> until when.
+    stubs: AHashMap<u32, Instant>,
+    /// Sessions that came from another node lately: slot -> what they were given.
+    arrived: AHashMap<u32, Recent>,
+    /// The next id this shard gives a message (`Message::id`): a sequence from a random start, so
+    /// that two shards' (two nodes', two runs') sequences do not meet within [`RECENT_LIFE`].
+    next_id: u64,
+}
+
+impl Default for Moves {
+    fn default() -> Moves {
+        Moves {
+            stubs: AHashMap::new(),
+            arrived: AHashMap::new(),
+            next_id: ahash::RandomState::new().hash_one(0u8),
+        }
+    }
+}
+
+struct Recent {
+    until: Instant,
+    seen: AHashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Recent {
+    /// Whether `id` was taken before; it is remembered now.
+    fn repeat(&mut self, id: u64) -> bool {
+        if !self.seen.insert(id) {
+            return true;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        false
+    }
+}
+
+impl Moves {
+    /// A name for a message accepted here (never 0).
+    pub(super) fn name(&mut self) -> u64 {
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.next_id
+    }
+
+    /// Whether the session in `slot` was given `msg` before (a session that came from another node
+    /// lately; cheap while there is none): it is not to be given again.
+    pub(super) fn repeat(&mut self, slot: u32, msg: &Message) -> bool {
+        if self.arrived.is_empty() || msg.id == 0 {
+            return false;
+        }
+        self.arrived
+            .get_mut(&slot)
+            .is_some_and(|recent| recent.repeat(msg.id))
+    }
+
+    /// Whether the session in `slot` is a moved session's stub (cheap while there is none).
+    pub(super) fn is_stub(&self, slot: u32) -> bool {
+        !self.stubs.is_empty() && self.stubs.contains_key(&slot)
+    }
+
+    /// The ids of what the session `s` in `slot`, about to move to another node, was given lately
+    /// (remembered since it came here, if it came lately) and of what it still owes: the new node
+    /// takes no second copy of them.
+    pub(super) fn seen_by(&self, slot: u32, s: &crate::session::Session) -> Vec<u64> {
+        let mut seen: Vec<u64> = match self.arrived.get(&slot) {
+            Some(recent) => recent
+                .order
+                .iter()
+                .rev()
+                .take(CARRIED_MAX)
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
+        s.for_each_owed_all(|_, m, _, _, _, _| {
+            if m.id != 0 && seen.len() < 2 * CARRIED_MAX {
+                seen.push(m.id);
+            }
+        });
+        seen
+    }
+
+    /// `slot` was removed: neither a stub nor a session that arrived any more.
+    pub(super) fn forget(&mut self, slot: u32) {
+        if !self.stubs.is_empty() {
+            self.stubs.remove(&slot);
+        }
+        if !self.arrived.is_empty() {
+            self.arrived.remove(&slot);
+        }
+    }
+}
+
+impl Shard {
+    /// Cluster mode: names `msg`, accepted here, for the nodes (`Message::id`).
+    pub(super) fn name_message(&mut self, msg: &mut Message) {
+        if self.link.is_some() {
+            msg.id = self.moves.name();
+        }
+    }
+
+    /// The session in `slot` came from another node, where it was given `seen` lately: what it is
+    /// given is remembered a while, and `seen` with it.
+    pub(super) fn arrived(&mut self, slot: u32, seen: &[u64]) {
+        let mut recent = Recent {
+            until: Instant::now() + RECENT_LIFE,
+            seen: AHashSet::with_capacity(seen.len()),
+            order: VecDeque::with_capacity(seen.len()),
+        };
+        // Oldest first, as they are forgotten.
+        for &id in seen.iter().rev() {
+            recent.repeat(id);
+        }
+        self.moves.arrived.insert(slot, recent);
+    }
+
+    /// The session in `slot` moved to another node (its snapshot went): it stays as a stub for
+    /// [`STUB_LIFE`], no longer this node's to keep for the cluster, to write to disk, or to hold
+    /// anybody for.
+    pub(super) fn leave_stub(&mut self, slot: u32) {
+        self.member_presence(slot, false, false);
+        self.moves.stubs.insert(slot, Instant::now() + STUB_LIFE);
+        let Some(s) = self.sessions.at_mut(slot) else {
+            return;
+        };
+        let holding = s.holding.take();
+        if s.durable {
+            s.durable = false;
+            self.journal.session_gone(&s.client_id);
+        }
+        let client_id = s.client_id.clone();
+        let will = super::will::will_mail(s);
+        self.send_releases(holding);
+        if let Some(link) = self.link {
+            self.mail.send(link, will);
+            self.mail.send(
+                link,
+                Mail::State {
+                    client_id,
+                    image: None,
+                },
+            );
+        }
+    }
+
+    /// A message for the stub in `slot`: after the session, through the link, when it was published
+    /// on this node (`origin`) or `sent_for` the session by another node; the link follows what
+    /// other nodes route here itself.
+    pub(super) fn follow_stub(&mut self, slot: u32, msg: &Arc<Message>, sent_for: bool) {
+        let (Some(link), Some(s)) = (self.link, self.sessions.at(slot)) else {
+            return;
+        };
+        if msg.origin.is_some() || sent_for {
+            let client_id = s.client_id.clone();
+            self.mail.send(
+                link,
+                Mail::Follow {
+                    client_id,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    /// On the tick: the stubs whose time is over go; sessions that arrived long enough ago forget.
+    pub(super) fn end_moves(&mut self, now: Instant) {
+        if !self.moves.arrived.is_empty() {
+            self.moves.arrived.retain(|_, r| r.until > now);
+        }
+        if self.moves.stubs.is_empty() {
+            return;
+        }
+        let over: Vec<u32> = self
+            .moves
+            .stubs
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(slot, _)| *slot)
+            .collect();
+        for slot in over {
+            self.remove_session(slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeat_is_told_once_named() {
+        let mut moves = Moves::default();
+        let (a, b) = (moves.name(), moves.name());
+        assert_ne!(a, b);
+        assert_ne!(a, 0);
+        moves.arrived.insert(
+            7,
+            Recent {
+                until: Instant::now() + RECENT_LIFE,
+                seen: AHashSet::new(),
+                order: VecDeque::new(),
+            },
+        );
+        let mut msg = crate::message::Message::new(
+            "t".into(),
+            bytes::Bytes::new(),
+            crate::codec::QoS::AtLeastOnce,
+            false,
+            Default::default(),
+            None,
+        );
+        msg.id = a;
+        assert!(!moves.repeat(7, &msg), "first copy");
+        assert!(moves.repeat(7, &msg), "second copy");
+        assert!(!moves.repeat(8, &msg), "another session remembers nothing");
+        msg.id = 0;
+        assert!(!moves.repeat(7, &msg), "unnamed: never a repeat");
+        assert!(!moves.repeat(7, &msg));
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let mut recent = Recent {
+            until: Instant::now(),
+            seen: AHashSet::new(),
+            order: VecDeque::new(),
+        };
+        for id in 1..=(RECENT_MAX as u64 + 10) {
+            assert!(!recent.repeat(id));
+        }
+        assert_eq!(recent.seen.len(), RECENT_MAX);
+        assert!(!recent.repeat(1), "the oldest went first");
+        assert!(recent.repeat(RECENT_MAX as u64 + 10));
+    }
+}
