@@ -71,12 +71,13 @@ pub fn decode_request(payload: &[u8]) -> Option<(String, bool, String)> {
     Some((String::from_utf8(id.to_vec()).ok()?, keep, node.to_owned()))
 }
 
-/// A session on its way to this node: its snapshot (`persist::image`), and the ids of the
-/// messages it was given lately where it was (`Message::id`; `shard::moves`).
+/// A session on its way to this node: its snapshot (`persist::image`), and, when a live node sent
+/// it (None: a dead node's, from the state bucket), the ids of the messages it was given lately
+/// there (`Message::id`; `shard::moves`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Moving {
     pub snapshot: Bytes,
-    pub seen: Vec<u64>,
+    pub seen: Option<Vec<u64>>,
 }
 
 /// The answer to an eviction request that sends the session: how many ids (4 bytes), the ids (8
@@ -101,7 +102,7 @@ pub fn decode_answer(mut answer: Bytes) -> Option<Moving> {
     if answer.len() / 8 < n {
         return None;
     }
-    let seen = (0..n).map(|_| answer.get_u64()).collect();
+    let seen = Some((0..n).map(|_| answer.get_u64()).collect());
     Some(Moving {
         snapshot: answer,
         seen,
@@ -147,7 +148,7 @@ pub async fn claim(
             let left = super::state::take_left(js, cluster, &previous, client_id).await?;
             Ok(left.filter(|_| !clean_start).map(|snapshot| Moving {
                 snapshot,
-                seen: Vec::new(),
+                seen: None,
             }))
         }
         Err(e) => Err(Box::new(e)),
@@ -279,9 +280,9 @@ mod tests {
         let answer = encode_answer(b"snapshot", &[7, u64::MAX]);
         let moving = decode_answer(answer.clone()).expect("an answer");
         assert_eq!(&moving.snapshot[..], b"snapshot");
-        assert_eq!(moving.seen, [7, u64::MAX]);
+        assert_eq!(moving.seen, Some(vec![7, u64::MAX]));
         let none = decode_answer(encode_answer(b"s", &[])).expect("an answer");
-        assert!(none.seen.is_empty());
+        assert_eq!(none.seen, Some(vec![]));
         // Cut anywhere in its ids, or a count no ids follow: not an answer.
         for n in 0..answer.len() - b"snapshot".len() {
             assert_eq!(decode_answer(answer.slice(..n)), None, "cut at {n}");

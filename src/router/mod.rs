@@ -156,12 +156,12 @@ pub enum Mail {
         clean_start: bool,
     },
     /// The link's answer to `Claim`: the session the client had on another node, as a snapshot of
-    /// it (`persist::image`), when it moved here; and the ids of the messages it was given lately
-    /// there (`Message::id`, `shard::moves`).
+    /// it (`persist::image`), when it moved here; and, when a live node sent it (None: a dead
+    /// node's), the ids of the messages it was given lately there (`Message::id`, `shard::moves`).
     Claimed {
         ticket: u64,
         session: Option<bytes::Bytes>,
-        seen: Vec<u64>,
+        seen: Option<Vec<u64>>,
     },
     /// From the link: client `client_id` connected on another node. Close its connection here and
     /// end its session here; with `keep`, first answer with the session (`Evicted`) for that node.

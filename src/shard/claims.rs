@@ -69,7 +69,7 @@ impl Shard {
 
     /// The link's answer to a claim: install the session that moved here, then let the connection
     /// attach.
-    pub(super) fn claimed(&mut self, ticket: u64, session: Option<Bytes>, seen: &[u64]) {
+    pub(super) fn claimed(&mut self, ticket: u64, session: Option<Bytes>, seen: Option<&[u64]>) {
         if let Some(bytes) = session {
             self.import_session(&bytes, seen);
         }
@@ -85,6 +85,10 @@ impl Shard {
         if let Some(slot) = self.sessions.slot_of(client_id) {
             self.close_for_takeover(slot);
             let stub = self.moves.is_stub(slot);
+            if keep && !stub {
+                // Copies still waiting for their twins (it came here lately) go with it.
+                self.give_waiting(slot);
+            }
             match self.sessions.at_mut(slot) {
                 // A stub's session went already.
                 Some(s) if keep && !s.clean && !stub => {
@@ -153,7 +157,7 @@ impl Shard {
     /// A dead node's session, adopted by this node (`cluster::state`): installed as a session whose
     /// client is away, until it comes back here or on another node (which claims it from here).
     pub(super) fn adopt(&mut self, bytes: &[u8]) {
-        self.import_session(bytes, &[]);
+        self.import_session(bytes, None);
     }
 
     /// A message the queue of a dead node held for its subscriptions (`cluster::state`): to each of
@@ -173,7 +177,7 @@ impl Shard {
                 self.follow_stub(slot, msg, true);
                 continue;
             }
-            if self.moves.repeat(slot, msg) {
+            if self.moves.followed(slot, msg) {
                 continue;
             }
             let Some(session) = self.sessions.at_mut(slot) else {
@@ -183,6 +187,10 @@ impl Shard {
             let mut ids: SmallVec<[u32; 2]> = SmallVec::new();
             for (filter, o) in &session.subscriptions {
                 if filter.starts_with(topic::SHARED_PREFIX) || !topic::matches(filter, &msg.topic) {
+                    continue;
+                }
+                // Its own message, published here and waiting for its twin (`moves`).
+                if o.no_local && msg.origin == Some((self.id, slot)) {
                     continue;
                 }
                 if o.identifier != 0 {
@@ -206,9 +214,10 @@ impl Shard {
     }
 
     /// A session written by [`Shard::evict`] on another node, or kept by a dead one: installed
-    /// here as a session whose client is away, which the waiting CONNECT resumes. `seen`: the ids
-    /// of what it was given lately where it was, not to be given again here (`moves`).
-    fn import_session(&mut self, bytes: &[u8], seen: &[u64]) {
+    /// here as a session whose client is away, which the waiting CONNECT resumes. `seen`, when a
+    /// live node sent it: the ids of what it was given lately there, not to be given again here
+    /// (`moves`).
+    fn import_session(&mut self, bytes: &[u8], seen: Option<&[u64]>) {
         let mut image = ShardImage::default();
         let scan = record::scan(bytes, |r| image.apply(r));
         image.finish();

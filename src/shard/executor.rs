@@ -106,7 +106,7 @@ impl Shard {
                 ticket,
                 session,
                 seen,
-            } => self.claimed(ticket, session, &seen),
+            } => self.claimed(ticket, session, seen.as_deref()),
             Mail::Evict {
                 ticket,
                 client_id,

@@ -13,8 +13,17 @@
 //! the session by the node it left; the new node's own clients' messages, too, come back that way.
 //! Each message is named cluster-wide (`Message::id`, given here at PUBLISH), and a session that
 //! came from another node remembers, for [`RECENT_LIFE`], the ids of what it was given
-//! ([`Moves::repeat`]): the second copy is dropped. The stub, the link's following and the new
-//! node's memory overlap on purpose; the memory outlives both.
+//! ([`Moves::followed`], [`Moves::direct`]): the second copy is dropped. The stub, the link's
+//! following and the new node's memory overlap on purpose; the memory outlives both.
+//!
+//! **Order.** A message another node sent to the old node only (before it knew the new node's
+//! interest) comes after the session in two hops; the next one, sent to both, comes directly in
+//! one, and would be given first. So while every node still sends the old node what it sends
+//! here (within the stub's time, [`TWINS_FOR`]), a copy that comes directly for one of the filters
+//! the session came with waits ([`TWIN_WAIT`] at most) for its twin from the old node: the twins
+//! come in the order their publishers sent them, and the waiting copy is dropped when its twin is
+//! given. One whose twin does not come in time goes when its wait is over, in the order they came
+//! (and copies that come directly after it wait behind it).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,6 +32,7 @@ use std::time::{Duration, Instant};
 use ahash::{AHashMap, AHashSet};
 
 use super::Shard;
+use crate::codec::Utf8Bytes;
 use crate::message::Message;
 use crate::router::Mail;
 
@@ -35,6 +45,18 @@ const STUB_LIFE: Duration = Duration::from_secs(3);
 /// stub and than the link's following (`cluster::relay::moved`, 10 s), with room for copies still
 /// on their way.
 const RECENT_LIFE: Duration = Duration::from_secs(15);
+
+/// How long, after a session came, copies sent to it directly wait for their twins: a little
+/// less than the old node's stub lives (from the eviction, a moment earlier), while every node
+/// still sends the old node what it sends here, so that every such copy has a twin.
+const TWINS_FOR: Duration = Duration::from_millis(2_500);
+
+/// How long one copy waits for its twin, at most. A twin is a NATS hop behind (milliseconds
+/// here); on a loaded machine more: one that comes later than this comes out of order.
+const TWIN_WAIT: Duration = Duration::from_secs(1);
+
+/// Copies waiting for their twins for one session, at most (beyond: given at once).
+const WAITING_MAX: usize = 10_000;
 
 /// The ids a moving session takes with it, at most (the latest; 64 KiB in its eviction's answer).
 const CARRIED_MAX: usize = 8_192;
@@ -68,6 +90,21 @@ struct Recent {
     until: Instant,
     seen: AHashSet<u64>,
     order: VecDeque<u64>,
+    /// Until when copies sent directly wait for their twins, for `filters` (those it came with,
+    /// the old node's stub's), and the copies waiting (since when).
+    twins_until: Instant,
+    filters: Vec<Utf8Bytes>,
+    waiting: VecDeque<(Instant, Arc<Message>)>,
+}
+
+/// What to do with a copy sent directly to a session that came lately ([`Moves::direct`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Direct {
+    Give,
+    /// It had it: not again.
+    Drop,
+    /// Kept until its twin comes, or its wait is over.
+    Wait,
 }
 
 impl Recent {
@@ -93,15 +130,50 @@ impl Moves {
         self.next_id
     }
 
-    /// Whether the session in `slot` was given `msg` before (a session that came from another node
-    /// lately; cheap while there is none): it is not to be given again.
-    pub(super) fn repeat(&mut self, slot: u32, msg: &Message) -> bool {
+    /// A copy of `msg` passed on for the session in `slot` (by the node it left, or owed to it):
+    /// whether it had it before (a session that came from another node lately; cheap while there
+    /// is none), when it is not to be given again. A copy of it sent directly, waiting, goes.
+    pub(super) fn followed(&mut self, slot: u32, msg: &Message) -> bool {
         if self.arrived.is_empty() || msg.id == 0 {
             return false;
         }
-        self.arrived
-            .get_mut(&slot)
-            .is_some_and(|recent| recent.repeat(msg.id))
+        let Some(recent) = self.arrived.get_mut(&slot) else {
+            return false;
+        };
+        if recent.repeat(msg.id) {
+            return true;
+        }
+        if !recent.waiting.is_empty() {
+            recent.waiting.retain(|(_, m)| m.id != msg.id);
+        }
+        false
+    }
+
+    /// A copy of `msg` routed to the session in `slot` (sent to this node directly, or published
+    /// here): given, dropped (it had it), or kept waiting for its twin (see the module's "Order").
+    pub(super) fn direct(&mut self, slot: u32, msg: &Arc<Message>, now: Instant) -> Direct {
+        if self.arrived.is_empty() || msg.id == 0 {
+            return Direct::Give;
+        }
+        let Some(recent) = self.arrived.get_mut(&slot) else {
+            return Direct::Give;
+        };
+        if recent.seen.contains(&msg.id) || recent.waiting.iter().any(|(_, m)| m.id == msg.id) {
+            return Direct::Drop;
+        }
+        // Behind copies already waiting, in the order they came.
+        let wait = !recent.waiting.is_empty()
+            || (now < recent.twins_until
+                && recent
+                    .filters
+                    .iter()
+                    .any(|f| crate::topic::matches(f, &msg.topic)));
+        if wait && recent.waiting.len() < WAITING_MAX {
+            recent.waiting.push_back((now, msg.clone()));
+            return Direct::Wait;
+        }
+        recent.repeat(msg.id);
+        Direct::Give
     }
 
     /// Whether the session in `slot` is a moved session's stub (cheap while there is none).
@@ -151,12 +223,28 @@ impl Shard {
     }
 
     /// The session in `slot` came from another node, where it was given `seen` lately: what it is
-    /// given is remembered a while, and `seen` with it.
-    pub(super) fn arrived(&mut self, slot: u32, seen: &[u64]) {
+    /// given is remembered a while, and `seen` with it. Copies sent directly wait for their twins
+    /// only when that node is alive (`seen` is Some), passing copies on.
+    pub(super) fn arrived(&mut self, slot: u32, seen: Option<&[u64]>) {
+        let (seen, twins_for) = match seen {
+            Some(seen) => (seen, TWINS_FOR),
+            None => (&[][..], Duration::ZERO),
+        };
+        let now = Instant::now();
+        let filters = self.sessions.at(slot).map_or_else(Vec::new, |s| {
+            s.subscriptions
+                .keys()
+                .filter(|f| !f.starts_with(crate::topic::SHARED_PREFIX))
+                .cloned()
+                .collect()
+        });
         let mut recent = Recent {
-            until: Instant::now() + RECENT_LIFE,
+            until: now + RECENT_LIFE,
             seen: AHashSet::with_capacity(seen.len()),
             order: VecDeque::with_capacity(seen.len()),
+            twins_until: now + twins_for,
+            filters,
+            waiting: VecDeque::new(),
         };
         // Oldest first, as they are forgotten.
         for &id in seen.iter().rev() {
@@ -213,10 +301,42 @@ impl Shard {
         }
     }
 
-    /// On the tick: the stubs whose time is over go; sessions that arrived long enough ago forget.
+    /// The copies waiting for their twins for the session in `slot`, given now, in the order they
+    /// came (it moves on).
+    pub(super) fn give_waiting(&mut self, slot: u32) {
+        let Some(recent) = self.moves.arrived.get_mut(&slot) else {
+            return;
+        };
+        let waiting = std::mem::take(&mut recent.waiting);
+        let Some(id) = self.sessions.at(slot).map(|s| s.client_id.clone()) else {
+            return;
+        };
+        for (_, msg) in waiting {
+            self.deliver_owed(std::slice::from_ref(&id), &msg);
+        }
+    }
+
+    /// On the tick: the stubs whose time is over go; copies that waited long enough for their twins
+    /// are given; sessions that arrived long enough ago forget.
     pub(super) fn end_moves(&mut self, now: Instant) {
         if !self.moves.arrived.is_empty() {
+            let mut due = Vec::new();
+            for (&slot, recent) in &mut self.moves.arrived {
+                while let Some((since, _)) = recent.waiting.front() {
+                    if now.duration_since(*since) < TWIN_WAIT {
+                        break;
+                    }
+                    let (_, msg) = recent.waiting.pop_front().expect("a front");
+                    due.push((slot, msg));
+                }
+            }
             self.moves.arrived.retain(|_, r| r.until > now);
+            for (slot, msg) in due {
+                let Some(id) = self.sessions.at(slot).map(|s| s.client_id.clone()) else {
+                    continue;
+                };
+                self.deliver_owed(std::slice::from_ref(&id), &msg);
+            }
         }
         if self.moves.stubs.is_empty() {
             return;
@@ -238,44 +358,83 @@ impl Shard {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_repeat_is_told_once_named() {
-        let mut moves = Moves::default();
-        let (a, b) = (moves.name(), moves.name());
-        assert_ne!(a, b);
-        assert_ne!(a, 0);
-        moves.arrived.insert(
-            7,
-            Recent {
-                until: Instant::now() + RECENT_LIFE,
-                seen: AHashSet::new(),
-                order: VecDeque::new(),
-            },
-        );
-        let mut msg = crate::message::Message::new(
-            "t".into(),
+    fn recent(twins_until: Instant) -> Recent {
+        Recent {
+            until: Instant::now() + RECENT_LIFE,
+            seen: AHashSet::new(),
+            order: VecDeque::new(),
+            twins_until,
+            filters: vec![Utf8Bytes::from_static("a/+")],
+            waiting: VecDeque::new(),
+        }
+    }
+
+    fn named(moves: &mut Moves, topic: &'static str) -> Arc<Message> {
+        let mut msg = Message::new(
+            Utf8Bytes::from_static(topic),
             bytes::Bytes::new(),
             crate::codec::QoS::AtLeastOnce,
             false,
             Default::default(),
             None,
         );
-        msg.id = a;
-        assert!(!moves.repeat(7, &msg), "first copy");
-        assert!(moves.repeat(7, &msg), "second copy");
-        assert!(!moves.repeat(8, &msg), "another session remembers nothing");
-        msg.id = 0;
-        assert!(!moves.repeat(7, &msg), "unnamed: never a repeat");
-        assert!(!moves.repeat(7, &msg));
+        msg.id = moves.name();
+        Arc::new(msg)
+    }
+
+    #[test]
+    fn a_repeat_is_told_once_named() {
+        let mut moves = Moves::default();
+        let (a, b) = (named(&mut moves, "a/1"), named(&mut moves, "a/1"));
+        assert_ne!(a.id, b.id);
+        assert_ne!(a.id, 0);
+        moves.arrived.insert(7, recent(Instant::now()));
+        assert!(!moves.followed(7, &a), "first copy");
+        assert!(moves.followed(7, &a), "second copy");
+        assert_eq!(moves.direct(7, &a, Instant::now()), Direct::Drop);
+        assert!(!moves.followed(8, &a), "another session remembers nothing");
+        let mut unnamed = Message::clone(&a);
+        unnamed.id = 0;
+        assert!(!moves.followed(7, &unnamed), "unnamed: never a repeat");
+        assert!(!moves.followed(7, &unnamed));
+    }
+
+    #[test]
+    fn a_direct_copy_waits_for_its_twin_while_the_old_node_may_pass_it_on() {
+        let mut moves = Moves::default();
+        let now = Instant::now();
+        moves.arrived.insert(7, recent(now + TWINS_FOR));
+        let (first, second) = (named(&mut moves, "a/1"), named(&mut moves, "a/1"));
+        // The second comes directly before the first comes after the session.
+        assert_eq!(moves.direct(7, &second, now), Direct::Wait);
+        assert_eq!(
+            moves.direct(7, &second, now),
+            Direct::Drop,
+            "waiting already"
+        );
+        assert!(!moves.followed(7, &first));
+        assert!(!moves.followed(7, &second), "its twin is given, in order");
+        assert!(
+            moves.arrived[&7].waiting.is_empty(),
+            "the waiting copy went"
+        );
+        assert_eq!(moves.direct(7, &second, now), Direct::Drop);
+        // Not for a filter it came with: given at once.
+        let other = named(&mut moves, "b/1");
+        assert_eq!(moves.direct(7, &other, now), Direct::Give);
+        // After the old node's time: given at once.
+        let late = named(&mut moves, "a/2");
+        assert_eq!(moves.direct(7, &late, now + TWINS_FOR), Direct::Give);
+        assert_eq!(
+            moves.direct(8, &late, now),
+            Direct::Give,
+            "not a session that came"
+        );
     }
 
     #[test]
     fn the_memory_is_bounded() {
-        let mut recent = Recent {
-            until: Instant::now(),
-            seen: AHashSet::new(),
-            order: VecDeque::new(),
-        };
+        let mut recent = recent(Instant::now());
         for id in 1..=(RECENT_MAX as u64 + 10) {
             assert!(!recent.repeat(id));
         }

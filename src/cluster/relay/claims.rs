@@ -39,7 +39,7 @@ impl Relay {
                 Mail::Claimed {
                     ticket,
                     session: None,
-                    seen: Vec::new(),
+                    seen: None,
                 },
             );
             return;
@@ -125,7 +125,7 @@ impl Relay {
     pub fn claim_done(&mut self, done: ClaimDone) {
         let (session, seen) = match done.session {
             Some(m) => (Some(m.snapshot), m.seen),
-            None => (None, Vec::new()),
+            None => (None, None),
         };
         self.post.send(
             done.shard,

@@ -211,7 +211,7 @@ fn a_session_that_moves_stays_a_moment_as_a_stub_and_takes_each_message_once() {
 
     // On the node it goes to: each message once, however many ways it comes.
     let mut new = linked();
-    new.shard.claimed(1, Some(snapshot), &seen);
+    new.shard.claimed(1, Some(snapshot), Some(&seen));
     let pending = |f: &Fixture| {
         let slot = f.shard.sessions.slot_of(&Utf8Bytes::from_static("m"));
         let (inflight, queued) = f
@@ -233,4 +233,12 @@ fn a_session_that_moves_stays_a_moment_as_a_stub_and_takes_each_message_once() {
     assert_eq!(pending(&new), 2, "a/2, followed");
     new.shard.route(Message::clone(&after_copy));
     assert_eq!(pending(&new), 2, "a/2 again, routed here: dropped");
+    // Sent here directly while the old node may still pass its twin on: it waits for it, then
+    // (no twin) goes on the tick after its wait.
+    let direct = topic_msg(&mut new.shard, "a/3", None);
+    new.shard.route(direct);
+    assert_eq!(pending(&new), 2, "a/3 waits for its twin");
+    new.shard
+        .end_moves(std::time::Instant::now() + std::time::Duration::from_secs(2));
+    assert_eq!(pending(&new), 3, "a/3 given after its wait");
 }

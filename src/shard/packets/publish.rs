@@ -23,6 +23,7 @@ use crate::session::{
     SlowSubscriberPolicy,
 };
 use crate::shard::attached::{mounted, Attached};
+use crate::shard::moves::Direct;
 use crate::shard::subscriptions::Matched;
 use crate::shard::Shard;
 use crate::topic;
@@ -551,8 +552,9 @@ impl Shard {
                 self.follow_stub(slot, msg, false);
                 continue;
             }
-            // A copy that came to it another way already (a session that just moved here).
-            if self.moves.repeat(slot, msg) {
+            // A session that just came from another node: a copy it had already, or one that
+            // waits for its twin from that node (`moves`).
+            if self.moves.direct(slot, msg, now) != Direct::Give {
                 continue;
             }
             let Some(session) = self.sessions.at_mut(slot) else {
