@@ -25,6 +25,7 @@ fn link_config(nats: &Nats, node: &str) -> LinkConfig {
         user: None,
         credentials: None,
         cafile: None,
+        replicas: shardmq::cluster::store::REPLICAS,
     }
 }
 
@@ -92,6 +93,15 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
                 let js = jetstream::new(client);
                 let mut watch = watch_node(&js, &bucket, "node-a").await;
                 assert!(next_change(&mut watch, "node-a").await, "first put");
+                let info = js
+                    .get_stream(format!("KV_{bucket}"))
+                    .await
+                    .expect("the bucket's stream")
+                    .info()
+                    .await
+                    .expect("its info")
+                    .clone();
+                assert_eq!(info.config.num_replicas, 3, "3 replicas unless set");
 
                 // All three NATS servers down, then back: the link reconnects by itself and refreshes
                 // its key (each server keeps its JetStream store, so the bucket survives).
@@ -512,5 +522,48 @@ fn a_client_id_has_one_session_across_the_nodes() {
                 .any(|p| p.kind() == kind::DISCONNECT && p.disconnect_reason() == 0x8E),
             "{closed:?}"
         );
+    });
+}
+
+/// `cluster_replicas`: what the link creates has that many replicas (1 here, for a NATS cluster of
+/// one or two servers); 3 unless set.
+#[test]
+fn cluster_replicas_sets_the_replicas_of_what_the_link_creates() {
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("cluster replicas", Duration::from_secs(90), move || {
+        let mut config = link_config(&nats, "node-r");
+        config.replicas = 1;
+        let bucket = config.nodes_bucket();
+        let mut matrix = MailboxMatrix::new(1);
+        let shards = LinkShards {
+            ends: matrix.take_last().expect("one mailbox"),
+            count: 0,
+            restored: Default::default(),
+            retained: shardmq::shard::RetainedStripes::new(1),
+            figures: Default::default(),
+            persistence: false,
+        };
+        let link = Link::spawn(config, shards).expect("link starts");
+        common::block_on(async move {
+            let client = async_nats::connect(nats.urls.clone())
+                .await
+                .expect("connect");
+            let js = jetstream::new(client);
+            let _ = watch_node(&js, &bucket, "node-r").await;
+            for stream in [format!("KV_{bucket}"), "SHARDMQ_t_Q".to_owned()] {
+                let mut replicas = None;
+                for _ in 0..300 {
+                    if let Ok(mut s) = js.get_stream(&stream).await {
+                        if let Ok(info) = s.info().await {
+                            replicas = Some(info.config.num_replicas);
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                assert_eq!(replicas, Some(1), "{stream}");
+            }
+        });
+        link.stop();
     });
 }

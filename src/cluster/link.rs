@@ -66,6 +66,9 @@ pub struct LinkConfig {
     pub credentials: Option<PathBuf>,
     /// `cluster_nats_cafile`: CA certificates for `tls://` servers.
     pub cafile: Option<PathBuf>,
+    /// `cluster_replicas`: copies JetStream keeps of each stream and bucket the cluster creates
+    /// (`store`; 3 unless set).
+    pub replicas: usize,
 }
 
 /// Why a [`LinkConfig`] is refused or the link could not start.
@@ -239,6 +242,7 @@ async fn options(
 
 /// The link's life: connect, route until told to stop, then leave.
 async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receiver<bool>) {
+    super::store::set_replicas(config.replicas);
     let reconnected = Arc::new(Notify::new());
     let wills_reconnected = Arc::new(Notify::new());
     let states_reconnected = Arc::new(Notify::new());
@@ -600,6 +604,7 @@ mod tests {
             user: None,
             credentials: None,
             cafile: None,
+            replicas: crate::cluster::store::REPLICAS,
         }
     }
 

@@ -24,7 +24,7 @@ mod relay;
 mod retained;
 pub mod sessions;
 mod state;
-mod store;
+pub mod store;
 pub mod subject;
 pub mod wills;
 pub mod wire;

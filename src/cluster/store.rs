@@ -1,7 +1,9 @@
 //! The cluster's streams and key-value buckets in JetStream: opened when there, created otherwise,
 //! with the same configuration whichever node creates them first.
 //!
-//! Replication: [`REPLICAS`] copies, so that a NATS server's death loses nothing. A single NATS
+//! Replication: [`REPLICAS`] copies unless `cluster_replicas` says otherwise ([`set_replicas`]),
+//! so that a NATS server's death loses nothing. A stream or bucket that exists already keeps
+//! the replicas it was made with (`nats stream edit` changes them). A single NATS
 //! server (development, a test) refuses more than one replica with its own error ("replicas > 1
 //! not supported in non-clustered mode"): only then is a stream created with one, and logged. Any
 //! other refusal (JetStream still electing its leader, peers not all known yet, another node
@@ -12,8 +14,24 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 
-/// Replicas of the cluster's buckets and streams.
-const REPLICAS: usize = 3;
+/// Replicas of the cluster's buckets and streams, unless `cluster_replicas` says otherwise.
+pub const REPLICAS: usize = 3;
+
+thread_local! {
+    /// `cluster_replicas`, set by the cluster link as it starts on its thread: every task of a
+    /// link runs there (a current-thread runtime), and a process may run several links (tests).
+    static CHOSEN: std::cell::Cell<usize> = const { std::cell::Cell::new(REPLICAS) };
+}
+
+/// The replicas of what this link creates from now on: `cluster_replicas` (1 to 5). Called on the
+/// link's thread.
+pub fn set_replicas(n: usize) {
+    CHOSEN.set(n.clamp(1, 5));
+}
+
+fn replicas() -> usize {
+    CHOSEN.get()
+}
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -91,15 +109,16 @@ fn too_few_servers(e: &dyn std::fmt::Display) -> bool {
 /// Whether a lack of servers was logged (once per process: the callers try again every second).
 static TOLD_TOO_FEW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// `create(REPLICAS)`, or `create(1)` when NATS says it is a single server (logged).
+/// `create(replicas())`, or `create(1)` when NATS says it is a single server (logged).
 async fn create<T, E, F>(what: &str, name: &str, create: impl Fn(usize) -> F) -> Result<T, Error>
 where
     E: std::error::Error + Send + Sync + 'static,
     F: std::future::Future<Output = Result<T, E>>,
 {
-    match create(REPLICAS).await {
+    let replicas = replicas();
+    match create(replicas).await {
         Ok(made) => Ok(made),
-        Err(first) if single_server(&first) => {
+        Err(first) if replicas > 1 && single_server(&first) => {
             let made = create(1).await?;
             tracing::warn!(
                 "Cluster: {what} {name} has one replica: NATS is a single server ({first})."
@@ -110,9 +129,10 @@ where
             if too_few_servers(&e) && !TOLD_TOO_FEW.swap(true, std::sync::atomic::Ordering::Relaxed)
             {
                 tracing::warn!(
-                    "Cluster: JetStream cannot place {what} {name} on {REPLICAS} servers ({e}); \
-                     trying again. The cluster needs a NATS cluster of 3 or more JetStream \
-                     servers, or a single server."
+                    "Cluster: JetStream cannot place {what} {name} on {replicas} servers ({e}); \
+                     trying again. With fewer JetStream servers than that in the NATS cluster, \
+                     set cluster_replicas (1 for one or two servers: a server's death then \
+                     loses what it held)."
                 );
             }
             Err(Box::new(e))

@@ -22,7 +22,7 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "use_username_as_clientid", "user", "socket_domain", "mount_point", "accept_protocol_versions",
     // The cluster over NATS (docs/CLUSTER.md; config/parser/cluster.rs).
     "cluster_name", "cluster_node", "cluster_nats", "cluster_nats_user", "cluster_nats_password",
-    "cluster_nats_credentials", "cluster_nats_cafile",
+    "cluster_nats_credentials", "cluster_nats_cafile", "cluster_replicas",
     // TLS, per listener (config/tls.rs).
     "cafile", "capath", "certfile", "ciphers", "ciphers_tls1.3", "crlfile", "keyfile",
     "require_certificate", "tls_version", "use_identity_as_username", "use_subject_as_username",

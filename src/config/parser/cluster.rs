@@ -18,6 +18,7 @@ pub(super) struct ClusterKeys {
     password: Option<String>,
     credentials: Option<PathBuf>,
     cafile: Option<PathBuf>,
+    replicas: Option<usize>,
     /// Whether any `cluster_*` key was given.
     any: bool,
 }
@@ -91,6 +92,13 @@ impl Parser {
                 &mut k.cafile,
                 PathBuf::from(line.text("cluster_nats_cafile", rest)?),
             )?,
+            // JetStream keeps at most 5 replicas of a stream.
+            "cluster_replicas" => once(
+                line,
+                "cluster_replicas",
+                &mut k.replicas,
+                line.int_in("cluster_replicas", rest, 1, 5)? as usize,
+            )?,
             _ => return Ok(false),
         }
         k.any = true;
@@ -130,6 +138,7 @@ impl Parser {
             user,
             credentials: keys.credentials,
             cafile: keys.cafile,
+            replicas: keys.replicas.unwrap_or(crate::cluster::store::REPLICAS),
         };
         config
             .check()

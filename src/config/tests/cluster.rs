@@ -32,6 +32,7 @@ fn a_whole_node_is_read_into_its_link_config() {
             user: Some(("u".into(), "p w".into())),
             credentials: Some("/etc/n.creds".into()),
             cafile: Some("ca.pem".into()),
+            replicas: 3,
         })
     );
 }
@@ -113,4 +114,23 @@ fn a_cluster_node_leaves_one_shard_id_for_its_link() {
     assert!(e.to_string().contains("at most 1023"), "{e}");
     // A single broker may have them all.
     assert_eq!(ok("shards 1024\n").shards.map(|n| n.get()), Some(1024));
+}
+
+#[test]
+fn cluster_replicas_is_one_to_five_and_three_unless_set() {
+    let replicas = |extra: &str| ok(&format!("{NODE}{extra}")).cluster.unwrap().replicas;
+    assert_eq!(replicas(""), 3);
+    assert_eq!(replicas("cluster_replicas 1\n"), 1);
+    assert_eq!(replicas("cluster_replicas 5\n"), 5);
+    for bad in ["0", "6", "two"] {
+        let e = err(&format!("{NODE}cluster_replicas {bad}\n"));
+        assert!(e.to_string().contains("cluster_replicas"), "{bad}: {e}");
+    }
+    assert!(matches!(
+        err(&format!("{NODE}cluster_replicas 1\ncluster_replicas 3\n")),
+        ConfigError::Duplicate {
+            key: "cluster_replicas",
+            ..
+        }
+    ));
 }
