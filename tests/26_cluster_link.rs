@@ -29,6 +29,33 @@ fn link_config(nats: &Nats, node: &str) -> LinkConfig {
     }
 }
 
+/// A link with no shards (the matrix has its one mailbox), started.
+fn spawn_link(config: LinkConfig) -> Link {
+    let mut matrix = MailboxMatrix::new(1);
+    let shards = LinkShards {
+        ends: matrix.take_last().expect("one mailbox"),
+        count: 0,
+        restored: Default::default(),
+        retained: shardmq::shard::RetainedStripes::new(1),
+        figures: Default::default(),
+        persistence: false,
+    };
+    Link::spawn(config, shards).expect("link starts")
+}
+
+/// The replicas of `stream`, once the link created it (panics after 30 s).
+async fn replicas_of(js: &jetstream::Context, stream: &str) -> usize {
+    for _ in 0..300 {
+        if let Ok(mut s) = js.get_stream(stream).await {
+            if let Ok(info) = s.info().await {
+                return info.config.num_replicas;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no stream {stream}");
+}
+
 /// The next change of `key` in the nodes bucket: `true` for a put, `false` for a delete.
 async fn next_change(watch: &mut kv::Watch, key: &str) -> bool {
     loop {
@@ -75,17 +102,7 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
         move || {
             let config = link_config(&nats, "node-a");
             let bucket = config.nodes_bucket();
-            // A link with no shards: the matrix has its one mailbox.
-            let mut matrix = MailboxMatrix::new(1);
-            let shards = LinkShards {
-                ends: matrix.take_last().expect("one mailbox"),
-                count: 0,
-                restored: Default::default(),
-                retained: shardmq::shard::RetainedStripes::new(1),
-                figures: Default::default(),
-                persistence: false,
-            };
-            let link = Link::spawn(config, shards).expect("link starts");
+            let link = spawn_link(config);
             common::block_on(async move {
                 let client = async_nats::connect(nats.urls.clone())
                     .await
@@ -93,15 +110,11 @@ fn liveness_key_comes_back_after_nats_restarts_and_goes_on_stop() {
                 let js = jetstream::new(client);
                 let mut watch = watch_node(&js, &bucket, "node-a").await;
                 assert!(next_change(&mut watch, "node-a").await, "first put");
-                let info = js
-                    .get_stream(format!("KV_{bucket}"))
-                    .await
-                    .expect("the bucket's stream")
-                    .info()
-                    .await
-                    .expect("its info")
-                    .clone();
-                assert_eq!(info.config.num_replicas, 3, "3 replicas unless set");
+                assert_eq!(
+                    replicas_of(&js, &format!("KV_{bucket}")).await,
+                    3,
+                    "3 replicas unless set"
+                );
 
                 // All three NATS servers down, then back: the link reconnects by itself and refreshes
                 // its key (each server keeps its JetStream store, so the bucket survives).
@@ -534,16 +547,7 @@ fn cluster_replicas_sets_the_replicas_of_what_the_link_creates() {
         let mut config = link_config(&nats, "node-r");
         config.replicas = 1;
         let bucket = config.nodes_bucket();
-        let mut matrix = MailboxMatrix::new(1);
-        let shards = LinkShards {
-            ends: matrix.take_last().expect("one mailbox"),
-            count: 0,
-            restored: Default::default(),
-            retained: shardmq::shard::RetainedStripes::new(1),
-            figures: Default::default(),
-            persistence: false,
-        };
-        let link = Link::spawn(config, shards).expect("link starts");
+        let link = spawn_link(config);
         common::block_on(async move {
             let client = async_nats::connect(nats.urls.clone())
                 .await
@@ -551,17 +555,7 @@ fn cluster_replicas_sets_the_replicas_of_what_the_link_creates() {
             let js = jetstream::new(client);
             let _ = watch_node(&js, &bucket, "node-r").await;
             for stream in [format!("KV_{bucket}"), "SHARDMQ_t_Q".to_owned()] {
-                let mut replicas = None;
-                for _ in 0..300 {
-                    if let Ok(mut s) = js.get_stream(&stream).await {
-                        if let Ok(info) = s.info().await {
-                            replicas = Some(info.config.num_replicas);
-                            break;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                assert_eq!(replicas, Some(1), "{stream}");
+                assert_eq!(replicas_of(&js, &stream).await, 1, "{stream}");
             }
         });
         link.stop();
