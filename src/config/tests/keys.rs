@@ -137,6 +137,7 @@ fn every_supported_key_is_handled() {
         };
         let value = match *key {
             "cluster_nats" => "nats://127.0.0.1:4222",
+            "cluster_replicas" => "3",
             k if k.starts_with("cluster_") => "a",
             _ => value,
         };
