@@ -58,7 +58,7 @@ pub struct Message {
     /// Cluster mode: names this message in every copy of it, on every node (a per-shard sequence
     /// from a random start, given when a shard accepts the PUBLISH; it travels in `cluster::wire`),
     /// so that a session that just moved between nodes, which may be sent a message both directly
-    /// and after it by the node it left, takes it once (`session::Recent`). 0: not named (wills,
+    /// and after it by the node it left, takes it once (`shard::moves`). 0: not named (wills,
     /// `$SYS`, restored messages), never taken as a repeat.
     pub id: u64,
 }

@@ -308,10 +308,16 @@ impl Shard {
             return;
         };
         let waiting = std::mem::take(&mut recent.waiting);
+        self.give_late(slot, waiting.into_iter().map(|(_, msg)| msg));
+    }
+
+    /// Copies that waited for their twins, given to the session in `slot` as the node it left
+    /// would pass them on ([`Shard::deliver_owed`], which remembers them).
+    fn give_late(&mut self, slot: u32, msgs: impl IntoIterator<Item = Arc<Message>>) {
         let Some(id) = self.sessions.at(slot).map(|s| s.client_id.clone()) else {
             return;
         };
-        for (_, msg) in waiting {
+        for msg in msgs {
             self.deliver_owed(std::slice::from_ref(&id), &msg);
         }
     }
@@ -322,20 +328,19 @@ impl Shard {
         if !self.moves.arrived.is_empty() {
             let mut due = Vec::new();
             for (&slot, recent) in &mut self.moves.arrived {
-                while let Some((since, _)) = recent.waiting.front() {
-                    if now.duration_since(*since) < TWIN_WAIT {
-                        break;
-                    }
-                    let (_, msg) = recent.waiting.pop_front().expect("a front");
-                    due.push((slot, msg));
+                let waited = recent
+                    .waiting
+                    .iter()
+                    .take_while(|(since, _)| now.duration_since(*since) >= TWIN_WAIT)
+                    .count();
+                if waited > 0 {
+                    let msgs: Vec<_> = recent.waiting.drain(..waited).map(|(_, m)| m).collect();
+                    due.push((slot, msgs));
                 }
             }
             self.moves.arrived.retain(|_, r| r.until > now);
-            for (slot, msg) in due {
-                let Some(id) = self.sessions.at(slot).map(|s| s.client_id.clone()) else {
-                    continue;
-                };
-                self.deliver_owed(std::slice::from_ref(&id), &msg);
+            for (slot, msgs) in due {
+                self.give_late(slot, msgs);
             }
         }
         if self.moves.stubs.is_empty() {
