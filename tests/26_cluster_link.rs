@@ -561,3 +561,57 @@ fn cluster_replicas_sets_the_replicas_of_what_the_link_creates() {
         link.stop();
     });
 }
+
+/// A lost pull request (a queue stream electing its leader, a server restarting) is sent again
+/// after two missed heartbeats, not after async-nats's expiry + 5 s (10 s); what the first request
+/// brings late still arrives. The "server" is this test answering on the pull subject of core NATS.
+#[test]
+fn a_lost_pull_is_sent_again_within_seconds() {
+    use shardmq::cluster::pull;
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("lost pull", Duration::from_secs(60), move || {
+        common::block_on(async move {
+            let client = async_nats::connect(nats.urls.clone())
+                .await
+                .expect("connect");
+            let js = jetstream::new(client.clone());
+            let mut requests = client
+                .subscribe(pull::next_subject("S", "C"))
+                .await
+                .expect("subscribe");
+            client.flush().await.expect("flush");
+            let (to, mut from) = tokio::sync::mpsc::channel(8);
+            let (reading, _) = tokio::sync::watch::channel(false);
+            let puller = {
+                let client = client.clone();
+                tokio::spawn(async move { pull::pull(&client, &js, "S", "C", &to, &reading).await })
+            };
+            let first = requests.next().await.expect("a first request");
+            let lost_at = std::time::Instant::now();
+            // Lost: not answered, no heartbeat.
+            let again = tokio::time::timeout(Duration::from_secs(5), requests.next())
+                .await
+                .expect("pulled again within 5 s")
+                .expect("a second request");
+            let waited = lost_at.elapsed();
+            assert!(
+                waited >= pull::SILENCE / 2,
+                "pulled again after {waited:?}, before any heartbeat could be missed"
+            );
+            let late = first.reply.expect("the first request's inbox");
+            let now = again.reply.expect("the second request's inbox");
+            client.publish(now, "now".into()).await.expect("publish");
+            client.publish(late, "late".into()).await.expect("publish");
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                let m = tokio::time::timeout(Duration::from_secs(5), from.recv())
+                    .await
+                    .expect("the answer reaches the link within 5 s")
+                    .expect("the pull goes on");
+                got.push(String::from_utf8_lossy(&m.message.payload).into_owned());
+            }
+            assert_eq!(got, ["now", "late"]);
+            puller.abort();
+        });
+    });
+}

@@ -374,7 +374,13 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     // leaves the rest in JetStream.
     let (queued_tx, mut queued) = mpsc::channel(1024);
     let (reading_tx, mut reading) = watch::channel(false);
-    let consumer = tokio::spawn(consume(js.clone(), config.clone(), queued_tx, reading_tx));
+    let consumer = tokio::spawn(consume(
+        client.clone(),
+        js.clone(),
+        config.clone(),
+        queued_tx,
+        reading_tx,
+    ));
     let mut caught_up = false;
     let (retained_tx, mut retained) = mpsc::channel(1024);
     let follower = tokio::spawn(super::retained::follow(

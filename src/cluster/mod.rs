@@ -19,6 +19,7 @@ pub mod interest;
 pub mod link;
 mod live;
 mod post;
+pub mod pull;
 mod queue;
 mod relay;
 mod retained;

@@ -10,13 +10,13 @@
 //! - [`publish`]: one JetStream message to one node (a batch of copies: `relay`, `wire::BATCH_TAG`),
 //!   retried until JetStream has it or NATS is away.
 //! - [`consume`]: this node's consumer, its messages handed to the link over a bounded channel (so
-//!   a link that has no room stops the pull, and JetStream keeps the rest).
+//!   a link that has no room stops the pull, and JetStream keeps the rest); `pull` reads it.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
+use async_nats::Client;
 use bytes::Bytes;
-use futures_lite::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::link::LinkConfig;
@@ -119,13 +119,14 @@ fn build(copy: &Copy) -> jetstream::context::Publish {
 /// after an error.
 /// `reading` turns true once the consumer's first pull is under way.
 pub async fn consume(
+    client: Client,
     js: jetstream::Context,
     config: LinkConfig,
     to: mpsc::Sender<jetstream::Message>,
     reading: watch::Sender<bool>,
 ) {
     while !to.is_closed() {
-        if let Err(e) = consume_once(&js, &config, &to, &reading).await {
+        if let Err(e) = consume_once(&client, &js, &config, &to, &reading).await {
             tracing::debug!("Cluster: reading this node's queue: {e}; again in 1 s.");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -133,6 +134,7 @@ pub async fn consume(
 }
 
 async fn consume_once(
+    client: &Client,
     js: &jetstream::Context,
     config: &LinkConfig,
     to: &mpsc::Sender<jetstream::Message>,
@@ -140,7 +142,7 @@ async fn consume_once(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stream = open_stream(js, &config.cluster).await?;
     let durable = consumer_name(&config.node);
-    let consumer: consumer::PullConsumer = stream
+    let _: consumer::PullConsumer = stream
         .get_or_create_consumer(
             &durable,
             consumer::pull::Config {
@@ -153,30 +155,13 @@ async fn consume_once(
             },
         )
         .await?;
-    // Short pulls with frequent heartbeats: a pull lost to a server that was not ready (a stream
-    // electing its leader) is noticed in seconds, not after async-nats's default 30 s.
-    let mut messages = consumer
-        .stream()
-        .expires(Duration::from_secs(5))
-        .heartbeat(Duration::from_secs(1))
-        .messages()
-        .await?;
-    reading.send_replace(true);
-    while let Some(m) = messages.next().await {
-        let m = match m {
-            Ok(m) => m,
-            // Only a heartbeat late (this thread starved of CPU, or waiting for room in `to`): the
-            // pull goes on. Dropping the stream here would leave what it had already delivered
-            // unacknowledged, back only after ACK_WAIT.
-            Err(e) if e.kind() == consumer::pull::MessagesErrorKind::MissingHeartbeat => {
-                tracing::debug!("Cluster: this node's queue: {e}; reading on.");
-                continue;
-            }
-            Err(e) => return Err(Box::new(e)),
-        };
-        if to.send(m).await.is_err() {
-            return Ok(());
-        }
-    }
-    Err("the consumer's stream ended".into())
+    super::pull::pull(
+        client,
+        js,
+        &stream_name(&config.cluster),
+        &durable,
+        to,
+        reading,
+    )
+    .await
 }
