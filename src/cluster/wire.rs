@@ -1,12 +1,18 @@
 //! A message as it crosses between nodes over NATS (sans-IO).
 //!
-//! The payload of a NATS message between links is one version byte ([`WIRE_VERSION`]) and then the
-//! message as the persistence log frames it (`persist::record`, a `Record::Message` with its length
-//! and CRC-32C): topic, payload, QoS, retain flag and v5 properties, with the log's decoder, which
-//! checks every length before it allocates and never panics on bad input; the record's message id
-//! is the message's cluster-wide name (`Message::id`), the same in every copy of it. The
-//! publisher's session does not travel: a remote copy has no origin (nothing is held or
-//! acknowledged back across nodes).
+//! The payload of a NATS message between links is one version byte ([`WIRE_VERSION`]), when the
+//! publishing node's kernel received the PUBLISH (`Message::read_at`, 8 bytes, nanoseconds since
+//! the epoch), and then the message as the persistence log frames it (`persist::record`, a
+//! `Record::Message` with its length and CRC-32C): topic, payload, QoS, retain flag and v5
+//! properties, with the log's decoder, which checks every length before it allocates and never
+//! panics on bad input; the record's message id is the message's cluster-wide name
+//! (`Message::id`), the same in every copy of it. The publisher's session does not travel: a
+//! remote copy has no origin (nothing is held or acknowledged back across nodes).
+//!
+//! The receive time orders the message against SUBSCRIBEs on the receiving node as on one broker
+//! (`shard::lookback`): a copy still on its way when a client subscribed there is not for that
+//! subscription. Version 1 frames (no receive time; the retained stream may still hold some) are
+//! read as received at an unknown time.
 //!
 //! A message for one member of a shared subscription group (docs/CLUSTER.md, "Shared
 //! subscriptions") comes first with [`SHARED_TAG`], how many nodes passed it on already, and the
@@ -20,7 +26,10 @@ use crate::persist::record::{self, Record, StoredMessage};
 
 /// The first byte of every message between links: a node that reads another value was sent by a
 /// version of shardmq that frames messages differently, and drops it with a log line.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 5;
+
+/// The version before the receive time travelled: still read.
+pub const WIRE_VERSION_1: u8 = 1;
 
 /// The first byte of a message for one member of a shared subscription group.
 pub const SHARED_TAG: u8 = 2;
@@ -70,6 +79,7 @@ pub enum WireError {
 pub fn encode(msg: &Message, out: &mut BytesMut) -> Result<(), WireError> {
     let start = out.len();
     out.put_u8(WIRE_VERSION);
+    out.put_u64(msg.read_at);
     let record = Record::Message {
         message_id: msg.id,
         key: None,
@@ -221,9 +231,14 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
 /// The message in `bytes` (one whole NATS payload).
 pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
     let (&version, rest) = bytes.split_first().ok_or(WireError::Empty)?;
-    if version != WIRE_VERSION {
-        return Err(WireError::Version(version));
-    }
+    let (read_at, rest) = match version {
+        WIRE_VERSION => {
+            let (at, rest) = rest.split_first_chunk::<8>().ok_or(WireError::Truncated)?;
+            (u64::from_be_bytes(*at), rest)
+        }
+        WIRE_VERSION_1 => (0, rest),
+        _ => return Err(WireError::Version(version)),
+    };
     match record::decode(rest) {
         Ok(Some((
             Record::Message {
@@ -235,6 +250,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         ))) if used == rest.len() => {
             let mut msg = message.into_message();
             msg.id = message_id;
+            msg.read_at = read_at;
             Ok(msg)
         }
         Ok(Some((Record::Message { .. }, used))) => Err(WireError::Trailing(rest.len() - used)),
@@ -269,9 +285,26 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_frame_reads_without_a_receive_time() {
+        let mut m = message("a/b", b"x", QoS::AtLeastOnce, true);
+        m.read_at = 42;
+        m.id = 7;
+        let mut out = BytesMut::new();
+        encode(&m, &mut out).unwrap();
+        let mut old = vec![WIRE_VERSION_1];
+        old.extend_from_slice(&out[9..]);
+        let back = decode(&old).unwrap();
+        assert_eq!((&*back.topic, back.read_at, back.id), ("a/b", 0, 7));
+        assert_eq!(decode(&out[..5]).unwrap_err(), WireError::Truncated);
+        old[0] = 9;
+        assert_eq!(decode(&old).unwrap_err(), WireError::Version(9));
+    }
+
+    #[test]
     fn a_message_round_trips_without_its_origin() {
         let mut m = message("a/ü/+x", b"\x00payload\xff", QoS::ExactlyOnce, true);
         m.id = 0xfeed_f00d_0000_0001;
+        m.read_at = 1_796_619_023_763_993_822;
         let mut out = BytesMut::new();
         encode(&m, &mut out).unwrap();
         assert_eq!(out[0], WIRE_VERSION);
@@ -284,6 +317,8 @@ mod tests {
         assert_eq!(back.origin, None);
         // Its cluster-wide name travels: the node a moved session went to tells copies apart.
         assert_eq!(back.id, 0xfeed_f00d_0000_0001);
+        // Its receive time too: the receiving node orders it against SUBSCRIBEs by it.
+        assert_eq!(back.read_at, m.read_at);
         let mut out = BytesMut::new();
         encode_for_client(&m, "c", &mut out).unwrap();
         assert_eq!(decode_frame(&out).unwrap().msg.id, m.id);

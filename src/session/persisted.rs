@@ -54,13 +54,20 @@ impl Session {
     pub fn stop_keeping(&mut self) {
         self.durable = false;
         self.release_staged(u64::MAX);
+        self.forget_message_ids();
+        self.queues.let_go_if_empty();
+    }
+
+    /// What it owes is in no log of this shard: its copies lose the ids a log gave them. A session
+    /// moved from another node comes with the ids of that node's snapshot, which would name two
+    /// different messages alike here (and in its next move's snapshot).
+    pub fn forget_message_ids(&mut self) {
         for i in &mut self.queues.inflight {
             i.message_id = 0;
         }
         for q in &mut self.queues.queue {
             q.message_id = 0;
         }
-        self.queues.let_go_if_empty();
     }
 
     /// A session read back from disk (`crate::persist`) gets what it owed, in order: those with a

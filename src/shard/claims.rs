@@ -183,10 +183,16 @@ impl Shard {
             let Some(session) = self.sessions.at_mut(slot) else {
                 continue;
             };
+            // Subscriptions made after the message was received (it was on its way meanwhile)
+            // are not for it, as on one broker (`lookback`).
+            let younger = self.lookback.subscribed_after(slot, msg);
             let mut best: Option<SubscriptionOptions> = None;
             let mut ids: SmallVec<[u32; 2]> = SmallVec::new();
             for (filter, o) in &session.subscriptions {
-                if filter.starts_with(topic::SHARED_PREFIX) || !topic::matches(filter, &msg.topic) {
+                if filter.starts_with(topic::SHARED_PREFIX)
+                    || !topic::matches(filter, &msg.topic)
+                    || younger.contains(&filter)
+                {
                     continue;
                 }
                 // Its own message, published here and waiting for its twin (`moves`).
@@ -233,6 +239,10 @@ impl Shard {
                 self.remove_session(slot);
             }
             let (mut s, will, subscriptions) = self.session_of_image(image);
+            // Its copies were numbered by the other node's snapshot, not by a log here: a copy
+            // queued here later, unnumbered, would get the same number in the next snapshot
+            // (`journal::write_session`) and stand for another message.
+            s.forget_message_ids();
             s.away_since = super::expiry::unix_now();
             s.will = will;
             let slot = self.sessions.insert(s);

@@ -25,6 +25,12 @@ use crate::message::Message;
 /// received after it.
 const WINDOW_NS: u64 = 250_000_000;
 
+/// Cluster mode: how long a subscription is named as younger than the messages received before its
+/// SUBSCRIBE. A copy from another node can be on its way much longer than mail between shards (a
+/// JetStream pull sent again, `cluster::pull`: 2 s; a copy waiting for its twin, `moves`: 1 s); only
+/// SUBSCRIBEs are kept this long, not messages.
+const CLUSTER_SUBSCRIBED_NS: u64 = 5_000_000_000;
+
 /// At most this many messages kept per shard, whatever the window: at 650k messages/s through a shard
 /// (2 shards at full rate here), the window shrinks to ~6 ms rather than holding more. Kept small on
 /// purpose: what the ring holds is freed late and cold, and at 65,536 entries that cost a fifth of the
@@ -34,7 +40,6 @@ const MAX_ENTRIES: usize = 4_096;
 /// At most this many payload bytes kept per shard (large payloads shrink the window instead).
 const MAX_BYTES: usize = 8 << 20;
 
-#[derive(Default)]
 pub(super) struct Lookback {
     /// In the order this shard handled them.
     entries: VecDeque<Entry>,
@@ -47,6 +52,20 @@ pub(super) struct Lookback {
     /// not for it, though it may reach this shard after the SUBSCRIBE was read (in a mailbox from
     /// another shard meanwhile). Empty but while clients subscribe.
     subscribed: AHashMap<u32, SmallVec<[(Utf8Bytes, u64); 2]>>,
+    /// How long `subscribed` keeps a SUBSCRIBE: [`WINDOW_NS`], or [`CLUSTER_SUBSCRIBED_NS`].
+    subscribed_ns: u64,
+}
+
+impl Default for Lookback {
+    fn default() -> Lookback {
+        Lookback {
+            entries: VecDeque::new(),
+            bytes: 0,
+            horizon: 0,
+            subscribed: AHashMap::new(),
+            subscribed_ns: WINDOW_NS,
+        }
+    }
 }
 
 struct Entry {
@@ -62,6 +81,15 @@ struct Entry {
 }
 
 impl Lookback {
+    /// A shard of a cluster node: messages come from other nodes too (`cluster::wire` carries their
+    /// receive time), later than from other shards.
+    pub(super) fn for_cluster() -> Lookback {
+        Lookback {
+            subscribed_ns: CLUSTER_SUBSCRIBED_NS,
+            ..Lookback::default()
+        }
+    }
+
     /// Keep `msg`, just routed here (`routed_here`) or delivered here by mail. Messages without a
     /// receive time (wills, `$SYS`, restored messages) are not kept.
     pub(super) fn push(&mut self, msg: &Arc<Message>, routed_here: bool) {
@@ -88,6 +116,7 @@ impl Lookback {
         let oldest = now_ns.saturating_sub(WINDOW_NS);
         self.evict(oldest);
         if !self.subscribed.is_empty() {
+            let oldest = now_ns.saturating_sub(self.subscribed_ns);
             self.subscribed.retain(|_, subs| {
                 subs.retain(|(_, since)| *since >= oldest);
                 !subs.is_empty()
@@ -178,7 +207,7 @@ impl Lookback {
 }
 
 /// Wall-clock time in nanoseconds since the epoch, as the kernel stamps reads.
-pub(super) fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -281,6 +310,14 @@ mod tests {
         l.expire(250 + WINDOW_NS);
         assert_eq!(names(&l, 1, 1), ["a"]);
         l.expire(301 + WINDOW_NS);
+        assert!(!l.has_subscribed());
+
+        // A cluster node keeps them longer: copies from other nodes come later than mail.
+        let mut l = Lookback::for_cluster();
+        l.subscribed(1, &a, 100);
+        l.expire(100 + WINDOW_NS * 4);
+        assert_eq!(names(&l, 1, 50), ["a"]);
+        l.expire(101 + CLUSTER_SUBSCRIBED_NS);
         assert!(!l.has_subscribed());
     }
 

@@ -57,6 +57,7 @@ pub use executor::{run, ShardStart};
 pub use journal::ShardRestore;
 pub use keepalive::TICK;
 pub use live::ConnectionCounts;
+pub(crate) use lookback::now_ns;
 pub use retained::RetainedStripes;
 pub use sessions::home_of;
 
@@ -137,6 +138,7 @@ impl Shard {
         retained: Arc<RetainedStripes>,
     ) -> Shard {
         let shards = settings.shards;
+        let settings_link = settings.link_id();
         let journal = Journal::new(
             id,
             shards,
@@ -167,7 +169,11 @@ impl Shard {
             expiries: expiry::Deadlines::default(),
             will_delays: expiry::Deadlines::default(),
             journal,
-            lookback: lookback::Lookback::default(),
+            lookback: if settings_link.is_some() {
+                lookback::Lookback::for_cluster()
+            } else {
+                lookback::Lookback::default()
+            },
             parking: parking::Parking::default(),
             setup_queue: glommio::TaskQueueHandle::default(),
             claims: claims::Claims::default(),

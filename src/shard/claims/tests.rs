@@ -242,3 +242,103 @@ fn a_session_that_moves_stays_a_moment_as_a_stub_and_takes_each_message_once() {
         .end_moves(std::time::Instant::now() + std::time::Duration::from_secs(2));
     assert_eq!(pending(&new), 3, "a/3 given after its wait");
 }
+
+/// The snapshot a moving session leaves with (`journal::write_session`), as `evict` writes it.
+fn moving_snapshot(f: &Fixture, id: &'static str) -> Bytes {
+    let slot = f
+        .shard
+        .sessions
+        .slot_of(&Utf8Bytes::from_static(id))
+        .expect("a session");
+    let s = f.shard.sessions.at(slot).expect("a session");
+    let mut w = crate::persist::image::SnapshotWriter::new(0, 1);
+    crate::shard::journal::write_session(&mut w, s, true);
+    w.finish().freeze()
+}
+
+/// Topics of what the session `id` owes, in order.
+fn owed_topics(f: &Fixture, id: &'static str) -> Vec<String> {
+    let slot = f
+        .shard
+        .sessions
+        .slot_of(&Utf8Bytes::from_static(id))
+        .expect("a session");
+    let mut topics = Vec::new();
+    f.shard
+        .sessions
+        .at(slot)
+        .expect("a session")
+        .for_each_owed_all(|_, m, _, _, _, _| topics.push(m.topic.to_string()));
+    topics
+}
+
+/// A session moved on twice keeps every message it owes: what it brought from the first node and
+/// what was queued for it on the second are two messages in the second move's snapshot (the copy
+/// it brought kept the first snapshot's number, which the one queued later was given too, and it
+/// became a second copy of the first).
+#[test]
+fn a_session_moved_twice_keeps_each_message_it_owes() {
+    let owed = |topic: &'static str| {
+        Arc::new(Message::new(
+            Utf8Bytes::from_static(topic),
+            Bytes::from_static(b"owed"),
+            QoS::AtLeastOnce,
+            false,
+            Properties::default(),
+            None,
+        ))
+    };
+    let clients: Arc<[Utf8Bytes]> = vec![Utf8Bytes::from_static("p")].into();
+    let mut first = linked();
+    let (mut p, _) = attach(&mut first.shard, "p", false);
+    subscribe(&mut first.shard, &mut p, "a/+", QoS::AtLeastOnce);
+    first
+        .shard
+        .detach(&p, crate::session::CloseReason::ClientDisconnect);
+    first.shard.deliver_owed(&clients, &owed("a/1"));
+    assert_eq!(owed_topics(&first, "p"), ["a/1"]);
+
+    let mut second = linked();
+    second
+        .shard
+        .import_session(&moving_snapshot(&first, "p"), None);
+    second.shard.deliver_owed(&clients, &owed("a/2"));
+    assert_eq!(owed_topics(&second, "p"), ["a/1", "a/2"]);
+
+    let mut third = linked();
+    third
+        .shard
+        .import_session(&moving_snapshot(&second, "p"), None);
+    assert_eq!(owed_topics(&third, "p"), ["a/1", "a/2"]);
+}
+
+/// A copy passed on for a session (`deliver_owed`) that was received before one of its
+/// subscriptions was made is not for that subscription, as on one broker (`lookback`): it was on
+/// its way when the client subscribed.
+#[test]
+fn a_copy_received_before_a_subscription_is_not_for_it() {
+    let mut f = linked();
+    f.shard.lookback = crate::shard::lookback::Lookback::for_cluster();
+    let (mut p, _) = attach(&mut f.shard, "p", false);
+    subscribe(&mut f.shard, &mut p, "a/+", QoS::AtLeastOnce);
+    f.shard
+        .detach(&p, crate::session::CloseReason::ClientDisconnect);
+    let now = crate::shard::now_ns();
+    f.shard
+        .lookback
+        .subscribed(p.slot, &Utf8Bytes::from_static("a/+"), now);
+    let clients: Arc<[Utf8Bytes]> = vec![Utf8Bytes::from_static("p")].into();
+    for (topic, read_at) in [("a/before", now - 1_000), ("a/after", now + 1_000)] {
+        let mut m = Message::new(
+            Utf8Bytes::from_static(topic),
+            Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+            Properties::default(),
+            None,
+        );
+        m.read_at = read_at;
+        f.shard.deliver_owed(&clients, &Arc::new(m));
+    }
+    assert_eq!(owed_topics(&f, "p"), ["a/after"]);
+}
