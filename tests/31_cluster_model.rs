@@ -644,3 +644,44 @@ fn a_half_done_qos2_delivery_moves_with_its_session() {
         }
     });
 }
+
+/// A client that moved keeps its old node's interest a moment (the stub), so what it publishes
+/// right after comes back to it from the old node. A PUBLISH sent just before a SUBSCRIBE (here in
+/// one write, one kernel receive time) is not for that subscription when it comes back, as on one
+/// broker; the next one is.
+#[test]
+fn a_copy_coming_back_after_a_move_is_not_for_a_later_subscribe() {
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("stub copy", Duration::from_secs(120), move || {
+        let nodes: Vec<_> = ["n1", "n2"]
+            .iter()
+            .map(|n| common::TestBroker::start(2, &node_config(&nats, n)))
+            .collect();
+        common::block_on(common::cluster::joined(&nats, &["n1", "n2"]));
+        for round in 0..5 {
+            let connect = Connect::new(Proto::V311, &format!("back-{round}")).persistent();
+            let mut c = RawClient::connect(nodes[0].addr(), &connect).0;
+            assert_eq!(c.subscribe(&[("a/b/c", 0)]), [0]);
+            c.send(&raw::disconnect());
+            c.expect_closed();
+            let mut c = RawClient::connect(nodes[1].addr(), &connect).0;
+            let pkid = c.pkid();
+            c.send(&raw::unsubscribe(Proto::V311, pkid, &["a/b/c"]));
+            c.expect(kind::UNSUBACK);
+            let mut both = raw::publish(Proto::V311, "a/b/c", 0, false, false, 0, b"before");
+            let pkid = c.pkid();
+            both.extend(raw::subscribe(Proto::V311, pkid, &[("a/#", 1)]));
+            c.send(&both);
+            assert_eq!(c.expect(kind::SUBACK).suback(Proto::V311), (pkid, vec![1]));
+            // Back from n1 within milliseconds when it comes; nothing else to wait for.
+            c.expect_silence(Duration::from_millis(300));
+            let mut publisher = RawClient::connect_clean(nodes[0].addr(), Proto::V311, "back-pub");
+            publisher.publish("a/b/c", 1, false, b"after");
+            let m = c.recv_publish();
+            assert_eq!((m.topic.as_str(), &m.payload[..]), ("a/b/c", &b"after"[..]));
+            c.send(&raw::ack(kind::PUBACK, m.pkid));
+            c.send(&raw::disconnect());
+            c.expect_closed();
+        }
+    });
+}

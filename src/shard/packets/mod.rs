@@ -74,6 +74,18 @@ impl Shard {
         a: &mut Attached,
         packet: Packet,
     ) -> Result<(), CloseReason> {
+        let handled = self.dispatch_packet(a, packet);
+        // The packets of one read share the kernel's receive time: each next one is a nanosecond
+        // later, so that a PUBLISH and a SUBSCRIBE sent together keep their order for the copies
+        // of the PUBLISH that other shards or nodes hand back later (`lookback`: a copy received
+        // before a subscription is not for it).
+        if a.read_at != 0 {
+            a.read_at += 1;
+        }
+        handled
+    }
+
+    fn dispatch_packet(&mut self, a: &mut Attached, packet: Packet) -> Result<(), CloseReason> {
         if self.sessions.get(a.slot, a.generation).is_none() {
             return Err(CloseReason::Takeover);
         }

@@ -56,7 +56,7 @@ fn check(frame: Result<&[u8], wire::WireError>) {
     assert_eq!(back.client, frame.client);
     let (a, b) = (&back.msg, &frame.msg);
     assert_eq!(
-        (&a.topic, &a.payload, a.qos, a.retain, a.properties(), a.id),
-        (&b.topic, &b.payload, b.qos, b.retain, b.properties(), b.id)
+        (&a.topic, &a.payload, a.qos, a.retain, a.properties(), a.id, a.read_at),
+        (&b.topic, &b.payload, b.qos, b.retain, b.properties(), b.id, b.read_at)
     );
 }
