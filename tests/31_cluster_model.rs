@@ -685,3 +685,43 @@ fn a_copy_coming_back_after_a_move_is_not_for_a_later_subscribe() {
         }
     });
 }
+
+/// A clean session ends on one node and its client connects on a second at once, then on a third:
+/// the third closes the second's connection. The first node's release of the client id and the
+/// second's claim write its key at the same time; nats-server 2.9.10 may keep both, the release
+/// last, and the third node then found no owner to evict (1 to 5 rounds in 60 before).
+#[test]
+fn a_takeover_right_after_a_move_closes_the_old_connection() {
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("clean takeover", Duration::from_secs(300), move || {
+        let nodes: Vec<_> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| common::TestBroker::start(2, &node_config(&nats, n)))
+            .collect();
+        common::block_on(common::cluster::joined(&nats, &["n1", "n2", "n3"]));
+        for round in 0..60 {
+            let proto = if round % 2 == 0 {
+                Proto::V5
+            } else {
+                Proto::V311
+            };
+            let connect = Connect::new(proto, "clean-mover");
+            let mut c = RawClient::connect(nodes[round % 3].addr(), &connect).0;
+            c.send(&raw::disconnect());
+            c.expect_closed();
+            let mut c = RawClient::connect(nodes[(round + 1) % 3].addr(), &connect).0;
+            c.ping();
+            let (mut d, _) = RawClient::connect(nodes[(round + 2) % 3].addr(), &connect);
+            let before = c.expect_closed_within(SETTLE);
+            if proto == Proto::V5 {
+                assert_eq!(before.len(), 1, "round {round}: {before:?}");
+                assert_eq!(before[0].disconnect_reason(), 0x8E, "session taken over");
+            } else {
+                assert!(before.is_empty(), "round {round}: {before:?}");
+            }
+            d.ping();
+            d.send(&raw::disconnect());
+            d.expect_closed();
+        }
+    });
+}

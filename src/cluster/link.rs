@@ -435,7 +435,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             Some(m) = queued.recv(), if !full => relay.take_queued(m).await,
             Some(m) = retained.recv(), if !full => relay.take_retained(&m),
             Some(d) = done.recv() => relay.copy_done(d),
-            Some(c) = claimed.recv() => relay.claim_done(c),
+            Some(c) = claimed.recv() => relay.claims_done(c).await,
             Some(key) = written.recv() => relay.interest_written(&key),
             Some(m) = evictions.next() => relay.take_eviction(m).await,
             Some(event) = events.recv() => {

@@ -113,8 +113,10 @@ pub struct Relay {
     node: String,
     /// The sessions bucket, opened by the first claim.
     sessions: Arc<tokio::sync::OnceCell<async_nats::jetstream::kv::Store>>,
-    /// Where claim tasks report: the shard, its ticket, the session that moved.
-    claimed: mpsc::UnboundedSender<ClaimDone>,
+    /// Where claim and release tasks report.
+    claimed: mpsc::UnboundedSender<ClaimsDone>,
+    /// Releases of client ids under way, and eviction answers waiting for them.
+    releases: claims::Releases,
     /// SUBACKs waiting for this node's interest key to be written and seen by the other nodes.
     waiting_interest: ahash::AHashMap<String, WaitingInterest>,
     /// The live nodes, as the last liveness refresh found them (this one included).
@@ -146,6 +148,13 @@ pub fn seen_subject(cluster: &str, origin: &str, by: &str) -> String {
     format!("shardmq.{cluster}.seen.{origin}.{by}")
 }
 
+/// What a claim or release task reports.
+pub enum ClaimsDone {
+    Claimed(ClaimDone),
+    /// A release of this client id finished (`claims::Releases`).
+    Released(Utf8Bytes),
+}
+
 /// A claim of a client id that finished: for shard `shard`'s CONNECT `ticket`, with the session
 /// that moved here.
 pub struct ClaimDone {
@@ -167,7 +176,7 @@ pub struct Outlets {
     pub wills: mpsc::UnboundedSender<super::bucket::KeyWrite>,
     pub states: mpsc::UnboundedSender<super::bucket::KeyWrite>,
     pub copies: mpsc::UnboundedSender<CopyDone>,
-    pub claims: mpsc::UnboundedSender<ClaimDone>,
+    pub claims: mpsc::UnboundedSender<ClaimsDone>,
 }
 
 impl Relay {
@@ -215,6 +224,7 @@ impl Relay {
             node: config.node.clone(),
             sessions: Arc::default(),
             claimed,
+            releases: claims::Releases::default(),
             waiting_interest: ahash::AHashMap::new(),
             live,
             ready: tokio::sync::watch::channel(true).1,
@@ -312,9 +322,7 @@ impl Relay {
                         let payload = session
                             .map(|s| super::sessions::encode_answer(&s, &seen))
                             .unwrap_or_default();
-                        if let Err(e) = self.client.publish(e.reply, payload).await {
-                            tracing::debug!("Cluster: cannot answer an eviction: {e}.");
-                        }
+                        self.answer_eviction(e, payload).await;
                     }
                 }
                 other => {

@@ -138,11 +138,19 @@ pub async fn claim(
         .request(evict_subject(cluster, &previous), request)
         .await
     {
-        Ok(reply) if reply.payload.is_empty() => Ok(None),
-        Ok(reply) => match decode_answer(reply.payload) {
-            Some(moving) => Ok(Some(moving)),
-            None => Err(format!("{previous}'s answer with the session was cut short").into()),
-        },
+        Ok(reply) => {
+            // `previous` answers once it released the client id, if it was releasing it (its
+            // session had ended): that delete and this claim's write were sent at once, and
+            // nats-server before 2.9.21 may store both (nats-server#4320), the delete last.
+            keep_key(store, &key, node).await?;
+            if reply.payload.is_empty() {
+                return Ok(None);
+            }
+            match decode_answer(reply.payload) {
+                Some(moving) => Ok(Some(moving)),
+                None => Err(format!("{previous}'s answer with the session was cut short").into()),
+            }
+        }
         // The node is gone: nothing to close; its session, if it left one (`state`).
         Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
             let left = super::state::take_left(js, cluster, &previous, client_id).await?;
@@ -235,6 +243,45 @@ async fn take_key(
         };
         match set {
             Ok(()) => return Ok(previous),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_default().into())
+}
+
+/// After a claim: the key still names `node`, written again on the revision read (a
+/// compare-and-set, so a read that lags behind the stream's leader fails it and is read again); a
+/// delete since (a release that raced the claim) is undone; another node's claim since wins.
+async fn keep_key(
+    store: &kv::Store,
+    key: &str,
+    node: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let value = Bytes::copy_from_slice(node.as_bytes());
+    let mut last = None;
+    for _ in 0..5 {
+        let (owner, revision) = match store.entry(key).await? {
+            Some(e) if e.operation == kv::Operation::Put => (Some(e.value), e.revision),
+            Some(e) => (None, e.revision),
+            None => (None, 0),
+        };
+        if owner.is_some_and(|o| owner_of(&o).0 != node) {
+            return Ok(());
+        }
+        let set = match revision {
+            0 => store
+                .create(key, value.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            r => store
+                .update(key, value.clone(), r)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        match set {
+            Ok(()) => return Ok(()),
             Err(e) => last = Some(e),
         }
     }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{ClaimDone, Relay};
+use super::{ClaimDone, ClaimsDone, Relay};
 use crate::cluster::sessions;
 use crate::codec::Utf8Bytes;
 use crate::router::{Mail, ShardId};
@@ -14,6 +14,17 @@ use crate::router::{Mail, ShardId};
 pub(super) struct Eviction {
     pub(super) reply: async_nats::Subject,
     pub(super) client_id: Utf8Bytes,
+}
+
+/// Releases of client ids under way (each in a task of its own), and the answers to eviction
+/// requests for those client ids, which wait until they are done: the claimer writes the key
+/// again once answered (`sessions::claim`), so this node's delete cannot land after its claim.
+/// (nats-server before 2.9.21 may store two writes that expected the same revision, when sent
+/// at once: nats-server#4320; Debian bookworm has 2.9.10.)
+#[derive(Default)]
+pub(super) struct Releases {
+    under_way: ahash::AHashMap<Utf8Bytes, u32>,
+    answers: ahash::AHashMap<Utf8Bytes, Vec<(async_nats::Subject, bytes::Bytes)>>,
 }
 
 impl Relay {
@@ -93,12 +104,12 @@ impl Relay {
                     None
                 }
             };
-            let _ = done.send(ClaimDone {
+            let _ = done.send(ClaimsDone::Claimed(ClaimDone {
                 shard: from,
                 ticket,
                 client_id,
                 session,
-            });
+            }));
         });
     }
 
@@ -111,6 +122,12 @@ impl Relay {
         }
         let (js, store) = (self.js.clone(), self.sessions.clone());
         let (cluster, node) = (self.cluster.clone(), self.node.clone());
+        *self
+            .releases
+            .under_way
+            .entry(client_id.clone())
+            .or_default() += 1;
+        let done = self.claimed.clone();
         tokio::spawn(async move {
             let release = sessions::release(&js, &store, &cluster, &node, &client_id);
             match tokio::time::timeout(sessions::CLAIM_TIMEOUT, release).await {
@@ -118,11 +135,50 @@ impl Relay {
                 Ok(Err(e)) => tracing::debug!("Cluster: cannot release {client_id}: {e}."),
                 Err(_) => tracing::debug!("Cluster: releasing {client_id} took too long."),
             }
+            let _ = done.send(ClaimsDone::Released(client_id));
         });
     }
 
+    /// A claim or a release task finished.
+    pub async fn claims_done(&mut self, done: ClaimsDone) {
+        match done {
+            ClaimsDone::Claimed(done) => self.claim_done(done),
+            ClaimsDone::Released(client_id) => {
+                let Some(n) = self.releases.under_way.get_mut(&client_id) else {
+                    return;
+                };
+                *n -= 1;
+                if *n > 0 {
+                    return;
+                }
+                self.releases.under_way.remove(&client_id);
+                for (reply, payload) in self.releases.answers.remove(&client_id).unwrap_or_default()
+                {
+                    self.publish_answer(reply, payload).await;
+                }
+            }
+        }
+    }
+
+    /// The shard's answer to an eviction request: sent, once this node's releases of the client
+    /// id are done.
+    pub(super) async fn answer_eviction(&mut self, e: Eviction, payload: bytes::Bytes) {
+        if self.releases.under_way.contains_key(&e.client_id) {
+            let waiting = self.releases.answers.entry(e.client_id).or_default();
+            waiting.push((e.reply, payload));
+            return;
+        }
+        self.publish_answer(e.reply, payload).await;
+    }
+
+    async fn publish_answer(&mut self, reply: async_nats::Subject, payload: bytes::Bytes) {
+        if let Err(e) = self.client.publish(reply, payload).await {
+            tracing::debug!("Cluster: cannot answer an eviction: {e}.");
+        }
+    }
+
     /// A claim finished: the CONNECT may attach.
-    pub fn claim_done(&mut self, done: ClaimDone) {
+    fn claim_done(&mut self, done: ClaimDone) {
         let (session, seen) = match done.session {
             Some(m) => (Some(m.snapshot), m.seen),
             None => (None, None),
