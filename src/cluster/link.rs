@@ -433,9 +433,9 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
                 None => break,
             },
             Some(m) = queued.recv(), if !full => relay.take_queued(m).await,
-            Some(m) = retained.recv(), if !full => relay.take_retained(&m),
+            Some((m, seq)) = retained.recv(), if !full => relay.take_retained(&m, seq),
             Some(d) = done.recv() => relay.copy_done(d),
-            Some(c) = claimed.recv() => relay.claims_done(c).await,
+            Some(c) = claimed.recv() => relay.task_done(c).await,
             Some(key) = written.recv() => relay.interest_written(&key),
             Some(m) = evictions.next() => relay.take_eviction(m).await,
             Some(event) = events.recv() => {
@@ -450,6 +450,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
                 relay.resend_kept().await;
                 relay.prune_moved();
                 relay.answer_late_interest();
+                relay.release_synced();
             }
         }
         // The QoS 1/2 copies this turn made: one JetStream message per node.

@@ -40,6 +40,7 @@ mod claims;
 mod kept;
 mod moved;
 mod shared;
+mod synced;
 
 /// The longest a SUBACK waits for the link (its interest key written to the bucket).
 pub const INTEREST_ACK_LIMIT: Duration = Duration::from_secs(3);
@@ -114,9 +115,11 @@ pub struct Relay {
     /// The sessions bucket, opened by the first claim.
     sessions: Arc<tokio::sync::OnceCell<async_nats::jetstream::kv::Store>>,
     /// Where claim and release tasks report.
-    claimed: mpsc::UnboundedSender<ClaimsDone>,
+    claimed: mpsc::UnboundedSender<TaskDone>,
     /// Releases of client ids under way, and eviction answers waiting for them.
     releases: claims::Releases,
+    /// SUBSCRIBEs waiting for this node's retained store to catch up with the stream.
+    syncs: synced::Syncs,
     /// SUBACKs waiting for this node's interest key to be written and seen by the other nodes.
     waiting_interest: ahash::AHashMap<String, WaitingInterest>,
     /// The live nodes, as the last liveness refresh found them (this one included).
@@ -149,10 +152,12 @@ pub fn seen_subject(cluster: &str, origin: &str, by: &str) -> String {
 }
 
 /// What a claim or release task reports.
-pub enum ClaimsDone {
+pub enum TaskDone {
     Claimed(ClaimDone),
     /// A release of this client id finished (`claims::Releases`).
     Released(Utf8Bytes),
+    /// The retained stream's last sequence, or nothing (the query failed): `synced`.
+    RetainedLast(Option<u64>),
 }
 
 /// A claim of a client id that finished: for shard `shard`'s CONNECT `ticket`, with the session
@@ -176,7 +181,7 @@ pub struct Outlets {
     pub wills: mpsc::UnboundedSender<super::bucket::KeyWrite>,
     pub states: mpsc::UnboundedSender<super::bucket::KeyWrite>,
     pub copies: mpsc::UnboundedSender<CopyDone>,
-    pub claims: mpsc::UnboundedSender<ClaimsDone>,
+    pub claims: mpsc::UnboundedSender<TaskDone>,
 }
 
 impl Relay {
@@ -225,6 +230,7 @@ impl Relay {
             sessions: Arc::default(),
             claimed,
             releases: claims::Releases::default(),
+            syncs: synced::Syncs::default(),
             waiting_interest: ahash::AHashMap::new(),
             live,
             ready: tokio::sync::watch::channel(true).1,
@@ -304,6 +310,7 @@ impl Relay {
                 Mail::Will { client_id, will } => self.keep_will(&client_id, will),
                 Mail::State { client_id, image } => self.keep_state(&client_id, image),
                 Mail::Unclaim { client_id } => self.unclaim(client_id),
+                Mail::RetainedSync { from, key } => self.sync_retained(from, key),
                 // A moved session's stub passes what reached it for the session (`shard::moves`).
                 Mail::Follow { client_id, msg } => self.follow_stub(&client_id, &msg).await,
                 Mail::Claim {
@@ -518,29 +525,42 @@ impl Relay {
         }
     }
 
-    /// A retained message (or clearing) set on this node: to the cluster's retained stream.
+    /// A retained message (or clearing) set on this node: to the cluster's retained stream. A
+    /// client's QoS 1/2 one is acknowledged once the stream has it (at once while NATS is away).
     async fn publish_retained(&mut self, msg: &crate::message::Message) {
+        let counted = msg.origin.filter(|_| acks::counted(msg)).map(|o| o.0);
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
         self.buf.clear();
         if let Err(e) = wire::encode(msg, &mut self.buf) {
             tracing::warn!(
                 "Cluster: cannot share the retained message of {}: {e}.",
                 msg.topic
             );
+            if let Some(shard) = counted {
+                self.ledger.received(shard, 0);
+                self.tell_durable();
+            }
             return;
         }
         let subject = super::retained::subject_of(&self.retained_prefix, &msg.topic);
         let payload = self.buf.split().freeze();
         let copy = self.copy(subject, payload);
-        if self.client.connection_state() == async_nats::connection::State::Connected {
-            self.send_copy(copy, Vec::new()).await;
+        let ticket = counted.map(|shard| self.ledger.received(shard, u32::from(connected)));
+        if connected {
+            self.send_copy(copy, ticket.into_iter().collect()).await;
         } else {
             self.keep_away(copy);
+            if ticket.is_some() {
+                self.tell_durable();
+            }
         }
     }
 
     /// A message of the cluster's retained stream: into this node's store, and with persistence
     /// into the log of the shard that keeps its topic.
-    pub fn take_retained(&mut self, payload: &[u8]) {
+    /// `seq`: its sequence in the stream (`synced`).
+    pub fn take_retained(&mut self, payload: &[u8], seq: u64) {
+        self.applied_retained(seq);
         let msg = match wire::decode(payload) {
             Ok(msg) => msg,
             Err(e) => {

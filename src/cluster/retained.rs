@@ -9,9 +9,10 @@
 //! too is what makes the nodes agree: two nodes setting one topic at once each store their own
 //! first, then both apply the two in the stream's order and end on the same one.
 //!
-//! Publishing to the stream does not hold the publisher's acknowledgement: the message is in the
-//! node's store (and, with persistence, its log) when it is acknowledged, as on a single broker;
-//! the stream has it a round trip later (retried until it does, kept while NATS is away).
+//! A client's QoS 1/2 retained message is acknowledged once the stream has it (at once while NATS
+//! is away: kept, and sent when it is back), and a SUBSCRIBE on any node waits until that node has
+//! applied what the stream held when it came (`relay::synced`): a retained message acknowledged
+//! anywhere before a SUBSCRIBE is in what the SUBSCRIBE gets.
 
 use std::time::Duration;
 
@@ -61,7 +62,7 @@ pub async fn follow(
     client: async_nats::Client,
     js: jetstream::Context,
     cluster: String,
-    to: mpsc::Sender<bytes::Bytes>,
+    to: mpsc::Sender<(bytes::Bytes, u64)>,
 ) {
     while !to.is_closed() {
         if let Err(e) = follow_once(&client, &js, &cluster, &to).await {
@@ -75,7 +76,7 @@ async fn follow_once(
     client: &async_nats::Client,
     js: &jetstream::Context,
     cluster: &str,
-    to: &mpsc::Sender<bytes::Bytes>,
+    to: &mpsc::Sender<(bytes::Bytes, u64)>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stream = open_stream(js, cluster).await?;
     let consumer = stream
@@ -88,7 +89,11 @@ async fn follow_once(
         .await?;
     let mut messages = consumer.messages().await?;
     while let Some(m) = messages.next().await {
-        if to.send(m?.message.payload).await.is_err() {
+        let m = m?;
+        // Its place in the stream: a SUBSCRIBE waits until the store has what the stream held
+        // (`relay::synced`).
+        let seq = m.info().map_or(0, |i| i.stream_sequence);
+        if to.send((m.message.payload, seq)).await.is_err() {
             return Ok(());
         }
     }

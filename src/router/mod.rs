@@ -203,6 +203,10 @@ pub enum Mail {
     /// closed, or it expired): the cluster forgets that this node owns the client id, unless
     /// another node claimed it meanwhile (`cluster::sessions`).
     Unclaim { client_id: Utf8Bytes },
+    /// Cluster mode, to the link: a SUBSCRIBE on shard `from` sends retained messages; its SUBACK
+    /// waits until this node's retained store has what the cluster's retained stream held when
+    /// this came (answered `InterestAck { filter: key }`; `cluster::relay::synced`).
+    RetainedSync { from: ShardId, key: Utf8Bytes },
     /// From the link: a dead node's session, as `State` had it, that this node adopts: installed
     /// as a session whose client is away (`cluster::state`).
     Adopt(bytes::Bytes),

@@ -123,6 +123,7 @@ impl Shard {
             | Mail::Will { .. }
             | Mail::State { .. }
             | Mail::Unclaim { .. }
+            | Mail::RetainedSync { .. }
             | Mail::Follow { .. } => {
                 debug_assert!(false, "mail for the cluster link reached a shard");
             }

@@ -72,6 +72,8 @@ pub(super) struct Subscriptions {
     pending_subs: AHashMap<SubToken, PendingSub>,
     /// Reused buffer for trie matches.
     scratch: Vec<Matched>,
+    /// The last key given by [`Self::expect_sync`].
+    next_sync: u64,
 }
 
 impl Subscriptions {
@@ -85,6 +87,7 @@ impl Subscriptions {
             interest_pending: AHashMap::new(),
             pending_subs: AHashMap::new(),
             scratch: Vec::new(),
+            next_sync: 0,
         }
     }
 
@@ -128,6 +131,18 @@ impl Subscriptions {
     pub(super) fn expect_acks(&mut self, full: &Utf8Bytes) {
         let pending = self.interest_pending.entry(full.clone()).or_default();
         pending.remaining += self.shards - 1 + usize::from(self.link.is_some());
+    }
+
+    /// Cluster mode: the SUBSCRIBE `token` waits for the link's retained store to catch up with the
+    /// cluster's retained stream. Returns the key the link answers (`InterestAck`) with: one of its
+    /// own, not a filter (it starts with a NUL, which no filter holds).
+    pub(super) fn expect_sync(&mut self, token: SubToken) -> Utf8Bytes {
+        self.next_sync += 1;
+        let key = Utf8Bytes::from(format!("\0sync {}", self.next_sync));
+        let pending = self.interest_pending.entry(key.clone()).or_default();
+        pending.remaining = 1;
+        pending.waiters.push(token);
+        key
     }
 
     /// If interest in `filter` is not yet acknowledged everywhere, the SUBSCRIBE `token` waits for it:

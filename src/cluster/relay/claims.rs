@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{ClaimDone, ClaimsDone, Relay};
+use super::{ClaimDone, Relay, TaskDone};
 use crate::cluster::sessions;
 use crate::codec::Utf8Bytes;
 use crate::router::{Mail, ShardId};
@@ -104,7 +104,7 @@ impl Relay {
                     None
                 }
             };
-            let _ = done.send(ClaimsDone::Claimed(ClaimDone {
+            let _ = done.send(TaskDone::Claimed(ClaimDone {
                 shard: from,
                 ticket,
                 client_id,
@@ -135,15 +135,16 @@ impl Relay {
                 Ok(Err(e)) => tracing::debug!("Cluster: cannot release {client_id}: {e}."),
                 Err(_) => tracing::debug!("Cluster: releasing {client_id} took too long."),
             }
-            let _ = done.send(ClaimsDone::Released(client_id));
+            let _ = done.send(TaskDone::Released(client_id));
         });
     }
 
-    /// A claim or a release task finished.
-    pub async fn claims_done(&mut self, done: ClaimsDone) {
+    /// A claim, release or retained stream query task finished.
+    pub async fn task_done(&mut self, done: TaskDone) {
         match done {
-            ClaimsDone::Claimed(done) => self.claim_done(done),
-            ClaimsDone::Released(client_id) => {
+            TaskDone::Claimed(done) => self.claim_done(done),
+            TaskDone::RetainedLast(last) => self.stream_last(last),
+            TaskDone::Released(client_id) => {
                 let Some(n) = self.releases.under_way.get_mut(&client_id) else {
                     return;
                 };

@@ -54,6 +54,18 @@ fn last_state(f: &Fixture, id: &str) -> Option<Bytes> {
         .expect("a state for the link")
 }
 
+/// A QoS 1 message on `topic`, as a dead node's queue or the node a session left passes it on.
+fn owed(topic: &'static str) -> Arc<Message> {
+    Arc::new(Message::new(
+        Utf8Bytes::from_static(topic),
+        Bytes::from_static(b"owed"),
+        QoS::AtLeastOnce,
+        false,
+        Properties::default(),
+        None,
+    ))
+}
+
 #[test]
 fn a_persistent_session_is_kept_with_its_subscriptions_and_a_clean_one_is_not() {
     let mut f = linked();
@@ -112,21 +124,11 @@ fn an_adopted_session_gets_the_dead_nodes_queue_and_resumes() {
             .any(|m| matches!(m, Mail::State { client_id, image: Some(_) } if &**client_id == "p")),
         "the adopter keeps it for the cluster now"
     );
-    let msg = |topic: &'static str| {
-        Arc::new(Message::new(
-            Utf8Bytes::from_static(topic),
-            Bytes::from_static(b"owed"),
-            QoS::AtLeastOnce,
-            false,
-            Properties::default(),
-            None,
-        ))
-    };
     let clients: Arc<[Utf8Bytes]> =
         vec![Utf8Bytes::from_static("p"), Utf8Bytes::from_static("gone")].into();
-    f.shard.deliver_owed(&clients, &msg("a/1"));
-    f.shard.deliver_owed(&clients, &msg("b/1"));
-    f.shard.deliver_owed(&clients, &msg("a/2/3"));
+    f.shard.deliver_owed(&clients, &owed("a/1"));
+    f.shard.deliver_owed(&clients, &owed("b/1"));
+    f.shard.deliver_owed(&clients, &owed("a/2/3"));
     let slot = f
         .shard
         .sessions
@@ -278,16 +280,6 @@ fn owed_topics(f: &Fixture, id: &'static str) -> Vec<String> {
 /// became a second copy of the first).
 #[test]
 fn a_session_moved_twice_keeps_each_message_it_owes() {
-    let owed = |topic: &'static str| {
-        Arc::new(Message::new(
-            Utf8Bytes::from_static(topic),
-            Bytes::from_static(b"owed"),
-            QoS::AtLeastOnce,
-            false,
-            Properties::default(),
-            None,
-        ))
-    };
     let clients: Arc<[Utf8Bytes]> = vec![Utf8Bytes::from_static("p")].into();
     let mut first = linked();
     let (mut p, _) = attach(&mut first.shard, "p", false);
@@ -329,16 +321,9 @@ fn a_copy_received_before_a_subscription_is_not_for_it() {
         .subscribed(p.slot, &Utf8Bytes::from_static("a/+"), now);
     let clients: Arc<[Utf8Bytes]> = vec![Utf8Bytes::from_static("p")].into();
     for (topic, read_at) in [("a/before", now - 1_000), ("a/after", now + 1_000)] {
-        let mut m = Message::new(
-            Utf8Bytes::from_static(topic),
-            Bytes::from_static(b"x"),
-            QoS::AtLeastOnce,
-            false,
-            Properties::default(),
-            None,
-        );
-        m.read_at = read_at;
-        f.shard.deliver_owed(&clients, &Arc::new(m));
+        let mut m = owed(topic);
+        Arc::get_mut(&mut m).expect("one owner").read_at = read_at;
+        f.shard.deliver_owed(&clients, &m);
     }
     assert_eq!(owed_topics(&f, "p"), ["a/after"]);
 }

@@ -463,8 +463,12 @@ impl Shard {
                 self.mail.send(keeper, Mail::Retain(msg.clone()));
             }
             // Cluster mode: to the cluster's retained stream, which every node applies
-            // (`cluster::retained`). `$SYS` is each node's own.
+            // (`cluster::retained`). `$SYS` is each node's own. Its acknowledgement waits for the
+            // stream to have it: a SUBSCRIBE on any node after it then gets it (the node catches
+            // up with the stream first, `cluster::relay::synced`).
             if let Some(link) = self.link.filter(|_| !msg.topic.starts_with("$SYS")) {
+                self.journal.note_sent(link, &msg, true);
+                reached.insert(link);
                 self.mail.send(link, Mail::Retain(msg.clone()));
             }
         }

@@ -202,6 +202,14 @@ impl Shard {
             }
             codes.push(granted(opts.qos));
         }
+        // Cluster mode: the retained copies wait until this node's store has what the cluster's
+        // retained stream held now (a retained message acknowledged on another node just before).
+        if let Some(link) = self.link.filter(|_| !retained.is_empty()) {
+            let key = self.subs.expect_sync(token);
+            self.mail
+                .send(link, Mail::RetainedSync { from: self.id, key });
+            waits += 1;
+        }
         let suback = SubAck {
             packet_id: sub.packet_id,
             codes,
