@@ -68,9 +68,10 @@ impl Relay {
         );
         let done = self.claimed.clone();
         tokio::spawn(async move {
+            // One STREAM.INFO request (`get_stream` reads the stream's info).
             let last = async {
-                let mut stream = js.get_stream(&name).await.ok()?;
-                Some(stream.info().await.ok()?.state.last_sequence)
+                let stream = js.get_stream(&name).await.ok()?;
+                Some(stream.cached_info().state.last_sequence)
             };
             let last = tokio::time::timeout(SYNC_LIMIT, last).await.ok().flatten();
             let _ = done.send(TaskDone::RetainedLast(last));
@@ -92,7 +93,6 @@ impl Relay {
             }
         }
         self.release_synced();
-        self.ask_stream();
     }
 
     /// This node's store applied the stream's message `seq`.
@@ -103,16 +103,33 @@ impl Relay {
         }
     }
 
-    /// Answers the waiters whose sequence the store reached, and those that waited too long.
+    /// Answers the waiters whose sequence the store reached, and those that waited too long
+    /// (on the link's tick too: a query that never answers holds nobody).
     pub fn release_synced(&mut self) {
         let (applied, now) = (self.syncs.applied, Instant::now());
+        let late = |w: &Waiter| now.duration_since(w.since) >= SYNC_LIMIT;
         let (go, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut self.syncs.until)
             .into_iter()
-            .partition(|(seq, w)| *seq <= applied || now.duration_since(w.since) >= SYNC_LIMIT);
+            .partition(|(seq, w)| *seq <= applied || late(w));
         self.syncs.until = stay;
-        for (_, w) in go {
+        let mut gone: Vec<Waiter> = go.into_iter().map(|(_, w)| w).collect();
+        if self
+            .syncs
+            .asked
+            .iter()
+            .any(|w| now.duration_since(w.since) >= 2 * SYNC_LIMIT)
+        {
+            gone.append(&mut self.syncs.asked);
+        }
+        let (unasked_late, unasked): (Vec<_>, Vec<_>) = std::mem::take(&mut self.syncs.unasked)
+            .into_iter()
+            .partition(late);
+        self.syncs.unasked = unasked;
+        gone.extend(unasked_late);
+        for w in gone {
             self.answer_sync(w.shard, w.key);
         }
+        self.ask_stream();
     }
 
     fn answer_sync(&mut self, shard: ShardId, key: Utf8Bytes) {
