@@ -211,9 +211,17 @@ async fn adopt_node(
             }
         };
         // The owner first: a client connecting now elsewhere then asks this node for it.
-        if !own_from(&owners, &client_id, node, &config.node).await? {
+        match own_from(&owners, &client_id, node, &config.node).await? {
+            Owning::Adopt => {}
             // Its client came back on another node, which started it anew or is taking it.
-            continue;
+            Owning::Other => continue,
+            // Its client came back here (its claim could not reach the dead node in time to take
+            // this): the session it has here wins; adopted, this one would close it and send its
+            // will later.
+            Owning::Here => {
+                let _ = super::bucket::take(store, &key).await?;
+                continue;
+            }
         }
         if let Some(value) = super::bucket::take(store, &key).await? {
             let (client_id, image) = decode(&value)?;
@@ -225,32 +233,48 @@ async fn adopt_node(
     Ok(adopted)
 }
 
+/// Who has a dead node's session's client id, as [`own_from`] leaves it.
+enum Owning {
+    /// This node, as its adopter (or its own session, taken back after a restart).
+    Adopt,
+    /// Another node.
+    Other,
+    /// This node, for a client that connected here since.
+    Here,
+}
+
 /// Makes `me` the owner of `client_id` in the sessions bucket (as its adopter) if `node` (or
-/// nobody) owns it; whether `me` owns it now.
+/// nobody) owns it.
 async fn own_from(
     owners: &kv::Store,
     client_id: &str,
     node: &str,
     me: &str,
-) -> Result<bool, Error> {
+) -> Result<Owning, Error> {
     use super::sessions::{key_of, owner_of, owner_value};
     let key = key_of(client_id);
     let value = owner_value(me, true);
     let set = match owners.entry(&key).await? {
         Some(e) if e.operation == kv::Operation::Put => {
-            let (owner, _) = owner_of(&e.value);
+            let (owner, adopted) = owner_of(&e.value);
             if owner == me {
-                return Ok(true);
+                return Ok(match adopted || node == me {
+                    true => Owning::Adopt,
+                    false => Owning::Here,
+                });
             }
             if owner != node {
-                return Ok(false);
+                return Ok(Owning::Other);
             }
             owners.update(&key, value, e.revision).await.is_ok()
         }
         Some(e) => owners.update(&key, value, e.revision).await.is_ok(),
         None => owners.create(&key, value).await.is_ok(),
     };
-    Ok(set)
+    Ok(match set {
+        true => Owning::Adopt,
+        false => Owning::Other,
+    })
 }
 
 /// What follows an adoption of `node`'s sessions: once this node's interest in their filters is in
