@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::cluster::{node_config, Nats};
+use common::cluster::{matches, node_config, Nats};
 use common::persist::{clock_nanos, Rng};
 use common::raw::{self, kind, Connect, Packet, RawClient, ReadEnd};
 use common::Proto;
@@ -28,25 +28,6 @@ const FILTERS: &[&str] = &[
 /// How long one step's deliveries may take (a copy waiting for its twin after a move, a pull
 /// sent again: seconds at most).
 const SETTLE: Duration = Duration::from_secs(15);
-
-/// MQTT matching, written here from the spec (not the broker's `topic` module): `+` one level,
-/// `#` the rest (the parent included), and a topic starting with `$` not matched by a filter
-/// starting with a wildcard.
-fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
-        return false;
-    }
-    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
 
 /// One message as a client got it, or as the model says it gets it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

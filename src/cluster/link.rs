@@ -45,6 +45,9 @@ pub const READY_WAIT: Duration = Duration::from_secs(15);
 /// How often a live node refreshes its key: three refreshes per TTL, so one lost one is not a death.
 pub const LIVENESS_REFRESH: Duration = Duration::from_secs(5);
 
+/// QoS 0 copies the link takes, at most, before a QoS 1/2 batch that came after them.
+const QOS0_FIRST: usize = 4096;
+
 /// How soon a failed liveness write is tried again.
 const RETRY_SOON: Duration = Duration::from_millis(250);
 
@@ -422,17 +425,31 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let full = relay.post().full();
+        let batch_waiting = relay.batch_waiting();
         tokio::select! {
             _ = stopped.changed() => break,
             _ = std::future::poll_fn(|cx| relay.post().poll(cx, &mut batch)) => {
                 relay.take_mail(&mut batch).await;
             }
             m = inbound.next(), if !full => match m {
-                Some(m) => relay.take_message(&m.payload).await,
+                Some(m) => relay.take_core(m).await,
                 // The client ends subscriptions only when it is dropped.
                 None => break,
             },
-            Some(m) = queued.recv(), if !full => relay.take_queued(m).await,
+            // A batch waiting for the QoS 0 copies sent before it (`cluster::order`): until it
+            // goes, no other is taken.
+            _ = hold_over(batch_waiting) => relay.release_held().await,
+            Some(m) = queued.recv(), if !full && batch_waiting.is_none() => {
+                // The QoS 0 copies already here go first: one sent before this batch came over
+                // the same connection before it (`cluster::order`), but `select!` picks at random.
+                for _ in 0..QOS0_FIRST {
+                    match futures_lite::future::poll_once(inbound.next()).await {
+                        Some(Some(c)) => relay.take_core(c).await,
+                        _ => break,
+                    }
+                }
+                relay.take_queued(m).await;
+            }
             Some((m, seq)) = retained.recv(), if !full => relay.take_retained(&m, seq),
             Some(d) = done.recv() => relay.copy_done(d),
             Some(c) = claimed.recv() => relay.task_done(c).await,
@@ -451,6 +468,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
                 relay.prune_moved();
                 relay.answer_late_interest();
                 relay.release_synced();
+                relay.release_held().await;
             }
         }
         // The QoS 1/2 copies this turn made: one JetStream message per node.
@@ -484,6 +502,14 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         figures.get(Figure::Dropped),
         figures.get(Figure::Unreadable)
     );
+}
+
+/// Ready at `until`; never without it.
+async fn hold_over(until: Option<std::time::Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Subscribes to `subject`, trying again every second until NATS takes it; None if told to stop

@@ -71,6 +71,8 @@ pub struct Copy {
     /// Its `Nats-Msg-Id`: the same on every try.
     pub id: String,
     pub payload: Bytes,
+    /// Its `Shardmq-Batch` header (`order`): its sender and number among the batches for its node.
+    pub order: Option<String>,
 }
 
 /// Hands `copy` to the NATS client (in the caller's order) and returns what waits for JetStream's
@@ -110,9 +112,13 @@ pub async fn publish(
 }
 
 fn build(copy: &Copy) -> jetstream::context::Publish {
-    jetstream::context::Publish::build()
+    let publish = jetstream::context::Publish::build()
         .payload(copy.payload.clone())
-        .message_id(&copy.id)
+        .message_id(&copy.id);
+    match &copy.order {
+        Some(order) => publish.header(super::order::BATCH_HEADER, order.as_str()),
+        None => publish,
+    }
 }
 
 /// Reads this node's queue into `to` until the link goes; opens the stream and the consumer again

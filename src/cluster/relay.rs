@@ -39,6 +39,7 @@ use crate::session::HoldStamp;
 mod claims;
 mod kept;
 mod moved;
+mod ordered;
 mod shared;
 mod synced;
 
@@ -67,6 +68,8 @@ struct Batch {
     payload: BytesMut,
     frames: usize,
     tickets: Vec<Ticket>,
+    /// Its number among this run's batches for its node (`order`).
+    number: u64,
 }
 
 pub struct Relay {
@@ -92,6 +95,10 @@ pub struct Relay {
     away: VecDeque<Copy>,
     /// QoS 1/2 copies being gathered, per node, until the end of this turn of the link's loop.
     batches: ahash::AHashMap<String, Batch>,
+    /// The batches this run started and the QoS 0 copies it sent, per node (`order`).
+    numbering: super::order::Numbering,
+    /// QoS 0 copies and batches from other nodes waiting for what was sent before them.
+    holding: super::order::Holding<bytes::Bytes, async_nats::jetstream::Message>,
     /// `Nats-Msg-Id`s: `<node>-<start time>-<n>`.
     id_prefix: String,
     next_id: u64,
@@ -222,6 +229,8 @@ impl Relay {
             done,
             away: VecDeque::new(),
             batches: ahash::AHashMap::new(),
+            numbering: super::order::Numbering::new(&config.node, started as u64),
+            holding: super::order::Holding::default(),
             id_prefix: format!("{}-{started:x}-", config.node),
             next_id: 0,
             retained: None,
@@ -384,8 +393,22 @@ impl Relay {
                 return;
             }
             for node in nodes {
+                // Named after the QoS 1/2 copies sent to that node before it, the open batch's
+                // included (`order`).
+                let frames = self.batches.get(&node).map(|b| b.frames as u64);
                 let subject = format!("{}{node}", self.node_subject);
-                match self.client.publish(subject, payload.clone()).await {
+                let sent = match self.numbering.copy(&node, frames.filter(|&f| f > 0)) {
+                    // Not before the QoS 1/2 copies sent to that node before it (`order`).
+                    Some(after) => {
+                        let mut headers = async_nats::HeaderMap::new();
+                        headers.insert(super::order::AFTER_HEADER, after.as_str());
+                        self.client
+                            .publish_with_headers(subject, headers, payload.clone())
+                            .await
+                    }
+                    None => self.client.publish(subject, payload.clone()).await,
+                };
+                match sent {
                     Ok(()) => self.figures.add(Figure::Sent, 1),
                     Err(e) => {
                         self.figures.add(Figure::Dropped, 1);
@@ -412,9 +435,10 @@ impl Relay {
                 self.keep_away(copy);
                 continue;
             }
-            let batch = self.batches.entry(node).or_default();
+            let batch = self.batches.entry(node.clone()).or_default();
             if batch.frames == 0 {
                 wire::start_batch(&mut batch.payload);
+                batch.number = self.numbering.start_batch(&node);
             }
             wire::push_frame(&mut batch.payload, &payload);
             batch.frames += 1;
@@ -436,10 +460,15 @@ impl Relay {
         }
         let batches: Vec<(String, Batch)> = self.batches.drain().collect();
         for (node, batch) in batches {
-            let subject = queue::queue_subject(&self.cluster, &node);
-            let copy = self.copy(subject, batch.payload.freeze());
-            self.send_copy(copy, batch.tickets).await;
+            self.send_batch(node, batch).await;
         }
+    }
+
+    async fn send_batch(&mut self, node: String, batch: Batch) {
+        let subject = queue::queue_subject(&self.cluster, &node);
+        let mut copy = self.copy(subject, batch.payload.freeze());
+        copy.order = Some(self.numbering.batch_header(&node, batch.number));
+        self.send_copy(copy, batch.tickets).await;
     }
 
     /// A JetStream message on `subject`, with this link's next `Nats-Msg-Id`.
@@ -450,6 +479,7 @@ impl Relay {
             subject,
             id,
             payload,
+            order: None,
         }
     }
 
@@ -578,15 +608,6 @@ impl Relay {
         }
     }
 
-    /// A QoS 1/2 message from another node's JetStream copy: routed, then acknowledged (it is in
-    /// the shards' mailboxes, or held in order for them).
-    pub async fn take_queued(&mut self, m: async_nats::jetstream::Message) {
-        self.take_message(&m.payload).await;
-        if let Err(e) = m.ack().await {
-            tracing::debug!("Cluster: cannot acknowledge a queued message: {e}.");
-        }
-    }
-
     /// The shard `from` waits for the link's `InterestAck` on `filter` before its SUBACK: given
     /// once the node's key for it is in the bucket and every other live node said it routes by it
     /// (`seen`), so that a message published anywhere after the SUBACK reaches the subscription;
@@ -701,14 +722,15 @@ impl Relay {
         for frame in wire::frames(payload) {
             match frame {
                 Ok(frame) => self.take_frame(frame).await,
-                Err(e) => {
-                    self.figures.add(Figure::Unreadable, 1);
-                    tracing::warn!(
-                        "Cluster: a batch from NATS was cut short ({e}); the rest dropped."
-                    );
-                }
+                Err(e) => self.cut_short(&e),
             }
         }
+    }
+
+    /// A batch from another node ended in the middle of a frame: counted, the rest dropped.
+    fn cut_short(&mut self, e: &dyn std::fmt::Display) {
+        self.figures.add(Figure::Unreadable, 1);
+        tracing::warn!("Cluster: a batch from NATS was cut short ({e}); the rest dropped.");
     }
 
     /// One message from another node.

@@ -4,7 +4,9 @@
 #      one cluster node (two more nodes running, no remote interest), loadgen --compare alternating;
 #   2. cross-node against same-node: 9 publisher->subscriber pairs all on node 1, then each pair's
 #      publisher and subscriber on different nodes (loadgen spreads clients round robin);
-#   3. 1 -> 3 nodes: 12 pairs on one node, then spread over three (each pair on one node).
+#   3. 1 -> 3 nodes: 12 pairs on one node, then spread over three (each pair on one node);
+#   4. mixed levels: 2b at QoS 1 while QoS 0 fan-in traffic crosses between the same nodes (the
+#      cost of keeping order across the two paths, src/cluster/order.rs).
 # QoS from --qos (0 or 1). Starts tests/cluster/nats.sh and the brokers itself, stops them (by PID).
 #
 #   tests/cluster/bench.sh [--qos N] [--measure 10s] [--shards N] SHARDMQ LOADGEN
@@ -65,6 +67,14 @@ echo "== 3a. one node: 12 pairs on n1, QoS $qos"
 lg --pairs 12 --port "$p1"
 echo "== 3b. three nodes: 12 pairs spread over n1, n2, n3 (each pair on one node), QoS $qos"
 lg --pairs 12 --port "$p1,$p2,$p3"
+echo "== 4. mixed levels: 2b at QoS 1 while 8 QoS 0 publishers (fan-in, rate 5000/s each) cross too"
+"$loadgen" fanin --qos 0 --pubs 8 --subs 1 --rate 5000 --port "$p1,$p2" --duration "$measure" \
+    --warmup 2s -q --client-id-prefix lgmix > "$dir/mixed-qos0.txt" 2>&1 &
+mixed=$!
+"$loadgen" p2p --qos 1 --pairs 9 --port "$p1,$p2" --duration "$measure" --warmup 2s -q
+wait "$mixed" || true
+echo "-- its QoS 0 fan-in:"
+cat "$dir/mixed-qos0.txt"
 for p in "$p1" "$p2" "$p3"; do
     grep -h "Cluster: " "$dir/b$p.log" | tail -1 || true
 done

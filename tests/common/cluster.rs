@@ -233,3 +233,22 @@ pub fn value_of(nats: &Nats, bucket: &str, key: &str) -> Option<Vec<u8>> {
     });
     value
 }
+
+/// MQTT matching for the model tests, written here from the spec (not the broker's `topic`
+/// module): `+` one level, `#` the rest (the parent included), and a topic starting with `$` not
+/// matched by a filter starting with a wildcard.
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
