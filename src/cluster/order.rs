@@ -238,23 +238,17 @@ impl<C, B> Holding<C, B> {
 
     /// Frame `frame` of batch `n` from `tag` was routed: `out` gets the copies sent after it.
     pub fn frame_done(&mut self, tag: &str, n: u64, frame: u64, out: &mut Vec<C>) {
-        let Some(s) = self.senders.get_mut(tag) else {
-            return;
-        };
-        while s
-            .held
-            .front()
-            .is_some_and(|h| h.after.0 < n || (h.after.0 == n && h.after.1 <= frame))
-        {
-            out.push(s.held.pop_front().expect("not empty").item);
+        if let Some(s) = self.senders.get_mut(tag) {
+            s.release_while(|(b, f)| b < n || (b == n && f <= frame), |c| out.push(c));
         }
     }
 
     /// Batch `n` from `tag` was routed, every frame: `out` gets the copies sent after it.
-    pub fn batch_done(&mut self, tag: &str, n: u64, now: Instant, out: &mut Vec<Take<C, B>>) {
+    pub fn batch_done(&mut self, tag: &str, n: u64, now: Instant, out: &mut Vec<C>) {
         let s = self.sender(tag, now);
         s.batches = s.batches.max(n);
-        s.release(out);
+        let batches = s.batches;
+        s.release_while(|(b, _)| b <= batches, |c| out.push(c));
     }
 
     /// What waited too long, into `out`: a batch held past [`BATCH_WAIT`], copies held past
@@ -285,9 +279,16 @@ impl<C, B> Holding<C, B> {
 }
 
 impl<C> Sender<C> {
+    /// The copies whose batches came, in order, into `out`.
     fn release<B>(&mut self, out: &mut Vec<Take<C, B>>) {
-        while self.held.front().is_some_and(|h| h.after.0 <= self.batches) {
-            out.push(Take::Copy(self.held.pop_front().expect("not empty").item));
+        let batches = self.batches;
+        self.release_while(|(b, _)| b <= batches, |c| out.push(Take::Copy(c)));
+    }
+
+    /// The copies at the front whose (batch, frame) is `due`, in order.
+    fn release_while(&mut self, due: impl Fn((u64, u64)) -> bool, mut out: impl FnMut(C)) {
+        while self.held.front().is_some_and(|h| due(h.after)) {
+            out(self.held.pop_front().expect("not empty").item);
         }
     }
 }
@@ -314,7 +315,7 @@ mod tests {
                     }
                     let mut after = Vec::new();
                     h.batch_done(&tag, n, Instant::now(), &mut after);
-                    routed.extend(route(h, after, frames));
+                    routed.extend(after.into_iter().map(str::to_owned));
                 }
             }
         }
@@ -453,7 +454,7 @@ mod tests {
         let mut h: Holding<u8, u8> = Holding::default();
         let mut out = Vec::new();
         h.batch("a 1", 3, 0, 0, now, &mut out);
-        h.batch_done("a 1", 3, now, &mut out);
+        h.batch_done("a 1", 3, now, &mut Vec::new());
         h.expired(now + FORGET_AFTER, &mut out);
         assert!(h.senders.is_empty());
     }

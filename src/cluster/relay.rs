@@ -394,10 +394,10 @@ impl Relay {
             }
             for node in nodes {
                 // Named after the QoS 1/2 copies sent to that node before it, the open batch's
-                // included (`order`).
+                // included (`order`; a batch in `batches` has a frame at least).
                 let frames = self.batches.get(&node).map(|b| b.frames as u64);
                 let subject = format!("{}{node}", self.node_subject);
-                let sent = match self.numbering.copy(&node, frames.filter(|&f| f > 0)) {
+                let sent = match self.numbering.copy(&node, frames) {
                     // Not before the QoS 1/2 copies sent to that node before it (`order`).
                     Some(after) => {
                         let mut headers = async_nats::HeaderMap::new();
@@ -435,11 +435,19 @@ impl Relay {
                 self.keep_away(copy);
                 continue;
             }
-            let batch = self.batches.entry(node.clone()).or_default();
-            if batch.frames == 0 {
-                wire::start_batch(&mut batch.payload);
-                batch.number = self.numbering.start_batch(&node);
-            }
+            // A batch is in `batches` from its first frame until it is flushed.
+            let batch = match self.batches.entry(node) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let number = self.numbering.start_batch(e.key());
+                    let batch = e.insert(Batch {
+                        number,
+                        ..Batch::default()
+                    });
+                    wire::start_batch(&mut batch.payload);
+                    batch
+                }
+            };
             wire::push_frame(&mut batch.payload, &payload);
             batch.frames += 1;
             batch.tickets.extend(ticket);

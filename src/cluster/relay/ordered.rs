@@ -101,15 +101,10 @@ impl Relay {
                 self.take_message(&payload).await;
             }
         }
-        if let Err(e) = m.ack().await {
-            tracing::debug!("Cluster: cannot acknowledge a queued message: {e}.");
-        }
-        let mut after = Vec::new();
-        self.holding.batch_done(tag, n, Instant::now(), &mut after);
-        for t in after {
-            if let Take::Copy(payload) = t {
-                self.take_message(&payload).await;
-            }
+        acknowledge(&m).await;
+        self.holding.batch_done(tag, n, Instant::now(), &mut copies);
+        for payload in copies {
+            self.take_message(&payload).await;
         }
     }
 
@@ -117,8 +112,13 @@ impl Relay {
     /// shards' mailboxes, or held in order for them).
     async fn take_batch(&mut self, m: async_nats::jetstream::Message) {
         self.take_message(&m.payload).await;
-        if let Err(e) = m.ack().await {
-            tracing::debug!("Cluster: cannot acknowledge a queued message: {e}.");
-        }
+        acknowledge(&m).await;
+    }
+}
+
+/// Tells JetStream this node took `m` (routed to its shards).
+async fn acknowledge(m: &async_nats::jetstream::Message) {
+    if let Err(e) = m.ack().await {
+        tracing::debug!("Cluster: cannot acknowledge a queued message: {e}.");
     }
 }
