@@ -86,6 +86,15 @@ impl Shard {
         sub: Subscribe,
     ) -> Result<(), CloseReason> {
         tracing::debug!(target: log_type::DEBUG, "Received SUBSCRIBE from {}", a.client_id);
+        if let Some(ms) = crate::shard::lookback::late_ms(a.read_at) {
+            // Past the lookback window: messages received meanwhile may miss these subscriptions.
+            tracing::warn!(
+                target: log_type::WARNING,
+                "SUBSCRIBE from {} handled {ms} ms after it was received (shard {} overloaded?)",
+                a.client_id,
+                self.id
+            );
+        }
         let token = SubToken {
             slot: a.slot,
             generation: a.generation,
