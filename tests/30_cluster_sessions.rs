@@ -16,7 +16,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{node_config, value_of, wait_for_keys, wait_for_keys_state, Nats};
+use common::cluster::{
+    delivers, node_config, queues_read, value_of, wait_for_keys, wait_for_keys_state, Nats,
+};
 use common::persist::{self, crash_seed, fixed_port, Rng, Scratch};
 use common::raw::{kind, Connect, RawClient, ReadEnd};
 use common::Proto;
@@ -140,26 +142,6 @@ fn wait_for_drained(nats: &Nats, consumer: &str) {
     });
 }
 
-/// Publishes QoS 1 messages on `topic` at `addr` until `sub` gets one (its subscription's interest
-/// reached that node): it comes at QoS 1. Panics after 300 tries.
-fn delivers(addr: std::net::SocketAddr, sub: &mut RawClient, topic: &str) {
-    let mut publisher = persist::publisher(addr, Proto::V311);
-    for _ in 0..300 {
-        // Returns once the PUBACK came.
-        publisher.publish(topic, 1, false, b"resumed");
-        match sub.try_read_packet(Duration::from_millis(50)) {
-            Ok(p) if p.kind() == kind::PUBLISH => {
-                let m = p.publish(sub.proto);
-                assert_eq!((m.topic.as_str(), m.qos), (topic, 1));
-                return;
-            }
-            Ok(_) | Err(ReadEnd::Timeout) => {}
-            Err(ReadEnd::Closed) => panic!("the resumed client was closed"),
-        }
-    }
-    panic!("nothing published on {topic} reached the resumed session");
-}
-
 /// A persistent QoS 1 subscriber moves between n1 and n3 (n1 -> n3 -> n1 -> n3) while a publisher
 /// on each node sends numbered QoS 1 messages: every message a publisher got a PUBACK for reaches
 /// the subscriber, none twice but as a re-sent (DUP) delivery, and each publisher's in the order
@@ -179,15 +161,8 @@ fn a_moving_subscriber_gets_every_acknowledged_message_once() {
             let c = Connect::new(Proto::V311, "mover").persistent();
             RawClient::connect(nodes[node].addr(), &c).0
         };
-        // Every node reads its queue (QoS 1 from another node reaches a subscriber there): a node
-        // whose stream was still electing its leader at start would otherwise hold what comes to
-        // it for seconds, and pass it on late, out of order (seen in 2 of 10 runs).
-        for node in 0..3 {
-            let mut ready =
-                RawClient::connect_clean(nodes[node].addr(), Proto::V311, &format!("ready-{node}"));
-            assert_eq!(ready.subscribe(&[("ready/q", 1)]), [1]);
-            delivers(nodes[(node + 1) % 3].addr(), &mut ready, "ready/q");
-        }
+        let addrs: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
+        queues_read(&addrs);
         let mut sub = connect(0);
         assert_eq!(sub.subscribe(&[("move/#", 1)]), [1]);
         delivers(nodes[1].addr(), &mut sub, "move/probe");

@@ -18,8 +18,9 @@
 //! - afterwards a new subscriber on every node gets each publisher's last retained message.
 //!
 //! Order, and a QoS 1 message sent twice without DUP, are asserted for the subscriber that stays
-//! put; for the moving ones what is found is counted and printed (docs/CLUSTER.md, "Order across
-//! QoS levels", has the figures: moves still reorder a few messages).
+//! put; for the moving ones QoS 0 order is asserted and the rest counted and printed
+//! (docs/CLUSTER.md, "Order across QoS levels", has the figures: a JetStream publish retried at
+//! start-up still puts a few QoS >= 1 messages behind later ones).
 //!
 //! The seed is printed; `SHARDMQ_MODEL_SEED` repeats the random choices (not the timing).
 
@@ -334,17 +335,21 @@ fn subscribe(
             .chain(&sub.copies)
             .map(|c| c.payload.as_str())
             .collect();
-        let missing = want.iter().filter(|p| !have.contains(p.as_str())).count();
-        if missing == 0 {
+        let missing: Vec<&String> = want.iter().filter(|p| !have.contains(p.as_str())).collect();
+        if missing.is_empty() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "{who} ({} at QoS {}, persistent {}): {missing} of {} messages never came",
+            "{who} ({} at QoS {}, persistent {}): {} of {} messages never came, first {:?}, \
+             last {:?}",
             role.filter,
             role.qos,
             role.persistent,
-            want.len()
+            missing.len(),
+            want.len(),
+            &missing[..missing.len().min(8)],
+            &missing[missing.len().saturating_sub(8)..]
         );
         sub.read_for(Duration::from_millis(100), &who);
     }
@@ -427,6 +432,13 @@ fn wanted(j: usize, sent: &[Sent]) -> Vec<String> {
         .collect()
 }
 
+/// Queue limit of the nodes: a subscriber moving by DISCONNECT then CONNECT elsewhere is away
+/// for the claim (over a second at times, a debug build under this load), and at Mosquitto's
+/// default of 1,000 queued messages its session dropped the QoS >= 1 messages past it, as
+/// Mosquitto does: 55 to 313 "never came" in 4 of ~40 runs, each a stretch ~0.5 s after such a
+/// move. Not what this test checks.
+const QUEUE: &str = "max_queued_messages 100000\n";
+
 #[test]
 fn concurrent_publishers_and_moving_subscribers_keep_mqtt_guarantees() {
     let Some(nats) = Nats::start() else { return };
@@ -437,10 +449,11 @@ fn concurrent_publishers_and_moving_subscribers_keep_mqtt_guarantees() {
         let names = ["n1", "n2", "n3"];
         let nodes: Vec<common::TestBroker> = names
             .iter()
-            .map(|n| common::TestBroker::start(2, &node_config(&nats, n)))
+            .map(|n| common::TestBroker::start(2, &format!("{}{QUEUE}", node_config(&nats, n))))
             .collect();
         common::block_on(common::cluster::joined(&nats, &names));
         let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr()).collect();
+        common::cluster::queues_read(&addrs);
         let done = Arc::new(AtomicBool::new(false));
         let mut subscribers = Vec::new();
         let mut wants = Vec::new();
@@ -491,6 +504,9 @@ fn concurrent_publishers_and_moving_subscribers_keep_mqtt_guarantees() {
             if !ROLES[j].persistent {
                 assert!(found.is_empty(), "cs{j}, which stays put: {found:?}");
             }
+            // QoS 0 order holds across moves too (`cluster::relay::moved`, `LIFE`).
+            let qos0: Vec<&String> = found.iter().filter(|f| f.starts_with("QoS 0 ")).collect();
+            assert!(qos0.is_empty(), "cs{j}: QoS 0 out of order: {qos0:?}");
         }
         // Each publisher's last retained message, on every node.
         let mut last = BTreeMap::new();
