@@ -441,6 +441,19 @@ impl Session {
     /// may exceed the limits by what arrives before the hold takes effect (see `enqueue`).
     /// `ids`: the Subscription Identifiers of the matching subscriptions (v5).
     #[allow(clippy::too_many_arguments)]
+    /// Whether a copy of `msg` at `qos` came too late for this session: at QoS 0, when the current
+    /// connection opened after the kernel received `msg` ([`Outbox::opened_after`]). The client was
+    /// then away, and QoS 0 is not kept for it (unless `queue_qos0_messages`: delivered then), or on
+    /// an earlier connection, which the message was for.
+    pub fn missed(&self, msg: &Message, qos: QoS, limits: &Limits) -> bool {
+        qos == QoS::AtMostOnce
+            && !limits.queue_qos0
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.opened_after(msg.read_at))
+    }
+
     pub fn deliver(
         &mut self,
         msg: &Rc<Framed>,

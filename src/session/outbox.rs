@@ -75,6 +75,10 @@ pub struct Outbox {
     /// would grow its buffer again from nothing, one reallocation per doubling (~12% of fan-out
     /// throughput, docs/PERFORMANCE.md).
     batch_hint: Cell<u32>,
+    /// When the kernel received the CONNECT that opened this connection (nanoseconds since the
+    /// epoch; 0: unknown). A QoS 0 message received before it reaches this connection only late (it
+    /// was on its way from another shard or node): see [`Outbox::opened_after`].
+    opened_at: u64,
 }
 
 /// The most a new tail reserves at once.
@@ -137,6 +141,23 @@ pub fn recycle_written(mut written: VecDeque<Chunk>) {
 impl Outbox {
     pub fn new() -> Outbox {
         Outbox::default()
+    }
+
+    /// The outbox of a connection whose CONNECT the kernel received at `read_at`.
+    pub fn opened_at(read_at: u64) -> Outbox {
+        Outbox {
+            opened_at: read_at,
+            ..Outbox::default()
+        }
+    }
+
+    /// Whether this connection's CONNECT came after a message the kernel received at `read_at`
+    /// (false when either time is unknown). A QoS 0 copy of such a message is not for it: when the
+    /// message was published, the client was away (QoS 0 is not kept for it without
+    /// `queue_qos0_messages`) or on an earlier connection, which it was for. As on one broker that
+    /// routes a message the moment it reads it, however late the copy reaches this shard.
+    pub fn opened_after(&self, read_at: u64) -> bool {
+        read_at != 0 && self.opened_at > read_at
     }
 
     fn wake(&self) {

@@ -213,7 +213,7 @@ fn attach(start: ServeStart) -> Option<(Served, Reading)> {
     connect.client_id = connect.client_id.as_str().into();
     let (conn_id, listener) = guard.hand_over();
     let (properties, keep_alive) = connack_properties(&settings, listener, &connect, assigned_id);
-    let outbox = Rc::new(Outbox::new());
+    let outbox = Rc::new(Outbox::opened_at(read_at));
     let mut attached = {
         let mut s = shard.borrow_mut();
         let a = s.attach(&connect, properties, outbox.clone(), listener);

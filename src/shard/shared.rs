@@ -278,6 +278,11 @@ impl Shard {
             return;
         }
         let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
+        // Late for this connection (`Session::missed`): as for a subscriber away, no other member
+        // gets it instead.
+        if session.missed(msg, qos, &limits) {
+            return;
+        }
         let retain = opts.retain_as_published && msg.retain;
         let framed = Rc::new(Framed::for_share(msg.clone(), full.clone()));
         // A member falling behind holds the publisher (`session::hold`) whatever the other members do:

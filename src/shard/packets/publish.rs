@@ -576,12 +576,17 @@ impl Shard {
             if check_acl && !session.may_read(&msg.topic) {
                 continue;
             }
+            let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
+            // A QoS 0 copy that came after the client connected again, of a message received
+            // before that (from another shard's mailbox or another node): not for this connection.
+            if session.missed(msg, qos, &limits) {
+                continue;
+            }
             if feeding {
                 if let Some(conn) = &session.conn {
                     self.feeds.supersede(conn, &msg.topic);
                 }
             }
-            let qos = delivery_qos(msg.qos, opts.qos, upgrade_qos);
             let retain = opts.retain_as_published && msg.retain;
             // A young congestion episode insists (`session::hold`, step 5): room beyond the limits and
             // holds that count whatever the other subscribers do.

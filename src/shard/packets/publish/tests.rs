@@ -681,3 +681,52 @@ fn a_retained_message_crosses_no_mailbox_without_persistence() {
     }
     assert_eq!(f.shard.retained.len(), 32);
 }
+
+/// A QoS 0 copy that reaches a session after its client connected again, of a message the kernel
+/// received before that CONNECT (it was in another shard's mailbox or on its way from another
+/// node), is not sent: the client was away then, or on its earlier connection. QoS 1 copies and
+/// later messages are.
+#[test]
+fn a_qos0_copy_older_than_the_connection_is_not_sent_on_it() {
+    let mut f = fixture(SlowSubscriberPolicy::Hold, 1);
+    let shard = &mut f.shard;
+    let opened = crate::shard::lookback::now_ns();
+    let connect = crate::codec::Connect {
+        protocol: crate::codec::ProtocolVersion::V311,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: Utf8Bytes::from_static("s"),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    };
+    let outbox = std::rc::Rc::new(crate::session::Outbox::opened_at(opened));
+    let mut s = shard.attach(&connect, Properties::default(), outbox.clone(), 0);
+    subscribe(shard, &mut s, "a/+", QoS::AtLeastOnce);
+    let mut sent = outbox.pending_bytes();
+    let mut route = |shard: &mut Shard, qos: QoS, read_at: u64| {
+        let mut m = message("a/b");
+        m.qos = qos;
+        m.read_at = read_at;
+        shard.route(m);
+        let now = outbox.pending_bytes();
+        std::mem::replace(&mut sent, now) != now
+    };
+    assert!(
+        !route(shard, QoS::AtMostOnce, opened - 1_000),
+        "older, QoS 0"
+    );
+    assert!(
+        route(shard, QoS::AtLeastOnce, opened - 1_000),
+        "older, QoS 1"
+    );
+    assert!(
+        route(shard, QoS::AtMostOnce, opened + 1_000),
+        "newer, QoS 0"
+    );
+    assert!(
+        route(shard, QoS::AtMostOnce, 0),
+        "received at an unknown time"
+    );
+}
