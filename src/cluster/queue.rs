@@ -123,7 +123,7 @@ fn build(copy: &Copy) -> jetstream::context::Publish {
 
 /// Reads this node's queue into `to` until the link goes; opens the stream and the consumer again
 /// after an error.
-/// `reading` turns true once the consumer's first pull is under way.
+/// `reading` turns true once the server answered the consumer's first pull (`pull::pull`).
 pub async fn consume(
     client: Client,
     js: jetstream::Context,
