@@ -27,6 +27,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
+use super::moves::Followed;
 use super::packets::{delivery_qos, tally};
 use super::Shard;
 use crate::codec::{Connect, SubscriptionOptions, Utf8Bytes};
@@ -96,6 +97,10 @@ impl Shard {
                     super::journal::write_session(&mut w, s, true);
                     session = Some(w.finish().freeze());
                     seen = self.moves.seen_by(slot, s);
+                    // And what it was given here within the lookback's window: a twin of one of
+                    // those sent to the new node directly may come there after the session (a QoS
+                    // 1 message given twice without DUP under heavy churn, 2 of ~10 runs).
+                    self.lookback.ids_matching(&s.subscriptions, &mut seen);
                     // Its will, delayed or not, went with it.
                     s.will = None;
                     self.leave_stub(slot);
@@ -165,8 +170,6 @@ impl Shard {
     /// node would have delivered it: at the highest QoS of those subscriptions, with all their
     /// identifiers.
     pub(super) fn deliver_owed(&mut self, clients: &[Utf8Bytes], msg: &Arc<Message>) {
-        let limits = self.settings.limits;
-        let upgrade = self.settings.upgrade_outgoing_qos;
         let now = Instant::now();
         for id in clients {
             let Some(slot) = self.sessions.slot_of(id) else {
@@ -177,46 +180,63 @@ impl Shard {
                 self.follow_stub(slot, msg, true);
                 continue;
             }
-            if self.moves.followed(slot, msg) {
+            if self.moves.followed(slot, msg) == Followed::Drop {
                 continue;
             }
-            let Some(session) = self.sessions.at_mut(slot) else {
-                continue;
-            };
-            // Subscriptions made after the message was received (it was on its way meanwhile)
-            // are not for it, as on one broker (`lookback`).
-            let younger = self.lookback.subscribed_after(slot, msg);
-            let mut best: Option<SubscriptionOptions> = None;
-            let mut ids: SmallVec<[u32; 2]> = SmallVec::new();
-            for (filter, o) in &session.subscriptions {
-                if filter.starts_with(topic::SHARED_PREFIX)
-                    || !topic::matches(filter, &msg.topic)
-                    || younger.contains(&filter)
-                {
-                    continue;
-                }
-                // Its own message, published here and waiting for its twin (`moves`).
-                if o.no_local && msg.origin == Some((self.id, slot)) {
-                    continue;
-                }
-                if o.identifier != 0 {
-                    ids.push(o.identifier);
-                }
-                if best.map_or(true, |b| o.qos as u8 > b.qos as u8) {
-                    best = Some(*o);
-                }
+            self.give_owed(slot, msg, now);
+            // Copies sent directly that waited behind it for their twins, which came.
+            let next = self.moves.twinned_front(slot);
+            if !next.is_empty() {
+                self.give_late(slot, next);
             }
-            let Some(opts) = best else { continue };
-            if !session.may_read(&msg.topic) {
-                continue;
-            }
-            let qos = delivery_qos(msg.qos, opts.qos, upgrade);
-            let retain = opts.retain_as_published && msg.retain;
-            let local = Rc::new(Framed::new(msg.clone(), false));
-            let delivery =
-                session.deliver(&local, qos, retain, &ids, &limits, false, &mut self.journal);
-            tally(&mut self.stats, session, delivery, qos, &limits, now);
         }
+    }
+
+    /// Gives `msg`, passed on or owed, to the session in `slot` by its subscriptions that match.
+    pub(super) fn give_owed(&mut self, slot: u32, msg: &Arc<Message>, now: Instant) {
+        let limits = self.settings.limits;
+        let upgrade = self.settings.upgrade_outgoing_qos;
+        let Some(session) = self.sessions.at_mut(slot) else {
+            return;
+        };
+        // Subscriptions made after the message was received (it was on its way meanwhile)
+        // are not for it, as on one broker (`lookback`).
+        let younger = self.lookback.subscribed_after(slot, msg);
+        let mut best: Option<SubscriptionOptions> = None;
+        let mut ids: SmallVec<[u32; 2]> = SmallVec::new();
+        for (filter, o) in &session.subscriptions {
+            if filter.starts_with(topic::SHARED_PREFIX)
+                || !topic::matches(filter, &msg.topic)
+                || younger.contains(&filter)
+            {
+                continue;
+            }
+            // Its own message, published here and waiting for its twin (`moves`).
+            if o.no_local && msg.origin == Some((self.id, slot)) {
+                continue;
+            }
+            if o.identifier != 0 {
+                ids.push(o.identifier);
+            }
+            if best.map_or(true, |b| o.qos as u8 > b.qos as u8) {
+                best = Some(*o);
+            }
+        }
+        let Some(opts) = best else { return };
+        if !session.may_read(&msg.topic) {
+            return;
+        }
+        let qos = delivery_qos(msg.qos, opts.qos, upgrade);
+        // A QoS 0 copy older than the client's connection (it waited in line, or was passed on,
+        // while the client came back): not for it (`Session::missed`).
+        if session.missed(msg, qos, &limits) {
+            return;
+        }
+        let retain = opts.retain_as_published && msg.retain;
+        let local = Rc::new(Framed::new(msg.clone(), false));
+        let delivery =
+            session.deliver(&local, qos, retain, &ids, &limits, false, &mut self.journal);
+        tally(&mut self.stats, session, delivery, qos, &limits, now);
     }
 
     /// A session written by [`Shard::evict`] on another node, or kept by a dead one: installed

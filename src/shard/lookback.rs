@@ -196,6 +196,35 @@ impl Lookback {
             .map(|e| (&e.msg, e.routed_here))
     }
 
+    /// Appends to `out` the cluster-wide ids (`Message::id`) of the messages kept here that one of
+    /// `subscriptions` (shared ones aside) matches: what a session with them was given lately, or
+    /// not given for a reason its new node has too (`Moves::seen_by`: a session moving to another
+    /// node; that node then drops a late twin instead of giving it a second time).
+    pub(super) fn ids_matching(
+        &self,
+        subscriptions: &crate::session::SeededMap<Utf8Bytes, SubscriptionOptions>,
+        out: &mut Vec<u64>,
+    ) {
+        let filters: SmallVec<[&Utf8Bytes; 4]> = subscriptions
+            .keys()
+            .filter(|f| !f.starts_with(crate::topic::SHARED_PREFIX))
+            .collect();
+        if filters.is_empty() {
+            return;
+        }
+        out.extend(
+            self.entries
+                .iter()
+                .filter(|e| {
+                    e.msg.id != 0
+                        && filters
+                            .iter()
+                            .any(|f| crate::topic::matches(f, &e.msg.topic))
+                })
+                .map(|e| e.msg.id),
+        );
+    }
+
     /// Whether this very message (not an equal one) was handled here within the window.
     pub(super) fn contains(&self, msg: &Arc<Message>) -> bool {
         let start = self.entries.partition_point(|e| e.horizon < msg.read_at);

@@ -327,3 +327,46 @@ fn a_copy_received_before_a_subscription_is_not_for_it() {
     }
     assert_eq!(owed_topics(&f, "p"), ["a/after"]);
 }
+
+/// A moving session takes with it the ids of what it was given lately (the shard's lookback), not
+/// only of what it still owes: the new node drops a late twin of one of those (one sent there
+/// directly, arriving after the session) instead of giving it again, without DUP.
+#[test]
+fn a_moving_session_takes_the_ids_of_what_it_was_given_lately() {
+    let mut old = linked();
+    old.shard.lookback = crate::shard::lookback::Lookback::for_cluster();
+    let (mut m, _) = attach(&mut old.shard, "m", false);
+    subscribe(&mut old.shard, &mut m, "a/+", QoS::AtMostOnce);
+    let mut ids = Vec::new();
+    for topic in ["a/1", "b/1"] {
+        let mut msg = Message::new(
+            Utf8Bytes::from_static(topic),
+            Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+            Properties::default(),
+            None,
+        );
+        old.shard.name_message(&mut msg);
+        msg.read_at = crate::shard::lookback::now_ns();
+        ids.push(msg.id);
+        old.shard.route(msg);
+    }
+    let pending = old.shard.sessions.at(m.slot).expect("m").pending_len();
+    assert_eq!(pending, (0, 0), "a/1 was given at QoS 0: nothing owed");
+    old.shard.evict(1, &Utf8Bytes::from_static("m"), true);
+    let seen = old
+        .mail_to(1)
+        .into_iter()
+        .find_map(|mail| match mail {
+            Mail::Evicted {
+                session: Some(_),
+                seen,
+                ..
+            } => Some(seen),
+            _ => None,
+        })
+        .expect("the session goes to the claiming node");
+    assert!(seen.contains(&ids[0]), "a/1, given: its id goes along");
+    assert!(!seen.contains(&ids[1]), "b/1 was not for it");
+}
