@@ -331,12 +331,12 @@ impl Relay {
                 Mail::Evicted {
                     ticket,
                     session,
-                    seen,
+                    lately,
                 } => {
                     if let Some(e) = self.evictions.remove(&ticket) {
                         self.moved(&e.client_id, session.as_ref()).await;
                         let payload = session
-                            .map(|s| super::sessions::encode_answer(&s, &seen))
+                            .map(|s| super::sessions::encode_answer(&s, &lately))
                             .unwrap_or_default();
                         self.answer_eviction(e, payload).await;
                     }

@@ -22,6 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 
 use super::store::open_bucket;
+use crate::router::Lately;
 
 /// The longest a claim may hold a CONNECT.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
@@ -72,27 +73,37 @@ pub fn decode_request(payload: &[u8]) -> Option<(String, bool, String)> {
 }
 
 /// A session on its way to this node: its snapshot (`persist::image`), and, when a live node sent
-/// it (None: a dead node's, from the state bucket), the ids of the messages it was given lately
-/// there (`Message::id`; `shard::moves`).
+/// it (None: a dead node's, from the state bucket), what it did there lately (`router::Lately`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Moving {
     pub snapshot: Bytes,
-    pub seen: Option<Vec<u64>>,
+    pub lately: Option<Lately>,
 }
 
 /// The answer to an eviction request that sends the session: how many ids (4 bytes), the ids (8
-/// bytes each), the snapshot. (No session: an empty answer.)
-pub fn encode_answer(snapshot: &[u8], seen: &[u64]) -> Bytes {
-    let mut out = BytesMut::with_capacity(4 + 8 * seen.len() + snapshot.len());
-    out.put_u32(seen.len() as u32);
-    for &id in seen {
+/// bytes each); how many young subscriptions (4 bytes), each its filter (2-byte length, UTF-8)
+/// and when the kernel received its SUBSCRIBE (8 bytes, nanoseconds since the epoch); the
+/// snapshot. (No session: an empty answer.)
+pub fn encode_answer(snapshot: &[u8], lately: &Lately) -> Bytes {
+    let filters: usize = lately.subscribed.iter().map(|(f, _)| 10 + f.len()).sum();
+    let mut out = BytesMut::with_capacity(8 + 8 * lately.seen.len() + filters + snapshot.len());
+    out.put_u32(lately.seen.len() as u32);
+    for &id in &lately.seen {
         out.put_u64(id);
+    }
+    // A filter is at most 65,535 bytes (MQTT's string length), so its length fits.
+    out.put_u32(lately.subscribed.len() as u32);
+    for (filter, since) in &lately.subscribed {
+        out.put_u16(filter.len() as u16);
+        out.extend_from_slice(filter.as_bytes());
+        out.put_u64(*since);
     }
     out.extend_from_slice(snapshot);
     out.freeze()
 }
 
-/// The session in an answer [`encode_answer`] wrote; None when it is cut short.
+/// The session in an answer [`encode_answer`] wrote; None when it is cut short or a filter is not
+/// UTF-8.
 pub fn decode_answer(mut answer: Bytes) -> Option<Moving> {
     use bytes::Buf;
     if answer.len() < 4 {
@@ -102,10 +113,27 @@ pub fn decode_answer(mut answer: Bytes) -> Option<Moving> {
     if answer.len() / 8 < n {
         return None;
     }
-    let seen = Some((0..n).map(|_| answer.get_u64()).collect());
+    let seen = (0..n).map(|_| answer.get_u64()).collect();
+    if answer.len() < 4 {
+        return None;
+    }
+    let m = answer.get_u32() as usize;
+    let mut subscribed = Vec::new();
+    for _ in 0..m {
+        if answer.len() < 2 {
+            return None;
+        }
+        let len = answer.get_u16() as usize;
+        if answer.len() < len + 8 {
+            return None;
+        }
+        let filter = std::str::from_utf8(&answer[..len]).ok()?.into();
+        answer.advance(len);
+        subscribed.push((filter, answer.get_u64()));
+    }
     Some(Moving {
         snapshot: answer,
-        seen,
+        lately: Some(Lately { seen, subscribed }),
     })
 }
 
@@ -156,7 +184,7 @@ pub async fn claim(
             let left = super::state::take_left(js, cluster, &previous, client_id).await?;
             Ok(left.filter(|_| !clean_start).map(|snapshot| Moving {
                 snapshot,
-                seen: None,
+                lately: None,
             }))
         }
         Err(e) => Err(Box::new(e)),
@@ -323,17 +351,60 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_carries_the_session_and_what_it_was_given() {
-        let answer = encode_answer(b"snapshot", &[7, u64::MAX]);
+    fn an_answer_carries_the_session_and_what_it_did_lately() {
+        let lately = Lately {
+            seen: vec![7, u64::MAX],
+            subscribed: vec![("a/#".into(), 42), ("".into(), u64::MAX)],
+        };
+        let answer = encode_answer(b"snapshot", &lately);
         let moving = decode_answer(answer.clone()).expect("an answer");
         assert_eq!(&moving.snapshot[..], b"snapshot");
-        assert_eq!(moving.seen, Some(vec![7, u64::MAX]));
-        let none = decode_answer(encode_answer(b"s", &[])).expect("an answer");
-        assert_eq!(none.seen, Some(vec![]));
-        // Cut anywhere in its ids, or a count no ids follow: not an answer.
+        assert_eq!(moving.lately.as_ref(), Some(&lately));
+        let none = decode_answer(encode_answer(b"s", &Lately::default())).expect("an answer");
+        assert_eq!(none.lately, Some(Lately::default()));
+        // Cut anywhere before the snapshot, or a count nothing follows: not an answer.
         for n in 0..answer.len() - b"snapshot".len() {
             assert_eq!(decode_answer(answer.slice(..n)), None, "cut at {n}");
         }
         assert_eq!(decode_answer(Bytes::from_static(&[0xff; 12])), None);
+        let mut bad = BytesMut::new();
+        bad.put_u32(0);
+        bad.put_u32(1);
+        bad.put_u16(1);
+        bad.put_u8(0xff);
+        bad.put_u64(1);
+        assert_eq!(decode_answer(bad.freeze()), None, "a filter not UTF-8");
+    }
+
+    /// Any bytes: no panic; what decodes encodes back to the same bytes.
+    #[test]
+    fn any_answer_decodes_without_panic_and_round_trips() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut decoded = 0;
+        for len in 0..20_000usize {
+            let bytes: Vec<u8> = (0..len % 96)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // Mostly zeros and small values, so that counts and lengths are often in
+                    // range.
+                    match x % 4 {
+                        0 | 1 => 0,
+                        2 => (x >> 8) as u8 % 3,
+                        _ => (x >> 16) as u8,
+                    }
+                })
+                .collect();
+            if let Some(m) = decode_answer(Bytes::from(bytes.clone())) {
+                decoded += 1;
+                let lately = m.lately.expect("a live node's answer");
+                assert_eq!(&encode_answer(&m.snapshot, &lately)[..], &bytes[..]);
+            }
+        }
+        assert!(
+            decoded > 100,
+            "only {decoded} inputs decoded: the check checked little"
+        );
     }
 }

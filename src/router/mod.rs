@@ -63,6 +63,16 @@ struct Mailbox {
     len: AtomicUsize,
 }
 
+/// What a session moving to another node did lately on the node it leaves (`shard::moves`): the
+/// ids of the messages it was given (`Message::id`), which its new node does not give again; and
+/// when the kernel received the SUBSCRIBEs of its young subscriptions (`shard::lookback`), which
+/// are not for a message received before them, whatever node the copy reaches.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lately {
+    pub seen: Vec<u64>,
+    pub subscribed: Vec<(Utf8Bytes, u64)>,
+}
+
 /// A message from one shard to another.
 pub enum Mail {
     /// A publish that matched the receiving shard's interest: match the local trie and queue to sessions.
@@ -157,11 +167,11 @@ pub enum Mail {
     },
     /// The link's answer to `Claim`: the session the client had on another node, as a snapshot of
     /// it (`persist::image`), when it moved here; and, when a live node sent it (None: a dead
-    /// node's), the ids of the messages it was given lately there (`Message::id`, `shard::moves`).
+    /// node's), what it did there lately ([`Lately`]).
     Claimed {
         ticket: u64,
         session: Option<bytes::Bytes>,
-        seen: Option<Vec<u64>>,
+        lately: Option<Lately>,
     },
     /// From the link: client `client_id` connected on another node. Close its connection here and
     /// end its session here; with `keep`, first answer with the session (`Evicted`) for that node.
@@ -170,12 +180,12 @@ pub enum Mail {
         client_id: Utf8Bytes,
         keep: bool,
     },
-    /// The answer to `Evict`: the session, when it was kept and there was one, and the ids of the
-    /// messages it was given lately here.
+    /// The answer to `Evict`: the session, when it was kept and there was one, and what it did
+    /// here lately.
     Evicted {
         ticket: u64,
         session: Option<bytes::Bytes>,
-        seen: Vec<u64>,
+        lately: Lately,
     },
     /// Cluster mode, to the link: the will this node would owe the cluster for `client_id` if it
     /// died now (its connection's, or one waiting out its delay), with its Will Delay Interval in

@@ -105,8 +105,8 @@ impl Shard {
             Mail::Claimed {
                 ticket,
                 session,
-                seen,
-            } => self.claimed(ticket, session, seen.as_deref()),
+                lately,
+            } => self.claimed(ticket, session, lately.as_ref()),
             Mail::Evict {
                 ticket,
                 client_id,

@@ -160,6 +160,14 @@ impl Lookback {
             })
     }
 
+    /// The young subscriptions of session `slot`: each filter and when the kernel received its
+    /// SUBSCRIBE (a session moving to another node takes them along, `router::Lately`).
+    pub(super) fn subscribed_of(&self, slot: u32) -> Vec<(Utf8Bytes, u64)> {
+        self.subscribed
+            .get(&slot)
+            .map_or_else(Vec::new, |subs| subs.iter().cloned().collect())
+    }
+
     /// The filters session `slot` subscribed to after the kernel received `msg`: not for `msg`.
     pub(super) fn subscribed_after(&self, slot: u32, msg: &Message) -> SmallVec<[&Utf8Bytes; 2]> {
         match self.subscribed.get(&slot) {

@@ -50,7 +50,7 @@ impl Relay {
                 Mail::Claimed {
                     ticket,
                     session: None,
-                    seen: None,
+                    lately: None,
                 },
             );
             return;
@@ -180,8 +180,8 @@ impl Relay {
 
     /// A claim finished: the CONNECT may attach.
     fn claim_done(&mut self, done: ClaimDone) {
-        let (session, seen) = match done.session {
-            Some(m) => (Some(m.snapshot), m.seen),
+        let (session, lately) = match done.session {
+            Some(m) => (Some(m.snapshot), m.lately),
             None => (None, None),
         };
         self.post.send(
@@ -189,7 +189,7 @@ impl Relay {
             Mail::Claimed {
                 ticket: done.ticket,
                 session,
-                seen,
+                lately,
             },
         );
         self.arrived(&done.client_id);

@@ -172,19 +172,22 @@ fn a_session_that_moves_stays_a_moment_as_a_stub_and_takes_each_message_once() {
     let before_id = before.id;
     old.shard.route(before);
     old.shard.evict(1, &Utf8Bytes::from_static("m"), true);
-    let (snapshot, seen) = old
+    let (snapshot, lately) = old
         .mail_to(1)
         .into_iter()
         .find_map(|mail| match mail {
             Mail::Evicted {
                 session: Some(s),
-                seen,
+                lately,
                 ..
-            } => Some((s, seen)),
+            } => Some((s, lately)),
             _ => None,
         })
         .expect("the session goes to the claiming node");
-    assert!(seen.contains(&before_id), "what it owes goes with its id");
+    assert!(
+        lately.seen.contains(&before_id),
+        "what it owes goes with its id"
+    );
 
     // Its stub: what this node publishes to it goes after it, through the link.
     let stub = old.shard.sessions.slot_of(&Utf8Bytes::from_static("m"));
@@ -213,7 +216,7 @@ fn a_session_that_moves_stays_a_moment_as_a_stub_and_takes_each_message_once() {
 
     // On the node it goes to: each message once, however many ways it comes.
     let mut new = linked();
-    new.shard.claimed(1, Some(snapshot), Some(&seen));
+    new.shard.claimed(1, Some(snapshot), Some(&lately));
     let pending = |f: &Fixture| {
         let slot = f.shard.sessions.slot_of(&Utf8Bytes::from_static("m"));
         let (inflight, queued) = f
@@ -361,12 +364,54 @@ fn a_moving_session_takes_the_ids_of_what_it_was_given_lately() {
         .find_map(|mail| match mail {
             Mail::Evicted {
                 session: Some(_),
-                seen,
+                lately,
                 ..
-            } => Some(seen),
+            } => Some(lately.seen),
             _ => None,
         })
         .expect("the session goes to the claiming node");
     assert!(seen.contains(&ids[0]), "a/1, given: its id goes along");
     assert!(!seen.contains(&ids[1]), "b/1 was not for it");
+}
+
+/// A young subscription keeps its SUBSCRIBE's time when its session moves: a copy of a message
+/// received before it, reaching the new node late, is not for it there either (as on one broker,
+/// `lookback`); one received after it is.
+#[test]
+fn a_young_subscription_keeps_its_time_on_the_node_it_moves_to() {
+    let mut old = linked();
+    old.shard.lookback = crate::shard::lookback::Lookback::for_cluster();
+    let (mut m, _) = attach(&mut old.shard, "m", false);
+    subscribe(&mut old.shard, &mut m, "a/+", QoS::AtLeastOnce);
+    let now = crate::shard::now_ns();
+    old.shard
+        .lookback
+        .subscribed(m.slot, &Utf8Bytes::from_static("a/+"), now);
+    old.shard.evict(1, &Utf8Bytes::from_static("m"), true);
+    let (snapshot, lately) = old
+        .mail_to(1)
+        .into_iter()
+        .find_map(|mail| match mail {
+            Mail::Evicted {
+                session: Some(s),
+                lately,
+                ..
+            } => Some((s, lately)),
+            _ => None,
+        })
+        .expect("the session goes to the claiming node");
+    assert_eq!(lately.subscribed, [(Utf8Bytes::from_static("a/+"), now)]);
+
+    let mut new = linked();
+    new.shard.lookback = crate::shard::lookback::Lookback::for_cluster();
+    new.shard.claimed(1, Some(snapshot), Some(&lately));
+    let clients: Arc<[Utf8Bytes]> = vec![Utf8Bytes::from_static("m")].into();
+    for (topic, read_at) in [("a/before", now - 1_000), ("a/after", now + 1_000)] {
+        let mut m = owed(topic);
+        let m_mut = Arc::get_mut(&mut m).expect("one owner");
+        m_mut.read_at = read_at;
+        m_mut.id = read_at;
+        new.shard.deliver_owed(&clients, &m);
+    }
+    assert_eq!(owed_topics(&new, "m"), ["a/after"]);
 }
