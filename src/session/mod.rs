@@ -436,11 +436,6 @@ impl Session {
         }
     }
 
-    /// Offer a message at the already-computed delivery QoS (min of publish and subscription QoS).
-    /// `slack`: the session may hold this message's publisher, so while it keeps acknowledging its queue
-    /// may exceed the limits by what arrives before the hold takes effect (see `enqueue`).
-    /// `ids`: the Subscription Identifiers of the matching subscriptions (v5).
-    #[allow(clippy::too_many_arguments)]
     /// Whether a copy of `msg` at `qos` came too late for this session: at QoS 0, when the current
     /// connection opened after the kernel received `msg` ([`Outbox::opened_after`]). The client was
     /// then away, and QoS 0 is not kept for it (unless `queue_qos0_messages`: delivered then), or on
@@ -454,6 +449,11 @@ impl Session {
                 .is_some_and(|c| c.opened_after(msg.read_at))
     }
 
+    /// Offer a message at the already-computed delivery QoS (min of publish and subscription QoS).
+    /// `slack`: the session may hold this message's publisher, so while it keeps acknowledging its queue
+    /// may exceed the limits by what arrives before the hold takes effect (see `enqueue`).
+    /// `ids`: the Subscription Identifiers of the matching subscriptions (v5).
+    #[allow(clippy::too_many_arguments)]
     pub fn deliver(
         &mut self,
         msg: &Rc<Framed>,
