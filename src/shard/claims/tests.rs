@@ -147,6 +147,23 @@ fn an_adopted_session_gets_the_dead_nodes_queue_and_resumes() {
     assert_eq!(session.pending_len(), (1, 0), "the owed message went out");
 }
 
+/// Another node claims client `m` from `f`: the session and what it did lately, as the link gets
+/// them to answer that node.
+fn evict_m(f: &mut Fixture) -> (Bytes, crate::router::Lately) {
+    f.shard.evict(1, &Utf8Bytes::from_static("m"), true);
+    f.mail_to(1)
+        .into_iter()
+        .find_map(|mail| match mail {
+            Mail::Evicted {
+                session: Some(s),
+                lately,
+                ..
+            } => Some((s, lately)),
+            _ => None,
+        })
+        .expect("the session goes to the claiming node")
+}
+
 #[test]
 fn a_session_that_moves_stays_a_moment_as_a_stub_and_takes_each_message_once() {
     let topic_msg = |shard: &mut Shard, topic: &'static str, origin: Option<(u16, u32)>| {
@@ -171,19 +188,7 @@ fn a_session_that_moves_stays_a_moment_as_a_stub_and_takes_each_message_once() {
     let before = topic_msg(&mut old.shard, "a/1", origin);
     let before_id = before.id;
     old.shard.route(before);
-    old.shard.evict(1, &Utf8Bytes::from_static("m"), true);
-    let (snapshot, lately) = old
-        .mail_to(1)
-        .into_iter()
-        .find_map(|mail| match mail {
-            Mail::Evicted {
-                session: Some(s),
-                lately,
-                ..
-            } => Some((s, lately)),
-            _ => None,
-        })
-        .expect("the session goes to the claiming node");
+    let (snapshot, lately) = evict_m(&mut old);
     assert!(
         lately.seen.contains(&before_id),
         "what it owes goes with its id"
@@ -357,19 +362,7 @@ fn a_moving_session_takes_the_ids_of_what_it_was_given_lately() {
     }
     let pending = old.shard.sessions.at(m.slot).expect("m").pending_len();
     assert_eq!(pending, (0, 0), "a/1 was given at QoS 0: nothing owed");
-    old.shard.evict(1, &Utf8Bytes::from_static("m"), true);
-    let seen = old
-        .mail_to(1)
-        .into_iter()
-        .find_map(|mail| match mail {
-            Mail::Evicted {
-                session: Some(_),
-                lately,
-                ..
-            } => Some(lately.seen),
-            _ => None,
-        })
-        .expect("the session goes to the claiming node");
+    let seen = evict_m(&mut old).1.seen;
     assert!(seen.contains(&ids[0]), "a/1, given: its id goes along");
     assert!(!seen.contains(&ids[1]), "b/1 was not for it");
 }
@@ -387,19 +380,7 @@ fn a_young_subscription_keeps_its_time_on_the_node_it_moves_to() {
     old.shard
         .lookback
         .subscribed(m.slot, &Utf8Bytes::from_static("a/+"), now);
-    old.shard.evict(1, &Utf8Bytes::from_static("m"), true);
-    let (snapshot, lately) = old
-        .mail_to(1)
-        .into_iter()
-        .find_map(|mail| match mail {
-            Mail::Evicted {
-                session: Some(s),
-                lately,
-                ..
-            } => Some((s, lately)),
-            _ => None,
-        })
-        .expect("the session goes to the claiming node");
+    let (snapshot, lately) = evict_m(&mut old);
     assert_eq!(lately.subscribed, [(Utf8Bytes::from_static("a/+"), now)]);
 
     let mut new = linked();
