@@ -280,6 +280,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     // dies; so its wills go into the bucket only after that (`wills`).
     let (known_tx, mut known_rx) = watch::channel(false);
     let liveness = tokio::spawn(keep_alive(
+        client.clone(),
         js.clone(),
         config.clone(),
         stopped.clone(),
@@ -534,7 +535,9 @@ async fn subscribe(
 }
 
 /// Keeps this node's liveness key until told to stop, then deletes it.
+#[allow(clippy::too_many_arguments)]
 async fn keep_alive(
+    client: async_nats::Client,
     js: jetstream::Context,
     config: LinkConfig,
     mut stopped: watch::Receiver<bool>,
@@ -603,6 +606,15 @@ async fn keep_alive(
                     continue;
                 }
             }
+        }
+        // NATS away: nobody can refresh a key, so nobody's silence says anything. Every node
+        // known stays live, and has a whole TTL from NATS's return to put its key again. Before,
+        // an outage longer than the TTL (a loaded machine restarting all of NATS) left only the
+        // nodes that refreshed first after it: the others were reaped as dead, their sessions
+        // adopted while they still served them (tests/27_cluster_kill.rs, outage, 64 shards: its
+        // subscriber's node got no more QoS 0 messages).
+        if client.connection_state() != async_nats::connection::State::Connected {
+            nodes.renew(std::time::Instant::now());
         }
         let now = nodes.live(std::time::Instant::now());
         figures.set_nodes(now.len() as u64);

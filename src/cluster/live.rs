@@ -46,6 +46,14 @@ impl LiveNodes {
         }
     }
 
+    /// NATS is away: every node known is live for the TTL from `now` (at least).
+    pub fn renew(&mut self, now: Instant) {
+        let until = now + self.ttl;
+        for t in self.until.values_mut() {
+            *t = (*t).max(until);
+        }
+    }
+
     /// `node`'s key was deleted: it stopped.
     pub fn delete(&mut self, node: &str) {
         self.until.remove(node);
@@ -169,6 +177,28 @@ pub async fn nodes_with_keys(store: &kv::Store) -> Result<AHashSet<String>, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// While NATS is away nobody expires, and each node has a whole TTL from its return.
+    #[test]
+    fn an_outage_renews_every_node_known() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut n = LiveNodes::new(15 * s);
+        n.put("a", Duration::ZERO, t0);
+        n.put("b", 10 * s, t0);
+        for t in (0..=60).map(|i| t0 + i * s) {
+            n.renew(t);
+            assert_eq!(n.live(t), ["a", "b"], "away {t:?}");
+        }
+        let back = t0 + 60 * s;
+        assert_eq!(
+            n.live(back + 14 * s),
+            ["a", "b"],
+            "a TTL after it came back"
+        );
+        n.put("a", Duration::ZERO, back + 5 * s);
+        assert_eq!(n.live(back + 16 * s), ["a"], "b never came back");
+    }
 
     #[test]
     fn a_node_is_live_for_the_ttl_after_its_last_put_and_not_after_its_delete() {
