@@ -615,3 +615,65 @@ fn a_lost_pull_is_sent_again_within_seconds() {
         });
     });
 }
+
+/// A node that starts says hello to the nodes live before it (`cluster::opening`), and opens to
+/// its clients only once they answered: from the hello on, their SUBACKs wait for its word. Here a
+/// made-up node says hello to a broker alone in the cluster; the broker's next SUBACK waits until
+/// that node says it applied the new interest key. (Before, a node counted only the liveness keys
+/// its watch had brought, up to 250 ms later: a SUBACK in between did not wait for a node that was
+/// already open, and what its clients published next could miss the subscription.)
+#[test]
+fn a_subscribe_waits_for_a_node_from_its_hello() {
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("hello", Duration::from_secs(60), move || {
+        let broker = common::TestBroker::start(2, &node_config(&nats, "hb"));
+        common::block_on(common::cluster::joined(&nats, &["hb"]));
+        let mut sub = RawClient::connect_clean(broker.addr(), common::Proto::V311, "hb-sub");
+        assert_eq!(sub.subscribe(&[("before/hello", 1)]), [1], "alone: at once");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let client = rt
+            .block_on(async_nats::connect(nats.urls.clone()))
+            .expect("NATS");
+        let answer = rt.block_on(async {
+            let hello = client.request("shardmq.t.hello.hb", "ghost".into());
+            tokio::time::timeout(Duration::from_secs(10), hello).await
+        });
+        assert!(
+            matches!(answer, Ok(Ok(_))),
+            "the hello answered: {answer:?}"
+        );
+        let asked = std::time::Instant::now();
+        sub.send(&raw::subscribe(
+            common::Proto::V311,
+            7,
+            &[("after/hello", 1)],
+        ));
+        // Within a third of the time a SUBACK waits at most for a silent node
+        // (`relay::INTEREST_ACK_LIMIT`, 3 s): what a healthy node's word takes, many times over.
+        let early = sub.try_read_packet(Duration::from_millis(1000));
+        assert!(
+            matches!(early, Err(raw::ReadEnd::Timeout)),
+            "the SUBACK waits for the node that said hello: {early:?}"
+        );
+        let key = shardmq::cluster::interest::key_of("hb", "after/hello");
+        rt.block_on(async {
+            client
+                .publish("shardmq.t.seen.hb.ghost", key.into())
+                .await
+                .expect("seen");
+            client.flush().await.expect("flush");
+        });
+        let suback = sub
+            .try_read_packet(Duration::from_secs(10))
+            .expect("SUBACK");
+        assert_eq!(suback.first >> 4, kind::SUBACK);
+        assert!(
+            asked.elapsed() < Duration::from_millis(2900),
+            "the node's word let the SUBACK go, not the time: {:?}",
+            asked.elapsed()
+        );
+    });
+}

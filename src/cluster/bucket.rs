@@ -43,6 +43,11 @@ pub enum BucketEvent {
     },
     /// The keys that were present have all been sent: the link routes by the whole bucket now.
     CaughtUp,
+    /// A node's mark put after the watch started (`cluster::opening`): no interest.
+    Mark {
+        key: String,
+        value: Bytes,
+    },
 }
 
 /// A change to one of this node's keys: its key, and its value or None to delete it.
@@ -286,6 +291,10 @@ async fn watch_once(
         return Ok(());
     }
     for (key, value) in current {
+        // Marks read here were put before: only one coming through the watch opens its node.
+        if super::opening::is_mark(&key) {
+            continue;
+        }
         if let Some(event) = put_event(bucket, key, value) {
             if events.send(event).is_err() {
                 return Ok(());
@@ -298,6 +307,13 @@ async fn watch_once(
     while let Some(entry) = watch.next().await {
         let entry = entry?;
         let event = match entry.operation {
+            kv::Operation::Put if super::opening::is_mark(&entry.key) => BucketEvent::Mark {
+                key: entry.key,
+                value: entry.value,
+            },
+            kv::Operation::Delete | kv::Operation::Purge if super::opening::is_mark(&entry.key) => {
+                continue
+            }
             kv::Operation::Put => match put_event(bucket, entry.key, entry.value) {
                 Some(event) => event,
                 None => continue,

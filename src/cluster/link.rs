@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::bucket::{watch_interest, write_keys, BucketEvent};
 use super::figures::Figure;
 use super::interest::Interest;
+use super::opening::{Opened, Opening};
 use super::post::Post;
 use super::queue::consume;
 use super::relay::{node_subject, Outlets, Relay};
@@ -275,20 +276,34 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     // queue's consumer reading and the whole interest bucket read (so that its own clients'
     // messages reach every subscription already there). Until then no other node waits for it.
     let (ready_tx, ready_rx) = watch::channel(false);
-    let ready_watch = ready_rx.clone();
     // Its liveness key was put: from then on the other nodes know it, and reap its wills if it
     // dies; so its wills go into the bucket only after that (`wills`).
     let (known_tx, mut known_rx) = watch::channel(false);
+    // The nodes live when this node's liveness key came back through its watch: those it says
+    // hello to before it opens to its clients (`opening`).
+    let (members_tx, members_rx) = watch::channel(None);
     let liveness = tokio::spawn(keep_alive(
         client.clone(),
         js.clone(),
         config.clone(),
         stopped.clone(),
         shards.figures.clone(),
-        live_tx,
-        ready_rx,
-        known_tx,
+        Liveness {
+            live: live_tx,
+            ready: ready_rx,
+            known: known_tx,
+            members: members_tx,
+        },
     ));
+    let (steps_tx, mut steps) = mpsc::unbounded_channel();
+    let opener = tokio::spawn(super::opening::open(
+        client.clone(),
+        js.clone(),
+        config.clone(),
+        members_rx,
+        steps_tx,
+    ));
+    let (mut opening, open_rx) = Opening::new(&config.node);
     let mut interest = Interest::new(&config.node);
     let (kv, changes) = mpsc::unbounded_channel();
     // Restored subscriptions were never announced by mail (docs/CLUSTER.md).
@@ -420,7 +435,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         live_rx,
     );
     relay.set_retained_store(shards.retained);
-    relay.set_ready(ready_watch, READY_WAIT);
+    relay.set_ready(open_rx, READY_WAIT);
     let mut batch = Vec::new();
     let mut resend = tokio::time::interval(Duration::from_secs(1));
     resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -458,7 +473,27 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             Some(m) = evictions.next() => relay.take_eviction(m).await,
             Some(event) = events.recv() => {
                 caught_up |= matches!(event, BucketEvent::CaughtUp);
-                relay.take_bucket_event(event).await;
+                if let BucketEvent::Mark { key, value } = event {
+                    if opening.mark(&key, value) == Opened::Marked {
+                        tracing::info!(
+                            "Cluster: node {} open to its clients: every other node counts it live.",
+                            config.node
+                        );
+                    }
+                } else {
+                    relay.take_bucket_event(event).await;
+                }
+            }
+            Some(step) = steps.recv() => {
+                if opening.step(step) == Opened::Anyway {
+                    tracing::warn!(
+                        "Cluster: node {} open to its clients after {:?} without its mark back \
+                         from the interest bucket (NATS slow or away): a message its clients \
+                         publish at once may miss a subscription made elsewhere meanwhile.",
+                        config.node,
+                        super::opening::OPEN_LIMIT
+                    );
+                }
             }
             Ok(()) = reading.changed(), if !*ready_tx.borrow() => {}
             Some(m) = seen.next() => relay.interest_seen(&m),
@@ -484,6 +519,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     }
     consumer.abort();
     follower.abort();
+    opener.abort();
     let figures = shards.figures.clone();
     // The writers delete this node's interest and wills when their senders (in the relay) go.
     drop(relay);
@@ -534,18 +570,38 @@ async fn subscribe(
     }
 }
 
-/// Keeps this node's liveness key until told to stop, then deletes it.
-#[allow(clippy::too_many_arguments)]
+/// What [`keep_alive`] reads and tells about liveness.
+struct Liveness {
+    /// The live nodes (this one included), sorted.
+    live: watch::Sender<Vec<String>>,
+    /// The node is ready: its key may be put.
+    ready: watch::Receiver<bool>,
+    /// Its key was put.
+    known: watch::Sender<bool>,
+    /// The nodes live once its first put came back through the watch (`opening`).
+    members: watch::Sender<Option<Vec<String>>>,
+}
+
+/// Keeps this node's liveness key until told to stop, then deletes it; counts a node that says
+/// hello (`opening`) live at once.
 async fn keep_alive(
     client: async_nats::Client,
     js: jetstream::Context,
     config: LinkConfig,
     mut stopped: watch::Receiver<bool>,
     figures: Arc<super::figures::ClusterFigures>,
-    live: watch::Sender<Vec<String>>,
-    ready: watch::Receiver<bool>,
-    known: watch::Sender<bool>,
+    liveness: Liveness,
 ) {
+    let Liveness {
+        live,
+        ready,
+        known,
+        members,
+    } = liveness;
+    let hello_subject = super::opening::hello_subject(&config.cluster, &config.node);
+    let Some(mut hellos) = subscribe(&client, hello_subject, &mut stopped).await else {
+        return;
+    };
     let mut bucket = None;
     // The other nodes' liveness, read with one watch (`live`), started again after an error.
     let mut nodes = super::live::LiveNodes::new(LIVENESS_TTL);
@@ -559,10 +615,31 @@ async fn keep_alive(
         tokio::select! {
             _ = stopped.changed() => break,
             _ = tick.tick() => {}
+            Some(m) = hellos.next() => {
+                // A node that starts: live from now on, so that a SUBACK here waits for its word
+                // before it opens to its clients.
+                let Some(reply) = m.reply else { continue };
+                let Some(from) = std::str::from_utf8(&m.payload).ok().filter(|n| valid_name(n)) else {
+                    continue;
+                };
+                nodes.put(from, Duration::ZERO, std::time::Instant::now());
+                let now = nodes.live(std::time::Instant::now());
+                figures.set_nodes(now.len() as u64);
+                live.send_replace(now);
+                let _ = client.publish(reply, bytes::Bytes::new()).await;
+                continue;
+            }
             entry = async { watch.as_mut()?.next().await }, if watch.is_some() => {
                 match entry {
                     Some(Ok(entry)) => {
-                        super::live::apply(&mut nodes, &entry, std::time::Instant::now(), Duration::ZERO);
+                        let now = std::time::Instant::now();
+                        super::live::apply(&mut nodes, &entry, now, Duration::ZERO);
+                        // This node's put back: every put before it came before it.
+                        let mine = entry.key == config.node
+                            && entry.operation == async_nats::jetstream::kv::Operation::Put;
+                        if mine && *known.borrow() && members.borrow().is_none() {
+                            members.send_replace(Some(nodes.live(now)));
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::debug!("Cluster: watch of the nodes bucket: {e}; again.");
@@ -600,7 +677,13 @@ async fn keep_alive(
         // that joins is waited for within about that.
         if watch.is_none() {
             match super::live::start(b, &mut nodes).await {
-                Ok(w) => watch = Some(w),
+                Ok(w) => {
+                    watch = Some(w);
+                    // Read after this node's put: every put before it is in the read.
+                    if *known.borrow() && members.borrow().is_none() {
+                        members.send_replace(Some(nodes.live(std::time::Instant::now())));
+                    }
+                }
                 Err(e) => {
                     tracing::debug!("Cluster: cannot watch the nodes bucket yet: {e}.");
                     continue;

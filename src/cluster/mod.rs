@@ -18,6 +18,7 @@ mod groups;
 pub mod interest;
 pub mod link;
 mod live;
+mod opening;
 pub mod order;
 mod post;
 pub mod pull;

@@ -821,7 +821,7 @@ impl Relay {
                 self.tell_groups(gone);
                 self.interest.remote_delete(&key).into_iter().collect()
             }
-            BucketEvent::CaughtUp => Vec::new(),
+            BucketEvent::CaughtUp | BucketEvent::Mark { .. } => Vec::new(),
         };
         let from = self.me;
         for change in changes {
