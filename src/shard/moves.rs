@@ -155,10 +155,17 @@ impl Recent {
         if now >= self.twins_until + TWIN_WAIT {
             return self.waiting.len();
         }
-        self.waiting
-            .iter()
-            .take_while(|w| w.twinned || now.duration_since(w.since) >= TWIN_WAIT)
-            .count()
+        self.front(|w| w.twinned || now.duration_since(w.since) >= TWIN_WAIT)
+    }
+
+    /// How many copies at the front of the line `goes` says go: the line goes only from its front.
+    fn front(&self, goes: impl Fn(&Waiting) -> bool) -> usize {
+        self.waiting.iter().take_while(|w| goes(w)).count()
+    }
+
+    /// The first `n` copies of the line, out of it.
+    fn take_front(&mut self, n: usize) -> Vec<Arc<Message>> {
+        self.waiting.drain(..n).map(|w| w.msg).collect()
     }
 
     /// Whether `id` was taken before; it is remembered now.
@@ -238,8 +245,8 @@ impl Moves {
         let Some(recent) = self.arrived.get_mut(&slot) else {
             return Vec::new();
         };
-        let n = recent.waiting.iter().take_while(|w| w.twinned).count();
-        recent.waiting.drain(..n).map(|w| w.msg).collect()
+        let n = recent.front(|w| w.twinned);
+        recent.take_front(n)
     }
 
     /// A copy of `msg` routed to the session in `slot` (sent to this node directly, or published
@@ -433,8 +440,7 @@ impl Shard {
             for (&slot, recent) in &mut self.moves.arrived {
                 let waited = recent.due(now);
                 if waited > 0 {
-                    let msgs: Vec<_> = recent.waiting.drain(..waited).map(|w| w.msg).collect();
-                    due.push((slot, msgs));
+                    due.push((slot, recent.take_front(waited)));
                 }
             }
             self.moves.arrived.retain(|_, r| r.until > now);
