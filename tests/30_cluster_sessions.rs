@@ -301,3 +301,83 @@ fn note(sub: &mut RawClient, p: common::raw::Packet, got: &mut Got) {
     }
     got.last[node] = got.last[node].max(n);
 }
+
+/// The Message Expiry Interval (MQTT 5.0 §3.3.2.3.3) counts from when the publishing node received
+/// the message, whichever node sends it: a persistent session queued a message on one node and is
+/// taken back on another, a retained message is read on a third. Before, a moving session's
+/// messages started their interval afresh on the new node, and one that had expired was sent.
+#[test]
+fn message_expiry_counts_across_nodes() {
+    use common::raw::{prop, PropValue, Props};
+    let Some(nats) = Nats::start() else { return };
+    common::with_timeout("expiry across nodes", Duration::from_secs(120), move || {
+        let nodes: Vec<_> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| common::TestBroker::start(2, &node_config(&nats, n)))
+            .collect();
+        common::block_on(common::cluster::joined(&nats, &["n1", "n2", "n3"]));
+        let session = Connect::new(Proto::V5, "mx-q")
+            .clean(false)
+            .prop_u32(prop::SESSION_EXPIRY_INTERVAL, 300);
+        let (mut q, _) = RawClient::connect(nodes[1].addr(), &session);
+        assert_eq!(q.subscribe(&[("mx/#", 1)]), [1]);
+        drop(q);
+        let mut p = RawClient::connect_clean(nodes[0].addr(), Proto::V5, "mx-pub");
+        let expiry = |secs| Props::default().u32(prop::MESSAGE_EXPIRY_INTERVAL, secs);
+        for (topic, retain, secs) in [
+            ("mx/short", false, 1),
+            ("mx/long", false, 60),
+            ("mxr/short", true, 1),
+            ("mxr/long", true, 60),
+        ] {
+            let pkid = p.pkid();
+            p.send(&common::raw::publish_v5(
+                topic,
+                1,
+                retain,
+                pkid,
+                &expiry(secs),
+                b"m",
+            ));
+            assert_eq!(p.expect(kind::PUBACK).ack_pkid(), pkid);
+        }
+        let left = |props: &[(u8, PropValue)]| -> Vec<u32> {
+            props
+                .iter()
+                .filter(|(id, _)| *id == prop::MESSAGE_EXPIRY_INTERVAL)
+                .map(|(_, v)| match v {
+                    PropValue::Int(n) => *n,
+                    other => panic!("not an integer: {other:?}"),
+                })
+                .collect()
+        };
+        // What is under test is time passing: the short intervals pass, the long ones shrink.
+        std::thread::sleep(Duration::from_millis(2100));
+        let (mut q, ack) = RawClient::connect(nodes[2].addr(), &session);
+        assert!(ack.session_present, "the session moved from n2");
+        let m = q.expect(kind::PUBLISH);
+        let (publish, props) = (m.publish(Proto::V5), m.publish_props());
+        q.send(&common::raw::ack(kind::PUBACK, publish.pkid));
+        assert_eq!(publish.topic, "mx/long", "the expired one is not sent");
+        let l = left(&props);
+        assert!(
+            l.len() == 1 && (55..=58).contains(&l[0]),
+            "counted from n1: {props:?}"
+        );
+        let mut r = RawClient::connect_clean(nodes[2].addr(), Proto::V5, "mx-r");
+        assert_eq!(r.subscribe(&[("mxr/#", 1)]), [1]);
+        let m = r.expect(kind::PUBLISH);
+        let (publish, props) = (m.publish(Proto::V5), m.publish_props());
+        r.send(&common::raw::ack(kind::PUBACK, publish.pkid));
+        assert_eq!(
+            publish.topic, "mxr/long",
+            "the expired retained one is not sent"
+        );
+        let l = left(&props);
+        assert!(l.len() == 1 && (55..=58).contains(&l[0]), "{props:?}");
+        // Nothing else is owed to either.
+        q.expect_silence(common::ABSENCE_WAIT);
+        r.expect_silence(common::ABSENCE_WAIT);
+        p.publish("mxr/long", 1, true, b"");
+    });
+}

@@ -18,6 +18,8 @@
 //! subscriptions") comes first with [`SHARED_TAG`], how many nodes passed it on already, and the
 //! group (`$share/{group}/{filter}`, length-prefixed), then the frame above.
 
+use std::time::Duration;
+
 use bytes::{BufMut, BytesMut};
 use thiserror::Error;
 
@@ -83,7 +85,8 @@ pub fn encode(msg: &Message, out: &mut BytesMut) -> Result<(), WireError> {
     let record = Record::Message {
         message_id: msg.id,
         key: None,
-        message: StoredMessage::from_message(msg),
+        // As published: the receiver counts a Message Expiry Interval from `read_at`.
+        message: StoredMessage::as_published(msg),
     };
     record::encode(&record, out).map_err(|e| {
         out.truncate(start);
@@ -251,6 +254,14 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
             let mut msg = message.into_message();
             msg.id = message_id;
             msg.read_at = read_at;
+            if read_at != 0 && msg.can_expire() {
+                // Its expiry counts from when the publishing node received it: the time in
+                // JetStream (a queue read later, a retained message read by a node that starts)
+                // included, as on one broker.
+                msg.received_ago(Duration::from_nanos(
+                    crate::shard::now_ns().saturating_sub(read_at),
+                ));
+            }
             Ok(msg)
         }
         Ok(Some((Record::Message { .. }, used))) => Err(WireError::Trailing(rest.len() - used)),
@@ -264,6 +275,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
 mod tests {
     use super::*;
     use crate::codec::{Properties, QoS, Utf8Bytes};
+    use crate::message::Remaining;
     use bytes::Bytes;
 
     fn message(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Message {
@@ -298,6 +310,40 @@ mod tests {
         assert_eq!(decode(&out[..5]).unwrap_err(), WireError::Truncated);
         old[0] = 9;
         assert_eq!(decode(&old).unwrap_err(), WireError::Version(9));
+    }
+
+    #[test]
+    fn a_copy_counts_its_expiry_from_when_the_publishing_node_received_it() {
+        let props = Properties {
+            message_expiry_interval: Some(10),
+            ..Default::default()
+        };
+        let mut m = Message::new(
+            Utf8Bytes::from_static("t"),
+            Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+            props,
+            None,
+        );
+        m.read_at = crate::shard::now_ns() - 4_000_000_000;
+        // Held 4 s on the publishing node before it went (a batch, a stub): counted once.
+        m.age_by(4);
+        let mut out = BytesMut::new();
+        encode(&m, &mut out).unwrap();
+        let back = decode(&out).unwrap();
+        assert_eq!(
+            back.remaining(std::time::Instant::now()),
+            Remaining::Left(6)
+        );
+        m.read_at = crate::shard::now_ns() - 11_000_000_000;
+        out.clear();
+        encode(&m, &mut out).unwrap();
+        let back = decode(&out).unwrap();
+        assert_eq!(
+            back.remaining(std::time::Instant::now()),
+            Remaining::Expired
+        );
     }
 
     #[test]

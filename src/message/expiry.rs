@@ -2,10 +2,13 @@
 //! the interval has passed since the broker received it, and each subscriber's copy carries what is
 //! left of the interval, in whole seconds [MQTT-3.3.2-6].
 //!
-//! The clock starts when the message entered this process ([`super::Message::new`]): a message read
-//! back from disk after a restart (`crate::persist`, retained or owed to a session) starts a fresh
-//! full interval then, since the stored record keeps its properties but not when it was received
-//! (acceptable for a broker that was down: no subscriber could receive it meanwhile either).
+//! The clock starts when the message entered this process ([`super::Message::new`]). A stored
+//! record (`persist::record::StoredMessage::from_message`) keeps what was left of the interval
+//! when it was written, and its reader counts from then: a message read back from disk after a
+//! restart (the time the broker was down not counted: no subscriber could receive it meanwhile
+//! either), or owed to a session that moves to another node of a cluster. A copy from another
+//! node counts from when the publishing node received it (`cluster::wire` carries that time;
+//! [`Message::received_ago`]).
 //!
 //! An interval of 0 never expires and is forwarded as 0, as Mosquitto does (it treats 0 as "no
 //! expiry time").
@@ -75,6 +78,16 @@ impl Message {
         let e = self.extra.as_ref()?;
         let interval = e.properties.message_expiry_interval?;
         Some(e.received? + std::time::Duration::from_secs(u64::from(interval)))
+    }
+
+    /// The message as received `ago` before this process got it (a copy from another node, whose
+    /// clock started when the publishing node received it).
+    pub fn received_ago(&mut self, ago: std::time::Duration) {
+        if let Some(r) = self.extra.as_mut().and_then(|e| e.received.as_mut()) {
+            if let Some(earlier) = r.checked_sub(ago) {
+                *r = earlier;
+            }
+        }
     }
 
     /// Tests: the message as if received `secs` seconds before now.

@@ -26,7 +26,7 @@ use crate::codec::{
     DecodeError, EncodeError, LastWill, Properties, ProtocolVersion, QoS, SubscriptionOptions,
     Utf8Bytes,
 };
-use crate::message::{DurableKey, Message};
+use crate::message::{DurableKey, Message, Remaining};
 
 /// The first bytes of every log and snapshot file.
 pub const MAGIC: [u8; 8] = *b"SHMQLOG\0";
@@ -60,7 +60,28 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// The message as it stands now: a Message Expiry Interval is what is left of it (a record is
+    /// read back later, in another process or on another node, whose clock starts afresh: a
+    /// moving session's owed messages, a snapshot, a restart). One that expired meanwhile keeps
+    /// 1 s (0 would mean "never").
     pub fn from_message(m: &Message) -> StoredMessage {
+        let mut stored = StoredMessage::as_published(m);
+        if m.can_expire() {
+            let left = match m.remaining(std::time::Instant::now()) {
+                Remaining::Left(n) => Some(n),
+                Remaining::Expired => Some(1),
+                Remaining::Unchanged | Remaining::Never => None,
+            };
+            if let (Some(left), Some(p)) = (left, stored.properties.as_mut()) {
+                p.message_expiry_interval = Some(left);
+            }
+        }
+        stored
+    }
+
+    /// The message with its properties as published, for a reader that counts the time since
+    /// itself (`cluster::wire`, which carries when the PUBLISH was received).
+    pub fn as_published(m: &Message) -> StoredMessage {
         let p = m.properties();
         StoredMessage {
             topic: m.topic.clone(),

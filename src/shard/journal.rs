@@ -591,7 +591,13 @@ pub(in crate::shard) fn write_session(
         return;
     }
     let mut next = MOVED_MESSAGE_IDS;
+    let now = std::time::Instant::now();
     s.for_each_owed_all(|id, m, qos, retain, packet_id, released| {
+        // Not sent yet and expired: the new node would count its expiry afresh and send it
+        // (a persistent session taken back on another node after its messages expired).
+        if packet_id.is_none() && m.remaining(now) == crate::message::Remaining::Expired {
+            return;
+        }
         // A snapshot writes a message once per id: each unnumbered one gets its own.
         let id = if id == 0 {
             next += 1;

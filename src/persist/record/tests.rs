@@ -244,6 +244,36 @@ fn stored_message_converts_to_and_from_message() {
     );
 }
 
+#[test]
+fn a_stored_message_keeps_what_is_left_of_its_expiry_interval() {
+    let with_expiry = |interval| {
+        Message::new(
+            Utf8Bytes::from_static("t"),
+            Bytes::from_static(b"p"),
+            QoS::AtLeastOnce,
+            false,
+            Properties {
+                message_expiry_interval: Some(interval),
+                ..Properties::default()
+            },
+            None,
+        )
+    };
+    let interval = |m: &StoredMessage| m.properties.as_ref().unwrap().message_expiry_interval;
+    let mut m = with_expiry(10);
+    assert_eq!(interval(&StoredMessage::from_message(&m)), Some(10));
+    m.age_by(3);
+    // Read back elsewhere (a moved session, a restart), its clock starts afresh: 7 s are left.
+    assert_eq!(interval(&StoredMessage::from_message(&m)), Some(7));
+    assert_eq!(interval(&StoredMessage::as_published(&m)), Some(10));
+    m.age_by(20);
+    assert_eq!(
+        interval(&StoredMessage::from_message(&m)),
+        Some(1),
+        "expired: 1 s, not never"
+    );
+}
+
 fn small_records() -> Vec<Record> {
     every_variant()
         .into_iter()
