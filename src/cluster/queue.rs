@@ -26,7 +26,7 @@ use super::store::open_or_create_stream;
 pub const QUEUE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How long JetStream waits for a node's acknowledgement before it delivers a message again.
-const ACK_WAIT: Duration = Duration::from_secs(30);
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// Messages a node has taken and not yet acknowledged, at most.
 const MAX_ACK_PENDING: i64 = 20_000;

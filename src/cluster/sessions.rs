@@ -181,8 +181,9 @@ pub async fn claim(
         }
         // The node is gone: nothing to close; its session, if it left one (`state`).
         Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            let left = super::state::take_left(js, cluster, &previous, client_id).await?;
-            Ok(left.filter(|_| !clean_start).map(|snapshot| Moving {
+            let left =
+                super::state::take_left(js, cluster, &previous, client_id, !clean_start).await?;
+            Ok(left.map(|snapshot| Moving {
                 snapshot,
                 lately: None,
             }))

@@ -109,19 +109,28 @@ impl Relay {
         if shards == 0 {
             return;
         }
-        let (m, clients) = match adoption {
+        let (m, to) = match adoption {
             Adoption::Session(client_id, image) => {
                 let shard = crate::shard::home_of(client_id.as_bytes(), shards);
                 return self.post.send(shard, Mail::Adopt(image));
             }
-            Adoption::Owed(m, clients) => (m, clients),
+            Adoption::Owed(m, to) => (m, to),
         };
         for frame in wire::frames(&m.payload) {
             if let Some(msg) = self
                 .take_addressed(frame.and_then(wire::decode_frame))
                 .await
             {
-                self.owe(msg, &clients);
+                for p in to.pass_on.iter().filter(|p| p.wants(&msg)) {
+                    if p.node == self.node {
+                        self.owe(msg.clone(), std::slice::from_ref(&p.client_id));
+                    } else {
+                        self.send_to_client(&p.node, &p.client_id, &msg).await;
+                    }
+                }
+                if !to.clients.is_empty() {
+                    self.owe(msg, &to.clients);
+                }
             }
         }
         if let Err(e) = m.ack().await {

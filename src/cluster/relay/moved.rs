@@ -187,7 +187,7 @@ impl Relay {
         self.moved.by_client.retain(|_, m| m.until > now);
     }
 
-    async fn send_to_client(&mut self, to: &str, client_id: &str, msg: &Message) {
+    pub(super) async fn send_to_client(&mut self, to: &str, client_id: &str, msg: &Message) {
         self.buf.clear();
         match super::wire::encode_for_client(msg, client_id, &mut self.buf) {
             Ok(()) => {
