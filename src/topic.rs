@@ -117,6 +117,14 @@ pub fn parse_shared(s: &str) -> Option<(&str, &str)> {
     split_shared(s).and_then(Result::ok)
 }
 
+/// Whether `topic` matches any of `filters` ([`matches`]).
+pub fn matches_any<'a>(
+    filters: impl IntoIterator<Item = &'a crate::codec::Utf8Bytes>,
+    topic: &str,
+) -> bool {
+    filters.into_iter().any(|f| matches(f, topic))
+}
+
 /// Whether `filter` matches `topic`. Both are assumed valid (see [`validate_topic_filter`] and
 /// [`validate_topic_name`]); a shared subscription's `$share/{group}/` prefix must be stripped first.
 ///

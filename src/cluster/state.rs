@@ -94,10 +94,7 @@ impl PassOn {
     pub fn wants(&self, msg: &crate::message::Message) -> bool {
         msg.read_at != 0
             && msg.read_at <= self.until
-            && self
-                .filters
-                .iter()
-                .any(|f| crate::topic::matches(f, &msg.topic))
+            && crate::topic::matches_any(&self.filters, &msg.topic)
     }
 }
 

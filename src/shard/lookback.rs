@@ -225,9 +225,7 @@ impl Lookback {
                 .iter()
                 .filter(|e| {
                     e.msg.id != 0
-                        && filters
-                            .iter()
-                            .any(|f| crate::topic::matches(f, &e.msg.topic))
+                        && crate::topic::matches_any(filters.iter().copied(), &e.msg.topic)
                 })
                 .map(|e| e.msg.id),
         );

@@ -263,11 +263,7 @@ impl Moves {
         }
         // Behind copies already waiting, in the order they came.
         let wait = !recent.waiting.is_empty()
-            || (now < recent.twins_until
-                && recent
-                    .filters
-                    .iter()
-                    .any(|f| crate::topic::matches(f, &msg.topic)));
+            || (now < recent.twins_until && crate::topic::matches_any(&recent.filters, &msg.topic));
         if wait && recent.waiting.len() < WAITING_MAX {
             recent.enqueue(Waiting {
                 since: now,

@@ -87,7 +87,7 @@ impl Relay {
         let to = moved.to.clone();
         let wanted: Vec<Arc<Message>> = held
             .into_iter()
-            .filter(|m| matches_any(&moved.filters, &m.topic))
+            .filter(|m| crate::topic::matches_any(&moved.filters, &m.topic))
             .collect();
         self.moved.by_client.insert(client_id.clone(), moved);
         for msg in wanted {
@@ -109,7 +109,7 @@ impl Relay {
                 if moved.held.len() < HELD_MAX {
                     moved.held.push(msg.clone());
                 }
-            } else if moved.until > now && matches_any(&moved.filters, &msg.topic) {
+            } else if moved.until > now && crate::topic::matches_any(&moved.filters, &msg.topic) {
                 to_send.push((moved.to.clone(), client_id.clone()));
             }
         }
@@ -201,8 +201,4 @@ impl Relay {
             ),
         }
     }
-}
-
-fn matches_any(filters: &[Utf8Bytes], topic: &str) -> bool {
-    filters.iter().any(|f| crate::topic::matches(f, topic))
 }
