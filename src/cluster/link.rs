@@ -623,22 +623,19 @@ async fn keep_alive(
                     continue;
                 };
                 nodes.put(from, Duration::ZERO, std::time::Instant::now());
-                let now = nodes.live(std::time::Instant::now());
-                figures.set_nodes(now.len() as u64);
-                live.send_replace(now);
+                tell_live(&mut nodes, &live, &figures);
                 let _ = client.publish(reply, bytes::Bytes::new()).await;
                 continue;
             }
             entry = async { watch.as_mut()?.next().await }, if watch.is_some() => {
                 match entry {
                     Some(Ok(entry)) => {
-                        let now = std::time::Instant::now();
-                        super::live::apply(&mut nodes, &entry, now, Duration::ZERO);
+                        super::live::apply(&mut nodes, &entry, std::time::Instant::now(), Duration::ZERO);
                         // This node's put back: every put before it came before it.
-                        let mine = entry.key == config.node
-                            && entry.operation == async_nats::jetstream::kv::Operation::Put;
-                        if mine && *known.borrow() && members.borrow().is_none() {
-                            members.send_replace(Some(nodes.live(now)));
+                        if entry.key == config.node
+                            && entry.operation == async_nats::jetstream::kv::Operation::Put
+                        {
+                            tell_members(&known, &members, &mut nodes);
                         }
                     }
                     Some(Err(e)) => {
@@ -680,9 +677,7 @@ async fn keep_alive(
                 Ok(w) => {
                     watch = Some(w);
                     // Read after this node's put: every put before it is in the read.
-                    if *known.borrow() && members.borrow().is_none() {
-                        members.send_replace(Some(nodes.live(std::time::Instant::now())));
-                    }
+                    tell_members(&known, &members, &mut nodes);
                 }
                 Err(e) => {
                     tracing::debug!("Cluster: cannot watch the nodes bucket yet: {e}.");
@@ -699,13 +694,34 @@ async fn keep_alive(
         if client.connection_state() != async_nats::connection::State::Connected {
             nodes.renew(std::time::Instant::now());
         }
-        let now = nodes.live(std::time::Instant::now());
-        figures.set_nodes(now.len() as u64);
-        let _ = live.send(now);
+        tell_live(&mut nodes, &live, &figures);
     }
     if let Some(b) = &bucket {
         // Best effort: a node that cannot say goodbye expires after LIVENESS_TTL.
         let _ = tokio::time::timeout(Duration::from_secs(2), b.delete(&config.node)).await;
+    }
+}
+
+/// The live nodes now, to the relay and `$SYS`.
+fn tell_live(
+    nodes: &mut super::live::LiveNodes,
+    live: &watch::Sender<Vec<String>>,
+    figures: &super::figures::ClusterFigures,
+) {
+    let now = nodes.live(std::time::Instant::now());
+    figures.set_nodes(now.len() as u64);
+    live.send_replace(now);
+}
+
+/// Once this node's key is put and known to be in the nodes it reads: those nodes, once
+/// (`opening`).
+fn tell_members(
+    known: &watch::Sender<bool>,
+    members: &watch::Sender<Option<Vec<String>>>,
+    nodes: &mut super::live::LiveNodes,
+) {
+    if *known.borrow() && members.borrow().is_none() {
+        members.send_replace(Some(nodes.live(std::time::Instant::now())));
     }
 }
 
