@@ -19,6 +19,9 @@ pub struct ClusterFigures {
     dropped: AtomicU64,
     /// Payloads from NATS that were not a message.
     unreadable: AtomicU64,
+    /// JetStream messages from other nodes not yet acknowledged: a session here owes a copy
+    /// (`relay/held.rs`).
+    held: AtomicU64,
 }
 
 /// Which counter ([`ClusterFigures::add`]).
@@ -60,6 +63,14 @@ impl ClusterFigures {
         self.nodes.store(n, Ordering::Relaxed);
     }
 
+    pub fn set_held(&self, n: u64) {
+        self.held.store(n, Ordering::Relaxed);
+    }
+
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
     /// The `$SYS` topics and values (shardmq's own, under `$SYS/broker/cluster/`).
     pub fn sys_topics(&self) -> Vec<(String, String)> {
         let n = |figure| self.get(figure).to_string();
@@ -83,6 +94,10 @@ impl ClusterFigures {
                 "$SYS/broker/cluster/messages/unreadable".into(),
                 n(Figure::Unreadable),
             ),
+            (
+                "$SYS/broker/cluster/messages/held".into(),
+                self.held().to_string(),
+            ),
         ]
     }
 }
@@ -97,6 +112,7 @@ mod tests {
         f.add(Figure::Sent, 3);
         f.add(Figure::Received, 2);
         f.set_nodes(3);
+        f.set_held(4);
         let topics = f.sys_topics();
         let get = |t: &str| {
             topics
@@ -110,5 +126,6 @@ mod tests {
         assert_eq!(get("$SYS/broker/cluster/messages/sent"), Some("3"));
         assert_eq!(get("$SYS/broker/cluster/messages/received"), Some("2"));
         assert_eq!(get("$SYS/broker/cluster/messages/dropped"), Some("0"));
+        assert_eq!(get("$SYS/broker/cluster/messages/held"), Some("4"));
     }
 }

@@ -418,6 +418,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     };
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let (claimed_tx, mut claimed) = mpsc::unbounded_channel();
+    let (custody_tx, mut let_go) = mpsc::unbounded_channel();
     let post = Post::new(shards.ends, shards.count);
     let mut relay = Relay::new(
         post,
@@ -430,6 +431,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             states: states_tx,
             copies: done_tx,
             claims: claimed_tx,
+            custody: custody_tx,
         },
         shards.figures.clone(),
         live_rx,
@@ -469,6 +471,12 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             Some((m, seq)) = retained.recv(), if !full => relay.take_retained(&m, seq),
             Some(d) = done.recv() => relay.copy_done(d),
             Some(c) = claimed.recv() => relay.task_done(c).await,
+            Some(key) = let_go.recv() => {
+                relay.let_go(key).await;
+                while let Ok(key) = let_go.try_recv() {
+                    relay.let_go(key).await;
+                }
+            }
             Some(key) = written.recv() => relay.interest_written(&key),
             Some(m) = evictions.next() => relay.take_eviction(m).await,
             Some(event) = events.recv() => {
@@ -505,6 +513,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
                 relay.answer_late_interest();
                 relay.release_synced();
                 relay.release_held().await;
+                relay.keep_held().await;
             }
         }
         // The QoS 1/2 copies this turn made: one JetStream message per node.

@@ -3,8 +3,8 @@
 //! One work-queue stream per cluster, `SHARDMQ_<cluster>_Q`, on the subjects
 //! `shardmq.<cluster>.q.<node>`, replicated on 3 NATS servers (1 if the NATS cluster has fewer).
 //! Each node reads its own subject through a durable pull consumer, `node_<node>`, and acknowledges
-//! a message once it is in its shards' mailboxes; what it had not acknowledged when it died comes
-//! again when it is back. A sending node publishes with a message id (`Nats-Msg-Id`), so a publish
+//! a message once no session of its own owes a copy made from it (`relay/held.rs`); what it had
+//! not acknowledged when it died comes again, to the node that adopts its sessions or to itself. A sending node publishes with a message id (`Nats-Msg-Id`), so a publish
 //! retried after a lost acknowledgement is stored once (the stream's duplicate window).
 //!
 //! - [`publish`]: one JetStream message to one node (a batch of copies: `relay`, `wire::BATCH_TAG`),
@@ -28,8 +28,9 @@ pub const QUEUE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long JetStream waits for a node's acknowledgement before it delivers a message again.
 pub const ACK_WAIT: Duration = Duration::from_secs(30);
 
-/// Messages a node has taken and not yet acknowledged, at most.
-const MAX_ACK_PENDING: i64 = 20_000;
+/// Messages a node has taken and not yet acknowledged, at most: above `relay::held::HELD_MAX`,
+/// so that the messages held for sessions never stop the queue.
+const MAX_ACK_PENDING: i64 = 200_000;
 
 /// The stream of `cluster`.
 pub fn stream_name(cluster: &str) -> String {

@@ -37,6 +37,7 @@ use crate::router::{Mail, ShardId};
 use crate::session::HoldStamp;
 
 mod claims;
+mod held;
 mod kept;
 mod moved;
 mod ordered;
@@ -99,6 +100,8 @@ pub struct Relay {
     numbering: super::order::Numbering,
     /// QoS 0 copies and batches from other nodes waiting for what was sent before them.
     holding: super::order::Holding<bytes::Bytes, async_nats::jetstream::Message>,
+    /// The JetStream messages whose copies some session here still owes (`held`).
+    held: held::Held,
     /// `Nats-Msg-Id`s: `<node>-<start time>-<n>`.
     id_prefix: String,
     next_id: u64,
@@ -189,6 +192,8 @@ pub struct Outlets {
     pub states: mpsc::UnboundedSender<super::bucket::KeyWrite>,
     pub copies: mpsc::UnboundedSender<CopyDone>,
     pub claims: mpsc::UnboundedSender<TaskDone>,
+    /// Where the last holder of a [`crate::session::Custody`] says so (`held`).
+    pub custody: mpsc::UnboundedSender<u64>,
 }
 
 impl Relay {
@@ -207,6 +212,7 @@ impl Relay {
             states,
             copies: done,
             claims: claimed,
+            custody,
         } = outlets;
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -231,6 +237,7 @@ impl Relay {
             batches: ahash::AHashMap::new(),
             numbering: super::order::Numbering::new(&config.node, started as u64),
             holding: super::order::Holding::default(),
+            held: held::Held::new(custody),
             id_prefix: format!("{}-{started:x}-", config.node),
             next_id: 0,
             retained: None,
@@ -725,11 +732,16 @@ impl Relay {
         }
     }
 
-    /// A message from another node: to each shard here with a matching subscription.
-    pub async fn take_message(&mut self, payload: &[u8]) {
+    /// A message from another node: to each shard here with a matching subscription. `custody`:
+    /// it came in a JetStream message, acknowledged once no session here owes it (`held`).
+    pub async fn take_message(
+        &mut self,
+        payload: &[u8],
+        custody: Option<&Arc<crate::session::Custody>>,
+    ) {
         for frame in wire::frames(payload) {
             match frame {
-                Ok(frame) => self.take_frame(frame).await,
+                Ok(frame) => self.take_frame(frame, custody).await,
                 Err(e) => self.cut_short(&e),
             }
         }
@@ -742,7 +754,7 @@ impl Relay {
     }
 
     /// One message from another node.
-    async fn take_frame(&mut self, payload: &[u8]) {
+    async fn take_frame(&mut self, payload: &[u8], custody: Option<&Arc<crate::session::Custody>>) {
         let Some(msg) = self.take_addressed(wire::decode_frame(payload)).await else {
             return;
         };
@@ -751,8 +763,15 @@ impl Relay {
         self.follow_moved(&msg).await;
         let shards = self.interest.local_shards_for(&msg.topic);
         for to in shards.iter() {
-            self.post
-                .send(to, Mail::Publish(msg.clone(), HoldStamp::default()));
+            let mail = match custody {
+                // Only a QoS 1/2 message can be owed: a QoS 0 one in the batch lets go at once.
+                Some(c) if msg.qos != QoS::AtMostOnce => Mail::Taken {
+                    msg: msg.clone(),
+                    custody: c.clone(),
+                },
+                _ => Mail::Publish(msg.clone(), HoldStamp::default()),
+            };
+            self.post.send(to, mail);
         }
     }
 

@@ -80,6 +80,13 @@ pub enum Mail {
     /// The stamp says where, when it was routed, the shards stood on holding its publisher (see
     /// `session::hold`): routing state, not part of the message.
     Publish(Arc<Message>, HoldStamp),
+    /// Cluster mode, from the link: a message from another node's JetStream copy, delivered like a
+    /// `Publish`; the sessions that owe it hold `custody`, and the copy is acknowledged once none
+    /// does (`session::custody`).
+    Taken {
+        msg: Arc<Message>,
+        custody: Arc<crate::session::Custody>,
+    },
     /// With persistence: record a retained message (or its clearing, when the payload is empty) in
     /// the receiving shard's log, which keeps its topic (`shard::journal`). The routing shard stored
     /// it in the broker's one retained store already (`shard::retained`).

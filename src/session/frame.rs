@@ -14,6 +14,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::alias::AliasUse;
+use super::custody::Custody;
 use super::outbox::{Outbox, SHARE_MIN};
 use crate::codec::{
     self, DeliveryProperties, ProtocolVersion, PublishFrame, PublishParts, QoS, Utf8Bytes,
@@ -51,6 +52,11 @@ pub struct Framed {
     /// Delivered for a shared subscription (`$share/...`, as the session names it): a member that
     /// goes away without acknowledging it gives it back to its group (`shard::shared`).
     shared: Option<Box<Utf8Bytes>>,
+    /// Cluster mode, a message from another node's JetStream copy: held while a session here owes
+    /// it, so that the copy is acknowledged only then (`super::custody`). Never read: what
+    /// counts is when it drops.
+    #[allow(dead_code)]
+    custody: Option<Arc<Custody>>,
 }
 
 impl Deref for Framed {
@@ -75,6 +81,16 @@ impl Framed {
             fan_out,
             frames: RefCell::new(SmallVec::new()),
             shared: None,
+            custody: None,
+        }
+    }
+
+    /// As [`Self::new`], for a message whose JetStream copy stays unacknowledged while a session
+    /// here owes it (`super::custody`).
+    pub fn in_custody(msg: Arc<Message>, fan_out: bool, custody: Option<Arc<Custody>>) -> Framed {
+        Framed {
+            custody,
+            ..Framed::new(msg, fan_out)
         }
     }
 

@@ -7,6 +7,7 @@
 //! the same thread.
 
 pub mod alias;
+mod custody;
 mod frame;
 mod hold;
 mod ledger;
@@ -15,6 +16,7 @@ mod persisted;
 mod seeded;
 mod send;
 
+pub use custody::Custody;
 pub use frame::{Framed, PerCopy};
 
 pub use hold::{

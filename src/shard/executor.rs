@@ -12,6 +12,7 @@ use super::{connection, shutdown, ConnectionCounts, Shard};
 use crate::auth::Security;
 use crate::message::Message;
 use crate::router::{Control, Inbox, Mail, MailSenders, ShardId};
+use crate::session::HoldStamp;
 use crate::settings::Settings;
 use crate::stats::ShardStats;
 
@@ -58,7 +59,12 @@ impl Shard {
     pub(super) fn handle_mail(&mut self, mail: Mail) -> Option<Box<crate::router::Handoff>> {
         match mail {
             Mail::Publish(msg, stamp) => {
-                self.deliver_local(&msg, &stamp);
+                self.deliver_local(&msg, &stamp, None);
+                self.lookback.push(&msg, false);
+                self.journal.note_received(&msg, false);
+            }
+            Mail::Taken { msg, custody } => {
+                self.deliver_local(&msg, &HoldStamp::default(), Some(custody));
                 self.lookback.push(&msg, false);
                 self.journal.note_received(&msg, false);
             }

@@ -62,7 +62,7 @@ impl Shard {
         if self.lookback.contains(&msg) {
             return;
         }
-        self.deliver_local(&msg, &HoldStamp::default());
+        self.deliver_local(&msg, &HoldStamp::default(), None);
         self.lookback.push(&msg, false);
     }
 

@@ -26,7 +26,7 @@ impl Relay {
     /// its sender sent before it came.
     pub async fn take_core(&mut self, m: async_nats::Message) {
         let Some((tag, [batch, frame, copy])) = numbers(m.headers.as_ref(), AFTER_HEADER) else {
-            return self.take_message(&m.payload).await;
+            return self.take_message(&m.payload, None).await;
         };
         let mut out = Vec::new();
         self.holding.copy(
@@ -78,19 +78,24 @@ impl Relay {
     async fn take_in_order(&mut self, out: Vec<Taken>) {
         for t in out {
             match t {
-                Take::Copy(payload) => self.take_message(&payload).await,
+                Take::Copy(payload) => self.take_message(&payload, None).await,
                 Take::Batch(m, tag, n) => self.take_numbered(m, &tag, n).await,
             }
         }
     }
 
-    /// Batch `n` of `tag`, its frames routed one by one with the QoS 0 copies sent among them,
-    /// then acknowledged; then the copies sent after it.
+    /// Batch `n` of `tag`, its frames routed one by one with the QoS 0 copies sent among them
+    /// (the batch acknowledged once no session here owes its copies, `held`); then the copies
+    /// sent after it.
     async fn take_numbered(&mut self, m: async_nats::jetstream::Message, tag: &str, n: u64) {
         let mut copies = Vec::new();
-        for (i, frame) in wire::frames(&m.payload).enumerate() {
+        let payload = m.payload.clone();
+        // Delivered again while still held here: routed already.
+        let custody = self.take_custody(m).await;
+        let frames = custody.as_ref().map(|_| wire::frames(&payload));
+        for (i, frame) in frames.into_iter().flatten().enumerate() {
             match frame {
-                Ok(frame) => self.take_frame(frame).await,
+                Ok(frame) => self.take_frame(frame, custody.as_ref()).await,
                 Err(e) => {
                     self.cut_short(&e);
                     break;
@@ -98,27 +103,23 @@ impl Relay {
             }
             self.holding.frame_done(tag, n, i as u64 + 1, &mut copies);
             for payload in copies.drain(..) {
-                self.take_message(&payload).await;
+                self.take_message(&payload, None).await;
             }
         }
-        acknowledge(&m).await;
+        drop(custody);
         self.holding.batch_done(tag, n, Instant::now(), &mut copies);
         for payload in copies {
-            self.take_message(&payload).await;
+            self.take_message(&payload, None).await;
         }
     }
 
-    /// A QoS 1/2 batch from another node's JetStream copy: routed, then acknowledged (it is in the
-    /// shards' mailboxes, or held in order for them).
+    /// A QoS 1/2 batch from another node's JetStream copy: routed, and acknowledged once no
+    /// session here owes its copies (`held`).
     async fn take_batch(&mut self, m: async_nats::jetstream::Message) {
-        self.take_message(&m.payload).await;
-        acknowledge(&m).await;
-    }
-}
-
-/// Tells JetStream this node took `m` (routed to its shards).
-async fn acknowledge(m: &async_nats::jetstream::Message) {
-    if let Err(e) = m.ack().await {
-        tracing::debug!("Cluster: cannot acknowledge a queued message: {e}.");
+        let payload = m.payload.clone();
+        // Delivered again while still held here: routed already.
+        if let Some(custody) = self.take_custody(m).await {
+            self.take_message(&payload, Some(&custody)).await;
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::message::{DurableKey, Message};
 use crate::router::Mail;
 use crate::session::alias::AliasError;
 use crate::session::{
-    CloseReason, Delivery, Framed, HoldSignal, HoldStamp, Ledger, Limits, Origin, Session,
+    CloseReason, Custody, Delivery, Framed, HoldSignal, HoldStamp, Ledger, Limits, Origin, Session,
     SlowSubscriberPolicy,
 };
 use crate::shard::attached::{mounted, Attached};
@@ -422,7 +422,7 @@ impl Shard {
         self.lookback.push(&msg, true);
         let local = shards.contains(self.id);
         let verdict = if local {
-            self.deliver_local(&msg, &stamp)
+            self.deliver_local(&msg, &stamp, None)
         } else {
             Verdict::Neutral
         };
@@ -494,8 +494,14 @@ impl Shard {
 
     /// Deliver a message to this shard's matching sessions: one copy per session at the highest QoS of its
     /// matching subscriptions, at min(publish QoS, subscription QoS). Returns what, under
-    /// `hold_if_all_behind`, this shard says about its publisher being held.
-    pub(crate) fn deliver_local(&mut self, msg: &Arc<Message>, stamp: &HoldStamp) -> Verdict {
+    /// `hold_if_all_behind`, this shard says about its publisher being held. `custody`: a message
+    /// from another node's JetStream copy, held by the sessions that owe it (`session::custody`).
+    pub(crate) fn deliver_local(
+        &mut self,
+        msg: &Arc<Message>,
+        stamp: &HoldStamp,
+        custody: Option<Arc<Custody>>,
+    ) -> Verdict {
         let matches = self.subs.matches(&msg.topic);
         if matches.is_empty() {
             self.subs.recycle(matches);
@@ -503,7 +509,7 @@ impl Shard {
         }
         // One shard-local handle on the message (not a copy of it), which caches the frames encoded
         // for its subscribers here when there are several.
-        let local = Rc::new(Framed::new(msg.clone(), matches.len() > 1));
+        let local = Rc::new(Framed::in_custody(msg.clone(), matches.len() > 1, custody));
         let limits = self.settings.limits;
         let verbose = tracing::enabled!(target: log_type::DEBUG, tracing::Level::DEBUG);
         // Asked once per message: without an ACL file no session's ACL field is read (a cache line
