@@ -1,7 +1,10 @@
 //! Persistent sessions survive their node (issue 19: "a node that dies leaves its sessions in
 //! JetStream; its clients reconnect to another node and resume"). Node n1 (the broker binary, so
-//! that it can be killed) has three clients: "s-fast" (3.1.1, persistent, connected), "s-adopt"
-//! (v5, persistent, away) and "s-clean" (3.1.1, clean session). n1 is killed with SIGKILL.
+//! that it can be killed) has four clients: "s-fast" (3.1.1, persistent, connected), "s-adopt"
+//! (v5, persistent, away), "s-late" (3.1.1, persistent, away) and "s-clean" (3.1.1, clean
+//! session). Each persistent one is owed a QoS 1 message n1 took from its JetStream queue (in
+//! flight to "s-fast", queued for the others): n1 holds them unacknowledged (`session::custody`).
+//! n1 is killed with SIGKILL; JetStream delivers what it held again 30 s after it took them.
 //! - "s-fast" reconnects to n3 at once: its session is there (session present), subscriptions
 //!   included: a QoS 1 message published on n2 reaches it.
 //! - "s-clean" reconnects to n3 asking for its session: there is none.
@@ -10,6 +13,9 @@
 //!   held for it (a QoS 1 message published on n3 after the kill). A message published on n2 is
 //!   queued for it there. "s-adopt" then connects to n3: its session moves there from n2 (session
 //!   present), the queued message comes, and its subscription delivers.
+//! - "s-late" comes back on n3 right after n2 adopted its session: its session moves there, and
+//!   n2 passes on what n1 held for it when that comes again.
+//! - Each gets what n1 held for it.
 //! - A clean session that ends releases its client id in the sessions bucket.
 
 mod common;
@@ -44,10 +50,13 @@ fn persistent_sessions_outlive_a_killed_node() {
         let mut adopt = connect(Connect::new(Proto::V5, "s-adopt").persistent());
         assert_eq!(adopt.subscribe(&[("adopt/#", 1)]), [1]);
         persist::disconnect(adopt);
+        let mut late = connect(Connect::new(Proto::V311, "s-late").persistent());
+        assert_eq!(late.subscribe(&[("late/#", 1)]), [1]);
+        persist::disconnect(late);
         let mut clean = connect(Connect::new(Proto::V311, "s-clean"));
         assert_eq!(clean.subscribe(&[("clean/#", 1)]), [1]);
         // n1's persistent sessions are in the cluster's bucket (and only those).
-        let kept: Vec<String> = ["s-fast", "s-adopt"]
+        let kept: Vec<String> = ["s-fast", "s-adopt", "s-late"]
             .iter()
             .map(|c| key_of("n1", c))
             .collect();
@@ -64,6 +73,7 @@ fn persistent_sessions_outlive_a_killed_node() {
         let mut publisher = persist::publisher(n2.addr(), Proto::V311);
         publisher.publish("fast/before", 1, false, b"b");
         publisher.publish("adopt/before", 1, false, b"b");
+        publisher.publish("late/before", 1, false, b"b");
         let inflight = fast.recv_publish();
         assert_eq!(inflight.topic, "fast/before");
         // Pulled by n1 (nothing pending) and not acknowledged (one or two JetStream messages:
@@ -96,6 +106,11 @@ fn persistent_sessions_outlive_a_killed_node() {
             Some(&b"n2 (adopted)"[..]),
             "s-adopt's owner"
         );
+        // "s-late" comes back on n3 now, before what n1 held for it comes again to n2 (30 s
+        // after n1 took it): n2 passes it on when it does (before, it was lost).
+        let (mut late, connack) =
+            RawClient::connect(n3.addr(), &Connect::new(Proto::V311, "s-late").persistent());
+        assert_eq!((connack.code, connack.session_present), (0, true));
         let interest: Vec<String> = ["fast/#", "adopt/#", "clean/#"]
             .iter()
             .map(|f| key_of("n1", f))
@@ -130,6 +145,9 @@ fn persistent_sessions_outlive_a_killed_node() {
                 from_n1.push(m.topic);
             }
         }
+        let passed = late.recv_publish();
+        assert_eq!(passed.topic, "late/before");
+        late.send(&common::raw::ack(kind::PUBACK, passed.pkid));
         // Queued for it on n2 while it is away, and moved with it, after the one from n1's queue.
         persist::publisher(n2.addr(), Proto::V311).publish("adopt/queued", 1, false, b"q");
         let (mut adopt, connack) =

@@ -128,7 +128,24 @@ impl Relay {
                         self.send_to_client(&p.node, &p.client_id, &msg).await;
                     }
                 }
-                if !to.clients.is_empty() {
+                // An adopted session whose client came back on another node since: there.
+                if self.some_gone() && !to.clients.is_empty() {
+                    let mut here = Vec::with_capacity(to.clients.len());
+                    let mut there = Vec::new();
+                    for id in to.clients.iter() {
+                        match self.gone_to(id, &msg) {
+                            None => here.push(id.clone()),
+                            Some(Some(node)) => there.push((node.to_owned(), id.clone())),
+                            Some(None) => {}
+                        }
+                    }
+                    for (node, id) in there {
+                        self.send_to_client(&node, &id, &msg).await;
+                    }
+                    if !here.is_empty() {
+                        self.owe(msg, &here);
+                    }
+                } else if !to.clients.is_empty() {
                     self.owe(msg, &to.clients);
                 }
             }

@@ -32,6 +32,11 @@ use crate::message::Message;
 /// per run for a moving `#` subscriber in tests/32_cluster_concurrent.rs.
 const LIFE: Duration = Duration::from_secs(3);
 
+/// How long a session that moved is remembered for what a dead node's queue owes it (`kept`):
+/// an adopter drains that queue for up to ~40 s after it adopted the session (`state`), and its
+/// client may come back on another node meanwhile.
+const GONE_LIFE: Duration = Duration::from_secs(60);
+
 /// How long the shard's answer to a move is waited for (what comes meanwhile is held).
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
@@ -56,6 +61,9 @@ struct Moved {
 pub(super) struct MovedSessions {
     by_client: AHashMap<Utf8Bytes, Moved>,
     arriving: AHashMap<Utf8Bytes, Vec<Message>>,
+    /// Where each session that moved from here in the last [`GONE_LIFE`] went, and its filters:
+    /// only for what a dead node's queue owes it.
+    gone: AHashMap<Utf8Bytes, (String, Vec<Utf8Bytes>, Instant)>,
 }
 
 impl Relay {
@@ -83,6 +91,14 @@ impl Relay {
         moved.filters = super::super::state::filters_of(session);
         moved.answered = true;
         moved.until = Instant::now() + LIFE;
+        self.moved.gone.insert(
+            client_id.clone(),
+            (
+                moved.to.clone(),
+                moved.filters.clone(),
+                Instant::now() + GONE_LIFE,
+            ),
+        );
         let held = std::mem::take(&mut moved.held);
         let to = moved.to.clone();
         let wanted: Vec<Arc<Message>> = held
@@ -179,12 +195,27 @@ impl Relay {
         if !self.moved.by_client.is_empty() {
             self.moved.by_client.remove(client_id);
         }
+        if !self.moved.gone.is_empty() {
+            self.moved.gone.remove(client_id);
+        }
+    }
+
+    /// Where session `client_id` went if it moved from here lately, and whether it wants `msg`.
+    pub(super) fn gone_to(&self, client_id: &Utf8Bytes, msg: &Message) -> Option<Option<&str>> {
+        let (to, filters, _) = self.moved.gone.get(client_id)?;
+        Some(crate::topic::matches_any(filters, &msg.topic).then_some(to.as_str()))
+    }
+
+    /// Whether any session moved from here lately.
+    pub(super) fn some_gone(&self) -> bool {
+        !self.moved.gone.is_empty()
     }
 
     /// Forgets the sessions followed long enough (on the link's 1 s tick).
     pub fn prune_moved(&mut self) {
         let now = Instant::now();
         self.moved.by_client.retain(|_, m| m.until > now);
+        self.moved.gone.retain(|_, g| g.2 > now);
     }
 
     pub(super) async fn send_to_client(&mut self, to: &str, client_id: &str, msg: &Message) {
