@@ -652,7 +652,7 @@ fn a_subscribe_waits_for_a_node_from_its_hello() {
             &[("after/hello", 1)],
         ));
         // Within a third of the time a SUBACK waits at most for a silent node
-        // (`relay::INTEREST_ACK_LIMIT`, 3 s): what a healthy node's word takes, many times over.
+        // (`relay/subacks.rs`, `INTEREST_ACK_LIMIT`, 3 s): what a healthy node's word takes, many times over.
         let early = sub.try_read_packet(Duration::from_millis(1000));
         assert!(
             matches!(early, Err(raw::ReadEnd::Timeout)),
