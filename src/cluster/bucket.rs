@@ -17,7 +17,7 @@ use ahash::{AHashMap, AHashSet};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_lite::StreamExt;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::interest::KvChange;
 use super::store::open_bucket;
@@ -78,17 +78,25 @@ impl KeyChange for KeyWrite {
     }
 }
 
+/// Whose keys [`write_keys`] keeps, where.
+pub struct KeysOf {
+    pub js: jetstream::Context,
+    pub bucket: String,
+    pub node: String,
+}
+
 /// Keeps this node's keys (`<node>.<hash>`) in `bucket` as the `changes` say, until the sender
-/// goes; then deletes them, unless `keep_at_stop`. Each key written goes to `written`. (The interest bucket's, and the
-/// wills bucket's: `cluster::wills`.)
+/// goes; then deletes them, unless `keep_at_stop`. Each key written goes to `written`. Its first
+/// sync with the bucket, which deletes this node's keys it was not told of (left by its previous
+/// run), waits until `sync_from` is true. (The interest bucket's, the wills bucket's:
+/// `cluster::wills`, and the state bucket's: `cluster::state`.)
 pub async fn write_keys<C: KeyChange>(
-    js: jetstream::Context,
-    bucket: String,
-    node: String,
+    KeysOf { js, bucket, node }: KeysOf,
     mut changes: mpsc::UnboundedReceiver<C>,
     reconnected: Arc<Notify>,
     written: mpsc::UnboundedSender<String>,
     keep_at_stop: bool,
+    mut sync_from: watch::Receiver<bool>,
 ) {
     let prefix = format!("{node}.");
     let mut want: AHashMap<String, Bytes> = AHashMap::new();
@@ -120,7 +128,10 @@ pub async fn write_keys<C: KeyChange>(
                 }
             }
         }
-        if let (Some(s), true, false) = (&store, resync, failed) {
+        // The first sync (which deletes this node's keys it was not told of) waits for
+        // `sync_from`; writes go meanwhile.
+        let may_sync = *sync_from.borrow();
+        if let (Some(s), true, false, true) = (&store, resync, failed, may_sync) {
             match own_keys(s, &prefix).await {
                 Ok(keys) => {
                     for key in keys.into_iter().filter(|k| !want.contains_key(k)) {
@@ -174,6 +185,7 @@ pub async fn write_keys<C: KeyChange>(
                 None => open = false,
             },
             _ = reconnected.notified() => resync = true,
+            Ok(()) = sync_from.changed(), if !may_sync => {}
         }
     }
     if let (Some(s), false) = (&store, keep_at_stop) {

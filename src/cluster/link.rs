@@ -24,7 +24,7 @@ use futures_lite::StreamExt;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::bucket::{watch_interest, write_keys, BucketEvent};
+use super::bucket::{watch_interest, write_keys, BucketEvent, KeysOf};
 use super::figures::Figure;
 use super::interest::Interest;
 use super::opening::{Opened, Opening};
@@ -315,14 +315,21 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         }
     }
     let (written_tx, mut written) = mpsc::unbounded_channel();
+    // Its first sync, which deletes this node's keys it was not told of, waits until the
+    // sessions this node's previous run left in the state bucket are back (their filters in
+    // `interest`): the other nodes would route nothing here for those sessions in between.
+    let (own_back_tx, own_back_rx) = watch::channel(false);
     let writer = tokio::spawn(write_keys(
-        js.clone(),
-        config.interest_bucket(),
-        config.node.clone(),
+        KeysOf {
+            js: js.clone(),
+            bucket: config.interest_bucket(),
+            node: config.node.clone(),
+        },
         changes,
         reconnected,
         written_tx,
         false,
+        own_back_rx,
     ));
     // Wills: this node's in the bucket (written once its previous ones are reaped), and the
     // reaper of the nodes that die (`wills`).
@@ -343,14 +350,14 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             let _ = own_reaped.await;
             let _ = known_rx.wait_for(|known| *known).await;
             let (unused, _) = mpsc::unbounded_channel();
+            let now = watch::channel(true).1;
             write_keys(
-                js,
-                bucket,
-                node,
+                KeysOf { js, bucket, node },
                 wills_changes,
                 wills_reconnected,
                 unused,
                 false,
+                now,
             )
             .await;
         }
@@ -376,7 +383,16 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             let _ = own_taken.await;
             let (unused, _) = mpsc::unbounded_channel();
             // Left when the node stops: its sessions are resumed elsewhere.
-            write_keys(js, bucket, node, states_changes, reconnected, unused, true).await;
+            let now = watch::channel(true).1;
+            write_keys(
+                KeysOf { js, bucket, node },
+                states_changes,
+                reconnected,
+                unused,
+                true,
+                now,
+            )
+            .await;
         }
     });
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -444,6 +460,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     loop {
         let full = relay.post().full();
         let batch_waiting = relay.batch_waiting();
+        let reads_queue = relay.reads_queue();
         tokio::select! {
             _ = stopped.changed() => break,
             _ = std::future::poll_fn(|cx| relay.post().poll(cx, &mut batch)) => {
@@ -457,7 +474,7 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             // A batch waiting for the QoS 0 copies sent before it (`cluster::order`): until it
             // goes, no other is taken.
             _ = hold_over(batch_waiting) => relay.release_held().await,
-            Some(m) = queued.recv(), if !full && batch_waiting.is_none() => {
+            Some(m) = queued.recv(), if !full && batch_waiting.is_none() && reads_queue => {
                 // The QoS 0 copies already here go first: one sent before this batch came over
                 // the same connection before it (`cluster::order`), but `select!` picks at random.
                 for _ in 0..QOS0_FIRST {
@@ -506,7 +523,12 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
             Ok(()) = reading.changed(), if !*ready_tx.borrow() => {}
             Some(m) = seen.next() => relay.interest_seen(&m),
             Some((client_id, will)) = reaped.recv() => relay.route_will(&client_id, will),
-            Some(a) = adopted.recv(), if !full => relay.take_adoption(a).await,
+            Some(a) = adopted.recv(), if !full => {
+                relay.take_adoption(a).await;
+                if relay.reads_queue() && !*own_back_tx.borrow() {
+                    own_back_tx.send_replace(true);
+                }
+            }
             _ = resend.tick() => {
                 relay.resend_kept().await;
                 relay.prune_moved();

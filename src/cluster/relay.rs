@@ -105,6 +105,9 @@ pub struct Relay {
     holding: super::order::Holding<bytes::Bytes, async_nats::jetstream::Message>,
     /// The JetStream messages whose copies some session here still owes (`held`).
     held: held::Held,
+    /// Whether this node's own sessions left by its previous run are back (`state::adopt`):
+    /// until then its queue is not read (see [`Relay::reads_queue`]).
+    own_back: bool,
     /// `Nats-Msg-Id`s: `<node>-<start time>-<n>`.
     id_prefix: String,
     next_id: u64,
@@ -230,6 +233,7 @@ impl Relay {
             numbering: super::order::Numbering::new(&config.node, started as u64),
             holding: super::order::Holding::default(),
             held: held::Held::new(custody),
+            own_back: false,
             id_prefix: format!("{}-{started:x}-", config.node),
             next_id: 0,
             retained: None,
@@ -265,6 +269,15 @@ impl Relay {
 
     pub fn set_retained_store(&mut self, store: Arc<crate::shard::RetainedStripes>) {
         self.retained = Some(store);
+    }
+
+    /// Whether the link takes messages from this node's queue: once the sessions its previous
+    /// run left in the bucket are back here. Before, a message the queue held for one of them
+    /// (published while the node was down) found no subscription and was dropped: 21 of ~1,200
+    /// QoS 1 messages published in the second after a kill -9, in a run where the node was
+    /// restarted at once and its subscriber came back to it.
+    pub fn reads_queue(&self) -> bool {
+        self.own_back
     }
 
     pub fn post(&mut self) -> &mut Post {

@@ -155,6 +155,10 @@ pub enum Adoption {
     /// elsewhere before; the link acknowledges it once it is in the shards' mailboxes (or on its
     /// way to the other nodes).
     Owed(Box<jetstream::Message>, Arc<OwedTo>),
+    /// This node's own sessions, left in the bucket by its previous run, are all sent (or there
+    /// were none to take back): the link reads its queue from now on, so that what the queue
+    /// holds for them finds their subscriptions.
+    OwnBack,
 }
 
 /// Who the messages of a dead node's queue are for.
@@ -276,6 +280,9 @@ pub async fn adopt(
         }
     }
     let _ = own_done.send(());
+    if out.send(Adoption::OwnBack).await.is_err() {
+        return;
+    }
     let me = config.node.clone();
     let first_live = live.clone();
     super::live::departures(

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use async_nats::jetstream::{AckKind, Message};
+use async_nats::{Client, Subject};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Relay;
@@ -42,8 +43,10 @@ pub(super) struct Held {
     told_full: bool,
 }
 
+/// A held message: where its acknowledgement goes, not the message (its payload, up to a
+/// 256 KiB batch, is not kept for it).
 struct Entry {
-    m: Message,
+    reply: Subject,
     seq: Option<u64>,
     touched: Instant,
 }
@@ -68,9 +71,13 @@ impl Relay {
     pub(super) async fn take_custody(&mut self, m: Message) -> Option<Arc<Custody>> {
         let h = &mut self.held;
         let seq = m.info().ok().map(|i| i.stream_sequence);
+        let Some(reply) = m.message.reply else {
+            // Not from a consumer: nothing to acknowledge.
+            return Some(Arc::new(Custody::new(0, h.to.clone())));
+        };
         if let Some(held) = seq.and_then(|s| h.by_seq.get(&s)) {
             if let Some(e) = h.held.get_mut(held) {
-                e.m = m;
+                e.reply = reply;
                 e.touched = Instant::now();
                 return None;
             }
@@ -83,7 +90,7 @@ impl Relay {
         h.held.insert(
             key,
             Entry {
-                m,
+                reply,
                 seq,
                 touched: Instant::now(),
             },
@@ -103,7 +110,7 @@ impl Relay {
                 if let Some(seq) = e.seq {
                     h.by_seq.remove(&seq);
                 }
-                acknowledge(&e.m, AckKind::Ack).await;
+                acknowledge(&self.client, e.reply, AckKind::Ack).await;
             }
         }
         Some(custody)
@@ -116,7 +123,7 @@ impl Relay {
                 self.held.by_seq.remove(&seq);
             }
             self.figures.set_held(self.held.held.len() as u64);
-            acknowledge(&e.m, AckKind::Ack).await;
+            acknowledge(&self.client, e.reply, AckKind::Ack).await;
         }
     }
 
@@ -134,15 +141,16 @@ impl Relay {
         for e in h.held.values_mut() {
             if now.duration_since(e.touched) >= PROGRESS_EVERY {
                 e.touched = now;
-                acknowledge(&e.m, AckKind::Progress).await;
+                acknowledge(&self.client, e.reply.clone(), AckKind::Progress).await;
             }
         }
     }
 }
 
-/// Tells JetStream this node is done with `m` (`Ack`) or still at it (`Progress`).
-async fn acknowledge(m: &Message, kind: AckKind) {
-    if let Err(e) = m.ack_with(kind).await {
+/// Tells JetStream this node is done with a message (`Ack`) or still at it (`Progress`), on the
+/// message's `reply` subject.
+async fn acknowledge(client: &Client, reply: Subject, kind: AckKind) {
+    if let Err(e) = client.publish(reply, kind.into()).await {
         tracing::debug!("Cluster: cannot acknowledge a queued message ({kind:?}): {e}.");
     }
 }

@@ -112,7 +112,19 @@ impl Relay {
         let (m, to) = match adoption {
             Adoption::Session(client_id, image) => {
                 let shard = crate::shard::home_of(client_id.as_bytes(), shards);
+                // Its subscriptions route here from now: a message taken from the queue before
+                // the shard's own word (`Mail::InterestAdd`, after it installed the session)
+                // reaches the shard after the session, as the mailbox keeps order.
+                for filter in super::super::state::filters_of(&image) {
+                    if let Some(c) = self.interest.local_add(&filter, shard) {
+                        let _ = self.kv.send(c);
+                    }
+                }
                 return self.post.send(shard, Mail::Adopt(image));
+            }
+            Adoption::OwnBack => {
+                self.own_back = true;
+                return;
             }
             Adoption::Owed(m, to) => (m, to),
         };
