@@ -349,17 +349,8 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         async move {
             let _ = own_reaped.await;
             let _ = known_rx.wait_for(|known| *known).await;
-            let (unused, _) = mpsc::unbounded_channel();
-            let now = watch::channel(true).1;
-            write_keys(
-                KeysOf { js, bucket, node },
-                wills_changes,
-                wills_reconnected,
-                unused,
-                false,
-                now,
-            )
-            .await;
+            let keys = KeysOf { js, bucket, node };
+            write_keys_now(keys, wills_changes, wills_reconnected, false).await;
         }
     });
     // Persistent sessions: this node's in the bucket (written once its previous ones are taken
@@ -381,18 +372,9 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         let (node, reconnected) = (config.node.clone(), states_reconnected.clone());
         async move {
             let _ = own_taken.await;
-            let (unused, _) = mpsc::unbounded_channel();
             // Left when the node stops: its sessions are resumed elsewhere.
-            let now = watch::channel(true).1;
-            write_keys(
-                KeysOf { js, bucket, node },
-                states_changes,
-                reconnected,
-                unused,
-                true,
-                now,
-            )
-            .await;
+            let keys = KeysOf { js, bucket, node };
+            write_keys_now(keys, states_changes, reconnected, true).await;
         }
     });
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -570,6 +552,18 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
         figures.get(Figure::Dropped),
         figures.get(Figure::Unreadable)
     );
+}
+
+/// [`write_keys`] for a bucket whose writes nobody waits for and whose first sync goes at once.
+async fn write_keys_now<C: super::bucket::KeyChange>(
+    keys: KeysOf,
+    changes: mpsc::UnboundedReceiver<C>,
+    reconnected: Arc<tokio::sync::Notify>,
+    keep_at_stop: bool,
+) {
+    let (unused, _) = mpsc::unbounded_channel();
+    let now = watch::channel(true).1;
+    write_keys(keys, changes, reconnected, unused, keep_at_stop, now).await;
 }
 
 /// Ready at `until`; never without it.
