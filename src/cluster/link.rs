@@ -391,12 +391,14 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
     // leaves the rest in JetStream.
     let (queued_tx, mut queued) = mpsc::channel(1024);
     let (reading_tx, mut reading) = watch::channel(false);
+    let (created_tx, mut created) = watch::channel(false);
     let consumer = tokio::spawn(consume(
         client.clone(),
         js.clone(),
         config.clone(),
         queued_tx,
         reading_tx,
+        created_tx,
     ));
     let mut caught_up = false;
     let (retained_tx, mut retained) = mpsc::channel(1024);
@@ -503,14 +505,10 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
                 }
             }
             Ok(()) = reading.changed(), if !*ready_tx.borrow() => {}
+            Ok(()) = created.changed(), if !reads_queue => relay.queue_is_new(),
             Some(m) = seen.next() => relay.interest_seen(&m),
             Some((client_id, will)) = reaped.recv() => relay.route_will(&client_id, will),
-            Some(a) = adopted.recv(), if !full => {
-                relay.take_adoption(a).await;
-                if relay.reads_queue() && !*own_back_tx.borrow() {
-                    own_back_tx.send_replace(true);
-                }
-            }
+            Some(a) = adopted.recv(), if !full => relay.take_adoption(a).await,
             _ = resend.tick() => {
                 relay.resend_kept().await;
                 relay.prune_moved();
@@ -518,7 +516,11 @@ async fn run(config: LinkConfig, shards: LinkShards, mut stopped: watch::Receive
                 relay.release_synced();
                 relay.release_held().await;
                 relay.keep_held().await;
+                relay.own_back_overdue();
             }
+        }
+        if reads_queue != relay.reads_queue() {
+            own_back_tx.send_replace(true);
         }
         // The QoS 1/2 copies this turn made: one JetStream message per node.
         relay.flush_batches().await;

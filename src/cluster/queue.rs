@@ -124,16 +124,19 @@ fn build(copy: &Copy) -> jetstream::context::Publish {
 
 /// Reads this node's queue into `to` until the link goes; opens the stream and the consumer again
 /// after an error.
-/// `reading` turns true once the server answered the consumer's first pull (`pull::pull`).
+/// `reading` turns true once the server answered the consumer's first pull (`pull::pull`);
+/// `created`, when this run created the node's consumer: the node never ran before, so nothing
+/// in its queue is for sessions of a previous run (`Relay::reads_queue`).
 pub async fn consume(
     client: Client,
     js: jetstream::Context,
     config: LinkConfig,
     to: mpsc::Sender<jetstream::Message>,
     reading: watch::Sender<bool>,
+    created: watch::Sender<bool>,
 ) {
     while !to.is_closed() {
-        if let Err(e) = consume_once(&client, &js, &config, &to, &reading).await {
+        if let Err(e) = consume_once(&client, &js, &config, &to, &reading, &created).await {
             tracing::debug!("Cluster: reading this node's queue: {e}; again in 1 s.");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -146,9 +149,14 @@ async fn consume_once(
     config: &LinkConfig,
     to: &mpsc::Sender<jetstream::Message>,
     reading: &watch::Sender<bool>,
+    created: &watch::Sender<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stream = open_stream(js, &config.cluster).await?;
     let durable = consumer_name(&config.node);
+    let existed = stream
+        .get_consumer::<consumer::pull::Config>(&durable)
+        .await
+        .is_ok();
     let _: consumer::PullConsumer = stream
         .get_or_create_consumer(
             &durable,
@@ -162,6 +170,9 @@ async fn consume_once(
             },
         )
         .await?;
+    if !existed {
+        created.send_replace(true);
+    }
     super::pull::pull(
         client,
         js,

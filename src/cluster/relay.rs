@@ -50,6 +50,10 @@ mod synced;
 
 use subacks::WaitingInterest;
 
+/// How long the link waits, at most, for this node's sessions from its previous run before it
+/// reads its queue (`Relay::reads_queue`).
+const OWN_BACK_LIMIT: Duration = Duration::from_secs(10);
+
 /// QoS 1/2 copies kept while NATS is away, at most; beyond, they are dropped and counted.
 pub const AWAY_LIMIT: usize = 100_000;
 
@@ -106,8 +110,9 @@ pub struct Relay {
     /// The JetStream messages whose copies some session here still owes (`held`).
     held: held::Held,
     /// Whether this node's own sessions left by its previous run are back (`state::adopt`):
-    /// until then its queue is not read (see [`Relay::reads_queue`]).
+    /// until then its queue is not read (see [`Relay::reads_queue`]); at the latest then.
     own_back: bool,
+    own_back_by: std::time::Instant,
     /// `Nats-Msg-Id`s: `<node>-<start time>-<n>`.
     id_prefix: String,
     next_id: u64,
@@ -234,6 +239,7 @@ impl Relay {
             holding: super::order::Holding::default(),
             held: held::Held::new(custody),
             own_back: false,
+            own_back_by: std::time::Instant::now() + OWN_BACK_LIMIT,
             id_prefix: format!("{}-{started:x}-", config.node),
             next_id: 0,
             retained: None,
@@ -278,6 +284,25 @@ impl Relay {
     /// restarted at once and its subscriber came back to it.
     pub fn reads_queue(&self) -> bool {
         self.own_back
+    }
+
+    /// This run created the node's queue consumer: the node never ran before, no session of a
+    /// previous run waits for what its queue holds; read at once (on a fresh cluster the
+    /// take-back's bucket listing took seconds under load, and QoS 1/2 from other nodes waited).
+    pub fn queue_is_new(&mut self) {
+        self.own_back = true;
+    }
+
+    /// The link's tick: the queue is read [`OWN_BACK_LIMIT`] after the start whatever the
+    /// take-back of this node's sessions does (NATS failing it again and again): the rest of the
+    /// cluster's QoS 1/2 traffic to this node must not wait on it.
+    pub fn own_back_overdue(&mut self) {
+        if !self.own_back && std::time::Instant::now() >= self.own_back_by {
+            self.own_back = true;
+            tracing::warn!(
+                "Cluster: this node's sessions from its previous run are not back after                  {OWN_BACK_LIMIT:?}; reading its queue anyway (what it holds for them may find no                  subscription)."
+            );
+        }
     }
 
     pub fn post(&mut self) -> &mut Post {

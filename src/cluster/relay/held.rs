@@ -96,7 +96,6 @@ impl Relay {
             },
         );
         let custody = Arc::new(Custody::new(key, h.to.clone()));
-        self.figures.set_held(h.held.len() as u64);
         if h.held.len() > HELD_MAX {
             if !h.told_full {
                 h.told_full = true;
@@ -113,6 +112,7 @@ impl Relay {
                 acknowledge(&self.client, e.reply, AckKind::Ack).await;
             }
         }
+        self.figures.set_held(self.held.held.len() as u64);
         Some(custody)
     }
 
