@@ -4,8 +4,9 @@
 //! `shardmq.<cluster>.q.<node>`, replicated on 3 NATS servers (1 if the NATS cluster has fewer).
 //! Each node reads its own subject through a durable pull consumer, `node_<node>`, and acknowledges
 //! a message once no session of its own owes a copy made from it (`relay/held.rs`); what it had
-//! not acknowledged when it died comes again, to the node that adopts its sessions or to itself. A sending node publishes with a message id (`Nats-Msg-Id`), so a publish
-//! retried after a lost acknowledgement is stored once (the stream's duplicate window).
+//! not acknowledged when it died comes again, to the node that adopts its sessions or to itself.
+//! A sending node publishes with a message id (`Nats-Msg-Id`), so a publish retried after a lost
+//! acknowledgement is stored once (the stream's duplicate window).
 //!
 //! - [`publish`]: one JetStream message to one node (a batch of copies: `relay`, `wire::BATCH_TAG`),
 //!   retried until JetStream has it or NATS is away.
